@@ -1,0 +1,255 @@
+//! The `Channel` custom resource (group `airy.co`, version `v1alpha1`).
+//!
+//! The CRD YAML in `crds/` is generated from these types by `channel-operator crd`; a test fails
+//! when the checked-in file differs from what this module generates.
+
+// kube-derive's repeated `printcolumn(type_ = ...)` arguments look like duplicated attributes to clippy.
+#![allow(clippy::duplicated_attributes)]
+
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
+use kube::{CustomResource, CustomResourceExt, KubeSchema};
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+/// API group of the Channel resource.
+pub const GROUP: &str = "airy.co";
+/// API version of the Channel resource.
+pub const VERSION: &str = "v1alpha1";
+/// Finalizer that makes deleting a Channel disconnect it at its provider first.
+pub const FINALIZER: &str = "channels.airy.co/disconnect";
+/// Annotation that stops reconciling a Channel while it is `"true"`.
+pub const PAUSED_ANNOTATION: &str = "airy.co/paused";
+/// The condition type every Channel reports.
+pub const READY: &str = "Ready";
+
+/// The messaging source of a channel; the strings are the ones Airy Core uses.
+#[derive(
+    Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, JsonSchema,
+)]
+pub enum Source {
+    /// A website chat plugin; the source channel id is the website identifier.
+    #[serde(rename = "chat_plugin")]
+    ChatPlugin,
+    /// A Facebook page; the source channel id is the page id.
+    #[serde(rename = "facebook")]
+    Facebook,
+    /// A Google Business Messages agent; the source channel id is the agent id (`gbm_id`).
+    #[serde(rename = "google")]
+    Google,
+    /// A Twilio SMS number in E.164 form, e.g. `+491234567`.
+    #[serde(rename = "twilio.sms")]
+    TwilioSms,
+    /// A Twilio WhatsApp number, `whatsapp:` + E.164, e.g. `whatsapp:+491234567`.
+    #[serde(rename = "twilio.whatsapp")]
+    TwilioWhatsapp,
+}
+
+impl Source {
+    /// Every source, in a stable order.
+    pub const ALL: [Source; 5] = [
+        Source::ChatPlugin,
+        Source::Facebook,
+        Source::Google,
+        Source::TwilioSms,
+        Source::TwilioWhatsapp,
+    ];
+
+    /// The exact source string of spec section 1.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Source::ChatPlugin => "chat_plugin",
+            Source::Facebook => "facebook",
+            Source::Google => "google",
+            Source::TwilioSms => "twilio.sms",
+            Source::TwilioWhatsapp => "twilio.whatsapp",
+        }
+    }
+
+    /// Parses the exact source string.
+    pub fn parse(s: &str) -> Option<Source> {
+        Source::ALL.into_iter().find(|src| src.as_str() == s)
+    }
+}
+
+impl std::fmt::Display for Source {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// What deleting the Channel does at the provider.
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, Default, PartialEq, Eq, JsonSchema)]
+pub enum DeletionPolicy {
+    /// Disconnect the channel at its provider before the Channel goes away.
+    #[default]
+    Disconnect,
+    /// Delete the Channel without calling the provider.
+    Orphan,
+}
+
+/// A key of a Secret in the Channel's namespace.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq, KubeSchema)]
+pub struct SecretKeyRef {
+    /// Name of the Secret.
+    #[schemars(length(min = 1))]
+    pub name: String,
+    /// Key within the Secret's data.
+    #[schemars(length(min = 1))]
+    pub key: String,
+}
+
+/// E.164: a plus sign and up to 15 digits, no leading zero.
+pub const E164_PATTERN: &str = r"^\+[1-9][0-9]{1,14}$";
+/// Twilio's WhatsApp form of an E.164 number.
+pub const WHATSAPP_PATTERN: &str = r"^whatsapp:\+[1-9][0-9]{1,14}$";
+/// An absolute http(s) URL.
+pub const HTTP_URL_PATTERN: &str = r"^https?://[^\s/?#]+([/?#][^\s]*)?$";
+
+/// A messaging channel: its source, its id at that source, and how it is presented.
+#[derive(CustomResource, KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[kube(
+    group = "airy.co",
+    version = "v1alpha1",
+    kind = "Channel",
+    namespaced,
+    shortname = "ch",
+    category = "airy",
+    status = "ChannelStatus",
+    doc = "A messaging channel (Facebook page, Google Business Messages agent, Twilio SMS or WhatsApp number, website chat plugin) connected by channel-operator",
+    printcolumn(name = "Source", type_ = "string", json_path = ".spec.source"),
+    printcolumn(
+        name = "Source ID",
+        type_ = "string",
+        json_path = ".spec.sourceChannelId"
+    ),
+    printcolumn(name = "Name", type_ = "string", json_path = ".spec.name"),
+    printcolumn(name = "Connected", type_ = "boolean", json_path = ".status.connected"),
+    printcolumn(
+        name = "Ready",
+        type_ = "string",
+        json_path = ".status.conditions[?(@.type==\"Ready\")].status"
+    ),
+    printcolumn(name = "Channel ID", type_ = "string", json_path = ".status.id"),
+    printcolumn(
+        name = "Age",
+        type_ = "date",
+        json_path = ".metadata.creationTimestamp"
+    )
+)]
+#[serde(rename_all = "camelCase")]
+#[x_kube(
+    validation = Rule::new("self.source != 'facebook' || has(self.credentialsSecretRef)")
+        .message("credentialsSecretRef is required for facebook channels (the Secret holding the page token)")
+        .field_path(".credentialsSecretRef"),
+    validation = Rule::new("self.source != 'twilio.sms' || self.sourceChannelId.matches('^\\\\+[1-9][0-9]{1,14}$')")
+        .message("a twilio.sms sourceChannelId must be an E.164 number without spaces, e.g. +491234567")
+        .field_path(".sourceChannelId"),
+    validation = Rule::new("self.source != 'twilio.whatsapp' || self.sourceChannelId.matches('^whatsapp:\\\\+[1-9][0-9]{1,14}$')")
+        .message("a twilio.whatsapp sourceChannelId must be whatsapp: followed by an E.164 number, e.g. whatsapp:+491234567")
+        .field_path(".sourceChannelId"),
+)]
+pub struct ChannelSpec {
+    /// The messaging source: chat_plugin, facebook, google, twilio.sms or twilio.whatsapp. Immutable.
+    #[x_kube(validation = Rule::new("self == oldSelf").message("source is immutable"))]
+    pub source: Source,
+
+    /// The channel's id at its source: the website identifier, Facebook page id, Google agent id,
+    /// E.164 number (twilio.sms) or whatsapp:+number (twilio.whatsapp). Immutable.
+    #[schemars(length(min = 1, max = 1024))]
+    #[x_kube(validation = Rule::new("self == oldSelf").message("sourceChannelId is immutable"))]
+    pub source_channel_id: String,
+
+    /// Display name. When absent: the Facebook page's name, else "<source> <last five characters of the id>".
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 1, max = 1024))]
+    pub name: Option<String>,
+
+    /// Absolute http(s) URL of the channel's image.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = 2048), pattern(r"^https?://[^\s/?#]+([/?#][^\s]*)?$"))]
+    pub image_url: Option<String>,
+
+    /// Desired state: true connects the channel with its provider, false disconnects it.
+    #[serde(default = "default_true")]
+    #[schemars(default = "default_true")]
+    pub connected: bool,
+
+    /// Secret key holding the channel's token (the Facebook page token). Required for facebook.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub credentials_secret_ref: Option<SecretKeyRef>,
+
+    /// Disconnect (default): deleting the Channel disconnects it at the provider first.
+    /// Orphan: delete without calling the provider.
+    #[serde(default)]
+    #[schemars(default = "default_deletion_policy")]
+    pub deletion_policy: DeletionPolicy,
+}
+
+fn default_true() -> bool {
+    true
+}
+
+fn default_deletion_policy() -> DeletionPolicy {
+    DeletionPolicy::Disconnect
+}
+
+/// What the operator observed of the channel.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ChannelStatus {
+    /// The deterministic channel id (the same id Airy Core gives this source and source channel id).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub id: Option<String>,
+    /// Whether the channel is connected with its provider.
+    #[serde(default)]
+    pub connected: bool,
+    /// The page name the provider reports (Facebook).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub page_name: Option<String>,
+    /// The page picture the provider reports (Facebook).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub page_image_url: Option<String>,
+    /// The metadata.generation this status describes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub observed_generation: Option<i64>,
+    /// Conditions, at least Ready.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(extend("x-kubernetes-list-type" = "map", "x-kubernetes-list-map-keys" = ["type"]))]
+    pub conditions: Vec<Condition>,
+}
+
+impl Channel {
+    /// The deterministic channel id of this Channel's source and source channel id.
+    pub fn channel_id(&self) -> String {
+        crate::channel_id::channel_id_string(
+            self.spec.source.as_str(),
+            &self.spec.source_channel_id,
+        )
+    }
+
+    /// The Ready condition, if reported.
+    pub fn ready_condition(&self) -> Option<&Condition> {
+        self.status
+            .as_ref()
+            .and_then(|s| s.conditions.iter().find(|c| c.type_ == READY))
+    }
+
+    /// Whether reconciling is paused by the `airy.co/paused: "true"` annotation.
+    pub fn is_paused(&self) -> bool {
+        self.metadata
+            .annotations
+            .as_ref()
+            .and_then(|a| a.get(PAUSED_ANNOTATION))
+            .is_some_and(|v| v == "true")
+    }
+}
+
+/// The CRD as YAML, exactly as `channel-operator crd` prints it and `crds/` holds it.
+pub fn crd_yaml() -> String {
+    let crd = Channel::crd();
+    let mut out = String::from(
+        "# Generated by `channel-operator crd` from src/crd.rs. Do not edit by hand.\n",
+    );
+    out.push_str(&serde_yaml::to_string(&crd).expect("CRD serializes to YAML"));
+    out
+}

@@ -1,0 +1,58 @@
+//! The `channel-operator` command: one binary for the controller, the HTTP API, the CRD and the
+//! no-cluster development mode.
+
+use channel_operator::{api, controller, dev, telemetry};
+use clap::{Parser, Subcommand};
+
+#[derive(Parser, Debug)]
+#[command(
+    name = "channel-operator",
+    version,
+    about = "Kubernetes operator for messaging channels, serving the Airy Core channels HTTP API"
+)]
+struct Cli {
+    #[command(flatten)]
+    log: telemetry::LogArgs,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Print the Channel CustomResourceDefinition as YAML (the file in crds/).
+    Crd,
+    /// Run an in-memory Kubernetes API sandbox with the Channel CRD, the controller and the HTTP
+    /// API in one process: the product on a machine without a cluster.
+    Dev(dev::Args),
+    /// Run the Channel controller against the cluster of the current kubeconfig or service account.
+    Controller(controller::Args),
+    /// Run the channels HTTP API against the cluster of the current kubeconfig or service account.
+    Api(api::Args),
+}
+
+#[tokio::main]
+async fn main() -> std::process::ExitCode {
+    let cli = Cli::parse();
+    if let Command::Crd = cli.command {
+        print!("{}", channel_operator::crd::crd_yaml());
+        return std::process::ExitCode::SUCCESS;
+    }
+    if let Err(e) = telemetry::init(&cli.log) {
+        eprintln!("error: {e:#}");
+        return std::process::ExitCode::from(2);
+    }
+    let result = match cli.command {
+        Command::Crd => unreachable!("handled above"),
+        Command::Dev(args) => dev::run(args).await,
+        Command::Controller(args) => controller::run(args).await,
+        Command::Api(args) => api::run(args).await,
+    };
+    match result {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            tracing::error!("{e:#}");
+            eprintln!("error: {e:#}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
