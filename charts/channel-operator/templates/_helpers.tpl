@@ -1,0 +1,164 @@
+{{/* Chart name, truncated to the 63 characters of a DNS label. */}}
+{{- define "channel-operator.name" -}}
+{{- default .Chart.Name .Values.nameOverride | trunc 63 | trimSuffix "-" }}
+{{- end }}
+
+{{/* Prefix of every resource name: <release>-<chart>, or the release name when it contains the chart name. */}}
+{{- define "channel-operator.fullname" -}}
+{{- if .Values.fullnameOverride }}
+{{- .Values.fullnameOverride | trunc 63 | trimSuffix "-" }}
+{{- else }}
+{{- $name := default .Chart.Name .Values.nameOverride }}
+{{- if contains $name .Release.Name }}
+{{- .Release.Name | trunc 63 | trimSuffix "-" }}
+{{- else }}
+{{- printf "%s-%s" .Release.Name $name | trunc 63 | trimSuffix "-" }}
+{{- end }}
+{{- end }}
+{{- end }}
+
+{{- define "channel-operator.chart" -}}
+{{- printf "%s-%s" .Chart.Name .Chart.Version | replace "+" "_" | trunc 63 | trimSuffix "-" }}
+{{- end }}
+
+{{/* Labels of every resource. */}}
+{{- define "channel-operator.labels" -}}
+helm.sh/chart: {{ include "channel-operator.chart" . }}
+{{ include "channel-operator.selectorLabels" . }}
+app.kubernetes.io/version: {{ .Values.image.tag | default .Chart.AppVersion | quote }}
+app.kubernetes.io/managed-by: {{ .Release.Service }}
+app.kubernetes.io/part-of: channel-operator
+{{- end }}
+
+{{/* Labels that select the operator's pods. */}}
+{{- define "channel-operator.selectorLabels" -}}
+app.kubernetes.io/name: {{ include "channel-operator.name" . }}
+app.kubernetes.io/instance: {{ .Release.Name }}
+{{- end }}
+
+{{- define "channel-operator.serviceAccountName" -}}
+{{- if .Values.serviceAccount.create }}
+{{- default (include "channel-operator.fullname" .) .Values.serviceAccount.name }}
+{{- else }}
+{{- default "default" .Values.serviceAccount.name }}
+{{- end }}
+{{- end }}
+
+{{- define "channel-operator.image" -}}
+{{- printf "%s:%s" .Values.image.repository (.Values.image.tag | default .Chart.AppVersion) }}
+{{- end }}
+
+{{/* Namespace whose Channels are reconciled; "" = all. */}}
+{{- define "channel-operator.watchNamespace" -}}
+{{- .Values.watchNamespace }}
+{{- end }}
+
+{{/* Namespace where the API creates Channels. */}}
+{{- define "channel-operator.channelsNamespace" -}}
+{{- .Values.channelsNamespace | default .Values.watchNamespace | default .Release.Namespace }}
+{{- end }}
+
+{{- define "channel-operator.leaseName" -}}
+{{- .Values.leaderElection.leaseName | default (include "channel-operator.fullname" .) }}
+{{- end }}
+
+{{- define "channel-operator.testSecretName" -}}
+{{- printf "%s-test" (include "channel-operator.fullname" .) }}
+{{- end }}
+
+{{/*
+An env var from a Secret key: the existing Secret named in values when set, else the test Secret
+when it is created and holds the key, else nothing.
+Arguments: (list $ "ENV_NAME" .Values.x.ySecret "testSecretKey")
+*/}}
+{{- define "channel-operator.secretEnv" -}}
+{{- $root := index . 0 }}
+{{- $env := index . 1 }}
+{{- $ref := index . 2 }}
+{{- $testKey := index . 3 }}
+{{- if $ref.name }}
+- name: {{ $env }}
+  valueFrom:
+    secretKeyRef:
+      name: {{ $ref.name | quote }}
+      key: {{ $ref.key | quote }}
+{{- else if and $root.Values.testSecret.create (hasKey $root.Values.testSecret.stringData $testKey) }}
+- name: {{ $env }}
+  valueFrom:
+    secretKeyRef:
+      name: {{ include "channel-operator.testSecretName" $root | quote }}
+      key: {{ $testKey | quote }}
+{{- end }}
+{{- end }}
+
+{{/* API_TOKENS and JWT_SECRET, each when configured. */}}
+{{- define "channel-operator.apiAuthEnv" -}}
+{{- include "channel-operator.secretEnv" (list . "API_TOKENS" .Values.api.tokensSecret "apiTokens") }}
+{{- include "channel-operator.secretEnv" (list . "JWT_SECRET" .Values.api.jwtSecretSecret "jwtSecret") }}
+{{- end }}
+
+{{/* Whether the API checks bearer tokens (some token source is configured). */}}
+{{- define "channel-operator.apiAuthConfigured" -}}
+{{- $t := .Values.testSecret }}
+{{- if or .Values.api.tokensSecret.name .Values.api.jwtSecretSecret.name (and $t.create (or (hasKey $t.stringData "apiTokens") (hasKey $t.stringData "jwtSecret"))) -}}
+true
+{{- end }}
+{{- end }}
+
+{{/* Environment both containers share: logging, the pod's identity, the providers. */}}
+{{- define "channel-operator.commonEnv" -}}
+- name: LOG_LEVEL
+  value: {{ .Values.logLevel | quote }}
+- name: LOG_FORMAT
+  value: {{ .Values.logFormat | quote }}
+- name: POD_NAMESPACE
+  valueFrom:
+    fieldRef:
+      fieldPath: metadata.namespace
+- name: POD_NAME
+  valueFrom:
+    fieldRef:
+      fieldPath: metadata.name
+- name: FACEBOOK_GRAPH_URL
+  value: {{ .Values.facebook.graphUrl | quote }}
+- name: TWILIO_API_URL
+  value: {{ .Values.twilio.apiUrl | quote }}
+{{- with .Values.twilio.webhookUrl }}
+- name: TWILIO_WEBHOOK_URL
+  value: {{ . | quote }}
+{{- end }}
+- name: PROVIDER_TIMEOUT_SECONDS
+  value: {{ .Values.providerTimeoutSeconds | quote }}
+{{- include "channel-operator.secretEnv" (list . "FACEBOOK_APP_ID" .Values.facebook.appIdSecret "facebookAppId") }}
+{{- include "channel-operator.secretEnv" (list . "FACEBOOK_APP_SECRET" .Values.facebook.appSecretSecret "facebookAppSecret") }}
+{{- include "channel-operator.secretEnv" (list . "TWILIO_ACCOUNT_SID" .Values.twilio.accountSidSecret "twilioAccountSid") }}
+{{- include "channel-operator.secretEnv" (list . "TWILIO_AUTH_TOKEN" .Values.twilio.authTokenSecret "twilioAuthToken") }}
+{{- end }}
+
+{{/* The restricted container securityContext (Pod Security Standards "restricted"). */}}
+{{- define "channel-operator.containerSecurityContext" -}}
+runAsNonRoot: true
+runAsUser: 65532
+runAsGroup: 65532
+readOnlyRootFilesystem: true
+allowPrivilegeEscalation: false
+privileged: false
+capabilities:
+  drop:
+    - ALL
+seccompProfile:
+  type: RuntimeDefault
+{{- end }}
+
+{{/* Checks that span several values (the rest is in values.schema.json). */}}
+{{- define "channel-operator.validate" -}}
+{{- if and .Values.watchNamespace .Values.channelsNamespace (ne .Values.watchNamespace .Values.channelsNamespace) }}
+{{- fail (printf "channelsNamespace %q differs from watchNamespace %q: the API would create Channels that no controller reconciles; leave channelsNamespace empty or set it to watchNamespace" .Values.channelsNamespace .Values.watchNamespace) }}
+{{- end }}
+{{- if and (gt (int .Values.replicas) 1) (not .Values.leaderElection.enabled) }}
+{{- fail "replicas > 1 requires leaderElection.enabled: true (two controllers would reconcile the same Channels)" }}
+{{- end }}
+{{- if and .Values.api.ingress.enabled (not (include "channel-operator.apiAuthConfigured" .)) (not .Values.api.allowUnauthenticated) }}
+{{- fail "api.ingress.enabled exposes the API without authentication: set api.tokensSecret or api.jwtSecretSecret (or api.allowUnauthenticated: true)" }}
+{{- end }}
+{{- end }}
