@@ -105,7 +105,7 @@ true
 {{- end }}
 {{- end }}
 
-{{/* Environment both containers share: logging, the pod's identity, the providers. */}}
+{{/* Environment both containers share: logging, the pod's namespace, the providers. */}}
 {{- define "channel-operator.commonEnv" -}}
 - name: LOG_LEVEL
   value: {{ .Values.logLevel | quote }}
@@ -115,10 +115,6 @@ true
   valueFrom:
     fieldRef:
       fieldPath: metadata.namespace
-- name: POD_NAME
-  valueFrom:
-    fieldRef:
-      fieldPath: metadata.name
 - name: FACEBOOK_GRAPH_URL
   value: {{ .Values.facebook.graphUrl | quote }}
 - name: TWILIO_API_URL
