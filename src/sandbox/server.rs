@@ -950,7 +950,7 @@ fn update(
         }
     };
     if deleting && new_finalizers.is_empty() {
-        st.put(&rt.storage, result, managed, EventType::Modified);
+        st.replace_quietly(&rt.storage, &ctx.ns, name, &result);
         let gone = st
             .remove(&rt.storage, &ctx.ns, name)
             .ok_or_else(|| ApiError::not_found(&rt, name))?;
