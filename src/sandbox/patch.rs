@@ -3,7 +3,7 @@
 //! CONTRACT (owned by the sandbox-pure helper): signatures below are used by the server.
 
 use serde_json::{json, Map, Value};
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 
 /// Why a patch could not be applied.
 #[derive(Debug, Clone, PartialEq)]
@@ -109,25 +109,20 @@ pub fn strategic_merge_patch(
             json_type(patch)
         )));
     };
-    match smp_map(t, p, kind, &mut Vec::new())? {
-        Some(m) => Ok(Value::Object(m)),
-        None => Err(PatchError::BadRequest(
-            "$patch: delete is not allowed at the top level".into(),
-        )),
-    }
+    Ok(Value::Object(smp_map(t, p, kind, &mut Vec::new())?))
 }
 
-/// Merges a patch map into an original map; None means the map is deleted (`$patch: delete`).
+/// Merges a patch map into an original map (`$patch: delete` leaves an empty map, as in Go).
 fn smp_map(
     original: &Map<String, Value>,
     patch: &Map<String, Value>,
     kind: &str,
     path: &mut Vec<String>,
-) -> Result<Option<Map<String, Value>>, PatchError> {
+) -> Result<Map<String, Value>, PatchError> {
     match patch.get("$patch") {
         None => {}
         Some(Value::String(d)) if d == "merge" => {}
-        Some(Value::String(d)) if d == "delete" => return Ok(None),
+        Some(Value::String(d)) if d == "delete" => return Ok(Map::new()),
         Some(Value::String(d)) if d == "replace" => {
             let mut fresh = patch.clone();
             fresh.remove("$patch");
@@ -139,18 +134,19 @@ fn smp_map(
             )))
         }
     }
-    let mut result = original.clone();
-    let mut orders: Vec<(String, Vec<Value>)> = Vec::new();
+    let mut orders: BTreeMap<String, Vec<Value>> = BTreeMap::new();
     for (key, pv) in patch {
-        if key == "$patch" || key == "$retainKeys" {
-            continue;
-        }
         if let Some(field) = key.strip_prefix(SET_ORDER) {
             let order = pv
                 .as_array()
                 .cloned()
                 .ok_or_else(|| PatchError::BadRequest(format!("{key} must be a list")))?;
-            orders.push((field.to_string(), order));
+            orders.insert(field.to_string(), order);
+        }
+    }
+    let mut result = original.clone();
+    for (key, pv) in patch {
+        if key == "$patch" || key == "$retainKeys" || key.starts_with(SET_ORDER) {
             continue;
         }
         if let Some(field) = key.strip_prefix(DELETE_FROM) {
@@ -172,18 +168,20 @@ fn smp_map(
         let merged = match (result.get(key), pv) {
             (_, Value::Null) => None,
             (Some(Value::Object(o)), Value::Object(pm)) => {
-                smp_map(o, pm, kind, path)?.map(Value::Object)
+                Some(Value::Object(smp_map(o, pm, kind, path)?))
             }
             (None | Some(Value::Null), Value::Object(pm)) => {
-                smp_map(&Map::new(), pm, kind, path)?.map(Value::Object)
+                Some(Value::Object(smp_map(&Map::new(), pm, kind, path)?))
             }
             (orig, Value::Array(pl)) => {
                 let empty = Vec::new();
                 let ol = orig.and_then(Value::as_array).unwrap_or(&empty);
+                let strategy = list_strategy(kind, path);
                 Some(Value::Array(smp_list(
                     ol,
                     pl,
-                    list_strategy(kind, path),
+                    strategy,
+                    orders.get(key).map(Vec::as_slice),
                     kind,
                     path,
                 )?))
@@ -200,17 +198,17 @@ fn smp_map(
             }
         }
     }
-    // A field whose deleteFromPrimitiveList emptied it and that the patch does not mention
-    // stays as an empty list, as in kube-apiserver.
-    for (field, order) in orders {
-        let strategy = {
-            path.push(field.clone());
-            let s = list_strategy(kind, path);
-            path.pop();
-            s
-        };
-        if let Some(Value::Array(items)) = result.get_mut(&field) {
-            order_list(items, &order, strategy);
+    // `$setElementOrder` for a list the patch does not otherwise touch reorders it.
+    for (field, order) in &orders {
+        if patch.contains_key(field) {
+            continue;
+        }
+        path.push(field.clone());
+        let strategy = list_strategy(kind, path);
+        path.pop();
+        if let Some(Value::Array(items)) = result.get_mut(field) {
+            let original = items.clone();
+            *items = normalize_order(items.clone(), &original, order, strategy);
         }
     }
     if let Some(retain) = patch.get("$retainKeys") {
@@ -222,32 +220,80 @@ fn smp_map(
             .collect();
         result.retain(|k, _| keep.contains(&k.as_str()));
     }
-    Ok(Some(result))
+    Ok(result)
 }
 
 fn merge_key_of<'a>(item: &'a Value, key: &str) -> Option<&'a Value> {
     item.as_object().and_then(|m| m.get(key))
 }
 
+/// The identity of a list item: its merge key, or the value itself for primitive lists.
+fn identity(item: &Value, strategy: ListStrategy) -> Option<Value> {
+    match strategy {
+        ListStrategy::MergeKey(key) => merge_key_of(item, key).cloned(),
+        _ => Some(item.clone()),
+    }
+}
+
+/// Orders a merged list like apimachinery's `normalizeElementOrder`: items named by the patch
+/// (its list, or `$setElementOrder`) in that order, merged with the server-only items in their
+/// original order; an item new to the server goes before the server-only item it meets.
+fn normalize_order(
+    merged: Vec<Value>,
+    original: &[Value],
+    patch_order: &[Value],
+    strategy: ListStrategy,
+) -> Vec<Value> {
+    let ids_of = |list: &[Value]| -> Vec<Option<Value>> {
+        list.iter().map(|i| identity(i, strategy)).collect()
+    };
+    let patch_ids = ids_of(patch_order);
+    let server_ids = ids_of(original);
+    let pos = |ids: &[Option<Value>], item: &Value| {
+        let id = identity(item, strategy);
+        ids.iter().position(|x| id.is_some() && *x == id)
+    };
+    let (mut from_patch, server_only): (Vec<Value>, Vec<Value>) = merged
+        .into_iter()
+        .partition(|i| pos(&patch_ids, i).is_some());
+    from_patch.sort_by_key(|i| pos(&patch_ids, i));
+    let (mut l, mut r) = (
+        server_only.into_iter().peekable(),
+        from_patch.into_iter().peekable(),
+    );
+    let mut out = Vec::new();
+    loop {
+        match (l.peek(), r.peek()) {
+            (None, None) => break,
+            (Some(_), None) => out.extend(l.next()),
+            (None, Some(_)) => out.extend(r.next()),
+            (Some(a), Some(b)) => match (pos(&server_ids, a), pos(&server_ids, b)) {
+                (Some(x), Some(y)) if x < y => out.extend(l.next()),
+                _ => out.extend(r.next()),
+            },
+        }
+    }
+    out
+}
+
 fn smp_list(
     original: &[Value],
     patch: &[Value],
     strategy: ListStrategy,
+    set_order: Option<&[Value]>,
     kind: &str,
     path: &mut Vec<String>,
 ) -> Result<Vec<Value>, PatchError> {
-    match strategy {
+    let merged = match strategy {
         ListStrategy::Replace => {
             // Replaced lists may still carry directives inside their items: strip them.
-            patch
+            return patch
                 .iter()
                 .map(|v| match v {
-                    Value::Object(m) => Ok(smp_map(&Map::new(), m, kind, path)?
-                        .map(Value::Object)
-                        .unwrap_or(Value::Null)),
+                    Value::Object(m) => Ok(Value::Object(smp_map(&Map::new(), m, kind, path)?)),
                     other => Ok(other.clone()),
                 })
-                .collect()
+                .collect();
         }
         ListStrategy::PrimitiveSet => {
             let mut out = original.to_vec();
@@ -256,7 +302,7 @@ fn smp_list(
                     out.push(v.clone());
                 }
             }
-            Ok(out)
+            out
         }
         ListStrategy::MergeKey(key) => {
             if patch
@@ -268,7 +314,7 @@ fn smp_list(
                     .filter(|i| i.get("$patch").is_none())
                     .cloned()
                     .collect();
-                return smp_list(&[], &rest, strategy, kind, path);
+                return smp_list(&[], &rest, strategy, None, kind, path);
             }
             let mut out = original.to_vec();
             for item in patch {
@@ -292,37 +338,16 @@ fn smp_list(
                     (None, true) => {}
                     (Some(i), false) => {
                         let orig = out[i].as_object().cloned().unwrap_or_default();
-                        match smp_map(&orig, pm, kind, path)? {
-                            Some(m) => out[i] = Value::Object(m),
-                            None => {
-                                out.remove(i);
-                            }
-                        }
+                        out[i] = Value::Object(smp_map(&orig, pm, kind, path)?);
                     }
-                    (None, false) => {
-                        if let Some(m) = smp_map(&Map::new(), pm, kind, path)? {
-                            out.push(Value::Object(m));
-                        }
-                    }
+                    (None, false) => out.push(Value::Object(smp_map(&Map::new(), pm, kind, path)?)),
                 }
             }
-            Ok(out)
+            out
         }
-    }
-}
-
-/// `$setElementOrder`: the listed elements first, in that order; others keep their order after.
-fn order_list(items: &mut [Value], order: &[Value], strategy: ListStrategy) {
-    let rank = |item: &Value| -> usize {
-        let id = match strategy {
-            ListStrategy::MergeKey(key) => order.iter().position(|o| {
-                merge_key_of(o, key).is_some() && merge_key_of(o, key) == merge_key_of(item, key)
-            }),
-            _ => order.iter().position(|o| o == item),
-        };
-        id.unwrap_or(usize::MAX)
     };
-    items.sort_by_key(|i| rank(i));
+    let order = set_order.unwrap_or(patch);
+    Ok(normalize_order(merged, original, order, strategy))
 }
 
 /// A field that an apply would take from another manager.
@@ -1121,7 +1146,8 @@ mod tests {
             "ConfigMap",
         )
         .unwrap();
-        assert_eq!(out["metadata"].get("labels"), None);
+        // Like Go, `$patch: delete` inside a map field leaves an empty map.
+        assert_eq!(out["metadata"]["labels"], json!({}));
     }
 
     #[test]
@@ -1418,5 +1444,53 @@ mod tests {
         record_update(Some(&edited), &removed, "editor", &mut owners);
         assert!(owners.owners_of(".spec.name").is_empty());
         assert!(owners.entries.iter().all(|e| e.manager != "editor"));
+    }
+
+    /// Expected results observed with `kubectl patch --local --type strategic -o json` (v1.32)
+    /// on the same Secret.
+    #[test]
+    fn smp_list_order_matches_kubectl() {
+        let secret = json!({"apiVersion": "v1", "kind": "Secret", "type": "Opaque",
+            "data": {"x": "eA=="},
+            "metadata": {"name": "s", "finalizers": ["a", "b"], "labels": {"a": "1"},
+                "ownerReferences": [{"apiVersion": "v1", "kind": "Channel", "name": "one", "uid": "1"},
+                                    {"apiVersion": "v1", "kind": "Channel", "name": "two", "uid": "2"}]}});
+        let run = |p: Value| strategic_merge_patch(&secret, &p, "Secret").unwrap();
+        let uids = |v: &Value| -> Vec<String> {
+            v["metadata"]["ownerReferences"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|o| o["uid"].as_str().unwrap().to_string())
+                .collect()
+        };
+        let out = run(json!({"metadata": {"finalizers": ["c"]}}));
+        assert_eq!(out["metadata"]["finalizers"], json!(["c", "a", "b"]));
+        let out = run(json!({"metadata": {"finalizers": ["b"]}}));
+        assert_eq!(out["metadata"]["finalizers"], json!(["a", "b"]));
+        let out = run(json!({"metadata": {"ownerReferences": [{"uid": "3", "name": "n3"}]}}));
+        assert_eq!(uids(&out), ["3", "1", "2"]);
+        let out = run(json!({"metadata": {"ownerReferences": [{"uid": "2", "name": "x"}]}}));
+        assert_eq!(uids(&out), ["1", "2"]);
+        assert_eq!(out["metadata"]["ownerReferences"][1]["kind"], "Channel");
+        let out = run(
+            json!({"metadata": {"$setElementOrder/ownerReferences": [{"uid": "2"}, {"uid": "1"}]}}),
+        );
+        assert_eq!(uids(&out), ["2", "1"]);
+        let out = run(
+            json!({"metadata": {"ownerReferences": [{"uid": "5", "name": "x"}],
+            "$setElementOrder/ownerReferences": [{"uid": "2"}, {"uid": "5"}]}}),
+        );
+        assert_eq!(uids(&out), ["1", "2", "5"]);
+        let out = run(
+            json!({"metadata": {"$setElementOrder/finalizers": ["b", "z", "a"], "finalizers": ["z"]}}),
+        );
+        assert_eq!(out["metadata"]["finalizers"], json!(["b", "z", "a"]));
+        let out = run(json!({"data": {"$patch": "delete"}}));
+        assert_eq!(out["data"], json!({}));
+        let out = run(
+            json!({"metadata": {"ownerReferences": [{"uid": "1", "$patch": "replace", "name": "r"}]}}),
+        );
+        assert_eq!(out["metadata"]["ownerReferences"], json!([]));
     }
 }
