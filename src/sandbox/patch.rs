@@ -434,8 +434,17 @@ pub struct ManagerEntry {
     pub manager: String,
     /// Apply or Update.
     pub operation: Operation,
+    /// The subresource written through ("" for the main resource, "status"); kube-apiserver
+    /// keeps separate entries per subresource.
+    pub subresource: String,
     /// The owned fields.
     pub fields: BTreeSet<FieldPath>,
+}
+
+impl ManagerEntry {
+    fn is(&self, manager: &str, op: Operation, subresource: &str) -> bool {
+        self.manager == manager && self.operation == op && self.subresource == subresource
+    }
 }
 
 /// Field ownership of one object, per field manager, kept by the server beside the object.
@@ -448,17 +457,18 @@ pub struct ManagedFields {
 }
 
 impl ManagedFields {
-    fn entry_mut(&mut self, manager: &str, op: Operation) -> &mut ManagerEntry {
+    fn entry_mut(&mut self, manager: &str, op: Operation, subresource: &str) -> &mut ManagerEntry {
         let i = match self
             .entries
             .iter()
-            .position(|e| e.manager == manager && e.operation == op)
+            .position(|e| e.is(manager, op, subresource))
         {
             Some(i) => i,
             None => {
                 self.entries.push(ManagerEntry {
                     manager: manager.to_string(),
                     operation: op,
+                    subresource: subresource.to_string(),
                     fields: BTreeSet::new(),
                 });
                 self.entries.len() - 1
@@ -499,14 +509,18 @@ impl ManagedFields {
             self.entries
                 .iter()
                 .map(|e| {
-                    json!({
+                    let mut entry = json!({
                         "manager": e.manager,
                         "operation": e.operation.as_str(),
                         "apiVersion": api_version,
                         "time": time,
                         "fieldsType": "FieldsV1",
                         "fieldsV1": fields_v1(&e.fields),
-                    })
+                    });
+                    if !e.subresource.is_empty() {
+                        entry["subresource"] = json!(e.subresource);
+                    }
+                    entry
                 })
                 .collect(),
         )
@@ -865,6 +879,22 @@ pub fn server_side_apply(
     force: bool,
     owners: &mut ManagedFields,
 ) -> Result<Value, ApplyError> {
+    server_side_apply_to(live, applied, schema, manager, "", force, owners)
+}
+
+/// [`server_side_apply`] through a subresource (`"status"`; `""` is the main resource). Like
+/// kube-apiserver, a manager's applies to the main resource and to `/status` are tracked as
+/// separate entries, so applying status does not drop what the same manager applied to the
+/// main resource (e.g. a finalizer).
+pub fn server_side_apply_to(
+    live: Option<&Value>,
+    applied: &Value,
+    schema: Option<&Value>,
+    manager: &str,
+    subresource: &str,
+    force: bool,
+    owners: &mut ManagedFields,
+) -> Result<Value, ApplyError> {
     let Some(applied_map) = applied.as_object() else {
         return Err(ApplyError::Invalid(format!(
             "the applied configuration must be an object, got {}",
@@ -924,7 +954,7 @@ pub fn server_side_apply(
     let previous: BTreeSet<FieldPath> = owners
         .entries
         .iter()
-        .filter(|e| e.manager == manager && e.operation == Operation::Apply)
+        .filter(|e| e.is(manager, Operation::Apply, subresource))
         .flat_map(|e| e.fields.iter().cloned())
         .collect();
 
@@ -940,7 +970,7 @@ pub fn server_side_apply(
             continue;
         }
         let shared = owners.entries.iter().any(|e| {
-            !(e.manager == manager && e.operation == Operation::Apply)
+            !e.is(manager, Operation::Apply, subresource)
                 && e.fields.iter().any(|f| f.starts_with(path))
         });
         let still_applied = applied_set.iter().any(|f| f.starts_with(path));
@@ -959,7 +989,7 @@ pub fn server_side_apply(
                     .iter()
                     .any(|c| c.manager == e.manager && c.field == format_path(p))
         };
-        if e.manager == manager && e.operation == Operation::Update {
+        if e.is(manager, Operation::Update, subresource) {
             e.fields.retain(|p| !applied_set.contains(p));
         } else if e.manager != manager {
             let keep: BTreeSet<FieldPath> = e
@@ -971,7 +1001,9 @@ pub fn server_side_apply(
             e.fields = keep;
         }
     }
-    owners.entry_mut(manager, Operation::Apply).fields = applied_set;
+    owners
+        .entry_mut(manager, Operation::Apply, subresource)
+        .fields = applied_set;
     owners.prune(&base);
     Ok(base)
 }
@@ -980,7 +1012,7 @@ pub fn server_side_apply(
 /// fields it changed or set.
 pub fn record_update(old: Option<&Value>, new: &Value, manager: &str, owners: &mut ManagedFields) {
     let schema = owners.schema.clone();
-    record_update_with_schema(old, new, schema.as_ref(), manager, owners);
+    record_update_to(old, new, schema.as_ref(), manager, "", owners);
 }
 
 /// [`record_update`] with an explicit CRD schema (so map lists are tracked per item).
@@ -991,6 +1023,21 @@ pub fn record_update_with_schema(
     manager: &str,
     owners: &mut ManagedFields,
 ) {
+    record_update_to(old, new, schema, manager, "", owners);
+}
+
+/// [`record_update`] with an explicit CRD schema and subresource (`"status"`, or `""`).
+pub fn record_update_to(
+    old: Option<&Value>,
+    new: &Value,
+    schema: Option<&Value>,
+    manager: &str,
+    subresource: &str,
+    owners: &mut ManagedFields,
+) {
+    if schema.is_some() {
+        owners.schema = schema.cloned();
+    }
     let eff = effective_schema(schema);
     let new_set = field_set(new, &eff).unwrap_or_default();
     let new_view = owned_view(new);
@@ -1004,13 +1051,13 @@ pub fn record_update_with_schema(
         .collect();
     if !changed.is_empty() {
         for e in &mut owners.entries {
-            if !(e.manager == manager && e.operation == Operation::Update) {
+            if !e.is(manager, Operation::Update, subresource) {
                 e.fields
                     .retain(|p| !changed.contains(p) || !is_value_path(p));
             }
         }
         owners
-            .entry_mut(manager, Operation::Update)
+            .entry_mut(manager, Operation::Update, subresource)
             .fields
             .extend(changed);
     }
@@ -1492,5 +1539,73 @@ mod tests {
             json!({"metadata": {"ownerReferences": [{"uid": "1", "$patch": "replace", "name": "r"}]}}),
         );
         assert_eq!(out["metadata"]["ownerReferences"], json!([]));
+    }
+
+    #[test]
+    fn status_applies_are_tracked_apart_from_main_resource_applies() {
+        let s = channel_schema();
+        let mut owners = ManagedFields::default();
+        let main = ch(json!({"metadata": {"name": "c", "namespace": "default",
+            "finalizers": ["channels.airy.co/disconnect"]}}));
+        let live = ch(json!({"spec": {"source": "google", "sourceChannelId": "a"}}));
+        record_update(None, &live, "api", &mut owners);
+        let live = server_side_apply(
+            Some(&live),
+            &main,
+            Some(&s),
+            "channel-operator",
+            false,
+            &mut owners,
+        )
+        .unwrap();
+        let status = ch(json!({"status": {"connected": true, "observedGeneration": 1}}));
+        let live = server_side_apply_to(
+            Some(&live),
+            &status,
+            Some(&s),
+            "channel-operator",
+            "status",
+            false,
+            &mut owners,
+        )
+        .unwrap();
+        assert_eq!(
+            live["metadata"]["finalizers"],
+            json!(["channels.airy.co/disconnect"])
+        );
+        assert_eq!(live["status"]["connected"], true);
+        assert_eq!(live["spec"]["source"], "google");
+        let mf = owners.to_managed_fields("airy.co/v1alpha1", "t");
+        let entries = mf.as_array().unwrap();
+        assert_eq!(entries.len(), 3);
+        let main_entry = &entries[1];
+        assert_eq!(main_entry["operation"], "Apply");
+        assert!(main_entry.get("subresource").is_none());
+        assert_eq!(
+            main_entry["fieldsV1"],
+            json!({"f:metadata": {"f:finalizers": {"v:\"channels.airy.co/disconnect\"": {}}}})
+        );
+        assert_eq!(entries[2]["subresource"], "status");
+        assert_eq!(
+            entries[2]["fieldsV1"],
+            json!({"f:status": {"f:connected": {}, "f:observedGeneration": {}}})
+        );
+        // Re-applying status without observedGeneration removes only that field.
+        let status2 = ch(json!({"status": {"connected": false}}));
+        let live = server_side_apply_to(
+            Some(&live),
+            &status2,
+            Some(&s),
+            "channel-operator",
+            "status",
+            false,
+            &mut owners,
+        )
+        .unwrap();
+        assert_eq!(live["status"], json!({"connected": false}));
+        assert_eq!(
+            live["metadata"]["finalizers"],
+            json!(["channels.airy.co/disconnect"])
+        );
     }
 }
