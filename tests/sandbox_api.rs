@@ -652,6 +652,24 @@ async fn custom_resources_are_validated_against_the_schema() {
     for f in ["spec.source", "spec.sourceChannelId", "spec.imageUrl"] {
         assert!(fields.contains(&f), "{f} not in {fields:?}");
     }
+    // like kube-apiserver, a cause's message does not repeat its field (kubectl prefixes it)
+    let source = body["details"]["causes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["field"] == "spec.source")
+        .unwrap();
+    assert!(
+        source["message"]
+            .as_str()
+            .unwrap()
+            .starts_with("Unsupported value: \"fax\""),
+        "{source}"
+    );
+    assert!(
+        msg.contains("spec.source: Unsupported value: \"fax\""),
+        "{msg}"
+    );
     assert!(channels.get_opt("bad").await.unwrap().is_none());
     // required fields
     let missing = json!({"apiVersion": "airy.co/v1alpha1", "kind": "Channel", "metadata": {"name": "m"}, "spec": {"source": "google"}});
