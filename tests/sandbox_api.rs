@@ -481,6 +481,39 @@ async fn strategic_merge_patch_for_built_in_secrets() {
     let data = s.data.unwrap();
     assert_eq!(data["k"].0, b"v");
     assert_eq!(data["k2"].0, b"v2");
+    // built-in kinds drop unknown fields like the apiserver's typed decoding, Strict rejects them
+    let typo = json!({"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "typo", "lables": {"a": "b"}},
+                      "data": {"k": "dg=="}, "tpye": "Opaque"})
+    .to_string();
+    let path = "/api/v1/namespaces/default/secrets";
+    let (code, body, _) = raw(
+        &sb,
+        Method::POST,
+        &format!("{path}?fieldValidation=Strict"),
+        Some("application/json"),
+        Some(typo.clone()),
+    )
+    .await;
+    assert_eq!(code, 400, "{body}");
+    let msg = body["message"].as_str().unwrap();
+    assert!(
+        msg.contains("unknown field \"metadata.lables\"") && msg.contains("unknown field \"tpye\""),
+        "{msg}"
+    );
+    let (code, body, headers) = raw(
+        &sb,
+        Method::POST,
+        path,
+        Some("application/json"),
+        Some(typo),
+    )
+    .await;
+    assert_eq!(code, 201, "{body}");
+    assert!(
+        body.get("tpye").is_none() && body["metadata"].get("lables").is_none(),
+        "{body}"
+    );
+    assert_eq!(headers.get_all("warning").iter().count(), 2);
     let (code, body, _) = raw(
         &sb,
         Method::PATCH,
