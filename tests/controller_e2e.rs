@@ -990,3 +990,37 @@ async fn two_replicas_with_leader_election_run_one_controller() {
     b.abort();
     env.finish().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn namespace_flag_limits_the_controller_to_one_namespace() {
+    let mut env = Env::new(&["--namespace", "team-a"]).await;
+    env.kubectl_ok(&["create", "namespace", "team-a"], None)
+        .await;
+    env.start().await;
+    env.apply(&channel_yaml("outside", "google", "agent-out", ""))
+        .await;
+    env.apply(
+        &channel_yaml("inside", "google", "agent-in", "")
+            .replace("namespace: default", "namespace: team-a"),
+    )
+    .await;
+    env.kubectl_ok(
+        &[
+            "wait",
+            "--for=condition=Ready",
+            "channel/inside",
+            "-n",
+            "team-a",
+            TIMEOUT,
+        ],
+        None,
+    )
+    .await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let v = env.get("outside").await;
+    assert!(
+        v["status"].is_null(),
+        "a Channel outside --namespace is not reconciled: {v:#}"
+    );
+    env.finish().await;
+}
