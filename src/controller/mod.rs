@@ -91,6 +91,9 @@ impl Args {
 
 /// Runs the controller against the cluster of the current kubeconfig or service account.
 pub async fn run(args: Args) -> anyhow::Result<()> {
+    // kube (ring) and reqwest (aws-lc-rs) both enable a rustls backend: pick one explicitly, or
+    // building the client panics. An already installed provider is fine.
+    let _ = rustls::crypto::ring::default_provider().install_default();
     let client = Client::try_default().await?;
     run_with_client(client, args).await
 }
@@ -270,15 +273,14 @@ fn channels_referencing(store: &Store<Channel>, secret: &KubeSecret) -> Vec<Obje
     let ns = secret.namespace();
     let name = secret.name_any();
     store
-        .state()
-        .iter()
-        .filter(|c| {
-            c.namespace() == ns
-                && c.spec
-                    .credentials_secret_ref
-                    .as_ref()
-                    .is_some_and(|r| r.name == name)
+        .state_filter(|c| {
+            c.spec
+                .credentials_secret_ref
+                .as_ref()
+                .is_some_and(|r| r.name == name)
+                && c.namespace() == ns
         })
+        .iter()
         .map(|c| ObjectRef::from_obj(c.as_ref()))
         .collect()
 }
@@ -289,13 +291,12 @@ fn duplicates_of_released(store: &Store<Channel>, ch: &Channel) -> Vec<ObjectRef
         return Vec::new();
     }
     store
-        .state()
-        .iter()
-        .filter(|c| {
+        .state_filter(|c| {
             c.spec.source == ch.spec.source
                 && c.spec.source_channel_id == ch.spec.source_channel_id
                 && c.metadata.uid != ch.metadata.uid
         })
+        .iter()
         .map(|c| ObjectRef::from_obj(c.as_ref()))
         .collect()
 }

@@ -464,9 +464,10 @@ async fn apply(ch: &Channel, ctx: &Context) -> Result<Action, Error> {
         return Ok(Action::await_change());
     }
 
-    let all = ctx.store.state();
-    if let Some(owner) = logic::duplicate_owner(ch, all.iter().map(|c| c.as_ref())) {
-        drop(all);
+    let same_id = ctx.store.state_filter(|c| {
+        c.spec.source == ch.spec.source && c.spec.source_channel_id == ch.spec.source_channel_id
+    });
+    if let Some(owner) = logic::duplicate_owner(ch, same_id.iter().map(|c| c.as_ref())) {
         let message = format!(
             "{} {} belongs to the older Channel {owner}; this Channel is not connected",
             ch.spec.source, ch.spec.source_channel_id
@@ -498,7 +499,6 @@ async fn apply(ch: &Channel, ctx: &Context) -> Result<Action, Error> {
         // The owner's deletion re-triggers this Channel; this is only a safety net.
         return Ok(Action::requeue(ctx.resync.min(Duration::from_secs(30))));
     }
-    drop(all);
 
     let provider = ctx.providers.for_source(ch.spec.source);
     let uid = ch.uid().unwrap_or_default();
