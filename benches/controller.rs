@@ -278,6 +278,7 @@ async fn bench(n: usize, graph_url: &str) {
 
     println!("channels={n}");
     println!("  sandbox write rate:           {write_rate:.0} creates/s ({writes} Secrets, {IN_FLIGHT} in flight)");
+    println!("  sandbox Channel create rate:  {channel_write_rate:.0} creates/s ({writes} Channels, no controller)");
     println!(
         "  create {n} Channels:          {created:.2} s ({:.0} creates/s)",
         n as f64 / created
