@@ -494,6 +494,23 @@ async fn every_source_connects_and_follows_its_lifecycle() {
             .to_string()
             .contains("channels.airy.co/disconnect"));
     }
+    // kubectl's printer columns.
+    let table = env.kubectl_ok(&["get", "ch", "gbm"], None).await;
+    for header in [
+        "SOURCE",
+        "SOURCE ID",
+        "NAME",
+        "CONNECTED",
+        "READY",
+        "CHANNEL ID",
+        "AGE",
+    ] {
+        assert!(table.contains(header), "{table}");
+    }
+    assert!(
+        table.contains("bda330b6-7049-5190-93af-d5b16b03dd19") && table.contains("True"),
+        "{table}"
+    );
     let fb = env.get("fb").await;
     assert_eq!(fb["status"]["pageName"], "Page fb-page-id-1");
     assert_eq!(

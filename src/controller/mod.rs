@@ -15,8 +15,9 @@ use futures::StreamExt;
 use k8s_openapi::api::core::v1::Secret as KubeSecret;
 use kube::runtime::controller::{Config as ControllerConfig, Controller};
 use kube::runtime::events::{Recorder, Reporter};
-use kube::runtime::reflector::{ObjectRef, Store};
-use kube::runtime::watcher;
+use kube::runtime::reflector::{self, ObjectRef, Store};
+use kube::runtime::watcher::{self, watcher};
+use kube::runtime::{PredicateConfig, WatchStreamExt};
 use kube::{Api, Client, ResourceExt};
 use tracing::{info, warn};
 
@@ -203,8 +204,16 @@ pub async fn run_controller(
             Api::namespaced(client.clone(), &args.namespace),
         )
     };
-    let controller = Controller::new(channels.clone(), watcher::Config::default().any_semantic());
-    let store = controller.store();
+    // Our own reflector so the cache can drop managedFields (a third of a Channel's size), and
+    // only changes the reconcile acts on trigger it: not our own status writes.
+    let (store, writer) = reflector::store::<Channel>();
+    let channel_events = watcher(channels.clone(), watcher::Config::default().any_semantic())
+        .default_backoff()
+        .modify(|c: &mut Channel| c.managed_fields_mut().clear())
+        .reflect(writer)
+        .applied_objects()
+        .predicate_filter(trigger_hash, PredicateConfig::default());
+    let controller = Controller::for_stream(channel_events, store.clone());
 
     let reporter = Reporter {
         controller: MANAGER.into(),
@@ -266,6 +275,22 @@ pub async fn run_controller(
     }
     metrics.set_channel_counter(None);
     Ok(())
+}
+
+/// What a reconcile reacts to: the spec (generation), deletion, finalizers and annotations
+/// (`airy.co/paused`). Status-only updates (our own writes) do not trigger a reconcile.
+fn trigger_hash(ch: &Channel) -> Option<u64> {
+    use std::hash::{Hash, Hasher};
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    ch.metadata.generation.hash(&mut h);
+    ch.metadata
+        .deletion_timestamp
+        .as_ref()
+        .map(|t| t.0.as_second())
+        .hash(&mut h);
+    ch.metadata.finalizers.hash(&mut h);
+    ch.metadata.annotations.hash(&mut h);
+    Some(h.finish())
 }
 
 /// The Channels whose credentialsSecretRef names this Secret.

@@ -92,6 +92,9 @@ pub struct Context {
     resync: Duration,
     failures: Mutex<HashMap<String, u32>>,
     last_checked: Mutex<HashMap<String, Instant>>,
+    /// resourceVersion of the last status this process wrote, per Channel uid: a cached object
+    /// older than that is stale, and deciding from its status could connect a channel twice.
+    last_write: Mutex<HashMap<String, u64>>,
 }
 
 impl Context {
@@ -116,6 +119,7 @@ impl Context {
             resync: Duration::from_secs(args.resync_seconds.max(1)),
             failures: Mutex::new(HashMap::new()),
             last_checked: Mutex::new(HashMap::new()),
+            last_write: Mutex::new(HashMap::new()),
         }
     }
 
@@ -148,7 +152,20 @@ impl Context {
             .insert(uid.to_owned(), Instant::now());
     }
 
+    /// Whether the cached Channel predates the last status this process wrote for it.
+    fn is_stale(&self, ch: &Channel) -> bool {
+        let (Some(uid), Some(rv)) = (ch.uid(), parse_rv(ch)) else {
+            return false;
+        };
+        self.last_write
+            .lock()
+            .expect("not poisoned")
+            .get(&uid)
+            .is_some_and(|written| rv < *written)
+    }
+
     fn forget(&self, uid: &str) {
+        self.last_write.lock().expect("not poisoned").remove(uid);
         self.last_checked.lock().expect("not poisoned").remove(uid);
         self.failures.lock().expect("not poisoned").remove(uid);
     }
@@ -203,7 +220,15 @@ impl Context {
                 .patch_status(&ch.name_any(), &params, &Patch::Apply(&patch))
                 .await
             {
-                Ok(_) => return Ok(()),
+                Ok(written) => {
+                    if let (Some(uid), Some(rv)) = (ch.uid(), parse_rv(&written)) {
+                        self.last_write
+                            .lock()
+                            .expect("not poisoned")
+                            .insert(uid, rv);
+                    }
+                    return Ok(());
+                }
                 Err(e) if attempt < 4 && is_retriable(&e) => {
                     attempt += 1;
                     debug!("status write failed ({e}); retrying");
@@ -350,6 +375,10 @@ impl Context {
     }
 }
 
+fn parse_rv(ch: &Channel) -> Option<u64> {
+    ch.metadata.resource_version.as_deref()?.parse().ok()
+}
+
 fn is_retriable(e: &kube::Error) -> bool {
     matches!(e, kube::Error::Api(s) if s.code == 409 || s.code == 429 || s.code >= 500)
 }
@@ -406,6 +435,11 @@ async fn reconcile_inner(ch: Arc<Channel>, ctx: Arc<Context>) -> Result<Action, 
         // Hands off, including deletion: the finalizer stays until the annotation is removed.
         debug!("paused by the airy.co/paused annotation");
         return Ok(Action::await_change());
+    }
+    if ctx.is_stale(&ch) {
+        // Our last status write has not reached the cache yet; decide on fresh data.
+        debug!("cached Channel predates our last status write; retrying shortly");
+        return Ok(Action::requeue(Duration::from_millis(200)));
     }
     let api = ctx.channels(&ch);
     if ch.metadata.deletion_timestamp.is_none() && ch.finalizers().is_empty() {
