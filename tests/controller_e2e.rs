@@ -301,6 +301,13 @@ impl Env {
         Mock::given(method("GET"))
             .and(path(format!("/v24.0/{page}")))
             .and(query_param("access_token", long.as_str()))
+            .respond_with(PageState::Read(subscribed.clone(), body.clone()))
+            .mount(&self.graph)
+            .await;
+        // The page read with its own page token (what a resync re-check uses).
+        Mock::given(method("GET"))
+            .and(path(format!("/v24.0/{page}")))
+            .and(query_param("access_token", access.as_str()))
             .respond_with(PageState::Read(subscribed.clone(), body))
             .mount(&self.graph)
             .await;
@@ -1039,5 +1046,37 @@ async fn namespace_flag_limits_the_controller_to_one_namespace() {
         v["status"].is_null(),
         "a Channel outside --namespace is not reconciled: {v:#}"
     );
+    env.finish().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn resync_rechecks_a_connected_page_without_subscribing_again() {
+    let mut env = Env::new(&["--resync-seconds", "1"]).await;
+    let token = env.fake_page("resync", 1, 0).await;
+    env.start().await;
+    env.apply(&secret_yaml("resync-tok", "page_token", &token))
+        .await;
+    env.apply(&channel_yaml(
+        "resync",
+        "facebook",
+        "resync",
+        &fb_extra("resync-tok"),
+    ))
+    .await;
+    env.wait_ready("resync").await;
+    let page_reads = |reqs: &[wiremock::Request]| {
+        reqs.iter()
+            .filter(|r| r.method.as_str() == "GET" && r.url.path() == "/v24.0/resync")
+            .count()
+    };
+    let before = page_reads(&env.graph.received_requests().await.unwrap());
+    tokio::time::sleep(Duration::from_millis(3500)).await;
+    let after = page_reads(&env.graph.received_requests().await.unwrap());
+    assert!(
+        after > before,
+        "a resync reads the page again ({before} → {after})"
+    );
+    let v = env.get("resync").await;
+    assert_eq!(cond(&v, "reason"), "Connected");
     env.finish().await;
 }

@@ -14,7 +14,6 @@ use std::time::Duration;
 use futures::StreamExt;
 use k8s_openapi::api::core::v1::Secret as KubeSecret;
 use kube::runtime::controller::{Config as ControllerConfig, Controller};
-use kube::runtime::events::{Recorder, Reporter};
 use kube::runtime::reflector::{self, ObjectRef, Store};
 use kube::runtime::watcher::{self, watcher};
 use kube::runtime::{PredicateConfig, WatchStreamExt};
@@ -215,14 +214,10 @@ pub async fn run_controller(
         .predicate_filter(trigger_hash, PredicateConfig::default());
     let controller = Controller::for_stream(channel_events, store.clone());
 
-    let reporter = Reporter {
-        controller: MANAGER.into(),
-        instance: Some(args.identity()),
-    };
     let ctx = Arc::new(reconcile::Context::new(
         client.clone(),
         providers,
-        Recorder::new(client.clone(), reporter),
+        reconcile::EventPublisher::new(client.clone(), args.identity()),
         metrics.clone(),
         store.clone(),
         &args,

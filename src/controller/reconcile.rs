@@ -15,7 +15,6 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use k8s_openapi::ByteString;
 use kube::api::{DeleteParams, ListParams, Patch, PatchParams};
 use kube::runtime::controller::Action;
-use kube::runtime::events::{Event as KubeEvent, EventType, Recorder};
 use kube::runtime::finalizer::{finalizer, Error as FinalizerError, Event as FinalizerEvent};
 use kube::runtime::reflector::Store;
 use kube::{Api, Client, Resource, ResourceExt};
@@ -36,6 +35,63 @@ pub const CHANNEL_ID_LABEL: &str = "airy.co/channel-id";
 /// Name of the Secret holding a Facebook channel's page access token.
 pub fn token_secret_name(channel_name: &str) -> String {
     format!("{channel_name}-facebook-token")
+}
+
+/// Severity of an Event.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum EventType {
+    /// Something went as desired.
+    Normal,
+    /// Something failed.
+    Warning,
+}
+
+/// Publishes events.k8s.io/v1 Events about Channels.
+///
+/// kube's `Recorder` keeps every Event it sent for minutes to aggregate repeats into series; this
+/// controller emits an Event only when something changes, so it creates them directly and keeps
+/// nothing (at 10,000 Channels that cache was megabytes).
+pub struct EventPublisher {
+    client: Client,
+    instance: String,
+}
+
+impl EventPublisher {
+    /// Events are reported by `channel-operator` from `instance` (the replica's identity).
+    pub fn new(client: Client, instance: String) -> Self {
+        EventPublisher { client, instance }
+    }
+
+    /// Creates one Event regarding `ch`. Failures are logged, never fatal.
+    pub async fn publish(
+        &self,
+        ch: &Channel,
+        type_: EventType,
+        why: &str,
+        action: &str,
+        note: String,
+    ) {
+        use k8s_openapi::api::events::v1::Event;
+        use k8s_openapi::apimachinery::pkg::apis::meta::v1::MicroTime;
+        let ns = ch.namespace().unwrap_or_default();
+        let mut ev = Event {
+            action: Some(action.into()),
+            event_time: Some(MicroTime(k8s_openapi::jiff::Timestamp::now())),
+            note: Some(note.chars().take(1024).collect()),
+            reason: Some(why.into()),
+            regarding: Some(ch.object_ref(&())),
+            reporting_controller: Some(MANAGER.into()),
+            reporting_instance: Some(self.instance.clone()),
+            type_: Some(format!("{type_:?}")),
+            ..Default::default()
+        };
+        ev.metadata.name = Some(format!("{}.{:016x}", ch.name_any(), rand::random::<u64>()));
+        ev.metadata.namespace = Some(ns.clone());
+        let api: Api<Event> = Api::namespaced(self.client.clone(), &ns);
+        if let Err(e) = api.create(&kube::api::PostParams::default(), &ev).await {
+            debug!("cannot publish event {why}: {e}");
+        }
+    }
 }
 
 /// Why a reconcile failed.
@@ -84,7 +140,7 @@ impl Error {
 pub struct Context {
     client: Client,
     providers: Providers,
-    recorder: Recorder,
+    events: EventPublisher,
     metrics: Arc<Metrics>,
     store: Store<Channel>,
     min_backoff: Duration,
@@ -102,7 +158,7 @@ impl Context {
     pub fn new(
         client: Client,
         providers: Providers,
-        recorder: Recorder,
+        events: EventPublisher,
         metrics: Arc<Metrics>,
         store: Store<Channel>,
         args: &Args,
@@ -111,7 +167,7 @@ impl Context {
         Context {
             client,
             providers,
-            recorder,
+            events,
             metrics,
             store,
             min_backoff,
@@ -240,16 +296,7 @@ impl Context {
     }
 
     async fn event(&self, ch: &Channel, type_: EventType, why: &str, action: &str, note: String) {
-        let ev = KubeEvent {
-            type_,
-            reason: why.into(),
-            note: Some(note),
-            action: action.into(),
-            secondary: None,
-        };
-        if let Err(e) = self.recorder.publish(&ev, &ch.object_ref(&())).await {
-            debug!("cannot publish event {why}: {e}");
-        }
+        self.events.publish(ch, type_, why, action, note).await;
     }
 
     /// Reads the Channel's credentials Secret. Returns the token and the Secret's resourceVersion.
