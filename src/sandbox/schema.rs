@@ -300,12 +300,55 @@ fn validate(schema: &Value, value: &Value, path: &str, root: bool, errors: &mut 
             ));
         }
     }
+    validate_combinators(schema, value, path, errors);
     match value {
         Value::String(s) => validate_string(schema, s, value, path, errors),
         Value::Number(n) => validate_number(schema, n, value, path, errors),
         Value::Array(items) => validate_array(schema, items, value, path, errors),
         Value::Object(map) => validate_object(schema, map, value, path, root, errors),
         _ => {}
+    }
+}
+
+/// allOf / anyOf / oneOf / not, which structural schemas allow as value validations.
+fn validate_combinators(schema: &Value, value: &Value, path: &str, errors: &mut Vec<FieldError>) {
+    let passes = |sub: &Value| {
+        let mut errs = Vec::new();
+        validate(sub, value, path, false, &mut errs);
+        errs.is_empty()
+    };
+    let list = |k: &str| schema.get(k).and_then(Value::as_array);
+    if let Some(subs) = list("allOf") {
+        for sub in subs {
+            validate(sub, value, path, false, errors);
+        }
+    }
+    if let Some(subs) = list("anyOf") {
+        if !subs.iter().any(passes) {
+            errors.push(invalid(
+                path,
+                value,
+                format!("{path} in body must validate at least one schema (anyOf)"),
+            ));
+        }
+    }
+    if let Some(subs) = list("oneOf") {
+        if subs.iter().filter(|s| passes(s)).count() != 1 {
+            errors.push(invalid(
+                path,
+                value,
+                format!("{path} in body must validate one and only one schema (oneOf)"),
+            ));
+        }
+    }
+    if let Some(sub) = schema.get("not") {
+        if passes(sub) {
+            errors.push(invalid(
+                path,
+                value,
+                format!("{path} in body must not validate the schema (not)"),
+            ));
+        }
     }
 }
 
@@ -846,7 +889,7 @@ mod tests {
     }
 
     #[test]
-    fn cel_skipped_below_null_and_uses_message_expression() {
+    fn cel_message_expression_and_reason() {
         let s = json!({"type": "object", "properties": {"spec": {"type": "object",
             "x-kubernetes-validations": [{"rule": "self.a < 3", "messageExpression": "'a is ' + string(self.a)",
                                           "reason": "FieldValueForbidden"}],
@@ -855,5 +898,25 @@ mod tests {
         let out = prune_default_validate(&s, &mut obj, None);
         assert_eq!(messages(&out), vec!["spec: Forbidden: a is 4"]);
         assert_eq!(out.errors[0].reason, "FieldValueForbidden");
+    }
+
+    #[test]
+    fn combinators() {
+        let s = json!({"type": "object", "properties": {"spec": {"type": "object",
+            "properties": {"a": {"type": "string"}, "b": {"type": "string"}},
+            "anyOf": [{"required": ["a"]}, {"required": ["b"]}],
+            "not": {"required": ["a", "b"]}}}});
+        let mut none = json!({"spec": {}});
+        assert_eq!(
+            messages(&prune_default_validate(&s, &mut none, None)),
+            vec!["spec: Invalid value: {}: spec in body must validate at least one schema (anyOf)"]
+        );
+        let mut both = json!({"spec": {"a": "x", "b": "y"}});
+        assert_eq!(
+            messages(&prune_default_validate(&s, &mut both, None)),
+            vec!["spec: Invalid value: {\"a\":\"x\",\"b\":\"y\"}: spec in body must not validate the schema (not)"]
+        );
+        let mut one = json!({"spec": {"b": "y"}});
+        assert!(prune_default_validate(&s, &mut one, None).errors.is_empty());
     }
 }
