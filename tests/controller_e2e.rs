@@ -1080,3 +1080,50 @@ async fn resync_rechecks_a_connected_page_without_subscribing_again() {
     assert_eq!(cond(&v, "reason"), "Connected");
     env.finish().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_provider_that_is_down_keeps_the_finalizer_with_a_condition_saying_why() {
+    let mut env = Env::new(&[]).await;
+    let token = env.fake_page("down", 1, 1).await;
+    env.start().await;
+    env.apply(&secret_yaml("down-tok", "page_token", &token))
+        .await;
+    env.apply(&channel_yaml(
+        "down",
+        "facebook",
+        "down",
+        &fb_extra("down-tok"),
+    ))
+    .await;
+    env.wait_ready("down").await;
+    // Graph fails the unsubscribe three times, then recovers.
+    Mock::given(method("DELETE"))
+        .and(path("/v24.0/down/subscribed_apps"))
+        .respond_with(ResponseTemplate::new(503).set_body_json(
+            serde_json::json!({"error": {"message": "Service temporarily unavailable", "type": "FacebookApiException", "code": 2}}),
+        ))
+        .up_to_n_times(3)
+        .with_priority(1)
+        .mount(&env.graph)
+        .await;
+    env.kubectl_ok(&["delete", "channel", "down", "--wait=false"], None)
+        .await;
+    let v = env
+        .eventually("down", "the failed disconnect in the status", |v| {
+            cond(v, "reason") == "ProviderError"
+        })
+        .await;
+    let message = cond(&v, "message").as_str().unwrap().to_owned();
+    assert!(
+        message.contains("HTTP 503: Service temporarily unavailable"),
+        "{message}"
+    );
+    assert!(v["metadata"]["deletionTimestamp"].is_string());
+    assert!(v["metadata"]["finalizers"]
+        .to_string()
+        .contains("channels.airy.co/disconnect"));
+    // Backoff retries until Graph recovers; then the object is gone.
+    env.gone("channel", "down").await;
+    env.gone("secret", "down-facebook-token").await;
+    env.finish().await;
+}
