@@ -1170,6 +1170,8 @@ async fn losing_the_lease_stops_the_controller() {
         v["status"].is_null(),
         "a replica without the lease reconciled: {v:#}"
     );
+    assert!(log_text().contains("lost the leader lease; stopping the controller identity=only"));
+    intruder.abort();
     let base = format!("http://{}", env.metrics_addr);
     assert_eq!(
         reqwest::get(format!("{base}/readyz"))
