@@ -652,6 +652,24 @@ async fn custom_resources_are_validated_against_the_schema() {
     for f in ["spec.source", "spec.sourceChannelId", "spec.imageUrl"] {
         assert!(fields.contains(&f), "{f} not in {fields:?}");
     }
+    // like kube-apiserver, a cause's message does not repeat its field (kubectl prefixes it)
+    let source = body["details"]["causes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["field"] == "spec.source")
+        .unwrap();
+    assert!(
+        source["message"]
+            .as_str()
+            .unwrap()
+            .starts_with("Unsupported value: \"fax\""),
+        "{source}"
+    );
+    assert!(
+        msg.contains("spec.source: Unsupported value: \"fax\""),
+        "{msg}"
+    );
     assert!(channels.get_opt("bad").await.unwrap().is_none());
     // required fields
     let missing = json!({"apiVersion": "airy.co/v1alpha1", "kind": "Channel", "metadata": {"name": "m"}, "spec": {"source": "google"}});
@@ -983,4 +1001,58 @@ async fn events_v1_and_core_events_are_one_storage_and_tables_and_deletecollecti
         .map(|s| s.metadata.name.unwrap())
         .collect();
     assert_eq!(left, ["c"]);
+}
+
+#[tokio::test]
+async fn crds_are_established_and_deleting_one_stops_serving_its_resources() {
+    use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
+    let (sb, client) = sandbox().await;
+    let crds: Api<CustomResourceDefinition> = Api::all(client.clone());
+    let crd = crds.get("channels.airy.co").await.unwrap();
+    let status = crd.status.unwrap();
+    let conds: Vec<(String, String)> = status
+        .conditions
+        .unwrap()
+        .into_iter()
+        .map(|c| (c.type_, c.status))
+        .collect();
+    assert!(
+        conds.contains(&("Established".into(), "True".into())),
+        "{conds:?}"
+    );
+    assert!(
+        conds.contains(&("NamesAccepted".into(), "True".into())),
+        "{conds:?}"
+    );
+    assert_eq!(status.accepted_names.unwrap().kind, "Channel");
+    let channels: Api<Channel> = Api::namespaced(client.clone(), "default");
+    channels
+        .create(&PostParams::default(), &channel("c", "w-c"))
+        .await
+        .unwrap();
+
+    crds.delete("channels.airy.co", &DeleteParams::default())
+        .await
+        .unwrap();
+    let (code, body, _) = raw(
+        &sb,
+        Method::GET,
+        "/apis/airy.co/v1alpha1/namespaces/default/channels",
+        None,
+        None,
+    )
+    .await;
+    assert_eq!(code, 404, "{body}");
+    let (code, _, _) = raw(&sb, Method::GET, "/apis/airy.co/v1alpha1", None, None).await;
+    assert_eq!(code, 404);
+    // installing it again serves an empty collection: the custom resources went with the CRD
+    sb.install_crd(&<Channel as kube::CustomResourceExt>::crd())
+        .await
+        .unwrap();
+    assert!(channels
+        .list(&ListParams::default())
+        .await
+        .unwrap()
+        .items
+        .is_empty());
 }
