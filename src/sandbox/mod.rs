@@ -1,7 +1,224 @@
 //! An in-memory Kubernetes API server: the cluster tests and `channel-operator dev` run against.
 //! Production code never depends on it.
+//!
+//! It serves namespaces, core/v1 secrets and events, events.k8s.io/v1 events,
+//! coordination.k8s.io/v1 leases, CustomResourceDefinitions and the custom resources of every
+//! installed CRD over the Kubernetes REST API on 127.0.0.1, with kube-apiserver's semantics for
+//! resourceVersions, patches, watches, finalizers, garbage collection and validation. See the
+//! README section "The Kubernetes API sandbox" for what it does and does not emulate.
+//!
+//! ```no_run
+//! # async fn f() -> anyhow::Result<()> {
+//! use channel_operator::sandbox::Sandbox;
+//! use kube::CustomResourceExt;
+//! let sb = Sandbox::start(0).await?;
+//! sb.install_crd(&channel_operator::crd::Channel::crd()).await?;
+//! let client = sb.client();
+//! # let _ = client; Ok(()) }
+//! ```
 
+mod discovery;
 pub mod patch;
+mod protobuf;
+mod resources;
 pub mod schema;
 pub mod selector;
+mod server;
+mod status;
+mod store;
 pub mod table;
+
+use std::net::SocketAddr;
+use std::path::Path;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use anyhow::Context as _;
+use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
+
+use server::{FaultAction, FaultRule, Shared};
+
+/// A running sandbox API server. Dropping it (or [`Sandbox::shutdown`]) stops serving.
+pub struct Sandbox {
+    shared: Arc<Shared>,
+    shutdown: Option<tokio::sync::oneshot::Sender<()>>,
+    task: Option<tokio::task::JoinHandle<()>>,
+}
+
+impl Sandbox {
+    /// Starts the in-memory API server on 127.0.0.1:port (0 = the OS picks).
+    pub async fn start(port: u16) -> anyhow::Result<Sandbox> {
+        let listener = tokio::net::TcpListener::bind(("127.0.0.1", port))
+            .await
+            .with_context(|| format!("binding 127.0.0.1:{port}"))?;
+        Self::serve(listener)
+    }
+
+    /// Serves on an already bound listener (`channel-operator dev --sandbox-addr`).
+    pub fn serve(listener: tokio::net::TcpListener) -> anyhow::Result<Sandbox> {
+        let addr = listener.local_addr()?;
+        let shared = Arc::new(Shared {
+            store: Mutex::new(store::Store::new(resources::builtins())),
+            faults: Mutex::new(vec![]),
+            addr,
+        });
+        let app = axum::Router::new()
+            .fallback(server::handle)
+            .with_state(shared.clone());
+        let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+        let task = tokio::spawn(async move {
+            let serve = axum::serve(listener, app).with_graceful_shutdown(async {
+                let _ = rx.await;
+            });
+            if let Err(e) = serve.await {
+                tracing::error!("sandbox server failed: {e}");
+            }
+        });
+        Ok(Sandbox {
+            shared,
+            shutdown: Some(tx),
+            task: Some(task),
+        })
+    }
+
+    pub fn addr(&self) -> SocketAddr {
+        self.shared.addr
+    }
+
+    /// "http://127.0.0.1:PORT"
+    pub fn url(&self) -> String {
+        format!("http://{}", self.shared.addr)
+    }
+
+    /// A `kube::Client` talking to the sandbox over HTTP (default namespace "default").
+    pub fn client(&self) -> kube::Client {
+        install_crypto_provider();
+        let uri: http::Uri = self.url().parse().expect("a valid URL");
+        let config = kube::Config::new(uri);
+        kube::Client::try_from(config).expect("a client for a plain-HTTP URL")
+    }
+
+    /// Writes a kubeconfig for the sandbox: cluster, user (no credentials) and context
+    /// `channel-operator-sandbox`, set as current-context.
+    pub fn write_kubeconfig(&self, path: &Path) -> anyhow::Result<()> {
+        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+            std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+        }
+        let name = "channel-operator-sandbox";
+        let text = format!(
+            "apiVersion: v1\nkind: Config\nclusters:\n- name: {name}\n  cluster:\n    server: {url}\nusers:\n- name: {name}\n  user: {{}}\ncontexts:\n- name: {name}\n  context:\n    cluster: {name}\n    user: {name}\n    namespace: default\ncurrent-context: {name}\npreferences: {{}}\n",
+            url = self.url()
+        );
+        std::fs::write(path, text).with_context(|| format!("writing {}", path.display()))
+    }
+
+    /// The fault-injection handle.
+    pub fn faults(&self) -> Faults {
+        Faults {
+            shared: self.shared.clone(),
+        }
+    }
+
+    /// Creates the CRD and returns once its resources are served.
+    pub async fn install_crd(&self, crd: &CustomResourceDefinition) -> anyhow::Result<()> {
+        let api: kube::Api<CustomResourceDefinition> = kube::Api::all(self.client());
+        api.create(&Default::default(), crd)
+            .await
+            .context("creating the CRD")?;
+        // Served as soon as the create returns; make sure discovery agrees.
+        let spec = &crd.spec;
+        let version = spec
+            .versions
+            .iter()
+            .find(|v| v.served)
+            .map(|v| v.name.clone())
+            .context("the CRD serves no version")?;
+        let path = format!("/apis/{}/{}", spec.group, version);
+        let st = self.shared.lock();
+        anyhow::ensure!(
+            discovery::resource_list(&st, &spec.group, &version).is_some(),
+            "{path} is not served after creating the CRD"
+        );
+        Ok(())
+    }
+
+    /// Stops serving: open watches end and the port is released.
+    pub async fn shutdown(mut self) {
+        self.stop().await;
+    }
+
+    async fn stop(&mut self) {
+        self.shared.lock().watch_cancel.cancel();
+        if let Some(tx) = self.shutdown.take() {
+            let _ = tx.send(());
+        }
+        if let Some(task) = self.task.take() {
+            let _ = tokio::time::timeout(Duration::from_secs(5), task).await;
+        }
+    }
+}
+
+impl Drop for Sandbox {
+    fn drop(&mut self) {
+        self.shared.lock().watch_cancel.cancel();
+        if let Some(tx) = self.shutdown.take() {
+            let _ = tx.send(());
+        }
+    }
+}
+
+/// kube (ring) and reqwest (aws-lc-rs) both enable a rustls crypto backend, so rustls cannot
+/// pick one by itself and panics when a client is built; choose ring once per process.
+pub fn install_crypto_provider() {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+}
+
+/// Fault injection for tests: cloneable, shared with the running sandbox.
+#[derive(Clone)]
+pub struct Faults {
+    shared: Arc<Shared>,
+}
+
+impl Faults {
+    /// The next `n` requests matching verb ("get","list","watch","create","update","patch",
+    /// "delete", or "*") and resource (plural, e.g. "channels", or "*") fail with `status`
+    /// (body: a metav1.Status with that code). Nothing is written by a failed request.
+    pub fn fail_next(&self, verb: &str, resource: &str, n: usize, status: u16) {
+        self.add(verb, resource, n, FaultAction::Fail(status));
+    }
+
+    /// Ends every open watch stream now (clients see the stream close and must re-watch).
+    pub fn drop_watches(&self) {
+        let mut st = self.shared.lock();
+        st.watch_cancel.cancel();
+        st.watch_cancel = tokio_util::sync::CancellationToken::new();
+    }
+
+    /// The next `n` matching requests are answered only after `delay`.
+    pub fn hold_next(&self, verb: &str, resource: &str, n: usize, delay: Duration) {
+        self.add(verb, resource, n, FaultAction::Hold(delay));
+    }
+
+    /// Forgets the watch history: a watch from any older resourceVersion gets an ERROR event
+    /// with a 410 Gone Status.
+    pub fn compact_history(&self) {
+        self.shared.lock().compact();
+    }
+
+    /// Removes every pending fault.
+    pub fn clear(&self) {
+        self.shared.lock_faults().clear();
+    }
+
+    fn add(&self, verb: &str, resource: &str, n: usize, action: FaultAction) {
+        if n == 0 {
+            return;
+        }
+        self.shared.lock_faults().push(FaultRule {
+            verb: verb.to_string(),
+            resource: resource.to_string(),
+            remaining: n,
+            action,
+        });
+    }
+}
