@@ -209,6 +209,11 @@ pub struct ChannelStatus {
     /// The page picture the provider reports (Facebook).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub page_image_url: Option<String>,
+    /// The connection inputs the channel was connected with (source, source channel id and, where
+    /// used, the credentials Secret's name/key/resourceVersion) — never a token. While they are
+    /// unchanged the controller does not connect the channel again.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub connected_with: Option<String>,
     /// The metadata.generation this status describes.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub observed_generation: Option<i64>,

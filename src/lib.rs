@@ -14,6 +14,7 @@ pub mod channel_id;
 pub mod controller;
 pub mod crd;
 pub mod dev;
+pub mod metrics;
 pub mod providers;
 pub mod sandbox;
 pub mod secret;

@@ -1,5 +1,19 @@
 //! Providers: the messaging platforms a channel is connected with (spec section 4).
+//!
+//! Every source has one [`Provider`] implementation; [`Providers::for_source`] picks it. Errors are
+//! classified ([`ProviderError`]) so the controller can report the right `Ready` reason and choose
+//! the right retry delay. No error message ever contains a token or a URL with its query string.
 
+pub mod facebook;
+pub mod noop;
+pub mod twilio;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures::future::BoxFuture;
+
+use crate::crd::{Channel, Source};
 use crate::secret::Secret;
 
 /// Provider settings shared by the controller and the API (explore calls the Graph API directly).
@@ -33,4 +47,200 @@ pub struct ProviderArgs {
     /// Timeout of one provider HTTP request, in seconds.
     #[arg(long, env = "PROVIDER_TIMEOUT_SECONDS", default_value_t = 10)]
     pub provider_timeout_seconds: u64,
+}
+
+/// What a successful connect reports.
+#[derive(Debug, Default, Clone)]
+pub struct ConnectOutcome {
+    /// The page name the provider reports (Facebook).
+    pub page_name: Option<String>,
+    /// The page picture the provider reports (Facebook).
+    pub page_image_url: Option<String>,
+    /// A token the operator must keep to disconnect later (Facebook's page access token).
+    pub token: Option<Secret>,
+}
+
+/// Why a provider call failed; decides the `Ready` reason and the retry delay.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum ProviderError {
+    /// The credentials are absent or empty (the Secret, its key, or operator configuration).
+    #[error("{0}")]
+    CredentialsMissing(String),
+    /// The provider rejected the credentials.
+    #[error("{0}")]
+    InvalidCredentials(String),
+    /// The provider asked us to slow down; retry after the given delay.
+    #[error("{message}")]
+    RateLimited {
+        /// What failed.
+        message: String,
+        /// The provider's `Retry-After`, if it sent one.
+        retry_after: Option<Duration>,
+    },
+    /// Anything else: 5xx, other 4xx, timeouts, refused connections, unexpected bodies.
+    #[error("{0}")]
+    Failed(String),
+}
+
+impl ProviderError {
+    /// The `Ready` condition reason for this error.
+    pub fn reason(&self) -> &'static str {
+        match self {
+            ProviderError::CredentialsMissing(_) => "CredentialsMissing",
+            ProviderError::InvalidCredentials(_) => "InvalidCredentials",
+            ProviderError::RateLimited { .. } | ProviderError::Failed(_) => "ProviderError",
+        }
+    }
+
+    /// Replaces every occurrence of the given secrets in the message by `<redacted>`.
+    pub fn redacted(self, secrets: &[&Secret]) -> Self {
+        let scrub = |m: String| redact(m, secrets);
+        match self {
+            ProviderError::CredentialsMissing(m) => ProviderError::CredentialsMissing(scrub(m)),
+            ProviderError::InvalidCredentials(m) => ProviderError::InvalidCredentials(scrub(m)),
+            ProviderError::RateLimited {
+                message,
+                retry_after,
+            } => ProviderError::RateLimited {
+                message: scrub(message),
+                retry_after,
+            },
+            ProviderError::Failed(m) => ProviderError::Failed(scrub(m)),
+        }
+    }
+}
+
+/// Replaces every occurrence of a (non-trivial) secret in `message` by `<redacted>`.
+pub fn redact(mut message: String, secrets: &[&Secret]) -> String {
+    for s in secrets {
+        if s.expose().len() >= 4 && message.contains(s.expose()) {
+            message = message.replace(s.expose(), "<redacted>");
+        }
+    }
+    message
+}
+
+/// One messaging platform.
+pub trait Provider: Send + Sync {
+    /// Connects the channel. `credentials` is the value of the Channel's `credentialsSecretRef`.
+    fn connect<'a>(
+        &'a self,
+        channel: &'a Channel,
+        credentials: Option<&'a Secret>,
+    ) -> BoxFuture<'a, Result<ConnectOutcome, ProviderError>>;
+
+    /// Disconnects the channel. `stored_token` is the token kept at connect, if any.
+    fn disconnect<'a>(
+        &'a self,
+        channel: &'a Channel,
+        stored_token: Option<&'a Secret>,
+    ) -> BoxFuture<'a, Result<(), ProviderError>>;
+
+    /// Re-checks a connected channel (periodic resync) without connecting it again. Returns fresh
+    /// page details where the provider has them.
+    fn recheck<'a>(
+        &'a self,
+        channel: &'a Channel,
+        stored_token: Option<&'a Secret>,
+    ) -> BoxFuture<'a, Result<ConnectOutcome, ProviderError>>;
+
+    /// Whether connecting needs the Channel's `credentialsSecretRef`.
+    fn needs_credentials(&self) -> bool {
+        false
+    }
+}
+
+/// The provider of every source, built from the flags.
+#[derive(Clone)]
+pub struct Providers {
+    facebook: Arc<facebook::Facebook>,
+    twilio: Arc<twilio::Twilio>,
+    noop: Arc<noop::NoCall>,
+}
+
+impl Providers {
+    /// Builds every provider with one shared HTTP client.
+    pub fn new(args: &ProviderArgs) -> anyhow::Result<Self> {
+        let http = reqwest::Client::builder()
+            .timeout(Duration::from_secs(args.provider_timeout_seconds.max(1)))
+            .connect_timeout(Duration::from_secs(args.provider_timeout_seconds.max(1)))
+            .build()?;
+        Ok(Providers {
+            facebook: Arc::new(facebook::Facebook::new(http.clone(), args)),
+            twilio: Arc::new(twilio::Twilio::new(http, args)),
+            noop: Arc::new(noop::NoCall),
+        })
+    }
+
+    /// The provider of a source.
+    pub fn for_source(&self, source: Source) -> &dyn Provider {
+        match source {
+            Source::Facebook => self.facebook.as_ref(),
+            Source::TwilioSms | Source::TwilioWhatsapp => self.twilio.as_ref(),
+            Source::Google | Source::ChatPlugin => self.noop.as_ref(),
+        }
+    }
+}
+
+/// Describes a transport error without its URL (Facebook puts tokens in query strings).
+pub(crate) fn describe_transport_error(what: &str, e: reqwest::Error) -> ProviderError {
+    let kind = if e.is_timeout() {
+        "timed out"
+    } else if e.is_connect() {
+        "could not connect"
+    } else if e.is_decode() {
+        "returned an unreadable body"
+    } else {
+        "failed"
+    };
+    let e = e.without_url();
+    ProviderError::Failed(format!("{what} {kind}: {e}"))
+}
+
+/// Parses a `Retry-After` header given in seconds.
+pub(crate) fn retry_after(headers: &reqwest::header::HeaderMap) -> Option<Duration> {
+    headers
+        .get(reqwest::header::RETRY_AFTER)?
+        .to_str()
+        .ok()?
+        .trim()
+        .parse::<u64>()
+        .ok()
+        .map(Duration::from_secs)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn redact_replaces_secrets() {
+        let s = Secret::new("EAAB-secret");
+        assert_eq!(
+            redact("bad token EAAB-secret given".into(), &[&s]),
+            "bad token <redacted> given"
+        );
+        let e = ProviderError::Failed("x EAAB-secret".into()).redacted(&[&s]);
+        assert_eq!(e.to_string(), "x <redacted>");
+    }
+
+    #[test]
+    fn reasons() {
+        assert_eq!(
+            ProviderError::CredentialsMissing(String::new()).reason(),
+            "CredentialsMissing"
+        );
+        assert_eq!(
+            ProviderError::InvalidCredentials(String::new()).reason(),
+            "InvalidCredentials"
+        );
+        assert_eq!(
+            ProviderError::RateLimited {
+                message: String::new(),
+                retry_after: None
+            }
+            .reason(),
+            "ProviderError"
+        );
+    }
 }

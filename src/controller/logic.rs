@@ -1,0 +1,307 @@
+//! The controller's decisions as pure functions: spec validation, duplicate ownership, connection
+//! fingerprints, the Ready condition and retry delays. Unit-tested without a cluster.
+
+use std::time::Duration;
+
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
+use kube::ResourceExt;
+
+use crate::crd::WHATSAPP_PATTERN;
+use crate::crd::{Channel, ChannelSpec, Source, E164_PATTERN, FINALIZER, HTTP_URL_PATTERN, READY};
+
+/// `Ready` reasons.
+pub mod reason {
+    /// Connected at the provider, as desired.
+    pub const CONNECTED: &str = "Connected";
+    /// Disconnected at the provider, as desired.
+    pub const DISCONNECTED: &str = "Disconnected";
+    /// The provider call failed (HTTP error, timeout, rate limit).
+    pub const PROVIDER_ERROR: &str = "ProviderError";
+    /// The provider rejected the credentials.
+    pub const INVALID_CREDENTIALS: &str = "InvalidCredentials";
+    /// The credentials Secret, its key or the operator's provider configuration is missing.
+    pub const CREDENTIALS_MISSING: &str = "CredentialsMissing";
+    /// An older Channel has the same source and source channel id.
+    pub const DUPLICATE: &str = "Duplicate";
+    /// The spec breaks a rule of the CRD.
+    pub const INVALID_SPEC: &str = "InvalidSpec";
+}
+
+fn matches(pattern: &str, value: &str) -> bool {
+    regex::Regex::new(pattern)
+        .map(|re| re.is_match(value))
+        .unwrap_or(false)
+}
+
+/// Checks the rules the CRD schema enforces, for clusters (or old objects) that did not.
+/// The message names the field.
+pub fn validate(spec: &ChannelSpec) -> Result<(), String> {
+    if spec.source_channel_id.is_empty() {
+        return Err("spec.sourceChannelId must not be empty".into());
+    }
+    if spec.source_channel_id.len() > 1024 {
+        return Err("spec.sourceChannelId must be at most 1024 characters".into());
+    }
+    match spec.source {
+        Source::TwilioSms if !matches(E164_PATTERN, &spec.source_channel_id) => {
+            return Err("spec.sourceChannelId: a twilio.sms number must be E.164 without spaces, e.g. +491234567".into());
+        }
+        Source::TwilioWhatsapp if !matches(WHATSAPP_PATTERN, &spec.source_channel_id) => {
+            return Err("spec.sourceChannelId: a twilio.whatsapp number must be whatsapp: followed by an E.164 number, e.g. whatsapp:+491234567".into());
+        }
+        _ => {}
+    }
+    if let Some(name) = &spec.name {
+        if name.is_empty() {
+            return Err("spec.name must not be empty".into());
+        }
+    }
+    if let Some(url) = &spec.image_url {
+        if !matches(HTTP_URL_PATTERN, url) {
+            return Err("spec.imageUrl must be an absolute http(s) URL".into());
+        }
+    }
+    if spec.source == Source::Facebook && spec.credentials_secret_ref.is_none() {
+        return Err(
+            "spec.credentialsSecretRef is required for facebook channels (the Secret holding the page token)".into(),
+        );
+    }
+    if let Some(r) = &spec.credentials_secret_ref {
+        if r.name.is_empty() || r.key.is_empty() {
+            return Err("spec.credentialsSecretRef needs a non-empty name and key".into());
+        }
+    }
+    Ok(())
+}
+
+/// Whether a Channel is gone for ownership purposes: being deleted with our finalizer removed.
+fn is_released(ch: &Channel) -> bool {
+    ch.metadata.deletion_timestamp.is_some() && !ch.finalizers().iter().any(|f| f == FINALIZER)
+}
+
+fn age_key(ch: &Channel) -> (Option<Time>, String, String) {
+    (
+        ch.metadata.creation_timestamp.clone(),
+        ch.namespace().unwrap_or_default(),
+        ch.name_any(),
+    )
+}
+
+/// Among the Channels with the same source and source channel id as `me`, the oldest (ties:
+/// namespace/name) keeps the channel. Returns `namespace/name` of that owner when it is not `me`.
+pub fn duplicate_owner<'a>(
+    me: &Channel,
+    all: impl IntoIterator<Item = &'a Channel>,
+) -> Option<String> {
+    let my_key = age_key(me);
+    let owner = all
+        .into_iter()
+        .filter(|c| {
+            c.spec.source == me.spec.source
+                && c.spec.source_channel_id == me.spec.source_channel_id
+                && c.metadata.uid != me.metadata.uid
+                && !is_released(c)
+        })
+        .map(|c| (age_key(c), c))
+        .filter(|(k, _)| older(k, &my_key))
+        .min_by(|(a, _), (b, _)| cmp_age(a, b))?;
+    Some(format!("{}/{}", owner.0 .1, owner.0 .2))
+}
+
+fn cmp_age(
+    a: &(Option<Time>, String, String),
+    b: &(Option<Time>, String, String),
+) -> std::cmp::Ordering {
+    // A missing creationTimestamp (never from a real API server) sorts last.
+    let ta = a.0.as_ref().map(|t| t.0);
+    let tb = b.0.as_ref().map(|t| t.0);
+    match (ta, tb) {
+        (Some(x), Some(y)) => x.cmp(&y),
+        (Some(_), None) => std::cmp::Ordering::Less,
+        (None, Some(_)) => std::cmp::Ordering::Greater,
+        (None, None) => std::cmp::Ordering::Equal,
+    }
+    .then_with(|| (&a.1, &a.2).cmp(&(&b.1, &b.2)))
+}
+
+fn older(a: &(Option<Time>, String, String), b: &(Option<Time>, String, String)) -> bool {
+    cmp_age(a, b) == std::cmp::Ordering::Less
+}
+
+/// The connection inputs: what, when changed, means the channel must be connected again.
+/// `secret_version` is the credentials Secret's resourceVersion where one is used.
+pub fn fingerprint(spec: &ChannelSpec, secret_version: Option<&str>) -> String {
+    let mut fp = format!("{}/{}", spec.source, spec.source_channel_id);
+    if let (Some(r), Some(v)) = (&spec.credentials_secret_ref, secret_version) {
+        fp.push_str(&format!(";secret={}/{}@{}", r.name, r.key, v));
+    }
+    fp
+}
+
+/// The Ready condition to report. Keeps `lastTransitionTime` of `previous` unless the status flips.
+pub fn ready_condition(
+    previous: Option<&Condition>,
+    ready: bool,
+    reason: &str,
+    message: &str,
+    generation: Option<i64>,
+    now: Time,
+) -> Condition {
+    let status = if ready { "True" } else { "False" };
+    let last_transition_time = match previous {
+        Some(p) if p.status == status => p.last_transition_time.clone(),
+        _ => now,
+    };
+    Condition {
+        type_: READY.into(),
+        status: status.into(),
+        reason: reason.into(),
+        message: message.chars().take(32 * 1024).collect(),
+        observed_generation: generation,
+        last_transition_time,
+    }
+}
+
+/// Exponential backoff: `min * 2^(attempt-1)`, capped at `max`, then jittered to 50–100 %.
+/// `jitter` is a number in [0, 1).
+pub fn backoff(attempt: u32, min: Duration, max: Duration, jitter: f64) -> Duration {
+    let exp = attempt.saturating_sub(1).min(30);
+    let base = min.saturating_mul(1u32 << exp).min(max);
+    base.mul_f64(0.5 + 0.5 * jitter.clamp(0.0, 1.0))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::crd::{DeletionPolicy, SecretKeyRef};
+    use k8s_openapi::jiff::Timestamp;
+
+    fn spec(source: Source, scid: &str) -> ChannelSpec {
+        ChannelSpec {
+            source,
+            source_channel_id: scid.into(),
+            name: None,
+            image_url: None,
+            connected: true,
+            credentials_secret_ref: None,
+            deletion_policy: DeletionPolicy::Disconnect,
+        }
+    }
+
+    fn channel(ns: &str, name: &str, created: i64, scid: &str) -> Channel {
+        let mut ch = Channel::new(name, spec(Source::Google, scid));
+        ch.metadata.namespace = Some(ns.into());
+        ch.metadata.uid = Some(format!("uid-{ns}-{name}"));
+        ch.metadata.creation_timestamp = Some(Time(Timestamp::from_second(created).unwrap()));
+        ch
+    }
+
+    #[test]
+    fn validation_names_the_field() {
+        assert!(validate(&spec(Source::TwilioSms, "+491234567")).is_ok());
+        let e = validate(&spec(Source::TwilioSms, "+49 123")).unwrap_err();
+        assert!(e.contains("spec.sourceChannelId"), "{e}");
+        assert!(validate(&spec(Source::TwilioWhatsapp, "whatsapp:+491234567")).is_ok());
+        assert!(validate(&spec(Source::TwilioWhatsapp, "+491234567")).is_err());
+        let e = validate(&spec(Source::Facebook, "1")).unwrap_err();
+        assert!(e.contains("spec.credentialsSecretRef"), "{e}");
+        let mut s = spec(Source::Facebook, "1");
+        s.credentials_secret_ref = Some(SecretKeyRef {
+            name: "s".into(),
+            key: "k".into(),
+        });
+        assert!(validate(&s).is_ok());
+        s.image_url = Some("ftp://x".into());
+        assert!(validate(&s).unwrap_err().contains("spec.imageUrl"));
+        s.image_url = Some("https://example.org/a.png".into());
+        s.name = Some(String::new());
+        assert!(validate(&s).unwrap_err().contains("spec.name"));
+    }
+
+    #[test]
+    fn oldest_channel_owns_the_source_id() {
+        let a = channel("ns", "a", 100, "gbm");
+        let b = channel("ns", "b", 200, "gbm");
+        let other = channel("ns", "c", 50, "other-agent");
+        let all = [a.clone(), b.clone(), other.clone()];
+        assert_eq!(duplicate_owner(&a, &all), None);
+        assert_eq!(duplicate_owner(&b, &all).as_deref(), Some("ns/a"));
+        assert_eq!(duplicate_owner(&other, &all), None);
+        // Same timestamp: namespace/name order decides.
+        let c = channel("aaa", "z", 100, "gbm");
+        let all = [a.clone(), b.clone(), c.clone()];
+        assert_eq!(duplicate_owner(&a, &all).as_deref(), Some("aaa/z"));
+        assert_eq!(duplicate_owner(&c, &all), None);
+    }
+
+    #[test]
+    fn a_deleted_owner_hands_over_to_the_next_oldest() {
+        let mut a = channel("ns", "a", 100, "gbm");
+        let b = channel("ns", "b", 200, "gbm");
+        let d = channel("ns", "d", 300, "gbm");
+        a.metadata.deletion_timestamp = Some(Time(Timestamp::from_second(400).unwrap()));
+        a.metadata.finalizers = Some(vec![FINALIZER.into()]);
+        // Still disconnecting: keeps the channel.
+        assert_eq!(
+            duplicate_owner(&b, &[a.clone(), b.clone(), d.clone()]).as_deref(),
+            Some("ns/a")
+        );
+        a.metadata.finalizers = None;
+        assert_eq!(
+            duplicate_owner(&b, &[a.clone(), b.clone(), d.clone()]),
+            None
+        );
+        assert_eq!(
+            duplicate_owner(&d, &[a, b.clone(), d.clone()]).as_deref(),
+            Some("ns/b")
+        );
+    }
+
+    #[test]
+    fn fingerprint_changes_with_the_credentials_version_only() {
+        let mut s = spec(Source::Facebook, "p1");
+        s.credentials_secret_ref = Some(SecretKeyRef {
+            name: "tok".into(),
+            key: "page_token".into(),
+        });
+        let a = fingerprint(&s, Some("10"));
+        s.name = Some("renamed".into());
+        assert_eq!(fingerprint(&s, Some("10")), a);
+        assert_ne!(fingerprint(&s, Some("11")), a);
+        assert_eq!(
+            fingerprint(&spec(Source::Google, "g"), None),
+            "google/g".to_string()
+        );
+    }
+
+    #[test]
+    fn transition_time_changes_only_with_the_status() {
+        let t1 = Time(Timestamp::from_second(1).unwrap());
+        let t2 = Time(Timestamp::from_second(2).unwrap());
+        let c1 = ready_condition(None, false, "ProviderError", "x", Some(1), t1.clone());
+        let c2 = ready_condition(
+            Some(&c1),
+            false,
+            "InvalidCredentials",
+            "y",
+            Some(2),
+            t2.clone(),
+        );
+        assert_eq!(c2.last_transition_time, t1);
+        assert_eq!(c2.observed_generation, Some(2));
+        let c3 = ready_condition(Some(&c2), true, "Connected", "", Some(2), t2.clone());
+        assert_eq!(c3.last_transition_time, t2);
+        assert_eq!(c3.status, "True");
+    }
+
+    #[test]
+    fn backoff_grows_is_capped_and_jittered() {
+        let min = Duration::from_millis(100);
+        let max = Duration::from_secs(2);
+        assert_eq!(backoff(1, min, max, 1.0), Duration::from_millis(100));
+        assert_eq!(backoff(3, min, max, 1.0), Duration::from_millis(400));
+        assert_eq!(backoff(30, min, max, 1.0), max);
+        assert_eq!(backoff(3, min, max, 0.0), Duration::from_millis(200));
+        assert!(backoff(100, min, max, 0.99) <= max);
+    }
+}

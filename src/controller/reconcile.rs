@@ -1,0 +1,690 @@
+//! One reconcile of one Channel.
+//!
+//! Level-triggered and idempotent: every decision is made from the Channel, its status and the
+//! Secrets, so a reconcile may be repeated or cut off at any point. The status records the
+//! connection inputs a channel was connected with (`connectedWith`); while they are unchanged and
+//! the status says connected, the provider is never asked to connect again (a name change, a
+//! resync, a restart only re-check).
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use k8s_openapi::api::core::v1::Secret as KubeSecret;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
+use k8s_openapi::ByteString;
+use kube::api::{DeleteParams, ListParams, Patch, PatchParams};
+use kube::runtime::controller::Action;
+use kube::runtime::events::{Event as KubeEvent, EventType, Recorder};
+use kube::runtime::finalizer::{finalizer, Error as FinalizerError, Event as FinalizerEvent};
+use kube::runtime::reflector::Store;
+use kube::{Api, Client, Resource, ResourceExt};
+use tracing::{debug, info, warn, Instrument};
+
+use super::logic::{self, reason};
+use super::{Args, MANAGER};
+use crate::crd::{Channel, ChannelStatus, DeletionPolicy, FINALIZER};
+use crate::metrics::Metrics;
+use crate::providers::{ProviderError, Providers};
+use crate::secret::Secret;
+
+/// Key of the page access token in the token Secret the operator owns.
+pub const TOKEN_KEY: &str = "page_access_token";
+/// Label naming the channel id on Secrets the operator owns.
+pub const CHANNEL_ID_LABEL: &str = "airy.co/channel-id";
+
+/// Name of the Secret holding a Facebook channel's page access token.
+pub fn token_secret_name(channel_name: &str) -> String {
+    format!("{channel_name}-facebook-token")
+}
+
+/// Why a reconcile failed.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// A provider call failed, or its inputs are missing.
+    #[error("{0}")]
+    Provider(#[from] ProviderError),
+    /// A Kubernetes API call failed.
+    #[error("kubernetes API: {0}")]
+    Kube(#[from] kube::Error),
+    /// Adding or removing the finalizer failed, or the wrapped reconcile did.
+    #[error("{0}")]
+    Finalizer(#[source] Box<FinalizerError<Error>>),
+}
+
+impl Error {
+    fn inner(&self) -> &Error {
+        match self {
+            Error::Finalizer(f) => match f.as_ref() {
+                FinalizerError::ApplyFailed(e) | FinalizerError::CleanupFailed(e) => e.inner(),
+                _ => self,
+            },
+            _ => self,
+        }
+    }
+
+    /// The Ready reason (or `KubeError`) this error is counted under.
+    pub fn reason(&self) -> &'static str {
+        match self.inner() {
+            Error::Provider(p) => p.reason(),
+            _ => "KubeError",
+        }
+    }
+
+    /// The provider's `Retry-After`, if it sent one.
+    pub fn retry_after(&self) -> Option<Duration> {
+        match self.inner() {
+            Error::Provider(ProviderError::RateLimited { retry_after, .. }) => *retry_after,
+            _ => None,
+        }
+    }
+}
+
+/// What every reconcile shares.
+pub struct Context {
+    client: Client,
+    providers: Providers,
+    recorder: Recorder,
+    metrics: Arc<Metrics>,
+    store: Store<Channel>,
+    min_backoff: Duration,
+    max_backoff: Duration,
+    resync: Duration,
+    failures: Mutex<HashMap<String, u32>>,
+    last_checked: Mutex<HashMap<String, Instant>>,
+}
+
+impl Context {
+    /// Builds the context from the flags.
+    pub fn new(
+        client: Client,
+        providers: Providers,
+        recorder: Recorder,
+        metrics: Arc<Metrics>,
+        store: Store<Channel>,
+        args: &Args,
+    ) -> Self {
+        let (min_backoff, max_backoff) = super::backoff_bounds(args);
+        Context {
+            client,
+            providers,
+            recorder,
+            metrics,
+            store,
+            min_backoff,
+            max_backoff,
+            resync: Duration::from_secs(args.resync_seconds.max(1)),
+            failures: Mutex::new(HashMap::new()),
+            last_checked: Mutex::new(HashMap::new()),
+        }
+    }
+
+    fn channels(&self, ch: &Channel) -> Api<Channel> {
+        Api::namespaced(self.client.clone(), &ch.namespace().unwrap_or_default())
+    }
+
+    fn secrets(&self, ch: &Channel) -> Api<KubeSecret> {
+        Api::namespaced(self.client.clone(), &ch.namespace().unwrap_or_default())
+    }
+
+    /// Whether a connected channel is due for a provider re-check. A channel this process has not
+    /// seen yet counts as just checked: a restart is not a reason to call every provider.
+    fn recheck_due(&self, uid: &str) -> bool {
+        let mut map = self.last_checked.lock().expect("not poisoned");
+        match map.get(uid) {
+            Some(t) if t.elapsed() >= self.resync => true,
+            Some(_) => false,
+            None => {
+                map.insert(uid.to_owned(), Instant::now());
+                false
+            }
+        }
+    }
+
+    fn mark_checked(&self, uid: &str) {
+        self.last_checked
+            .lock()
+            .expect("not poisoned")
+            .insert(uid.to_owned(), Instant::now());
+    }
+
+    fn forget(&self, uid: &str) {
+        self.last_checked.lock().expect("not poisoned").remove(uid);
+        self.failures.lock().expect("not poisoned").remove(uid);
+    }
+
+    /// The status to write, carrying over the Ready transition time.
+    #[allow(clippy::too_many_arguments)]
+    fn status(
+        &self,
+        ch: &Channel,
+        connected: bool,
+        connected_with: Option<String>,
+        page: (Option<String>, Option<String>),
+        ready: bool,
+        why: &str,
+        message: &str,
+    ) -> ChannelStatus {
+        let generation = ch.metadata.generation;
+        ChannelStatus {
+            id: Some(ch.channel_id()),
+            connected,
+            page_name: page.0,
+            page_image_url: page.1,
+            connected_with,
+            observed_generation: generation,
+            conditions: vec![logic::ready_condition(
+                ch.ready_condition(),
+                ready,
+                why,
+                message,
+                generation,
+                Time(k8s_openapi::jiff::Timestamp::now()),
+            )],
+        }
+    }
+
+    /// Writes the status by server-side apply, unless it is already what the Channel says. Retries
+    /// conflicts a few times: losing a status write after a provider call would mean calling again.
+    async fn write_status(&self, ch: &Channel, status: ChannelStatus) -> Result<(), kube::Error> {
+        if same_status(ch.status.as_ref(), &status) {
+            return Ok(());
+        }
+        let patch = serde_json::json!({
+            "apiVersion": Channel::api_version(&()),
+            "kind": Channel::kind(&()),
+            "status": status,
+        });
+        let api = self.channels(ch);
+        let params = PatchParams::apply(MANAGER).force();
+        let mut attempt = 0u32;
+        loop {
+            match api
+                .patch_status(&ch.name_any(), &params, &Patch::Apply(&patch))
+                .await
+            {
+                Ok(_) => return Ok(()),
+                Err(e) if attempt < 4 && is_retriable(&e) => {
+                    attempt += 1;
+                    debug!("status write failed ({e}); retrying");
+                    tokio::time::sleep(Duration::from_millis(50 * u64::from(attempt))).await;
+                }
+                Err(e) => return Err(e),
+            }
+        }
+    }
+
+    async fn event(&self, ch: &Channel, type_: EventType, why: &str, action: &str, note: String) {
+        let ev = KubeEvent {
+            type_,
+            reason: why.into(),
+            note: Some(note),
+            action: action.into(),
+            secondary: None,
+        };
+        if let Err(e) = self.recorder.publish(&ev, &ch.object_ref(&())).await {
+            debug!("cannot publish event {why}: {e}");
+        }
+    }
+
+    /// Reads the Channel's credentials Secret. Returns the token and the Secret's resourceVersion.
+    async fn credentials(&self, ch: &Channel) -> Result<(Option<Secret>, Option<String>), Error> {
+        let Some(r) = &ch.spec.credentials_secret_ref else {
+            return Ok((None, None));
+        };
+        let ns = ch.namespace().unwrap_or_default();
+        let secret = self.secrets(ch).get_opt(&r.name).await?.ok_or_else(|| {
+            ProviderError::CredentialsMissing(format!(
+                "the Secret {ns}/{} named by spec.credentialsSecretRef does not exist",
+                r.name
+            ))
+        })?;
+        let value = secret_value(&secret, &r.key).ok_or_else(|| {
+            ProviderError::CredentialsMissing(format!(
+                "the Secret {ns}/{} has no key {:?} or its value is empty",
+                r.name, r.key
+            ))
+        })?;
+        Ok((Some(value), secret.metadata.resource_version.clone()))
+    }
+
+    /// The page access token kept at connect, if its Secret exists.
+    async fn stored_token(&self, ch: &Channel) -> Result<Option<Secret>, Error> {
+        let secret = self
+            .secrets(ch)
+            .get_opt(&token_secret_name(&ch.name_any()))
+            .await?;
+        Ok(secret.and_then(|s| secret_value(&s, TOKEN_KEY)))
+    }
+
+    /// Keeps the token in a Secret owned by the Channel (garbage-collected with it).
+    async fn store_token(&self, ch: &Channel, token: &Secret) -> Result<(), Error> {
+        let name = token_secret_name(&ch.name_any());
+        let mut secret = KubeSecret::default();
+        secret.metadata.name = Some(name.clone());
+        secret.metadata.namespace = ch.namespace();
+        secret.metadata.labels = Some(BTreeMap::from([
+            (
+                "app.kubernetes.io/managed-by".to_owned(),
+                MANAGER.to_owned(),
+            ),
+            (CHANNEL_ID_LABEL.to_owned(), ch.channel_id()),
+        ]));
+        secret.metadata.owner_references = ch.controller_owner_ref(&()).map(|r| vec![r]);
+        secret.type_ = Some("Opaque".into());
+        secret.data = Some(BTreeMap::from([(
+            TOKEN_KEY.to_owned(),
+            ByteString(token.expose().as_bytes().to_vec()),
+        )]));
+        let mut value = serde_json::to_value(&secret).map_err(kube::Error::SerdeError)?;
+        value["apiVersion"] = "v1".into();
+        value["kind"] = "Secret".into();
+        self.secrets(ch)
+            .patch(
+                &name,
+                &PatchParams::apply(MANAGER).force(),
+                &Patch::Apply(&value),
+            )
+            .await?;
+        Ok(())
+    }
+
+    /// Deletes every Secret whose ownerReferences name this Channel. Returns how many.
+    async fn delete_owned_secrets(&self, ch: &Channel) -> Result<usize, Error> {
+        let Some(uid) = ch.uid() else { return Ok(0) };
+        let api = self.secrets(ch);
+        let owned: Vec<String> = api
+            .list_metadata(&ListParams::default())
+            .await?
+            .items
+            .into_iter()
+            .filter(|s| {
+                s.metadata
+                    .owner_references
+                    .as_ref()
+                    .is_some_and(|refs| refs.iter().any(|r| r.uid == uid))
+            })
+            .map(|s| s.name_any())
+            .collect();
+        for name in &owned {
+            match api.delete(name, &DeleteParams::default()).await {
+                Ok(_) => {}
+                Err(kube::Error::Api(s)) if s.code == 404 => {}
+                Err(e) => return Err(e.into()),
+            }
+        }
+        Ok(owned.len())
+    }
+
+    /// Reports a failure in the status (keeping what is known to be connected) and returns it.
+    async fn fail(&self, ch: &Channel, action: &str, err: Error) -> Result<Action, Error> {
+        let prev = ch.status.clone().unwrap_or_default();
+        let why = err.reason();
+        let why = if why == "KubeError" {
+            reason::PROVIDER_ERROR
+        } else {
+            why
+        };
+        let message = format!("{action} failed: {err}");
+        warn!(reason = why, "{message}");
+        let changed = ch
+            .ready_condition()
+            .is_none_or(|c| c.reason != why || c.message != message);
+        let status = self.status(
+            ch,
+            prev.connected,
+            prev.connected_with.clone(),
+            (prev.page_name.clone(), prev.page_image_url.clone()),
+            false,
+            why,
+            &message,
+        );
+        if let Err(e) = self.write_status(ch, status).await {
+            warn!("cannot write the failure to the status: {e}");
+        }
+        if changed {
+            self.event(ch, EventType::Warning, why, action, message)
+                .await;
+        }
+        Err(err)
+    }
+}
+
+fn is_retriable(e: &kube::Error) -> bool {
+    matches!(e, kube::Error::Api(s) if s.code == 409 || s.code == 429 || s.code >= 500)
+}
+
+/// Whether writing `new` would change nothing but the Ready transition time (which `new` carries over).
+fn same_status(old: Option<&ChannelStatus>, new: &ChannelStatus) -> bool {
+    old == Some(new)
+}
+
+fn secret_value(secret: &KubeSecret, key: &str) -> Option<Secret> {
+    let raw = secret
+        .data
+        .as_ref()
+        .and_then(|d| d.get(key))
+        .map(|b| String::from_utf8_lossy(&b.0).into_owned())
+        .or_else(|| {
+            secret
+                .string_data
+                .as_ref()
+                .and_then(|d| d.get(key).cloned())
+        })?;
+    let raw = raw.trim().to_owned();
+    (!raw.is_empty()).then(|| Secret::new(raw))
+}
+
+/// The reconcile entry point given to the Controller.
+pub async fn reconcile(ch: Arc<Channel>, ctx: Arc<Context>) -> Result<Action, Error> {
+    let span = tracing::info_span!(
+        "reconcile",
+        namespace = %ch.namespace().unwrap_or_default(),
+        name = %ch.name_any(),
+        channel_id = %ch.channel_id(),
+    );
+    async move {
+        ctx.metrics.reconciles.inc();
+        let started = Instant::now();
+        let result = reconcile_inner(ch.clone(), ctx.clone()).await;
+        ctx.metrics
+            .duration
+            .observe(started.elapsed().as_secs_f64());
+        if result.is_ok() {
+            if let Some(uid) = ch.uid() {
+                ctx.failures.lock().expect("not poisoned").remove(&uid);
+            }
+        }
+        result
+    }
+    .instrument(span)
+    .await
+}
+
+async fn reconcile_inner(ch: Arc<Channel>, ctx: Arc<Context>) -> Result<Action, Error> {
+    if ch.is_paused() {
+        // Hands off, including deletion: the finalizer stays until the annotation is removed.
+        debug!("paused by the airy.co/paused annotation");
+        return Ok(Action::await_change());
+    }
+    let api = ctx.channels(&ch);
+    finalizer(&api, FINALIZER, ch, |event| async {
+        match event {
+            FinalizerEvent::Apply(ch) => apply(&ch, &ctx).await,
+            FinalizerEvent::Cleanup(ch) => cleanup(&ch, &ctx).await,
+        }
+    })
+    .await
+    .map_err(|e| Error::Finalizer(Box::new(e)))
+}
+
+async fn apply(ch: &Channel, ctx: &Context) -> Result<Action, Error> {
+    let prev = ch.status.clone().unwrap_or_default();
+    let page = (prev.page_name.clone(), prev.page_image_url.clone());
+    if let Err(message) = logic::validate(&ch.spec) {
+        let changed = ch
+            .ready_condition()
+            .is_none_or(|c| c.reason != reason::INVALID_SPEC || c.message != message);
+        let status = ctx.status(
+            ch,
+            prev.connected,
+            prev.connected_with.clone(),
+            page,
+            false,
+            reason::INVALID_SPEC,
+            &message,
+        );
+        ctx.write_status(ch, status).await?;
+        if changed {
+            warn!("invalid spec: {message}");
+            ctx.event(
+                ch,
+                EventType::Warning,
+                reason::INVALID_SPEC,
+                "Validate",
+                message,
+            )
+            .await;
+        }
+        return Ok(Action::await_change());
+    }
+
+    let all = ctx.store.state();
+    if let Some(owner) = logic::duplicate_owner(ch, all.iter().map(|c| c.as_ref())) {
+        drop(all);
+        let message = format!(
+            "{} {} belongs to the older Channel {owner}; this Channel is not connected",
+            ch.spec.source, ch.spec.source_channel_id
+        );
+        let changed = ch
+            .ready_condition()
+            .is_none_or(|c| c.reason != reason::DUPLICATE);
+        let status = ctx.status(
+            ch,
+            false,
+            None,
+            (None, None),
+            false,
+            reason::DUPLICATE,
+            &message,
+        );
+        ctx.write_status(ch, status).await?;
+        if changed {
+            info!("duplicate of {owner}");
+            ctx.event(
+                ch,
+                EventType::Warning,
+                reason::DUPLICATE,
+                "Connect",
+                message,
+            )
+            .await;
+        }
+        // The owner's deletion re-triggers this Channel; this is only a safety net.
+        return Ok(Action::requeue(ctx.resync.min(Duration::from_secs(30))));
+    }
+    drop(all);
+
+    let provider = ctx.providers.for_source(ch.spec.source);
+    let uid = ch.uid().unwrap_or_default();
+    if ch.spec.connected {
+        let (credentials, version) = if provider.needs_credentials() {
+            match ctx.credentials(ch).await {
+                Ok(c) => c,
+                Err(e) => return ctx.fail(ch, "Connect", e).await,
+            }
+        } else {
+            (None, None)
+        };
+        let fingerprint = logic::fingerprint(&ch.spec, version.as_deref());
+        if prev.connected && prev.connected_with.as_deref() == Some(fingerprint.as_str()) {
+            let mut page = page;
+            if ctx.recheck_due(&uid) {
+                let token = if provider.needs_credentials() {
+                    ctx.stored_token(ch).await?
+                } else {
+                    None
+                };
+                match provider.recheck(ch, token.as_ref()).await {
+                    Ok(o) => {
+                        ctx.mark_checked(&uid);
+                        page = (o.page_name.or(page.0), o.page_image_url.or(page.1));
+                        debug!("re-checked at the provider");
+                    }
+                    Err(e) => return ctx.fail(ch, "Recheck", e.into()).await,
+                }
+            }
+            let status = ctx.status(
+                ch,
+                true,
+                Some(fingerprint),
+                page,
+                true,
+                reason::CONNECTED,
+                "connected at the provider",
+            );
+            ctx.write_status(ch, status).await?;
+            return Ok(Action::requeue(ctx.resync));
+        }
+
+        let outcome = match provider.connect(ch, credentials.as_ref()).await {
+            Ok(o) => o,
+            Err(e) => return ctx.fail(ch, "Connect", e.into()).await,
+        };
+        if let Some(token) = &outcome.token {
+            if let Err(e) = ctx.store_token(ch, token).await {
+                return ctx.fail(ch, "StoreToken", e).await;
+            }
+        }
+        ctx.mark_checked(&uid);
+        info!(source = %ch.spec.source, "connected");
+        let status = ctx.status(
+            ch,
+            true,
+            Some(fingerprint),
+            (outcome.page_name, outcome.page_image_url),
+            true,
+            reason::CONNECTED,
+            "connected at the provider",
+        );
+        ctx.write_status(ch, status).await?;
+        ctx.event(
+            ch,
+            EventType::Normal,
+            reason::CONNECTED,
+            "Connect",
+            format!("connected {} {}", ch.spec.source, ch.spec.source_channel_id),
+        )
+        .await;
+        Ok(Action::requeue(ctx.resync))
+    } else {
+        let was_connected = prev.connected || prev.connected_with.is_some();
+        if was_connected {
+            let token = if provider.needs_credentials() {
+                ctx.stored_token(ch).await?
+            } else {
+                None
+            };
+            if let Err(e) = provider.disconnect(ch, token.as_ref()).await {
+                return ctx.fail(ch, "Disconnect", e.into()).await;
+            }
+            info!(source = %ch.spec.source, "disconnected");
+            // Record the disconnect before deleting the token: a retry must not call again.
+            let status = ctx.status(
+                ch,
+                false,
+                None,
+                (None, None),
+                false,
+                "Progressing",
+                "disconnected at the provider; deleting stored tokens",
+            );
+            ctx.write_status(ch, status).await?;
+            ctx.event(
+                ch,
+                EventType::Normal,
+                reason::DISCONNECTED,
+                "Disconnect",
+                format!(
+                    "disconnected {} {}",
+                    ch.spec.source, ch.spec.source_channel_id
+                ),
+            )
+            .await;
+        }
+        let settled = !was_connected
+            && prev.observed_generation == ch.metadata.generation
+            && ch
+                .ready_condition()
+                .is_some_and(|c| c.status == "True" && c.reason == reason::DISCONNECTED);
+        if !settled {
+            let n = ctx.delete_owned_secrets(ch).await?;
+            if n > 0 {
+                info!(secrets = n, "deleted the channel's stored tokens");
+            }
+        }
+        let status = ctx.status(
+            ch,
+            false,
+            None,
+            (None, None),
+            true,
+            reason::DISCONNECTED,
+            "disconnected at the provider",
+        );
+        ctx.write_status(ch, status).await?;
+        Ok(Action::await_change())
+    }
+}
+
+async fn cleanup(ch: &Channel, ctx: &Context) -> Result<Action, Error> {
+    let prev = ch.status.clone().unwrap_or_default();
+    let was_connected = prev.connected || prev.connected_with.is_some();
+    if ch.spec.deletion_policy == DeletionPolicy::Disconnect && was_connected {
+        let provider = ctx.providers.for_source(ch.spec.source);
+        let token = if provider.needs_credentials() {
+            ctx.stored_token(ch).await?
+        } else {
+            None
+        };
+        if let Err(e) = provider.disconnect(ch, token.as_ref()).await {
+            return ctx.fail(ch, "DisconnectBeforeDelete", e.into()).await;
+        }
+        info!(source = %ch.spec.source, "disconnected before deletion");
+        let status = ctx.status(
+            ch,
+            false,
+            None,
+            (None, None),
+            false,
+            "Progressing",
+            "disconnected at the provider; deleting",
+        );
+        ctx.write_status(ch, status).await?;
+        ctx.event(
+            ch,
+            EventType::Normal,
+            reason::DISCONNECTED,
+            "Delete",
+            format!(
+                "disconnected {} {} before deletion",
+                ch.spec.source, ch.spec.source_channel_id
+            ),
+        )
+        .await;
+    } else if was_connected {
+        info!("deletionPolicy Orphan: deleting without calling the provider");
+    }
+    ctx.delete_owned_secrets(ch).await?;
+    if let Some(uid) = ch.uid() {
+        ctx.forget(&uid);
+    }
+    Ok(Action::await_change())
+}
+
+/// The retry policy given to the Controller: exponential backoff with jitter per Channel, capped;
+/// a provider's Retry-After wins.
+pub fn error_policy(ch: Arc<Channel>, err: &Error, ctx: Arc<Context>) -> Action {
+    ctx.metrics.error(err.reason());
+    let attempt = {
+        let mut failures = ctx.failures.lock().expect("not poisoned");
+        let n = failures.entry(ch.uid().unwrap_or_default()).or_insert(0);
+        *n = n.saturating_add(1);
+        *n
+    };
+    if let Some(after) = err.retry_after() {
+        return Action::requeue(after);
+    }
+    let delay = logic::backoff(
+        attempt,
+        ctx.min_backoff,
+        ctx.max_backoff,
+        rand::random::<f64>(),
+    );
+    debug!(
+        attempt,
+        delay_ms = delay.as_millis() as u64,
+        "retrying after backoff"
+    );
+    Action::requeue(delay)
+}

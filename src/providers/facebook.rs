@@ -1,0 +1,276 @@
+//! Facebook pages through the Graph API, exactly as spec section 4.1.
+//!
+//! Tokens travel only in query strings to the Graph API; error messages carry the HTTP status and
+//! Facebook's own error message, scrubbed of every token, and never a URL.
+
+use futures::future::BoxFuture;
+use serde::Deserialize;
+
+use super::{
+    describe_transport_error, retry_after, ConnectOutcome, Provider, ProviderArgs, ProviderError,
+};
+use crate::crd::Channel;
+use crate::secret::Secret;
+
+/// The page fields read at connect and resync.
+pub const PAGE_FIELDS: &str =
+    "id,name_with_location_descriptor,access_token,picture,is_webhooks_subscribed";
+
+/// The webhook fields the app subscribes the page to.
+pub const SUBSCRIBED_FIELDS: &str = "messages,messaging_postbacks,messaging_optins,message_deliveries,message_reads,messaging_payments,messaging_pre_checkouts,messaging_checkout_updates,messaging_account_linking,messaging_referrals,message_echoes,messaging_game_plays,standby,messaging_handovers,messaging_policy_enforcement,message_reactions,inbox_labels";
+
+/// The Facebook provider.
+pub struct Facebook {
+    http: reqwest::Client,
+    graph_url: String,
+    app_id: Option<String>,
+    app_secret: Option<Secret>,
+}
+
+#[derive(Deserialize)]
+struct TokenResponse {
+    access_token: Option<String>,
+}
+
+#[derive(Deserialize, Default)]
+struct Page {
+    name_with_location_descriptor: Option<String>,
+    access_token: Option<String>,
+    picture: Option<Picture>,
+}
+
+#[derive(Deserialize)]
+struct Picture {
+    data: Option<PictureData>,
+}
+
+#[derive(Deserialize)]
+struct PictureData {
+    url: Option<String>,
+}
+
+#[derive(Deserialize)]
+struct GraphErrorBody {
+    error: Option<GraphError>,
+}
+
+#[derive(Deserialize)]
+struct GraphError {
+    message: Option<String>,
+    #[serde(rename = "type")]
+    type_: Option<String>,
+    code: Option<i64>,
+}
+
+impl Facebook {
+    /// Builds the provider from the flags.
+    pub fn new(http: reqwest::Client, args: &ProviderArgs) -> Self {
+        Facebook {
+            http,
+            graph_url: args.facebook_graph_url.trim_end_matches('/').to_owned(),
+            app_id: args.facebook_app_id.clone().filter(|s| !s.is_empty()),
+            app_secret: args.facebook_app_secret.clone().filter(|s| !s.is_empty()),
+        }
+    }
+
+    fn url(&self, path: &str) -> String {
+        format!("{}/{}", self.graph_url, path.trim_start_matches('/'))
+    }
+
+    /// Sends a request and reads its JSON body, classifying every failure.
+    async fn call<T: serde::de::DeserializeOwned>(
+        &self,
+        what: &str,
+        req: reqwest::RequestBuilder,
+    ) -> Result<T, ProviderError> {
+        let resp = req
+            .send()
+            .await
+            .map_err(|e| describe_transport_error(&format!("facebook: {what}"), e))?;
+        let status = resp.status();
+        let headers = resp.headers().clone();
+        let body = resp
+            .bytes()
+            .await
+            .map_err(|e| describe_transport_error(&format!("facebook: {what}"), e))?;
+        if status.is_success() {
+            return serde_json::from_slice(&body).map_err(|e| {
+                ProviderError::Failed(format!(
+                    "facebook: {what}: HTTP {}: unexpected response body: {e}",
+                    status.as_u16()
+                ))
+            });
+        }
+        let graph = serde_json::from_slice::<GraphErrorBody>(&body)
+            .ok()
+            .and_then(|b| b.error);
+        let fb_message = graph
+            .as_ref()
+            .and_then(|g| g.message.clone())
+            .unwrap_or_else(|| {
+                status
+                    .canonical_reason()
+                    .unwrap_or("unknown error")
+                    .to_owned()
+            });
+        let message = format!("facebook: {what}: HTTP {}: {fb_message}", status.as_u16());
+        let code = graph.as_ref().and_then(|g| g.code);
+        let oauth = graph
+            .as_ref()
+            .and_then(|g| g.type_.as_deref())
+            .is_some_and(|t| t == "OAuthException");
+        // Graph's throttling codes: app (4), user (17), page (32), custom (613).
+        let throttled = matches!(code, Some(4 | 17 | 32 | 613));
+        Err(if status.as_u16() == 429 || throttled {
+            ProviderError::RateLimited {
+                message,
+                retry_after: retry_after(&headers),
+            }
+        } else if oauth && matches!(status.as_u16(), 400 | 401 | 403) {
+            ProviderError::InvalidCredentials(message)
+        } else {
+            ProviderError::Failed(message)
+        })
+    }
+
+    async fn get_page(&self, page_id: &str, token: &Secret) -> Result<Page, ProviderError> {
+        self.call(
+            "reading the page",
+            self.http
+                .get(self.url(page_id))
+                .query(&[("fields", PAGE_FIELDS), ("access_token", token.expose())]),
+        )
+        .await
+    }
+
+    async fn connect_inner(
+        &self,
+        channel: &Channel,
+        credentials: Option<&Secret>,
+    ) -> Result<ConnectOutcome, ProviderError> {
+        let page_token = credentials.filter(|t| !t.is_empty()).ok_or_else(|| {
+            ProviderError::CredentialsMissing(
+                "facebook: the page token (credentialsSecretRef) is missing or empty".into(),
+            )
+        })?;
+        let (Some(app_id), Some(app_secret)) = (&self.app_id, &self.app_secret) else {
+            return Err(ProviderError::CredentialsMissing(
+                "facebook: the operator has no app id and app secret (--facebook-app-id, --facebook-app-secret)".into(),
+            ));
+        };
+        let exchanged: TokenResponse = self
+            .call(
+                "exchanging the page token for a long-lived token",
+                self.http.get(self.url("oauth/access_token")).query(&[
+                    ("grant_type", "fb_exchange_token"),
+                    ("client_id", app_id.as_str()),
+                    ("client_secret", app_secret.expose()),
+                    ("fb_exchange_token", page_token.expose()),
+                ]),
+            )
+            .await?;
+        let long_lived = Secret::new(
+            exchanged
+                .access_token
+                .filter(|t| !t.is_empty())
+                .ok_or_else(|| {
+                    ProviderError::Failed(
+                        "facebook: exchanging the page token: the response has no access_token"
+                            .into(),
+                    )
+                })?,
+        );
+        let page = self
+            .get_page(&channel.spec.source_channel_id, &long_lived)
+            .await?;
+        let page_access = Secret::new(page.access_token.clone().filter(|t| !t.is_empty()).ok_or_else(
+            || {
+                ProviderError::InvalidCredentials(
+                    "facebook: reading the page: the response has no page access_token (does the token manage this page?)".into(),
+                )
+            },
+        )?);
+        let _: serde_json::Value = self
+            .call(
+                "subscribing the app to the page",
+                self.http.post(self.url("me/subscribed_apps")).query(&[
+                    ("access_token", page_access.expose()),
+                    ("subscribed_fields", SUBSCRIBED_FIELDS),
+                ]),
+            )
+            .await?;
+        Ok(ConnectOutcome {
+            page_name: page.name_with_location_descriptor,
+            page_image_url: page.picture.and_then(|p| p.data).and_then(|d| d.url),
+            token: Some(page_access),
+        })
+    }
+}
+
+impl Provider for Facebook {
+    fn connect<'a>(
+        &'a self,
+        channel: &'a Channel,
+        credentials: Option<&'a Secret>,
+    ) -> BoxFuture<'a, Result<ConnectOutcome, ProviderError>> {
+        Box::pin(async move {
+            let mut secrets: Vec<&Secret> = credentials.into_iter().collect();
+            secrets.extend(self.app_secret.as_ref());
+            match self.connect_inner(channel, credentials).await {
+                Ok(outcome) => Ok(outcome),
+                Err(e) => Err(e.redacted(&secrets)),
+            }
+        })
+    }
+
+    fn disconnect<'a>(
+        &'a self,
+        channel: &'a Channel,
+        stored_token: Option<&'a Secret>,
+    ) -> BoxFuture<'a, Result<(), ProviderError>> {
+        Box::pin(async move {
+            let token = stored_token.filter(|t| !t.is_empty()).ok_or_else(|| {
+                ProviderError::CredentialsMissing(
+                    "facebook: the stored page access token is missing, so the page subscription cannot be removed (set deletionPolicy: Orphan to skip)".into(),
+                )
+            })?;
+            let path = format!("{}/subscribed_apps", channel.spec.source_channel_id);
+            let result: Result<serde_json::Value, _> = self
+                .call(
+                    "removing the app's page subscription",
+                    self.http
+                        .delete(self.url(&path))
+                        .query(&[("access_token", token.expose())]),
+                )
+                .await;
+            result.map(|_| ()).map_err(|e| e.redacted(&[token]))
+        })
+    }
+
+    fn recheck<'a>(
+        &'a self,
+        channel: &'a Channel,
+        stored_token: Option<&'a Secret>,
+    ) -> BoxFuture<'a, Result<ConnectOutcome, ProviderError>> {
+        Box::pin(async move {
+            let Some(token) = stored_token.filter(|t| !t.is_empty()) else {
+                return Err(ProviderError::CredentialsMissing(
+                    "facebook: the stored page access token is missing".into(),
+                ));
+            };
+            let page = self
+                .get_page(&channel.spec.source_channel_id, token)
+                .await
+                .map_err(|e| e.redacted(&[token]))?;
+            Ok(ConnectOutcome {
+                page_name: page.name_with_location_descriptor,
+                page_image_url: page.picture.and_then(|p| p.data).and_then(|d| d.url),
+                token: None,
+            })
+        })
+    }
+
+    fn needs_credentials(&self) -> bool {
+        true
+    }
+}

@@ -1,0 +1,36 @@
+//! Google Business Messages and the website chat plugin: nothing to call (spec section 4.3).
+
+use futures::future::BoxFuture;
+
+use super::{ConnectOutcome, Provider, ProviderError};
+use crate::crd::Channel;
+use crate::secret::Secret;
+
+/// A provider with nothing to call: connecting and disconnecting succeed at once.
+pub struct NoCall;
+
+impl Provider for NoCall {
+    fn connect<'a>(
+        &'a self,
+        _channel: &'a Channel,
+        _credentials: Option<&'a Secret>,
+    ) -> BoxFuture<'a, Result<ConnectOutcome, ProviderError>> {
+        Box::pin(async { Ok(ConnectOutcome::default()) })
+    }
+
+    fn disconnect<'a>(
+        &'a self,
+        _channel: &'a Channel,
+        _stored_token: Option<&'a Secret>,
+    ) -> BoxFuture<'a, Result<(), ProviderError>> {
+        Box::pin(async { Ok(()) })
+    }
+
+    fn recheck<'a>(
+        &'a self,
+        _channel: &'a Channel,
+        _stored_token: Option<&'a Secret>,
+    ) -> BoxFuture<'a, Result<ConnectOutcome, ProviderError>> {
+        Box::pin(async { Ok(ConnectOutcome::default()) })
+    }
+}

@@ -1,0 +1,229 @@
+//! Twilio SMS and WhatsApp numbers (spec section 4.2).
+//!
+//! Without an account SID, auth token and webhook URL configured, no call is made: the user points
+//! the number's webhook at the platform. With them, connect looks the number up in the account and
+//! points its messaging webhook (`SmsUrl`) at the configured URL; disconnect clears it.
+
+use futures::future::BoxFuture;
+use serde::Deserialize;
+
+use super::{
+    describe_transport_error, retry_after, ConnectOutcome, Provider, ProviderArgs, ProviderError,
+};
+use crate::crd::Channel;
+use crate::secret::Secret;
+
+/// The Twilio provider.
+pub struct Twilio {
+    http: reqwest::Client,
+    api_url: String,
+    account: Option<(String, Secret, String)>,
+}
+
+#[derive(Deserialize)]
+struct NumberList {
+    #[serde(default)]
+    incoming_phone_numbers: Vec<IncomingNumber>,
+}
+
+#[derive(Deserialize)]
+struct IncomingNumber {
+    sid: String,
+}
+
+#[derive(Deserialize)]
+struct TwilioErrorBody {
+    message: Option<String>,
+}
+
+/// The E.164 number of a Twilio source channel id (`whatsapp:` prefix removed).
+pub fn phone_number(source_channel_id: &str) -> &str {
+    source_channel_id
+        .strip_prefix("whatsapp:")
+        .unwrap_or(source_channel_id)
+}
+
+impl Twilio {
+    /// Builds the provider from the flags.
+    pub fn new(http: reqwest::Client, args: &ProviderArgs) -> Self {
+        let account = match (
+            args.twilio_account_sid.clone().filter(|s| !s.is_empty()),
+            args.twilio_auth_token.clone().filter(|s| !s.is_empty()),
+            args.twilio_webhook_url.clone().filter(|s| !s.is_empty()),
+        ) {
+            (Some(sid), Some(token), Some(webhook)) => Some((sid, token, webhook)),
+            _ => None,
+        };
+        Twilio {
+            http,
+            api_url: args.twilio_api_url.trim_end_matches('/').to_owned(),
+            account,
+        }
+    }
+
+    /// Whether Twilio calls are configured.
+    pub fn is_configured(&self) -> bool {
+        self.account.is_some()
+    }
+
+    async fn call<T: serde::de::DeserializeOwned>(
+        &self,
+        what: &str,
+        req: reqwest::RequestBuilder,
+    ) -> Result<T, ProviderError> {
+        let resp = req
+            .send()
+            .await
+            .map_err(|e| describe_transport_error(&format!("twilio: {what}"), e))?;
+        let status = resp.status();
+        let headers = resp.headers().clone();
+        let body = resp
+            .bytes()
+            .await
+            .map_err(|e| describe_transport_error(&format!("twilio: {what}"), e))?;
+        if status.is_success() {
+            return serde_json::from_slice(&body).map_err(|e| {
+                ProviderError::Failed(format!(
+                    "twilio: {what}: HTTP {}: unexpected response body: {e}",
+                    status.as_u16()
+                ))
+            });
+        }
+        let msg = serde_json::from_slice::<TwilioErrorBody>(&body)
+            .ok()
+            .and_then(|b| b.message)
+            .unwrap_or_else(|| {
+                status
+                    .canonical_reason()
+                    .unwrap_or("unknown error")
+                    .to_owned()
+            });
+        let message = format!("twilio: {what}: HTTP {}: {msg}", status.as_u16());
+        Err(match status.as_u16() {
+            429 => ProviderError::RateLimited {
+                message,
+                retry_after: retry_after(&headers),
+            },
+            401 | 403 => ProviderError::InvalidCredentials(message),
+            _ => ProviderError::Failed(message),
+        })
+    }
+
+    /// Looks the number up in the account; returns its `PN…` sid.
+    async fn lookup(&self, number: &str) -> Result<String, ProviderError> {
+        let (sid, token, _) = self.account.as_ref().expect("configured");
+        let url = format!(
+            "{}/2010-04-01/Accounts/{sid}/IncomingPhoneNumbers.json",
+            self.api_url
+        );
+        let list: NumberList = self
+            .call(
+                "looking the number up",
+                self.http
+                    .get(url)
+                    .basic_auth(sid, Some(token.expose()))
+                    .query(&[("PhoneNumber", number)]),
+            )
+            .await?;
+        list.incoming_phone_numbers
+            .into_iter()
+            .next()
+            .map(|n| n.sid)
+            .ok_or_else(|| {
+                ProviderError::Failed(format!(
+                    "twilio: the number {number} is not an incoming phone number of the account"
+                ))
+            })
+    }
+
+    async fn set_webhook(&self, number_sid: &str, sms_url: &str) -> Result<(), ProviderError> {
+        let (sid, token, _) = self.account.as_ref().expect("configured");
+        let url = format!(
+            "{}/2010-04-01/Accounts/{sid}/IncomingPhoneNumbers/{number_sid}.json",
+            self.api_url
+        );
+        let body: String = url::form_urlencoded::Serializer::new(String::new())
+            .append_pair("SmsUrl", sms_url)
+            .finish();
+        let _: serde_json::Value = self
+            .call(
+                "setting the number's messaging webhook",
+                self.http
+                    .post(url)
+                    .basic_auth(sid, Some(token.expose()))
+                    .header(
+                        reqwest::header::CONTENT_TYPE,
+                        "application/x-www-form-urlencoded",
+                    )
+                    .body(body),
+            )
+            .await?;
+        Ok(())
+    }
+
+    fn scrub(&self, e: ProviderError) -> ProviderError {
+        match &self.account {
+            Some((_, token, _)) => e.redacted(&[token]),
+            None => e,
+        }
+    }
+}
+
+impl Provider for Twilio {
+    fn connect<'a>(
+        &'a self,
+        channel: &'a Channel,
+        _credentials: Option<&'a Secret>,
+    ) -> BoxFuture<'a, Result<ConnectOutcome, ProviderError>> {
+        Box::pin(async move {
+            let Some((_, _, webhook)) = &self.account else {
+                return Ok(ConnectOutcome::default());
+            };
+            let number = phone_number(&channel.spec.source_channel_id);
+            let result = async {
+                let pn = self.lookup(number).await?;
+                self.set_webhook(&pn, webhook).await
+            }
+            .await;
+            result
+                .map(|()| ConnectOutcome::default())
+                .map_err(|e| self.scrub(e))
+        })
+    }
+
+    fn disconnect<'a>(
+        &'a self,
+        channel: &'a Channel,
+        _stored_token: Option<&'a Secret>,
+    ) -> BoxFuture<'a, Result<(), ProviderError>> {
+        Box::pin(async move {
+            if self.account.is_none() {
+                return Ok(());
+            }
+            let number = phone_number(&channel.spec.source_channel_id);
+            let result = async {
+                let pn = self.lookup(number).await?;
+                self.set_webhook(&pn, "").await
+            }
+            .await;
+            result.map_err(|e| self.scrub(e))
+        })
+    }
+
+    fn recheck<'a>(
+        &'a self,
+        channel: &'a Channel,
+        _stored_token: Option<&'a Secret>,
+    ) -> BoxFuture<'a, Result<ConnectOutcome, ProviderError>> {
+        Box::pin(async move {
+            if self.account.is_none() {
+                return Ok(ConnectOutcome::default());
+            }
+            let number = phone_number(&channel.spec.source_channel_id);
+            self.lookup(number)
+                .await
+                .map(|_| ConnectOutcome::default())
+                .map_err(|e| self.scrub(e))
+        })
+    }
+}
