@@ -408,6 +408,21 @@ async fn reconcile_inner(ch: Arc<Channel>, ctx: Arc<Context>) -> Result<Action, 
         return Ok(Action::await_change());
     }
     let api = ctx.channels(&ch);
+    if ch.metadata.deletion_timestamp.is_none() && ch.finalizers().is_empty() {
+        // The first finalizer goes in with a merge patch guarded by the resourceVersion (a
+        // conflict retries). kube's helper would send a JSON patch testing the absent
+        // /metadata/finalizers against null, which the sandbox rejects (kube-apiserver accepts).
+        let patch = serde_json::json!({
+            "metadata": {"finalizers": [FINALIZER], "resourceVersion": ch.resource_version()}
+        });
+        api.patch(
+            &ch.name_any(),
+            &PatchParams::default(),
+            &Patch::Merge(&patch),
+        )
+        .await?;
+        return Ok(Action::await_change());
+    }
     finalizer(&api, FINALIZER, ch, |event| async {
         match event {
             FinalizerEvent::Apply(ch) => apply(&ch, &ctx).await,

@@ -680,10 +680,24 @@ fn validate_schema(ctx: &mut Ctx, obj: &mut Value, old: Option<&Value>) -> Resul
     Ok(())
 }
 
-fn record(old: Option<&Value>, new: &Value, manager: &str, managed: &mut ManagedFields) {
+fn record(
+    rt: &ResourceType,
+    old: Option<&Value>,
+    new: &Value,
+    manager: &str,
+    sub: Option<&str>,
+    managed: &mut ManagedFields,
+) {
     // Field ownership is best-effort for non-apply writes: a failure must not fail the write.
     let _ = pure("recording managed fields", || {
-        patch::record_update(old, new, manager, managed)
+        patch::record_update_to(
+            old,
+            new,
+            rt.schema.as_ref(),
+            manager,
+            sub.unwrap_or_default(),
+            managed,
+        )
     });
 }
 
@@ -778,7 +792,7 @@ fn create(
     }
     let mut managed = managed.unwrap_or_default();
     if managed == ManagedFields::default() {
-        record(None, &obj, &ctx.manager, &mut managed);
+        record(&rt, None, &obj, &ctx.manager, None, &mut managed);
     }
     if rt.storage == CRDS {
         st.set_crd_resources(&name, resources::from_crd(&obj));
@@ -945,12 +959,12 @@ fn update(
         Some(m) => m,
         None => {
             let mut m = old_managed;
-            record(Some(&old), &result, &ctx.manager, &mut m);
+            record(&rt, Some(&old), &result, &ctx.manager, sub, &mut m);
             m
         }
     };
     if deleting && new_finalizers.is_empty() {
-        st.put(&rt.storage, result, managed, EventType::Modified);
+        st.replace_quietly(&rt.storage, &ctx.ns, name, &result);
         let gone = st
             .remove(&rt.storage, &ctx.ns, name)
             .ok_or_else(|| ApiError::not_found(&rt, name))?;
@@ -1015,11 +1029,12 @@ fn patch(
         };
         let schema = rt.schema.clone();
         let merged = pure("server-side apply", || {
-            patch::server_side_apply(
+            patch::server_side_apply_to(
                 live.as_ref(),
                 &applied,
                 schema.as_ref(),
                 &manager,
+                sub.unwrap_or_default(),
                 force,
                 &mut managed,
             )

@@ -234,6 +234,18 @@ impl Store {
         obj
     }
 
+    /// Replaces an object's content without an event (the update that removes the last
+    /// finalizer of a deleting object is seen by watchers only as its DELETED event).
+    pub fn replace_quietly(&mut self, storage: &str, ns: &str, name: &str, obj: &Value) {
+        if let Some(s) = self
+            .objects
+            .get_mut(storage)
+            .and_then(|m| m.get_mut(&(ns.to_string(), name.to_string())))
+        {
+            s.json = Bytes::from(serde_json::to_vec(obj).expect("JSON values serialize"));
+        }
+    }
+
     /// Removes an object now (DELETED event), then collects its dependents and finishes a
     /// terminating namespace that became empty.
     pub fn remove(&mut self, storage: &str, ns: &str, name: &str) -> Option<Value> {
