@@ -89,17 +89,36 @@ fn retryable(e: &kube::Error, conflicts: bool) -> bool {
     }
 }
 
-/// Runs a Kubernetes call, retrying server-side failures (and, for patches, conflicts).
+/// The longest one Kubernetes write may take, retries included (kube's client itself also
+/// retries 429/503 answers with a backoff).
+const CALL_BUDGET: Duration = Duration::from_secs(8);
+
+/// Runs a Kubernetes call, retrying server-side failures (and, for patches, conflicts), within
+/// [`CALL_BUDGET`].
 async fn retry<T, F, Fut>(conflicts: bool, mut f: F) -> Result<T, kube::Error>
 where
     F: FnMut() -> Fut,
     Fut: std::future::Future<Output = Result<T, kube::Error>>,
 {
+    let deadline = tokio::time::Instant::now() + CALL_BUDGET;
     let mut delay = Duration::from_millis(100);
     let mut attempt = 0;
     loop {
         attempt += 1;
-        match f().await {
+        let result = match tokio::time::timeout_at(deadline, f()).await {
+            Ok(r) => r,
+            Err(_) => {
+                return Err(kube::Error::Api(
+                    kube::core::Status::failure(
+                        "the Kubernetes API did not answer in time",
+                        "Timeout",
+                    )
+                    .with_code(504)
+                    .boxed(),
+                ))
+            }
+        };
+        match result {
             Err(e) if attempt < 4 && retryable(&e, conflicts) => {
                 tracing::debug!(error = %e, attempt, "retrying a Kubernetes API request");
                 tokio::time::sleep(delay).await;
@@ -193,6 +212,13 @@ impl AppState {
             MANAGED_BY.0.to_owned(),
             MANAGED_BY.1.to_owned(),
         )]));
+        // The page-token Secret comes first, so the controller never sees the Channel without
+        // its credentials; it is adopted by the Channel once that has a uid.
+        let secret_name = credentials_secret_ref.as_ref().map(|r| r.name.clone());
+        if let (Some(name), Some(token)) = (&secret_name, &d.page_token) {
+            self.create_page_token_secret(&ns, None, name, token)
+                .await?;
+        }
         let pp = PostParams::default();
         let created = match retry(false, || api.create(&pp, &channel)).await {
             Ok(c) => c,
@@ -201,14 +227,16 @@ impl AppState {
                 let current = retry(false, || api.get(&id)).await.map_err(kube_error)?;
                 return self.connect_existing(Arc::new(current), d).await;
             }
-            Err(e) => return Err(kube_error(e)),
+            Err(e) => {
+                if let Some(name) = &secret_name {
+                    self.delete_secret(&ns, name).await;
+                }
+                return Err(kube_error(e));
+            }
         };
-        if let (Some(r), Some(token)) = (&credentials_secret_ref, &d.page_token) {
-            if let Err(e) = self
-                .create_page_token_secret(&created, &r.name, token)
-                .await
-            {
-                self.remove_created(&created, None).await;
+        if let Some(name) = &secret_name {
+            if let Err(e) = self.adopt_secret(&created, name).await {
+                self.remove_created(&created, Some(name)).await;
                 return Err(e);
             }
         }
@@ -280,7 +308,8 @@ impl AppState {
             generation
         } else {
             if let (Some(r), Some(token), true) = (&new_ref, &d.page_token, ref_changes) {
-                self.create_page_token_secret(&ch, &r.name, token).await?;
+                self.create_page_token_secret(&ns, Some(&ch), &r.name, token)
+                    .await?;
             }
             let api = self.channels(&ns);
             let patch = Patch::Merge(json!({ "spec": spec }));
@@ -307,20 +336,22 @@ impl AppState {
 
     async fn create_page_token_secret(
         &self,
-        owner: &Channel,
+        ns: &str,
+        owner: Option<&Channel>,
         name: &str,
         token: &crate::secret::Secret,
     ) -> Result<(), ApiError> {
-        let ns = owner.namespace().unwrap_or_default();
         let secret = K8sSecret {
             metadata: ObjectMeta {
                 name: Some(name.to_owned()),
-                namespace: Some(ns.clone()),
+                namespace: Some(ns.to_owned()),
                 labels: Some(BTreeMap::from([(
                     MANAGED_BY.0.to_owned(),
                     MANAGED_BY.1.to_owned(),
                 )])),
-                owner_references: owner.controller_owner_ref(&()).map(|r| vec![r]),
+                owner_references: owner
+                    .and_then(|o| o.controller_owner_ref(&()))
+                    .map(|r| vec![r]),
                 ..Default::default()
             },
             data: Some(BTreeMap::from([(
@@ -330,13 +361,34 @@ impl AppState {
             type_: Some("Opaque".to_owned()),
             ..Default::default()
         };
-        let api = self.secrets(&ns);
+        let api = self.secrets(ns);
         let pp = PostParams::default();
         match retry(false, || api.create(&pp, &secret)).await {
             Ok(_) => Ok(()),
             // Same name = same token: the Secret we need is there.
             Err(kube::Error::Api(s)) if s.is_already_exists() => Ok(()),
             Err(e) => Err(kube_error(e)),
+        }
+    }
+
+    /// Makes the Channel the owner of its page-token Secret (deleted with it).
+    async fn adopt_secret(&self, owner: &Channel, name: &str) -> Result<(), ApiError> {
+        let api = self.secrets(&owner.namespace().unwrap_or_default());
+        let refs: Vec<_> = owner.controller_owner_ref(&()).into_iter().collect();
+        let patch = Patch::Merge(json!({"metadata": {"ownerReferences": refs}}));
+        let pparams = patch_params();
+        retry(true, || api.patch(name, &pparams, &patch))
+            .await
+            .map(|_| ())
+            .map_err(kube_error)
+    }
+
+    async fn delete_secret(&self, ns: &str, name: &str) {
+        let api = self.secrets(ns);
+        let dp = DeleteParams::default();
+        match retry(false, || api.delete(name, &dp)).await {
+            Ok(_) | Err(kube::Error::Api(_)) => {}
+            Err(e) => tracing::warn!(error = %e, "removing a page-token Secret failed"),
         }
     }
 
@@ -373,12 +425,7 @@ impl AppState {
             tracing::warn!(error = %e, channel = %name, "removing a channel whose connect failed failed");
         }
         if let Some(s) = secret {
-            let secrets = self.secrets(&ns);
-            let sdp = DeleteParams::default();
-            match retry(false, || secrets.delete(s, &sdp)).await {
-                Ok(_) | Err(kube::Error::Api(_)) => {}
-                Err(e) => tracing::warn!(error = %e, "removing a page-token Secret failed"),
-            }
+            self.delete_secret(&ns, s).await;
         }
         // Let the removal show before answering, so an immediate retry creates afresh.
         self.cache
