@@ -545,6 +545,7 @@ async fn no_verdict_in_time_is_504_and_the_channel_stays() {
     let env = Env::with(Opts {
         controller: false,
         api_args: vec!["--sync-timeout-seconds".into(), "1".into()],
+        api_writes: None,
     })
     .await;
     let started = std::time::Instant::now();
@@ -572,6 +573,7 @@ async fn a_held_status_write_is_504_then_reconciled() {
     let env = Env::with(Opts {
         controller: true,
         api_args: vec!["--sync-timeout-seconds".into(), "1".into()],
+        api_writes: None,
     })
     .await;
     // The controller's writes (finalizer, status) are held past the sync timeout.
@@ -606,6 +608,7 @@ async fn auth_over_http() {
             "--jwt-secret".into(),
             secret.into(),
         ],
+        api_writes: None,
     })
     .await;
     let list = |auth: Option<String>| {

@@ -3,6 +3,8 @@
 
 #![allow(dead_code)]
 
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
 use std::time::Duration;
 
 use channel_operator::crd::Channel;
@@ -36,6 +38,8 @@ pub struct Env {
 pub struct Opts {
     pub controller: bool,
     pub api_args: Vec<String>,
+    /// Counts every request other than GET that the API sends to the cluster.
+    pub api_writes: Option<Arc<AtomicUsize>>,
 }
 
 impl Default for Opts {
@@ -43,6 +47,7 @@ impl Default for Opts {
         Opts {
             controller: true,
             api_args: vec![],
+            api_writes: None,
         }
     }
 }
@@ -94,7 +99,25 @@ impl Env {
         let args = api::Args::parse_from(argv);
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let base = format!("http://{}", listener.local_addr().unwrap());
-        let api = AbortOnDrop(tokio::spawn(api::serve(sb.client(), args, listener)));
+        let api_client = match opts.api_writes {
+            None => sb.client(),
+            Some(counter) => {
+                let config = kube::Config::new(sb.url().parse().unwrap());
+                let count = tower::util::MapRequestLayer::new(
+                    move |req: http::Request<kube::client::Body>| {
+                        if req.method() != http::Method::GET {
+                            counter.fetch_add(1, Ordering::SeqCst);
+                        }
+                        req
+                    },
+                );
+                kube::client::ClientBuilder::try_from(config)
+                    .unwrap()
+                    .with_layer(&count)
+                    .build()
+            }
+        };
+        let api = AbortOnDrop(tokio::spawn(api::serve(api_client, args, listener)));
         let http = reqwest::Client::builder()
             .timeout(Duration::from_secs(30))
             .build()
