@@ -53,6 +53,11 @@ fn channels() -> Vec<Channel> {
                 },
             );
             ch.metadata.namespace = Some("default".into());
+            ch.status = Some(channel_operator::crd::ChannelStatus {
+                id: Some(ch.channel_id()),
+                connected: true,
+                ..Default::default()
+            });
             ch
         })
         .collect()

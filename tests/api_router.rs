@@ -72,6 +72,13 @@ fn fixtures() -> Vec<Channel> {
         s.page_name = Some("My Page".into());
         s.page_image_url = Some("https://fb.example/pic.png".into());
     }
+    // Meant to be connected, but the provider refused it: not shown as connected.
+    let mut failing = channel(Source::ChatPlugin, "failing-site", None, true);
+    if let Some(s) = failing.status.as_mut() {
+        s.connected = false;
+        s.conditions[0].status = "False".into();
+        s.conditions[0].reason = "ProviderError".into();
+    }
     vec![
         plugin,
         fb,
@@ -83,6 +90,7 @@ fn fixtures() -> Vec<Channel> {
             Some("wa"),
             true,
         ),
+        failing,
     ]
 }
 
@@ -242,6 +250,17 @@ async fn info_errors() {
     .await;
     assert_eq!(s, 404);
     assert!(message(&v).contains("not found"));
+    // Connected in the spec, refused by the provider: 404.
+    let failing = channel_operator::channel_id::channel_id_string("chat_plugin", "failing-site");
+    let (s, _) = post_json(&app, "/channels.info", json!({"channel_id": &failing})).await;
+    assert_eq!(s, 404);
+    let (s, _) = post_json(
+        &app,
+        "/channels.update",
+        json!({"channel_id": &failing, "name": "x"}),
+    )
+    .await;
+    assert_eq!(s, 404);
     // Unknown: 404.
     let (s, _) = post_json(
         &app,
@@ -568,6 +587,7 @@ async fn metrics_count_requests_by_endpoint_and_status() {
     let app = app();
     post_json(&app, "/channels.list", json!({})).await;
     post_json(&app, "/channels.info", json!({"channel_id": "x"})).await;
+    post_json(&app, "/no.such.endpoint", json!({})).await;
     let resp = app
         .clone()
         .oneshot(Request::get("/metrics").body(Body::empty()).unwrap())
@@ -592,7 +612,13 @@ async fn metrics_count_requests_by_endpoint_and_status() {
         "channel_operator_api_requests_total{endpoint=\"channels.info\",status=\"400\"} 1"
     ));
     assert!(text.contains("channel_operator_api_request_duration_seconds_bucket{"));
-    assert!(text.contains("channel_operator_api_cached_channels 5"));
+    assert!(text.contains("channel_operator_api_cached_channels 6"));
+    assert!(
+        text.contains(
+            "channel_operator_api_requests_total{endpoint=\"unmatched\",status=\"404\"} 1"
+        ),
+        "{text}"
+    );
 }
 
 #[tokio::test]

@@ -333,6 +333,10 @@ mod tests {
             },
         );
         ch.metadata.namespace = Some(ns.into());
+        ch.status = Some(crate::crd::ChannelStatus {
+            connected,
+            ..Default::default()
+        });
         ch
     }
 

@@ -87,7 +87,8 @@ impl Metrics {
         out
     }
 
-    fn observe(&self, endpoint: &str, status: u16, seconds: f64) {
+    /// Records one answered request.
+    pub fn observe(&self, endpoint: &str, status: u16, seconds: f64) {
         self.inner
             .requests
             .get_or_create(&RequestLabels {

@@ -168,7 +168,9 @@ fn method_not_allowed(allow: &'static str) -> Response {
     resp
 }
 
-async fn not_found() -> Response {
+async fn not_found(State(state): State<AppState>) -> Response {
+    // Unknown paths share one label, so a scan cannot grow the metric's label set.
+    state.metrics.observe("unmatched", 404, 0.0);
     json_error(StatusCode::NOT_FOUND, "no such endpoint")
 }
 

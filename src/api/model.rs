@@ -173,9 +173,11 @@ pub struct ErrorBody {
     pub message: String,
 }
 
-/// Whether a Channel counts as connected in API responses: its desired state.
+/// Whether a Channel counts as connected in API responses (listed, answered by info and
+/// update): it is meant to be connected and the controller reports it connected, so a channel
+/// whose provider refused it is not shown as connected.
 pub fn is_connected(ch: &Channel) -> bool {
-    ch.spec.connected
+    ch.spec.connected && ch.status.as_ref().is_some_and(|s| s.connected)
 }
 
 /// The spec section 2 Channel object of a Channel resource.
