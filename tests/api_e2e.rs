@@ -655,3 +655,141 @@ async fn auth_over_http() {
         .unwrap();
     assert_eq!(r.status(), 200);
 }
+
+#[tokio::test]
+async fn facebook_reconnect_with_a_new_token_replaces_the_secret() {
+    let env = Env::start().await;
+    // Any page token exchanges, except "bad-token".
+    Mock::given(method("GET"))
+        .and(path("/v24.0/oauth/access_token"))
+        .and(query_param("fb_exchange_token", "bad-token"))
+        .respond_with(ResponseTemplate::new(400).set_body_json(json!({
+            "error": {"message": "Token expired", "code": 190}
+        })))
+        .with_priority(1)
+        .mount(&env.graph)
+        .await;
+    Mock::given(method("GET"))
+        .and(path("/v24.0/oauth/access_token"))
+        .respond_with(ResponseTemplate::new(200).set_body_json(json!({"access_token": LONG_TOKEN})))
+        .with_priority(5)
+        .mount(&env.graph)
+        .await;
+    mount_facebook(&env, "fb-page-id-1").await;
+    let connect = |token: &'static str| {
+        let env = &env;
+        async move {
+            env.post(
+                "channels.facebook.connect",
+                json!({"page_id": "fb-page-id-1", "page_token": token}),
+            )
+            .await
+        }
+    };
+    let (s, v) = connect(PAGE_TOKEN).await;
+    assert_eq!(s, 200, "{v}");
+    let ref_of = || async {
+        env.channels()
+            .list(&ListParams::default())
+            .await
+            .unwrap()
+            .items
+            .remove(0)
+            .spec
+            .credentials_secret_ref
+            .unwrap()
+            .name
+    };
+    let first = ref_of().await;
+    let (s, v) = connect("EAAB-page-token-2").await;
+    assert_eq!(s, 200, "{v}");
+    let second = ref_of().await;
+    assert_ne!(first, second);
+    assert_eq!(
+        env.secrets().get(&second).await.unwrap().data.unwrap()["page_token"].0,
+        b"EAAB-page-token-2"
+    );
+    env.eventually("the old page-token Secret is deleted", || async {
+        env.secrets().get_opt(&first).await.unwrap().is_none()
+    })
+    .await;
+    // A failing re-connect of an existing channel: 500, the channel stays.
+    let (s, v) = connect("bad-token").await;
+    assert_eq!(s, 500, "{v}");
+    assert!(message(&v).contains("Token expired"), "{v}");
+    assert!(!v.to_string().contains("bad-token"), "{v}");
+    assert_eq!(
+        env.channels()
+            .list(&ListParams::default())
+            .await
+            .unwrap()
+            .items
+            .len(),
+        1
+    );
+}
+
+#[tokio::test]
+async fn connect_updates_the_channel_with_that_id_in_any_namespace() {
+    use channel_operator::crd::{Channel, ChannelSpec, Source};
+    use k8s_openapi::api::core::v1::Namespace;
+    use kube::api::PostParams;
+    use kube::Api;
+    let env = Env::start().await;
+    let ns = Namespace {
+        metadata: kube::core::ObjectMeta {
+            name: Some("team-a".into()),
+            ..Default::default()
+        },
+        ..Default::default()
+    };
+    let _ = Api::<Namespace>::all(env.sb.client())
+        .create(&PostParams::default(), &ns)
+        .await;
+    // Declared in Git (any name, another namespace), disconnected.
+    let mut ch = Channel::new(
+        "our-agent",
+        ChannelSpec {
+            source: Source::Google,
+            source_channel_id: "gbm-id".into(),
+            name: Some("Declared".into()),
+            image_url: None,
+            connected: false,
+            credentials_secret_ref: None,
+            deletion_policy: Default::default(),
+        },
+    );
+    ch.metadata.namespace = Some("team-a".into());
+    Api::<Channel>::namespaced(env.sb.client(), "team-a")
+        .create(&PostParams::default(), &ch)
+        .await
+        .unwrap();
+    env.eventually("the API sees the declared channel", || async {
+        env.post(
+            "channels.google.disconnect",
+            json!({"channel_id": GOOGLE_ID}),
+        )
+        .await
+        .0 == 202
+    })
+    .await;
+    let (s, v) = env
+        .post(
+            "channels.google.connect",
+            json!({"gbm_id": "gbm-id", "name": "Agent"}),
+        )
+        .await;
+    assert_eq!(s, 200, "{v}");
+    assert_eq!(v["id"], GOOGLE_ID);
+    assert_eq!(v["metadata"]["name"], "Agent");
+    let all = env
+        .channels()
+        .list(&ListParams::default())
+        .await
+        .unwrap()
+        .items;
+    assert_eq!(all.len(), 1, "no second Channel");
+    assert_eq!(all[0].metadata.namespace.as_deref(), Some("team-a"));
+    assert_eq!(all[0].metadata.name.as_deref(), Some("our-agent"));
+    assert!(all[0].spec.connected);
+}
