@@ -5,6 +5,7 @@
 //! status it sees, and fails if any token string appears in them.
 
 use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
@@ -129,8 +130,6 @@ impl Env {
         let twilio = self.twilio.uri();
         let mut argv: Vec<String> = [
             "controller",
-            "--leader-election",
-            "false",
             "--facebook-app-id",
             "app-1",
             "--facebook-app-secret",
@@ -155,6 +154,9 @@ impl Env {
         .iter()
         .map(|s| s.to_string())
         .collect();
+        if !self.extra_args.iter().any(|a| a == "--leader-election") {
+            argv.extend(["--leader-election".to_string(), "false".to_string()]);
+        }
         argv.extend(self.extra_args.iter().cloned());
         controller::Args::parse_from(argv)
     }
@@ -290,22 +292,23 @@ impl Env {
             )
             .mount(&self.graph)
             .await;
+        // A stateful page: subscribing sets is_webhooks_subscribed, unsubscribing clears it.
+        let subscribed = Arc::new(AtomicBool::new(false));
+        let body = serde_json::json!({
+            "id": page, "name_with_location_descriptor": format!("Page {page}"),
+            "access_token": access, "picture": {"data": {"url": format!("https://img.example.org/{page}.png")}}
+        });
         Mock::given(method("GET"))
             .and(path(format!("/v24.0/{page}")))
             .and(query_param("access_token", long.as_str()))
-            .respond_with(ResponseTemplate::new(200).set_body_json(serde_json::json!({
-                "id": page, "name_with_location_descriptor": format!("Page {page}"),
-                "access_token": access, "picture": {"data": {"url": format!("https://img.example.org/{page}.png")}}
-            })))
+            .respond_with(PageState::Read(subscribed.clone(), body))
             .mount(&self.graph)
             .await;
         Mock::given(method("POST"))
             .and(path("/v24.0/me/subscribed_apps"))
             .and(query_param("access_token", access.as_str()))
             .and(query_param("subscribed_fields", SUBSCRIBED_FIELDS))
-            .respond_with(
-                ResponseTemplate::new(200).set_body_json(serde_json::json!({"success": true})),
-            )
+            .respond_with(PageState::Set(subscribed.clone(), true))
             .expect(subscribes)
             .named(format!("subscribe {page}"))
             .mount(&self.graph)
@@ -313,9 +316,7 @@ impl Env {
         Mock::given(method("DELETE"))
             .and(path(format!("/v24.0/{page}/subscribed_apps")))
             .and(query_param("access_token", access.as_str()))
-            .respond_with(
-                ResponseTemplate::new(200).set_body_json(serde_json::json!({"success": true})),
-            )
+            .respond_with(PageState::Set(subscribed, false))
             .expect(unsubscribes)
             .named(format!("unsubscribe {page}"))
             .mount(&self.graph)
@@ -389,6 +390,28 @@ impl Env {
         self.graph.verify().await;
         self.twilio.verify().await;
         self.sb.shutdown().await;
+    }
+}
+
+/// The fake page's subscription state.
+enum PageState {
+    Read(Arc<AtomicBool>, serde_json::Value),
+    Set(Arc<AtomicBool>, bool),
+}
+
+impl wiremock::Respond for PageState {
+    fn respond(&self, _: &wiremock::Request) -> ResponseTemplate {
+        match self {
+            PageState::Read(state, body) => {
+                let mut body = body.clone();
+                body["is_webhooks_subscribed"] = state.load(Ordering::SeqCst).into();
+                ResponseTemplate::new(200).set_body_json(body)
+            }
+            PageState::Set(state, value) => {
+                state.store(*value, Ordering::SeqCst);
+                ResponseTemplate::new(200).set_body_json(serde_json::json!({"success": true}))
+            }
+        }
     }
 }
 
@@ -567,6 +590,437 @@ async fn every_source_connects_and_follows_its_lifecycle() {
     assert_eq!(
         env.get("wa").await["status"]["id"],
         "7fd34ed2-88ae-5797-950d-9ff8a93e6ea2"
+    );
+    env.finish().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_older_duplicate_keeps_the_channel_and_hands_over_when_deleted() {
+    let mut env = Env::new(&[]).await;
+    env.fake_twilio_number("+4915550001", "PN7", 2, 1).await;
+    env.start().await;
+    env.apply(&channel_yaml("first", "twilio.sms", "+4915550001", ""))
+        .await;
+    env.wait_ready("first").await;
+    // creationTimestamp has one-second resolution: make "second" strictly newer.
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    env.apply(&channel_yaml("second", "twilio.sms", "+4915550001", ""))
+        .await;
+    let v = env
+        .eventually("second", "Duplicate", |v| cond(v, "reason") == "Duplicate")
+        .await;
+    assert_eq!(cond(&v, "status"), "False");
+    assert_eq!(v["status"]["connected"], false);
+    assert!(
+        cond(&v, "message")
+            .as_str()
+            .unwrap()
+            .contains("default/first"),
+        "{v:#}"
+    );
+    // Deleting the owner disconnects it, and the next oldest takes over (connect call number 2).
+    env.kubectl_ok(&["delete", "channel", "first", TIMEOUT], None)
+        .await;
+    env.gone("channel", "first").await;
+    env.wait_ready("second").await;
+    let v = env.get("second").await;
+    assert_eq!(cond(&v, "reason"), "Connected");
+    assert_eq!(v["status"]["connected"], true);
+    env.finish().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_invalid_spec_is_rejected_with_a_message_naming_the_field() {
+    let env = Env::new(&[]).await;
+    for (yaml, field) in [
+        (
+            channel_yaml("bad-sms", "twilio.sms", "+49 123", ""),
+            "sourceChannelId",
+        ),
+        (
+            channel_yaml("bad-wa", "twilio.whatsapp", "+491234567", ""),
+            "sourceChannelId",
+        ),
+        (
+            channel_yaml("bad-fb", "facebook", "p1", ""),
+            "credentialsSecretRef",
+        ),
+        (
+            channel_yaml("bad-img", "google", "g1", "  imageUrl: ftp://x\n"),
+            "imageUrl",
+        ),
+        (
+            channel_yaml("bad-name", "google", "g2", "  name: \"\"\n"),
+            "name",
+        ),
+        (channel_yaml("bad-src", "telegram", "t1", ""), "source"),
+    ] {
+        let out = tokio::task::block_in_place(|| env.kubectl(&["apply", "-f", "-"], Some(&yaml)));
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success(), "accepted: {yaml}");
+        assert!(stderr.contains(field), "{field} not named in: {stderr}");
+    }
+    // Immutable source channel id.
+    env.apply(&channel_yaml("g", "google", "g-1", "")).await;
+    let out = tokio::task::block_in_place(|| {
+        env.kubectl(
+            &[
+                "patch",
+                "channel",
+                "g",
+                "--type=merge",
+                "-p",
+                r#"{"spec":{"sourceChannelId":"g-2"}}"#,
+            ],
+            None,
+        )
+    });
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("immutable"));
+    env.finish().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn provider_500_timeout_and_429_end_connected_with_one_subscribe_each() {
+    let mut env = Env::new(&[]).await;
+    // Each page fails its first exchange differently, then recovers.
+    let mut tokens = Vec::new();
+    for (page, failure) in [
+        ("p500", ResponseTemplate::new(500).set_body_json(serde_json::json!({"error": {"message": "Graph is having a bad day", "type": "FacebookApiException", "code": 2}}))),
+        ("ptimeout", ResponseTemplate::new(200).set_delay(Duration::from_secs(3)).set_body_json(serde_json::json!({"access_token": "x"}))),
+        ("p429", ResponseTemplate::new(429).insert_header("Retry-After", "1")),
+    ] {
+        let token = format!("EAAtok-{page}-user-page-token");
+        Mock::given(method("GET"))
+            .and(path("/v24.0/oauth/access_token"))
+            .and(query_param("fb_exchange_token", token.as_str()))
+            .respond_with(failure)
+            .up_to_n_times(1)
+            .with_priority(1)
+            .mount(&env.graph)
+            .await;
+        let t = env.fake_page(page, 1, 0).await;
+        assert_eq!(t, token);
+        tokens.push((page, token));
+    }
+    env.start().await;
+    for (page, token) in &tokens {
+        env.apply(&secret_yaml(&format!("{page}-tok"), "page_token", token))
+            .await;
+        env.apply(&channel_yaml(
+            page,
+            "facebook",
+            page,
+            &fb_extra(&format!("{page}-tok")),
+        ))
+        .await;
+    }
+    for (page, _) in &tokens {
+        env.wait_ready(page).await;
+    }
+    let seen = env.statuses.lock().unwrap().join("\n");
+    assert!(
+        seen.contains("HTTP 500: Graph is having a bad day"),
+        "{seen}"
+    );
+    assert!(seen.contains("timed out"), "{seen}");
+    assert!(seen.contains("HTTP 429"), "{seen}");
+    let events = env.kubectl_ok(&["get", "events", "-o", "json"], None).await;
+    assert!(
+        events.contains("Graph is having a bad day"),
+        "a failure Event is published"
+    );
+    env.finish().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn missing_credentials_are_reported_until_the_secret_appears() {
+    let mut env = Env::new(&[]).await;
+    let token = env.fake_page("late", 1, 0).await;
+    env.start().await;
+    env.apply(&channel_yaml(
+        "late",
+        "facebook",
+        "late",
+        &fb_extra("late-tok"),
+    ))
+    .await;
+    let v = env
+        .eventually("late", "CredentialsMissing", |v| {
+            cond(v, "reason") == "CredentialsMissing"
+        })
+        .await;
+    assert!(cond(&v, "message")
+        .as_str()
+        .unwrap()
+        .contains("default/late-tok"));
+    env.apply(&secret_yaml("late-tok", "page_token", &token))
+        .await;
+    env.wait_ready("late").await;
+    env.finish().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn watch_drops_conflicts_and_restarts_converge_without_a_second_connect() {
+    let mut env = Env::new(&[]).await;
+    let mut pages = Vec::new();
+    for i in 0..4 {
+        let page = format!("crash-{i}");
+        let token = env.fake_page(&page, 1, 0).await;
+        pages.push((page, token));
+    }
+    // The orphan's page must never be unsubscribed.
+    let orphan_token = env.fake_page("orphan", 1, 0).await;
+    env.start().await;
+    for (page, token) in &pages {
+        env.apply(&secret_yaml(&format!("{page}-tok"), "page_token", token))
+            .await;
+    }
+    env.apply(&secret_yaml("orphan-tok", "page_token", &orphan_token))
+        .await;
+    let faults = env.sb.faults();
+    faults.fail_next("patch", "channels", 3, 409);
+    for (i, (page, _)) in pages.iter().enumerate() {
+        env.apply(&channel_yaml(
+            page,
+            "facebook",
+            page,
+            &fb_extra(&format!("{page}-tok")),
+        ))
+        .await;
+        if i == 1 {
+            faults.drop_watches();
+        }
+        if i == 2 {
+            // Crash mid-way, then come back.
+            env.kill().await;
+            env.start().await;
+        }
+    }
+    for i in 0..20 {
+        env.apply(&channel_yaml(
+            &format!("web-{i}"),
+            "chat_plugin",
+            &format!("site-{i}"),
+            "",
+        ))
+        .await;
+        if i == 10 {
+            env.kill().await;
+            faults.drop_watches();
+            faults.fail_next("patch", "channels", 2, 409);
+            env.start().await;
+        }
+    }
+    for (page, _) in &pages {
+        env.wait_ready(page).await;
+    }
+    for i in 0..20 {
+        env.wait_ready(&format!("web-{i}")).await;
+    }
+    // Restart once more with everything connected: nothing is connected again (mocks expect 1).
+    env.kill().await;
+    env.start().await;
+    env.apply(&channel_yaml(
+        "orphan",
+        "facebook",
+        "orphan",
+        &format!("{}  deletionPolicy: Orphan\n", fb_extra("orphan-tok")),
+    ))
+    .await;
+    env.wait_ready("orphan").await;
+    // Orphan: deleted without calling the provider (the unsubscribe mock expects 0 calls).
+    env.kubectl_ok(&["delete", "channel", "orphan", TIMEOUT], None)
+        .await;
+    env.gone("channel", "orphan").await;
+    env.gone("secret", "orphan-facebook-token").await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    for (page, _) in &pages {
+        let v = env.get(page).await;
+        assert_eq!(cond(&v, "reason"), "Connected", "{page}");
+    }
+    env.finish().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn paused_channels_are_left_alone_until_unpaused() {
+    let mut env = Env::new(&[]).await;
+    env.start().await;
+    env.apply(&channel_yaml("p", "google", "agent-p", "  name: One\n"))
+        .await;
+    env.wait_ready("p").await;
+    env.kubectl_ok(&["annotate", "channel", "p", "airy.co/paused=true"], None)
+        .await;
+    env.kubectl_ok(
+        &[
+            "patch",
+            "channel",
+            "p",
+            "--type=merge",
+            "-p",
+            r#"{"spec":{"connected":false}}"#,
+        ],
+        None,
+    )
+    .await;
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let v = env.get("p").await;
+    assert_eq!(
+        v["status"]["observedGeneration"], 1,
+        "a paused Channel's status does not change"
+    );
+    assert_eq!(v["status"]["connected"], true);
+    // Deleting a paused Channel waits for the pause to end.
+    env.kubectl_ok(&["delete", "channel", "p", "--wait=false"], None)
+        .await;
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    assert!(
+        env.exists("channel", "p").await,
+        "the finalizer holds a paused Channel"
+    );
+    env.kubectl_ok(&["annotate", "channel", "p", "airy.co/paused-"], None)
+        .await;
+    env.gone("channel", "p").await;
+    env.finish().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn metrics_health_and_readiness_are_served() {
+    let mut env = Env::new(&[]).await;
+    env.start().await;
+    env.apply(&channel_yaml("m", "google", "agent-m", "")).await;
+    env.wait_ready("m").await;
+    let base = format!("http://{}", env.metrics_addr);
+    assert_eq!(
+        reqwest::get(format!("{base}/healthz"))
+            .await
+            .unwrap()
+            .status(),
+        200
+    );
+    assert_eq!(
+        reqwest::get(format!("{base}/readyz"))
+            .await
+            .unwrap()
+            .status(),
+        200
+    );
+    let text = reqwest::get(format!("{base}/metrics"))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        text.contains("channel_operator_channels{source=\"google\",state=\"connected\"} 1"),
+        "{text}"
+    );
+    assert!(text.contains("channel_operator_reconciles_total"), "{text}");
+    assert!(
+        text.contains("channel_operator_reconcile_duration_seconds_count"),
+        "{text}"
+    );
+    env.finish().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_replicas_with_leader_election_run_one_controller() {
+    let mut env = Env::new(&[
+        "--leader-election",
+        "true",
+        "--lease-duration-seconds",
+        "3",
+        "--identity",
+        "replica",
+    ])
+    .await;
+    env.fake_twilio_number("+4915550002", "PN8", 1, 0).await;
+    env.fake_twilio_number("+4915550003", "PN9", 1, 0).await;
+    env.start().await;
+    // A second replica with another identity.
+    let mut args = env.args();
+    args.identity = Some("replica-b".into());
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let b_addr = listener.local_addr().unwrap();
+    let b = tokio::spawn(controller::run_with_listener(
+        env.sb.client(),
+        args,
+        listener,
+    ));
+    env.apply(&channel_yaml("le", "twilio.sms", "+4915550002", ""))
+        .await;
+    env.wait_ready("le").await;
+    let lease: serde_json::Value = serde_json::from_str(
+        &env.kubectl_ok(
+            &[
+                "get",
+                "lease",
+                "channel-operator",
+                "-n",
+                "default",
+                "-o",
+                "json",
+            ],
+            None,
+        )
+        .await,
+    )
+    .unwrap();
+    let holder = lease["spec"]["holderIdentity"].as_str().unwrap().to_owned();
+    assert!(holder == "replica" || holder == "replica-b", "{lease:#}");
+    // Both are ready: one leading, one standing by.
+    for addr in [env.metrics_addr, b_addr] {
+        assert_eq!(
+            reqwest::get(format!("http://{addr}/readyz"))
+                .await
+                .unwrap()
+                .status(),
+            200
+        );
+    }
+    // Kill the leader; the other takes over and reconciles a new Channel.
+    if holder == "replica" {
+        env.kill().await;
+    } else {
+        b.abort();
+    }
+    env.apply(&channel_yaml("le2", "twilio.sms", "+4915550003", ""))
+        .await;
+    env.wait_ready("le2").await;
+    b.abort();
+    env.finish().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn namespace_flag_limits_the_controller_to_one_namespace() {
+    let mut env = Env::new(&["--namespace", "team-a"]).await;
+    env.kubectl_ok(&["create", "namespace", "team-a"], None)
+        .await;
+    env.start().await;
+    env.apply(&channel_yaml("outside", "google", "agent-out", ""))
+        .await;
+    env.apply(
+        &channel_yaml("inside", "google", "agent-in", "")
+            .replace("namespace: default", "namespace: team-a"),
+    )
+    .await;
+    env.kubectl_ok(
+        &[
+            "wait",
+            "--for=condition=Ready",
+            "channel/inside",
+            "-n",
+            "team-a",
+            TIMEOUT,
+        ],
+        None,
+    )
+    .await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let v = env.get("outside").await;
+    assert!(
+        v["status"].is_null(),
+        "a Channel outside --namespace is not reconciled: {v:#}"
     );
     env.finish().await;
 }

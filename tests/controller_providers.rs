@@ -430,3 +430,31 @@ async fn twilio_unknown_number_and_bad_auth_are_reported() {
     assert!(err.to_string().contains("HTTP 401: Authenticate"), "{err}");
     assert_no_token(&err.to_string());
 }
+
+#[tokio::test]
+async fn facebook_does_not_subscribe_a_page_that_is_already_subscribed() {
+    let server = MockServer::start().await;
+    mount_exchange(&server).await;
+    Mock::given(method("GET"))
+        .and(path("/v24.0/p2"))
+        .respond_with(ResponseTemplate::new(200).set_body_json(serde_json::json!({
+            "name_with_location_descriptor": "P2", "access_token": PAGE_ACCESS, "is_webhooks_subscribed": true
+        })))
+        .mount(&server)
+        .await;
+    Mock::given(method("POST"))
+        .respond_with(ResponseTemplate::new(200))
+        .expect(0)
+        .mount(&server)
+        .await;
+    let p = fb_providers(&format!("{}/v24.0", server.uri()));
+    let out = p
+        .for_source(Source::Facebook)
+        .connect(
+            &channel(Source::Facebook, "p2"),
+            Some(&Secret::new(PAGE_TOKEN)),
+        )
+        .await
+        .unwrap();
+    assert_eq!(out.token.unwrap().expose(), PAGE_ACCESS);
+}

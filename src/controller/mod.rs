@@ -218,20 +218,22 @@ pub async fn run_controller(
 
     let counter_store = store.clone();
     metrics.set_channel_counter(Some(Arc::new(move || count_channels(&counter_store))));
-    {
-        let store = store.clone();
-        let metrics = metrics.clone();
-        tokio::spawn(async move {
-            if store.wait_until_ready().await.is_ok() {
-                metrics.set_ready(true);
-            }
-        });
-    }
-
+    // Readiness follows the Channel cache's initial sync. The store's ready signal wakes only the
+    // last waiter, and the Controller waits on it too: waiting in the same task (select! below)
+    // means whichever registers last wakes both.
+    let ready_store = store.clone();
+    let ready_metrics = metrics.clone();
+    let ready = async move {
+        if ready_store.wait_until_ready().await.is_ok() {
+            info!("the Channel cache has synced; ready");
+            ready_metrics.set_ready(true);
+        }
+        futures::future::pending::<()>().await
+    };
     let secret_store = store.clone();
     let duplicate_store = store.clone();
     info!(namespace = %if args.namespace.is_empty() { "<all>" } else { &args.namespace }, "starting the Channel controller");
-    controller
+    let run = controller
         .owns(
             secrets.clone(),
             watcher::Config::default()
@@ -254,8 +256,11 @@ pub async fn run_controller(
             if let Err(e) = res {
                 tracing::debug!("reconcile failed: {e}");
             }
-        })
-        .await;
+        });
+    tokio::select! {
+        () = run => {}
+        () = ready => {}
+    }
     metrics.set_channel_counter(None);
     Ok(())
 }

@@ -37,6 +37,7 @@ struct Page {
     name_with_location_descriptor: Option<String>,
     access_token: Option<String>,
     picture: Option<Picture>,
+    is_webhooks_subscribed: Option<bool>,
 }
 
 #[derive(Deserialize)]
@@ -190,6 +191,15 @@ impl Facebook {
                 )
             },
         )?);
+        if page.is_webhooks_subscribed == Some(true) {
+            // Already subscribed (e.g. a connect cut off before its status was written): do not
+            // subscribe twice.
+            return Ok(ConnectOutcome {
+                page_name: page.name_with_location_descriptor,
+                page_image_url: page.picture.and_then(|p| p.data).and_then(|d| d.url),
+                token: Some(page_access),
+            });
+        }
         let _: serde_json::Value = self
             .call(
                 "subscribing the app to the page",
