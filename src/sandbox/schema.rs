@@ -16,6 +16,17 @@ pub struct FieldError {
     pub message: String,
 }
 
+impl FieldError {
+    /// The message without the leading `<field>: `, which is what kube-apiserver puts in a
+    /// `StatusCause.message` (kubectl prints `<field>: <cause message>` itself).
+    pub fn body(&self) -> &str {
+        self.message
+            .strip_prefix(self.field.as_str())
+            .and_then(|m| m.strip_prefix(": "))
+            .unwrap_or(&self.message)
+    }
+}
+
 /// What schema processing did to an object.
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct SchemaOutcome {
@@ -774,6 +785,10 @@ mod tests {
             ]
         );
         assert!(out.errors.iter().all(|e| e.reason == "FieldValueInvalid"));
+        assert_eq!(
+            out.errors[1].body(),
+            "Invalid value: \"\": spec.name in body should be at least 1 chars long"
+        );
         assert_eq!(out.errors[1].field, "spec.name");
 
         let mut obj = channel(json!({"source": "sms", "sourceChannelId": "a"}));
