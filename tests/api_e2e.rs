@@ -793,3 +793,103 @@ async fn connect_updates_the_channel_with_that_id_in_any_namespace() {
     assert_eq!(all[0].metadata.name.as_deref(), Some("our-agent"));
     assert!(all[0].spec.connected);
 }
+
+#[tokio::test]
+async fn malformed_requests_over_http_get_json_4xx_and_write_nothing() {
+    let env = Env::with(Opts {
+        controller: false,
+        ..Opts::default()
+    })
+    .await;
+    let before = env.write_marks().await;
+    let big = format!("{{\"name\": \"{}\"}}", "x".repeat(65 * 1024));
+    // (endpoint, content type, body, expected status, word in the message)
+    type Case = (
+        &'static str,
+        Option<&'static str>,
+        Vec<u8>,
+        u16,
+        &'static str,
+    );
+    let cases: Vec<Case> = vec![
+        (
+            "channels.chatplugin.connect",
+            Some("application/json"),
+            big.into_bytes(),
+            413,
+            "64 KiB",
+        ),
+        (
+            "channels.chatplugin.connect",
+            Some("text/plain"),
+            br#"{"name":"a"}"#.to_vec(),
+            415,
+            "Content-Type",
+        ),
+        (
+            "channels.chatplugin.connect",
+            None,
+            br#"{"name":"a"}"#.to_vec(),
+            415,
+            "Content-Type",
+        ),
+        (
+            "channels.chatplugin.connect",
+            Some("application/json"),
+            b"{\"name\":".to_vec(),
+            400,
+            "JSON",
+        ),
+        (
+            "channels.chatplugin.connect",
+            Some("application/json"),
+            vec![],
+            400,
+            "missing",
+        ),
+        (
+            "channels.google.connect",
+            Some("application/json"),
+            br#"{"gbm_id":7,"name":"a"}"#.to_vec(),
+            400,
+            "gbm_id",
+        ),
+        (
+            "channels.twilio.sms.connect",
+            Some("application/json"),
+            br#"{"phone_number":"+49 1234","name":"a"}"#.to_vec(),
+            400,
+            "phone_number",
+        ),
+        (
+            "channels.update",
+            Some("application/json"),
+            br#"{"channel_id":"x"}"#.to_vec(),
+            400,
+            "channel_id",
+        ),
+        (
+            "channels.nope",
+            Some("application/json"),
+            b"{}".to_vec(),
+            404,
+            "endpoint",
+        ),
+    ];
+    for (path, ct, body, want, needle) in cases {
+        let (s, v) = env.post_raw(path, ct, body, None).await;
+        assert_eq!(s, want, "{path}: {v}");
+        assert!(message(&v).contains(needle), "{path}: {v}");
+    }
+    let resp = env
+        .http
+        .get(format!("{}/channels.info", env.base))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 405);
+    assert_eq!(resp.headers()["allow"], "POST");
+    let v: Value = resp.json().await.unwrap();
+    assert!(message(&v).contains("method"));
+    assert_eq!(env.write_marks().await, before);
+}
