@@ -577,9 +577,14 @@ async fn readyz_waits_for_the_cache() {
     let (s, _, v) = call(&app, get("/readyz")).await;
     assert_eq!(s, 503);
     assert!(message(&v).contains("synced"));
+    // The API answers 503 rather than from an incomplete cache.
+    let (s, v) = post_json(&app, "/channels.list", json!({})).await;
+    assert_eq!(s, 503);
+    assert!(message(&v).contains("synced"), "{v}");
     cache.apply(&Event::Init);
     cache.apply(&Event::InitDone);
     assert_eq!(call(&app, get("/readyz")).await.0, 200);
+    assert_eq!(post_json(&app, "/channels.list", json!({})).await.0, 200);
 }
 
 #[tokio::test]

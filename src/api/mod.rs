@@ -174,6 +174,23 @@ async fn not_found(State(state): State<AppState>) -> Response {
     json_error(StatusCode::NOT_FOUND, "no such endpoint")
 }
 
+/// Until the cache has listed every Channel, answers would be wrong (info 404s, connect could
+/// create a second Channel for an id that exists elsewhere): 503.
+async fn require_synced_cache(
+    State(cache): State<ChannelCache>,
+    req: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> Response {
+    if cache.is_ready() {
+        next.run(req).await
+    } else {
+        json_error(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "the channel cache has not synced with the cluster yet; try again shortly",
+        )
+    }
+}
+
 async fn openapi_json(State(state): State<AppState>) -> Response {
     json_bytes(StatusCode::OK, state.openapi.clone())
 }
@@ -228,6 +245,10 @@ pub fn router(state: AppState, cors_origins: &[String]) -> anyhow::Result<Router
             api_route(twilio_whatsapp_disconnect),
         )
         .route("/channels.facebook.explore", api_route(facebook_explore))
+        .route_layer(axum::middleware::from_fn_with_state(
+            state.cache.clone(),
+            require_synced_cache,
+        ))
         .route_layer(axum::middleware::from_fn_with_state(
             state.auth.clone(),
             auth::require_auth,
