@@ -173,6 +173,14 @@ pub fn is_json_content_type(value: &str) -> bool {
 
 /// Deserializes, naming the offending field in the message.
 pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
+    // serde would also read a struct from a JSON array (by position); the API takes objects.
+    if let Some(first) = bytes.iter().find(|b| !b.is_ascii_whitespace()) {
+        if *first != b'{' && serde_json::from_slice::<serde::de::IgnoredAny>(bytes).is_ok() {
+            return Err(ApiError::bad_request(
+                "the request body is invalid: expected a JSON object",
+            ));
+        }
+    }
     let de = &mut serde_json::Deserializer::from_slice(bytes);
     let value: T = serde_path_to_error::deserialize(de).map_err(|e| {
         let path = e.path().to_string();
@@ -223,6 +231,10 @@ mod tests {
         assert!(e.message.contains("name"), "{}", e.message);
         let e = parse_json::<ChannelIdRequest>(b"{\"channel_id\":").unwrap_err();
         assert!(e.message.contains("not valid JSON"), "{}", e.message);
+        // A struct is not read from an array.
+        let e = parse_json::<ChannelIdRequest>(br#"["625c0084-1043-5727-bfd9-40366ef08a64"]"#)
+            .unwrap_err();
+        assert!(e.message.contains("JSON object"), "{}", e.message);
         // Unknown fields are ignored.
         let ok = parse_json::<ChannelIdRequest>(br#"{"channel_id":"a","extra":{"x":1}}"#).unwrap();
         assert_eq!(ok.channel_id, "a");

@@ -145,7 +145,7 @@ pub async fn facebook_connect(
     State(state): State<AppState>,
     JsonBody(req): JsonBody<FacebookConnectRequest>,
 ) -> ApiResult {
-    let page_id = validate::required_text("page_id", &req.page_id)?;
+    let page_id = validate::page_id(&req.page_id)?;
     let token = validate::token("page_token", &req.page_token)?;
     let name = validate::optional_text("name", req.name.as_deref())?;
     let image_url = validate::image_url(req.image_url.as_deref())?;

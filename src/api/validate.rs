@@ -73,6 +73,22 @@ pub fn image_url(value: Option<&str>) -> Result<Option<String>, ApiError> {
     Ok(Some(raw.to_owned()))
 }
 
+/// A Facebook `page_id`: it becomes a Graph API path segment, so letters, digits, `-`, `_`, `.`.
+pub fn page_id(raw: &str) -> Result<String, ApiError> {
+    let value = required_text("page_id", raw)?;
+    if value
+        .chars()
+        .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
+        && value.chars().any(|c| c.is_ascii_alphanumeric())
+    {
+        Ok(value)
+    } else {
+        Err(ApiError::bad_request(
+            "page_id must be a Facebook page id (letters, digits, '-', '_', '.')",
+        ))
+    }
+}
+
 /// A `phone_number` in E.164 form.
 pub fn phone_number(raw: &str) -> Result<String, ApiError> {
     if E164.is_match(raw) {
@@ -147,6 +163,18 @@ mod tests {
                 .starts_with("name "));
         }
         assert!(required_text("name", &"x".repeat(1025)).is_err());
+    }
+
+    #[test]
+    fn page_ids() {
+        assert_eq!(page_id("fb-page-id-1").unwrap(), "fb-page-id-1");
+        assert!(page_id("1234567890").is_ok());
+        for bad in ["", "a/b", "http://x", "a b", "a?b", "..%2f", ".."] {
+            assert!(
+                page_id(bad).unwrap_err().message.contains("page_id"),
+                "{bad}"
+            );
+        }
     }
 
     #[test]
