@@ -159,6 +159,19 @@ impl ChannelCache {
 
     /// Applies one watcher event to the store and the precomputed responses.
     pub fn apply(&self, event: &Event<Channel>) {
+        // managedFields are never read here and can be most of an object's size.
+        let strip = |ch: &Channel| {
+            let mut ch = ch.clone();
+            ch.metadata.managed_fields = None;
+            ch
+        };
+        let event = &match event {
+            Event::Apply(ch) => Event::Apply(strip(ch)),
+            Event::Delete(ch) => Event::Delete(strip(ch)),
+            Event::InitApply(ch) => Event::InitApply(strip(ch)),
+            Event::Init => Event::Init,
+            Event::InitDone => Event::InitDone,
+        };
         self.inner
             .writer
             .lock()
