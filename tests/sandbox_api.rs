@@ -652,6 +652,24 @@ async fn custom_resources_are_validated_against_the_schema() {
     for f in ["spec.source", "spec.sourceChannelId", "spec.imageUrl"] {
         assert!(fields.contains(&f), "{f} not in {fields:?}");
     }
+    // like kube-apiserver, a cause's message does not repeat its field (kubectl prefixes it)
+    let source = body["details"]["causes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["field"] == "spec.source")
+        .unwrap();
+    assert!(
+        source["message"]
+            .as_str()
+            .unwrap()
+            .starts_with("Unsupported value: \"fax\""),
+        "{source}"
+    );
+    assert!(
+        msg.contains("spec.source: Unsupported value: \"fax\""),
+        "{msg}"
+    );
     assert!(channels.get_opt("bad").await.unwrap().is_none());
     // required fields
     let missing = json!({"apiVersion": "airy.co/v1alpha1", "kind": "Channel", "metadata": {"name": "m"}, "spec": {"source": "google"}});
@@ -910,4 +928,77 @@ async fn discovery_and_openapi_describe_the_served_resources() {
         .iter()
         .any(|p| p["name"] == "fieldValidation"));
     assert_eq!(patch["x-kubernetes-group-version-kind"]["kind"], "Channel");
+}
+
+#[tokio::test]
+async fn events_v1_and_core_events_are_one_storage_and_tables_and_deletecollection_work() {
+    let (sb, client) = sandbox().await;
+    let v1: Api<k8s_openapi::api::events::v1::Event> = Api::namespaced(client.clone(), "default");
+    let ev: k8s_openapi::api::events::v1::Event = serde_json::from_value(json!({
+        "metadata": {"name": "e1"}, "eventTime": "2026-01-01T00:00:00.000000Z",
+        "reportingController": "channel-operator", "reportingInstance": "pod-1", "action": "Reconcile",
+        "reason": "Connected", "note": "connected at the provider", "type": "Normal",
+        "regarding": {"kind": "Channel", "name": "web", "namespace": "default", "apiVersion": "airy.co/v1alpha1"},
+    }))
+    .unwrap();
+    v1.create(&PostParams::default(), &ev).await.unwrap();
+    let core: Api<k8s_openapi::api::core::v1::Event> = Api::namespaced(client.clone(), "default");
+    let lp = ListParams::default().fields("involvedObject.kind=Channel,involvedObject.name=web");
+    let found = core.list(&lp).await.unwrap().items;
+    assert_eq!(found.len(), 1);
+    assert_eq!(
+        found[0].message.as_deref(),
+        Some("connected at the provider")
+    );
+    assert_eq!(
+        found[0].reporting_component.as_deref(),
+        Some("channel-operator")
+    );
+    assert_eq!(
+        v1.get("e1").await.unwrap().note.as_deref(),
+        Some("connected at the provider")
+    );
+
+    // kubectl's Table form
+    let resp = reqwest::Client::new()
+        .get(format!("{}/api/v1/namespaces/default/events", sb.url()))
+        .header(
+            "Accept",
+            "application/json;as=Table;v=v1;g=meta.k8s.io,application/json",
+        )
+        .send()
+        .await
+        .unwrap();
+    assert!(resp.headers()["content-type"]
+        .to_str()
+        .unwrap()
+        .contains("as=Table"));
+    let table: serde_json::Value = resp.json().await.unwrap();
+    assert_eq!(table["kind"], "Table");
+    assert_eq!(table["rows"].as_array().unwrap().len(), 1);
+
+    // deletecollection with a label selector
+    let secrets: Api<Secret> = Api::namespaced(client, "default");
+    for (n, l) in [("a", "x"), ("b", "x"), ("c", "y")] {
+        secrets
+            .create(&PostParams::default(), &secret(n, json!({"app": l})))
+            .await
+            .unwrap();
+    }
+    secrets
+        .delete_collection(
+            &DeleteParams::default(),
+            &ListParams::default().labels("app=x"),
+        )
+        .await
+        .unwrap();
+    let left: Vec<String> = secrets
+        .list(&ListParams::default())
+        .await
+        .unwrap()
+        .items
+        .into_iter()
+        .map(|s| s.metadata.name.unwrap())
+        .collect();
+    assert_eq!(left, ["c"]);
 }

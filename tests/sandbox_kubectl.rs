@@ -458,3 +458,71 @@ async fn kubectl_delete_and_wait_with_finalizers_and_conditions() {
         "{err}"
     );
 }
+
+#[tokio::test]
+async fn dev_command_serves_the_channel_crd_until_interrupted() {
+    use tokio::io::AsyncBufReadExt;
+    let dir = tempfile::tempdir().unwrap();
+    let kubeconfig = dir.path().join("nested").join("kubeconfig");
+    let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_channel-operator"))
+        .args([
+            "dev",
+            "--sandbox-addr",
+            "127.0.0.1:0",
+            "--api-addr",
+            "127.0.0.1:0",
+        ])
+        .arg("--kubeconfig")
+        .arg(&kubeconfig)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let mut lines = tokio::io::BufReader::new(child.stdout.take().unwrap()).lines();
+    let mut printed = vec![];
+    while !printed
+        .iter()
+        .any(|l: &String| l.starts_with("try: kubectl"))
+    {
+        let line = tokio::time::timeout(Duration::from_secs(20), lines.next_line())
+            .await
+            .expect("dev prints its kubeconfig")
+            .unwrap()
+            .unwrap_or_else(|| panic!("dev exited early: {printed:?}"));
+        printed.push(line);
+    }
+    assert!(
+        printed
+            .iter()
+            .any(|l| l.contains(&*kubeconfig.to_string_lossy())),
+        "{printed:?}"
+    );
+    let out = tokio::process::Command::new("kubectl")
+        .arg("--kubeconfig")
+        .arg(&kubeconfig)
+        .arg("--cache-dir")
+        .arg(dir.path().join("cache"))
+        .args(["get", "channels"])
+        .output()
+        .await
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(String::from_utf8_lossy(&out.stderr).contains("No resources found"));
+    // Ctrl-C: a clean exit
+    let pid = child.id().unwrap().to_string();
+    let kill = std::process::Command::new("kill")
+        .args(["-INT", &pid])
+        .status()
+        .unwrap();
+    assert!(kill.success());
+    let status = tokio::time::timeout(Duration::from_secs(10), child.wait())
+        .await
+        .expect("dev exits after Ctrl-C")
+        .unwrap();
+    assert!(status.success(), "{status}");
+}

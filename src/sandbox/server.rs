@@ -680,6 +680,15 @@ fn validate_schema(ctx: &mut Ctx, obj: &mut Value, old: Option<&Value>) -> Resul
     Ok(())
 }
 
+/// `ManagedFields` remembers the last schema it was used with; the server always passes the
+/// schema explicitly, so keeping a copy per object would only cost memory (tens of KiB per
+/// custom resource).
+fn compact(managed: &mut ManagedFields) {
+    let mut fresh = ManagedFields::default();
+    fresh.entries = std::mem::take(&mut managed.entries);
+    *managed = fresh;
+}
+
 fn record(
     rt: &ResourceType,
     old: Option<&Value>,
@@ -699,6 +708,7 @@ fn record(
             managed,
         )
     });
+    compact(managed);
 }
 
 fn create(
@@ -1040,6 +1050,7 @@ fn patch(
             )
         })?
         .map_err(|e| apply_error(&rt, name, e))?;
+        compact(&mut managed);
         let mut merged = ctx.ingest(merged)?;
         return match old {
             None if sub.is_some() => Err(ApiError::not_found(&rt, name)),

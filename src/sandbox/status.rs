@@ -105,7 +105,7 @@ impl ApiError {
         };
         let causes: Vec<Value> = errors
             .iter()
-            .map(|e| json!({"reason": e.reason, "message": e.message, "field": e.field}))
+            .map(|e| json!({"reason": e.reason, "message": e.body(), "field": e.field}))
             .collect();
         Self::new(
             422,
