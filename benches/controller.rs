@@ -1,7 +1,8 @@
 //! Controller throughput and memory against the in-memory API server and a fake Graph API.
 //!
 //! `cargo bench --bench controller` (sizes: `BENCH_SIZES=1000,10000`, the default). For each size:
-//! a fresh sandbox; its raw write rate (Secret creates, 32 in flight); the controller started as a
+//! a fresh sandbox; its raw write rates (Secret and Channel creates, 32 in flight, no controller
+//! running); the controller (`--namespace default`) started as a
 //! child process (`channel-operator controller` with a kubeconfig); N Facebook Channels created
 //! (32 in flight); then the seconds until all are Ready, reconciles per second (from the
 //! controller's /metrics) and the controller's peak resident memory (VmHWM).
@@ -153,6 +154,30 @@ async fn bench(n: usize, graph_url: &str) {
         .await
         .expect("secret creates");
     let write_rate = writes as f64 / t.elapsed().as_secs_f64();
+    // And its Channel create rate (schema validation, CEL) in a namespace the controller ignores.
+    let namespaces: Api<k8s_openapi::api::core::v1::Namespace> = Api::all(client.clone());
+    let mut ns = k8s_openapi::api::core::v1::Namespace::default();
+    ns.metadata.name = Some("bench-rate".into());
+    namespaces
+        .create(&PostParams::default(), &ns)
+        .await
+        .expect("namespace");
+    let rate_channels: Api<Channel> = Api::namespaced(client.clone(), "bench-rate");
+    let t = Instant::now();
+    futures::stream::iter(0..writes)
+        .map(|i| {
+            let rate_channels = rate_channels.clone();
+            async move {
+                rate_channels
+                    .create(&PostParams::default(), &channel(i))
+                    .await
+            }
+        })
+        .buffer_unordered(IN_FLIGHT)
+        .try_collect::<Vec<_>>()
+        .await
+        .expect("channel creates");
+    let channel_write_rate = writes as f64 / t.elapsed().as_secs_f64();
     secrets
         .create(&PostParams::default(), &secret("bench-page-token"))
         .await
@@ -171,6 +196,8 @@ async fn bench(n: usize, graph_url: &str) {
             "controller",
             "--leader-election",
             "false",
+            "--namespace",
+            "default",
             "--metrics-addr",
             &metrics_addr,
             "--facebook-app-id",
@@ -251,6 +278,7 @@ async fn bench(n: usize, graph_url: &str) {
 
     println!("channels={n}");
     println!("  sandbox write rate:           {write_rate:.0} creates/s ({writes} Secrets, {IN_FLIGHT} in flight)");
+    println!("  sandbox Channel create rate:  {channel_write_rate:.0} creates/s ({writes} Channels, no controller)");
     println!(
         "  create {n} Channels:          {created:.2} s ({:.0} creates/s)",
         n as f64 / created

@@ -301,6 +301,13 @@ impl Env {
         Mock::given(method("GET"))
             .and(path(format!("/v24.0/{page}")))
             .and(query_param("access_token", long.as_str()))
+            .respond_with(PageState::Read(subscribed.clone(), body.clone()))
+            .mount(&self.graph)
+            .await;
+        // The page read with its own page token (what a resync re-check uses).
+        Mock::given(method("GET"))
+            .and(path(format!("/v24.0/{page}")))
+            .and(query_param("access_token", access.as_str()))
             .respond_with(PageState::Read(subscribed.clone(), body))
             .mount(&self.graph)
             .await;
@@ -494,6 +501,23 @@ async fn every_source_connects_and_follows_its_lifecycle() {
             .to_string()
             .contains("channels.airy.co/disconnect"));
     }
+    // kubectl's printer columns.
+    let table = env.kubectl_ok(&["get", "ch", "gbm"], None).await;
+    for header in [
+        "SOURCE",
+        "SOURCE ID",
+        "NAME",
+        "CONNECTED",
+        "READY",
+        "CHANNEL ID",
+        "AGE",
+    ] {
+        assert!(table.contains(header), "{table}");
+    }
+    assert!(
+        table.contains("bda330b6-7049-5190-93af-d5b16b03dd19") && table.contains("True"),
+        "{table}"
+    );
     let fb = env.get("fb").await;
     assert_eq!(fb["status"]["pageName"], "Page fb-page-id-1");
     assert_eq!(
@@ -1022,5 +1046,84 @@ async fn namespace_flag_limits_the_controller_to_one_namespace() {
         v["status"].is_null(),
         "a Channel outside --namespace is not reconciled: {v:#}"
     );
+    env.finish().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn resync_rechecks_a_connected_page_without_subscribing_again() {
+    let mut env = Env::new(&["--resync-seconds", "1"]).await;
+    let token = env.fake_page("resync", 1, 0).await;
+    env.start().await;
+    env.apply(&secret_yaml("resync-tok", "page_token", &token))
+        .await;
+    env.apply(&channel_yaml(
+        "resync",
+        "facebook",
+        "resync",
+        &fb_extra("resync-tok"),
+    ))
+    .await;
+    env.wait_ready("resync").await;
+    let page_reads = |reqs: &[wiremock::Request]| {
+        reqs.iter()
+            .filter(|r| r.method.as_str() == "GET" && r.url.path() == "/v24.0/resync")
+            .count()
+    };
+    let before = page_reads(&env.graph.received_requests().await.unwrap());
+    tokio::time::sleep(Duration::from_millis(3500)).await;
+    let after = page_reads(&env.graph.received_requests().await.unwrap());
+    assert!(
+        after > before,
+        "a resync reads the page again ({before} → {after})"
+    );
+    let v = env.get("resync").await;
+    assert_eq!(cond(&v, "reason"), "Connected");
+    env.finish().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_provider_that_is_down_keeps_the_finalizer_with_a_condition_saying_why() {
+    let mut env = Env::new(&[]).await;
+    let token = env.fake_page("down", 1, 1).await;
+    env.start().await;
+    env.apply(&secret_yaml("down-tok", "page_token", &token))
+        .await;
+    env.apply(&channel_yaml(
+        "down",
+        "facebook",
+        "down",
+        &fb_extra("down-tok"),
+    ))
+    .await;
+    env.wait_ready("down").await;
+    // Graph fails the unsubscribe three times, then recovers.
+    Mock::given(method("DELETE"))
+        .and(path("/v24.0/down/subscribed_apps"))
+        .respond_with(ResponseTemplate::new(503).set_body_json(
+            serde_json::json!({"error": {"message": "Service temporarily unavailable", "type": "FacebookApiException", "code": 2}}),
+        ))
+        .up_to_n_times(3)
+        .with_priority(1)
+        .mount(&env.graph)
+        .await;
+    env.kubectl_ok(&["delete", "channel", "down", "--wait=false"], None)
+        .await;
+    let v = env
+        .eventually("down", "the failed disconnect in the status", |v| {
+            cond(v, "reason") == "ProviderError"
+        })
+        .await;
+    let message = cond(&v, "message").as_str().unwrap().to_owned();
+    assert!(
+        message.contains("HTTP 503: Service temporarily unavailable"),
+        "{message}"
+    );
+    assert!(v["metadata"]["deletionTimestamp"].is_string());
+    assert!(v["metadata"]["finalizers"]
+        .to_string()
+        .contains("channels.airy.co/disconnect"));
+    // Backoff retries until Graph recovers; then the object is gone.
+    env.gone("channel", "down").await;
+    env.gone("secret", "down-facebook-token").await;
     env.finish().await;
 }

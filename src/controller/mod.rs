@@ -14,9 +14,9 @@ use std::time::Duration;
 use futures::StreamExt;
 use k8s_openapi::api::core::v1::Secret as KubeSecret;
 use kube::runtime::controller::{Config as ControllerConfig, Controller};
-use kube::runtime::events::{Recorder, Reporter};
-use kube::runtime::reflector::{ObjectRef, Store};
-use kube::runtime::watcher;
+use kube::runtime::reflector::{self, ObjectRef, Store};
+use kube::runtime::watcher::{self, watcher};
+use kube::runtime::{PredicateConfig, WatchStreamExt};
 use kube::{Api, Client, ResourceExt};
 use tracing::{info, warn};
 
@@ -91,6 +91,9 @@ impl Args {
 
 /// Runs the controller against the cluster of the current kubeconfig or service account.
 pub async fn run(args: Args) -> anyhow::Result<()> {
+    // kube (ring) and reqwest (aws-lc-rs) both enable a rustls backend: pick one explicitly, or
+    // building the client panics. An already installed provider is fine.
+    let _ = rustls::crypto::ring::default_provider().install_default();
     let client = Client::try_default().await?;
     run_with_client(client, args).await
 }
@@ -200,17 +203,21 @@ pub async fn run_controller(
             Api::namespaced(client.clone(), &args.namespace),
         )
     };
-    let controller = Controller::new(channels.clone(), watcher::Config::default().any_semantic());
-    let store = controller.store();
+    // Our own reflector so the cache can drop managedFields (a third of a Channel's size), and
+    // only changes the reconcile acts on trigger it: not our own status writes.
+    let (store, writer) = reflector::store::<Channel>();
+    let channel_events = watcher(channels.clone(), watcher::Config::default().any_semantic())
+        .default_backoff()
+        .modify(|c: &mut Channel| c.managed_fields_mut().clear())
+        .reflect(writer)
+        .applied_objects()
+        .predicate_filter(trigger_hash, PredicateConfig::default());
+    let controller = Controller::for_stream(channel_events, store.clone());
 
-    let reporter = Reporter {
-        controller: MANAGER.into(),
-        instance: Some(args.identity()),
-    };
     let ctx = Arc::new(reconcile::Context::new(
         client.clone(),
         providers,
-        Recorder::new(client.clone(), reporter),
+        reconcile::EventPublisher::new(client.clone(), args.identity()),
         metrics.clone(),
         store.clone(),
         &args,
@@ -265,20 +272,35 @@ pub async fn run_controller(
     Ok(())
 }
 
+/// What a reconcile reacts to: the spec (generation), deletion, finalizers and annotations
+/// (`airy.co/paused`). Status-only updates (our own writes) do not trigger a reconcile.
+fn trigger_hash(ch: &Channel) -> Option<u64> {
+    use std::hash::{Hash, Hasher};
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    ch.metadata.generation.hash(&mut h);
+    ch.metadata
+        .deletion_timestamp
+        .as_ref()
+        .map(|t| t.0.as_second())
+        .hash(&mut h);
+    ch.metadata.finalizers.hash(&mut h);
+    ch.metadata.annotations.hash(&mut h);
+    Some(h.finish())
+}
+
 /// The Channels whose credentialsSecretRef names this Secret.
 fn channels_referencing(store: &Store<Channel>, secret: &KubeSecret) -> Vec<ObjectRef<Channel>> {
     let ns = secret.namespace();
     let name = secret.name_any();
     store
-        .state()
-        .iter()
-        .filter(|c| {
-            c.namespace() == ns
-                && c.spec
-                    .credentials_secret_ref
-                    .as_ref()
-                    .is_some_and(|r| r.name == name)
+        .state_filter(|c| {
+            c.spec
+                .credentials_secret_ref
+                .as_ref()
+                .is_some_and(|r| r.name == name)
+                && c.namespace() == ns
         })
+        .iter()
         .map(|c| ObjectRef::from_obj(c.as_ref()))
         .collect()
 }
@@ -289,13 +311,12 @@ fn duplicates_of_released(store: &Store<Channel>, ch: &Channel) -> Vec<ObjectRef
         return Vec::new();
     }
     store
-        .state()
-        .iter()
-        .filter(|c| {
+        .state_filter(|c| {
             c.spec.source == ch.spec.source
                 && c.spec.source_channel_id == ch.spec.source_channel_id
                 && c.metadata.uid != ch.metadata.uid
         })
+        .iter()
         .map(|c| ObjectRef::from_obj(c.as_ref()))
         .collect()
 }

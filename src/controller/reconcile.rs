@@ -15,7 +15,6 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use k8s_openapi::ByteString;
 use kube::api::{DeleteParams, ListParams, Patch, PatchParams};
 use kube::runtime::controller::Action;
-use kube::runtime::events::{Event as KubeEvent, EventType, Recorder};
 use kube::runtime::finalizer::{finalizer, Error as FinalizerError, Event as FinalizerEvent};
 use kube::runtime::reflector::Store;
 use kube::{Api, Client, Resource, ResourceExt};
@@ -36,6 +35,63 @@ pub const CHANNEL_ID_LABEL: &str = "airy.co/channel-id";
 /// Name of the Secret holding a Facebook channel's page access token.
 pub fn token_secret_name(channel_name: &str) -> String {
     format!("{channel_name}-facebook-token")
+}
+
+/// Severity of an Event.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum EventType {
+    /// Something went as desired.
+    Normal,
+    /// Something failed.
+    Warning,
+}
+
+/// Publishes events.k8s.io/v1 Events about Channels.
+///
+/// kube's `Recorder` keeps every Event it sent for minutes to aggregate repeats into series; this
+/// controller emits an Event only when something changes, so it creates them directly and keeps
+/// nothing (at 10,000 Channels that cache was megabytes).
+pub struct EventPublisher {
+    client: Client,
+    instance: String,
+}
+
+impl EventPublisher {
+    /// Events are reported by `channel-operator` from `instance` (the replica's identity).
+    pub fn new(client: Client, instance: String) -> Self {
+        EventPublisher { client, instance }
+    }
+
+    /// Creates one Event regarding `ch`. Failures are logged, never fatal.
+    pub async fn publish(
+        &self,
+        ch: &Channel,
+        type_: EventType,
+        why: &str,
+        action: &str,
+        note: String,
+    ) {
+        use k8s_openapi::api::events::v1::Event;
+        use k8s_openapi::apimachinery::pkg::apis::meta::v1::MicroTime;
+        let ns = ch.namespace().unwrap_or_default();
+        let mut ev = Event {
+            action: Some(action.into()),
+            event_time: Some(MicroTime(k8s_openapi::jiff::Timestamp::now())),
+            note: Some(note.chars().take(1024).collect()),
+            reason: Some(why.into()),
+            regarding: Some(ch.object_ref(&())),
+            reporting_controller: Some(MANAGER.into()),
+            reporting_instance: Some(self.instance.clone()),
+            type_: Some(format!("{type_:?}")),
+            ..Default::default()
+        };
+        ev.metadata.name = Some(format!("{}.{:016x}", ch.name_any(), rand::random::<u64>()));
+        ev.metadata.namespace = Some(ns.clone());
+        let api: Api<Event> = Api::namespaced(self.client.clone(), &ns);
+        if let Err(e) = api.create(&kube::api::PostParams::default(), &ev).await {
+            debug!("cannot publish event {why}: {e}");
+        }
+    }
 }
 
 /// Why a reconcile failed.
@@ -84,7 +140,7 @@ impl Error {
 pub struct Context {
     client: Client,
     providers: Providers,
-    recorder: Recorder,
+    events: EventPublisher,
     metrics: Arc<Metrics>,
     store: Store<Channel>,
     min_backoff: Duration,
@@ -92,6 +148,9 @@ pub struct Context {
     resync: Duration,
     failures: Mutex<HashMap<String, u32>>,
     last_checked: Mutex<HashMap<String, Instant>>,
+    /// resourceVersion of the last status this process wrote, per Channel uid: a cached object
+    /// older than that is stale, and deciding from its status could connect a channel twice.
+    last_write: Mutex<HashMap<String, u64>>,
 }
 
 impl Context {
@@ -99,7 +158,7 @@ impl Context {
     pub fn new(
         client: Client,
         providers: Providers,
-        recorder: Recorder,
+        events: EventPublisher,
         metrics: Arc<Metrics>,
         store: Store<Channel>,
         args: &Args,
@@ -108,7 +167,7 @@ impl Context {
         Context {
             client,
             providers,
-            recorder,
+            events,
             metrics,
             store,
             min_backoff,
@@ -116,6 +175,7 @@ impl Context {
             resync: Duration::from_secs(args.resync_seconds.max(1)),
             failures: Mutex::new(HashMap::new()),
             last_checked: Mutex::new(HashMap::new()),
+            last_write: Mutex::new(HashMap::new()),
         }
     }
 
@@ -148,7 +208,20 @@ impl Context {
             .insert(uid.to_owned(), Instant::now());
     }
 
+    /// Whether the cached Channel predates the last status this process wrote for it.
+    fn is_stale(&self, ch: &Channel) -> bool {
+        let (Some(uid), Some(rv)) = (ch.uid(), parse_rv(ch)) else {
+            return false;
+        };
+        self.last_write
+            .lock()
+            .expect("not poisoned")
+            .get(&uid)
+            .is_some_and(|written| rv < *written)
+    }
+
     fn forget(&self, uid: &str) {
+        self.last_write.lock().expect("not poisoned").remove(uid);
         self.last_checked.lock().expect("not poisoned").remove(uid);
         self.failures.lock().expect("not poisoned").remove(uid);
     }
@@ -203,7 +276,15 @@ impl Context {
                 .patch_status(&ch.name_any(), &params, &Patch::Apply(&patch))
                 .await
             {
-                Ok(_) => return Ok(()),
+                Ok(written) => {
+                    if let (Some(uid), Some(rv)) = (ch.uid(), parse_rv(&written)) {
+                        self.last_write
+                            .lock()
+                            .expect("not poisoned")
+                            .insert(uid, rv);
+                    }
+                    return Ok(());
+                }
                 Err(e) if attempt < 4 && is_retriable(&e) => {
                     attempt += 1;
                     debug!("status write failed ({e}); retrying");
@@ -215,16 +296,7 @@ impl Context {
     }
 
     async fn event(&self, ch: &Channel, type_: EventType, why: &str, action: &str, note: String) {
-        let ev = KubeEvent {
-            type_,
-            reason: why.into(),
-            note: Some(note),
-            action: action.into(),
-            secondary: None,
-        };
-        if let Err(e) = self.recorder.publish(&ev, &ch.object_ref(&())).await {
-            debug!("cannot publish event {why}: {e}");
-        }
+        self.events.publish(ch, type_, why, action, note).await;
     }
 
     /// Reads the Channel's credentials Secret. Returns the token and the Secret's resourceVersion.
@@ -350,6 +422,10 @@ impl Context {
     }
 }
 
+fn parse_rv(ch: &Channel) -> Option<u64> {
+    ch.metadata.resource_version.as_deref()?.parse().ok()
+}
+
 fn is_retriable(e: &kube::Error) -> bool {
     matches!(e, kube::Error::Api(s) if s.code == 409 || s.code == 429 || s.code >= 500)
 }
@@ -406,6 +482,11 @@ async fn reconcile_inner(ch: Arc<Channel>, ctx: Arc<Context>) -> Result<Action, 
         // Hands off, including deletion: the finalizer stays until the annotation is removed.
         debug!("paused by the airy.co/paused annotation");
         return Ok(Action::await_change());
+    }
+    if ctx.is_stale(&ch) {
+        // Our last status write has not reached the cache yet; decide on fresh data.
+        debug!("cached Channel predates our last status write; retrying shortly");
+        return Ok(Action::requeue(Duration::from_millis(200)));
     }
     let api = ctx.channels(&ch);
     if ch.metadata.deletion_timestamp.is_none() && ch.finalizers().is_empty() {
@@ -464,9 +545,10 @@ async fn apply(ch: &Channel, ctx: &Context) -> Result<Action, Error> {
         return Ok(Action::await_change());
     }
 
-    let all = ctx.store.state();
-    if let Some(owner) = logic::duplicate_owner(ch, all.iter().map(|c| c.as_ref())) {
-        drop(all);
+    let same_id = ctx.store.state_filter(|c| {
+        c.spec.source == ch.spec.source && c.spec.source_channel_id == ch.spec.source_channel_id
+    });
+    if let Some(owner) = logic::duplicate_owner(ch, same_id.iter().map(|c| c.as_ref())) {
         let message = format!(
             "{} {} belongs to the older Channel {owner}; this Channel is not connected",
             ch.spec.source, ch.spec.source_channel_id
@@ -498,7 +580,6 @@ async fn apply(ch: &Channel, ctx: &Context) -> Result<Action, Error> {
         // The owner's deletion re-triggers this Channel; this is only a safety net.
         return Ok(Action::requeue(ctx.resync.min(Duration::from_secs(30))));
     }
-    drop(all);
 
     let provider = ctx.providers.for_source(ch.spec.source);
     let uid = ch.uid().unwrap_or_default();
