@@ -365,8 +365,12 @@ impl AppState {
         let pp = PostParams::default();
         match retry(false, || api.create(&pp, &secret)).await {
             Ok(_) => Ok(()),
-            // Same name = same token: the Secret we need is there.
-            Err(kube::Error::Api(s)) if s.is_already_exists() => Ok(()),
+            // Same name = same token: the Secret we need is there; make sure the Channel owns
+            // it (an earlier attempt may have left it without an owner).
+            Err(kube::Error::Api(s)) if s.is_already_exists() => match owner {
+                Some(o) => self.adopt_secret(o, name).await,
+                None => Ok(()),
+            },
             Err(e) => Err(kube_error(e)),
         }
     }
