@@ -17,14 +17,19 @@ use serde_json::json;
 
 const CLIENTS: usize = 8;
 const WATCHERS: usize = 10;
-const WRITES: usize = 10_000;
+
+/// `cargo bench` passes `--bench`; `cargo test --all-targets` (CI) runs this binary without
+/// it, and then a small smoke run is enough.
+fn full_run() -> bool {
+    std::env::args().any(|a| a == "--bench")
+}
 
 /// Objects for the memory figure (SANDBOX_BENCH_OBJECTS overrides for a quick run).
 fn objects() -> usize {
     std::env::var("SANDBOX_BENCH_OBJECTS")
         .ok()
         .and_then(|v| v.parse().ok())
-        .unwrap_or(100_000)
+        .unwrap_or(if full_run() { 100_000 } else { 300 })
 }
 
 fn rss_kib() -> u64 {
@@ -78,6 +83,8 @@ where
 async fn main() -> anyhow::Result<()> {
     #[allow(non_snake_case)]
     let OBJECTS = objects();
+    #[allow(non_snake_case)]
+    let WRITES: usize = if full_run() { 10_000 } else { 300 };
     let before = rss_kib();
     let sb = Sandbox::start(0).await?;
     sb.install_crd(&Channel::crd()).await?;

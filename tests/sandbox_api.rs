@@ -481,6 +481,39 @@ async fn strategic_merge_patch_for_built_in_secrets() {
     let data = s.data.unwrap();
     assert_eq!(data["k"].0, b"v");
     assert_eq!(data["k2"].0, b"v2");
+    // built-in kinds drop unknown fields like the apiserver's typed decoding, Strict rejects them
+    let typo = json!({"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "typo", "lables": {"a": "b"}},
+                      "data": {"k": "dg=="}, "tpye": "Opaque"})
+    .to_string();
+    let path = "/api/v1/namespaces/default/secrets";
+    let (code, body, _) = raw(
+        &sb,
+        Method::POST,
+        &format!("{path}?fieldValidation=Strict"),
+        Some("application/json"),
+        Some(typo.clone()),
+    )
+    .await;
+    assert_eq!(code, 400, "{body}");
+    let msg = body["message"].as_str().unwrap();
+    assert!(
+        msg.contains("unknown field \"metadata.lables\"") && msg.contains("unknown field \"tpye\""),
+        "{msg}"
+    );
+    let (code, body, headers) = raw(
+        &sb,
+        Method::POST,
+        path,
+        Some("application/json"),
+        Some(typo),
+    )
+    .await;
+    assert_eq!(code, 201, "{body}");
+    assert!(
+        body.get("tpye").is_none() && body["metadata"].get("lables").is_none(),
+        "{body}"
+    );
+    assert_eq!(headers.get_all("warning").iter().count(), 2);
     let (code, body, _) = raw(
         &sb,
         Method::PATCH,
@@ -1001,4 +1034,58 @@ async fn events_v1_and_core_events_are_one_storage_and_tables_and_deletecollecti
         .map(|s| s.metadata.name.unwrap())
         .collect();
     assert_eq!(left, ["c"]);
+}
+
+#[tokio::test]
+async fn crds_are_established_and_deleting_one_stops_serving_its_resources() {
+    use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
+    let (sb, client) = sandbox().await;
+    let crds: Api<CustomResourceDefinition> = Api::all(client.clone());
+    let crd = crds.get("channels.airy.co").await.unwrap();
+    let status = crd.status.unwrap();
+    let conds: Vec<(String, String)> = status
+        .conditions
+        .unwrap()
+        .into_iter()
+        .map(|c| (c.type_, c.status))
+        .collect();
+    assert!(
+        conds.contains(&("Established".into(), "True".into())),
+        "{conds:?}"
+    );
+    assert!(
+        conds.contains(&("NamesAccepted".into(), "True".into())),
+        "{conds:?}"
+    );
+    assert_eq!(status.accepted_names.unwrap().kind, "Channel");
+    let channels: Api<Channel> = Api::namespaced(client.clone(), "default");
+    channels
+        .create(&PostParams::default(), &channel("c", "w-c"))
+        .await
+        .unwrap();
+
+    crds.delete("channels.airy.co", &DeleteParams::default())
+        .await
+        .unwrap();
+    let (code, body, _) = raw(
+        &sb,
+        Method::GET,
+        "/apis/airy.co/v1alpha1/namespaces/default/channels",
+        None,
+        None,
+    )
+    .await;
+    assert_eq!(code, 404, "{body}");
+    let (code, _, _) = raw(&sb, Method::GET, "/apis/airy.co/v1alpha1", None, None).await;
+    assert_eq!(code, 404);
+    // installing it again serves an empty collection: the custom resources went with the CRD
+    sb.install_crd(&<Channel as kube::CustomResourceExt>::crd())
+        .await
+        .unwrap();
+    assert!(channels
+        .list(&ListParams::default())
+        .await
+        .unwrap()
+        .items
+        .is_empty());
 }

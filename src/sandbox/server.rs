@@ -648,6 +648,10 @@ fn normalize(rt: &ResourceType, obj: &mut Value) -> Result<(), ApiError> {
 /// Pruning, defaulting and validation of custom resources against their schema.
 fn validate_schema(ctx: &mut Ctx, obj: &mut Value, old: Option<&Value>) -> Result<(), ApiError> {
     let Some(schema) = ctx.rt.schema.clone() else {
+        if !ctx.rt.custom {
+            let pruned = prune_builtin(&ctx.rt, obj);
+            report_unknown(ctx, &pruned)?;
+        }
         return Ok(());
     };
     let name = obj["metadata"]["name"]
@@ -657,27 +661,111 @@ fn validate_schema(ctx: &mut Ctx, obj: &mut Value, old: Option<&Value>) -> Resul
     let outcome = pure("schema validation", || {
         schema::prune_default_validate(&schema, obj, old)
     })?;
-    if !outcome.pruned.is_empty() {
-        let unknown: Vec<String> = outcome
-            .pruned
-            .iter()
-            .map(|p| format!("unknown field {}", quote(p.trim_start_matches('.'))))
-            .collect();
-        match ctx.query.get("fieldValidation").map(String::as_str) {
-            Some("Strict") => {
-                return Err(ApiError::bad_request(format!(
-                    "strict decoding error: {}",
-                    unknown.join(", ")
-                )))
-            }
-            Some("Ignore") => {}
-            _ => ctx.warnings.extend(unknown),
-        }
-    }
+    report_unknown(ctx, &outcome.pruned)?;
     if !outcome.errors.is_empty() {
         return Err(ApiError::invalid(&ctx.rt, &name, &outcome.errors));
     }
     Ok(())
+}
+
+/// Unknown fields per `fieldValidation`: Strict fails, Warn (default) warns, Ignore drops.
+fn report_unknown(ctx: &mut Ctx, pruned: &[String]) -> Result<(), ApiError> {
+    if pruned.is_empty() {
+        return Ok(());
+    }
+    let unknown: Vec<String> = pruned
+        .iter()
+        .map(|p| format!("unknown field {}", quote(p.trim_start_matches('.'))))
+        .collect();
+    match ctx.query.get("fieldValidation").map(String::as_str) {
+        Some("Strict") => Err(ApiError::bad_request(format!(
+            "strict decoding error: {}",
+            unknown.join(", ")
+        ))),
+        Some("Ignore") => Ok(()),
+        _ => {
+            ctx.warnings.extend(unknown);
+            Ok(())
+        }
+    }
+}
+
+/// Built-in kinds are decoded into their Go types by the apiserver, which drops unknown
+/// fields; the k8s-openapi types do the same, so a round trip through them prunes. Returns the
+/// pruned paths (`.spec.foo`).
+fn prune_builtin(rt: &ResourceType, obj: &mut Value) -> Vec<String> {
+    fn round_trip<T: serde::de::DeserializeOwned + serde::Serialize>(v: &Value) -> Option<Value> {
+        serde_json::from_value::<T>(v.clone())
+            .ok()
+            .and_then(|t| serde_json::to_value(t).ok())
+    }
+    use k8s_openapi::api;
+    let typed = match rt.storage.as_str() {
+        "/secrets" => round_trip::<api::core::v1::Secret>(obj),
+        NAMESPACES => round_trip::<api::core::v1::Namespace>(obj),
+        "/events" => round_trip::<api::core::v1::Event>(obj),
+        "coordination.k8s.io/leases" => round_trip::<api::coordination::v1::Lease>(obj),
+        _ => None,
+    };
+    let Some(typed) = typed else {
+        // not decodable: leave it to the rest of the request to complain
+        return vec![];
+    };
+    let mut pruned = vec![];
+    unknown_paths(obj, &typed, "", &mut pruned);
+    for p in &pruned {
+        remove_path(obj, p);
+    }
+    pruned
+}
+
+fn unknown_paths(orig: &Value, typed: &Value, path: &str, out: &mut Vec<String>) {
+    match (orig, typed) {
+        (Value::Object(o), Value::Object(t)) => {
+            for (k, v) in o {
+                if v.is_null() {
+                    continue;
+                }
+                let p = format!("{path}.{k}");
+                match t.get(k) {
+                    None => out.push(p),
+                    Some(tv) => unknown_paths(v, tv, &p, out),
+                }
+            }
+        }
+        (Value::Array(o), Value::Array(t)) if o.len() == t.len() => {
+            for (i, (a, b)) in o.iter().zip(t).enumerate() {
+                unknown_paths(a, b, &format!("{path}[{i}]"), out);
+            }
+        }
+        _ => {}
+    }
+}
+
+fn remove_path(obj: &mut Value, path: &str) {
+    // paths are `.a.b` or `.a[0].b`; array indices were produced by unknown_paths above
+    let mut cur = obj;
+    let parts: Vec<&str> = path.trim_start_matches('.').split('.').collect();
+    for (i, part) in parts.iter().enumerate() {
+        let (key, idx) = match part.split_once('[') {
+            Some((k, rest)) => (k, rest.trim_end_matches(']').parse::<usize>().ok()),
+            None => (*part, None),
+        };
+        if i == parts.len() - 1 && idx.is_none() {
+            if let Some(m) = cur.as_object_mut() {
+                m.remove(key);
+            }
+            return;
+        }
+        let Some(next) = cur.get_mut(key) else { return };
+        cur = match idx {
+            Some(n) => match next.get_mut(n) {
+                Some(v) => v,
+                None => return,
+            },
+            None => next,
+        };
+    }
 }
 
 /// `ManagedFields` remembers the last schema it was used with; the server always passes the
