@@ -1127,3 +1127,59 @@ async fn a_provider_that_is_down_keeps_the_finalizer_with_a_condition_saying_why
     env.gone("secret", "down-facebook-token").await;
     env.finish().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn losing_the_lease_stops_the_controller() {
+    let mut env = Env::new(&[
+        "--leader-election",
+        "true",
+        "--lease-duration-seconds",
+        "3",
+        "--identity",
+        "only",
+    ])
+    .await;
+    env.start().await;
+    env.apply(&channel_yaml("before", "google", "agent-before", ""))
+        .await;
+    env.wait_ready("before").await;
+    // Another holder takes the Lease and keeps renewing it (as if this replica were partitioned).
+    let leases: Api<k8s_openapi::api::coordination::v1::Lease> =
+        Api::namespaced(env.sb.client(), "default");
+    let intruder = tokio::spawn(async move {
+        loop {
+            let now = k8s_openapi::jiff::Timestamp::now().to_string();
+            let patch = serde_json::json!({"spec": {"holderIdentity": "intruder", "leaseDurationSeconds": 60, "acquireTime": now, "renewTime": now}});
+            let _ = leases
+                .patch(
+                    "channel-operator",
+                    &kube::api::PatchParams::default(),
+                    &kube::api::Patch::Merge(&patch),
+                )
+                .await;
+            tokio::time::sleep(Duration::from_millis(300)).await;
+        }
+    });
+    // Within a lease period the replica notices and stops reconciling.
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    env.apply(&channel_yaml("after", "google", "agent-after", ""))
+        .await;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let v = env.get("after").await;
+    assert!(
+        v["status"].is_null(),
+        "a replica without the lease reconciled: {v:#}"
+    );
+    assert!(log_text().contains("lost the leader lease; stopping the controller identity=only"));
+    intruder.abort();
+    let base = format!("http://{}", env.metrics_addr);
+    assert_eq!(
+        reqwest::get(format!("{base}/readyz"))
+            .await
+            .unwrap()
+            .status(),
+        200,
+        "a standby replica is ready"
+    );
+    env.finish().await;
+}
