@@ -2,6 +2,8 @@
 //! the cache, next to a bare axum handler returning a fixed body of the same size (the ceiling
 //! of this machine for this HTTP stack and load generator).
 //!
+//! Under `cargo test --all-targets` (no `--bench` argument) it makes a short smoke run instead.
+//!
 //! The cache is filled through the reflector writer (no cluster is needed for reads); the HTTP
 //! path is what is measured: a load generator in the same process with 64 keep-alive
 //! connections, bounded by time.
@@ -18,17 +20,46 @@ use channel_operator::crd::{Channel, ChannelSpec, Source};
 use clap::Parser;
 use kube::runtime::watcher::Event;
 
-const CHANNELS: usize = 10_000;
+static FULL: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+/// `cargo bench` passes `--bench`; `cargo test --all-targets` (CI) runs this binary without it,
+/// and then a short smoke run checks that the benchmark still works.
+fn full() -> bool {
+    FULL.load(std::sync::atomic::Ordering::Relaxed)
+}
+fn channels_n() -> usize {
+    if full() {
+        10_000
+    } else {
+        500
+    }
+}
 const GOOGLE: usize = 100;
-const CONNECTIONS: usize = 64;
-const WARMUP: Duration = Duration::from_millis(500);
-const RUN: Duration = Duration::from_secs(2);
+fn connections() -> usize {
+    if full() {
+        64
+    } else {
+        4
+    }
+}
+fn warmup() -> Duration {
+    Duration::from_millis(if full() { 500 } else { 50 })
+}
+fn run_time() -> Duration {
+    Duration::from_millis(if full() { 2000 } else { 200 })
+}
 /// Ceiling and API runs alternate this many times; the median ratio is reported, so that load
 /// from other processes on the machine affects both sides alike.
-const ROUNDS: usize = 3;
+fn rounds() -> usize {
+    if full() {
+        3
+    } else {
+        1
+    }
+}
 
 fn channels() -> Vec<Channel> {
-    (0..CHANNELS)
+    (0..channels_n())
         .map(|i| {
             let (source, scid) = if i < GOOGLE {
                 (Source::Google, format!("agent-{i}"))
@@ -96,7 +127,7 @@ struct Stats {
     bytes: usize,
 }
 
-/// Runs `CONNECTIONS` concurrent request loops against `url` for `RUN`, each request's body made
+/// Runs `connections()` concurrent request loops against `url` for `run_time()`, each request's body made
 /// by `body(n)`.
 async fn load(
     client: &reqwest::Client,
@@ -105,7 +136,8 @@ async fn load(
 ) -> Stats {
     let run = |dur: Duration| {
         let mut tasks = Vec::new();
-        for c in 0..CONNECTIONS {
+        let conns = connections();
+        for c in 0..conns {
             let client = client.clone();
             let url = url.to_owned();
             let body = body.clone();
@@ -126,20 +158,20 @@ async fn load(
                     assert_eq!(resp.status(), 200);
                     bytes = resp.bytes().await.unwrap().len();
                     lat.push(t.elapsed());
-                    n += CONNECTIONS;
+                    n += conns;
                 }
                 (lat, bytes)
             }));
         }
         tasks
     };
-    for t in run(WARMUP) {
+    for t in run(warmup()) {
         t.await.unwrap();
     }
     let started = Instant::now();
     let mut all = Vec::new();
     let mut bytes = 0;
-    for t in run(RUN) {
+    for t in run(run_time()) {
         let (lat, b) = t.await.unwrap();
         all.extend(lat);
         bytes = b;
@@ -165,7 +197,7 @@ fn print(name: &str, s: &Stats) {
     );
 }
 
-/// Alternates ceiling and API runs `ROUNDS` times; prints every round and the median ratio.
+/// Alternates ceiling and API runs `rounds()` times; prints every round and the median ratio.
 async fn compare(
     client: &reqwest::Client,
     name: &str,
@@ -174,7 +206,7 @@ async fn compare(
     body: Arc<dyn Fn(usize) -> String + Send + Sync>,
 ) {
     let mut ratios = Vec::new();
-    for round in 1..=ROUNDS {
+    for round in 1..=rounds() {
         let ceiling = load(client, ceiling_url, body.clone()).await;
         let api = load(client, api_url, body.clone()).await;
         print(
@@ -197,6 +229,10 @@ async fn compare(
 }
 
 fn main() {
+    FULL.store(
+        std::env::args().any(|a| a == "--bench"),
+        std::sync::atomic::Ordering::Relaxed,
+    );
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -218,20 +254,24 @@ fn main() {
         let state = AppState::new(client, cache.clone(), &args).unwrap();
         let api_url = serve(api::router(state, &[]).unwrap()).await;
 
-        let info_body = cache.get(&ids[CHANNELS / 2]).unwrap().json.clone();
+        let info_body = cache.get(&ids[channels_n() / 2]).unwrap().json.clone();
         let list_body = cache.list_body(Some(Source::Google));
         let fixed_info = serve(fixed(info_body.clone())).await;
         let fixed_list = serve(fixed(list_body.clone())).await;
 
         let http = reqwest::Client::builder()
-            .pool_max_idle_per_host(CONNECTIONS)
+            .pool_max_idle_per_host(connections())
             .build()
             .unwrap();
 
         println!(
-            "channels in cache: {CHANNELS}; {CONNECTIONS} connections; {} s per run, {ROUNDS} rounds; {} worker threads",
-            RUN.as_secs(),
-            std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1)
+            "channels in cache: {}; {} connections; {:.1} s per run, {} rounds; {} worker threads{}",
+            channels_n(),
+            connections(),
+            run_time().as_secs_f64(),
+            rounds(),
+            std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1),
+            if full() { "" } else { " (smoke run; `cargo bench --bench api` for figures)" }
         );
         let ids2 = ids.clone();
         let info_req: Arc<dyn Fn(usize) -> String + Send + Sync> = Arc::new(move |n| {
