@@ -1,13 +1,329 @@
 //! The channels HTTP API (spec section 3), served from the cluster state.
+//!
+//! - [`model`]: request and response types; [`validate`]: value checks; [`error`]: `{"message"}`
+//!   errors and the body extractor;
+//! - [`cache`]: the reflector-backed channel cache with precomputed responses;
+//! - [`writes`]: connect, disconnect and update through the Kubernetes API, waiting for the
+//!   controller's verdict;
+//! - [`handlers`], [`auth`], [`metrics`], [`openapi`], [`explore`] (Facebook Graph API).
+
+pub mod auth;
+pub mod cache;
+pub mod error;
+pub mod explore;
+pub mod handlers;
+pub mod metrics;
+pub mod model;
+pub mod openapi;
+pub mod validate;
+pub mod writes;
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use anyhow::Context;
+use axum::extract::{DefaultBodyLimit, State};
+use axum::http::{header, HeaderValue, Method, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post, MethodRouter};
+use axum::Router;
+use bytes::Bytes;
+use kube::Api;
+use tower_http::cors::{AllowOrigin, CorsLayer};
+
+use crate::crd::Channel;
+use crate::secret::Secret;
+use cache::ChannelCache;
+use error::{json_bytes, json_error, MAX_BODY_BYTES};
 
 /// Flags of `channel-operator api`.
-#[derive(clap::Args, Clone, Debug)]
+#[derive(clap::Parser, Clone, Debug)]
+#[command(name = "api")]
 pub struct Args {
+    /// Address to serve the API (and /healthz, /readyz, /metrics, /openapi.json) on.
+    #[arg(long, env = "API_ADDR", default_value = "0.0.0.0:8080")]
+    pub addr: SocketAddr,
+    /// Namespace new Channels are created in (default: $POD_NAMESPACE, else "default").
+    #[arg(long, env = "CHANNELS_NAMESPACE")]
+    pub channels_namespace: Option<String>,
+    /// How long connect and disconnect wait for the controller's verdict, in seconds.
+    #[arg(long, env = "SYNC_TIMEOUT_SECONDS", default_value_t = 10.0)]
+    pub sync_timeout_seconds: f64,
+    /// Comma-separated static bearer tokens. With neither these nor --jwt-secret, auth is off.
+    #[arg(
+        long,
+        env = "API_TOKENS",
+        value_delimiter = ',',
+        hide_env_values = true
+    )]
+    pub api_tokens: Vec<Secret>,
+    /// Secret of HS256 JWTs (with a user_id claim) accepted as bearer tokens.
+    #[arg(long, env = "JWT_SECRET", hide_env_values = true)]
+    pub jwt_secret: Option<Secret>,
+    /// Comma-separated origins allowed by CORS (with credentials).
+    #[arg(long, env = "CORS_ORIGINS", value_delimiter = ',')]
+    pub cors_origins: Vec<String>,
     #[command(flatten)]
     pub providers: crate::providers::ProviderArgs,
 }
 
-/// Runs the API server until it is stopped.
-pub async fn run(_args: Args) -> anyhow::Result<()> {
-    anyhow::bail!("the HTTP API is not built yet (issue 4)")
+impl Args {
+    /// The namespace new Channels go to.
+    pub fn channels_namespace(&self) -> String {
+        self.channels_namespace
+            .clone()
+            .filter(|s| !s.is_empty())
+            .or_else(|| {
+                std::env::var("POD_NAMESPACE")
+                    .ok()
+                    .filter(|s| !s.is_empty())
+            })
+            .unwrap_or_else(|| "default".to_owned())
+    }
+}
+
+/// Everything a handler needs; cheap to clone.
+#[derive(Clone)]
+pub struct AppState {
+    pub(crate) cache: ChannelCache,
+    pub(crate) client: kube::Client,
+    pub(crate) namespace: String,
+    pub(crate) sync_timeout: Duration,
+    pub(crate) graph: explore::Graph,
+    pub(crate) metrics: metrics::Metrics,
+    pub(crate) auth: auth::Auth,
+    openapi: Bytes,
+}
+
+impl AppState {
+    /// State over a cache (filled by [`ChannelCache::run`] or by hand in tests).
+    pub fn new(client: kube::Client, cache: ChannelCache, args: &Args) -> anyhow::Result<Self> {
+        install_crypto_provider();
+        if !(args.sync_timeout_seconds.is_finite() && args.sync_timeout_seconds > 0.0) {
+            anyhow::bail!("--sync-timeout-seconds must be a positive number");
+        }
+        Ok(AppState {
+            cache,
+            client,
+            namespace: args.channels_namespace(),
+            sync_timeout: Duration::from_secs_f64(args.sync_timeout_seconds),
+            graph: explore::Graph::new(
+                &args.providers.facebook_graph_url,
+                Duration::from_secs(args.providers.provider_timeout_seconds),
+            )?,
+            metrics: metrics::Metrics::new(),
+            auth: auth::Auth::new(&args.api_tokens, args.jwt_secret.as_ref()),
+            openapi: Bytes::from(openapi::document_json()),
+        })
+    }
+
+    /// The cache.
+    pub fn cache(&self) -> &ChannelCache {
+        &self.cache
+    }
+}
+
+/// Every API endpoint path (spec section 3), with the alias.
+pub const ENDPOINTS: [&str; 15] = [
+    "/channels.list",
+    "/channels.info",
+    "/channels.update",
+    "/channels.chatplugin.connect",
+    "/channels.facebook.connect",
+    "/channels.google.connect",
+    "/channels.twilio.sms.connect",
+    "/channels.twilio.whatsapp.connect",
+    "/channels.chatplugin.disconnect",
+    "/channels.chat_plugin.disconnect",
+    "/channels.facebook.disconnect",
+    "/channels.google.disconnect",
+    "/channels.twilio.sms.disconnect",
+    "/channels.twilio.whatsapp.disconnect",
+    "/channels.facebook.explore",
+];
+
+fn api_route<H, T>(handler: H) -> MethodRouter<AppState>
+where
+    H: axum::handler::Handler<T, AppState>,
+    T: 'static,
+{
+    post(handler).fallback(|| async { method_not_allowed("POST") })
+}
+
+fn get_route<H, T>(handler: H) -> MethodRouter<AppState>
+where
+    H: axum::handler::Handler<T, AppState>,
+    T: 'static,
+{
+    get(handler).fallback(|| async { method_not_allowed("GET, HEAD") })
+}
+
+fn method_not_allowed(allow: &'static str) -> Response {
+    let mut resp = json_error(
+        StatusCode::METHOD_NOT_ALLOWED,
+        &format!("method not allowed; use {allow}"),
+    );
+    resp.headers_mut()
+        .insert(header::ALLOW, HeaderValue::from_static(allow));
+    resp
+}
+
+async fn not_found(State(state): State<AppState>) -> Response {
+    // Unknown paths share one label, so a scan cannot grow the metric's label set.
+    state.metrics.observe("unmatched", 404, 0.0);
+    json_error(StatusCode::NOT_FOUND, "no such endpoint")
+}
+
+/// Until the cache has listed every Channel, answers would be wrong (info 404s, connect could
+/// create a second Channel for an id that exists elsewhere): 503.
+async fn require_synced_cache(
+    State(cache): State<ChannelCache>,
+    req: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> Response {
+    if cache.is_ready() {
+        next.run(req).await
+    } else {
+        json_error(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "the channel cache has not synced with the cluster yet; try again shortly",
+        )
+    }
+}
+
+async fn openapi_json(State(state): State<AppState>) -> Response {
+    json_bytes(StatusCode::OK, state.openapi.clone())
+}
+
+async fn metrics_handler(State(state): State<AppState>) -> Response {
+    state.metrics.set_cached_channels(state.cache.len());
+    metrics::handler(State(state.metrics.clone()))
+        .await
+        .into_response()
+}
+
+/// The HTTP API as an axum router.
+pub fn router(state: AppState, cors_origins: &[String]) -> anyhow::Result<Router> {
+    use handlers::*;
+    let api = Router::new()
+        .route("/channels.list", api_route(list))
+        .route("/channels.info", api_route(info))
+        .route("/channels.update", api_route(update))
+        .route(
+            "/channels.chatplugin.connect",
+            api_route(chatplugin_connect),
+        )
+        .route("/channels.facebook.connect", api_route(facebook_connect))
+        .route("/channels.google.connect", api_route(google_connect))
+        .route(
+            "/channels.twilio.sms.connect",
+            api_route(twilio_sms_connect),
+        )
+        .route(
+            "/channels.twilio.whatsapp.connect",
+            api_route(twilio_whatsapp_connect),
+        )
+        .route(
+            "/channels.chatplugin.disconnect",
+            api_route(chatplugin_disconnect),
+        )
+        .route(
+            "/channels.chat_plugin.disconnect",
+            api_route(chat_plugin_disconnect),
+        )
+        .route(
+            "/channels.facebook.disconnect",
+            api_route(facebook_disconnect),
+        )
+        .route("/channels.google.disconnect", api_route(google_disconnect))
+        .route(
+            "/channels.twilio.sms.disconnect",
+            api_route(twilio_sms_disconnect),
+        )
+        .route(
+            "/channels.twilio.whatsapp.disconnect",
+            api_route(twilio_whatsapp_disconnect),
+        )
+        .route("/channels.facebook.explore", api_route(facebook_explore))
+        .route_layer(axum::middleware::from_fn_with_state(
+            state.cache.clone(),
+            require_synced_cache,
+        ))
+        .route_layer(axum::middleware::from_fn_with_state(
+            state.auth.clone(),
+            auth::require_auth,
+        ));
+    let ops = Router::new()
+        .route("/healthz", get_route(healthz))
+        .route("/readyz", get_route(readyz))
+        .route("/metrics", get_route(metrics_handler))
+        .route("/openapi.json", get_route(openapi_json));
+    let mut app = api
+        .merge(ops)
+        .route_layer(axum::middleware::from_fn_with_state(
+            state.metrics.clone(),
+            metrics::track,
+        ))
+        .fallback(not_found)
+        .with_state(state)
+        .layer(DefaultBodyLimit::max(MAX_BODY_BYTES));
+    let origins: Vec<HeaderValue> = cors_origins
+        .iter()
+        .map(|o| o.trim())
+        .filter(|o| !o.is_empty())
+        .map(|o| HeaderValue::from_str(o).with_context(|| format!("bad CORS origin {o:?}")))
+        .collect::<anyhow::Result<_>>()?;
+    if !origins.is_empty() {
+        app = app.layer(
+            CorsLayer::new()
+                .allow_origin(AllowOrigin::list(origins))
+                .allow_methods([Method::GET, Method::POST, Method::OPTIONS])
+                .allow_headers([header::CONTENT_TYPE, header::AUTHORIZATION])
+                .allow_credentials(true)
+                .max_age(Duration::from_secs(3600)),
+        );
+    }
+    Ok(app)
+}
+
+/// Serves the HTTP API on `listener` until the future is dropped.
+pub async fn serve(
+    client: kube::Client,
+    args: Args,
+    listener: tokio::net::TcpListener,
+) -> anyhow::Result<()> {
+    let cache = ChannelCache::new();
+    let state = AppState::new(client.clone(), cache.clone(), &args)?;
+    let app = router(state, &args.cors_origins)?;
+    let watch = tokio::spawn(cache.run(Api::<Channel>::all(client)));
+    let _stop_watch = AbortOnDrop(watch);
+    tracing::info!(addr = %listener.local_addr()?, namespace = %args.channels_namespace(), "serving the channels API");
+    axum::serve(listener, app).await?;
+    Ok(())
+}
+
+/// kube (ring) and reqwest (aws-lc-rs) both enable a rustls backend, so rustls cannot pick one
+/// by itself; choose ring once per process before any client is built.
+pub fn install_crypto_provider() {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+}
+
+struct AbortOnDrop(tokio::task::JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
+/// Runs the API server (client from the kubeconfig or service account) until it is stopped.
+pub async fn run(args: Args) -> anyhow::Result<()> {
+    install_crypto_provider();
+    let client = kube::Client::try_default()
+        .await
+        .context("no Kubernetes client configuration (kubeconfig or in-cluster)")?;
+    let listener = tokio::net::TcpListener::bind(args.addr)
+        .await
+        .with_context(|| format!("binding {}", args.addr))?;
+    serve(client, args, listener).await
 }

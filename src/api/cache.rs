@@ -1,0 +1,435 @@
+//! The read side: one reflector of Channels in every namespace the service account can see,
+//! with each channel's response JSON computed when the object changes, so that `channels.info`
+//! is a map lookup and `channels.list` writes bytes prepared in advance.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::Duration;
+
+use bytes::Bytes;
+use futures::StreamExt;
+use kube::runtime::reflector::store::Writer;
+use kube::runtime::reflector::Store;
+use kube::runtime::watcher::{self, Event};
+use kube::runtime::WatchStreamExt;
+use kube::{Api, ResourceExt};
+use tokio::sync::watch;
+
+use super::model::{channel_response, is_connected};
+use crate::crd::{Channel, Source};
+
+/// One cached channel.
+#[derive(Debug)]
+pub struct Entry {
+    /// The deterministic channel id (from the spec, so present before the controller ran).
+    pub id: String,
+    /// The channel's source.
+    pub source: Source,
+    /// Whether it counts as connected (listed, answered by info).
+    pub connected: bool,
+    /// The spec section 2 Channel object, serialized.
+    pub json: Bytes,
+    /// The resource itself.
+    pub channel: Arc<Channel>,
+}
+
+impl Entry {
+    fn new(channel: Arc<Channel>) -> Entry {
+        let response = channel_response(&channel);
+        let json =
+            Bytes::from(serde_json::to_vec(&response).expect("a Channel response serializes"));
+        Entry {
+            id: response.id,
+            source: channel.spec.source,
+            connected: is_connected(&channel),
+            json,
+            channel,
+        }
+    }
+
+    /// Namespace and name of the resource.
+    pub fn key(&self) -> (String, String) {
+        key_of(&self.channel)
+    }
+}
+
+fn key_of(ch: &Channel) -> (String, String) {
+    (ch.namespace().unwrap_or_default(), ch.name_any())
+}
+
+#[derive(Default)]
+struct Index {
+    /// namespace/name → channel id.
+    by_key: HashMap<(String, String), String>,
+    /// channel id → every Channel with that id, the one the API answers with first.
+    by_id: HashMap<String, Vec<Arc<Entry>>>,
+    /// The answering entry of every connected channel, ordered by id.
+    connected: BTreeMap<String, Arc<Entry>>,
+}
+
+impl Index {
+    fn remove_key(&mut self, key: &(String, String)) -> Option<String> {
+        let id = self.by_key.remove(key)?;
+        if let Some(list) = self.by_id.get_mut(&id) {
+            list.retain(|e| &e.key() != key);
+            if list.is_empty() {
+                self.by_id.remove(&id);
+            }
+        }
+        Some(id)
+    }
+
+    fn insert(&mut self, entry: Arc<Entry>) {
+        let key = entry.key();
+        self.by_key.insert(key, entry.id.clone());
+        let list = self.by_id.entry(entry.id.clone()).or_default();
+        list.push(entry);
+        // Several Channels may declare one channel (the controller marks all but one Duplicate):
+        // answer with one that is not a duplicate, the oldest first.
+        list.sort_by_key(|e| rank(e));
+    }
+
+    fn refresh_connected(&mut self, id: &str) {
+        match self.by_id.get(id).and_then(|l| l.first()) {
+            Some(e) if e.connected => {
+                self.connected.insert(id.to_owned(), e.clone());
+            }
+            _ => {
+                self.connected.remove(id);
+            }
+        }
+    }
+}
+
+fn rank(e: &Entry) -> (bool, Option<k8s_openapi::jiff::Timestamp>, String, String) {
+    let duplicate = e
+        .channel
+        .ready_condition()
+        .is_some_and(|c| c.reason == "Duplicate");
+    let created = e.channel.metadata.creation_timestamp.as_ref().map(|t| t.0);
+    let (ns, name) = e.key();
+    (duplicate, created, ns, name)
+}
+
+struct Inner {
+    writer: Mutex<Writer<Channel>>,
+    store: Store<Channel>,
+    index: RwLock<Index>,
+    /// List bodies by source filter (None = all), built on first use after a change.
+    lists: RwLock<HashMap<Option<Source>, Bytes>>,
+    ready: AtomicBool,
+    version: watch::Sender<u64>,
+}
+
+/// The channel cache, cheap to clone.
+#[derive(Clone)]
+pub struct ChannelCache {
+    inner: Arc<Inner>,
+}
+
+impl Default for ChannelCache {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl ChannelCache {
+    /// An empty cache, not ready until a watch (or [`ChannelCache::apply`] with `InitDone`)
+    /// has listed everything.
+    pub fn new() -> Self {
+        let writer = Writer::<Channel>::default();
+        let store = writer.as_reader();
+        ChannelCache {
+            inner: Arc::new(Inner {
+                writer: Mutex::new(writer),
+                store,
+                index: RwLock::new(Index::default()),
+                lists: RwLock::new(HashMap::new()),
+                ready: AtomicBool::new(false),
+                version: watch::channel(0).0,
+            }),
+        }
+    }
+
+    /// The reflector store behind the cache.
+    pub fn store(&self) -> Store<Channel> {
+        self.inner.store.clone()
+    }
+
+    /// Applies one watcher event to the store and the precomputed responses.
+    pub fn apply(&self, event: &Event<Channel>) {
+        // managedFields are never read here and can be most of an object's size.
+        let strip = |ch: &Channel| {
+            let mut ch = ch.clone();
+            ch.metadata.managed_fields = None;
+            ch
+        };
+        let event = &match event {
+            Event::Apply(ch) => Event::Apply(strip(ch)),
+            Event::Delete(ch) => Event::Delete(strip(ch)),
+            Event::InitApply(ch) => Event::InitApply(strip(ch)),
+            Event::Init => Event::Init,
+            Event::InitDone => Event::InitDone,
+        };
+        self.inner
+            .writer
+            .lock()
+            .expect("cache writer lock")
+            .apply_watcher_event(event);
+        let changed = match event {
+            Event::Apply(ch) => {
+                let ch = Arc::new(ch.clone());
+                let mut idx = self.inner.index.write().expect("index lock");
+                let old = idx.remove_key(&key_of(&ch));
+                let entry = Arc::new(Entry::new(ch));
+                let id = entry.id.clone();
+                idx.insert(entry);
+                if let Some(old) = old.filter(|o| o != &id) {
+                    idx.refresh_connected(&old);
+                }
+                idx.refresh_connected(&id);
+                true
+            }
+            Event::Delete(ch) => {
+                let mut idx = self.inner.index.write().expect("index lock");
+                if let Some(id) = idx.remove_key(&key_of(ch)) {
+                    idx.refresh_connected(&id);
+                }
+                true
+            }
+            Event::Init | Event::InitApply(_) => false,
+            Event::InitDone => {
+                let mut idx = Index::default();
+                for ch in self.inner.store.state() {
+                    idx.insert(Arc::new(Entry::new(ch)));
+                }
+                let ids: Vec<String> = idx.by_id.keys().cloned().collect();
+                for id in ids {
+                    idx.refresh_connected(&id);
+                }
+                *self.inner.index.write().expect("index lock") = idx;
+                self.inner.ready.store(true, Ordering::Release);
+                true
+            }
+        };
+        if changed {
+            self.inner.lists.write().expect("lists lock").clear();
+            self.inner.version.send_modify(|v| *v += 1);
+        }
+    }
+
+    /// Whether the first full list has arrived.
+    pub fn is_ready(&self) -> bool {
+        self.inner.ready.load(Ordering::Acquire)
+    }
+
+    /// Number of Channels cached.
+    pub fn len(&self) -> usize {
+        self.inner.index.read().expect("index lock").by_key.len()
+    }
+
+    /// Whether the cache holds no Channel.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// The answering entry for a channel id (connected or not).
+    pub fn get(&self, id: &str) -> Option<Arc<Entry>> {
+        self.inner
+            .index
+            .read()
+            .expect("index lock")
+            .by_id
+            .get(id)
+            .and_then(|l| l.first().cloned())
+    }
+
+    /// The entry of one resource by namespace and name.
+    pub fn get_by_key(&self, namespace: &str, name: &str) -> Option<Arc<Entry>> {
+        let idx = self.inner.index.read().expect("index lock");
+        let key = (namespace.to_owned(), name.to_owned());
+        let id = idx.by_key.get(&key)?;
+        idx.by_id.get(id)?.iter().find(|e| e.key() == key).cloned()
+    }
+
+    /// Whether the channel with this id is connected.
+    pub fn is_connected(&self, id: &str) -> bool {
+        self.inner
+            .index
+            .read()
+            .expect("index lock")
+            .connected
+            .contains_key(id)
+    }
+
+    /// The `channels.list` response body: `{"data":[...]}` of connected channels, ordered by id.
+    pub fn list_body(&self, source: Option<Source>) -> Bytes {
+        if let Some(b) = self.inner.lists.read().expect("lists lock").get(&source) {
+            return b.clone();
+        }
+        let body = {
+            let idx = self.inner.index.read().expect("index lock");
+            let entries = idx
+                .connected
+                .values()
+                .filter(|e| source.is_none_or(|s| e.source == s));
+            let mut buf = Vec::with_capacity(16 + idx.connected.len() * 256);
+            buf.extend_from_slice(b"{\"data\":[");
+            for (i, e) in entries.enumerate() {
+                if i > 0 {
+                    buf.push(b',');
+                }
+                buf.extend_from_slice(&e.json);
+            }
+            buf.extend_from_slice(b"]}");
+            Bytes::from(buf)
+        };
+        self.inner
+            .lists
+            .write()
+            .expect("lists lock")
+            .insert(source, body.clone());
+        body
+    }
+
+    /// Waits until `check` returns `Some` on the cache or `timeout` passes (then `None`).
+    /// `check` runs now and after every change.
+    pub async fn wait_for<T>(
+        &self,
+        timeout: Duration,
+        mut check: impl FnMut(&ChannelCache) -> Option<T>,
+    ) -> Option<T> {
+        let mut rx = self.inner.version.subscribe();
+        let deadline = tokio::time::Instant::now() + timeout;
+        loop {
+            rx.borrow_and_update();
+            if let Some(v) = check(self) {
+                return Some(v);
+            }
+            match tokio::time::timeout_at(deadline, rx.changed()).await {
+                Ok(Ok(())) => continue,
+                _ => return None,
+            }
+        }
+    }
+
+    /// Keeps the cache in sync with the cluster until the future is dropped.
+    pub async fn run(self, api: Api<Channel>) {
+        let stream = watcher::watcher(api, watcher::Config::default()).default_backoff();
+        futures::pin_mut!(stream);
+        while let Some(event) = stream.next().await {
+            match event {
+                Ok(event) => self.apply(&event),
+                Err(e) => tracing::warn!(error = %e, "watching Channels failed; retrying"),
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::crd::ChannelSpec;
+
+    fn channel(ns: &str, name: &str, source: Source, scid: &str, connected: bool) -> Channel {
+        let mut ch = Channel::new(
+            name,
+            ChannelSpec {
+                source,
+                source_channel_id: scid.into(),
+                name: None,
+                image_url: None,
+                connected,
+                credentials_secret_ref: None,
+                deletion_policy: Default::default(),
+            },
+        );
+        ch.metadata.namespace = Some(ns.into());
+        ch.status = Some(crate::crd::ChannelStatus {
+            connected,
+            ..Default::default()
+        });
+        ch
+    }
+
+    #[test]
+    fn indexes_by_id_and_lists_connected_only() {
+        let cache = ChannelCache::new();
+        assert!(!cache.is_ready());
+        cache.apply(&Event::Init);
+        cache.apply(&Event::InitApply(channel(
+            "a",
+            "x",
+            Source::Google,
+            "gbm-id",
+            true,
+        )));
+        cache.apply(&Event::InitApply(channel(
+            "a",
+            "y",
+            Source::ChatPlugin,
+            "web",
+            false,
+        )));
+        cache.apply(&Event::InitDone);
+        assert!(cache.is_ready());
+        assert_eq!(cache.len(), 2);
+        let e = cache.get("bda330b6-7049-5190-93af-d5b16b03dd19").unwrap();
+        assert!(e.connected);
+        let v: serde_json::Value = serde_json::from_slice(&cache.list_body(None)).unwrap();
+        assert_eq!(v["data"].as_array().unwrap().len(), 1);
+        assert_eq!(v["data"][0]["metadata"]["name"], "google 3dd19");
+        // A change is visible in the next list.
+        cache.apply(&Event::Apply(channel(
+            "a",
+            "y",
+            Source::ChatPlugin,
+            "web",
+            true,
+        )));
+        let v: serde_json::Value = serde_json::from_slice(&cache.list_body(None)).unwrap();
+        assert_eq!(v["data"].as_array().unwrap().len(), 2);
+        let v: serde_json::Value =
+            serde_json::from_slice(&cache.list_body(Some(Source::ChatPlugin))).unwrap();
+        assert_eq!(v["data"].as_array().unwrap().len(), 1);
+        cache.apply(&Event::Delete(channel(
+            "a",
+            "x",
+            Source::Google,
+            "gbm-id",
+            true,
+        )));
+        assert!(cache.get("bda330b6-7049-5190-93af-d5b16b03dd19").is_none());
+        assert_eq!(
+            cache.list_body(Some(Source::Google)).as_ref(),
+            b"{\"data\":[]}"
+        );
+    }
+
+    #[tokio::test]
+    async fn wait_for_sees_later_changes() {
+        let cache = ChannelCache::new();
+        let c2 = cache.clone();
+        let waiter = tokio::spawn(async move {
+            c2.wait_for(Duration::from_secs(5), |c| {
+                c.get("bda330b6-7049-5190-93af-d5b16b03dd19")
+            })
+            .await
+            .is_some()
+        });
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        cache.apply(&Event::Apply(channel(
+            "a",
+            "x",
+            Source::Google,
+            "gbm-id",
+            true,
+        )));
+        assert!(waiter.await.unwrap());
+        assert!(cache
+            .wait_for(Duration::from_millis(20), |c| c.get("nope"))
+            .await
+            .is_none());
+    }
+}

@@ -1,0 +1,134 @@
+//! `/metrics`: requests by endpoint and status, and a latency histogram by endpoint.
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use axum::extract::{MatchedPath, Request, State};
+use axum::http::{header, HeaderValue};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
+use prometheus_client::registry::Registry;
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct RequestLabels {
+    endpoint: String,
+    status: u16,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct EndpointLabels {
+    endpoint: String,
+}
+
+/// The API's metrics.
+#[derive(Clone)]
+pub struct Metrics {
+    inner: Arc<MetricsInner>,
+}
+
+struct MetricsInner {
+    registry: Registry,
+    requests: Family<RequestLabels, Counter>,
+    latency: Family<EndpointLabels, Histogram>,
+    channels: Gauge,
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Metrics {
+    /// Registers the metrics.
+    pub fn new() -> Self {
+        let mut registry = Registry::with_prefix("channel_operator_api");
+        let requests = Family::<RequestLabels, Counter>::default();
+        registry.register(
+            "requests",
+            "HTTP requests answered, by endpoint and status",
+            requests.clone(),
+        );
+        let latency = Family::<EndpointLabels, Histogram>::new_with_constructor(|| {
+            Histogram::new(exponential_buckets(0.0001, 2.0, 18))
+        });
+        registry.register(
+            "request_duration_seconds",
+            "Time to answer an HTTP request, by endpoint",
+            latency.clone(),
+        );
+        let channels = Gauge::default();
+        registry.register("cached_channels", "Channels in the cache", channels.clone());
+        Metrics {
+            inner: Arc::new(MetricsInner {
+                registry,
+                requests,
+                latency,
+                channels,
+            }),
+        }
+    }
+
+    /// Sets the cached channels gauge.
+    pub fn set_cached_channels(&self, n: usize) {
+        self.inner.channels.set(n as i64);
+    }
+
+    /// The text exposition.
+    pub fn render(&self) -> String {
+        let mut out = String::new();
+        prometheus_client::encoding::text::encode(&mut out, &self.inner.registry)
+            .expect("encoding metrics into a String cannot fail");
+        out
+    }
+
+    /// Records one answered request.
+    pub fn observe(&self, endpoint: &str, status: u16, seconds: f64) {
+        self.inner
+            .requests
+            .get_or_create(&RequestLabels {
+                endpoint: endpoint.to_owned(),
+                status,
+            })
+            .inc();
+        self.inner
+            .latency
+            .get_or_create(&EndpointLabels {
+                endpoint: endpoint.to_owned(),
+            })
+            .observe(seconds);
+    }
+}
+
+/// Middleware recording every request under its route (`unmatched` for unknown paths, so a
+/// scan cannot grow the label set).
+pub async fn track(State(metrics): State<Metrics>, req: Request, next: Next) -> Response {
+    let endpoint = req
+        .extensions()
+        .get::<MatchedPath>()
+        .map(|p| p.as_str().trim_start_matches('/').to_owned())
+        .unwrap_or_else(|| "unmatched".to_owned());
+    let start = Instant::now();
+    let resp = next.run(req).await;
+    metrics.observe(
+        &endpoint,
+        resp.status().as_u16(),
+        start.elapsed().as_secs_f64(),
+    );
+    resp
+}
+
+/// `GET /metrics`.
+pub async fn handler(State(metrics): State<Metrics>) -> Response {
+    let mut resp = metrics.render().into_response();
+    resp.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/openmetrics-text; version=1.0.0; charset=utf-8"),
+    );
+    resp
+}

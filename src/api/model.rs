@@ -1,0 +1,221 @@
+//! Request and response types of the channels API (spec sections 2 and 3).
+//!
+//! Requests ignore unknown fields (serde's default); optional fields are `Option`s so that "absent"
+//! and "given" can be told apart. The OpenAPI document is generated from these types.
+
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
+
+use crate::crd::{Channel, Source};
+
+/// `channels.list`: all connected channels, optionally of one source.
+#[derive(Deserialize, Debug, Default, ToSchema)]
+pub struct ListRequest {
+    /// Only channels of this exact source (e.g. `facebook`); all sources when absent.
+    #[serde(default)]
+    pub source: Option<String>,
+}
+
+/// `channels.info` and the `*.disconnect` endpoints.
+#[derive(Deserialize, Debug, ToSchema)]
+pub struct ChannelIdRequest {
+    /// The channel id, a UUID (upper case accepted).
+    pub channel_id: String,
+}
+
+/// `channels.update`: absent fields stay as they are.
+#[derive(Deserialize, Debug, ToSchema)]
+pub struct UpdateRequest {
+    /// The channel id, a UUID (upper case accepted).
+    pub channel_id: String,
+    /// New display name; must not be empty.
+    #[serde(default)]
+    pub name: Option<String>,
+    /// New image, an absolute http(s) URL.
+    #[serde(default)]
+    pub image_url: Option<String>,
+}
+
+/// `channels.chatplugin.connect`.
+#[derive(Deserialize, Debug, ToSchema)]
+pub struct ChatPluginConnectRequest {
+    /// The website identifier; also the channel's source channel id.
+    pub name: String,
+    /// Image, an absolute http(s) URL.
+    #[serde(default)]
+    pub image_url: Option<String>,
+}
+
+/// `channels.facebook.connect`.
+#[derive(Deserialize, ToSchema)]
+pub struct FacebookConnectRequest {
+    /// The Facebook page id.
+    pub page_id: String,
+    /// A page access token; stored in a Secret owned by the Channel, never returned.
+    pub page_token: String,
+    /// Display name; defaults to the page's name.
+    #[serde(default)]
+    pub name: Option<String>,
+    /// Image, an absolute http(s) URL; defaults to the page's picture.
+    #[serde(default)]
+    pub image_url: Option<String>,
+}
+
+impl std::fmt::Debug for FacebookConnectRequest {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("FacebookConnectRequest")
+            .field("page_id", &self.page_id)
+            .field("page_token", &"<redacted>")
+            .field("name", &self.name)
+            .field("image_url", &self.image_url)
+            .finish()
+    }
+}
+
+/// `channels.google.connect`.
+#[derive(Deserialize, Debug, ToSchema)]
+pub struct GoogleConnectRequest {
+    /// The Google Business Messages agent id.
+    pub gbm_id: String,
+    /// Display name.
+    pub name: String,
+    /// Image, an absolute http(s) URL.
+    #[serde(default)]
+    pub image_url: Option<String>,
+}
+
+/// `channels.twilio.sms.connect` and `channels.twilio.whatsapp.connect`.
+#[derive(Deserialize, Debug, ToSchema)]
+pub struct TwilioConnectRequest {
+    /// The number in E.164 form, e.g. `+491234567` (no spaces).
+    pub phone_number: String,
+    /// Display name.
+    pub name: String,
+    /// Image, an absolute http(s) URL.
+    #[serde(default)]
+    pub image_url: Option<String>,
+}
+
+/// `channels.facebook.explore`.
+#[derive(Deserialize, ToSchema)]
+pub struct ExploreRequest {
+    /// A Facebook user access token; used for the Graph API call only, never stored or logged.
+    pub auth_token: String,
+}
+
+impl std::fmt::Debug for ExploreRequest {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("ExploreRequest { auth_token: <redacted> }")
+    }
+}
+
+/// The Channel object of spec section 2: always all five keys.
+#[derive(Serialize, Deserialize, Debug, Clone, PartialEq, ToSchema)]
+pub struct ChannelResponse {
+    /// The deterministic channel id.
+    pub id: String,
+    /// `chat_plugin`, `facebook`, `google`, `twilio.sms` or `twilio.whatsapp`.
+    pub source: String,
+    /// The channel's id at its source.
+    pub source_channel_id: String,
+    /// Whether the channel is connected.
+    pub connected: bool,
+    /// How the channel is presented.
+    pub metadata: ChannelMetadata,
+}
+
+/// `metadata` of a Channel object.
+#[derive(Serialize, Deserialize, Debug, Clone, PartialEq, ToSchema)]
+pub struct ChannelMetadata {
+    /// The declared name, else the Facebook page's name, else `"<source> <last five of id>"`.
+    pub name: String,
+    /// Present only when there is one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub image_url: Option<String>,
+}
+
+/// `{"data": [Channel…]}`.
+#[derive(Serialize, Deserialize, Debug, ToSchema)]
+pub struct ChannelList {
+    /// The channels.
+    pub data: Vec<ChannelResponse>,
+}
+
+/// A Facebook page the token can manage.
+#[derive(Serialize, Deserialize, Debug, Clone, PartialEq, ToSchema)]
+pub struct ExplorePage {
+    /// The page id.
+    pub page_id: String,
+    /// The page's name (with location descriptor).
+    pub name: String,
+    /// The page picture, when there is one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub image_url: Option<String>,
+    /// Whether the page is a connected facebook channel.
+    pub connected: bool,
+}
+
+/// `{"data": [page…]}`.
+#[derive(Serialize, Deserialize, Debug, ToSchema)]
+pub struct ExploreResponse {
+    /// The pages, in Graph API order.
+    pub data: Vec<ExplorePage>,
+}
+
+/// Success without data: `{}`.
+#[derive(Serialize, Deserialize, Debug, Default, ToSchema)]
+pub struct Empty {}
+
+/// Every error: `{"message": "<what was wrong>"}`.
+#[derive(Serialize, Deserialize, Debug, ToSchema)]
+pub struct ErrorBody {
+    /// What was wrong.
+    pub message: String,
+}
+
+/// Whether a Channel counts as connected in API responses (listed, answered by info and
+/// update): it is meant to be connected and the controller reports it connected, so a channel
+/// whose provider refused it is not shown as connected.
+pub fn is_connected(ch: &Channel) -> bool {
+    ch.spec.connected && ch.status.as_ref().is_some_and(|s| s.connected)
+}
+
+/// The spec section 2 Channel object of a Channel resource.
+pub fn channel_response(ch: &Channel) -> ChannelResponse {
+    let source = ch.spec.source;
+    let id = ch.channel_id();
+    let status = ch.status.as_ref();
+    let page_name = status
+        .and_then(|s| s.page_name.clone())
+        .filter(|n| source == Source::Facebook && !n.is_empty());
+    let name = ch
+        .spec
+        .name
+        .clone()
+        .filter(|n| !n.is_empty())
+        .or(page_name)
+        .unwrap_or_else(|| fallback_name(source, &id));
+    let image_url = ch
+        .spec
+        .image_url
+        .clone()
+        .filter(|u| !u.is_empty())
+        .or_else(|| {
+            status
+                .and_then(|s| s.page_image_url.clone())
+                .filter(|u| source == Source::Facebook && !u.is_empty())
+        });
+    ChannelResponse {
+        id,
+        source: source.as_str().to_owned(),
+        source_channel_id: ch.spec.source_channel_id.clone(),
+        connected: is_connected(ch),
+        metadata: ChannelMetadata { name, image_url },
+    }
+}
+
+/// `"<source> " + the last five characters of the id`.
+pub fn fallback_name(source: Source, id: &str) -> String {
+    let tail = &id[id.len().saturating_sub(5)..];
+    format!("{} {}", source.as_str(), tail)
+}

@@ -1,0 +1,542 @@
+//! The write side: connect, disconnect and update go through the Kubernetes API, and connect and
+//! disconnect then wait (bounded) on the cache for the controller's verdict in the status.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use k8s_openapi::api::core::v1::Secret as K8sSecret;
+use k8s_openapi::ByteString;
+use kube::api::{DeleteParams, Patch, PatchParams, PostParams};
+use kube::core::ObjectMeta;
+use kube::{Api, Resource, ResourceExt};
+use serde_json::json;
+
+use super::cache::Entry;
+use super::error::ApiError;
+use super::AppState;
+use crate::crd::{Channel, ChannelSpec, SecretKeyRef, Source};
+
+/// Label put on everything the API creates.
+pub const MANAGED_BY: (&str, &str) = ("app.kubernetes.io/managed-by", "channel-operator");
+/// Key of the page token in the page-token Secret.
+pub const PAGE_TOKEN_KEY: &str = "page_token";
+/// Field manager of the API's writes.
+pub const FIELD_MANAGER: &str = "channel-operator-api";
+
+/// What a connect request asks for, validated.
+#[derive(Debug)]
+pub struct Desired {
+    /// The source.
+    pub source: Source,
+    /// The source channel id.
+    pub source_channel_id: String,
+    /// The name, when given.
+    pub name: Option<String>,
+    /// The image, when given.
+    pub image_url: Option<String>,
+    /// Facebook's page token, when given.
+    pub page_token: Option<crate::secret::Secret>,
+}
+
+/// What the controller reported.
+enum Outcome {
+    Ready(Arc<Entry>),
+    Failed(String),
+    TimedOut,
+}
+
+/// Name of the Secret holding a page token for a channel: it changes with the token, so a new
+/// token changes the Channel's spec and the controller re-connects.
+pub fn page_token_secret_name(channel_name: &str, token: &str) -> String {
+    let digest = ring::digest::digest(&ring::digest::SHA256, token.as_bytes());
+    let hex: String = digest.as_ref()[..5]
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect();
+    format!("{channel_name}-page-token-{hex}")
+}
+
+/// Maps a Kubernetes API error to the API's answer.
+pub fn kube_error(e: kube::Error) -> ApiError {
+    match e {
+        kube::Error::Api(s) => match s.code {
+            400 | 422 => ApiError::bad_request(format!("the channel was rejected: {}", s.message)),
+            404 => ApiError::not_found("channel not found"),
+            409 => ApiError::new(
+                axum::http::StatusCode::CONFLICT,
+                format!("the channel changed concurrently: {}", s.message),
+            ),
+            401 | 403 => ApiError::unavailable(
+                "the Kubernetes API refused the request; check the service account's permissions",
+            ),
+            code => ApiError::unavailable(format!(
+                "the Kubernetes API answered {code}; try again later"
+            )),
+        },
+        other => {
+            tracing::warn!(error = %other, "Kubernetes API request failed");
+            ApiError::unavailable("the Kubernetes API is unreachable; try again later")
+        }
+    }
+}
+
+fn retryable(e: &kube::Error, conflicts: bool) -> bool {
+    match e {
+        kube::Error::Api(s) => s.code >= 500 || s.code == 429 || (conflicts && s.is_conflict()),
+        kube::Error::Auth(_) | kube::Error::BuildRequest(_) | kube::Error::SerdeError(_) => false,
+        _ => true,
+    }
+}
+
+/// The longest one Kubernetes write may take, retries included (kube's client itself also
+/// retries 429/503 answers with a backoff).
+const CALL_BUDGET: Duration = Duration::from_secs(8);
+
+/// Runs a Kubernetes call, retrying server-side failures (and, for patches, conflicts), within
+/// [`CALL_BUDGET`].
+async fn retry<T, F, Fut>(conflicts: bool, mut f: F) -> Result<T, kube::Error>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<T, kube::Error>>,
+{
+    let deadline = tokio::time::Instant::now() + CALL_BUDGET;
+    let mut delay = Duration::from_millis(100);
+    let mut attempt = 0;
+    loop {
+        attempt += 1;
+        let result = match tokio::time::timeout_at(deadline, f()).await {
+            Ok(r) => r,
+            Err(_) => {
+                return Err(kube::Error::Api(
+                    kube::core::Status::failure(
+                        "the Kubernetes API did not answer in time",
+                        "Timeout",
+                    )
+                    .with_code(504)
+                    .boxed(),
+                ))
+            }
+        };
+        match result {
+            Err(e) if attempt < 4 && retryable(&e, conflicts) => {
+                tracing::debug!(error = %e, attempt, "retrying a Kubernetes API request");
+                tokio::time::sleep(delay).await;
+                delay *= 2;
+            }
+            other => return other,
+        }
+    }
+}
+
+fn patch_params() -> PatchParams {
+    PatchParams {
+        field_manager: Some(FIELD_MANAGER.to_owned()),
+        ..Default::default()
+    }
+}
+
+impl AppState {
+    fn channels(&self, namespace: &str) -> Api<Channel> {
+        Api::namespaced(self.client.clone(), namespace)
+    }
+
+    fn secrets(&self, namespace: &str) -> Api<K8sSecret> {
+        Api::namespaced(self.client.clone(), namespace)
+    }
+
+    /// Waits for the controller's verdict on generation `generation` of namespace/name.
+    async fn outcome(&self, namespace: &str, name: &str, generation: i64) -> Outcome {
+        self.cache
+            .wait_for(self.sync_timeout, |c| {
+                let e = c.get_by_key(namespace, name)?;
+                let status = e.channel.status.as_ref()?;
+                if status.observed_generation? < generation {
+                    return None;
+                }
+                let cond = e.channel.ready_condition()?;
+                if cond.observed_generation.is_some_and(|g| g < generation) {
+                    return None;
+                }
+                match (cond.status.as_str(), cond.reason.as_str()) {
+                    ("True", _) => Some(Outcome::Ready(e)),
+                    ("False", "Progressing") => None,
+                    ("False", reason) => Some(Outcome::Failed(if cond.message.is_empty() {
+                        format!("the channel could not be reconciled ({reason})")
+                    } else {
+                        cond.message.clone()
+                    })),
+                    _ => None,
+                }
+            })
+            .await
+            .unwrap_or(Outcome::TimedOut)
+    }
+
+    fn timed_out(&self, what: &str) -> ApiError {
+        ApiError::new(
+            axum::http::StatusCode::GATEWAY_TIMEOUT,
+            format!(
+                "the channel was not {what} within {} s; the change stays and is reconciled in the background",
+                self.sync_timeout.as_secs_f64()
+            ),
+        )
+    }
+
+    /// Connects: creates the Channel or updates the one with that id, then waits for the verdict.
+    pub async fn connect(&self, d: Desired) -> Result<Arc<Entry>, ApiError> {
+        let id = crate::channel_id::channel_id_string(d.source.as_str(), &d.source_channel_id);
+        if let Some(existing) = self.cache.get(&id) {
+            return self.connect_existing(existing.channel.clone(), d).await;
+        }
+        let ns = self.namespace.clone();
+        let api = self.channels(&ns);
+        let credentials_secret_ref = d.page_token.as_ref().map(|t| SecretKeyRef {
+            name: page_token_secret_name(&id, t.expose()),
+            key: PAGE_TOKEN_KEY.to_owned(),
+        });
+        let mut channel = Channel::new(
+            &id,
+            ChannelSpec {
+                source: d.source,
+                source_channel_id: d.source_channel_id.clone(),
+                name: d.name.clone(),
+                image_url: d.image_url.clone(),
+                connected: true,
+                credentials_secret_ref: credentials_secret_ref.clone(),
+                deletion_policy: Default::default(),
+            },
+        );
+        channel.metadata.namespace = Some(ns.clone());
+        channel.metadata.labels = Some(BTreeMap::from([(
+            MANAGED_BY.0.to_owned(),
+            MANAGED_BY.1.to_owned(),
+        )]));
+        // The page-token Secret comes first, so the controller never sees the Channel without
+        // its credentials; it is adopted by the Channel once that has a uid.
+        let secret_name = credentials_secret_ref.as_ref().map(|r| r.name.clone());
+        if let (Some(name), Some(token)) = (&secret_name, &d.page_token) {
+            self.create_page_token_secret(&ns, None, name, token)
+                .await?;
+        }
+        let pp = PostParams::default();
+        let created = match retry(false, || api.create(&pp, &channel)).await {
+            Ok(c) => c,
+            Err(kube::Error::Api(s)) if s.is_already_exists() => {
+                // Created meanwhile (or by an earlier attempt whose answer was lost).
+                let current = retry(false, || api.get(&id)).await.map_err(kube_error)?;
+                return self.connect_existing(Arc::new(current), d).await;
+            }
+            Err(e) => {
+                if let Some(name) = &secret_name {
+                    self.delete_secret(&ns, name).await;
+                }
+                return Err(kube_error(e));
+            }
+        };
+        if let Some(name) = &secret_name {
+            if let Err(e) = self.adopt_secret(&created, name).await {
+                self.remove_created(&created, Some(name)).await;
+                return Err(e);
+            }
+        }
+        let generation = created.metadata.generation.unwrap_or(1);
+        match self.outcome(&ns, &id, generation).await {
+            Outcome::Ready(e) => Ok(e),
+            Outcome::Failed(message) => {
+                self.remove_created(
+                    &created,
+                    credentials_secret_ref.as_ref().map(|r| r.name.as_str()),
+                )
+                .await;
+                Err(ApiError::new(
+                    axum::http::StatusCode::INTERNAL_SERVER_ERROR,
+                    message,
+                ))
+            }
+            Outcome::TimedOut => Err(self.timed_out("connected")),
+        }
+    }
+
+    async fn connect_existing(&self, ch: Arc<Channel>, d: Desired) -> Result<Arc<Entry>, ApiError> {
+        let ns = ch.namespace().unwrap_or_default();
+        let name = ch.name_any();
+        if ch.metadata.deletion_timestamp.is_some() {
+            return Err(ApiError::new(
+                axum::http::StatusCode::CONFLICT,
+                "the channel is being deleted; try again once it is gone",
+            ));
+        }
+        let old_ref = ch.spec.credentials_secret_ref.clone();
+        let new_ref = d.page_token.as_ref().map(|t| SecretKeyRef {
+            name: page_token_secret_name(&name, t.expose()),
+            key: PAGE_TOKEN_KEY.to_owned(),
+        });
+        let mut spec = serde_json::Map::new();
+        if !ch.spec.connected {
+            spec.insert("connected".into(), json!(true));
+        }
+        if let Some(n) = d
+            .name
+            .as_ref()
+            .filter(|n| ch.spec.name.as_ref() != Some(*n))
+        {
+            spec.insert("name".into(), json!(n));
+        }
+        if let Some(u) = d
+            .image_url
+            .as_ref()
+            .filter(|u| ch.spec.image_url.as_ref() != Some(*u))
+        {
+            spec.insert("imageUrl".into(), json!(u));
+        }
+        let ref_changes = new_ref.is_some() && new_ref != old_ref;
+        if let Some(r) = new_ref.as_ref().filter(|_| ref_changes) {
+            spec.insert(
+                "credentialsSecretRef".into(),
+                json!({"name": r.name, "key": r.key}),
+            );
+        }
+        let generation = if spec.is_empty() {
+            // Nothing to change: answer at once when the channel is already connected.
+            let generation = ch.metadata.generation.unwrap_or(0);
+            if let Some(e) = self.cache.get_by_key(&ns, &name) {
+                if ready_at(&e.channel, generation) {
+                    return Ok(e);
+                }
+            }
+            generation
+        } else {
+            if let (Some(r), Some(token), true) = (&new_ref, &d.page_token, ref_changes) {
+                self.create_page_token_secret(&ns, Some(&ch), &r.name, token)
+                    .await?;
+            }
+            let api = self.channels(&ns);
+            let patch = Patch::Merge(json!({ "spec": spec }));
+            let pparams = patch_params();
+            let patched = retry(true, || api.patch(&name, &pparams, &patch))
+                .await
+                .map_err(kube_error)?;
+            patched.metadata.generation.unwrap_or(0)
+        };
+        match self.outcome(&ns, &name, generation).await {
+            Outcome::Ready(e) => {
+                if let (true, Some(old)) = (ref_changes, old_ref) {
+                    self.delete_owned_secret(&ch, &old.name).await;
+                }
+                Ok(e)
+            }
+            Outcome::Failed(message) => Err(ApiError::new(
+                axum::http::StatusCode::INTERNAL_SERVER_ERROR,
+                message,
+            )),
+            Outcome::TimedOut => Err(self.timed_out("connected")),
+        }
+    }
+
+    async fn create_page_token_secret(
+        &self,
+        ns: &str,
+        owner: Option<&Channel>,
+        name: &str,
+        token: &crate::secret::Secret,
+    ) -> Result<(), ApiError> {
+        let secret = K8sSecret {
+            metadata: ObjectMeta {
+                name: Some(name.to_owned()),
+                namespace: Some(ns.to_owned()),
+                labels: Some(BTreeMap::from([(
+                    MANAGED_BY.0.to_owned(),
+                    MANAGED_BY.1.to_owned(),
+                )])),
+                owner_references: owner
+                    .and_then(|o| o.controller_owner_ref(&()))
+                    .map(|r| vec![r]),
+                ..Default::default()
+            },
+            data: Some(BTreeMap::from([(
+                PAGE_TOKEN_KEY.to_owned(),
+                ByteString(token.expose().as_bytes().to_vec()),
+            )])),
+            type_: Some("Opaque".to_owned()),
+            ..Default::default()
+        };
+        let api = self.secrets(ns);
+        let pp = PostParams::default();
+        match retry(false, || api.create(&pp, &secret)).await {
+            Ok(_) => Ok(()),
+            // Same name = same token: the Secret we need is there; make sure the Channel owns
+            // it (an earlier attempt may have left it without an owner).
+            Err(kube::Error::Api(s)) if s.is_already_exists() => match owner {
+                Some(o) => self.adopt_secret(o, name).await,
+                None => Ok(()),
+            },
+            Err(e) => Err(kube_error(e)),
+        }
+    }
+
+    /// Makes the Channel the owner of its page-token Secret (deleted with it).
+    async fn adopt_secret(&self, owner: &Channel, name: &str) -> Result<(), ApiError> {
+        let api = self.secrets(&owner.namespace().unwrap_or_default());
+        let refs: Vec<_> = owner.controller_owner_ref(&()).into_iter().collect();
+        let patch = Patch::Merge(json!({"metadata": {"ownerReferences": refs}}));
+        let pparams = patch_params();
+        retry(true, || api.patch(name, &pparams, &patch))
+            .await
+            .map(|_| ())
+            .map_err(kube_error)
+    }
+
+    async fn delete_secret(&self, ns: &str, name: &str) {
+        let api = self.secrets(ns);
+        let dp = DeleteParams::default();
+        match retry(false, || api.delete(name, &dp)).await {
+            Ok(_) | Err(kube::Error::Api(_)) => {}
+            Err(e) => tracing::warn!(error = %e, "removing a page-token Secret failed"),
+        }
+    }
+
+    async fn delete_owned_secret(&self, owner: &Channel, name: &str) {
+        let api = self.secrets(&owner.namespace().unwrap_or_default());
+        let Ok(Some(secret)) = api.get_opt(name).await else {
+            return;
+        };
+        let uid = owner.uid();
+        let owned = secret
+            .owner_references()
+            .iter()
+            .any(|r| Some(&r.uid) == uid.as_ref());
+        if owned {
+            if let Err(e) = api.delete(name, &DeleteParams::default()).await {
+                tracing::warn!(error = %e, secret = name, "deleting the old page-token Secret failed");
+            }
+        }
+    }
+
+    /// Removes a Channel this request created (and its page-token Secret): nothing is kept.
+    async fn remove_created(&self, created: &Channel, secret: Option<&str>) {
+        let ns = created.namespace().unwrap_or_default();
+        let name = created.name_any();
+        let dp = DeleteParams {
+            preconditions: created.uid().map(|uid| kube::api::Preconditions {
+                uid: Some(uid),
+                resource_version: None,
+            }),
+            ..Default::default()
+        };
+        let api = self.channels(&ns);
+        if let Err(e) = retry(false, || api.delete(&name, &dp)).await {
+            tracing::warn!(error = %e, channel = %name, "removing a channel whose connect failed failed");
+        }
+        if let Some(s) = secret {
+            self.delete_secret(&ns, s).await;
+        }
+        // Let the removal show before answering, so an immediate retry creates afresh.
+        self.cache
+            .wait_for(Duration::from_secs(2), |c| {
+                c.get_by_key(&ns, &name).is_none().then_some(())
+            })
+            .await;
+    }
+
+    /// Disconnects; `Ok(true)` when it was connected, `Ok(false)` when it already was not.
+    pub async fn disconnect(&self, source: Source, id: &str) -> Result<bool, ApiError> {
+        let Some(e) = self.cache.get(id) else {
+            return Err(ApiError::bad_request(format!("channel {id} is not known")));
+        };
+        if e.source != source {
+            return Err(ApiError::bad_request(format!(
+                "channel {id} is not a {source} channel"
+            )));
+        }
+        if !e.channel.spec.connected {
+            return Ok(false);
+        }
+        let (ns, name) = e.key();
+        let api = self.channels(&ns);
+        let patch = Patch::Merge(json!({"spec": {"connected": false}}));
+        let pparams = patch_params();
+        let patched = retry(true, || api.patch(&name, &pparams, &patch))
+            .await
+            .map_err(kube_error)?;
+        match self
+            .outcome(&ns, &name, patched.metadata.generation.unwrap_or(0))
+            .await
+        {
+            Outcome::Ready(_) => Ok(true),
+            Outcome::Failed(message) => Err(ApiError::new(
+                axum::http::StatusCode::INTERNAL_SERVER_ERROR,
+                message,
+            )),
+            Outcome::TimedOut => Err(self.timed_out("disconnected")),
+        }
+    }
+
+    /// Updates name and image of a connected channel; returns the updated resource.
+    pub async fn update(
+        &self,
+        id: &str,
+        name: Option<String>,
+        image_url: Option<String>,
+    ) -> Result<Arc<Channel>, ApiError> {
+        let e = self
+            .cache
+            .get(id)
+            .filter(|e| e.connected)
+            .ok_or_else(|| ApiError::not_found(format!("channel {id} not found")))?;
+        let mut spec = serde_json::Map::new();
+        if let Some(n) = name {
+            spec.insert("name".into(), json!(n));
+        }
+        if let Some(u) = image_url {
+            spec.insert("imageUrl".into(), json!(u));
+        }
+        if spec.is_empty() {
+            return Ok(e.channel.clone());
+        }
+        let (ns, name) = e.key();
+        let api = self.channels(&ns);
+        let patch = Patch::Merge(json!({ "spec": spec }));
+        let pparams = patch_params();
+        let patched = retry(true, || api.patch(&name, &pparams, &patch))
+            .await
+            .map_err(|e| match kube_error(e) {
+                nf if nf.status == 404 => ApiError::not_found(format!("channel {id} not found")),
+                other => other,
+            })?;
+        Ok(Arc::new(patched))
+    }
+}
+
+/// Whether the controller reports the channel Ready at `generation` or later.
+fn ready_at(ch: &Channel, generation: i64) -> bool {
+    let observed = ch
+        .status
+        .as_ref()
+        .and_then(|s| s.observed_generation)
+        .unwrap_or(-1);
+    observed >= generation
+        && ch.ready_condition().is_some_and(|c| {
+            c.status == "True" && c.observed_generation.is_none_or(|g| g >= generation)
+        })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn page_token_secret_names_follow_the_token() {
+        let a = page_token_secret_name("83f99d87-28f2-5c54-a9c9-44354933d3ca", "token-1");
+        let b = page_token_secret_name("83f99d87-28f2-5c54-a9c9-44354933d3ca", "token-2");
+        assert!(a.starts_with("83f99d87-28f2-5c54-a9c9-44354933d3ca-page-token-"));
+        assert_eq!(
+            a.len(),
+            "83f99d87-28f2-5c54-a9c9-44354933d3ca-page-token-".len() + 10
+        );
+        assert_ne!(a, b);
+        // sha256("token-1") = 3f08aace122ee236...: the first 10 hex digits name the Secret.
+        assert!(a.ends_with("-page-token-3f08aace12"), "{a}");
+        assert!(!a.contains("token-1"));
+    }
+}

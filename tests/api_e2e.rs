@@ -1,0 +1,895 @@
+//! Black-box tests over real HTTP: the channels API against the sandbox, the real controller and
+//! a wiremock Graph API. Every row of the endpoint table of spec section 3.
+
+mod api_common;
+
+use std::time::Duration;
+
+use api_common::*;
+use kube::api::ListParams;
+use serde_json::{json, Value};
+use wiremock::matchers::{method, path, query_param};
+use wiremock::{Mock, ResponseTemplate};
+
+const PAGE_TOKEN: &str = "EAAB-page-token-1";
+const LONG_TOKEN: &str = "long-lived-token-1";
+const PAGE_ACCESS: &str = "page-access-token-1";
+const AUTH_TOKEN: &str = "user-auth-token-1";
+
+const PLUGIN_ID: &str = "625c0084-1043-5727-bfd9-40366ef08a64";
+const FB_ID: &str = "83f99d87-28f2-5c54-a9c9-44354933d3ca";
+const SMS_ID: &str = "ed06ae7d-a352-5d78-bc47-7431a8ebab03";
+const WA_ID: &str = "7fd34ed2-88ae-5797-950d-9ff8a93e6ea2";
+const GOOGLE_ID: &str = "bda330b6-7049-5190-93af-d5b16b03dd19";
+
+fn no_secret(v: &Value) {
+    let s = v.to_string();
+    for t in [PAGE_TOKEN, LONG_TOKEN, PAGE_ACCESS, AUTH_TOKEN, APP_SECRET] {
+        assert!(!s.contains(t), "a secret leaked into a response: {s}");
+    }
+}
+
+#[tokio::test]
+async fn chat_plugin_lifecycle() {
+    let env = Env::start().await;
+    let (s, v) = env
+        .post(
+            "channels.chatplugin.connect",
+            json!({"name": "website-identifier-42", "image_url": "http://example.org/plugin_icon.jpeg"}),
+        )
+        .await;
+    assert_eq!(s, 200, "{v}");
+    assert_eq!(
+        v,
+        json!({"id": PLUGIN_ID, "source": "chat_plugin", "source_channel_id": "website-identifier-42",
+            "connected": true, "metadata": {"name": "website-identifier-42", "image_url": "http://example.org/plugin_icon.jpeg"}})
+    );
+    // The Channel is named by its id, in --channels-namespace, and the controller reported Ready.
+    let ch = env.channels().list(&ListParams::default()).await.unwrap();
+    assert_eq!(ch.items.len(), 1);
+    let c = &ch.items[0];
+    assert_eq!(c.metadata.name.as_deref(), Some(PLUGIN_ID));
+    assert_eq!(c.metadata.namespace.as_deref(), Some("default"));
+    assert_eq!(c.ready_condition().unwrap().status, "True");
+
+    let (s, info) = env
+        .post(
+            "channels.info",
+            json!({"channel_id": PLUGIN_ID.to_uppercase()}),
+        )
+        .await;
+    assert_eq!(s, 200);
+    assert_eq!(info, v);
+    let (s, list) = env.post("channels.list", json!({})).await;
+    assert_eq!(s, 200);
+    assert_eq!(list, json!({"data": [v.clone()]}));
+
+    // Update: new name, image unchanged.
+    let (s, u) = env
+        .post(
+            "channels.update",
+            json!({"channel_id": PLUGIN_ID, "name": "Our website"}),
+        )
+        .await;
+    assert_eq!(s, 200, "{u}");
+    assert_eq!(
+        u["metadata"],
+        json!({"name": "Our website", "image_url": "http://example.org/plugin_icon.jpeg"})
+    );
+    assert_eq!(u["source_channel_id"], "website-identifier-42");
+    env.eventually("info shows the update", || async {
+        env.post("channels.info", json!({"channel_id": PLUGIN_ID}))
+            .await
+            .1["metadata"]["name"]
+            == "Our website"
+    })
+    .await;
+    let (s, u) = env
+        .post(
+            "channels.update",
+            json!({"channel_id": PLUGIN_ID, "image_url": "https://example.org/new.png"}),
+        )
+        .await;
+    assert_eq!(s, 200);
+    assert_eq!(
+        u["metadata"],
+        json!({"name": "Our website", "image_url": "https://example.org/new.png"})
+    );
+
+    // Disconnect, then again: 202.
+    let (s, d) = env
+        .post(
+            "channels.chatplugin.disconnect",
+            json!({"channel_id": PLUGIN_ID}),
+        )
+        .await;
+    assert_eq!((s, d), (200, json!({})));
+    let (s, d) = env
+        .post(
+            "channels.chat_plugin.disconnect",
+            json!({"channel_id": PLUGIN_ID}),
+        )
+        .await;
+    assert_eq!((s, d), (202, json!({})));
+    let (s, v404) = env
+        .post("channels.info", json!({"channel_id": PLUGIN_ID}))
+        .await;
+    assert_eq!(s, 404);
+    assert!(message(&v404).contains("not found"));
+    let (s, _) = env
+        .post(
+            "channels.update",
+            json!({"channel_id": PLUGIN_ID, "name": "x"}),
+        )
+        .await;
+    assert_eq!(s, 404);
+    assert_eq!(
+        env.post("channels.list", json!({})).await.1,
+        json!({"data": []})
+    );
+    // The disconnected Channel stays in the cluster.
+    let c = env
+        .channels()
+        .list(&ListParams::default())
+        .await
+        .unwrap()
+        .items
+        .remove(0);
+    assert!(!c.spec.connected);
+
+    // Re-connect: same channel, connected again, no second Channel.
+    let (s, v) = env
+        .post(
+            "channels.chatplugin.connect",
+            json!({"name": "website-identifier-42"}),
+        )
+        .await;
+    assert_eq!(s, 200, "{v}");
+    assert_eq!(v["id"], PLUGIN_ID);
+    assert_eq!(v["connected"], true);
+    assert_eq!(v["metadata"]["name"], "website-identifier-42");
+    assert_eq!(
+        env.channels()
+            .list(&ListParams::default())
+            .await
+            .unwrap()
+            .items
+            .len(),
+        1
+    );
+}
+
+#[tokio::test]
+async fn google_and_twilio_connect_with_the_spec_ids_and_list_filtering() {
+    let env = Env::start().await;
+    let (s, g) = env
+        .post(
+            "channels.google.connect",
+            json!({"gbm_id": "gbm-id", "name": "Agent"}),
+        )
+        .await;
+    assert_eq!(s, 200, "{g}");
+    assert_eq!(
+        g,
+        json!({"id": GOOGLE_ID, "source": "google", "source_channel_id": "gbm-id", "connected": true,
+            "metadata": {"name": "Agent"}})
+    );
+    let (s, sms) = env
+        .post(
+            "channels.twilio.sms.connect",
+            json!({"phone_number": "+491234567", "name": "SMS", "image_url": "https://example.org/s.png"}),
+        )
+        .await;
+    assert_eq!(s, 200, "{sms}");
+    assert_eq!(sms["id"], SMS_ID);
+    assert_eq!(sms["source"], "twilio.sms");
+    assert_eq!(sms["source_channel_id"], "+491234567");
+    assert_eq!(sms["metadata"]["image_url"], "https://example.org/s.png");
+    let (s, wa) = env
+        .post(
+            "channels.twilio.whatsapp.connect",
+            json!({"phone_number": "+491234567", "name": "WA"}),
+        )
+        .await;
+    assert_eq!(s, 200, "{wa}");
+    assert_eq!(wa["id"], WA_ID);
+    assert_eq!(wa["source"], "twilio.whatsapp");
+    assert_eq!(wa["source_channel_id"], "whatsapp:+491234567");
+
+    // Idempotent: connecting again answers the same channel and creates nothing.
+    let before = env.write_marks().await;
+    let (s, again) = env
+        .post(
+            "channels.google.connect",
+            json!({"gbm_id": "gbm-id", "name": "Agent"}),
+        )
+        .await;
+    assert_eq!((s, &again), (200, &g));
+    assert_eq!(env.write_marks().await, before);
+    // A changed name updates that channel, still one Channel.
+    let (s, renamed) = env
+        .post(
+            "channels.google.connect",
+            json!({"gbm_id": "gbm-id", "name": "Agent 2"}),
+        )
+        .await;
+    assert_eq!(s, 200);
+    assert_eq!(renamed["metadata"]["name"], "Agent 2");
+    assert_eq!(
+        env.channels()
+            .list(&ListParams::default())
+            .await
+            .unwrap()
+            .items
+            .len(),
+        3
+    );
+
+    let (_, all) = env.post("channels.list", json!({})).await;
+    assert_eq!(all["data"].as_array().unwrap().len(), 3);
+    let (_, only) = env
+        .post("channels.list", json!({"source": "twilio.sms"}))
+        .await;
+    assert_eq!(only, json!({"data": [sms]}));
+    let (s, none) = env.post_raw("channels.list", None, vec![], None).await;
+    assert_eq!(s, 200);
+    assert_eq!(none["data"].as_array().unwrap().len(), 3);
+
+    // Disconnect: another source's channel, an unknown one, a bad id: 400.
+    let (s, v) = env
+        .post(
+            "channels.twilio.sms.disconnect",
+            json!({"channel_id": WA_ID}),
+        )
+        .await;
+    assert_eq!(s, 400, "{v}");
+    let (s, _) = env
+        .post(
+            "channels.google.disconnect",
+            json!({"channel_id": PLUGIN_ID}),
+        )
+        .await;
+    assert_eq!(s, 400);
+    let (s, _) = env
+        .post(
+            "channels.google.disconnect",
+            json!({"channel_id": "gbm-id"}),
+        )
+        .await;
+    assert_eq!(s, 400);
+    for (endpoint, id) in [
+        ("channels.google.disconnect", GOOGLE_ID),
+        ("channels.twilio.sms.disconnect", SMS_ID),
+        ("channels.twilio.whatsapp.disconnect", WA_ID),
+    ] {
+        assert_eq!(
+            env.post(endpoint, json!({"channel_id": id})).await,
+            (200, json!({}))
+        );
+        assert_eq!(
+            env.post(endpoint, json!({"channel_id": id})).await,
+            (202, json!({}))
+        );
+    }
+    assert_eq!(
+        env.post("channels.list", json!({})).await.1,
+        json!({"data": []})
+    );
+}
+
+async fn mount_facebook(env: &Env, page_id: &str) {
+    Mock::given(method("GET"))
+        .and(path("/v24.0/oauth/access_token"))
+        .and(query_param("fb_exchange_token", PAGE_TOKEN))
+        .and(query_param("client_id", APP_ID))
+        .respond_with(ResponseTemplate::new(200).set_body_json(json!({"access_token": LONG_TOKEN})))
+        .mount(&env.graph)
+        .await;
+    Mock::given(method("GET"))
+        .and(path(format!("/v24.0/{page_id}")))
+        .respond_with(ResponseTemplate::new(200).set_body_json(json!({
+            "id": page_id,
+            "name_with_location_descriptor": "My Page (Berlin)",
+            "access_token": PAGE_ACCESS,
+            "picture": {"data": {"url": "https://example.org/p.png"}},
+            "is_webhooks_subscribed": false
+        })))
+        .mount(&env.graph)
+        .await;
+    Mock::given(method("POST"))
+        .and(path("/v24.0/me/subscribed_apps"))
+        .and(query_param("access_token", PAGE_ACCESS))
+        .respond_with(ResponseTemplate::new(200).set_body_json(json!({"success": true})))
+        .mount(&env.graph)
+        .await;
+}
+
+#[tokio::test]
+async fn facebook_connect_stores_the_token_in_an_owned_secret_and_disconnects() {
+    let env = Env::start().await;
+    mount_facebook(&env, "fb-page-id-1").await;
+    Mock::given(method("DELETE"))
+        .and(path("/v24.0/fb-page-id-1/subscribed_apps"))
+        .respond_with(ResponseTemplate::new(200).set_body_json(json!({"success": true})))
+        .expect(1)
+        .mount(&env.graph)
+        .await;
+    let (s, v) = env
+        .post(
+            "channels.facebook.connect",
+            json!({"page_id": "fb-page-id-1", "page_token": PAGE_TOKEN}),
+        )
+        .await;
+    assert_eq!(s, 200, "{v}");
+    // Name and image default to the page's.
+    assert_eq!(
+        v,
+        json!({"id": FB_ID, "source": "facebook", "source_channel_id": "fb-page-id-1", "connected": true,
+            "metadata": {"name": "My Page (Berlin)", "image_url": "https://example.org/p.png"}})
+    );
+    no_secret(&v);
+    let ch = env
+        .channels()
+        .list(&ListParams::default())
+        .await
+        .unwrap()
+        .items
+        .remove(0);
+    let r = ch.spec.credentials_secret_ref.clone().unwrap();
+    assert!(
+        r.name.starts_with(&format!("{FB_ID}-page-token-")),
+        "{}",
+        r.name
+    );
+    assert_eq!(r.key, "page_token");
+    let secret = env.secrets().get(&r.name).await.unwrap();
+    assert_eq!(
+        secret.data.as_ref().unwrap()["page_token"].0,
+        PAGE_TOKEN.as_bytes()
+    );
+    let owner = &secret.metadata.owner_references.as_ref().unwrap()[0];
+    assert_eq!(owner.kind, "Channel");
+    assert_eq!(Some(&owner.uid), ch.metadata.uid.as_ref());
+    assert_eq!(
+        secret.metadata.labels.as_ref().unwrap()["app.kubernetes.io/managed-by"],
+        "channel-operator"
+    );
+    // Declared name and image win over the page's.
+    let (s, v) = env
+        .post(
+            "channels.facebook.connect",
+            json!({"page_id": "fb-page-id-1", "page_token": PAGE_TOKEN, "name": "Shop", "image_url": "https://example.org/shop.png"}),
+        )
+        .await;
+    assert_eq!(s, 200, "{v}");
+    assert_eq!(
+        v["metadata"],
+        json!({"name": "Shop", "image_url": "https://example.org/shop.png"})
+    );
+
+    let (s, v) = env
+        .post("channels.facebook.disconnect", json!({"channel_id": FB_ID}))
+        .await;
+    assert_eq!((s, v), (200, json!({})));
+    let (s, _) = env
+        .post("channels.facebook.disconnect", json!({"channel_id": FB_ID}))
+        .await;
+    assert_eq!(s, 202);
+}
+
+#[tokio::test]
+async fn facebook_provider_failure_is_500_and_nothing_is_kept() {
+    let env = Env::start().await;
+    Mock::given(method("GET"))
+        .and(path("/v24.0/oauth/access_token"))
+        .respond_with(ResponseTemplate::new(400).set_body_json(json!({
+            "error": {"message": "Invalid OAuth access token.", "type": "OAuthException", "code": 190}
+        })))
+        .mount(&env.graph)
+        .await;
+    let (s, v) = env
+        .post(
+            "channels.facebook.connect",
+            json!({"page_id": "fb-page-id-1", "page_token": PAGE_TOKEN}),
+        )
+        .await;
+    assert_eq!(s, 500, "{v}");
+    assert!(message(&v).contains("Invalid OAuth access token."), "{v}");
+    assert!(message(&v).contains("400"), "{v}");
+    no_secret(&v);
+    env.eventually("the failed channel and its Secret are gone", || async {
+        let (_, _, channels, secrets) = env.write_marks().await;
+        channels == 0 && secrets == 0
+    })
+    .await;
+    let (s, _) = env
+        .post("channels.info", json!({"channel_id": FB_ID}))
+        .await;
+    assert_eq!(s, 404);
+}
+
+#[tokio::test]
+async fn facebook_explore_follows_paging_and_marks_connected_pages() {
+    let env = Env::start().await;
+    mount_facebook(&env, "fb-page-id-1").await;
+    let next = format!("{}/v24.0/me/accounts-page-2", env.graph.uri());
+    Mock::given(method("GET"))
+        .and(path("/v24.0/me/accounts"))
+        .and(query_param("access_token", AUTH_TOKEN))
+        .and(query_param(
+            "fields",
+            "id,name_with_location_descriptor,access_token,picture,is_webhooks_subscribed",
+        ))
+        .respond_with(ResponseTemplate::new(200).set_body_json(json!({
+            "data": [
+                {"id": "fb-page-id-1", "name_with_location_descriptor": "My Page (Berlin)",
+                 "access_token": "pa1", "picture": {"data": {"url": "https://example.org/p.png"}}},
+                {"id": "p2", "name_with_location_descriptor": "Second", "access_token": "pa2"}
+            ],
+            "paging": {"next": next}
+        })))
+        .mount(&env.graph)
+        .await;
+    Mock::given(method("GET"))
+        .and(path("/v24.0/me/accounts-page-2"))
+        .respond_with(ResponseTemplate::new(200).set_body_json(json!({
+            "data": [{"id": "p3", "name_with_location_descriptor": "Third", "access_token": "pa3",
+                      "picture": {"data": {"url": "https://example.org/3.png"}}}]
+        })))
+        .mount(&env.graph)
+        .await;
+    let (s, _) = env
+        .post(
+            "channels.facebook.connect",
+            json!({"page_id": "fb-page-id-1", "page_token": PAGE_TOKEN}),
+        )
+        .await;
+    assert_eq!(s, 200);
+    let (s, v) = env
+        .post(
+            "channels.facebook.explore",
+            json!({"auth_token": AUTH_TOKEN}),
+        )
+        .await;
+    assert_eq!(s, 200, "{v}");
+    assert_eq!(
+        v,
+        json!({"data": [
+            {"page_id": "fb-page-id-1", "name": "My Page (Berlin)", "image_url": "https://example.org/p.png", "connected": true},
+            {"page_id": "p2", "name": "Second", "connected": false},
+            {"page_id": "p3", "name": "Third", "image_url": "https://example.org/3.png", "connected": false}
+        ]})
+    );
+    no_secret(&v);
+    // A provider failure: 500 with Facebook's status and message, never the token.
+    env.graph.reset().await;
+    Mock::given(method("GET"))
+        .and(path("/v24.0/me/accounts"))
+        .respond_with(ResponseTemplate::new(401).set_body_json(json!({
+            "error": {"message": format!("Error validating access token {AUTH_TOKEN}"), "code": 190}
+        })))
+        .mount(&env.graph)
+        .await;
+    let (s, v) = env
+        .post(
+            "channels.facebook.explore",
+            json!({"auth_token": AUTH_TOKEN}),
+        )
+        .await;
+    assert_eq!(s, 500, "{v}");
+    assert!(message(&v).contains("401"), "{v}");
+    assert!(message(&v).contains("Error validating access token"), "{v}");
+    no_secret(&v);
+}
+
+#[tokio::test]
+async fn cluster_failures_are_retried_or_503() {
+    let env = Env::start().await;
+    let faults = env.sb.faults();
+    // One failed create is retried.
+    faults.fail_next("create", "channels", 1, 500);
+    let (s, v) = env
+        .post(
+            "channels.google.connect",
+            json!({"gbm_id": "gbm-id", "name": "Agent"}),
+        )
+        .await;
+    assert_eq!(s, 200, "{v}");
+    // A cluster that keeps failing: 503 with a message, nothing written.
+    faults.fail_next("create", "channels", 100, 500);
+    let (s, v) = env
+        .post("channels.chatplugin.connect", json!({"name": "site"}))
+        .await;
+    assert_eq!(s, 503, "{v}");
+    assert!(message(&v).contains("Kubernetes API"), "{v}");
+    faults.clear();
+    // 503s (which kube's client retries too): still bounded.
+    faults.fail_next("create", "channels", 1000, 503);
+    let started = std::time::Instant::now();
+    let (s, v) = env
+        .post("channels.chatplugin.connect", json!({"name": "site"}))
+        .await;
+    assert_eq!(s, 503, "{v}");
+    assert!(started.elapsed() < Duration::from_secs(12));
+    faults.clear();
+    faults.fail_next("patch", "channels", 100, 500);
+    let (s, v) = env
+        .post(
+            "channels.google.disconnect",
+            json!({"channel_id": GOOGLE_ID}),
+        )
+        .await;
+    assert_eq!(s, 503, "{v}");
+    faults.clear();
+    // Reads come from the cache: a failing cluster does not affect them.
+    faults.fail_next("*", "*", 100, 500);
+    let (s, v) = env
+        .post("channels.info", json!({"channel_id": GOOGLE_ID}))
+        .await;
+    assert_eq!(s, 200, "{v}");
+    faults.clear();
+    // Watches dropped and history compacted: the cache recovers and sees new channels.
+    faults.compact_history();
+    faults.drop_watches();
+    let (s, _) = env
+        .post("channels.chatplugin.connect", json!({"name": "site-2"}))
+        .await;
+    assert_eq!(s, 200);
+    let (_, list) = env.post("channels.list", json!({})).await;
+    assert_eq!(list["data"].as_array().unwrap().len(), 2);
+}
+
+#[tokio::test]
+async fn no_verdict_in_time_is_504_and_the_channel_stays() {
+    // No controller: nobody reports a verdict.
+    let env = Env::with(Opts {
+        controller: false,
+        api_args: vec!["--sync-timeout-seconds".into(), "1".into()],
+        api_writes: None,
+    })
+    .await;
+    let started = std::time::Instant::now();
+    let (s, v) = env
+        .post(
+            "channels.google.connect",
+            json!({"gbm_id": "gbm-id", "name": "Agent"}),
+        )
+        .await;
+    assert_eq!(s, 504, "{v}");
+    assert!(message(&v).contains("1 s"), "{v}");
+    assert!(started.elapsed() < Duration::from_secs(5));
+    let items = env
+        .channels()
+        .list(&ListParams::default())
+        .await
+        .unwrap()
+        .items;
+    assert_eq!(items.len(), 1);
+    assert!(items[0].spec.connected);
+}
+
+#[tokio::test]
+async fn a_held_status_write_is_504_then_reconciled() {
+    let env = Env::with(Opts {
+        controller: true,
+        api_args: vec!["--sync-timeout-seconds".into(), "1".into()],
+        api_writes: None,
+    })
+    .await;
+    // The controller's writes (finalizer, status) are held past the sync timeout.
+    env.sb
+        .faults()
+        .hold_next("patch", "channels", 5, Duration::from_millis(1500));
+    let (s, v) = env
+        .post(
+            "channels.google.connect",
+            json!({"gbm_id": "gbm-id", "name": "Agent"}),
+        )
+        .await;
+    assert_eq!(s, 504, "{v}");
+    // The channel stays and the controller finishes: it shows up connected.
+    env.eventually("the channel is reconciled", || async {
+        env.post("channels.info", json!({"channel_id": GOOGLE_ID}))
+            .await
+            .0
+            == 200
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn auth_over_http() {
+    let secret = "jwt-secret-1";
+    let env = Env::with(Opts {
+        controller: false,
+        api_args: vec![
+            "--api-tokens".into(),
+            "static-1".into(),
+            "--jwt-secret".into(),
+            secret.into(),
+        ],
+        api_writes: None,
+    })
+    .await;
+    let list = |auth: Option<String>| {
+        let env = &env;
+        async move {
+            env.post_raw(
+                "channels.list",
+                Some("application/json"),
+                b"{}".to_vec(),
+                auth.as_deref(),
+            )
+            .await
+        }
+    };
+    let (s, v) = list(None).await;
+    assert_eq!(s, 403);
+    assert!(message(&v).contains("Bearer"));
+    assert_eq!(list(Some("Bearer wrong".into())).await.0, 403);
+    assert_eq!(list(Some("Bearer static-1".into())).await.0, 200);
+    let jwt = jsonwebtoken::encode(
+        &jsonwebtoken::Header::new(jsonwebtoken::Algorithm::HS256),
+        &json!({"user_id": "user-1"}),
+        &jsonwebtoken::EncodingKey::from_secret(secret.as_bytes()),
+    )
+    .unwrap();
+    assert_eq!(list(Some(format!("Bearer {jwt}"))).await.0, 200);
+    // Writes are refused before they reach the cluster.
+    let before = env.write_marks().await;
+    let (s, _) = env
+        .post_raw(
+            "channels.chatplugin.connect",
+            Some("application/json"),
+            br#"{"name":"site"}"#.to_vec(),
+            Some("Bearer nope"),
+        )
+        .await;
+    assert_eq!(s, 403);
+    assert_eq!(env.write_marks().await, before);
+    let r = env
+        .http
+        .get(format!("{}/healthz", env.base))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+}
+
+#[tokio::test]
+async fn facebook_reconnect_with_a_new_token_replaces_the_secret() {
+    let env = Env::start().await;
+    // Any page token exchanges, except "bad-token".
+    Mock::given(method("GET"))
+        .and(path("/v24.0/oauth/access_token"))
+        .and(query_param("fb_exchange_token", "bad-token"))
+        .respond_with(ResponseTemplate::new(400).set_body_json(json!({
+            "error": {"message": "Token expired", "code": 190}
+        })))
+        .with_priority(1)
+        .mount(&env.graph)
+        .await;
+    Mock::given(method("GET"))
+        .and(path("/v24.0/oauth/access_token"))
+        .respond_with(ResponseTemplate::new(200).set_body_json(json!({"access_token": LONG_TOKEN})))
+        .with_priority(5)
+        .mount(&env.graph)
+        .await;
+    mount_facebook(&env, "fb-page-id-1").await;
+    let connect = |token: &'static str| {
+        let env = &env;
+        async move {
+            env.post(
+                "channels.facebook.connect",
+                json!({"page_id": "fb-page-id-1", "page_token": token}),
+            )
+            .await
+        }
+    };
+    let (s, v) = connect(PAGE_TOKEN).await;
+    assert_eq!(s, 200, "{v}");
+    let ref_of = || async {
+        env.channels()
+            .list(&ListParams::default())
+            .await
+            .unwrap()
+            .items
+            .remove(0)
+            .spec
+            .credentials_secret_ref
+            .unwrap()
+            .name
+    };
+    let first = ref_of().await;
+    let (s, v) = connect("EAAB-page-token-2").await;
+    assert_eq!(s, 200, "{v}");
+    let second = ref_of().await;
+    assert_ne!(first, second);
+    assert_eq!(
+        env.secrets().get(&second).await.unwrap().data.unwrap()["page_token"].0,
+        b"EAAB-page-token-2"
+    );
+    env.eventually("the old page-token Secret is deleted", || async {
+        env.secrets().get_opt(&first).await.unwrap().is_none()
+    })
+    .await;
+    // A failing re-connect of an existing channel: 500, the channel stays.
+    let (s, v) = connect("bad-token").await;
+    assert_eq!(s, 500, "{v}");
+    assert!(message(&v).contains("Token expired"), "{v}");
+    assert!(!v.to_string().contains("bad-token"), "{v}");
+    assert_eq!(
+        env.channels()
+            .list(&ListParams::default())
+            .await
+            .unwrap()
+            .items
+            .len(),
+        1
+    );
+}
+
+#[tokio::test]
+async fn connect_updates_the_channel_with_that_id_in_any_namespace() {
+    use channel_operator::crd::{Channel, ChannelSpec, Source};
+    use k8s_openapi::api::core::v1::Namespace;
+    use kube::api::PostParams;
+    use kube::Api;
+    let env = Env::start().await;
+    let ns = Namespace {
+        metadata: kube::core::ObjectMeta {
+            name: Some("team-a".into()),
+            ..Default::default()
+        },
+        ..Default::default()
+    };
+    let _ = Api::<Namespace>::all(env.sb.client())
+        .create(&PostParams::default(), &ns)
+        .await;
+    // Declared in Git (any name, another namespace), disconnected.
+    let mut ch = Channel::new(
+        "our-agent",
+        ChannelSpec {
+            source: Source::Google,
+            source_channel_id: "gbm-id".into(),
+            name: Some("Declared".into()),
+            image_url: None,
+            connected: false,
+            credentials_secret_ref: None,
+            deletion_policy: Default::default(),
+        },
+    );
+    ch.metadata.namespace = Some("team-a".into());
+    Api::<Channel>::namespaced(env.sb.client(), "team-a")
+        .create(&PostParams::default(), &ch)
+        .await
+        .unwrap();
+    env.eventually("the API sees the declared channel", || async {
+        env.post(
+            "channels.google.disconnect",
+            json!({"channel_id": GOOGLE_ID}),
+        )
+        .await
+        .0 == 202
+    })
+    .await;
+    let (s, v) = env
+        .post(
+            "channels.google.connect",
+            json!({"gbm_id": "gbm-id", "name": "Agent"}),
+        )
+        .await;
+    assert_eq!(s, 200, "{v}");
+    assert_eq!(v["id"], GOOGLE_ID);
+    assert_eq!(v["metadata"]["name"], "Agent");
+    let all = env
+        .channels()
+        .list(&ListParams::default())
+        .await
+        .unwrap()
+        .items;
+    assert_eq!(all.len(), 1, "no second Channel");
+    assert_eq!(all[0].metadata.namespace.as_deref(), Some("team-a"));
+    assert_eq!(all[0].metadata.name.as_deref(), Some("our-agent"));
+    assert!(all[0].spec.connected);
+}
+
+#[tokio::test]
+async fn malformed_requests_over_http_get_json_4xx_and_write_nothing() {
+    let env = Env::with(Opts {
+        controller: false,
+        ..Opts::default()
+    })
+    .await;
+    let before = env.write_marks().await;
+    let big = format!("{{\"name\": \"{}\"}}", "x".repeat(65 * 1024));
+    // (endpoint, content type, body, expected status, word in the message)
+    type Case = (
+        &'static str,
+        Option<&'static str>,
+        Vec<u8>,
+        u16,
+        &'static str,
+    );
+    let cases: Vec<Case> = vec![
+        (
+            "channels.chatplugin.connect",
+            Some("application/json"),
+            big.into_bytes(),
+            413,
+            "64 KiB",
+        ),
+        (
+            "channels.chatplugin.connect",
+            Some("text/plain"),
+            br#"{"name":"a"}"#.to_vec(),
+            415,
+            "Content-Type",
+        ),
+        (
+            "channels.chatplugin.connect",
+            None,
+            br#"{"name":"a"}"#.to_vec(),
+            415,
+            "Content-Type",
+        ),
+        (
+            "channels.chatplugin.connect",
+            Some("application/json"),
+            b"{\"name\":".to_vec(),
+            400,
+            "JSON",
+        ),
+        (
+            "channels.chatplugin.connect",
+            Some("application/json"),
+            vec![],
+            400,
+            "missing",
+        ),
+        (
+            "channels.google.connect",
+            Some("application/json"),
+            br#"{"gbm_id":7,"name":"a"}"#.to_vec(),
+            400,
+            "gbm_id",
+        ),
+        (
+            "channels.twilio.sms.connect",
+            Some("application/json"),
+            br#"{"phone_number":"+49 1234","name":"a"}"#.to_vec(),
+            400,
+            "phone_number",
+        ),
+        (
+            "channels.update",
+            Some("application/json"),
+            br#"{"channel_id":"x"}"#.to_vec(),
+            400,
+            "channel_id",
+        ),
+        (
+            "channels.nope",
+            Some("application/json"),
+            b"{}".to_vec(),
+            404,
+            "endpoint",
+        ),
+    ];
+    for (path, ct, body, want, needle) in cases {
+        let (s, v) = env.post_raw(path, ct, body, None).await;
+        assert_eq!(s, want, "{path}: {v}");
+        assert!(message(&v).contains(needle), "{path}: {v}");
+    }
+    let resp = env
+        .http
+        .get(format!("{}/channels.info", env.base))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 405);
+    assert_eq!(resp.headers()["allow"], "POST");
+    let v: Value = resp.json().await.unwrap();
+    assert!(message(&v).contains("method"));
+    assert_eq!(env.write_marks().await, before);
+}
