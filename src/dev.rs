@@ -4,6 +4,7 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 
 use anyhow::Context as _;
+use clap::Parser as _;
 use kube::CustomResourceExt as _;
 
 use crate::sandbox::Sandbox;
@@ -54,23 +55,100 @@ pub async fn start(args: &Args) -> anyhow::Result<Dev> {
     })
 }
 
-/// Runs until Ctrl-C.
+/// Runs until Ctrl-C: the sandbox, the controller (no leader election) and the HTTP API.
 pub async fn run(args: Args) -> anyhow::Result<()> {
+    // Bind the product's ports first, so a port in use fails before anything starts.
+    let api_listener = tokio::net::TcpListener::bind(args.api_addr)
+        .await
+        .with_context(|| format!("binding --api-addr {}", args.api_addr))?;
+    let metrics_listener = tokio::net::TcpListener::bind(args.metrics_addr)
+        .await
+        .with_context(|| format!("binding --metrics-addr {}", args.metrics_addr))?;
+    let api_url = format!("http://{}", api_listener.local_addr()?);
+    let metrics_url = format!("http://{}", metrics_listener.local_addr()?);
+
     let dev = start(&args).await?;
     let shown = std::path::absolute(&dev.kubeconfig).unwrap_or_else(|_| dev.kubeconfig.clone());
+
+    let mut controller_args = crate::controller::Args::parse_from(["controller"]);
+    controller_args.leader_election = false;
+    controller_args.providers = args.providers.clone();
+    let mut controller = tokio::spawn(crate::controller::run_with_listener(
+        dev.sandbox.client(),
+        controller_args,
+        metrics_listener,
+    ));
+
+    let mut api_args = crate::api::Args::parse_from(["api"]);
+    api_args.channels_namespace = Some("default".to_owned());
+    api_args.providers = args.providers.clone();
+    let mut api = tokio::spawn(crate::api::serve(
+        dev.sandbox.client(),
+        api_args,
+        api_listener,
+    ));
+
+    // Announce the addresses only once both answer /readyz, so the printed commands work at once.
+    let readiness = async {
+        wait_ready(&format!("{metrics_url}/readyz")).await?;
+        wait_ready(&format!("{api_url}/readyz")).await
+    };
+    tokio::select! {
+        ready = readiness => ready?,
+        ended = &mut controller => return Err(task_ended("controller", ended)),
+        ended = &mut api => return Err(task_ended("channels API", ended)),
+    }
+
     println!(
         "Kubernetes API sandbox listening on {} (in memory; everything is lost on exit)",
         dev.sandbox.url()
     );
     println!("kubeconfig written to {}", shown.display());
+    println!("controller running; metrics on {metrics_url}/metrics");
+    println!("channels API listening on {api_url}");
+    println!(
+        "try: curl -s -X POST {api_url}/channels.chatplugin.connect -H 'Content-Type: application/json' -d '{{\"name\":\"website-identifier-42\"}}'"
+    );
     println!("try: kubectl --kubeconfig {} get channels", shown.display());
-    // Hook point: the lead starts the controller (crate::controller::run_with_client with
-    // dev.sandbox.client()) and the HTTP API (crate::api::serve on --api-addr) here, as tasks
-    // that are aborted on shutdown below.
-    tokio::signal::ctrl_c()
-        .await
-        .context("waiting for Ctrl-C")?;
+
+    let outcome = tokio::select! {
+        signal = tokio::signal::ctrl_c() => signal.context("waiting for Ctrl-C"),
+        ended = &mut controller => Err(task_ended("controller", ended)),
+        ended = &mut api => Err(task_ended("channels API", ended)),
+    };
     println!("shutting down");
+    controller.abort();
+    api.abort();
     dev.sandbox.shutdown().await;
-    Ok(())
+    outcome
+}
+
+/// Polls a readiness URL until it answers 200 (at most 30 seconds).
+async fn wait_ready(url: &str) -> anyhow::Result<()> {
+    let http = reqwest::Client::new();
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(30);
+    loop {
+        if let Ok(response) = http.get(url).send().await {
+            if response.status().is_success() {
+                return Ok(());
+            }
+        }
+        anyhow::ensure!(
+            tokio::time::Instant::now() < deadline,
+            "{url} did not become ready within 30 seconds"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+}
+
+/// The error for a dev component that stopped on its own (they run until aborted).
+fn task_ended(
+    what: &str,
+    ended: Result<anyhow::Result<()>, tokio::task::JoinError>,
+) -> anyhow::Error {
+    match ended {
+        Ok(Ok(())) => anyhow::anyhow!("the {what} stopped unexpectedly"),
+        Ok(Err(e)) => e.context(format!("the {what} failed")),
+        Err(e) => anyhow::anyhow!("the {what} crashed: {e}"),
+    }
 }

@@ -19,3 +19,13 @@ pub mod providers;
 pub mod sandbox;
 pub mod secret;
 pub mod telemetry;
+
+/// Selects ring as the process-wide rustls crypto provider.
+///
+/// kube enables rustls with ring while reqwest and jsonwebtoken bring aws-lc-rs, so rustls cannot
+/// pick a default on its own and building a `kube::Client` would panic. Every entry point (the
+/// binary, `sandbox::Sandbox::client`, `api::run`, `controller::run`) calls this first; calling it
+/// again is harmless.
+pub fn install_crypto_provider() {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+}

@@ -33,6 +33,7 @@ enum Command {
 #[tokio::main]
 async fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
+    channel_operator::install_crypto_provider();
     if let Command::Crd = cli.command {
         print!("{}", channel_operator::crd::crd_yaml());
         return std::process::ExitCode::SUCCESS;

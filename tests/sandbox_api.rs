@@ -368,6 +368,53 @@ async fn merge_and_json_patches() {
 }
 
 #[tokio::test]
+async fn kube_runtime_finalizer_helper_adds_and_removes_its_finalizer() {
+    use kube::runtime::controller::Action;
+    use kube::runtime::finalizer::{finalizer, Event};
+    let (_sb, client) = sandbox().await;
+    let channels: Api<Channel> = Api::namespaced(client, "default");
+    let created = channels
+        .create(&PostParams::default(), &channel("fin", "web-fin"))
+        .await
+        .unwrap();
+    assert!(created.metadata.finalizers.is_none());
+    // First pass: the helper adds its finalizer with a JSON patch that tests
+    // `/metadata/finalizers == null` on an object that has no finalizers (kube-apiserver accepts it).
+    let reconcile = |event: Event<Channel>| async move {
+        Ok::<_, std::convert::Infallible>(match event {
+            Event::Apply(_) | Event::Cleanup(_) => Action::await_change(),
+        })
+    };
+    finalizer(
+        &channels,
+        "test.airy.co/f",
+        std::sync::Arc::new(created),
+        reconcile,
+    )
+    .await
+    .expect("the finalizer is added");
+    let c = channels.get("fin").await.unwrap();
+    assert_eq!(
+        c.metadata.finalizers,
+        Some(vec!["test.airy.co/f".to_string()])
+    );
+    // Deleting marks it; the helper's cleanup pass removes the finalizer and the object goes.
+    channels.delete("fin", &Default::default()).await.unwrap();
+    let marked = channels.get("fin").await.unwrap();
+    assert!(marked.metadata.deletion_timestamp.is_some());
+    finalizer(
+        &channels,
+        "test.airy.co/f",
+        std::sync::Arc::new(marked),
+        reconcile,
+    )
+    .await
+    .expect("cleanup removes the finalizer");
+    let gone = channels.get_opt("fin").await.unwrap();
+    assert!(gone.is_none(), "{gone:?}");
+}
+
+#[tokio::test]
 async fn server_side_apply_creates_merges_and_reports_conflicts() {
     let (sb, client) = sandbox().await;
     let channels: Api<Channel> = Api::namespaced(client, "default");

@@ -98,7 +98,7 @@ pub struct AppState {
 impl AppState {
     /// State over a cache (filled by [`ChannelCache::run`] or by hand in tests).
     pub fn new(client: kube::Client, cache: ChannelCache, args: &Args) -> anyhow::Result<Self> {
-        install_crypto_provider();
+        crate::install_crypto_provider();
         if !(args.sync_timeout_seconds.is_finite() && args.sync_timeout_seconds > 0.0) {
             anyhow::bail!("--sync-timeout-seconds must be a positive number");
         }
@@ -302,12 +302,6 @@ pub async fn serve(
     Ok(())
 }
 
-/// kube (ring) and reqwest (aws-lc-rs) both enable a rustls backend, so rustls cannot pick one
-/// by itself; choose ring once per process before any client is built.
-pub fn install_crypto_provider() {
-    let _ = rustls::crypto::ring::default_provider().install_default();
-}
-
 struct AbortOnDrop(tokio::task::JoinHandle<()>);
 
 impl Drop for AbortOnDrop {
@@ -318,7 +312,7 @@ impl Drop for AbortOnDrop {
 
 /// Runs the API server (client from the kubeconfig or service account) until it is stopped.
 pub async fn run(args: Args) -> anyhow::Result<()> {
-    install_crypto_provider();
+    crate::install_crypto_provider();
     let client = kube::Client::try_default()
         .await
         .context("no Kubernetes client configuration (kubeconfig or in-cluster)")?;

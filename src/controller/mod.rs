@@ -93,7 +93,7 @@ impl Args {
 pub async fn run(args: Args) -> anyhow::Result<()> {
     // kube (ring) and reqwest (aws-lc-rs) both enable a rustls backend: pick one explicitly, or
     // building the client panics. An already installed provider is fine.
-    let _ = rustls::crypto::ring::default_provider().install_default();
+    crate::install_crypto_provider();
     let client = Client::try_default().await?;
     run_with_client(client, args).await
 }

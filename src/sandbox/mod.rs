@@ -92,7 +92,7 @@ impl Sandbox {
 
     /// A `kube::Client` talking to the sandbox over HTTP (default namespace "default").
     pub fn client(&self) -> kube::Client {
-        install_crypto_provider();
+        crate::install_crypto_provider();
         let uri: http::Uri = self.url().parse().expect("a valid URL");
         let config = kube::Config::new(uri);
         kube::Client::try_from(config).expect("a client for a plain-HTTP URL")
@@ -165,12 +165,6 @@ impl Drop for Sandbox {
             let _ = tx.send(());
         }
     }
-}
-
-/// kube (ring) and reqwest (aws-lc-rs) both enable a rustls crypto backend, so rustls cannot
-/// pick one by itself and panics when a client is built; choose ring once per process.
-pub fn install_crypto_provider() {
-    let _ = rustls::crypto::ring::default_provider().install_default();
 }
 
 /// Fault injection for tests: cloneable, shared with the running sandbox.

@@ -50,29 +50,49 @@ pub fn json_patch(target: &Value, patch: &Value) -> Result<Value, PatchError> {
     let ops: json_patch::Patch = serde_json::from_value(patch.clone())
         .map_err(|e| PatchError::BadRequest(format!("invalid JSON patch: {e}")))?;
     let mut doc = target.clone();
-    json_patch::patch(&mut doc, &ops).map_err(|e| {
-        let op = ops.0.get(e.operation);
-        let reason = match (&e.kind, op) {
-            (json_patch::PatchErrorKind::TestFailed, _) => {
-                format!("testing value {} failed: test failed", e.path)
-            }
-            (_, Some(json_patch::PatchOperation::Remove(_))) => {
-                format!(
-                    "unable to remove nonexistent key at {}: missing value",
-                    e.path
-                )
-            }
-            (_, Some(json_patch::PatchOperation::Replace(_))) => {
-                format!(
-                    "replace operation does not apply: doc is missing key: {}: missing value",
-                    e.path
-                )
-            }
-            _ => e.to_string(),
-        };
-        PatchError::Unprocessable(reason)
-    })?;
+    for op in ops.0 {
+        if missing_value_tested_for_null(&doc, &op) {
+            continue;
+        }
+        let single = json_patch::Patch(vec![op]);
+        json_patch::patch(&mut doc, &single).map_err(|e| {
+            let reason = match (&e.kind, single.0.first()) {
+                (json_patch::PatchErrorKind::TestFailed, _) => {
+                    format!("testing value {} failed: test failed", e.path)
+                }
+                (_, Some(json_patch::PatchOperation::Remove(_))) => {
+                    format!(
+                        "unable to remove nonexistent key at {}: missing value",
+                        e.path
+                    )
+                }
+                (_, Some(json_patch::PatchOperation::Replace(_))) => {
+                    format!(
+                        "replace operation does not apply: doc is missing key: {}: missing value",
+                        e.path
+                    )
+                }
+                _ => e.to_string(),
+            };
+            PatchError::Unprocessable(reason)
+        })?;
+    }
     Ok(doc)
+}
+
+/// kube-apiserver's JSON patch (evanphx/json-patch) lets `{"op":"test","value":null}` pass on a key
+/// that is absent from an existing object: "absent" tests equal to null. kube-runtime's finalizer
+/// helper relies on this when it adds the first finalizer (`test /metadata/finalizers == null`).
+fn missing_value_tested_for_null(doc: &Value, op: &json_patch::PatchOperation) -> bool {
+    let json_patch::PatchOperation::Test(test) = op else {
+        return false;
+    };
+    if !test.value.is_null() || doc.pointer(test.path.as_str()).is_some() {
+        return false;
+    }
+    let path = test.path.as_str();
+    let parent = &path[..path.rfind('/').unwrap_or(0)];
+    doc.pointer(parent).is_some_and(Value::is_object)
 }
 
 /// How a strategic merge patch treats a list field.
@@ -1118,6 +1138,37 @@ mod tests {
                 "{bad}"
             );
         }
+    }
+
+    #[test]
+    fn json_patch_test_for_null_passes_on_an_absent_key_like_kube_apiserver() {
+        let t = json!({"metadata": {"name": "c"}});
+        let p = json!([
+            {"op": "test", "path": "/metadata/finalizers", "value": null},
+            {"op": "add", "path": "/metadata/finalizers", "value": ["f"]}
+        ]);
+        assert_eq!(
+            json_patch(&t, &p).unwrap(),
+            json!({"metadata": {"name": "c", "finalizers": ["f"]}})
+        );
+        // A present value is still compared, and an absent parent is still an error.
+        let present = json!({"metadata": {"finalizers": ["f"]}});
+        let null_test = json!([{"op": "test", "path": "/metadata/finalizers", "value": null}]);
+        assert!(matches!(
+            json_patch(&present, &null_test),
+            Err(PatchError::Unprocessable(_))
+        ));
+        let no_parent = json!([{"op": "test", "path": "/spec/x", "value": null}]);
+        assert!(matches!(
+            json_patch(&t, &no_parent),
+            Err(PatchError::Unprocessable(_))
+        ));
+        // Nothing of a failing patch is applied.
+        let half = json!([
+            {"op": "add", "path": "/metadata/labels", "value": {"a": "b"}},
+            {"op": "test", "path": "/metadata/name", "value": "other"}
+        ]);
+        assert!(json_patch(&t, &half).is_err());
     }
 
     #[test]

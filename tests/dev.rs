@@ -1,0 +1,124 @@
+//! `channel-operator dev`, the README's first command, as a new user runs it: start it, connect a
+//! chat-plugin channel with curl's request, list it, see it with kubectl, stop it with Ctrl-C.
+
+use std::process::Stdio;
+use std::time::Duration;
+
+use serde_json::{json, Value};
+use tokio::io::AsyncBufReadExt;
+
+/// The value after `prefix` on the first printed line that has it.
+fn after<'a>(lines: &'a [String], prefix: &str) -> Option<&'a str> {
+    lines.iter().find_map(|l| l.strip_prefix(prefix))
+}
+
+#[tokio::test]
+async fn dev_runs_sandbox_controller_and_api_until_interrupted() {
+    let dir = tempfile::tempdir().unwrap();
+    let kubeconfig = dir.path().join("nested").join("kubeconfig");
+    let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_channel-operator"))
+        .args([
+            "dev",
+            "--sandbox-addr",
+            "127.0.0.1:0",
+            "--api-addr",
+            "127.0.0.1:0",
+        ])
+        .args(["--metrics-addr", "127.0.0.1:0"])
+        .arg("--kubeconfig")
+        .arg(&kubeconfig)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let mut lines = tokio::io::BufReader::new(child.stdout.take().unwrap()).lines();
+    let mut printed: Vec<String> = vec![];
+    while after(&printed, "try: kubectl").is_none() {
+        let line = tokio::time::timeout(Duration::from_secs(30), lines.next_line())
+            .await
+            .expect("dev prints its addresses")
+            .unwrap()
+            .unwrap_or_else(|| panic!("dev exited early: {printed:?}"));
+        printed.push(line);
+    }
+    let shown = after(&printed, "kubeconfig written to ").expect("kubeconfig line");
+    assert!(shown.ends_with("nested/kubeconfig"), "{printed:?}");
+    assert!(kubeconfig.exists());
+    let api = after(&printed, "channels API listening on ")
+        .expect("API address line")
+        .to_owned();
+    assert!(
+        after(&printed, "try: curl -s -X POST ").is_some_and(|c| c.contains(&api)),
+        "{printed:?}"
+    );
+
+    let http = reqwest::Client::new();
+    let connected: Value = http
+        .post(format!("{api}/channels.chatplugin.connect"))
+        .json(&json!({"name": "website-identifier-42"}))
+        .send()
+        .await
+        .unwrap()
+        .error_for_status()
+        .expect("connect succeeds")
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(
+        connected,
+        json!({
+            "id": "625c0084-1043-5727-bfd9-40366ef08a64",
+            "source": "chat_plugin",
+            "source_channel_id": "website-identifier-42",
+            "connected": true,
+            "metadata": {"name": "website-identifier-42"}
+        })
+    );
+    let listed: Value = http
+        .post(format!("{api}/channels.list"))
+        .json(&json!({}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(listed, json!({"data": [connected]}));
+
+    let out = tokio::process::Command::new("kubectl")
+        .arg("--kubeconfig")
+        .arg(&kubeconfig)
+        .arg("--cache-dir")
+        .arg(dir.path().join("cache"))
+        .args(["get", "channels"])
+        .output()
+        .await
+        .unwrap();
+    let table = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let row = table
+        .lines()
+        .find(|l| l.starts_with("625c0084-1043-5727-bfd9-40366ef08a64"))
+        .unwrap_or_else(|| panic!("kubectl shows the channel:\n{table}"));
+    for cell in ["chat_plugin", "website-identifier-42", "true", "True"] {
+        assert!(row.contains(cell), "{cell} missing in {row:?}");
+    }
+
+    // Ctrl-C: a clean exit.
+    let pid = child.id().unwrap().to_string();
+    let kill = std::process::Command::new("kill")
+        .args(["-INT", &pid])
+        .status()
+        .unwrap();
+    assert!(kill.success());
+    let status = tokio::time::timeout(Duration::from_secs(10), child.wait())
+        .await
+        .expect("dev exits after Ctrl-C")
+        .unwrap();
+    assert!(status.success(), "{status}");
+}
