@@ -43,6 +43,10 @@ pub struct Args {
     /// Address to serve the API (and /healthz, /readyz, /metrics, /openapi.json) on.
     #[arg(long, env = "API_ADDR", default_value = "0.0.0.0:8080")]
     pub addr: SocketAddr,
+    /// Namespace whose Channels the API serves (its cache's scope; the controller's
+    /// `--namespace`); empty serves all namespaces.
+    #[arg(long, env = "WATCH_NAMESPACE", default_value = "")]
+    pub namespace: String,
     /// Namespace new Channels are created in (default: $POD_NAMESPACE, else "default").
     #[arg(long, env = "CHANNELS_NAMESPACE")]
     pub channels_namespace: Option<String>,
@@ -295,7 +299,12 @@ pub async fn serve(
     let cache = ChannelCache::new();
     let state = AppState::new(client.clone(), cache.clone(), &args)?;
     let app = router(state, &args.cors_origins)?;
-    let watch = tokio::spawn(cache.run(Api::<Channel>::all(client)));
+    let channels: Api<Channel> = if args.namespace.is_empty() {
+        Api::all(client)
+    } else {
+        Api::namespaced(client, &args.namespace)
+    };
+    let watch = tokio::spawn(cache.run(channels));
     let _stop_watch = AbortOnDrop(watch);
     tracing::info!(addr = %listener.local_addr()?, namespace = %args.channels_namespace(), "serving the channels API");
     axum::serve(listener, app).await?;
