@@ -331,18 +331,25 @@ pub async fn facebook_explore(
     State(state): State<AppState>,
     JsonBody(req): JsonBody<ExploreRequest>,
 ) -> ApiResult {
-    let token = validate::token("auth_token", &req.auth_token)?;
-    let cache = state.cache.clone();
+    let token = Secret::new(validate::token("auth_token", &req.auth_token)?);
     let pages = state
-        .graph
-        .explore(&token, |page_id| {
-            cache.is_connected(&crate::channel_id::channel_id_string(
-                Source::Facebook.as_str(),
-                page_id,
-            ))
-        })
+        .facebook
+        .managed_pages(&token)
         .await
-        .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?;
+        .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?
+        .into_iter()
+        .map(|page| ExplorePage {
+            connected: state
+                .cache
+                .is_connected(&crate::channel_id::channel_id_string(
+                    Source::Facebook.as_str(),
+                    &page.page_id,
+                )),
+            page_id: page.page_id,
+            name: page.name,
+            image_url: page.image_url,
+        })
+        .collect();
     Ok(ok_json(StatusCode::OK, &ExploreResponse { data: pages }))
 }
 

@@ -5,12 +5,12 @@
 //! - [`cache`]: the reflector-backed channel cache with precomputed responses;
 //! - [`writes`]: connect, disconnect and update through the Kubernetes API, waiting for the
 //!   controller's verdict;
-//! - [`handlers`], [`auth`], [`metrics`], [`openapi`], [`explore`] (Facebook Graph API).
+//! - [`handlers`], [`auth`], [`metrics`], [`openapi`]; explore calls the Graph API through
+//!   [`crate::providers::facebook`].
 
 pub mod auth;
 pub mod cache;
 pub mod error;
-pub mod explore;
 pub mod handlers;
 pub mod metrics;
 pub mod model;
@@ -93,7 +93,7 @@ pub struct AppState {
     pub(crate) client: kube::Client,
     pub(crate) namespace: String,
     pub(crate) sync_timeout: Duration,
-    pub(crate) graph: explore::Graph,
+    pub(crate) facebook: std::sync::Arc<crate::providers::facebook::Facebook>,
     pub(crate) metrics: metrics::Metrics,
     pub(crate) auth: auth::Auth,
     openapi: Bytes,
@@ -111,10 +111,7 @@ impl AppState {
             client,
             namespace: args.channels_namespace(),
             sync_timeout: Duration::from_secs_f64(args.sync_timeout_seconds),
-            graph: explore::Graph::new(
-                &args.providers.facebook_graph_url,
-                Duration::from_secs(args.providers.provider_timeout_seconds),
-            )?,
+            facebook: crate::providers::Providers::new(&args.providers)?.facebook(),
             metrics: metrics::Metrics::new(),
             auth: auth::Auth::new(&args.api_tokens, args.jwt_secret.as_ref()),
             openapi: Bytes::from(openapi::document_json()),

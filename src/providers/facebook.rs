@@ -19,6 +19,32 @@ pub const PAGE_FIELDS: &str =
 /// The webhook fields the app subscribes the page to.
 pub const SUBSCRIBED_FIELDS: &str = "messages,messaging_postbacks,messaging_optins,message_deliveries,message_reads,messaging_payments,messaging_pre_checkouts,messaging_checkout_updates,messaging_account_linking,messaging_referrals,message_echoes,messaging_game_plays,standby,messaging_handovers,messaging_policy_enforcement,message_reactions,inbox_labels";
 
+/// At most this many result pages of `/me/accounts` are followed by [`Facebook::managed_pages`].
+const MAX_ACCOUNT_PAGES: usize = 100;
+
+/// A page a Facebook user token can manage (`channels.facebook.explore`).
+#[derive(Clone, Debug, PartialEq)]
+pub struct ManagedPage {
+    /// The page id.
+    pub page_id: String,
+    /// The page's name with its location descriptor (else its plain name).
+    pub name: String,
+    /// The page picture, when there is one.
+    pub image_url: Option<String>,
+}
+
+#[derive(Deserialize)]
+struct Accounts {
+    #[serde(default)]
+    data: Vec<Page>,
+    paging: Option<Paging>,
+}
+
+#[derive(Deserialize)]
+struct Paging {
+    next: Option<String>,
+}
+
 /// The Facebook provider.
 pub struct Facebook {
     http: reqwest::Client,
@@ -34,6 +60,9 @@ struct TokenResponse {
 
 #[derive(Deserialize, Default)]
 struct Page {
+    #[serde(default)]
+    id: String,
+    name: Option<String>,
     name_with_location_descriptor: Option<String>,
     access_token: Option<String>,
     picture: Option<Picture>,
@@ -132,6 +161,42 @@ impl Facebook {
         } else {
             ProviderError::Failed(message)
         })
+    }
+
+    /// Every page `/me/accounts` lists for a user token, in Graph order, following `paging.next`
+    /// (spec 4.1, explore). Errors carry Facebook's status and message, never the token.
+    pub async fn managed_pages(
+        &self,
+        auth_token: &Secret,
+    ) -> Result<Vec<ManagedPage>, ProviderError> {
+        let listing = async {
+            let mut pages = Vec::new();
+            let mut request = self.http.get(self.url("me/accounts")).query(&[
+                ("fields", PAGE_FIELDS),
+                ("access_token", auth_token.expose()),
+            ]);
+            for _ in 0..MAX_ACCOUNT_PAGES {
+                let accounts: Accounts = self.call("listing the user's pages", request).await?;
+                pages.extend(accounts.data.into_iter().map(|page| {
+                    ManagedPage {
+                        name: page
+                            .name_with_location_descriptor
+                            .or(page.name)
+                            .unwrap_or_default(),
+                        image_url: page.picture.and_then(|p| p.data).and_then(|d| d.url),
+                        page_id: page.id,
+                    }
+                }));
+                match accounts.paging.and_then(|p| p.next) {
+                    Some(next) => request = self.http.get(next),
+                    None => break,
+                }
+            }
+            Ok(pages)
+        };
+        listing
+            .await
+            .map_err(|e: ProviderError| e.redacted(&[auth_token]))
     }
 
     async fn get_page(&self, page_id: &str, token: &Secret) -> Result<Page, ProviderError> {

@@ -172,6 +172,11 @@ impl Providers {
         })
     }
 
+    /// The Facebook provider (also used by the API's explore endpoint).
+    pub fn facebook(&self) -> Arc<facebook::Facebook> {
+        self.facebook.clone()
+    }
+
     /// The provider of a source.
     pub fn for_source(&self, source: Source) -> &dyn Provider {
         match source {
