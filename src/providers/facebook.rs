@@ -6,9 +6,7 @@
 use futures::future::BoxFuture;
 use serde::Deserialize;
 
-use super::{
-    describe_transport_error, retry_after, ConnectOutcome, Provider, ProviderArgs, ProviderError,
-};
+use super::{retry_after, send_json, ConnectOutcome, Provider, ProviderArgs, ProviderError};
 use crate::crd::Channel;
 use crate::secret::Secret;
 
@@ -113,54 +111,31 @@ impl Facebook {
         what: &str,
         req: reqwest::RequestBuilder,
     ) -> Result<T, ProviderError> {
-        let resp = req
-            .send()
-            .await
-            .map_err(|e| describe_transport_error(&format!("facebook: {what}"), e))?;
-        let status = resp.status();
-        let headers = resp.headers().clone();
-        let body = resp
-            .bytes()
-            .await
-            .map_err(|e| describe_transport_error(&format!("facebook: {what}"), e))?;
-        if status.is_success() {
-            return serde_json::from_slice(&body).map_err(|e| {
-                ProviderError::Failed(format!(
-                    "facebook: {what}: HTTP {}: unexpected response body: {e}",
-                    status.as_u16()
-                ))
-            });
-        }
-        let graph = serde_json::from_slice::<GraphErrorBody>(&body)
-            .ok()
-            .and_then(|b| b.error);
-        let fb_message = graph
-            .as_ref()
-            .and_then(|g| g.message.clone())
-            .unwrap_or_else(|| {
-                status
-                    .canonical_reason()
-                    .unwrap_or("unknown error")
-                    .to_owned()
-            });
-        let message = format!("facebook: {what}: HTTP {}: {fb_message}", status.as_u16());
-        let code = graph.as_ref().and_then(|g| g.code);
-        let oauth = graph
-            .as_ref()
-            .and_then(|g| g.type_.as_deref())
-            .is_some_and(|t| t == "OAuthException");
-        // Graph's throttling codes: app (4), user (17), page (32), custom (613).
-        let throttled = matches!(code, Some(4 | 17 | 32 | 613));
-        Err(if status.as_u16() == 429 || throttled {
-            ProviderError::RateLimited {
-                message,
-                retry_after: retry_after(&headers),
+        send_json("facebook", what, req, |answer| {
+            let graph = serde_json::from_slice::<GraphErrorBody>(&answer.body)
+                .ok()
+                .and_then(|b| b.error);
+            let message = answer.message(graph.as_ref().and_then(|g| g.message.clone()));
+            let code = graph.as_ref().and_then(|g| g.code);
+            let oauth = graph
+                .as_ref()
+                .and_then(|g| g.type_.as_deref())
+                .is_some_and(|t| t == "OAuthException");
+            // Graph's throttling codes: app (4), user (17), page (32), custom (613).
+            let throttled = matches!(code, Some(4 | 17 | 32 | 613));
+            let status = answer.status.as_u16();
+            if status == 429 || throttled {
+                ProviderError::RateLimited {
+                    message,
+                    retry_after: retry_after(&answer.headers),
+                }
+            } else if oauth && matches!(status, 400 | 401 | 403) {
+                ProviderError::InvalidCredentials(message)
+            } else {
+                ProviderError::Failed(message)
             }
-        } else if oauth && matches!(status.as_u16(), 400 | 401 | 403) {
-            ProviderError::InvalidCredentials(message)
-        } else {
-            ProviderError::Failed(message)
         })
+        .await
     }
 
     /// Every page `/me/accounts` lists for a user token, in Graph order, following `paging.next`

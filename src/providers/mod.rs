@@ -187,8 +187,66 @@ impl Providers {
     }
 }
 
+/// A provider's answer with a non-success status, for the provider to classify.
+pub(crate) struct ErrorAnswer {
+    /// `"<provider>: <what was being done>: HTTP <status>"`, the start of every message.
+    pub context: String,
+    /// The HTTP status.
+    pub status: reqwest::StatusCode,
+    /// The answer's headers (e.g. `Retry-After`).
+    pub headers: reqwest::header::HeaderMap,
+    /// The answer's body.
+    pub body: bytes::Bytes,
+}
+
+impl ErrorAnswer {
+    /// `context: message`, with the status's reason phrase when the provider gave no message.
+    pub fn message(&self, provider_message: Option<String>) -> String {
+        let text = provider_message.unwrap_or_else(|| {
+            self.status
+                .canonical_reason()
+                .unwrap_or("unknown error")
+                .to_owned()
+        });
+        format!("{}: {text}", self.context)
+    }
+}
+
+/// Sends a provider request and decodes its JSON answer. Transport failures are described
+/// without the URL; a non-success answer is turned into an error by `classify`.
+pub(crate) async fn send_json<T: serde::de::DeserializeOwned>(
+    provider: &str,
+    what: &str,
+    request: reqwest::RequestBuilder,
+    classify: impl FnOnce(ErrorAnswer) -> ProviderError,
+) -> Result<T, ProviderError> {
+    let doing = format!("{provider}: {what}");
+    let response = request
+        .send()
+        .await
+        .map_err(|e| describe_transport_error(&doing, e))?;
+    let status = response.status();
+    let headers = response.headers().clone();
+    let body = response
+        .bytes()
+        .await
+        .map_err(|e| describe_transport_error(&doing, e))?;
+    let context = format!("{doing}: HTTP {}", status.as_u16());
+    if status.is_success() {
+        return serde_json::from_slice(&body).map_err(|e| {
+            ProviderError::Failed(format!("{context}: unexpected response body: {e}"))
+        });
+    }
+    Err(classify(ErrorAnswer {
+        context,
+        status,
+        headers,
+        body,
+    }))
+}
+
 /// Describes a transport error without its URL (Facebook puts tokens in query strings).
-pub(crate) fn describe_transport_error(what: &str, e: reqwest::Error) -> ProviderError {
+fn describe_transport_error(what: &str, e: reqwest::Error) -> ProviderError {
     let kind = if e.is_timeout() {
         "timed out"
     } else if e.is_connect() {

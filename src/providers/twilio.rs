@@ -7,9 +7,7 @@
 use futures::future::BoxFuture;
 use serde::Deserialize;
 
-use super::{
-    describe_transport_error, retry_after, ConnectOutcome, Provider, ProviderArgs, ProviderError,
-};
+use super::{retry_after, send_json, ConnectOutcome, Provider, ProviderArgs, ProviderError};
 use crate::crd::Channel;
 use crate::secret::Secret;
 
@@ -71,42 +69,21 @@ impl Twilio {
         what: &str,
         req: reqwest::RequestBuilder,
     ) -> Result<T, ProviderError> {
-        let resp = req
-            .send()
-            .await
-            .map_err(|e| describe_transport_error(&format!("twilio: {what}"), e))?;
-        let status = resp.status();
-        let headers = resp.headers().clone();
-        let body = resp
-            .bytes()
-            .await
-            .map_err(|e| describe_transport_error(&format!("twilio: {what}"), e))?;
-        if status.is_success() {
-            return serde_json::from_slice(&body).map_err(|e| {
-                ProviderError::Failed(format!(
-                    "twilio: {what}: HTTP {}: unexpected response body: {e}",
-                    status.as_u16()
-                ))
-            });
-        }
-        let msg = serde_json::from_slice::<TwilioErrorBody>(&body)
-            .ok()
-            .and_then(|b| b.message)
-            .unwrap_or_else(|| {
-                status
-                    .canonical_reason()
-                    .unwrap_or("unknown error")
-                    .to_owned()
-            });
-        let message = format!("twilio: {what}: HTTP {}: {msg}", status.as_u16());
-        Err(match status.as_u16() {
-            429 => ProviderError::RateLimited {
-                message,
-                retry_after: retry_after(&headers),
-            },
-            401 | 403 => ProviderError::InvalidCredentials(message),
-            _ => ProviderError::Failed(message),
+        send_json("twilio", what, req, |answer| {
+            let twilio_message = serde_json::from_slice::<TwilioErrorBody>(&answer.body)
+                .ok()
+                .and_then(|b| b.message);
+            let message = answer.message(twilio_message);
+            match answer.status.as_u16() {
+                429 => ProviderError::RateLimited {
+                    message,
+                    retry_after: retry_after(&answer.headers),
+                },
+                401 | 403 => ProviderError::InvalidCredentials(message),
+                _ => ProviderError::Failed(message),
+            }
         })
+        .await
     }
 
     /// Looks the number up in the account; returns its `PN…` sid.
