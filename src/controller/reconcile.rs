@@ -656,37 +656,17 @@ async fn apply(ch: &Channel, ctx: &Context) -> Result<Action, Error> {
     } else {
         let was_connected = prev.connected || prev.connected_with.is_some();
         if was_connected {
-            let token = if provider.needs_credentials() {
-                ctx.stored_token(ch).await?
-            } else {
-                None
-            };
-            if let Err(e) = provider.disconnect(ch, token.as_ref()).await {
-                return ctx.fail(ch, "Disconnect", e.into()).await;
-            }
-            info!(source = %ch.spec.source, "disconnected");
-            // Record the disconnect before deleting the token: a retry must not call again.
-            let status = ctx.status(
+            if let Some(failed) = disconnect_at_provider(
                 ch,
-                false,
-                None,
-                (None, None),
-                false,
-                "Progressing",
-                "disconnected at the provider; deleting stored tokens",
-            );
-            ctx.write_status(ch, status).await?;
-            ctx.event(
-                ch,
-                EventType::Normal,
-                reason::DISCONNECTED,
+                ctx,
                 "Disconnect",
-                format!(
-                    "disconnected {} {}",
-                    ch.spec.source, ch.spec.source_channel_id
-                ),
+                "disconnected at the provider; deleting stored tokens",
+                ("Disconnect", ""),
             )
-            .await;
+            .await?
+            {
+                return Ok(failed);
+            }
         }
         let settled = !was_connected
             && prev.observed_generation == ch.metadata.generation
@@ -713,41 +693,67 @@ async fn apply(ch: &Channel, ctx: &Context) -> Result<Action, Error> {
     }
 }
 
+/// Disconnects a channel at its provider (with the stored token where the provider needs one),
+/// then records it in the status as `Progressing` with `progress` before anything else happens
+/// (a retry must not call the provider again) and reports a `Disconnected` Event. A provider
+/// failure is reported through [`Context::fail`] as `action`, and its requeue is returned.
+/// `event_action` and `event_suffix` tell the Event apart (a disconnect, or one before deletion).
+async fn disconnect_at_provider(
+    ch: &Channel,
+    ctx: &Context,
+    action: &str,
+    progress: &str,
+    (event_action, event_suffix): (&str, &str),
+) -> Result<Option<Action>, Error> {
+    let provider = ctx.providers.for_source(ch.spec.source);
+    let token = if provider.needs_credentials() {
+        ctx.stored_token(ch).await?
+    } else {
+        None
+    };
+    if let Err(e) = provider.disconnect(ch, token.as_ref()).await {
+        return ctx.fail(ch, action, e.into()).await.map(Some);
+    }
+    info!(source = %ch.spec.source, "disconnected{event_suffix}");
+    let status = ctx.status(
+        ch,
+        false,
+        None,
+        (None, None),
+        false,
+        "Progressing",
+        progress,
+    );
+    ctx.write_status(ch, status).await?;
+    ctx.event(
+        ch,
+        EventType::Normal,
+        reason::DISCONNECTED,
+        event_action,
+        format!(
+            "disconnected {} {}{event_suffix}",
+            ch.spec.source, ch.spec.source_channel_id
+        ),
+    )
+    .await;
+    Ok(None)
+}
+
 async fn cleanup(ch: &Channel, ctx: &Context) -> Result<Action, Error> {
     let prev = ch.status.clone().unwrap_or_default();
     let was_connected = prev.connected || prev.connected_with.is_some();
     if ch.spec.deletion_policy == DeletionPolicy::Disconnect && was_connected {
-        let provider = ctx.providers.for_source(ch.spec.source);
-        let token = if provider.needs_credentials() {
-            ctx.stored_token(ch).await?
-        } else {
-            None
-        };
-        if let Err(e) = provider.disconnect(ch, token.as_ref()).await {
-            return ctx.fail(ch, "DisconnectBeforeDelete", e.into()).await;
-        }
-        info!(source = %ch.spec.source, "disconnected before deletion");
-        let status = ctx.status(
+        if let Some(failed) = disconnect_at_provider(
             ch,
-            false,
-            None,
-            (None, None),
-            false,
-            "Progressing",
+            ctx,
+            "DisconnectBeforeDelete",
             "disconnected at the provider; deleting",
-        );
-        ctx.write_status(ch, status).await?;
-        ctx.event(
-            ch,
-            EventType::Normal,
-            reason::DISCONNECTED,
-            "Delete",
-            format!(
-                "disconnected {} {} before deletion",
-                ch.spec.source, ch.spec.source_channel_id
-            ),
+            ("Delete", " before deletion"),
         )
-        .await;
+        .await?
+        {
+            return Ok(failed);
+        }
     } else if was_connected {
         info!("deletionPolicy Orphan: deleting without calling the provider");
     }
