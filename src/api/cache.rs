@@ -177,6 +177,9 @@ impl ChannelCache {
             .lock()
             .expect("cache writer lock")
             .apply_watcher_event(event);
+        // The index changes and the cached list bodies are dropped under one index write lock:
+        // list_body builds and stores a body under the index read lock, so a body built from the
+        // old index can never be stored after the drop.
         let changed = match event {
             Event::Apply(ch) => {
                 let ch = Arc::new(ch.clone());
@@ -189,6 +192,7 @@ impl ChannelCache {
                     idx.refresh_connected(&old);
                 }
                 idx.refresh_connected(&id);
+                self.drop_list_bodies();
                 true
             }
             Event::Delete(ch) => {
@@ -196,6 +200,7 @@ impl ChannelCache {
                 if let Some(id) = idx.remove_key(&key_of(ch)) {
                     idx.refresh_connected(&id);
                 }
+                self.drop_list_bodies();
                 true
             }
             Event::Init | Event::InitApply(_) => false,
@@ -208,15 +213,22 @@ impl ChannelCache {
                 for id in ids {
                     idx.refresh_connected(&id);
                 }
-                *self.inner.index.write().expect("index lock") = idx;
+                let mut current = self.inner.index.write().expect("index lock");
+                *current = idx;
+                self.drop_list_bodies();
+                drop(current);
                 self.inner.ready.store(true, Ordering::Release);
                 true
             }
         };
         if changed {
-            self.inner.lists.write().expect("lists lock").clear();
             self.inner.version.send_modify(|v| *v += 1);
         }
+    }
+
+    /// Forgets the cached list bodies; called with the index write lock held.
+    fn drop_list_bodies(&self) {
+        self.inner.lists.write().expect("lists lock").clear();
     }
 
     /// Whether the first full list has arrived.
@@ -268,23 +280,22 @@ impl ChannelCache {
         if let Some(b) = self.inner.lists.read().expect("lists lock").get(&source) {
             return b.clone();
         }
-        let body = {
-            let idx = self.inner.index.read().expect("index lock");
-            let entries = idx
-                .connected
-                .values()
-                .filter(|e| source.is_none_or(|s| e.source == s));
-            let mut buf = Vec::with_capacity(16 + idx.connected.len() * 256);
-            buf.extend_from_slice(b"{\"data\":[");
-            for (i, e) in entries.enumerate() {
-                if i > 0 {
-                    buf.push(b',');
-                }
-                buf.extend_from_slice(&e.json);
+        // Built and stored under the index read lock: see `apply`.
+        let idx = self.inner.index.read().expect("index lock");
+        let entries = idx
+            .connected
+            .values()
+            .filter(|e| source.is_none_or(|s| e.source == s));
+        let mut buf = Vec::with_capacity(16 + idx.connected.len() * 256);
+        buf.extend_from_slice(b"{\"data\":[");
+        for (i, e) in entries.enumerate() {
+            if i > 0 {
+                buf.push(b',');
             }
-            buf.extend_from_slice(b"]}");
-            Bytes::from(buf)
-        };
+            buf.extend_from_slice(&e.json);
+        }
+        buf.extend_from_slice(b"]}");
+        let body = Bytes::from(buf);
         self.inner
             .lists
             .write()
