@@ -12,8 +12,8 @@ ARG RUST_VERSION=1.95
 
 FROM docker.io/library/rust:${RUST_VERSION}-bookworm AS build
 SHELL ["/bin/bash", "-o", "pipefail", "-c"]
-# musl-tools: the C toolchain for the crypto crates (ring, aws-lc-sys; cmake is aws-lc-sys'
-# fallback builder); file: the static-binary check below. Versions come from the pinned Rust image's
+# musl-tools: the C toolchain for the crypto crate (aws-lc-sys, the one crypto backend; cmake is
+# its fallback builder); file: the static-binary check below. Versions come from the pinned Rust image's
 # Debian release, so they are not pinned again here.
 # hadolint ignore=DL3008
 RUN apt-get update \
@@ -27,7 +27,7 @@ COPY . .
 RUN --mount=type=cache,target=/usr/local/cargo/registry \
     --mount=type=cache,target=/src/target \
     target="$(uname -m)-unknown-linux-musl" \
- && cargo build --release --locked --target "$target" --bin channel-operator \
+ && cargo build --release --locked --no-default-features --target "$target" --bin channel-operator \
  && cp "target/$target/release/channel-operator" /channel-operator
 # The runtime image has no libc: fail here, not at run time, if the binary is not static.
 RUN file /channel-operator | grep -q 'static' && /channel-operator --version

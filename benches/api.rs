@@ -238,7 +238,6 @@ fn main() {
         .build()
         .unwrap();
     rt.block_on(async {
-        channel_operator::install_crypto_provider();
         let channels = channels();
         let ids: Arc<Vec<String>> = Arc::new(channels.iter().map(|c| c.channel_id()).collect());
         let cache = ChannelCache::new();

@@ -10,11 +10,11 @@
 use std::time::{Duration, Instant};
 
 use channel_operator::crd::{Channel, ChannelSpec, DeletionPolicy, SecretKeyRef, Source};
-use channel_operator::sandbox::Sandbox;
 use futures::{StreamExt, TryStreamExt};
 use k8s_openapi::api::core::v1::Secret;
 use kube::api::{Api, ListParams, PostParams};
 use kube::CustomResourceExt;
+use kube_sandbox::Sandbox;
 use wiremock::matchers::{method, path, path_regex};
 use wiremock::{Mock, MockServer, ResponseTemplate};
 

@@ -239,6 +239,20 @@ impl Channel {
             .and_then(|s| s.conditions.iter().find(|c| c.type_ == READY))
     }
 
+    /// Whether the channel counts as connected: it is meant to be connected (`spec.connected`)
+    /// and the controller reports it connected at its provider (`status.connected`). A channel
+    /// whose provider refused it is not connected. The one definition the controller's metrics
+    /// and the HTTP API use.
+    pub fn is_connected(&self) -> bool {
+        self.spec.connected && self.status.as_ref().is_some_and(|s| s.connected)
+    }
+
+    /// The reason of the Ready condition, if reported and known to this version.
+    pub fn ready_reason(&self) -> Option<crate::reason::Reason> {
+        self.ready_condition()
+            .and_then(|c| crate::reason::Reason::parse(&c.reason))
+    }
+
     /// Whether reconciling is paused by the `airy.co/paused: "true"` annotation.
     pub fn is_paused(&self) -> bool {
         self.metadata

@@ -7,7 +7,7 @@ use anyhow::Context as _;
 use clap::Parser as _;
 use kube::CustomResourceExt as _;
 
-use crate::sandbox::Sandbox;
+use kube_sandbox::Sandbox;
 
 /// Flags of `channel-operator dev`.
 #[derive(clap::Parser, Clone, Debug)]

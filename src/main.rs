@@ -1,7 +1,9 @@
 //! The `channel-operator` command: one binary for the controller, the HTTP API, the CRD and the
 //! no-cluster development mode.
 
-use channel_operator::{api, controller, dev, telemetry};
+#[cfg(feature = "dev")]
+use channel_operator::dev;
+use channel_operator::{api, controller, telemetry};
 use clap::{Parser, Subcommand};
 
 #[derive(Parser, Debug)]
@@ -23,6 +25,7 @@ enum Command {
     Crd,
     /// Run an in-memory Kubernetes API sandbox with the Channel CRD, the controller and the HTTP
     /// API in one process: the product on a machine without a cluster.
+    #[cfg(feature = "dev")]
     Dev(dev::Args),
     /// Run the Channel controller against the cluster of the current kubeconfig or service account.
     Controller(controller::Args),
@@ -33,7 +36,6 @@ enum Command {
 #[tokio::main]
 async fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
-    channel_operator::install_crypto_provider();
     if let Command::Crd = cli.command {
         print!("{}", channel_operator::crd::crd_yaml());
         return std::process::ExitCode::SUCCESS;
@@ -44,6 +46,7 @@ async fn main() -> std::process::ExitCode {
     }
     let result = match cli.command {
         Command::Crd => unreachable!("handled above"),
+        #[cfg(feature = "dev")]
         Command::Dev(args) => dev::run(args).await,
         Command::Controller(args) => controller::run(args).await,
         Command::Api(args) => api::run(args).await,

@@ -15,7 +15,6 @@ use serde_json::{json, Value};
 use tower::ServiceExt;
 
 fn unreachable_client() -> kube::Client {
-    channel_operator::install_crypto_provider();
     kube::Client::try_from(kube::Config::new("http://127.0.0.1:1".parse().unwrap())).unwrap()
 }
 

@@ -12,12 +12,12 @@ use std::time::{Duration, Instant};
 use channel_operator::controller;
 use channel_operator::crd::Channel;
 use channel_operator::providers::facebook::SUBSCRIBED_FIELDS;
-use channel_operator::sandbox::Sandbox;
 use clap::Parser;
 use futures::StreamExt;
 use kube::api::Api;
 use kube::runtime::watcher;
 use kube::CustomResourceExt;
+use kube_sandbox::Sandbox;
 use wiremock::matchers::{basic_auth, body_string, method, path, query_param};
 use wiremock::{Mock, MockServer, ResponseTemplate};
 

@@ -5,6 +5,7 @@ use std::time::Duration;
 use channel_operator::crd::{Channel, ChannelSpec, DeletionPolicy, SecretKeyRef, Source};
 use channel_operator::providers::facebook::SUBSCRIBED_FIELDS;
 use channel_operator::providers::{ProviderArgs, ProviderError, Providers};
+use channel_operator::reason::Reason;
 use channel_operator::secret::Secret;
 use clap::Parser;
 use wiremock::matchers::{basic_auth, body_string, method, path, query_param};
@@ -203,7 +204,7 @@ async fn facebook_rate_limit_honours_retry_after_and_5xx_is_a_provider_error() {
             .contains("HTTP 500: An unexpected error has occurred"),
         "{err}"
     );
-    assert_eq!(err.reason(), "ProviderError");
+    assert_eq!(err.reason(), Reason::ProviderError);
 }
 
 #[tokio::test]
@@ -253,20 +254,20 @@ async fn facebook_without_token_or_app_credentials_makes_no_call() {
         .connect(&ch, None)
         .await
         .unwrap_err();
-    assert_eq!(err.reason(), "CredentialsMissing");
+    assert_eq!(err.reason(), Reason::CredentialsMissing);
     let err = p
         .for_source(Source::Facebook)
         .connect(&ch, Some(&Secret::new("")))
         .await
         .unwrap_err();
-    assert_eq!(err.reason(), "CredentialsMissing");
+    assert_eq!(err.reason(), Reason::CredentialsMissing);
     let no_app = providers(&["--facebook-graph-url", &server.uri()]);
     let err = no_app
         .for_source(Source::Facebook)
         .connect(&ch, Some(&Secret::new(PAGE_TOKEN)))
         .await
         .unwrap_err();
-    assert_eq!(err.reason(), "CredentialsMissing");
+    assert_eq!(err.reason(), Reason::CredentialsMissing);
     assert!(err.to_string().contains("--facebook-app-id"), "{err}");
 }
 
@@ -293,7 +294,7 @@ async fn facebook_disconnect_deletes_the_page_subscription_with_the_stored_token
         .disconnect(&ch, None)
         .await
         .unwrap_err();
-    assert_eq!(err.reason(), "CredentialsMissing");
+    assert_eq!(err.reason(), Reason::CredentialsMissing);
 }
 
 #[tokio::test]

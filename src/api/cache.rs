@@ -106,7 +106,7 @@ fn rank(e: &Entry) -> (bool, Option<k8s_openapi::jiff::Timestamp>, String, Strin
     let duplicate = e
         .channel
         .ready_condition()
-        .is_some_and(|c| c.reason == "Duplicate");
+        .is_some_and(|c| c.reason == crate::reason::Reason::Duplicate);
     let created = e.channel.metadata.creation_timestamp.as_ref().map(|t| t.0);
     let (ns, name) = e.key();
     (duplicate, created, ns, name)

@@ -102,7 +102,6 @@ pub struct AppState {
 impl AppState {
     /// State over a cache (filled by [`ChannelCache::run`] or by hand in tests).
     pub fn new(client: kube::Client, cache: ChannelCache, args: &Args) -> anyhow::Result<Self> {
-        crate::install_crypto_provider();
         if !(args.sync_timeout_seconds.is_finite() && args.sync_timeout_seconds > 0.0) {
             anyhow::bail!("--sync-timeout-seconds must be a positive number");
         }
@@ -318,7 +317,6 @@ impl Drop for AbortOnDrop {
 
 /// Runs the API server (client from the kubeconfig or service account) until it is stopped.
 pub async fn run(args: Args) -> anyhow::Result<()> {
-    crate::install_crypto_provider();
     let client = kube::Client::try_default()
         .await
         .context("no Kubernetes client configuration (kubeconfig or in-cluster)")?;

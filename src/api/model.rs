@@ -177,7 +177,7 @@ pub struct ErrorBody {
 /// update): it is meant to be connected and the controller reports it connected, so a channel
 /// whose provider refused it is not shown as connected.
 pub fn is_connected(ch: &Channel) -> bool {
-    ch.spec.connected && ch.status.as_ref().is_some_and(|s| s.connected)
+    ch.is_connected()
 }
 
 /// The spec section 2 Channel object of a Channel resource.

@@ -5,6 +5,8 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
+use crate::reason::Reason;
+
 use k8s_openapi::api::core::v1::Secret as K8sSecret;
 use k8s_openapi::ByteString;
 use kube::api::{DeleteParams, Patch, PatchParams, PostParams};
@@ -49,7 +51,7 @@ enum Outcome {
 /// Name of the Secret holding a page token for a channel: it changes with the token, so a new
 /// token changes the Channel's spec and the controller re-connects.
 pub fn page_token_secret_name(channel_name: &str, token: &str) -> String {
-    let digest = ring::digest::digest(&ring::digest::SHA256, token.as_bytes());
+    let digest = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, token.as_bytes());
     let hex: String = digest.as_ref()[..5]
         .iter()
         .map(|b| format!("{b:02x}"))
@@ -160,7 +162,7 @@ impl AppState {
                 }
                 match (cond.status.as_str(), cond.reason.as_str()) {
                     ("True", _) => Some(Outcome::Ready(e)),
-                    ("False", "Progressing") => None,
+                    ("False", r) if r == Reason::Progressing => None,
                     ("False", reason) => Some(Outcome::Failed(if cond.message.is_empty() {
                         format!("the channel could not be reconciled ({reason})")
                     } else {

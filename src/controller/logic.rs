@@ -8,24 +8,7 @@ use kube::ResourceExt;
 
 use crate::crd::WHATSAPP_PATTERN;
 use crate::crd::{Channel, ChannelSpec, Source, E164_PATTERN, FINALIZER, HTTP_URL_PATTERN, READY};
-
-/// `Ready` reasons.
-pub mod reason {
-    /// Connected at the provider, as desired.
-    pub const CONNECTED: &str = "Connected";
-    /// Disconnected at the provider, as desired.
-    pub const DISCONNECTED: &str = "Disconnected";
-    /// The provider call failed (HTTP error, timeout, rate limit).
-    pub const PROVIDER_ERROR: &str = "ProviderError";
-    /// The provider rejected the credentials.
-    pub const INVALID_CREDENTIALS: &str = "InvalidCredentials";
-    /// The credentials Secret, its key or the operator's provider configuration is missing.
-    pub const CREDENTIALS_MISSING: &str = "CredentialsMissing";
-    /// An older Channel has the same source and source channel id.
-    pub const DUPLICATE: &str = "Duplicate";
-    /// The spec breaks a rule of the CRD.
-    pub const INVALID_SPEC: &str = "InvalidSpec";
-}
+use crate::reason::Reason;
 
 fn matches(pattern: &str, value: &str) -> bool {
     regex::Regex::new(pattern)
@@ -142,7 +125,7 @@ pub fn fingerprint(spec: &ChannelSpec, secret_version: Option<&str>) -> String {
 pub fn ready_condition(
     previous: Option<&Condition>,
     ready: bool,
-    reason: &str,
+    reason: Reason,
     message: &str,
     generation: Option<i64>,
     now: Time,
@@ -155,7 +138,7 @@ pub fn ready_condition(
     Condition {
         type_: READY.into(),
         status: status.into(),
-        reason: reason.into(),
+        reason: reason.as_str().into(),
         message: message.chars().take(32 * 1024).collect(),
         observed_generation: generation,
         last_transition_time,
@@ -278,18 +261,18 @@ mod tests {
     fn transition_time_changes_only_with_the_status() {
         let t1 = Time(Timestamp::from_second(1).unwrap());
         let t2 = Time(Timestamp::from_second(2).unwrap());
-        let c1 = ready_condition(None, false, "ProviderError", "x", Some(1), t1.clone());
+        let c1 = ready_condition(None, false, Reason::ProviderError, "x", Some(1), t1.clone());
         let c2 = ready_condition(
             Some(&c1),
             false,
-            "InvalidCredentials",
+            Reason::InvalidCredentials,
             "y",
             Some(2),
             t2.clone(),
         );
         assert_eq!(c2.last_transition_time, t1);
         assert_eq!(c2.observed_generation, Some(2));
-        let c3 = ready_condition(Some(&c2), true, "Connected", "", Some(2), t2.clone());
+        let c3 = ready_condition(Some(&c2), true, Reason::Connected, "", Some(2), t2.clone());
         assert_eq!(c3.last_transition_time, t2);
         assert_eq!(c3.status, "True");
     }

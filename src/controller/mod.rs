@@ -23,6 +23,7 @@ use tracing::{info, warn};
 use crate::crd::Channel;
 use crate::metrics::{ChannelLabels, Metrics};
 use crate::providers::{ProviderArgs, Providers};
+use crate::reason::Reason;
 
 /// The field manager and event reporter name.
 pub const MANAGER: &str = "channel-operator";
@@ -91,9 +92,6 @@ impl Args {
 
 /// Runs the controller against the cluster of the current kubeconfig or service account.
 pub async fn run(args: Args) -> anyhow::Result<()> {
-    // kube (ring) and reqwest (aws-lc-rs) both enable a rustls backend: pick one explicitly, or
-    // building the client panics. An already installed provider is fine.
-    crate::install_crypto_provider();
     let client = Client::try_default().await?;
     run_with_client(client, args).await
 }
@@ -325,9 +323,7 @@ fn count_channels(store: &Store<Channel>) -> Vec<(ChannelLabels, i64)> {
     let mut counts = std::collections::BTreeMap::<(String, &'static str), i64>::new();
     for c in store.state() {
         let state = match c.ready_condition() {
-            Some(cond) if cond.status == "True" && cond.reason == logic::reason::CONNECTED => {
-                "connected"
-            }
+            Some(cond) if cond.status == "True" && cond.reason == Reason::Connected => "connected",
             Some(cond) if cond.status == "True" => "disconnected",
             Some(_) => "error",
             None => continue,

@@ -20,11 +20,12 @@ use kube::runtime::reflector::Store;
 use kube::{Api, Client, Resource, ResourceExt};
 use tracing::{debug, info, warn, Instrument};
 
-use super::logic::{self, reason};
+use super::logic;
 use super::{Args, MANAGER};
 use crate::crd::{Channel, ChannelStatus, DeletionPolicy, FINALIZER};
 use crate::metrics::Metrics;
 use crate::providers::{ProviderError, Providers};
+use crate::reason::Reason;
 use crate::secret::Secret;
 
 /// Key of the page access token in the token Secret the operator owns.
@@ -120,10 +121,10 @@ impl Error {
     }
 
     /// The Ready reason (or `KubeError`) this error is counted under.
-    pub fn reason(&self) -> &'static str {
+    pub fn reason(&self) -> Reason {
         match self.inner() {
             Error::Provider(p) => p.reason(),
-            _ => "KubeError",
+            _ => Reason::KubeError,
         }
     }
 
@@ -235,7 +236,7 @@ impl Context {
         connected_with: Option<String>,
         page: (Option<String>, Option<String>),
         ready: bool,
-        why: &str,
+        why: Reason,
         message: &str,
     ) -> ChannelStatus {
         let generation = ch.metadata.generation;
@@ -295,8 +296,10 @@ impl Context {
         }
     }
 
-    async fn event(&self, ch: &Channel, type_: EventType, why: &str, action: &str, note: String) {
-        self.events.publish(ch, type_, why, action, note).await;
+    async fn event(&self, ch: &Channel, type_: EventType, why: Reason, action: &str, note: String) {
+        self.events
+            .publish(ch, type_, why.as_str(), action, note)
+            .await;
     }
 
     /// Reads the Channel's credentials Secret. Returns the token and the Secret's resourceVersion.
@@ -392,13 +395,13 @@ impl Context {
     async fn fail(&self, ch: &Channel, action: &str, err: Error) -> Result<Action, Error> {
         let prev = ch.status.clone().unwrap_or_default();
         let why = err.reason();
-        let why = if why == "KubeError" {
-            reason::PROVIDER_ERROR
+        let why = if why == Reason::KubeError {
+            Reason::ProviderError
         } else {
             why
         };
         let message = format!("{action} failed: {err}");
-        warn!(reason = why, "{message}");
+        warn!(reason = why.as_str(), "{message}");
         let changed = ch
             .ready_condition()
             .is_none_or(|c| c.reason != why || c.message != message);
@@ -520,14 +523,14 @@ async fn apply(ch: &Channel, ctx: &Context) -> Result<Action, Error> {
     if let Err(message) = logic::validate(&ch.spec) {
         let changed = ch
             .ready_condition()
-            .is_none_or(|c| c.reason != reason::INVALID_SPEC || c.message != message);
+            .is_none_or(|c| c.reason != Reason::InvalidSpec || c.message != message);
         let status = ctx.status(
             ch,
             prev.connected,
             prev.connected_with.clone(),
             page,
             false,
-            reason::INVALID_SPEC,
+            Reason::InvalidSpec,
             &message,
         );
         ctx.write_status(ch, status).await?;
@@ -536,7 +539,7 @@ async fn apply(ch: &Channel, ctx: &Context) -> Result<Action, Error> {
             ctx.event(
                 ch,
                 EventType::Warning,
-                reason::INVALID_SPEC,
+                Reason::InvalidSpec,
                 "Validate",
                 message,
             )
@@ -555,14 +558,14 @@ async fn apply(ch: &Channel, ctx: &Context) -> Result<Action, Error> {
         );
         let changed = ch
             .ready_condition()
-            .is_none_or(|c| c.reason != reason::DUPLICATE);
+            .is_none_or(|c| c.reason != Reason::Duplicate);
         let status = ctx.status(
             ch,
             false,
             None,
             (None, None),
             false,
-            reason::DUPLICATE,
+            Reason::Duplicate,
             &message,
         );
         ctx.write_status(ch, status).await?;
@@ -571,7 +574,7 @@ async fn apply(ch: &Channel, ctx: &Context) -> Result<Action, Error> {
             ctx.event(
                 ch,
                 EventType::Warning,
-                reason::DUPLICATE,
+                Reason::Duplicate,
                 "Connect",
                 message,
             )
@@ -616,7 +619,7 @@ async fn apply(ch: &Channel, ctx: &Context) -> Result<Action, Error> {
                 Some(fingerprint),
                 page,
                 true,
-                reason::CONNECTED,
+                Reason::Connected,
                 "connected at the provider",
             );
             ctx.write_status(ch, status).await?;
@@ -640,14 +643,14 @@ async fn apply(ch: &Channel, ctx: &Context) -> Result<Action, Error> {
             Some(fingerprint),
             (outcome.page_name, outcome.page_image_url),
             true,
-            reason::CONNECTED,
+            Reason::Connected,
             "connected at the provider",
         );
         ctx.write_status(ch, status).await?;
         ctx.event(
             ch,
             EventType::Normal,
-            reason::CONNECTED,
+            Reason::Connected,
             "Connect",
             format!("connected {} {}", ch.spec.source, ch.spec.source_channel_id),
         )
@@ -672,7 +675,7 @@ async fn apply(ch: &Channel, ctx: &Context) -> Result<Action, Error> {
             && prev.observed_generation == ch.metadata.generation
             && ch
                 .ready_condition()
-                .is_some_and(|c| c.status == "True" && c.reason == reason::DISCONNECTED);
+                .is_some_and(|c| c.status == "True" && c.reason == Reason::Disconnected);
         if !settled {
             let n = ctx.delete_owned_secrets(ch).await?;
             if n > 0 {
@@ -685,7 +688,7 @@ async fn apply(ch: &Channel, ctx: &Context) -> Result<Action, Error> {
             None,
             (None, None),
             true,
-            reason::DISCONNECTED,
+            Reason::Disconnected,
             "disconnected at the provider",
         );
         ctx.write_status(ch, status).await?;
@@ -721,14 +724,14 @@ async fn disconnect_at_provider(
         None,
         (None, None),
         false,
-        "Progressing",
+        Reason::Progressing,
         progress,
     );
     ctx.write_status(ch, status).await?;
     ctx.event(
         ch,
         EventType::Normal,
-        reason::DISCONNECTED,
+        Reason::Disconnected,
         event_action,
         format!(
             "disconnected {} {}{event_suffix}",
@@ -767,7 +770,7 @@ async fn cleanup(ch: &Channel, ctx: &Context) -> Result<Action, Error> {
 /// The retry policy given to the Controller: exponential backoff with jitter per Channel, capped;
 /// a provider's Retry-After wins.
 pub fn error_policy(ch: Arc<Channel>, err: &Error, ctx: Arc<Context>) -> Action {
-    ctx.metrics.error(err.reason());
+    ctx.metrics.error(err.reason().as_str());
     let attempt = {
         let mut failures = ctx.failures.lock().expect("not poisoned");
         let n = failures.entry(ch.uid().unwrap_or_default()).or_insert(0);

@@ -14,6 +14,7 @@ use std::time::Duration;
 use futures::future::BoxFuture;
 
 use crate::crd::{Channel, Source};
+use crate::reason::Reason;
 use crate::secret::Secret;
 
 /// Provider settings shared by the controller and the API (explore calls the Graph API directly).
@@ -84,11 +85,11 @@ pub enum ProviderError {
 
 impl ProviderError {
     /// The `Ready` condition reason for this error.
-    pub fn reason(&self) -> &'static str {
+    pub fn reason(&self) -> Reason {
         match self {
-            ProviderError::CredentialsMissing(_) => "CredentialsMissing",
-            ProviderError::InvalidCredentials(_) => "InvalidCredentials",
-            ProviderError::RateLimited { .. } | ProviderError::Failed(_) => "ProviderError",
+            ProviderError::CredentialsMissing(_) => Reason::CredentialsMissing,
+            ProviderError::InvalidCredentials(_) => Reason::InvalidCredentials,
+            ProviderError::RateLimited { .. } | ProviderError::Failed(_) => Reason::ProviderError,
         }
     }
 
@@ -291,11 +292,11 @@ mod tests {
     fn reasons() {
         assert_eq!(
             ProviderError::CredentialsMissing(String::new()).reason(),
-            "CredentialsMissing"
+            Reason::CredentialsMissing
         );
         assert_eq!(
             ProviderError::InvalidCredentials(String::new()).reason(),
-            "InvalidCredentials"
+            Reason::InvalidCredentials
         );
         assert_eq!(
             ProviderError::RateLimited {
@@ -303,7 +304,7 @@ mod tests {
                 retry_after: None
             }
             .reason(),
-            "ProviderError"
+            Reason::ProviderError
         );
     }
 }

@@ -8,11 +8,11 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use channel_operator::crd::Channel;
-use channel_operator::sandbox::Sandbox;
 use channel_operator::{api, controller};
 use clap::Parser;
 use kube::api::ListParams;
 use kube::{Api, CustomResourceExt};
+use kube_sandbox::Sandbox;
 use serde_json::Value;
 use wiremock::MockServer;
 

@@ -8,11 +8,11 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use channel_operator::crd::Channel;
-use channel_operator::sandbox::Sandbox;
 use futures::StreamExt;
 use k8s_openapi::api::core::v1::Secret;
 use kube::api::{Api, PostParams, WatchEvent, WatchParams};
 use kube::CustomResourceExt;
+use kube_sandbox::Sandbox;
 use serde_json::json;
 
 const CLIENTS: usize = 8;

@@ -1270,7 +1270,7 @@ mod tests {
 
     fn channel_schema() -> Value {
         use kube::CustomResourceExt;
-        let crd = serde_json::to_value(crate::crd::Channel::crd()).unwrap();
+        let crd = serde_json::to_value(channel_operator::crd::Channel::crd()).unwrap();
         crd["spec"]["versions"][0]["schema"]["openAPIV3Schema"].clone()
     }
 

@@ -725,7 +725,7 @@ mod tests {
     use serde_json::json;
 
     fn channel_schema() -> Value {
-        let crd = serde_json::to_value(crate::crd::Channel::crd()).unwrap();
+        let crd = serde_json::to_value(channel_operator::crd::Channel::crd()).unwrap();
         crd["spec"]["versions"][0]["schema"]["openAPIV3Schema"].clone()
     }
 

@@ -2,9 +2,9 @@
 #![allow(dead_code)]
 
 use channel_operator::crd::Channel;
-use channel_operator::sandbox::Sandbox;
 use kube::core::Status;
 use kube::CustomResourceExt;
+use kube_sandbox::Sandbox;
 use serde_json::{json, Value};
 
 pub async fn sandbox() -> (Sandbox, kube::Client) {

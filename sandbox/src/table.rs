@@ -676,7 +676,7 @@ mod tests {
 
     #[test]
     fn channel_table_like_kubectl_get() {
-        let crd = serde_json::to_value(crate::crd::Channel::crd()).unwrap();
+        let crd = serde_json::to_value(channel_operator::crd::Channel::crd()).unwrap();
         let cols = custom_columns(Some(
             &crd["spec"]["versions"][0]["additionalPrinterColumns"],
         ));

@@ -1,15 +1,15 @@
-//! An in-memory Kubernetes API server: the cluster tests and `channel-operator dev` run against.
-//! Production code never depends on it.
+//! An in-memory Kubernetes API server: the cluster channel-operator's tests and
+//! `channel-operator dev` run against. The production build of the operator does not include it.
 //!
 //! It serves namespaces, core/v1 secrets and events, events.k8s.io/v1 events,
 //! coordination.k8s.io/v1 leases, CustomResourceDefinitions and the custom resources of every
 //! installed CRD over the Kubernetes REST API on 127.0.0.1, with kube-apiserver's semantics for
-//! resourceVersions, patches, watches, finalizers, garbage collection and validation. See the
-//! README section "The Kubernetes API sandbox" for what it does and does not emulate.
+//! resourceVersions, patches, watches, finalizers, garbage collection and validation. The
+//! repository's README, section "The Kubernetes API sandbox", says what it does and does not emulate.
 //!
 //! ```no_run
 //! # async fn f() -> anyhow::Result<()> {
-//! use channel_operator::sandbox::Sandbox;
+//! use kube_sandbox::Sandbox;
 //! use kube::CustomResourceExt;
 //! let sb = Sandbox::start(0).await?;
 //! sb.install_crd(&channel_operator::crd::Channel::crd()).await?;
@@ -92,7 +92,6 @@ impl Sandbox {
 
     /// A `kube::Client` talking to the sandbox over HTTP (default namespace "default").
     pub fn client(&self) -> kube::Client {
-        crate::install_crypto_provider();
         let uri: http::Uri = self.url().parse().expect("a valid URL");
         let config = kube::Config::new(uri);
         kube::Client::try_from(config).expect("a client for a plain-HTTP URL")

@@ -9,10 +9,10 @@ use std::process::Stdio;
 use std::time::Duration;
 
 use channel_operator::crd::Channel;
-use channel_operator::sandbox::Sandbox;
 use k8s_openapi::api::core::v1::Event;
 use kube::api::{Api, Patch, PatchParams, PostParams};
 use kube::Resource;
+use kube_sandbox::Sandbox;
 use sandbox_support::*;
 use serde_json::{json, Value};
 use tokio::io::AsyncReadExt;

@@ -1,0 +1,95 @@
+//! The reasons a Channel's `Ready` condition gives: one type shared by the controller (which
+//! writes them), the providers (whose errors map to them) and the HTTP API (which reads them).
+
+use std::fmt;
+
+/// Why a Channel is, or is not, `Ready`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Reason {
+    /// Connected at the provider, as desired.
+    Connected,
+    /// Disconnected at the provider, as desired.
+    Disconnected,
+    /// A change is being carried out (a disconnect recorded before the next step).
+    Progressing,
+    /// The provider call failed (HTTP error, timeout, rate limit); retried with backoff.
+    ProviderError,
+    /// The provider rejected the credentials.
+    InvalidCredentials,
+    /// The credentials Secret, its key or the operator's provider configuration is missing.
+    CredentialsMissing,
+    /// An older Channel has the same source and source channel id.
+    Duplicate,
+    /// The spec breaks a rule of the CRD.
+    InvalidSpec,
+    /// A Kubernetes API call of the reconcile failed; retried with backoff.
+    KubeError,
+}
+
+impl Reason {
+    /// Every reason, in a stable order.
+    pub const ALL: [Reason; 9] = [
+        Reason::Connected,
+        Reason::Disconnected,
+        Reason::Progressing,
+        Reason::ProviderError,
+        Reason::InvalidCredentials,
+        Reason::CredentialsMissing,
+        Reason::Duplicate,
+        Reason::InvalidSpec,
+        Reason::KubeError,
+    ];
+
+    /// The string written to the condition's `reason`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Reason::Connected => "Connected",
+            Reason::Disconnected => "Disconnected",
+            Reason::Progressing => "Progressing",
+            Reason::ProviderError => "ProviderError",
+            Reason::InvalidCredentials => "InvalidCredentials",
+            Reason::CredentialsMissing => "CredentialsMissing",
+            Reason::Duplicate => "Duplicate",
+            Reason::InvalidSpec => "InvalidSpec",
+            Reason::KubeError => "KubeError",
+        }
+    }
+
+    /// Parses a condition's `reason`; `None` for a reason this version does not write.
+    pub fn parse(s: &str) -> Option<Reason> {
+        Reason::ALL.into_iter().find(|r| r.as_str() == s)
+    }
+}
+
+impl fmt::Display for Reason {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl PartialEq<Reason> for &str {
+    fn eq(&self, other: &Reason) -> bool {
+        *self == other.as_str()
+    }
+}
+
+impl PartialEq<Reason> for String {
+    fn eq(&self, other: &Reason) -> bool {
+        self == other.as_str()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_reason_round_trips() {
+        for r in Reason::ALL {
+            assert_eq!(Reason::parse(r.as_str()), Some(r));
+            assert_eq!(r.to_string(), r.as_str());
+            assert!(r.as_str() == r);
+        }
+        assert_eq!(Reason::parse("Other"), None);
+    }
+}
