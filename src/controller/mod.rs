@@ -10,6 +10,8 @@ mod events;
 pub mod logic;
 mod plan;
 pub mod reconcile;
+#[cfg(test)]
+mod scenarios;
 mod secrets;
 mod status;
 
