@@ -19,7 +19,7 @@ pub use super::context::{Config, Context};
 pub use super::error::Error;
 pub use super::events::{EventPublisher, EventType};
 use super::logic;
-use super::plan::{plan, Observed, Step};
+use super::plan::{may_be_connected, plan, Observed, Step};
 use super::secrets::{self, TokenSecret};
 use super::status::Reporter;
 use crate::crd::{Channel, ChannelStatus, FINALIZER};
@@ -125,7 +125,11 @@ async fn observe(ch: &Channel, ctx: &Context) -> Result<Observed, Error> {
         };
         observed.recheck_due = ctx.recheck_due(&ch.uid().unwrap_or_default());
     }
-    observed.token_secret = secrets::token_secret(&api, ch).await?;
+    let status = ch.status.clone().unwrap_or_default();
+    if ch.spec.connected || may_be_connected(&status) {
+        // For the conflict check and the re-check (connected), or the disconnect's token.
+        observed.token_secret = secrets::token_secret(&api, ch).await?;
+    }
     Ok(observed)
 }
 
@@ -188,7 +192,7 @@ async fn execute(
                 {
                     return Ok(failed);
                 }
-            } else if super::plan::may_be_connected(reporter.current()) {
+            } else if may_be_connected(reporter.current()) {
                 info!("deletionPolicy Orphan: deleting without calling the provider");
             }
             secrets::delete_owned(&ctx.secrets(ch), ch).await?;

@@ -572,11 +572,7 @@ async fn a_foreign_secret_in_the_way_is_a_conflict_and_is_never_written_or_delet
     // Disconnecting and deleting leave it alone too (labelled, but not controlled by the Channel).
     s.edit(|c| c["spec"]["connected"] = false.into());
     s.reconcile().await.unwrap();
-    s.api(&[
-        "GET secrets/shop-facebook-token",
-        "GET secrets",
-        "PATCH channel/status",
-    ]);
+    s.api(&["GET secrets", "PATCH channel/status"]);
     s.edit(|c| c["metadata"]["deletionTimestamp"] = "2026-01-02T00:00:00Z".into());
     s.reconcile().await.unwrap();
     s.api(&["GET secrets", "PATCH channel"]);
