@@ -21,6 +21,10 @@ pub const FINALIZER: &str = "channels.airy.co/disconnect";
 pub const PAUSED_ANNOTATION: &str = "airy.co/paused";
 /// The condition type every Channel reports.
 pub const READY: &str = "Ready";
+/// Condition present (`True`) while a change is in progress or retried after a transient failure.
+pub const RECONCILING: &str = "Reconciling";
+/// Condition present (`True`) while a failure that retrying cannot fix stops the Channel.
+pub const STALLED: &str = "Stalled";
 
 /// The messaging source of a channel; the strings are the ones Airy Core uses.
 #[derive(
@@ -214,10 +218,15 @@ pub struct ChannelStatus {
     /// unchanged the controller does not connect the channel again.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub connected_with: Option<String>,
+    /// The connection inputs of a connect that was started and whose outcome is not known (set
+    /// before the provider is called; cleared once the provider connected or refused). While set,
+    /// disconnecting or deleting the Channel calls the provider's disconnect, which is idempotent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub connect_attempted: Option<String>,
     /// The metadata.generation this status describes.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub observed_generation: Option<i64>,
-    /// Conditions, at least Ready.
+    /// Conditions: Ready always; Reconciling and Stalled only while True (kstatus).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     #[schemars(extend("x-kubernetes-list-type" = "map", "x-kubernetes-list-map-keys" = ["type"]))]
     pub conditions: Vec<Condition>,

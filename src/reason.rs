@@ -1,5 +1,6 @@
 //! The reasons a Channel's `Ready` condition gives: one type shared by the controller (which
 //! writes them), the providers (whose errors map to them) and the HTTP API (which reads them).
+//! Each reason also decides the kstatus conditions that go with it ([`Reason::state`]).
 
 use std::fmt;
 
@@ -22,13 +23,15 @@ pub enum Reason {
     Duplicate,
     /// The spec breaks a rule of the CRD.
     InvalidSpec,
+    /// A Secret the operator would write exists and is not this Channel's; it is left alone.
+    SecretConflict,
     /// A Kubernetes API call of the reconcile failed; retried with backoff.
     KubeError,
 }
 
 impl Reason {
     /// Every reason, in a stable order.
-    pub const ALL: [Reason; 9] = [
+    pub const ALL: [Reason; 10] = [
         Reason::Connected,
         Reason::Disconnected,
         Reason::Progressing,
@@ -37,6 +40,7 @@ impl Reason {
         Reason::CredentialsMissing,
         Reason::Duplicate,
         Reason::InvalidSpec,
+        Reason::SecretConflict,
         Reason::KubeError,
     ];
 
@@ -51,7 +55,21 @@ impl Reason {
             Reason::CredentialsMissing => "CredentialsMissing",
             Reason::Duplicate => "Duplicate",
             Reason::InvalidSpec => "InvalidSpec",
+            Reason::SecretConflict => "SecretConflict",
             Reason::KubeError => "KubeError",
+        }
+    }
+
+    /// Where a Channel with this reason stands, in kstatus's terms.
+    pub fn state(self) -> State {
+        match self {
+            Reason::Connected | Reason::Disconnected => State::Ready,
+            Reason::Progressing | Reason::ProviderError | Reason::KubeError => State::Reconciling,
+            Reason::InvalidCredentials
+            | Reason::CredentialsMissing
+            | Reason::Duplicate
+            | Reason::InvalidSpec
+            | Reason::SecretConflict => State::Stalled,
         }
     }
 
@@ -59,6 +77,18 @@ impl Reason {
     pub fn parse(s: &str) -> Option<Reason> {
         Reason::ALL.into_iter().find(|r| r.as_str() == s)
     }
+}
+
+/// The three states a reason puts a Channel in; each is reported by one condition that is `True`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum State {
+    /// The desired state holds: `Ready=True`.
+    Ready,
+    /// A change is in progress or being retried after a transient failure: `Reconciling=True`.
+    Reconciling,
+    /// Retrying cannot fix it; the spec, the credentials or the cluster must change:
+    /// `Stalled=True`.
+    Stalled,
 }
 
 impl fmt::Display for Reason {
@@ -91,5 +121,25 @@ mod tests {
             assert!(r.as_str() == r);
         }
         assert_eq!(Reason::parse("Other"), None);
+    }
+
+    #[test]
+    fn failures_retrying_cannot_fix_are_stalled() {
+        let stalled: Vec<Reason> = Reason::ALL
+            .into_iter()
+            .filter(|r| r.state() == State::Stalled)
+            .collect();
+        assert_eq!(
+            stalled,
+            [
+                Reason::InvalidCredentials,
+                Reason::CredentialsMissing,
+                Reason::Duplicate,
+                Reason::InvalidSpec,
+                Reason::SecretConflict
+            ]
+        );
+        assert_eq!(Reason::ProviderError.state(), State::Reconciling);
+        assert_eq!(Reason::Disconnected.state(), State::Ready);
     }
 }

@@ -298,6 +298,46 @@ async fn facebook_disconnect_deletes_the_page_subscription_with_the_stored_token
 }
 
 #[tokio::test]
+async fn facebook_recovers_the_page_access_token_without_subscribing() {
+    let server = MockServer::start().await;
+    mount_exchange(&server).await;
+    Mock::given(method("GET"))
+        .and(path("/v24.0/fb-page-id-1"))
+        .and(query_param("access_token", LONG_TOKEN))
+        .respond_with(ResponseTemplate::new(200).set_body_json(serde_json::json!({
+            "id": "fb-page-id-1", "access_token": PAGE_ACCESS, "is_webhooks_subscribed": true
+        })))
+        .expect(1)
+        .mount(&server)
+        .await;
+    Mock::given(method("POST"))
+        .and(path("/v24.0/me/subscribed_apps"))
+        .respond_with(ResponseTemplate::new(200))
+        .expect(0)
+        .mount(&server)
+        .await;
+    let p = fb_providers(&format!("{}/v24.0", server.uri()));
+    let ch = channel(Source::Facebook, "fb-page-id-1");
+    let fb = p.for_source(Source::Facebook);
+    let token = fb
+        .recover_token(&ch, Some(&Secret::new(PAGE_TOKEN)))
+        .await
+        .unwrap();
+    assert_eq!(token.unwrap().expose(), PAGE_ACCESS);
+    // Without credentials: nothing to derive it from, and no call.
+    let err = fb.recover_token(&ch, None).await.unwrap_err();
+    assert_eq!(err.reason(), Reason::CredentialsMissing);
+    assert_no_token(&err.to_string());
+    // Sources whose disconnect needs no token recover none.
+    let none = p
+        .for_source(Source::Google)
+        .recover_token(&channel(Source::Google, "agent"), None)
+        .await
+        .unwrap();
+    assert!(none.is_none());
+}
+
+#[tokio::test]
 async fn twilio_without_credentials_makes_no_call() {
     let server = MockServer::start().await;
     Mock::given(method("GET"))

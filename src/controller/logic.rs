@@ -1,14 +1,13 @@
 //! The controller's decisions as pure functions: spec validation, duplicate ownership, connection
-//! fingerprints, the Ready condition and retry delays. Unit-tested without a cluster.
+//! fingerprints and retry delays. Unit-tested without a cluster.
 
 use std::time::Duration;
 
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use kube::ResourceExt;
 
 use crate::crd::WHATSAPP_PATTERN;
-use crate::crd::{Channel, ChannelSpec, Source, E164_PATTERN, FINALIZER, HTTP_URL_PATTERN, READY};
-use crate::reason::Reason;
+use crate::crd::{Channel, ChannelSpec, Source, E164_PATTERN, FINALIZER, HTTP_URL_PATTERN};
 
 fn matches(pattern: &str, value: &str) -> bool {
     regex::Regex::new(pattern)
@@ -121,30 +120,6 @@ pub fn fingerprint(spec: &ChannelSpec, secret_version: Option<&str>) -> String {
     fp
 }
 
-/// The Ready condition to report. Keeps `lastTransitionTime` of `previous` unless the status flips.
-pub fn ready_condition(
-    previous: Option<&Condition>,
-    ready: bool,
-    reason: Reason,
-    message: &str,
-    generation: Option<i64>,
-    now: Time,
-) -> Condition {
-    let status = if ready { "True" } else { "False" };
-    let last_transition_time = match previous {
-        Some(p) if p.status == status => p.last_transition_time.clone(),
-        _ => now,
-    };
-    Condition {
-        type_: READY.into(),
-        status: status.into(),
-        reason: reason.as_str().into(),
-        message: message.chars().take(32 * 1024).collect(),
-        observed_generation: generation,
-        last_transition_time,
-    }
-}
-
 /// Exponential backoff: `min * 2^(attempt-1)`, capped at `max`, then jittered to 50–100 %.
 /// `jitter` is a number in [0, 1).
 pub fn backoff(attempt: u32, min: Duration, max: Duration, jitter: f64) -> Duration {
@@ -255,26 +230,6 @@ mod tests {
             fingerprint(&spec(Source::Google, "g"), None),
             "google/g".to_string()
         );
-    }
-
-    #[test]
-    fn transition_time_changes_only_with_the_status() {
-        let t1 = Time(Timestamp::from_second(1).unwrap());
-        let t2 = Time(Timestamp::from_second(2).unwrap());
-        let c1 = ready_condition(None, false, Reason::ProviderError, "x", Some(1), t1.clone());
-        let c2 = ready_condition(
-            Some(&c1),
-            false,
-            Reason::InvalidCredentials,
-            "y",
-            Some(2),
-            t2.clone(),
-        );
-        assert_eq!(c2.last_transition_time, t1);
-        assert_eq!(c2.observed_generation, Some(2));
-        let c3 = ready_condition(Some(&c2), true, Reason::Connected, "", Some(2), t2.clone());
-        assert_eq!(c3.last_transition_time, t2);
-        assert_eq!(c3.status, "True");
     }
 
     #[test]

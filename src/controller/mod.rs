@@ -4,8 +4,16 @@
 //! the Secrets it owns (the Facebook token Secret), by the credentials Secrets it references, and by
 //! the deletion of the owner of a duplicated source channel id. See [`reconcile`] for the decisions.
 
+mod context;
+mod error;
+mod events;
 pub mod logic;
+mod plan;
 pub mod reconcile;
+#[cfg(test)]
+mod scenarios;
+mod secrets;
+mod status;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -212,13 +220,19 @@ pub async fn run_controller(
         .predicate_filter(trigger_hash, PredicateConfig::default());
     let controller = Controller::for_stream(channel_events, store.clone());
 
+    let (min_backoff, max_backoff) = backoff_bounds(&args);
+    let config = reconcile::Config {
+        min_backoff,
+        max_backoff,
+        resync: Duration::from_secs(args.resync_seconds.max(1)),
+    };
     let ctx = Arc::new(reconcile::Context::new(
         client.clone(),
         providers,
         reconcile::EventPublisher::new(client.clone(), args.identity()),
         metrics.clone(),
         store.clone(),
-        &args,
+        config,
     ));
 
     let counter_store = store.clone();
@@ -347,7 +361,7 @@ fn count_channels(store: &Store<Channel>) -> Vec<(ChannelLabels, i64)> {
 }
 
 /// The retry delay bounds from the flags.
-pub(crate) fn backoff_bounds(args: &Args) -> (Duration, Duration) {
+fn backoff_bounds(args: &Args) -> (Duration, Duration) {
     let max = Duration::from_secs(args.max_backoff_seconds.max(1));
     let min = Duration::from_millis(args.min_backoff_millis.max(1)).min(max);
     (min, max)

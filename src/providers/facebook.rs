@@ -184,11 +184,13 @@ impl Facebook {
         .await
     }
 
-    async fn connect_inner(
+    /// Exchanges the page token for a long-lived one and reads the page with it: the page and its
+    /// page access token. Changes nothing at Facebook.
+    async fn page_access(
         &self,
         channel: &Channel,
         credentials: Option<&Secret>,
-    ) -> Result<ConnectOutcome, ProviderError> {
+    ) -> Result<(Page, Secret), ProviderError> {
         let page_token = credentials.filter(|t| !t.is_empty()).ok_or_else(|| {
             ProviderError::CredentialsMissing(
                 "facebook: the page token (credentialsSecretRef) is missing or empty".into(),
@@ -231,6 +233,22 @@ impl Facebook {
                 )
             },
         )?);
+        Ok((page, page_access))
+    }
+
+    /// The error without the page token or the app secret in its message.
+    fn scrubbed(&self, e: ProviderError, credentials: Option<&Secret>) -> ProviderError {
+        let mut secrets: Vec<&Secret> = credentials.into_iter().collect();
+        secrets.extend(self.app_secret.as_ref());
+        e.redacted(&secrets)
+    }
+
+    async fn connect_inner(
+        &self,
+        channel: &Channel,
+        credentials: Option<&Secret>,
+    ) -> Result<ConnectOutcome, ProviderError> {
+        let (page, page_access) = self.page_access(channel, credentials).await?;
         if page.is_webhooks_subscribed == Some(true) {
             // Already subscribed (e.g. a connect cut off before its status was written): do not
             // subscribe twice.
@@ -264,11 +282,21 @@ impl Provider for Facebook {
         credentials: Option<&'a Secret>,
     ) -> BoxFuture<'a, Result<ConnectOutcome, ProviderError>> {
         Box::pin(async move {
-            let mut secrets: Vec<&Secret> = credentials.into_iter().collect();
-            secrets.extend(self.app_secret.as_ref());
-            match self.connect_inner(channel, credentials).await {
-                Ok(outcome) => Ok(outcome),
-                Err(e) => Err(e.redacted(&secrets)),
+            self.connect_inner(channel, credentials)
+                .await
+                .map_err(|e| self.scrubbed(e, credentials))
+        })
+    }
+
+    fn recover_token<'a>(
+        &'a self,
+        channel: &'a Channel,
+        credentials: Option<&'a Secret>,
+    ) -> BoxFuture<'a, Result<Option<Secret>, ProviderError>> {
+        Box::pin(async move {
+            match self.page_access(channel, credentials).await {
+                Ok((_, token)) => Ok(Some(token)),
+                Err(e) => Err(self.scrubbed(e, credentials)),
             }
         })
     }

@@ -145,6 +145,17 @@ pub trait Provider: Send + Sync {
         stored_token: Option<&'a Secret>,
     ) -> BoxFuture<'a, Result<ConnectOutcome, ProviderError>>;
 
+    /// The token a disconnect needs when none was kept at connect (a connect whose outcome is
+    /// unknown failed before its token could be stored), derived again from `credentials` without
+    /// changing anything at the provider. `None` where disconnecting needs no token.
+    fn recover_token<'a>(
+        &'a self,
+        _channel: &'a Channel,
+        _credentials: Option<&'a Secret>,
+    ) -> BoxFuture<'a, Result<Option<Secret>, ProviderError>> {
+        Box::pin(async { Ok(None) })
+    }
+
     /// Whether connecting needs the Channel's `credentialsSecretRef`.
     fn needs_credentials(&self) -> bool {
         false

@@ -1,0 +1,279 @@
+//! The controller's state machine: from a Channel and what was observed around it, the one step
+//! to take now. Pure; the executors in `reconcile` carry the steps out.
+
+use kube::ResourceExt;
+
+use super::logic;
+use super::secrets::{Credentials, TokenSecret};
+use crate::crd::{Channel, ChannelStatus, DeletionPolicy};
+use crate::reason::Reason;
+
+/// What a reconcile observed besides the Channel itself.
+#[derive(Debug)]
+pub struct Observed {
+    /// Why the spec is invalid, if it is.
+    pub invalid: Option<String>,
+    /// `namespace/name` of an older Channel with the same source and source channel id.
+    pub duplicate_of: Option<String>,
+    /// The credentials, when the provider needs them to connect: `Err` says why they are missing.
+    pub credentials: Result<Option<Credentials>, String>,
+    /// What lies at the name of the Channel's token Secret (`Absent` where none is used).
+    pub token_secret: TokenSecret,
+    /// Whether a connected channel is due for a re-check at its provider.
+    pub recheck_due: bool,
+}
+
+/// The one thing to do now.
+#[derive(Debug, PartialEq)]
+pub enum Step {
+    /// Report a failure that retrying cannot fix; call no provider.
+    Stall {
+        /// The Ready reason.
+        reason: Reason,
+        /// What the user must fix.
+        message: String,
+    },
+    /// Record the attempt, connect at the provider, keep its token, report `Connected`.
+    Connect {
+        /// The connection inputs.
+        fingerprint: String,
+    },
+    /// Already connected with these inputs: re-check at the provider when due, report `Connected`.
+    Confirm {
+        /// The connection inputs.
+        fingerprint: String,
+        /// Whether to re-check at the provider.
+        recheck: bool,
+    },
+    /// Disconnect at the provider, delete the owned Secrets, report `Disconnected`.
+    Disconnect,
+    /// Nothing to undo at the provider: delete the owned Secrets unless already settled, report
+    /// `Disconnected`.
+    Settle {
+        /// Whether to look for owned Secrets to delete.
+        cleanup: bool,
+    },
+    /// The Channel is being deleted: disconnect at the provider if `disconnect`, delete the owned
+    /// Secrets, let it go.
+    Release {
+        /// Whether the provider must be called.
+        disconnect: bool,
+    },
+}
+
+/// Whether the provider may hold a connection for this status: connected, or a connect was
+/// started whose outcome is not known.
+pub fn may_be_connected(status: &ChannelStatus) -> bool {
+    status.connected || status.connected_with.is_some() || status.connect_attempted.is_some()
+}
+
+/// The step for `ch`.
+pub fn plan(ch: &Channel, observed: &Observed) -> Step {
+    let status = ch.status.clone().unwrap_or_default();
+    if ch.metadata.deletion_timestamp.is_some() {
+        return Step::Release {
+            disconnect: ch.spec.deletion_policy == DeletionPolicy::Disconnect
+                && may_be_connected(&status),
+        };
+    }
+    if let Some(message) = &observed.invalid {
+        return stall(Reason::InvalidSpec, message.clone());
+    }
+    if let Some(owner) = &observed.duplicate_of {
+        return stall(
+            Reason::Duplicate,
+            format!(
+                "{} {} belongs to the older Channel {owner}; this Channel is not connected",
+                ch.spec.source, ch.spec.source_channel_id
+            ),
+        );
+    }
+    if !ch.spec.connected {
+        if may_be_connected(&status) {
+            return Step::Disconnect;
+        }
+        let settled = status.observed_generation == ch.metadata.generation
+            && ch
+                .ready_condition()
+                .is_some_and(|c| c.status == "True" && c.reason == Reason::Disconnected);
+        return Step::Settle { cleanup: !settled };
+    }
+    let version = match &observed.credentials {
+        Err(message) => return stall(Reason::CredentialsMissing, message.clone()),
+        Ok(c) => c.as_ref().map(|c| c.version.as_str()),
+    };
+    if let TokenSecret::Foreign = observed.token_secret {
+        return stall(
+            Reason::SecretConflict,
+            super::secrets::conflict_message(
+                ch,
+                &super::secrets::token_secret_name(&ch.name_any()),
+            ),
+        );
+    }
+    let fingerprint = logic::fingerprint(&ch.spec, version);
+    if status.connected && status.connected_with.as_deref() == Some(fingerprint.as_str()) {
+        Step::Confirm {
+            fingerprint,
+            recheck: observed.recheck_due,
+        }
+    } else {
+        Step::Connect { fingerprint }
+    }
+}
+
+fn stall(reason: Reason, message: String) -> Step {
+    Step::Stall { reason, message }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::crd::{ChannelSpec, SecretKeyRef, Source};
+    use crate::secret::Secret;
+    use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
+
+    fn facebook() -> Channel {
+        let mut ch = Channel::new(
+            "shop",
+            ChannelSpec {
+                source: Source::Facebook,
+                source_channel_id: "page-1".into(),
+                name: None,
+                image_url: None,
+                connected: true,
+                credentials_secret_ref: Some(SecretKeyRef {
+                    name: "tok".into(),
+                    key: "page_token".into(),
+                }),
+                deletion_policy: DeletionPolicy::Disconnect,
+            },
+        );
+        ch.metadata.namespace = Some("ns".into());
+        ch.metadata.uid = Some("uid-1".into());
+        ch.metadata.generation = Some(1);
+        ch
+    }
+
+    fn observed() -> Observed {
+        Observed {
+            invalid: None,
+            duplicate_of: None,
+            credentials: Ok(Some(Credentials {
+                token: Secret::new("t"),
+                version: "7".into(),
+            })),
+            token_secret: TokenSecret::Absent,
+            recheck_due: false,
+        }
+    }
+
+    const FP: &str = "facebook/page-1;secret=tok/page_token@7";
+
+    fn connected(mut ch: Channel, with: &str) -> Channel {
+        ch.status = Some(ChannelStatus {
+            connected: true,
+            connected_with: Some(with.into()),
+            ..Default::default()
+        });
+        ch
+    }
+
+    #[test]
+    fn a_new_channel_connects_and_a_connected_one_is_only_confirmed() {
+        let ch = facebook();
+        assert_eq!(
+            plan(&ch, &observed()),
+            Step::Connect {
+                fingerprint: FP.into()
+            }
+        );
+        let ch = connected(ch, FP);
+        let mut o = observed();
+        o.recheck_due = true;
+        assert_eq!(
+            plan(&ch, &o),
+            Step::Confirm {
+                fingerprint: FP.into(),
+                recheck: true
+            }
+        );
+        // New credentials (another Secret version): connect again.
+        let ch = connected(facebook(), "facebook/page-1;secret=tok/page_token@6");
+        assert!(matches!(plan(&ch, &observed()), Step::Connect { .. }));
+    }
+
+    #[test]
+    fn failures_that_retrying_cannot_fix_stall_in_a_fixed_order() {
+        let ch = facebook();
+        let mut o = observed();
+        o.token_secret = TokenSecret::Foreign;
+        let Step::Stall { reason, message } = plan(&ch, &o) else {
+            panic!("no stall")
+        };
+        assert_eq!(reason, Reason::SecretConflict);
+        assert!(message.contains("ns/shop-facebook-token"), "{message}");
+        o.credentials = Err("no Secret".into());
+        assert_eq!(
+            plan(&ch, &o),
+            stall(Reason::CredentialsMissing, "no Secret".into())
+        );
+        o.duplicate_of = Some("ns/older".into());
+        assert!(matches!(
+            plan(&ch, &o),
+            Step::Stall {
+                reason: Reason::Duplicate,
+                ..
+            }
+        ));
+        o.invalid = Some("spec.name must not be empty".into());
+        assert_eq!(
+            plan(&ch, &o),
+            stall(Reason::InvalidSpec, "spec.name must not be empty".into())
+        );
+    }
+
+    #[test]
+    fn disconnecting_calls_the_provider_when_a_connect_may_have_happened() {
+        let mut ch = facebook();
+        ch.spec.connected = false;
+        assert_eq!(plan(&ch, &observed()), Step::Settle { cleanup: true });
+        ch.status = Some(ChannelStatus {
+            connect_attempted: Some(FP.into()),
+            ..Default::default()
+        });
+        assert_eq!(plan(&ch, &observed()), Step::Disconnect);
+        let mut ch = connected(ch, FP);
+        ch.spec.connected = false;
+        assert_eq!(plan(&ch, &observed()), Step::Disconnect);
+        // Settled: reported Disconnected for this generation.
+        let mut ch = facebook();
+        ch.spec.connected = false;
+        ch.status = Some(ChannelStatus {
+            observed_generation: Some(1),
+            conditions: super::super::status::conditions(
+                &[],
+                Reason::Disconnected,
+                "",
+                Some(1),
+                &Time(k8s_openapi::jiff::Timestamp::now()),
+            ),
+            ..Default::default()
+        });
+        assert_eq!(plan(&ch, &observed()), Step::Settle { cleanup: false });
+    }
+
+    #[test]
+    fn deletion_disconnects_only_with_the_disconnect_policy_and_a_possible_connection() {
+        let mut ch = facebook();
+        ch.metadata.deletion_timestamp = Some(Time(k8s_openapi::jiff::Timestamp::now()));
+        assert_eq!(plan(&ch, &observed()), Step::Release { disconnect: false });
+        ch.status = Some(ChannelStatus {
+            connect_attempted: Some(FP.into()),
+            ..Default::default()
+        });
+        assert_eq!(plan(&ch, &observed()), Step::Release { disconnect: true });
+        ch.spec.deletion_policy = DeletionPolicy::Orphan;
+        assert_eq!(plan(&ch, &observed()), Step::Release { disconnect: false });
+    }
+}

@@ -1,0 +1,211 @@
+//! The Secrets a Channel uses: its credentials Secret (read only) and the token Secret the
+//! operator keeps for it.
+//!
+//! The operator never adopts what is not its own: a token Secret is created, or updated only when
+//! this Channel is its controller owner and the operator labelled it; anything else in the way is
+//! a [`Error::SecretConflict`] and is left untouched. Deleting "owned" Secrets deletes exactly
+//! those, guarded by their uid.
+
+use std::collections::BTreeMap;
+
+use k8s_openapi::api::core::v1::Secret as KubeSecret;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
+use k8s_openapi::ByteString;
+use kube::api::{DeleteParams, ListParams, PostParams, Preconditions};
+use kube::{Api, Resource, ResourceExt};
+
+use super::error::Error;
+use super::MANAGER;
+use crate::crd::Channel;
+use crate::providers::ProviderError;
+use crate::secret::Secret;
+
+/// Key of the page access token in the token Secret the operator owns.
+pub const TOKEN_KEY: &str = "page_access_token";
+/// Label naming the channel id on Secrets the operator owns.
+pub const CHANNEL_ID_LABEL: &str = "airy.co/channel-id";
+/// Label the operator puts on every Secret it writes.
+pub const MANAGED_BY_LABEL: &str = "app.kubernetes.io/managed-by";
+
+/// Name of the Secret holding a Facebook channel's page access token.
+pub fn token_secret_name(channel_name: &str) -> String {
+    format!("{channel_name}-facebook-token")
+}
+
+/// The value of `credentialsSecretRef` and the resourceVersion of its Secret.
+#[derive(Debug)]
+pub struct Credentials {
+    /// The token.
+    pub token: Secret,
+    /// The Secret's resourceVersion (a new one means the channel must be connected again).
+    pub version: String,
+}
+
+/// What lies at the name of the Channel's token Secret.
+#[derive(Debug)]
+pub enum TokenSecret {
+    /// Nothing: the operator may create it.
+    Absent,
+    /// The operator's Secret for this Channel, with the token if it holds one.
+    Ours(Option<Secret>),
+    /// A Secret that is not this Channel's: never read, modified or deleted.
+    Foreign,
+}
+
+impl TokenSecret {
+    /// The token kept at connect, if any.
+    pub fn token(&self) -> Option<&Secret> {
+        match self {
+            TokenSecret::Ours(t) => t.as_ref(),
+            _ => None,
+        }
+    }
+}
+
+/// Whether the Secret is this Channel's: the operator labelled it and its controller
+/// ownerReference is this Channel (by uid).
+pub fn is_ours(meta: &ObjectMeta, ch: &Channel) -> bool {
+    let Some(uid) = ch.uid() else { return false };
+    let labelled = meta
+        .labels
+        .as_ref()
+        .and_then(|l| l.get(MANAGED_BY_LABEL))
+        .is_some_and(|v| v == MANAGER);
+    let controlled = meta.owner_references.as_ref().is_some_and(|refs| {
+        refs.iter()
+            .any(|r| r.controller == Some(true) && r.uid == uid)
+    });
+    labelled && controlled
+}
+
+/// The message of a [`Error::SecretConflict`] about `name`.
+pub fn conflict_message(ch: &Channel, name: &str) -> String {
+    format!(
+        "the Secret {}/{name} exists and is not this Channel's (no controller ownerReference to it from the operator); it is left untouched: rename or remove it, or rename the Channel",
+        ch.namespace().unwrap_or_default()
+    )
+}
+
+/// Reads the Channel's credentials Secret. `Ok(None)` when the Channel names none.
+pub async fn credentials(
+    api: &Api<KubeSecret>,
+    ch: &Channel,
+) -> Result<Option<Credentials>, Error> {
+    let Some(r) = &ch.spec.credentials_secret_ref else {
+        return Ok(None);
+    };
+    let ns = ch.namespace().unwrap_or_default();
+    let secret = api.get_opt(&r.name).await?.ok_or_else(|| {
+        ProviderError::CredentialsMissing(format!(
+            "the Secret {ns}/{} named by spec.credentialsSecretRef does not exist",
+            r.name
+        ))
+    })?;
+    let token = secret_value(&secret, &r.key).ok_or_else(|| {
+        ProviderError::CredentialsMissing(format!(
+            "the Secret {ns}/{} has no key {:?} or its value is empty",
+            r.name, r.key
+        ))
+    })?;
+    Ok(Some(Credentials {
+        token,
+        version: secret.metadata.resource_version.unwrap_or_default(),
+    }))
+}
+
+/// What lies at the name of the Channel's token Secret.
+pub async fn token_secret(api: &Api<KubeSecret>, ch: &Channel) -> Result<TokenSecret, Error> {
+    Ok(
+        match api.get_opt(&token_secret_name(&ch.name_any())).await? {
+            None => TokenSecret::Absent,
+            Some(s) if is_ours(&s.metadata, ch) => TokenSecret::Ours(secret_value(&s, TOKEN_KEY)),
+            Some(_) => TokenSecret::Foreign,
+        },
+    )
+}
+
+/// Keeps the token in the Channel's token Secret (garbage-collected with the Channel): creates
+/// it, or updates it only if it is ours. A Secret in the way that is not ours is a conflict.
+pub async fn store_token(api: &Api<KubeSecret>, ch: &Channel, token: &Secret) -> Result<(), Error> {
+    let name = token_secret_name(&ch.name_any());
+    let data = BTreeMap::from([(
+        TOKEN_KEY.to_owned(),
+        ByteString(token.expose().as_bytes().to_vec()),
+    )]);
+    let params = PostParams {
+        field_manager: Some(MANAGER.into()),
+        ..Default::default()
+    };
+    match api.get_opt(&name).await? {
+        None => {
+            let mut secret = KubeSecret::default();
+            secret.metadata.name = Some(name);
+            secret.metadata.namespace = ch.namespace();
+            secret.metadata.labels = Some(BTreeMap::from([
+                (MANAGED_BY_LABEL.to_owned(), MANAGER.to_owned()),
+                (CHANNEL_ID_LABEL.to_owned(), ch.channel_id()),
+            ]));
+            secret.metadata.owner_references = ch.controller_owner_ref(&()).map(|r| vec![r]);
+            secret.type_ = Some("Opaque".into());
+            secret.data = Some(data);
+            // A Secret created meanwhile makes this fail with 409; the retry sees it.
+            api.create(&params, &secret).await?;
+        }
+        Some(s) if !is_ours(&s.metadata, ch) => {
+            return Err(Error::SecretConflict(conflict_message(ch, &name)));
+        }
+        Some(s) if s.data.as_ref() == Some(&data) => {}
+        Some(mut s) => {
+            // Guarded by the resourceVersion just read: a concurrent change fails with 409.
+            s.data = Some(data);
+            s.string_data = None;
+            api.replace(&name, &params, &s).await?;
+        }
+    }
+    Ok(())
+}
+
+/// Deletes the Secrets the operator labelled and whose controller is this Channel (each guarded
+/// by its uid). Returns how many.
+pub async fn delete_owned(api: &Api<KubeSecret>, ch: &Channel) -> Result<usize, Error> {
+    let selector = format!("{MANAGED_BY_LABEL}={MANAGER}");
+    let owned: Vec<(String, Option<String>)> = api
+        .list_metadata(&ListParams::default().labels(&selector))
+        .await?
+        .items
+        .into_iter()
+        .filter(|s| is_ours(&s.metadata, ch))
+        .map(|s| (s.name_any(), s.metadata.uid))
+        .collect();
+    for (name, uid) in &owned {
+        let params = DeleteParams {
+            preconditions: Some(Preconditions {
+                uid: uid.clone(),
+                resource_version: None,
+            }),
+            ..Default::default()
+        };
+        match api.delete(name, &params).await {
+            Ok(_) => {}
+            Err(kube::Error::Api(s)) if s.code == 404 || s.code == 409 => {}
+            Err(e) => return Err(e.into()),
+        }
+    }
+    Ok(owned.len())
+}
+
+fn secret_value(secret: &KubeSecret, key: &str) -> Option<Secret> {
+    let raw = secret
+        .data
+        .as_ref()
+        .and_then(|d| d.get(key))
+        .map(|b| String::from_utf8_lossy(&b.0).into_owned())
+        .or_else(|| {
+            secret
+                .string_data
+                .as_ref()
+                .and_then(|d| d.get(key).cloned())
+        })?;
+    let raw = raw.trim().to_owned();
+    (!raw.is_empty()).then(|| Secret::new(raw))
+}
