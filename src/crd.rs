@@ -54,7 +54,7 @@ impl Source {
         Source::TwilioWhatsapp,
     ];
 
-    /// The exact source string of spec section 1.
+    /// The exact source string (docs/channel-ids.md).
     pub fn as_str(self) -> &'static str {
         match self {
             Source::ChatPlugin => "chat_plugin",

@@ -1,6 +1,5 @@
 //! `meta.k8s.io/v1` Table responses (what `kubectl get` asks for) and the JSONPath subset that
 //! additionalPrinterColumns use.
-//! CONTRACT (owned by the sandbox-pure helper): signatures below are used by the server.
 
 use serde_json::{json, Value};
 
