@@ -129,6 +129,18 @@ pub const HTTP_URL_PATTERN: &str = r"^https?://[^\s/?#]+([/?#][^\s]*)?$";
         type_ = "string",
         json_path = ".status.conditions[?(@.type==\"Ready\")].status"
     ),
+    printcolumn(
+        name = "Reason",
+        type_ = "string",
+        description = "Why the channel is or is not Ready",
+        json_path = ".status.conditions[?(@.type==\"Ready\")].reason"
+    ),
+    printcolumn(
+        name = "Stalled",
+        type_ = "string",
+        description = "True when retrying cannot help: the Channel or its credentials need a change",
+        json_path = ".status.conditions[?(@.type==\"Stalled\")].status"
+    ),
     printcolumn(name = "Channel ID", type_ = "string", json_path = ".status.id"),
     printcolumn(
         name = "Age",

@@ -80,10 +80,15 @@ async fn refuse_live_kubeconfig(path: &Path) -> anyhow::Result<()> {
         return Ok(());
     };
     let http = reqwest::Client::builder()
-        .timeout(std::time::Duration::from_secs(2))
+        .timeout(std::time::Duration::from_secs(5))
         .build()?;
-    // Any HTTP answer, even 401/403, means a server still uses this kubeconfig.
-    if http.get(format!("{server}/version")).send().await.is_ok() {
+    // Any HTTP answer, even 401/403, means a server still uses this kubeconfig; so does one that
+    // accepted the connection but was too busy to answer. Only a refused connection means gone.
+    let answered = match http.get(format!("{server}/version")).send().await {
+        Ok(_) => true,
+        Err(e) => !e.is_connect(),
+    };
+    if answered {
         anyhow::bail!(
             "{} belongs to a Kubernetes API that is still running at {server} (another \
              `channel-operator dev`?); stop that one, or give this one its own file with \

@@ -1,6 +1,8 @@
 //! `channel-operator dev`, the README's first command, as a new user runs it: start it, connect a
 //! chat-plugin channel with curl's request, list it, see it with kubectl, stop it with Ctrl-C.
 
+mod kubectl_common;
+
 use std::path::Path;
 use std::process::Stdio;
 use std::time::Duration;
@@ -117,21 +119,7 @@ async fn dev_runs_sandbox_controller_and_api_until_interrupted() {
         .unwrap();
     assert_eq!(listed, json!({"data": [connected]}));
 
-    let out = tokio::process::Command::new("kubectl")
-        .arg("--kubeconfig")
-        .arg(&kubeconfig)
-        .arg("--cache-dir")
-        .arg(dir.path().join("cache"))
-        .args(["get", "channels"])
-        .output()
-        .await
-        .unwrap();
-    let table = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let table = kubectl_common::get_channels(&kubeconfig, &dir.path().join("cache")).await;
     let row = table
         .lines()
         .find(|l| l.starts_with("625c0084-1043-5727-bfd9-40366ef08a64"))
@@ -169,7 +157,15 @@ async fn a_second_dev_does_not_take_over_a_kubeconfig_the_first_still_serves() {
 
     // Once the first is stopped, its leftover kubeconfig is simply replaced.
     interrupt(first).await;
-    let (third, _) = start_dev(&kubeconfig).await;
-    assert_ne!(std::fs::read_to_string(&kubeconfig).unwrap(), written);
+    let (third, printed) = start_dev(&kubeconfig).await;
+    let url = after(&printed, "Kubernetes API sandbox listening on ")
+        .and_then(|l| l.split_whitespace().next())
+        .expect("sandbox address line");
+    assert!(
+        std::fs::read_to_string(&kubeconfig)
+            .unwrap()
+            .contains(&format!("server: {url}\n")),
+        "the kubeconfig names the new sandbox {url}"
+    );
     interrupt(third).await;
 }
