@@ -2,7 +2,7 @@
 //!
 //! `id = uuid_from_bytes(SHA-1(utf8(source + source_channel_id))[0..16])` with the version nibble
 //! set to 5 and the RFC 4122 variant bits set. This is *not* RFC 4122 name-based UUIDv5: there is
-//! no namespace UUID, the two strings are simply concatenated (spec section 1).
+//! no namespace UUID, the two strings are simply concatenated (docs/channel-ids.md).
 
 use sha1::{Digest, Sha1};
 use uuid::Uuid;
@@ -40,7 +40,7 @@ pub fn parse_channel_id(raw: &str) -> Option<String> {
 mod tests {
     use super::*;
 
-    /// The test vectors of spec section 1.
+    /// The test vectors of docs/channel-ids.md.
     #[test]
     fn matches_airy_core_test_vectors() {
         let vectors = [

@@ -58,7 +58,7 @@ impl Source {
         Source::TwilioWhatsapp,
     ];
 
-    /// The exact source string of spec section 1.
+    /// The exact source string (docs/channel-ids.md).
     pub fn as_str(self) -> &'static str {
         match self {
             Source::ChatPlugin => "chat_plugin",
@@ -132,6 +132,18 @@ pub const HTTP_URL_PATTERN: &str = r"^https?://[^\s/?#]+([/?#][^\s]*)?$";
         name = "Ready",
         type_ = "string",
         json_path = ".status.conditions[?(@.type==\"Ready\")].status"
+    ),
+    printcolumn(
+        name = "Reason",
+        type_ = "string",
+        description = "Why the channel is or is not Ready",
+        json_path = ".status.conditions[?(@.type==\"Ready\")].reason"
+    ),
+    printcolumn(
+        name = "Stalled",
+        type_ = "string",
+        description = "True when retrying cannot help: the Channel or its credentials need a change",
+        json_path = ".status.conditions[?(@.type==\"Stalled\")].status"
     ),
     printcolumn(name = "Channel ID", type_ = "string", json_path = ".status.id"),
     printcolumn(

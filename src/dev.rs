@@ -1,7 +1,7 @@
 //! `channel-operator dev`: the sandbox, the controller and the API in one process.
 
 use std::net::SocketAddr;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use anyhow::Context as _;
 use clap::Parser as _;
@@ -55,8 +55,55 @@ pub async fn start(args: &Args) -> anyhow::Result<Dev> {
     })
 }
 
+/// Fails when `path` is a kubeconfig whose server still answers, such as the one another
+/// `channel-operator dev` wrote and still serves: overwriting it would silently point that
+/// instance's users at this sandbox. A missing file, one that is not a kubeconfig, or one whose
+/// server is gone (a dev that was stopped) is fine to overwrite.
+async fn refuse_live_kubeconfig(path: &Path) -> anyhow::Result<()> {
+    let Ok(config) = kube::config::Kubeconfig::read_from(path) else {
+        return Ok(());
+    };
+    let current = config.current_context.as_deref();
+    let cluster = config
+        .contexts
+        .iter()
+        .find(|c| Some(c.name.as_str()) == current)
+        .and_then(|c| c.context.as_ref())
+        .map(|c| c.cluster.as_str());
+    let Some(server) = config
+        .clusters
+        .iter()
+        .find(|c| Some(c.name.as_str()) == cluster)
+        .and_then(|c| c.cluster.as_ref())
+        .and_then(|c| c.server.clone())
+    else {
+        return Ok(());
+    };
+    let http = reqwest::Client::builder()
+        .timeout(std::time::Duration::from_secs(5))
+        .build()?;
+    // Any HTTP answer, even 401/403, means a server still uses this kubeconfig; so does one that
+    // accepted the connection but was too busy to answer. Only a refused connection means gone.
+    let answered = match http.get(format!("{server}/version")).send().await {
+        Ok(_) => true,
+        Err(e) => !e.is_connect(),
+    };
+    if answered {
+        anyhow::bail!(
+            "{} belongs to a Kubernetes API that is still running at {server} (another \
+             `channel-operator dev`?); stop that one, or give this one its own file with \
+             --kubeconfig PATH",
+            path.display()
+        );
+    }
+    Ok(())
+}
+
 /// Runs until Ctrl-C: the sandbox, the controller (no leader election) and the HTTP API.
 pub async fn run(args: Args) -> anyhow::Result<()> {
+    // A kubeconfig still in use by another dev is the first thing to refuse: its ports would be
+    // the next conflict, and the message would not say that the file is the problem.
+    refuse_live_kubeconfig(&args.kubeconfig).await?;
     // Bind the product's ports first, so a port in use fails before anything starts.
     let api_listener = tokio::net::TcpListener::bind(args.api_addr)
         .await

@@ -1,5 +1,7 @@
 //! Logging: tracing to stderr, as text or JSON.
 
+use std::io::IsTerminal as _;
+
 use clap::ValueEnum;
 
 /// Output format of the logs.
@@ -24,11 +26,17 @@ pub struct LogArgs {
 }
 
 /// Installs the global subscriber. Fails on a filter that does not parse.
+///
+/// Text logs are coloured only on a terminal: written to a file, a pipe or a log collector they
+/// are plain, without escape codes. `NO_COLOR` (any non-empty value) turns colour off on a
+/// terminal too.
 pub fn init(args: &LogArgs) -> anyhow::Result<()> {
     let filter = tracing_subscriber::EnvFilter::try_new(&args.log_level)
         .map_err(|e| anyhow::anyhow!("invalid --log-level {:?}: {e}", args.log_level))?;
+    let no_color = std::env::var_os("NO_COLOR").is_some_and(|v| !v.is_empty());
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
+        .with_ansi(std::io::stderr().is_terminal() && !no_color)
         .with_writer(std::io::stderr);
     match args.log_format {
         LogFormat::Text => builder.try_init(),

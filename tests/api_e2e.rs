@@ -1,5 +1,5 @@
 //! Black-box tests over real HTTP: the channels API against the sandbox, the real controller and
-//! a wiremock Graph API. Every row of the endpoint table of spec section 3.
+//! a wiremock Graph API. Every row of the endpoint table in docs/api.md.
 
 mod api_common;
 

@@ -1,5 +1,7 @@
 //! The checked-in CRD must be exactly what the code generates.
 
+mod kubectl_common;
+
 use std::process::Command;
 
 #[test]
@@ -49,6 +51,8 @@ fn crd_has_the_documented_shape() {
             "Name",
             "Connected",
             "Ready",
+            "Reason",
+            "Stalled",
             "Channel ID",
             "Age"
         ]
@@ -69,4 +73,86 @@ fn crd_has_the_documented_shape() {
             "twilio.whatsapp"
         ])
     );
+}
+
+/// The cells of `kubectl get` table output under `column`, by row, found by the header's offsets.
+fn column_cells(table: &str, column: &str) -> Vec<(String, String)> {
+    let mut lines = table.lines();
+    let header = lines.next().expect("a header line");
+    let start = header
+        .find(&format!("{column} "))
+        .unwrap_or_else(|| panic!("no {column} column in {header:?}"));
+    let end = header[start + column.len()..]
+        .find(|c: char| c != ' ')
+        .map_or(usize::MAX, |n| start + column.len() + n);
+    lines
+        .map(|l| {
+            let name = l.split_whitespace().next().unwrap_or_default().to_owned();
+            let cell = l.get(start..end.min(l.len())).unwrap_or_default().trim();
+            (name, cell.to_owned())
+        })
+        .collect()
+}
+
+#[tokio::test]
+async fn kubectl_get_shows_why_a_channel_is_not_ready_and_whether_it_is_stuck() {
+    use channel_operator::crd::Channel;
+    use kube::api::{Patch, PatchParams, PostParams};
+    use kube::CustomResourceExt as _;
+
+    let sb = kube_sandbox::Sandbox::start(0).await.unwrap();
+    sb.install_crd(&Channel::crd()).await.unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let kubeconfig = dir.path().join("kubeconfig");
+    sb.write_kubeconfig(&kubeconfig).unwrap();
+    let channels: kube::Api<Channel> = kube::Api::namespaced(sb.client(), "default");
+    let condition = |kind: &str, status: &str, reason: &str| {
+        serde_json::json!({"type": kind, "status": status, "reason": reason, "message": reason,
+            "observedGeneration": 1, "lastTransitionTime": "2026-11-29T09:00:00Z"})
+    };
+    for (name, conditions) in [
+        ("good", vec![condition("Ready", "True", "Connected")]),
+        (
+            "stuck",
+            vec![
+                condition("Ready", "False", "InvalidCredentials"),
+                condition("Reconciling", "False", "InvalidCredentials"),
+                condition("Stalled", "True", "InvalidCredentials"),
+            ],
+        ),
+    ] {
+        let channel: Channel = serde_json::from_value(serde_json::json!({
+            "apiVersion": "airy.co/v1alpha1", "kind": "Channel", "metadata": {"name": name},
+            "spec": {"source": "google", "sourceChannelId": name, "name": name}
+        }))
+        .unwrap();
+        channels
+            .create(&PostParams::default(), &channel)
+            .await
+            .unwrap();
+        channels
+            .patch_status(
+                name,
+                &PatchParams::default(),
+                &Patch::Merge(serde_json::json!({"status": {"conditions": conditions}})),
+            )
+            .await
+            .unwrap();
+    }
+
+    let table = kubectl_common::get_channels(&kubeconfig, &dir.path().join("cache")).await;
+    let reasons = column_cells(&table, "REASON");
+    let stalled = column_cells(&table, "STALLED");
+    let cell = |cells: &[(String, String)], name: &str| {
+        cells
+            .iter()
+            .find(|(n, _)| n == name)
+            .map(|(_, c)| c.clone())
+            .unwrap_or_else(|| panic!("no row {name} in\n{table}"))
+    };
+    assert_eq!(cell(&reasons, "good"), "Connected", "{table}");
+    assert_eq!(cell(&reasons, "stuck"), "InvalidCredentials", "{table}");
+    assert_eq!(cell(&stalled, "stuck"), "True", "{table}");
+    assert_ne!(cell(&stalled, "good"), "True", "{table}");
+    sb.shutdown().await;
 }

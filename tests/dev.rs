@@ -1,6 +1,9 @@
 //! `channel-operator dev`, the README's first command, as a new user runs it: start it, connect a
 //! chat-plugin channel with curl's request, list it, see it with kubectl, stop it with Ctrl-C.
 
+mod kubectl_common;
+
+use std::path::Path;
 use std::process::Stdio;
 use std::time::Duration;
 
@@ -12,11 +15,10 @@ fn after<'a>(lines: &'a [String], prefix: &str) -> Option<&'a str> {
     lines.iter().find_map(|l| l.strip_prefix(prefix))
 }
 
-#[tokio::test]
-async fn dev_runs_sandbox_controller_and_api_until_interrupted() {
-    let dir = tempfile::tempdir().unwrap();
-    let kubeconfig = dir.path().join("nested").join("kubeconfig");
-    let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_channel-operator"))
+/// `channel-operator dev` on OS-chosen ports writing `kubeconfig`, not yet waited for.
+fn dev_command(kubeconfig: &Path) -> tokio::process::Command {
+    let mut command = tokio::process::Command::new(env!("CARGO_BIN_EXE_channel-operator"));
+    command
         .args([
             "dev",
             "--sandbox-addr",
@@ -26,10 +28,16 @@ async fn dev_runs_sandbox_controller_and_api_until_interrupted() {
         ])
         .args(["--metrics-addr", "127.0.0.1:0"])
         .arg("--kubeconfig")
-        .arg(&kubeconfig)
+        .arg(kubeconfig)
+        .kill_on_drop(true);
+    command
+}
+
+/// Starts `dev` and returns it with the lines it printed once everything is ready.
+async fn start_dev(kubeconfig: &Path) -> (tokio::process::Child, Vec<String>) {
+    let mut child = dev_command(kubeconfig)
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
-        .kill_on_drop(true)
         .spawn()
         .unwrap();
     let mut lines = tokio::io::BufReader::new(child.stdout.take().unwrap()).lines();
@@ -42,6 +50,31 @@ async fn dev_runs_sandbox_controller_and_api_until_interrupted() {
             .unwrap_or_else(|| panic!("dev exited early: {printed:?}"));
         printed.push(line);
     }
+    // Keep reading, so what dev prints later (on shutdown) never meets a closed pipe.
+    tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
+    (child, printed)
+}
+
+/// Ctrl-C, and a clean exit.
+async fn interrupt(mut child: tokio::process::Child) {
+    let pid = child.id().unwrap().to_string();
+    let kill = std::process::Command::new("kill")
+        .args(["-INT", &pid])
+        .status()
+        .unwrap();
+    assert!(kill.success());
+    let status = tokio::time::timeout(Duration::from_secs(10), child.wait())
+        .await
+        .expect("dev exits after Ctrl-C")
+        .unwrap();
+    assert!(status.success(), "{status}");
+}
+
+#[tokio::test]
+async fn dev_runs_sandbox_controller_and_api_until_interrupted() {
+    let dir = tempfile::tempdir().unwrap();
+    let kubeconfig = dir.path().join("nested").join("kubeconfig");
+    let (child, printed) = start_dev(&kubeconfig).await;
     let shown = after(&printed, "kubeconfig written to ").expect("kubeconfig line");
     assert!(shown.ends_with("nested/kubeconfig"), "{printed:?}");
     assert!(kubeconfig.exists());
@@ -86,21 +119,7 @@ async fn dev_runs_sandbox_controller_and_api_until_interrupted() {
         .unwrap();
     assert_eq!(listed, json!({"data": [connected]}));
 
-    let out = tokio::process::Command::new("kubectl")
-        .arg("--kubeconfig")
-        .arg(&kubeconfig)
-        .arg("--cache-dir")
-        .arg(dir.path().join("cache"))
-        .args(["get", "channels"])
-        .output()
-        .await
-        .unwrap();
-    let table = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let table = kubectl_common::get_channels(&kubeconfig, &dir.path().join("cache")).await;
     let row = table
         .lines()
         .find(|l| l.starts_with("625c0084-1043-5727-bfd9-40366ef08a64"))
@@ -109,16 +128,44 @@ async fn dev_runs_sandbox_controller_and_api_until_interrupted() {
         assert!(row.contains(cell), "{cell} missing in {row:?}");
     }
 
-    // Ctrl-C: a clean exit.
-    let pid = child.id().unwrap().to_string();
-    let kill = std::process::Command::new("kill")
-        .args(["-INT", &pid])
-        .status()
-        .unwrap();
-    assert!(kill.success());
-    let status = tokio::time::timeout(Duration::from_secs(10), child.wait())
+    interrupt(child).await;
+}
+
+#[tokio::test]
+async fn a_second_dev_does_not_take_over_a_kubeconfig_the_first_still_serves() {
+    let dir = tempfile::tempdir().unwrap();
+    let kubeconfig = dir.path().join("kubeconfig");
+    let (first, _) = start_dev(&kubeconfig).await;
+    let written = std::fs::read_to_string(&kubeconfig).unwrap();
+
+    // A second instance on other ports, same kubeconfig: refused, with the way out.
+    let second = tokio::time::timeout(Duration::from_secs(30), dev_command(&kubeconfig).output())
         .await
-        .expect("dev exits after Ctrl-C")
+        .expect("the second dev exits")
         .unwrap();
-    assert!(status.success(), "{status}");
+    let stderr = String::from_utf8_lossy(&second.stderr);
+    assert!(!second.status.success(), "second dev started: {stderr}");
+    assert!(
+        stderr.contains("still running") && stderr.contains("--kubeconfig PATH"),
+        "{stderr}"
+    );
+    assert_eq!(
+        std::fs::read_to_string(&kubeconfig).unwrap(),
+        written,
+        "the first instance's kubeconfig is untouched"
+    );
+
+    // Once the first is stopped, its leftover kubeconfig is simply replaced.
+    interrupt(first).await;
+    let (third, printed) = start_dev(&kubeconfig).await;
+    let url = after(&printed, "Kubernetes API sandbox listening on ")
+        .and_then(|l| l.split_whitespace().next())
+        .expect("sandbox address line");
+    assert!(
+        std::fs::read_to_string(&kubeconfig)
+            .unwrap()
+            .contains(&format!("server: {url}\n")),
+        "the kubeconfig names the new sandbox {url}"
+    );
+    interrupt(third).await;
 }

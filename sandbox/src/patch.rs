@@ -1,6 +1,5 @@
 //! Patch types kube-apiserver accepts: JSON merge patch (RFC 7386), JSON patch (RFC 6902),
 //! strategic merge patch (built-in types) and server-side apply.
-//! CONTRACT (owned by the sandbox-pure helper): signatures below are used by the server.
 
 use serde_json::{json, Map, Value};
 use std::collections::{BTreeMap, BTreeSet};

@@ -1,6 +1,5 @@
 //! Structural-schema handling of custom resources as kube-apiserver does it: pruning of unknown
 //! fields, defaulting, OpenAPI v3 validation and CEL rules (`x-kubernetes-validations`).
-//! CONTRACT (owned by the sandbox-pure helper): signatures below are used by the server.
 
 use serde_json::{Map, Value};
 

@@ -1,5 +1,4 @@
 //! Label and field selectors as kube-apiserver parses and matches them.
-//! CONTRACT (owned by the sandbox-pure helper): signatures below are used by the server.
 
 use serde_json::Value;
 

@@ -1,6 +1,5 @@
 //! `meta.k8s.io/v1` Table responses (what `kubectl get` asks for) and the JSONPath subset that
 //! additionalPrinterColumns use.
-//! CONTRACT (owned by the sandbox-pure helper): signatures below are used by the server.
 
 use serde_json::{json, Value};
 
@@ -690,6 +689,8 @@ mod tests {
                 "Name",
                 "Connected",
                 "Ready",
+                "Reason",
+                "Stalled",
                 "Channel ID",
                 "Age"
             ]
@@ -713,7 +714,7 @@ mod tests {
         let cells = &t["rows"][0]["cells"];
         assert_eq!(
             cells,
-            &json!(["c1", "google", "agent", null, true, "True", null, "5m"])
+            &json!(["c1", "google", "agent", null, true, "True", null, null, null, "5m"])
         );
         assert_eq!(t["rows"][0]["object"]["kind"], "PartialObjectMetadata");
         assert_eq!(t["rows"][0]["object"]["metadata"]["name"], "c1");

@@ -1,4 +1,4 @@
-//! Authentication (spec section 3): off unless static tokens or a JWT secret are configured;
+//! Authentication (docs/api.md): off unless static tokens or a JWT secret are configured;
 //! then `Authorization: Bearer <token>` must be one of the static tokens (compared in constant
 //! time) or an HS256 JWT signed with the secret that carries a `user_id` claim.
 

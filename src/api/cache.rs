@@ -28,7 +28,7 @@ pub struct Entry {
     pub source: Source,
     /// Whether it counts as connected (listed, answered by info).
     pub connected: bool,
-    /// The spec section 2 Channel object, serialized.
+    /// The API's Channel object (docs/api.md), serialized.
     pub json: Bytes,
     /// The resource itself.
     pub channel: Arc<Channel>,

@@ -1,4 +1,4 @@
-//! The endpoint handlers of spec section 3. Each one validates the whole request before it
+//! The endpoint handlers of docs/api.md. Each one validates the whole request before it
 //! touches the cluster.
 
 use axum::extract::State;

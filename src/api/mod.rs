@@ -1,4 +1,4 @@
-//! The channels HTTP API (spec section 3), served from the cluster state.
+//! The channels HTTP API (docs/api.md), served from the cluster state.
 //!
 //! - [`model`]: request and response types; [`validate`]: value checks; [`error`]: `{"message"}`
 //!   errors and the body extractor;
@@ -123,7 +123,7 @@ impl AppState {
     }
 }
 
-/// Every API endpoint path (spec section 3), with the alias.
+/// Every API endpoint path (docs/api.md), with the alias.
 pub const ENDPOINTS: [&str; 15] = [
     "/channels.list",
     "/channels.info",

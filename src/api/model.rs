@@ -1,4 +1,4 @@
-//! Request and response types of the channels API (spec sections 2 and 3).
+//! Request and response types of the channels API (docs/api.md).
 //!
 //! Requests ignore unknown fields (serde's default); optional fields are `Option`s so that "absent"
 //! and "given" can be told apart. The OpenAPI document is generated from these types.
@@ -109,7 +109,7 @@ impl std::fmt::Debug for ExploreRequest {
     }
 }
 
-/// The Channel object of spec section 2: always all five keys.
+/// The Channel object of the API (docs/api.md): always all five keys.
 #[derive(Serialize, Deserialize, Debug, Clone, PartialEq, ToSchema)]
 pub struct ChannelResponse {
     /// The deterministic channel id.
@@ -180,7 +180,7 @@ pub fn is_connected(ch: &Channel) -> bool {
     ch.is_connected()
 }
 
-/// The spec section 2 Channel object of a Channel resource.
+/// The API's Channel object (docs/api.md) of a Channel resource.
 pub fn channel_response(ch: &Channel) -> ChannelResponse {
     let source = ch.spec.source;
     let id = ch.channel_id();

@@ -1,4 +1,4 @@
-//! Facebook pages through the Graph API, exactly as spec section 4.1.
+//! Facebook pages through the Graph API, with the calls listed in docs/providers.md.
 //!
 //! Tokens travel only in query strings to the Graph API; error messages carry the HTTP status and
 //! Facebook's own error message, scrubbed of every token, and never a URL.

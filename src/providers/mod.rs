@@ -1,4 +1,4 @@
-//! Providers: the messaging platforms a channel is connected with (spec section 4).
+//! Providers: the messaging platforms a channel is connected with (docs/providers.md).
 //!
 //! Every source has one [`Provider`] implementation; [`Providers::for_source`] picks it. Errors are
 //! classified ([`ProviderError`]) so the controller can report the right `Ready` reason and choose

@@ -1,4 +1,4 @@
-//! Google Business Messages and the website chat plugin: nothing to call (spec section 4.3).
+//! Google Business Messages and the website chat plugin: nothing to call (docs/providers.md).
 
 use futures::future::BoxFuture;
 

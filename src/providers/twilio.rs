@@ -1,4 +1,4 @@
-//! Twilio SMS and WhatsApp numbers (spec section 4.2).
+//! Twilio SMS and WhatsApp numbers (docs/providers.md).
 //!
 //! Without an account SID, auth token and webhook URL configured, no call is made: the user points
 //! the number's webhook at the platform. With them, connect looks the number up in the account and
