@@ -12,42 +12,31 @@ use axum::http::{HeaderMap, HeaderValue, Method};
 use axum::response::{IntoResponse, Response};
 use bytes::Bytes;
 use serde_json::{json, Value};
-use tokio::sync::broadcast::error::RecvError;
 
 use super::discovery;
+use super::faults::FaultTable;
+use super::net;
 use super::patch::{self, ManagedFields};
 use super::resources::{self, Conversion, ResourceType};
 use super::schema;
 use super::selector::{FieldSelector, LabelSelector};
 use super::status::{json_response, ApiError};
-use super::store::{self, Event, EventType, Store, CRDS, NAMESPACES};
+use super::store::{self, EventType, Store, CRDS, NAMESPACES};
 use super::table;
 
 /// How often a watch with `allowWatchBookmarks=true` gets a BOOKMARK.
 pub const BOOKMARK_EVERY: Duration = Duration::from_secs(1);
-/// Events a watch may fall behind before it is closed (the client re-watches).
-const WATCH_BUFFER: usize = 1024;
-
-/// One pending fault.
-#[derive(Clone, Debug)]
-pub struct FaultRule {
-    pub verb: String,
-    pub resource: String,
-    pub remaining: usize,
-    pub action: FaultAction,
-}
-
-#[derive(Clone, Debug)]
-pub enum FaultAction {
-    Fail(u16),
-    Hold(Duration),
-}
+/// Lines queued for a watch client before the watch stops taking events (and so may fall
+/// behind the watch window).
+const WATCH_BUFFER: usize = 64;
 
 /// State shared by every request.
 pub struct Shared {
     pub store: Mutex<Store>,
-    pub faults: Mutex<Vec<FaultRule>>,
+    pub faults: Mutex<FaultTable>,
     pub addr: SocketAddr,
+    /// The accept loop and connections of the current listener.
+    pub serving: Mutex<net::Serving>,
 }
 
 impl Shared {
@@ -55,36 +44,8 @@ impl Shared {
         self.store.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    pub fn lock_faults(&self) -> MutexGuard<'_, Vec<FaultRule>> {
+    pub fn lock_faults(&self) -> MutexGuard<'_, FaultTable> {
         self.faults.lock().unwrap_or_else(|e| e.into_inner())
-    }
-
-    /// Consumes the faults matching this request: (hold, fail).
-    fn take_faults(&self, verb: &str, resource: &str) -> (Option<Duration>, Option<u16>) {
-        let mut rules = self.lock_faults();
-        let (mut hold, mut fail) = (None, None);
-        for rule in rules.iter_mut() {
-            let verb_ok = rule.verb == "*" || rule.verb == verb;
-            let res_ok = rule.resource == "*"
-                || rule.resource == resource
-                || resource.split('/').next() == Some(rule.resource.as_str());
-            if !verb_ok || !res_ok || rule.remaining == 0 {
-                continue;
-            }
-            match rule.action {
-                FaultAction::Hold(d) if hold.is_none() => {
-                    hold = Some(d);
-                    rule.remaining -= 1;
-                }
-                FaultAction::Fail(c) if fail.is_none() => {
-                    fail = Some(c);
-                    rule.remaining -= 1;
-                }
-                _ => {}
-            }
-        }
-        rules.retain(|r| r.remaining > 0);
-        (hold, fail)
     }
 }
 
@@ -408,7 +369,7 @@ async fn resource_request(
         Some(s) => format!("{plural}/{s}"),
         None => plural.clone(),
     };
-    let (hold, fail) = sh.take_faults(verb, &fault_resource);
+    let (hold, fail) = sh.lock_faults().take(verb, &fault_resource);
     if let Some(d) = hold {
         tokio::time::sleep(d).await;
     }
@@ -437,7 +398,13 @@ async fn resource_request(
             }
             start_watch(sh, ctx, t.ns.clone(), &q)
         }
-        "list" => list(&sh.lock(), ctx, t.ns.as_deref()),
+        "list" => {
+            let delay = sh.lock_faults().list_delay(&plural);
+            if let Some(d) = delay {
+                tokio::time::sleep(d).await;
+            }
+            list(&sh.lock(), ctx, t.ns.as_deref())
+        }
         "get" => {
             let st = sh.lock();
             let stored = st
@@ -1599,12 +1566,12 @@ fn start_watch(
     };
     let (out_tx, out_rx) = tokio::sync::mpsc::channel::<Bytes>(WATCH_BUFFER);
     let mut backlog: Vec<Bytes> = vec![];
-    let (mut rx, cancel, mut last_rv) = {
+    let storage = ctx.rt.storage.clone();
+    let (cancel, rv_rx, pos) = {
         let st = sh.lock();
-        let storage = &ctx.rt.storage;
         match from {
             None => {
-                if let Some(map) = st.objects.get(storage) {
+                if let Some(map) = st.objects.get(&storage) {
                     for ((n, _), stored) in map {
                         if ns.as_ref().is_some_and(|ns| ns != n) {
                             continue;
@@ -1618,7 +1585,7 @@ fn start_watch(
                     backlog.push(filter.bookmark(st.rv, true));
                 }
             }
-            Some(rv) => match st.events_since(storage, rv) {
+            Some(rv) => match st.events_since(&storage, rv) {
                 Ok(events) => {
                     for ev in events {
                         if ns.as_ref().is_some_and(|ns| *ns != ev.ns) {
@@ -1629,65 +1596,20 @@ fn start_watch(
                         }
                     }
                 }
-                Err(oldest) => {
-                    let status =
-                        ApiError::gone(format!("too old resource version: {rv} ({oldest})"));
-                    let line = format!(
-                        "{}\n",
-                        json!({"type": "ERROR", "object": status.to_value()})
-                    );
-                    return Ok(json_response(200, line));
-                }
+                Err(oldest) => return Ok(json_response(200, too_old(rv, oldest))),
             },
         }
-        (st.tx.subscribe(), st.watch_cancel.clone(), st.rv)
+        (st.watch_cancel.clone(), st.rv_tx.subscribe(), st.rv)
     };
-    let storage = ctx.rt.storage.clone();
-    tokio::spawn(async move {
-        for line in backlog {
-            if out_tx.send(line).await.is_err() {
-                return;
-            }
-        }
-        let deadline = timeout.map(|t| tokio::time::Instant::now() + t);
-        let mut tick =
-            tokio::time::interval_at(tokio::time::Instant::now() + BOOKMARK_EVERY, BOOKMARK_EVERY);
-        loop {
-            tokio::select! {
-                _ = cancel.cancelled() => break,
-                _ = out_tx.closed() => break,
-                _ = async { tokio::time::sleep_until(deadline.expect("guarded")).await }, if deadline.is_some() => {
-                    if bookmarks {
-                        let _ = out_tx.send(filter.bookmark(last_rv, false)).await;
-                    }
-                    break;
-                }
-                _ = tick.tick(), if bookmarks => {
-                    if out_tx.send(filter.bookmark(last_rv, false)).await.is_err() {
-                        break;
-                    }
-                }
-                ev = rx.recv() => {
-                    let ev: Arc<Event> = match ev {
-                        Ok(ev) => ev,
-                        Err(RecvError::Lagged(_)) | Err(RecvError::Closed) => break,
-                    };
-                    if ev.rv <= last_rv {
-                        continue;
-                    }
-                    last_rv = ev.rv;
-                    if ev.storage != storage || filter.ns.as_ref().is_some_and(|ns| *ns != ev.ns) {
-                        continue;
-                    }
-                    if let Some(line) = filter.line(ev.kind, &ev.obj, ev.prev.as_ref()) {
-                        if out_tx.send(line).await.is_err() {
-                            break;
-                        }
-                    }
-                }
-            }
-        }
-    });
+    let watch = Watch {
+        sh: sh.clone(),
+        storage,
+        out: out_tx,
+        cancel,
+        lag_rx: rv_rx.clone(),
+        pos,
+    };
+    tokio::spawn(watch.run(filter, backlog, rv_rx, bookmarks, timeout));
     let stream = tokio_stream::wrappers::ReceiverStream::new(out_rx)
         .map(Ok::<Bytes, std::convert::Infallible>);
     let mut resp = json_response(200, Body::from_stream(stream));
@@ -1701,3 +1623,127 @@ fn start_watch(
 }
 
 use futures::StreamExt as _;
+
+/// The ERROR line of a watch from a resourceVersion older than the window.
+fn too_old(rv: u64, oldest: u64) -> Bytes {
+    let status = ApiError::gone(format!("too old resource version: {rv} ({oldest})"));
+    Bytes::from(format!(
+        "{}\n",
+        json!({"type": "ERROR", "object": status.to_value()})
+    ))
+}
+
+/// Why a watch stopped sending.
+enum End {
+    /// The client went away, the watch was cancelled, or the stream closed.
+    Closed,
+    /// Events it had not sent yet left the watch window.
+    Lagged,
+}
+
+/// One running watch: it reads its resource's events from the watch window, so a client that
+/// reads too slowly falls behind and is cut off with a 410, as kube-apiserver's cacher does.
+struct Watch {
+    sh: Arc<Shared>,
+    storage: String,
+    out: tokio::sync::mpsc::Sender<Bytes>,
+    cancel: tokio_util::sync::CancellationToken,
+    /// Wakes a blocked send to check whether the watch fell behind.
+    lag_rx: tokio::sync::watch::Receiver<u64>,
+    /// Every event of the resource up to this resourceVersion has been sent (or filtered out).
+    pos: u64,
+}
+
+impl Watch {
+    async fn run(
+        mut self,
+        filter: WatchFilter,
+        backlog: Vec<Bytes>,
+        mut rv_rx: tokio::sync::watch::Receiver<u64>,
+        bookmarks: bool,
+        timeout: Option<Duration>,
+    ) {
+        let end = self
+            .serve(&filter, backlog, &mut rv_rx, bookmarks, timeout)
+            .await;
+        if let Err(End::Lagged) = end {
+            // The client gets the queued lines, then the 410 (unless it goes away first).
+            let oldest = self.sh.lock().oldest_resumable(&self.storage) + 1;
+            tokio::select! {
+                _ = self.cancel.cancelled() => {}
+                _ = self.out.send(too_old(self.pos, oldest)) => {}
+            }
+        }
+    }
+
+    async fn serve(
+        &mut self,
+        filter: &WatchFilter,
+        backlog: Vec<Bytes>,
+        rv_rx: &mut tokio::sync::watch::Receiver<u64>,
+        bookmarks: bool,
+        timeout: Option<Duration>,
+    ) -> Result<(), End> {
+        for line in backlog {
+            self.send(line).await?;
+        }
+        let deadline = timeout.map(|t| tokio::time::Instant::now() + t);
+        let mut tick =
+            tokio::time::interval_at(tokio::time::Instant::now() + BOOKMARK_EVERY, BOOKMARK_EVERY);
+        loop {
+            tokio::select! {
+                _ = self.cancel.cancelled() => return Err(End::Closed),
+                _ = self.out.closed() => return Err(End::Closed),
+                _ = async { tokio::time::sleep_until(deadline.expect("guarded")).await }, if deadline.is_some() => {
+                    if bookmarks {
+                        self.send(filter.bookmark(self.pos, false)).await?;
+                    }
+                    return Ok(());
+                }
+                _ = tick.tick(), if bookmarks => self.send(filter.bookmark(self.pos, false)).await?,
+                changed = rv_rx.changed() => {
+                    if changed.is_err() {
+                        return Err(End::Closed);
+                    }
+                    rv_rx.borrow_and_update();
+                    let (events, upto) = {
+                        let st = self.sh.lock();
+                        let events = st.events_since(&self.storage, self.pos).map_err(|_| End::Lagged)?;
+                        (events, st.rv)
+                    };
+                    for ev in events {
+                        if filter.ns.as_ref().is_none_or(|ns| *ns == ev.ns) {
+                            if let Some(line) = filter.line(ev.kind, &ev.obj, ev.prev.as_ref()) {
+                                self.send(line).await?;
+                            }
+                        }
+                        self.pos = ev.rv;
+                    }
+                    self.pos = self.pos.max(upto);
+                }
+            }
+        }
+    }
+
+    /// Queues one line; while the client does not take it, every change is checked for
+    /// having pushed unsent events out of the window.
+    async fn send(&mut self, line: Bytes) -> Result<(), End> {
+        loop {
+            tokio::select! {
+                _ = self.cancel.cancelled() => return Err(End::Closed),
+                permit = self.out.reserve() => {
+                    permit.map_err(|_| End::Closed)?.send(line);
+                    return Ok(());
+                }
+                changed = self.lag_rx.changed() => {
+                    if changed.is_err() {
+                        return Err(End::Closed);
+                    }
+                    if self.sh.lock().oldest_resumable(&self.storage) > self.pos {
+                        return Err(End::Lagged);
+                    }
+                }
+            }
+        }
+    }
+}
