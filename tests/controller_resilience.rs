@@ -13,7 +13,7 @@ use clap::Parser;
 use futures::StreamExt;
 use k8s_openapi::api::coordination::v1::Lease;
 use k8s_openapi::api::core::v1::Secret;
-use kube::api::{Api, ListParams, PostParams};
+use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams, PostParams};
 use kube::CustomResourceExt;
 use kube_sandbox::Sandbox;
 use wiremock::matchers::{method, path, path_regex};
@@ -420,4 +420,66 @@ async fn sigterm_of_the_leader_hands_over_the_lease_at_once_and_connects_nothing
     connect_numbers(&cluster, &twilio, 5..10, "the new leader").await;
     // Every number's webhook was set exactly once (the mocks' expectations).
     twilio.verify().await;
+}
+
+fn is_disconnected_for_generation(ch: Option<&Channel>) -> bool {
+    ch.is_some_and(|c| {
+        c.ready_condition().is_some_and(|r| {
+            r.status == "True"
+                && r.reason == "Disconnected"
+                && r.observed_generation == c.metadata.generation
+        }) && c.status.as_ref().is_some_and(|s| !s.connected)
+    })
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn after_an_apiserver_restart_creates_disconnects_and_deletes_are_reconciled_at_once() {
+    let cluster = Cluster::start().await;
+    let controller = cluster.run_controller(&["--namespace", "default"]).await;
+    let to_disconnect: Vec<String> = (0..10).map(|i| format!("off-{i}")).collect();
+    let to_delete: Vec<String> = (0..10).map(|i| format!("gone-{i}")).collect();
+    let before: Vec<String> = to_disconnect.iter().chain(&to_delete).cloned().collect();
+    cluster
+        .create_all(before.iter().map(|n| chat_plugin(n)))
+        .await;
+    let missing = cluster
+        .pending(&before, Duration::from_secs(30), is_ready_connected)
+        .await;
+    assert!(
+        missing.is_empty(),
+        "not Ready before the restart: {missing:?}"
+    );
+
+    // The apiserver restarts (every watch cut, history compacted), then the changes arrive.
+    cluster.sb.faults().restart(Duration::from_secs(3)).await;
+    let back = Instant::now();
+    let created: Vec<String> = (0..10).map(|i| format!("new-{i}")).collect();
+    cluster
+        .create_all(created.iter().map(|n| chat_plugin(n)))
+        .await;
+    let api = cluster.channels();
+    let patch = serde_json::json!({"spec": {"connected": false}});
+    for name in &to_disconnect {
+        api.patch(name, &PatchParams::default(), &Patch::Merge(&patch))
+            .await
+            .unwrap();
+    }
+    for name in &to_delete {
+        api.delete(name, &DeleteParams::default()).await.unwrap();
+    }
+
+    let within = Duration::from_secs(10).saturating_sub(back.elapsed());
+    let not_created = cluster.pending(&created, within, is_ready_connected).await;
+    let within = Duration::from_secs(10).saturating_sub(back.elapsed());
+    let not_disconnected = cluster
+        .pending(&to_disconnect, within, is_disconnected_for_generation)
+        .await;
+    let within = Duration::from_secs(10).saturating_sub(back.elapsed());
+    let not_deleted = cluster.pending(&to_delete, within, |c| c.is_none()).await;
+    assert!(
+        not_created.is_empty() && not_disconnected.is_empty() && not_deleted.is_empty(),
+        "10 s after the apiserver came back: not Ready {not_created:?}, not disconnected \
+         {not_disconnected:?}, not deleted {not_deleted:?}"
+    );
+    controller.abort();
 }
