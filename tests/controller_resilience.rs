@@ -483,3 +483,53 @@ async fn after_an_apiserver_restart_creates_disconnects_and_deletes_are_reconcil
     );
     controller.abort();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn credentials_outside_the_secret_namespaces_are_reported_not_read() {
+    let cluster = Cluster::start().await;
+    let namespaces: Api<k8s_openapi::api::core::v1::Namespace> = Api::all(cluster.sb.client());
+    let mut ns = k8s_openapi::api::core::v1::Namespace::default();
+    ns.metadata.name = Some("team-b".into());
+    namespaces
+        .create(&PostParams::default(), &ns)
+        .await
+        .unwrap();
+    let secrets: Api<Secret> = Api::namespaced(cluster.sb.client(), "team-b");
+    let mut token = Secret::default();
+    token.metadata.name = Some("fb-token".into());
+    token.string_data = Some([("page_token".to_string(), "user-page-token".to_string())].into());
+    secrets
+        .create(&PostParams::default(), &token)
+        .await
+        .unwrap();
+    let controller = cluster
+        .run_controller(&["--secret-namespaces", "default"])
+        .await;
+    let mut ch = channel(
+        "fb",
+        "facebook",
+        "page-1",
+        serde_json::json!({"credentialsSecretRef": {"name": "fb-token", "key": "page_token"}}),
+    );
+    ch.metadata.namespace = Some("team-b".into());
+    let api: Api<Channel> = Api::namespaced(cluster.sb.client(), "team-b");
+    api.create(&PostParams::default(), &ch).await.unwrap();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let got = api.get("fb").await.unwrap();
+        if let Some(ready) = got.ready_condition() {
+            assert_eq!(ready.status, "False", "{ready:?}");
+            assert_eq!(ready.reason, "CredentialsMissing", "{ready:?}");
+            assert!(
+                ready
+                    .message
+                    .contains("not configured to read Secrets in namespace team-b"),
+                "{ready:?}"
+            );
+            break;
+        }
+        assert!(Instant::now() < deadline, "no verdict on the Channel");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    controller.abort();
+}

@@ -152,6 +152,8 @@ pub struct Context {
     /// resourceVersion of the last status this process wrote, per Channel uid: a cached object
     /// older than that is stale, and deciding from its status could connect a channel twice.
     last_write: Mutex<HashMap<String, u64>>,
+    /// Where this controller may read Secrets (`--secret-namespaces`).
+    secret_scope: super::watch::SecretScope,
 }
 
 impl Context {
@@ -177,6 +179,7 @@ impl Context {
             failures: Mutex::new(HashMap::new()),
             last_checked: Mutex::new(HashMap::new()),
             last_write: Mutex::new(HashMap::new()),
+            secret_scope: args.secret_scope(),
         }
     }
 
@@ -308,6 +311,12 @@ impl Context {
             return Ok((None, None));
         };
         let ns = ch.namespace().unwrap_or_default();
+        if !self.secret_scope.allows(&ns) {
+            return Err(ProviderError::CredentialsMissing(format!(
+                "the operator is not configured to read Secrets in namespace {ns} (--secret-namespaces)"
+            ))
+            .into());
+        }
         let secret = self.secrets(ch).get_opt(&r.name).await?.ok_or_else(|| {
             ProviderError::CredentialsMissing(format!(
                 "the Secret {ns}/{} named by spec.credentialsSecretRef does not exist",
