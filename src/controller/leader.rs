@@ -11,9 +11,13 @@ use std::time::Duration;
 use k8s_openapi::api::coordination::v1::Lease;
 use kube::{Api, Client};
 use kube_lease_manager::{LeaseManager, LeaseManagerBuilder};
-use tracing::warn;
+use std::sync::Arc;
 
-use super::Args;
+use tracing::{info, warn};
+
+use super::{run_controller, Args, Shutdown};
+use crate::metrics::Metrics;
+use crate::providers::Providers;
 
 /// How often a standby looks whether the Lease was released.
 const RELEASE_POLL: Duration = Duration::from_millis(500);
@@ -95,6 +99,53 @@ impl Candidate {
                     return;
                 }
             }
+        }
+    }
+}
+
+/// Waits for the Lease, runs the controller while holding it, stands by otherwise; releases the
+/// Lease when the controller ends.
+pub(crate) async fn run_as_candidate(
+    client: Client,
+    args: Args,
+    providers: Providers,
+    metrics: Arc<Metrics>,
+    shutdown: Shutdown,
+) -> anyhow::Result<()> {
+    let identity = args.identity();
+    let mut candidate = Candidate::new(client.clone(), &args, &identity).await?;
+    info!(lease = %args.lease_name, namespace = %args.lease_namespace, %identity, "waiting for the leader lease");
+    loop {
+        metrics.set_ready(true); // standing by is ready
+        tokio::select! {
+            acquired = candidate.acquire(&args) => acquired?,
+            () = shutdown.requested() => return Ok(()),
+        }
+        info!(%identity, "became leader; starting the controller");
+        metrics.set_ready(false);
+        let controller = run_controller(
+            client.clone(),
+            args.clone(),
+            providers.clone(),
+            metrics.clone(),
+            shutdown.clone(),
+        );
+        let ended = tokio::select! {
+            r = controller => Some(r),
+            lost = candidate.hold() => {
+                lost?;
+                None
+            }
+        };
+        metrics.set_channel_counter(None);
+        metrics.watches_stopped();
+        match ended {
+            Some(result) => {
+                candidate.release().await;
+                info!(%identity, "released the leader lease");
+                return result;
+            }
+            None => warn!(%identity, "lost the leader lease; stopping the controller"),
         }
     }
 }

@@ -159,7 +159,7 @@ pub async fn run_until(
     )));
     let providers = Providers::new(&args.providers)?;
     let result = if args.leader_election {
-        run_as_candidate(client, args, providers, metrics, shutdown).await
+        leader::run_as_candidate(client, args, providers, metrics, shutdown).await
     } else {
         run_controller(client, args, providers, metrics, shutdown).await
     };
@@ -173,58 +173,6 @@ impl<T> Drop for AbortOnDrop<T> {
         self.0.abort();
     }
 }
-
-/// Waits for the Lease, runs the controller while holding it, stands by otherwise; releases the
-/// Lease when the controller ends.
-async fn run_as_candidate(
-    client: Client,
-    args: Args,
-    providers: Providers,
-    metrics: Arc<Metrics>,
-    shutdown: Shutdown,
-) -> anyhow::Result<()> {
-    let identity = args.identity();
-    let mut candidate = leader::Candidate::new(client.clone(), &args, &identity).await?;
-    info!(lease = %args.lease_name, namespace = %args.lease_namespace, %identity, "waiting for the leader lease");
-    loop {
-        metrics.set_ready(true); // standing by is ready
-        tokio::select! {
-            acquired = candidate.acquire(&args) => acquired?,
-            () = shutdown.requested() => return Ok(()),
-        }
-        info!(%identity, "became leader; starting the controller");
-        metrics.set_ready(false);
-        let controller = run_controller(
-            client.clone(),
-            args.clone(),
-            providers.clone(),
-            metrics.clone(),
-            shutdown.clone(),
-        );
-        let ended = tokio::select! {
-            r = controller => Some(r),
-            lost = candidate.hold() => {
-                lost?;
-                None
-            }
-        };
-        metrics.set_channel_counter(None);
-        metrics.watches_stopped();
-        match ended {
-            Some(result) => {
-                candidate.release().await;
-                info!(%identity, "released the leader lease");
-                return result;
-            }
-            None => warn!(%identity, "lost the leader lease; stopping the controller"),
-        }
-    }
-}
-
-/// How long a reconcile for an object not yet in the cache waits before it is tried again, and
-/// how often (then the object is gone: deleted before it was cached).
-const NOT_FOUND_RETRY: Duration = Duration::from_millis(200);
-const NOT_FOUND_ATTEMPTS: u32 = 50;
 
 /// Runs the Channel controller (as leader, or without leader election) until `shutdown`.
 pub async fn run_controller(
@@ -250,7 +198,7 @@ pub async fn run_controller(
             Duration::from_secs(args.sweep_seconds.max(1)),
         )
         .boxed(),
-        requeue_missing(missing_rx, missing_tx.clone(), store.clone()).boxed(),
+        watch::requeue_missing(missing_rx, missing_tx.clone(), store.clone()).boxed(),
     ]);
     let secret_store = store.clone();
     let scope = args.secret_scope();
@@ -331,33 +279,6 @@ pub async fn run_controller(
     }
     metrics.set_channel_counter(None);
     Ok(())
-}
-
-/// Reconcile requests for objects not in the cache yet, re-issued once the cache holds them.
-fn requeue_missing(
-    rx: futures::channel::mpsc::UnboundedReceiver<(ObjectRef<Channel>, u32)>,
-    tx: futures::channel::mpsc::UnboundedSender<(ObjectRef<Channel>, u32)>,
-    store: Store<Channel>,
-) -> impl futures::Stream<Item = Channel> + Send + 'static {
-    rx.map(move |(r, attempt)| {
-        let (store, tx) = (store.clone(), tx.clone());
-        async move {
-            tokio::time::sleep(NOT_FOUND_RETRY).await;
-            match store.get(&r) {
-                Some(ch) => Some(ch.as_ref().clone()),
-                None if attempt < NOT_FOUND_ATTEMPTS => {
-                    let _ = tx.unbounded_send((r, attempt + 1));
-                    None
-                }
-                None => {
-                    debug!(object = %r, "never appeared in the cache (deleted); not retrying");
-                    None
-                }
-            }
-        }
-    })
-    .buffer_unordered(1024)
-    .filter_map(std::future::ready)
 }
 
 fn count_channels(store: &Store<Channel>) -> Vec<(ChannelLabels, i64)> {

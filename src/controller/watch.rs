@@ -343,6 +343,38 @@ pub(crate) fn channels_of_secret(
     refs
 }
 
+/// How long a reconcile for an object not yet in the cache waits before it is tried again, and
+/// how often (then the object is gone: deleted before it was cached).
+const NOT_FOUND_RETRY: Duration = Duration::from_millis(200);
+const NOT_FOUND_ATTEMPTS: u32 = 50;
+
+/// Reconcile requests for objects not in the cache yet, re-issued once the cache holds them.
+pub(crate) fn requeue_missing(
+    rx: futures::channel::mpsc::UnboundedReceiver<(ObjectRef<Channel>, u32)>,
+    tx: futures::channel::mpsc::UnboundedSender<(ObjectRef<Channel>, u32)>,
+    store: Store<Channel>,
+) -> impl Stream<Item = Channel> + Send + 'static {
+    rx.map(move |(r, attempt)| {
+        let (store, tx) = (store.clone(), tx.clone());
+        async move {
+            tokio::time::sleep(NOT_FOUND_RETRY).await;
+            match store.get(&r) {
+                Some(ch) => Some(ch.as_ref().clone()),
+                None if attempt < NOT_FOUND_ATTEMPTS => {
+                    let _ = tx.unbounded_send((r, attempt + 1));
+                    None
+                }
+                None => {
+                    debug!(object = %r, "never appeared in the cache (deleted); not retrying");
+                    None
+                }
+            }
+        }
+    })
+    .buffer_unordered(1024)
+    .filter_map(std::future::ready)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
