@@ -6,6 +6,11 @@
 //! child process (`channel-operator controller` with a kubeconfig); N Facebook Channels created
 //! (32 in flight); then the seconds until all are Ready, reconciles per second (from the
 //! controller's /metrics) and the controller's peak resident memory (VmHWM).
+//!
+//! Then the same again with disruptions during the creates: the watch history compacted and every
+//! watch cut every 2 s (forced re-lists), and one apiserver restart (3 s down) halfway. It prints
+//! the all-Ready time and the number of Channels never reconciled (no finalizer, no status; must
+//! be 0).
 
 use std::time::{Duration, Instant};
 
@@ -70,7 +75,8 @@ async fn run() {
         "controller benchmark (sandbox in-process, controller in a child process, fake Graph API)"
     );
     for n in sizes {
-        bench(n, &format!("{}/v24.0", graph.uri())).await;
+        bench(n, &format!("{}/v24.0", graph.uri()), false).await;
+        bench(n, &format!("{}/v24.0", graph.uri()), true).await;
     }
 }
 
@@ -131,7 +137,30 @@ fn secret(name: &str) -> Secret {
     s
 }
 
-async fn bench(n: usize, graph_url: &str) {
+/// Forced re-lists every 2 s and one restart after `restart_after`, until `stop` is set.
+async fn disrupt(
+    faults: kube_sandbox::Faults,
+    restart_after: Duration,
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+) -> usize {
+    let started = Instant::now();
+    let mut restarted = false;
+    let mut relists = 0;
+    while !stop.load(std::sync::atomic::Ordering::SeqCst) && relists < 1000 {
+        tokio::time::sleep(Duration::from_secs(2)).await;
+        if !restarted && started.elapsed() >= restart_after {
+            faults.restart(Duration::from_secs(3)).await;
+            restarted = true;
+        } else {
+            faults.compact_history();
+            faults.drop_watches();
+            relists += 1;
+        }
+    }
+    relists
+}
+
+async fn bench(n: usize, graph_url: &str, disrupted: bool) {
     let sb = Sandbox::start(0).await.expect("sandbox");
     sb.install_crd(&Channel::crd()).await.expect("crd");
     let dir = tempfile::tempdir().unwrap();
@@ -237,22 +266,49 @@ async fn bench(n: usize, graph_url: &str) {
         .unwrap_or(0.0);
 
     let t0 = Instant::now();
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    // Halfway through the creates (at the rate measured above).
+    let restart_after = Duration::from_secs_f64(n as f64 / channel_write_rate / 2.0);
+    let disruption =
+        disrupted.then(|| tokio::spawn(disrupt(sb.faults(), restart_after, stop.clone())));
     futures::stream::iter(0..n)
         .map(|i| {
             let channels = channels.clone();
-            async move { channels.create(&PostParams::default(), &channel(i)).await }
+            async move {
+                // A create the restart cut off is sent again, as a client would.
+                loop {
+                    match channels.create(&PostParams::default(), &channel(i)).await {
+                        Ok(_) => return,
+                        Err(kube::Error::Api(e)) if e.code == 409 => return,
+                        Err(_) if disrupted => {
+                            tokio::time::sleep(Duration::from_millis(100)).await;
+                        }
+                        Err(e) => panic!("channel create: {e}"),
+                    }
+                }
+            }
         })
         .buffer_unordered(IN_FLIGHT)
-        .try_collect::<Vec<_>>()
-        .await
-        .expect("channel creates");
+        .collect::<Vec<()>>()
+        .await;
     let created = t0.elapsed().as_secs_f64();
+    stop.store(true, std::sync::atomic::Ordering::SeqCst);
+    let relists = match disruption {
+        Some(task) => task.await.unwrap_or(0),
+        None => 0,
+    };
 
     let mut peak_kib = 0;
     let timeout = Duration::from_secs(60 + n as u64 / 10);
+    let mut never_reconciled;
     let all_ready = loop {
         peak_kib = peak_kib.max(vm_hwm_kib(pid).unwrap_or(0));
         let list = channels.list(&ListParams::default()).await.expect("list");
+        never_reconciled = list
+            .items
+            .iter()
+            .filter(|c| c.status.is_none() && c.metadata.finalizers.is_none())
+            .count();
         let ready = list
             .items
             .iter()
@@ -280,7 +336,11 @@ async fn bench(n: usize, graph_url: &str) {
     peak_kib = peak_kib.max(vm_hwm_kib(pid).unwrap_or(0));
     let _ = child.kill().await;
 
-    println!("channels={n}");
+    if disrupted {
+        println!("channels={n}, disrupted: {relists} forced re-lists and one apiserver restart (3 s) during the creates");
+    } else {
+        println!("channels={n}");
+    }
     println!("  sandbox write rate:           {write_rate:.0} creates/s ({writes} Secrets, {IN_FLIGHT} in flight)");
     println!("  sandbox Channel create rate:  {channel_write_rate:.0} creates/s ({writes} Channels, no controller)");
     println!(
@@ -295,6 +355,7 @@ async fn bench(n: usize, graph_url: &str) {
         "  reconciles:                   {reconciles:.0} ({:.0}/s)",
         reconciles / all_ready
     );
+    println!("  never reconciled:             {never_reconciled}");
     println!(
         "  controller peak RSS (VmHWM):  {:.1} MiB",
         peak_kib as f64 / 1024.0

@@ -114,25 +114,28 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
     let api_url = format!("http://{}", api_listener.local_addr()?);
     let metrics_url = format!("http://{}", metrics_listener.local_addr()?);
 
+    let shutdown = crate::controller::Shutdown::on_signals().context("handling Ctrl-C")?;
     let dev = start(&args).await?;
     let shown = std::path::absolute(&dev.kubeconfig).unwrap_or_else(|_| dev.kubeconfig.clone());
 
     let mut controller_args = crate::controller::Args::parse_from(["controller"]);
     controller_args.leader_election = false;
     controller_args.providers = args.providers.clone();
-    let mut controller = tokio::spawn(crate::controller::run_with_listener(
+    let mut controller = tokio::spawn(crate::controller::run_until(
         dev.sandbox.client(),
         controller_args,
         metrics_listener,
+        shutdown.clone(),
     ));
 
     let mut api_args = crate::api::Args::parse_from(["api"]);
     api_args.channels_namespace = Some("default".to_owned());
     api_args.providers = args.providers.clone();
-    let mut api = tokio::spawn(crate::api::serve(
+    let mut api = tokio::spawn(crate::api::serve_until(
         dev.sandbox.client(),
         api_args,
         api_listener,
+        shutdown.clone(),
     ));
 
     // Announce the addresses only once both answer /readyz, so the printed commands work at once.
@@ -158,14 +161,21 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
     );
     println!("try: kubectl --kubeconfig {} get channels", shown.display());
 
+    // Ctrl-C: the controller and the API shut down as in a cluster (running reconciles and
+    // requests in flight finish), then the sandbox stops.
     let outcome = tokio::select! {
-        signal = tokio::signal::ctrl_c() => signal.context("waiting for Ctrl-C"),
+        biased; // both stop after a shutdown request: that is not a failure
+        () = shutdown.requested() => Ok(()),
         ended = &mut controller => Err(task_ended("controller", ended)),
         ended = &mut api => Err(task_ended("channels API", ended)),
     };
     println!("shutting down");
-    controller.abort();
-    api.abort();
+    if outcome.is_ok() {
+        let _ = tokio::join!(&mut controller, &mut api);
+    } else {
+        controller.abort();
+        api.abort();
+    }
     dev.sandbox.shutdown().await;
     outcome
 }

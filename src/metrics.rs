@@ -2,6 +2,7 @@
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
@@ -26,6 +27,13 @@ pub struct ChannelLabels {
     pub state: String,
 }
 
+/// Labels of the watch metrics.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct WatchLabels {
+    /// The watched resource (plural: channels, secrets).
+    pub resource: String,
+}
+
 /// A point-in-time count of channels, recomputed from the controller's cache on every scrape.
 pub type ChannelCounter = dyn Fn() -> Vec<(ChannelLabels, i64)> + Send + Sync;
 
@@ -41,6 +49,11 @@ pub struct Metrics {
     channels: Family<ChannelLabels, Gauge>,
     channel_counter: Mutex<Option<Arc<ChannelCounter>>>,
     ready: AtomicBool,
+    watch_restarts: Family<WatchLabels, Counter>,
+    watch_healthy: Family<WatchLabels, Gauge>,
+    /// Since when the Channel watch has been failing (None: healthy, or not watching).
+    channel_watch_failing: Mutex<Option<Instant>>,
+    watch_unhealthy_limit: Duration,
 }
 
 impl Default for Metrics {
@@ -49,9 +62,17 @@ impl Default for Metrics {
     }
 }
 
+/// The resource whose watch health decides readiness.
+pub const CHANNELS: &str = "channels";
+
 impl Metrics {
-    /// Registers every metric.
+    /// Registers every metric; `/readyz` ignores the Channel watch's health.
     pub fn new() -> Self {
+        Self::with_watch_unhealthy_limit(Duration::MAX)
+    }
+
+    /// Registers every metric; `/readyz` fails once the Channel watch has been failing for `limit`.
+    pub fn with_watch_unhealthy_limit(limit: Duration) -> Self {
         let mut registry = Registry::with_prefix("channel_operator");
         let reconciles = Counter::default();
         let errors = Family::<ErrorLabels, Counter>::default();
@@ -77,6 +98,18 @@ impl Metrics {
             "Channels by source and state (connected, disconnected, error)",
             channels.clone(),
         );
+        let watch_restarts = Family::<WatchLabels, Counter>::default();
+        let watch_healthy = Family::<WatchLabels, Gauge>::default();
+        registry.register(
+            "watch_restarts",
+            "Watch errors and re-lists, per watched resource",
+            watch_restarts.clone(),
+        );
+        registry.register(
+            "watch_healthy",
+            "1 while the watch of the resource is established, 0 while it is failing",
+            watch_healthy.clone(),
+        );
         Metrics {
             registry,
             reconciles,
@@ -85,7 +118,51 @@ impl Metrics {
             channels,
             channel_counter: Mutex::new(None),
             ready: AtomicBool::new(false),
+            watch_restarts,
+            watch_healthy,
+            channel_watch_failing: Mutex::new(None),
+            watch_unhealthy_limit: limit,
         }
+    }
+
+    /// Counts a watch error or re-list and marks the watch failing until [`Self::watch_ok`].
+    pub fn watch_failed(&self, resource: &str) {
+        let labels = WatchLabels {
+            resource: resource.to_owned(),
+        };
+        self.watch_restarts.get_or_create(&labels).inc();
+        self.watch_healthy.get_or_create(&labels).set(0);
+        if resource == CHANNELS {
+            self.channel_watch_failing
+                .lock()
+                .expect("not poisoned")
+                .get_or_insert_with(Instant::now);
+        }
+    }
+
+    /// Marks the watch of `resource` established (its list is complete, events flow).
+    pub fn watch_ok(&self, resource: &str) {
+        let labels = WatchLabels {
+            resource: resource.to_owned(),
+        };
+        self.watch_healthy.get_or_create(&labels).set(1);
+        if resource == CHANNELS {
+            *self.channel_watch_failing.lock().expect("not poisoned") = None;
+        }
+    }
+
+    /// Forgets the watch health (the watches stopped: standing by, or shutting down).
+    pub fn watches_stopped(&self) {
+        self.watch_healthy.clear();
+        *self.channel_watch_failing.lock().expect("not poisoned") = None;
+    }
+
+    /// Whether the Channel watch has been failing for longer than the limit.
+    fn channel_watch_down_too_long(&self) -> bool {
+        self.channel_watch_failing
+            .lock()
+            .expect("not poisoned")
+            .is_some_and(|since| since.elapsed() >= self.watch_unhealthy_limit)
     }
 
     /// Counts a failed reconcile.
@@ -107,9 +184,9 @@ impl Metrics {
         self.ready.store(ready, Ordering::SeqCst);
     }
 
-    /// Whether `/readyz` answers 200.
+    /// Whether `/readyz` answers 200: ready, and the Channel watch not failing for too long.
     pub fn is_ready(&self) -> bool {
-        self.ready.load(Ordering::SeqCst)
+        self.ready.load(Ordering::SeqCst) && !self.channel_watch_down_too_long()
     }
 
     /// The metrics in the Prometheus text format.
@@ -202,5 +279,29 @@ mod tests {
             text.contains("channel_operator_channels{source=\"facebook\",state=\"connected\"} 3"),
             "{text}"
         );
+    }
+
+    #[test]
+    fn a_failing_channel_watch_fails_readiness_after_the_limit() {
+        let m = Metrics::with_watch_unhealthy_limit(Duration::ZERO);
+        m.set_ready(true);
+        m.watch_failed("secrets");
+        assert!(m.is_ready(), "a Secret watch does not decide readiness");
+        m.watch_failed(CHANNELS);
+        assert!(!m.is_ready());
+        let text = m.encode();
+        assert!(
+            text.contains("channel_operator_watch_restarts_total{resource=\"channels\"} 1"),
+            "{text}"
+        );
+        assert!(
+            text.contains("channel_operator_watch_healthy{resource=\"channels\"} 0"),
+            "{text}"
+        );
+        m.watch_ok(CHANNELS);
+        assert!(m.is_ready());
+        assert!(m
+            .encode()
+            .contains("channel_operator_watch_healthy{resource=\"channels\"} 1"));
     }
 }

@@ -18,6 +18,8 @@
 //! ```
 
 mod discovery;
+mod faults;
+mod net;
 pub mod patch;
 mod protobuf;
 mod resources;
@@ -36,13 +38,13 @@ use std::time::Duration;
 use anyhow::Context as _;
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
 
-use server::{FaultAction, FaultRule, Shared};
+pub use faults::Faults;
+use server::Shared;
+pub use store::DEFAULT_WATCH_WINDOW;
 
 /// A running sandbox API server. Dropping it (or [`Sandbox::shutdown`]) stops serving.
 pub struct Sandbox {
     shared: Arc<Shared>,
-    shutdown: Option<tokio::sync::oneshot::Sender<()>>,
-    task: Option<tokio::task::JoinHandle<()>>,
 }
 
 impl Sandbox {
@@ -59,26 +61,12 @@ impl Sandbox {
         let addr = listener.local_addr()?;
         let shared = Arc::new(Shared {
             store: Mutex::new(store::Store::new(resources::builtins())),
-            faults: Mutex::new(vec![]),
+            faults: Mutex::default(),
             addr,
+            serving: Mutex::default(),
         });
-        let app = axum::Router::new()
-            .fallback(server::handle)
-            .with_state(shared.clone());
-        let (tx, rx) = tokio::sync::oneshot::channel::<()>();
-        let task = tokio::spawn(async move {
-            let serve = axum::serve(listener, app).with_graceful_shutdown(async {
-                let _ = rx.await;
-            });
-            if let Err(e) = serve.await {
-                tracing::error!("sandbox server failed: {e}");
-            }
-        });
-        Ok(Sandbox {
-            shared,
-            shutdown: Some(tx),
-            task: Some(task),
-        })
+        net::serve(&shared, listener);
+        Ok(Sandbox { shared })
     }
 
     pub fn addr(&self) -> SocketAddr {
@@ -148,10 +136,7 @@ impl Sandbox {
 
     async fn stop(&mut self) {
         self.shared.lock().watch_cancel.cancel();
-        if let Some(tx) = self.shutdown.take() {
-            let _ = tx.send(());
-        }
-        if let Some(task) = self.task.take() {
+        if let Some(task) = net::stop(&self.shared) {
             let _ = tokio::time::timeout(Duration::from_secs(5), task).await;
         }
     }
@@ -160,58 +145,6 @@ impl Sandbox {
 impl Drop for Sandbox {
     fn drop(&mut self) {
         self.shared.lock().watch_cancel.cancel();
-        if let Some(tx) = self.shutdown.take() {
-            let _ = tx.send(());
-        }
-    }
-}
-
-/// Fault injection for tests: cloneable, shared with the running sandbox.
-#[derive(Clone)]
-pub struct Faults {
-    shared: Arc<Shared>,
-}
-
-impl Faults {
-    /// The next `n` requests matching verb ("get","list","watch","create","update","patch",
-    /// "delete", or "*") and resource (plural, e.g. "channels", or "*") fail with `status`
-    /// (body: a metav1.Status with that code). Nothing is written by a failed request.
-    pub fn fail_next(&self, verb: &str, resource: &str, n: usize, status: u16) {
-        self.add(verb, resource, n, FaultAction::Fail(status));
-    }
-
-    /// Ends every open watch stream now (clients see the stream close and must re-watch).
-    pub fn drop_watches(&self) {
-        let mut st = self.shared.lock();
-        st.watch_cancel.cancel();
-        st.watch_cancel = tokio_util::sync::CancellationToken::new();
-    }
-
-    /// The next `n` matching requests are answered only after `delay`.
-    pub fn hold_next(&self, verb: &str, resource: &str, n: usize, delay: Duration) {
-        self.add(verb, resource, n, FaultAction::Hold(delay));
-    }
-
-    /// Forgets the watch history: a watch from any older resourceVersion gets an ERROR event
-    /// with a 410 Gone Status.
-    pub fn compact_history(&self) {
-        self.shared.lock().compact();
-    }
-
-    /// Removes every pending fault.
-    pub fn clear(&self) {
-        self.shared.lock_faults().clear();
-    }
-
-    fn add(&self, verb: &str, resource: &str, n: usize, action: FaultAction) {
-        if n == 0 {
-            return;
-        }
-        self.shared.lock_faults().push(FaultRule {
-            verb: verb.to_string(),
-            resource: resource.to_string(),
-            remaining: n,
-            action,
-        });
+        net::stop(&self.shared);
     }
 }

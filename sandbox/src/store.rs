@@ -7,14 +7,15 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 use serde_json::{json, Value};
-use tokio::sync::broadcast;
 use tokio_util::sync::CancellationToken;
 
 use super::patch::ManagedFields;
 use super::resources::ResourceType;
 
-/// Watch events kept for watches that start from an older resourceVersion.
-pub const HISTORY_LEN: usize = 20_000;
+/// Events of one resource kept for watches that start or resume from an older
+/// resourceVersion, unless `Faults::set_watch_window` says otherwise: kube-apiserver's
+/// `--default-watch-cache-size` (100 events per resource).
+pub const DEFAULT_WATCH_WINDOW: usize = 100;
 /// Storage key of namespaces and CRDs.
 pub const NAMESPACES: &str = "/namespaces";
 pub const CRDS: &str = "apiextensions.k8s.io/customresourcedefinitions";
@@ -59,6 +60,14 @@ pub struct Event {
     pub prev: Option<Bytes>,
 }
 
+/// The recent events of one resource, oldest first.
+#[derive(Default)]
+struct History {
+    events: VecDeque<Arc<Event>>,
+    /// The resourceVersion of the newest event that left the window.
+    evicted_rv: u64,
+}
+
 /// (namespace, name); namespace is "" for cluster-scoped objects.
 pub type Key = (String, String);
 
@@ -68,15 +77,30 @@ pub struct Store {
     pub resources: Vec<Arc<ResourceType>>,
     /// Changes whenever the set of served resources changes (discovery/OpenAPI hashes).
     pub registry_gen: u64,
-    history: VecDeque<Arc<Event>>,
-    /// Events with a resourceVersion above this are all in `history`.
+    /// The watch window of each storage key.
+    histories: HashMap<String, History>,
+    /// Window sizes by resource plural ("*": every resource without its own).
+    windows: HashMap<String, usize>,
+    /// The storage compaction point: no history at or below it, and list continue tokens
+    /// issued at or below it have expired.
     pub compacted_rv: u64,
-    pub tx: broadcast::Sender<Arc<Event>>,
+    /// The newest resourceVersion, for watches waiting for changes.
+    pub rv_tx: tokio::sync::watch::Sender<u64>,
     /// Cancelled by `Faults::drop_watches` (then replaced).
     pub watch_cancel: CancellationToken,
     uids: HashSet<u128>,
     dependents: HashMap<u128, BTreeSet<(String, String, String)>>,
     terminating: HashSet<String>,
+}
+
+impl History {
+    fn trim(&mut self, window: usize) {
+        while self.events.len() > window {
+            if let Some(old) = self.events.pop_front() {
+                self.evicted_rv = old.rv;
+            }
+        }
+    }
 }
 
 pub fn uid_of(obj: &Value) -> Option<u128> {
@@ -103,15 +127,15 @@ fn owner_uids(obj: &Value) -> Vec<u128> {
 
 impl Store {
     pub fn new(resources: Vec<ResourceType>) -> Store {
-        let (tx, _) = broadcast::channel(HISTORY_LEN);
         let mut s = Store {
             rv: 0,
             objects: HashMap::new(),
             resources: resources.into_iter().map(Arc::new).collect(),
             registry_gen: 1,
-            history: VecDeque::new(),
+            histories: HashMap::new(),
+            windows: HashMap::new(),
             compacted_rv: 0,
-            tx,
+            rv_tx: tokio::sync::watch::Sender::new(0),
             watch_cancel: CancellationToken::new(),
             uids: HashSet::new(),
             dependents: HashMap::new(),
@@ -152,31 +176,63 @@ impl Store {
     }
 
     fn emit(&mut self, ev: Event) {
-        let ev = Arc::new(ev);
-        self.history.push_back(ev.clone());
-        while self.history.len() > HISTORY_LEN {
-            if let Some(old) = self.history.pop_front() {
-                self.compacted_rv = old.rv;
+        let window = self.window_of(&ev.storage);
+        let rv = ev.rv;
+        let history = self.histories.entry(ev.storage.clone()).or_default();
+        history.events.push_back(Arc::new(ev));
+        history.trim(window);
+        self.rv_tx.send_replace(rv);
+    }
+
+    /// The watch window of a storage key: its resource's own, else "*", else the default.
+    fn window_of(&self, storage: &str) -> usize {
+        let plural = self
+            .resources
+            .iter()
+            .find(|r| r.storage == storage)
+            .map(|r| r.plural.as_str());
+        plural
+            .and_then(|p| self.windows.get(p))
+            .or_else(|| self.windows.get("*"))
+            .copied()
+            .unwrap_or(DEFAULT_WATCH_WINDOW)
+    }
+
+    /// Sets the watch window of a resource (plural, or "*" for every resource) and drops what
+    /// no longer fits.
+    pub fn set_window(&mut self, resource: &str, events: usize) {
+        self.windows.insert(resource.to_string(), events);
+        let storages: Vec<String> = self.histories.keys().cloned().collect();
+        for storage in storages {
+            let window = self.window_of(&storage);
+            if let Some(h) = self.histories.get_mut(&storage) {
+                h.trim(window);
             }
         }
-        let _ = self.tx.send(ev);
     }
 
-    /// Events of `storage` after `rv`, or Err(oldest available) when they were compacted.
+    /// A watch of `storage` positioned at `rv` has lost events when this is above `rv`.
+    pub fn oldest_resumable(&self, storage: &str) -> u64 {
+        let evicted = self.histories.get(storage).map_or(0, |h| h.evicted_rv);
+        evicted.max(self.compacted_rv)
+    }
+
+    /// Events of `storage` after `rv`, or Err(oldest available) when some left the window.
     pub fn events_since(&self, storage: &str, rv: u64) -> Result<Vec<Arc<Event>>, u64> {
-        if rv < self.compacted_rv {
-            return Err(self.compacted_rv + 1);
+        let oldest = self.oldest_resumable(storage);
+        if rv < oldest {
+            return Err(oldest + 1);
         }
-        Ok(self
-            .history
-            .iter()
-            .filter(|e| e.rv > rv && e.storage == storage)
-            .cloned()
-            .collect())
+        let Some(history) = self.histories.get(storage) else {
+            return Ok(vec![]);
+        };
+        let start = history.events.partition_point(|e| e.rv <= rv);
+        Ok(history.events.range(start..).cloned().collect())
     }
 
+    /// Forgets every watch history (an etcd compaction, or an apiserver restart).
     pub fn compact(&mut self) {
-        self.history.clear();
+        self.histories.clear();
         self.compacted_rv = self.rv;
     }
 

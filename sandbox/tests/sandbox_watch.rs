@@ -4,15 +4,13 @@
 mod sandbox_support;
 
 use std::collections::BTreeSet;
-use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::Arc;
+use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use channel_operator::crd::Channel;
 use futures::{StreamExt, TryStreamExt};
 use k8s_openapi::api::core::v1::{Namespace, Secret};
 use kube::api::{Api, DeleteParams, Patch, PatchParams, PostParams, WatchEvent, WatchParams};
-use kube::runtime::{reflector, watcher};
 use kube::Resource;
 use sandbox_support::*;
 use serde_json::json;
@@ -166,26 +164,7 @@ async fn watch_bookmarks_timeout_and_410_for_compacted_history() {
         .await
         .unwrap();
     sb.faults().compact_history();
-    let evs: Vec<WatchEvent<Channel>> = channels
-        .watch(&WatchParams::default(), &old)
-        .await
-        .unwrap()
-        .try_collect()
-        .await
-        .unwrap();
-    assert_eq!(evs.len(), 1, "{evs:?}");
-    match &evs[0] {
-        WatchEvent::Error(e) => {
-            assert_eq!(e.code, 410);
-            assert!(
-                e.message
-                    .starts_with(&format!("too old resource version: {old} (")),
-                "{}",
-                e.message
-            );
-        }
-        other => panic!("expected ERROR, got {other:?}"),
-    }
+    assert_expired(&watch_all(&channels, &old).await, &old);
 }
 
 #[tokio::test]
@@ -460,21 +439,8 @@ async fn reflector_survives_dropped_watches_and_410_without_losing_or_duplicatin
     let (sb, client) = sandbox().await;
     let faults = sb.faults();
     let channels: Api<Channel> = Api::namespaced(client.clone(), "default");
-    let (reader, writer) = reflector::store::<Channel>();
-    let inits = Arc::new(AtomicUsize::new(0));
-    let counter = inits.clone();
-    let stream = reflector(
-        writer,
-        watcher(channels.clone(), watcher::Config::default()),
-    );
-    let task = tokio::spawn(async move {
-        let mut stream = std::pin::pin!(stream);
-        while let Some(ev) = stream.next().await {
-            if let Ok(watcher::Event::Init) = ev {
-                counter.fetch_add(1, Ordering::SeqCst);
-            }
-        }
-    });
+    let reflected = Reflected::start(&channels);
+    let (reader, inits) = (reflected.reader.clone(), reflected.inits.clone());
     // the store equals the server's list: same names, same resourceVersions, no duplicates
     let converged = || {
         let reader = reader.clone();
@@ -567,5 +533,4 @@ async fn reflector_survives_dropped_watches_and_410_without_losing_or_duplicatin
         .find(|c| c.metadata.name.as_deref() == Some("c2"))
         .unwrap();
     assert_eq!(c2.spec.name.as_deref(), Some("changed"));
-    task.abort();
 }

@@ -292,8 +292,21 @@ pub async fn serve(
     args: Args,
     listener: tokio::net::TcpListener,
 ) -> anyhow::Result<()> {
+    serve_until(client, args, listener, crate::controller::Shutdown::new()).await
+}
+
+/// Serves the HTTP API on `listener` until `shutdown`, then drains: no new connections, and the
+/// requests in flight (a connect waits up to `--sync-timeout-seconds`) get their answer, for at
+/// most that timeout and five seconds more.
+pub async fn serve_until(
+    client: kube::Client,
+    args: Args,
+    listener: tokio::net::TcpListener,
+    shutdown: crate::controller::Shutdown,
+) -> anyhow::Result<()> {
     let cache = ChannelCache::new();
     let state = AppState::new(client.clone(), cache.clone(), &args)?;
+    let drain_limit = state.sync_timeout + Duration::from_secs(5);
     let app = router(state, &args.cors_origins)?;
     let channels: Api<Channel> = if args.namespace.is_empty() {
         Api::all(client)
@@ -303,7 +316,19 @@ pub async fn serve(
     let watch = tokio::spawn(cache.run(channels));
     let _stop_watch = AbortOnDrop(watch);
     tracing::info!(addr = %listener.local_addr()?, namespace = %args.channels_namespace(), "serving the channels API");
-    axum::serve(listener, app).await?;
+    let draining = shutdown.clone();
+    let server = axum::serve(listener, app).with_graceful_shutdown(async move {
+        draining.requested().await;
+        tracing::info!("draining the channels API: answering the requests in flight");
+    });
+    let overdue = async {
+        shutdown.requested().await;
+        tokio::time::sleep(drain_limit).await;
+    };
+    tokio::select! {
+        served = server => served?,
+        () = overdue => tracing::warn!("requests still in flight at the drain limit; closing them"),
+    }
     Ok(())
 }
 
@@ -315,13 +340,15 @@ impl Drop for AbortOnDrop {
     }
 }
 
-/// Runs the API server (client from the kubeconfig or service account) until it is stopped.
+/// Runs the API server (client from the kubeconfig or service account) until SIGTERM or SIGINT,
+/// then drains it.
 pub async fn run(args: Args) -> anyhow::Result<()> {
+    let shutdown = crate::controller::Shutdown::on_signals()?;
     let client = kube::Client::try_default()
         .await
         .context("no Kubernetes client configuration (kubeconfig or in-cluster)")?;
     let listener = tokio::net::TcpListener::bind(args.addr)
         .await
         .with_context(|| format!("binding {}", args.addr))?;
-    serve(client, args, listener).await
+    serve_until(client, args, listener, shutdown).await
 }

@@ -9,10 +9,12 @@ use k8s_openapi::api::core::v1::Secret as KubeSecret;
 use kube::runtime::reflector::Store;
 use kube::{Api, Client, ResourceExt};
 
+use super::error::Error;
 use super::events::EventPublisher;
+use super::watch::SecretScope;
 use crate::crd::Channel;
 use crate::metrics::Metrics;
-use crate::providers::Providers;
+use crate::providers::{ProviderError, Providers};
 
 /// The controller's settings, independent of how they were given (flags, a test, a benchmark).
 #[derive(Clone, Debug)]
@@ -23,6 +25,8 @@ pub struct Config {
     pub max_backoff: Duration,
     /// Interval after which a connected channel is re-checked at its provider.
     pub resync: Duration,
+    /// Where Secrets may be read and written (`--secret-namespaces`).
+    pub secret_scope: SecretScope,
 }
 
 /// What every reconcile shares.
@@ -67,8 +71,17 @@ impl Context {
         Api::namespaced(self.client.clone(), &ch.namespace().unwrap_or_default())
     }
 
-    pub(super) fn secrets(&self, ch: &Channel) -> Api<KubeSecret> {
-        Api::namespaced(self.client.clone(), &ch.namespace().unwrap_or_default())
+    /// The Secrets of the Channel's namespace; `CredentialsMissing` where `--secret-namespaces`
+    /// does not include it (the operator neither reads nor writes Secrets there).
+    pub(super) fn secrets(&self, ch: &Channel) -> Result<Api<KubeSecret>, Error> {
+        let ns = ch.namespace().unwrap_or_default();
+        if !self.config.secret_scope.allows(&ns) {
+            return Err(ProviderError::CredentialsMissing(format!(
+                "the operator is not configured to read Secrets in namespace {ns} (--secret-namespaces)"
+            ))
+            .into());
+        }
+        Ok(Api::namespaced(self.client.clone(), &ns))
     }
 
     /// Whether a connected channel is due for a provider re-check. A channel this process has not

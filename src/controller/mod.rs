@@ -2,36 +2,41 @@
 //!
 //! Built on `kube::runtime::Controller`: level-triggered reconciles of every Channel, re-triggered by
 //! the Secrets it owns (the Facebook token Secret), by the credentials Secrets it references, and by
-//! the deletion of the owner of a duplicated source channel id. See [`reconcile`] for the decisions.
+//! the deletion of the owner of a duplicated source channel id. See [`reconcile`] for the decisions,
+//! [`watch`] for what triggers them, `slots` for the per-source shares of the reconcile slots,
+//! `leader` for leader election and [`shutdown`] for the graceful shutdown.
 
 mod context;
 mod error;
 mod events;
+mod leader;
 pub mod logic;
 mod plan;
 pub mod reconcile;
 #[cfg(test)]
 mod scenarios;
 mod secrets;
+pub mod shutdown;
+mod slots;
 mod status;
+pub mod watch;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
 use futures::StreamExt;
-use k8s_openapi::api::core::v1::Secret as KubeSecret;
 use kube::runtime::controller::{Config as ControllerConfig, Controller};
 use kube::runtime::reflector::{self, ObjectRef, Store};
-use kube::runtime::watcher::{self, watcher};
-use kube::runtime::{PredicateConfig, WatchStreamExt};
-use kube::{Api, Client, ResourceExt};
-use tracing::{info, warn};
+use kube::{Api, Client};
+use tracing::{debug, info, warn};
 
 use crate::crd::Channel;
 use crate::metrics::{ChannelLabels, Metrics};
 use crate::providers::{ProviderArgs, Providers};
 use crate::reason::Reason;
+pub use shutdown::Shutdown;
+use watch::SecretScope;
 
 /// The field manager and event reporter name.
 pub const MANAGER: &str = "channel-operator";
@@ -80,6 +85,22 @@ pub struct Args {
     /// Reconciles running at once.
     #[arg(long, env = "CONCURRENCY", default_value_t = 32, hide = true)]
     pub concurrency: u16,
+    /// Comma-separated namespaces where the controller reads, watches (metadata only) and writes
+    /// Secrets; `*` means every namespace. Default: the watch namespace, else `*`.
+    #[arg(long, env = "SECRET_NAMESPACES", value_delimiter = ',')]
+    pub secret_namespaces: Vec<String>,
+    /// Reconciles of one source that may be at its provider at once.
+    #[arg(long, env = "PROVIDER_CONCURRENCY", default_value_t = 8)]
+    pub provider_concurrency: usize,
+    /// /readyz fails once the Channel watch has not been healthy for this many seconds.
+    #[arg(long, env = "WATCH_UNHEALTHY_SECONDS", default_value_t = 60)]
+    pub watch_unhealthy_seconds: u64,
+    /// On SIGTERM/SIGINT, how long running reconciles may take to finish, in seconds.
+    #[arg(long, env = "SHUTDOWN_TIMEOUT_SECONDS", default_value_t = 20)]
+    pub shutdown_timeout_seconds: u64,
+    /// Seconds between sweeps of the cache for Channels without a status for their generation.
+    #[arg(long, env = "SWEEP_SECONDS", default_value_t = 30, hide = true)]
+    pub sweep_seconds: u64,
 }
 
 impl Args {
@@ -96,12 +117,20 @@ impl Args {
             })
             .unwrap_or_else(|| format!("channel-operator-{}", uuid::Uuid::new_v4()))
     }
+
+    /// Where Secrets are read, watched and written.
+    pub fn secret_scope(&self) -> SecretScope {
+        SecretScope::from_flags(&self.secret_namespaces, &self.namespace)
+    }
 }
 
-/// Runs the controller against the cluster of the current kubeconfig or service account.
+/// Runs the controller against the cluster of the current kubeconfig or service account, until
+/// SIGTERM or SIGINT (then shuts down gracefully).
 pub async fn run(args: Args) -> anyhow::Result<()> {
+    let shutdown = Shutdown::on_signals()?;
     let client = Client::try_default().await?;
-    run_with_client(client, args).await
+    let listener = tokio::net::TcpListener::bind(args.metrics_addr).await?;
+    run_until(client, args, listener, shutdown).await
 }
 
 /// Runs the controller with `client` until the future is dropped (which is safe at any point).
@@ -117,16 +146,30 @@ pub async fn run_with_listener(
     args: Args,
     listener: tokio::net::TcpListener,
 ) -> anyhow::Result<()> {
-    let metrics = Arc::new(Metrics::new());
+    run_until(client, args, listener, Shutdown::new()).await
+}
+
+/// Like [`run_with_listener`], returning after a graceful shutdown once `shutdown` is triggered:
+/// no new reconciles, running ones finish (within `--shutdown-timeout-seconds`), the Lease is
+/// released.
+pub async fn run_until(
+    client: Client,
+    args: Args,
+    listener: tokio::net::TcpListener,
+    shutdown: Shutdown,
+) -> anyhow::Result<()> {
+    let metrics = Arc::new(Metrics::with_watch_unhealthy_limit(Duration::from_secs(
+        args.watch_unhealthy_seconds.max(1),
+    )));
     let server = AbortOnDrop(tokio::spawn(crate::metrics::serve(
         metrics.clone(),
         listener,
     )));
     let providers = Providers::new(&args.providers)?;
     let result = if args.leader_election {
-        run_as_candidate(client, args, providers, metrics).await
+        leader::run_as_candidate(client, args, providers, metrics, shutdown).await
     } else {
-        run_controller(client, args, providers, metrics).await
+        run_controller(client, args, providers, metrics, shutdown).await
     };
     drop(server);
     result
@@ -139,92 +182,49 @@ impl<T> Drop for AbortOnDrop<T> {
     }
 }
 
-/// Waits for the Lease, runs the controller while holding it, stands by otherwise.
-async fn run_as_candidate(
-    client: Client,
-    args: Args,
-    providers: Providers,
-    metrics: Arc<Metrics>,
-) -> anyhow::Result<()> {
-    let identity = args.identity();
-    let duration = args.lease_duration_seconds.max(2);
-    let manager = kube_lease_manager::LeaseManagerBuilder::new(client.clone(), &args.lease_name)
-        .with_namespace(&args.lease_namespace)
-        .with_identity(&identity)
-        .with_duration(duration)
-        .with_grace((duration / 3).max(1))
-        .build()
-        .await?;
-    let (mut leader, _task) = manager.watch().await;
-    info!(lease = %args.lease_name, namespace = %args.lease_namespace, %identity, "waiting for the leader lease");
-    loop {
-        while !*leader.borrow_and_update() {
-            metrics.set_ready(true); // standing by is ready
-            leader
-                .changed()
-                .await
-                .map_err(|_| anyhow::anyhow!("the leader election task ended"))?;
-        }
-        info!(%identity, "became leader; starting the controller");
-        metrics.set_ready(false);
-        let controller = run_controller(
-            client.clone(),
-            args.clone(),
-            providers.clone(),
-            metrics.clone(),
-        );
-        tokio::pin!(controller);
-        let lost = async {
-            loop {
-                if leader.changed().await.is_err() {
-                    return;
-                }
-                if !*leader.borrow() {
-                    return;
-                }
-            }
-        };
-        tokio::select! {
-            r = &mut controller => return r,
-            () = lost => {
-                warn!(%identity, "lost the leader lease; stopping the controller");
-                metrics.set_channel_counter(None);
-            }
-        }
-    }
-}
-
-/// Runs the Channel controller (as leader, or without leader election).
+/// Runs the Channel controller (as leader, or without leader election) until `shutdown`.
 pub async fn run_controller(
     client: Client,
     args: Args,
     providers: Providers,
     metrics: Arc<Metrics>,
+    shutdown: Shutdown,
 ) -> anyhow::Result<()> {
-    let (channels, secrets): (Api<Channel>, Api<KubeSecret>) = if args.namespace.is_empty() {
-        (Api::all(client.clone()), Api::all(client.clone()))
+    let channels: Api<Channel> = if args.namespace.is_empty() {
+        Api::all(client.clone())
     } else {
-        (
-            Api::namespaced(client.clone(), &args.namespace),
-            Api::namespaced(client.clone(), &args.namespace),
-        )
+        Api::namespaced(client.clone(), &args.namespace)
     };
     // Our own reflector so the cache can drop managedFields (a third of a Channel's size), and
     // only changes the reconcile acts on trigger it: not our own status writes.
     let (store, writer) = reflector::store::<Channel>();
-    let channel_events = watcher(channels.clone(), watcher::Config::default().any_semantic())
-        .default_backoff()
-        .modify(|c: &mut Channel| c.managed_fields_mut().clear())
-        .reflect(writer)
-        .applied_objects()
-        .predicate_filter(trigger_hash, PredicateConfig::default());
-    let controller = Controller::for_stream(channel_events, store.clone());
+    let (missing_tx, missing_rx) = futures::channel::mpsc::unbounded();
+    let triggers = futures::stream::select_all([
+        watch::channel_triggers(channels, writer, store.clone(), metrics.clone()).boxed(),
+        watch::sweep(
+            store.clone(),
+            Duration::from_secs(args.sweep_seconds.max(1)),
+        )
+        .boxed(),
+        watch::requeue_missing(missing_rx, missing_tx.clone(), store.clone()).boxed(),
+    ]);
+    let secret_store = store.clone();
+    let scope = args.secret_scope();
+    let shutdown_requested = shutdown.clone();
+    let controller = Controller::for_stream(triggers.map(Ok), store.clone())
+        .watches_stream(
+            watch::secret_changes(client.clone(), &scope, metrics.clone()),
+            move |s| watch::channels_of_secret(&secret_store, &s),
+        )
+        .with_config(ControllerConfig::default().concurrency(args.concurrency))
+        .graceful_shutdown_on(async move { shutdown_requested.requested().await });
 
     let (min_backoff, max_backoff) = backoff_bounds(&args);
     let config = reconcile::Config {
         min_backoff,
         max_backoff,
         resync: Duration::from_secs(args.resync_seconds.max(1)),
+        secret_scope: scope.clone(),
     };
     let ctx = Arc::new(reconcile::Context::new(
         client.clone(),
@@ -242,95 +242,58 @@ pub async fn run_controller(
     // means whichever registers last wakes both.
     let ready_store = store.clone();
     let ready_metrics = metrics.clone();
+    let ready_shutdown = shutdown.clone();
     let ready = async move {
         if ready_store.wait_until_ready().await.is_ok() {
             info!("the Channel cache has synced; ready");
             ready_metrics.set_ready(true);
         }
+        ready_shutdown.requested().await;
+        ready_metrics.set_ready(false);
         futures::future::pending::<()>().await
     };
-    let secret_store = store.clone();
-    let duplicate_store = store.clone();
-    info!(namespace = %if args.namespace.is_empty() { "<all>" } else { &args.namespace }, "starting the Channel controller");
+    info!(namespace = %if args.namespace.is_empty() { "<all>" } else { &args.namespace }, secrets = ?scope, "starting the Channel controller");
+    let slots = slots::SourceSlots::new(args.provider_concurrency);
     let run = controller
-        .owns(
-            secrets.clone(),
-            watcher::Config::default()
-                .labels("app.kubernetes.io/managed-by=channel-operator")
-                .any_semantic(),
+        .run(
+            move |ch, ctx| {
+                let slots = slots.clone();
+                async move {
+                    slots
+                        .run(&ch.clone(), || reconcile::reconcile(ch, ctx))
+                        .await
+                }
+            },
+            reconcile::error_policy,
+            ctx,
         )
-        .watches(
-            secrets,
-            watcher::Config::default().any_semantic(),
-            move |s: KubeSecret| channels_referencing(&secret_store, &s),
-        )
-        .watches(
-            channels,
-            watcher::Config::default().any_semantic(),
-            move |c: Channel| duplicates_of_released(&duplicate_store, &c),
-        )
-        .with_config(ControllerConfig::default().concurrency(args.concurrency))
-        .run(reconcile::reconcile, reconcile::error_policy, ctx)
-        .for_each(|res| async move {
-            if let Err(e) = res {
-                tracing::debug!("reconcile failed: {e}");
+        .for_each(move |res| {
+            match res {
+                Err(kube::runtime::controller::Error::ObjectNotFound(obj)) => {
+                    // Triggered before the cache holds it: try again, never drop it.
+                    let r = ObjectRef::<Channel>::new(&obj.name)
+                        .within(obj.namespace.as_deref().unwrap_or_default());
+                    debug!(object = %r, "not in the cache yet; retrying shortly");
+                    let _ = missing_tx.unbounded_send((r, 0));
+                }
+                Err(e) => debug!("reconcile failed: {e}"),
+                Ok(_) => {}
             }
+            std::future::ready(())
         });
+    let timeout = Duration::from_secs(args.shutdown_timeout_seconds);
+    let overdue = async {
+        shutdown.requested().await;
+        info!("no new reconciles; waiting for the running ones");
+        tokio::time::sleep(timeout).await;
+    };
     tokio::select! {
         () = run => {}
         () = ready => {}
+        () = overdue => warn!(timeout_seconds = timeout.as_secs(), "reconciles still running at the shutdown timeout; stopping them"),
     }
     metrics.set_channel_counter(None);
     Ok(())
-}
-
-/// What a reconcile reacts to: the spec (generation), deletion, finalizers and annotations
-/// (`airy.co/paused`). Status-only updates (our own writes) do not trigger a reconcile.
-fn trigger_hash(ch: &Channel) -> Option<u64> {
-    use std::hash::{Hash, Hasher};
-    let mut h = std::collections::hash_map::DefaultHasher::new();
-    ch.metadata.generation.hash(&mut h);
-    ch.metadata
-        .deletion_timestamp
-        .as_ref()
-        .map(|t| t.0.as_second())
-        .hash(&mut h);
-    ch.metadata.finalizers.hash(&mut h);
-    ch.metadata.annotations.hash(&mut h);
-    Some(h.finish())
-}
-
-/// The Channels whose credentialsSecretRef names this Secret.
-fn channels_referencing(store: &Store<Channel>, secret: &KubeSecret) -> Vec<ObjectRef<Channel>> {
-    let ns = secret.namespace();
-    let name = secret.name_any();
-    store
-        .state_filter(|c| {
-            c.spec
-                .credentials_secret_ref
-                .as_ref()
-                .is_some_and(|r| r.name == name)
-                && c.namespace() == ns
-        })
-        .iter()
-        .map(|c| ObjectRef::from_obj(c.as_ref()))
-        .collect()
-}
-
-/// When a Channel is being deleted, the others with its source channel id (one may take over).
-fn duplicates_of_released(store: &Store<Channel>, ch: &Channel) -> Vec<ObjectRef<Channel>> {
-    if ch.metadata.deletion_timestamp.is_none() {
-        return Vec::new();
-    }
-    store
-        .state_filter(|c| {
-            c.spec.source == ch.spec.source
-                && c.spec.source_channel_id == ch.spec.source_channel_id
-                && c.metadata.uid != ch.metadata.uid
-        })
-        .iter()
-        .map(|c| ObjectRef::from_obj(c.as_ref()))
-        .collect()
 }
 
 fn count_channels(store: &Store<Channel>) -> Vec<(ChannelLabels, i64)> {

@@ -116,7 +116,14 @@ async fn observe(ch: &Channel, ctx: &Context) -> Result<Observed, Error> {
     if observed.duplicate_of.is_some() || !provider.needs_credentials() {
         return Ok(observed);
     }
-    let api = ctx.secrets(ch);
+    let api = match ctx.secrets(ch) {
+        Ok(api) => api,
+        Err(e) if ch.spec.connected => {
+            observed.credentials = Err(e.to_string());
+            return Ok(observed);
+        }
+        Err(_) => return Ok(observed),
+    };
     if ch.spec.connected {
         observed.credentials = match secrets::credentials(&api, ch).await {
             Ok(c) => Ok(c),
@@ -183,7 +190,7 @@ async fn execute(
         Step::Release { disconnect: call } => {
             if call {
                 // The token Secret is read only now: nothing else needs it at deletion.
-                let token = match secrets::token_secret(&ctx.secrets(ch), ch).await? {
+                let token = match secrets::token_secret(&ctx.secrets(ch)?, ch).await? {
                     TokenSecret::Ours(t) => t,
                     _ => None,
                 };
@@ -195,7 +202,7 @@ async fn execute(
             } else if may_be_connected(reporter.current()) {
                 info!("deletionPolicy Orphan: deleting without calling the provider");
             }
-            secrets::delete_owned(&ctx.secrets(ch), ch).await?;
+            delete_owned_in_scope(ctx, ch).await?;
             ctx.forget(&ch.uid().unwrap_or_default());
             Ok(Action::await_change())
         }
@@ -272,7 +279,7 @@ async fn connect(
         }
     };
     if let Some(token) = &outcome.token {
-        if let Err(e) = secrets::store_token(&ctx.secrets(ch), ch, token).await {
+        if let Err(e) = secrets::store_token(&ctx.secrets(ch)?, ch, token).await {
             return reporter.fail("StoreToken", e).await;
         }
     }
@@ -319,7 +326,8 @@ async fn disconnect(
     let token = match token {
         Some(t) => Some(t),
         None if provider.needs_credentials() => {
-            let recovered = match secrets::credentials(&ctx.secrets(ch), ch).await {
+            let recovered = match async { secrets::credentials(&ctx.secrets(ch)?, ch).await }.await
+            {
                 Ok(c) => provider
                     .recover_token(ch, c.as_ref().map(|c| &c.token))
                     .await
@@ -367,6 +375,15 @@ async fn disconnect(
     Ok(None)
 }
 
+/// Deletes the Secrets the Channel owns; none where the operator may not touch Secrets (it
+/// cannot have created any there).
+async fn delete_owned_in_scope(ctx: &Context, ch: &Channel) -> Result<usize, Error> {
+    match ctx.secrets(ch) {
+        Ok(api) => secrets::delete_owned(&api, ch).await,
+        Err(_) => Ok(0),
+    }
+}
+
 /// Deletes the owned Secrets (when `cleanup`) and reports `Disconnected`.
 async fn settle(
     ch: &Channel,
@@ -375,7 +392,7 @@ async fn settle(
     cleanup: bool,
 ) -> Result<Action, Error> {
     if cleanup {
-        let n = secrets::delete_owned(&ctx.secrets(ch), ch).await?;
+        let n = delete_owned_in_scope(ctx, ch).await?;
         if n > 0 {
             info!(secrets = n, "deleted the channel's stored tokens");
         }

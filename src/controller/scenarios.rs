@@ -261,6 +261,7 @@ impl Scenario {
                 min_backoff: Duration::from_millis(10),
                 max_backoff: Duration::from_secs(1),
                 resync: Duration::from_secs(600),
+                secret_scope: crate::controller::watch::SecretScope::All,
             },
         ));
         Scenario {

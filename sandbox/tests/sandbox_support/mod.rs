@@ -1,8 +1,16 @@
 //! Shared helpers of the sandbox tests.
 #![allow(dead_code)]
 
+use std::collections::BTreeSet;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
 use channel_operator::crd::Channel;
+use futures::{StreamExt, TryStreamExt};
+use kube::api::{Api, WatchEvent, WatchParams};
 use kube::core::Status;
+use kube::runtime::{reflector, watcher};
 use kube::CustomResourceExt;
 use kube_sandbox::Sandbox;
 use serde_json::{json, Value};
@@ -91,5 +99,104 @@ where
             "condition not met within {secs}s"
         );
         tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+}
+
+/// The events of a watch that ends by itself (the sandbox closes it after its ERROR line).
+pub async fn watch_all(channels: &Api<Channel>, from: &str) -> Vec<WatchEvent<Channel>> {
+    let stream = channels
+        .watch(&WatchParams::default().disable_bookmarks(), from)
+        .await
+        .expect("the watch starts");
+    tokio::time::timeout(Duration::from_secs(10), stream.try_collect())
+        .await
+        .expect("the watch ends")
+        .expect("watch events")
+}
+
+pub fn assert_expired(evs: &[WatchEvent<Channel>], from: &str) {
+    assert_eq!(evs.len(), 1, "{evs:?}");
+    match &evs[0] {
+        WatchEvent::Error(e) => {
+            assert_eq!(e.code, 410, "{e:?}");
+            assert_eq!(e.reason, "Expired", "{e:?}");
+            assert!(
+                e.message
+                    .starts_with(&format!("too old resource version: {from} (")),
+                "{}",
+                e.message
+            );
+        }
+        other => panic!("expected a 410 ERROR, got {other:?}"),
+    }
+}
+
+/// A reflector over the Channels of "default"; counts the re-lists and the 410s it saw.
+pub struct Reflected {
+    pub reader: reflector::Store<Channel>,
+    pub inits: Arc<AtomicUsize>,
+    pub gone: Arc<AtomicUsize>,
+    pub task: tokio::task::JoinHandle<()>,
+}
+
+impl Reflected {
+    pub fn start(channels: &Api<Channel>) -> Reflected {
+        let (reader, writer) = reflector::store::<Channel>();
+        let (inits, gone) = (Arc::default(), Arc::default());
+        let (i, g): (Arc<AtomicUsize>, Arc<AtomicUsize>) =
+            (Clone::clone(&inits), Clone::clone(&gone));
+        let stream = reflector(
+            writer,
+            watcher(channels.clone(), watcher::Config::default()),
+        );
+        let task = tokio::spawn(async move {
+            let mut stream = std::pin::pin!(stream);
+            while let Some(ev) = stream.next().await {
+                match ev {
+                    Ok(watcher::Event::Init) => {
+                        i.fetch_add(1, Ordering::SeqCst);
+                    }
+                    Err(watcher::Error::WatchError(s)) if s.code == 410 => {
+                        g.fetch_add(1, Ordering::SeqCst);
+                    }
+                    Err(_) => tokio::time::sleep(Duration::from_millis(100)).await,
+                    _ => {}
+                }
+            }
+        });
+        Reflected {
+            reader,
+            inits,
+            gone,
+            task,
+        }
+    }
+
+    pub fn names(&self) -> BTreeSet<String> {
+        self.reader
+            .state()
+            .iter()
+            .filter_map(|c| c.metadata.name.clone())
+            .collect()
+    }
+
+    /// Waits until the local copy holds exactly `want`, then checks it re-listed on the way.
+    pub async fn relists_to(&self, want: &BTreeSet<String>) {
+        self.converges_to(want).await;
+        assert!(
+            self.inits.load(Ordering::SeqCst) >= 2,
+            "the watcher re-listed"
+        );
+    }
+
+    /// Waits until the local copy holds exactly `want`.
+    pub async fn converges_to(&self, want: &BTreeSet<String>) {
+        eventually(20, || async { (self.names() == *want).then_some(()) }).await;
+    }
+}
+
+impl Drop for Reflected {
+    fn drop(&mut self) {
+        self.task.abort();
     }
 }

@@ -1,0 +1,151 @@
+//! Fault injection: failed and held requests, slow lists, dropped watches, the watch window and
+//! apiserver restarts.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use super::net;
+use super::server::Shared;
+
+/// One pending fault.
+#[derive(Clone, Debug)]
+struct FaultRule {
+    verb: String,
+    resource: String,
+    remaining: usize,
+    action: FaultAction,
+}
+
+#[derive(Clone, Debug)]
+enum FaultAction {
+    Fail(u16),
+    Hold(Duration),
+}
+
+/// The faults in force: pending request faults and slow lists.
+#[derive(Default)]
+pub struct FaultTable {
+    rules: Vec<FaultRule>,
+    /// Delay of every list page, by resource plural ("*": every resource without its own).
+    slow_lists: HashMap<String, Duration>,
+}
+
+/// Whether a fault for `rule` (a plural or "*") applies to `resource` (a plural, or
+/// "plural/subresource").
+fn resource_matches(rule: &str, resource: &str) -> bool {
+    rule == "*" || rule == resource || resource.split('/').next() == Some(rule)
+}
+
+impl FaultTable {
+    /// Consumes the faults matching this request: (hold, fail).
+    pub fn take(&mut self, verb: &str, resource: &str) -> (Option<Duration>, Option<u16>) {
+        let (mut hold, mut fail) = (None, None);
+        for rule in self.rules.iter_mut() {
+            let verb_ok = rule.verb == "*" || rule.verb == verb;
+            if !verb_ok || !resource_matches(&rule.resource, resource) || rule.remaining == 0 {
+                continue;
+            }
+            match rule.action {
+                FaultAction::Hold(d) if hold.is_none() => {
+                    hold = Some(d);
+                    rule.remaining -= 1;
+                }
+                FaultAction::Fail(c) if fail.is_none() => {
+                    fail = Some(c);
+                    rule.remaining -= 1;
+                }
+                _ => {}
+            }
+        }
+        self.rules.retain(|r| r.remaining > 0);
+        (hold, fail)
+    }
+
+    /// How long a list page of `plural` waits before it is answered.
+    pub fn list_delay(&self, plural: &str) -> Option<Duration> {
+        self.slow_lists
+            .get(plural)
+            .or_else(|| self.slow_lists.get("*"))
+            .copied()
+            .filter(|d| !d.is_zero())
+    }
+}
+
+/// Fault injection for tests: cloneable, shared with the running sandbox.
+#[derive(Clone)]
+pub struct Faults {
+    pub(crate) shared: Arc<Shared>,
+}
+
+impl Faults {
+    /// The next `n` requests matching verb ("get","list","watch","create","update","patch",
+    /// "delete", or "*") and resource (plural, e.g. "channels", or "*") fail with `status`
+    /// (body: a metav1.Status with that code). Nothing is written by a failed request.
+    pub fn fail_next(&self, verb: &str, resource: &str, n: usize, status: u16) {
+        self.add(verb, resource, n, FaultAction::Fail(status));
+    }
+
+    /// Ends every open watch stream now (clients see the stream close and must re-watch).
+    pub fn drop_watches(&self) {
+        let mut st = self.shared.lock();
+        st.watch_cancel.cancel();
+        st.watch_cancel = tokio_util::sync::CancellationToken::new();
+    }
+
+    /// The next `n` matching requests are answered only after `delay`.
+    pub fn hold_next(&self, verb: &str, resource: &str, n: usize, delay: Duration) {
+        self.add(verb, resource, n, FaultAction::Hold(delay));
+    }
+
+    /// Forgets the watch history: a watch from any older resourceVersion gets an ERROR event
+    /// with a 410 Gone Status.
+    pub fn compact_history(&self) {
+        self.shared.lock().compact();
+    }
+
+    /// The watch window of `resource` (a plural like "channels", or "*" for every resource
+    /// without a window of its own), as kube-apiserver's watch cache: a watch that starts or
+    /// resumes from a resourceVersion older than the last `events` events of that resource,
+    /// and a watch that falls more than `events` events behind, get an ERROR event with a 410
+    /// `Expired` Status. The default is [`DEFAULT_WATCH_WINDOW`](crate::DEFAULT_WATCH_WINDOW).
+    pub fn set_watch_window(&self, resource: &str, events: usize) {
+        self.shared.lock().set_window(resource, events);
+    }
+
+    /// An apiserver restart: every open connection (watches included) is cut, new
+    /// connections are refused for `down`, and the watch history is compacted, so every
+    /// resume gets a 410. Objects are kept. Returns once the sandbox serves again on the same
+    /// address (panics if that address cannot be bound again within 10 s).
+    pub async fn restart(&self, down: Duration) {
+        net::restart(&self.shared, down).await;
+    }
+
+    /// Every list page of `resource` (a plural, or "*") is answered only after `page_delay`
+    /// (`Duration::ZERO` ends it), like a slow initial list or re-list.
+    pub fn slow_lists(&self, resource: &str, page_delay: Duration) {
+        self.shared
+            .lock_faults()
+            .slow_lists
+            .insert(resource.to_string(), page_delay);
+    }
+
+    /// Removes every pending request fault and slow list (watch windows stay).
+    pub fn clear(&self) {
+        let mut faults = self.shared.lock_faults();
+        faults.rules.clear();
+        faults.slow_lists.clear();
+    }
+
+    fn add(&self, verb: &str, resource: &str, n: usize, action: FaultAction) {
+        if n == 0 {
+            return;
+        }
+        self.shared.lock_faults().rules.push(FaultRule {
+            verb: verb.to_string(),
+            resource: resource.to_string(),
+            remaining: n,
+            action,
+        });
+    }
+}

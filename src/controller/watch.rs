@@ -1,0 +1,469 @@
+//! The watches feeding the Controller, and what they trigger.
+//!
+//! - One Channel watch: its reflector is the Controller's store. A re-list (after `410 Gone`, a
+//!   restart of the apiserver, a watch that fell behind) reconciles every Channel that changed
+//!   while the watch was down or that has no status for its generation — once the store holds the
+//!   re-listed objects, never before (a reconcile of an object missing from the store would be
+//!   dropped).
+//! - Secrets, metadata only, in `--secret-namespaces`: a change re-triggers the Channels owning
+//!   the Secret (the Facebook token) or naming it in `credentialsSecretRef`. The reconcile GETs
+//!   the data it needs.
+//! - A periodic sweep of the store re-triggers Channels that never got a status for their
+//!   generation, whatever happened to their trigger.
+//!
+//! Every watch has its own short backoff and no watch error reaches the Controller, whose single
+//! trigger backoff would otherwise pause every watch when one fails. Errors and re-lists are
+//! logged at warn and counted (`channel_operator_watch_restarts_total`).
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures::{Stream, StreamExt};
+use k8s_openapi::api::core::v1::Secret as KubeSecret;
+use kube::core::PartialObjectMeta;
+use kube::runtime::reflector::{ObjectRef, Store};
+use kube::runtime::utils::Backoff;
+use kube::runtime::watcher::{self, watcher, Event};
+use kube::runtime::{predicates, PredicateConfig, WatchStreamExt};
+use kube::{Api, Resource, ResourceExt};
+use tracing::{debug, warn};
+
+use crate::crd::Channel;
+use crate::metrics::{Metrics, CHANNELS};
+
+/// Watch retry delays: 100 ms doubling to 4 s with jitter, back to 100 ms after any success. A
+/// routine re-list (410) is retried almost at once; an apiserver that is down is polled often
+/// enough to resume within seconds of its return.
+pub(crate) struct WatchBackoff {
+    next: Duration,
+}
+
+const FIRST_RETRY: Duration = Duration::from_millis(100);
+const MAX_RETRY: Duration = Duration::from_secs(4);
+
+impl Default for WatchBackoff {
+    fn default() -> Self {
+        WatchBackoff { next: FIRST_RETRY }
+    }
+}
+
+impl Iterator for WatchBackoff {
+    type Item = Duration;
+    fn next(&mut self) -> Option<Duration> {
+        let current = self.next;
+        self.next = (current * 2).min(MAX_RETRY);
+        Some(current.mul_f64(0.5 + rand::random::<f64>() * 0.5))
+    }
+}
+
+impl Backoff for WatchBackoff {
+    fn reset(&mut self) {
+        self.next = FIRST_RETRY;
+    }
+}
+
+/// The watcher events of one resource with its errors taken out: logged at warn, counted, and
+/// retried by the watch's own backoff. Re-lists after the first list are counted too.
+fn tracked<K: Send + 'static>(
+    events: impl Stream<Item = watcher::Result<Event<K>>> + Send + 'static,
+    resource: &'static str,
+    metrics: Arc<Metrics>,
+) -> impl Stream<Item = Event<K>> + Send + 'static {
+    let mut listed = false;
+    events.filter_map(move |event| {
+        let out = match event {
+            Err(e) => {
+                warn!(resource, error = %e, "watch failed; retrying");
+                metrics.watch_failed(resource);
+                None
+            }
+            Ok(Event::Init) => {
+                if listed {
+                    warn!(resource, "re-listing after the watch was interrupted");
+                    metrics.watch_failed(resource);
+                }
+                Some(Event::Init)
+            }
+            Ok(Event::InitDone) => {
+                listed = true;
+                debug!(resource, "list complete; watching");
+                metrics.watch_ok(resource);
+                Some(Event::InitDone)
+            }
+            Ok(other) => {
+                if listed {
+                    metrics.watch_ok(resource);
+                }
+                Some(other)
+            }
+        };
+        std::future::ready(out)
+    })
+}
+
+/// What a reconcile reacts to: the spec (generation), deletion, finalizers and annotations
+/// (`airy.co/paused`). Status-only updates (our own writes) do not trigger a reconcile.
+fn trigger_hash(ch: &Channel) -> u64 {
+    use std::hash::{Hash, Hasher};
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    ch.metadata.generation.hash(&mut h);
+    ch.metadata
+        .deletion_timestamp
+        .as_ref()
+        .map(|t| t.0.as_second())
+        .hash(&mut h);
+    ch.metadata.finalizers.hash(&mut h);
+    ch.metadata.annotations.hash(&mut h);
+    h.finish()
+}
+
+/// Whether the controller has yet to act on this Channel's current generation.
+pub(crate) fn unreconciled(ch: &Channel) -> bool {
+    if ch.is_paused() {
+        return false;
+    }
+    ch.finalizers().is_empty()
+        || ch
+            .status
+            .as_ref()
+            .is_none_or(|s| s.observed_generation != ch.metadata.generation)
+}
+
+/// Turns Channel watch events (after the reflector) into the Channels to reconcile.
+#[derive(Default)]
+struct ChannelTriggers {
+    /// resourceVersion and trigger hash of every Channel last seen.
+    seen: HashMap<ObjectRef<Channel>, (Option<String>, u64)>,
+    /// The objects of a list in progress.
+    listing: Vec<Channel>,
+}
+
+impl ChannelTriggers {
+    fn on_event(&mut self, event: Event<Channel>, store: &Store<Channel>) -> Vec<Channel> {
+        match event {
+            Event::Init => {
+                self.listing.clear();
+                Vec::new()
+            }
+            Event::InitApply(ch) => {
+                self.listing.push(ch);
+                Vec::new()
+            }
+            Event::InitDone => {
+                // The reflector has swapped the list into the store: triggers resolve now.
+                let listed = std::mem::take(&mut self.listing);
+                let mut seen = HashMap::with_capacity(listed.len());
+                let mut out = Vec::new();
+                for ch in listed {
+                    let key = ObjectRef::from_obj(&ch);
+                    let rv = ch.resource_version();
+                    let changed = self.seen.get(&key).is_none_or(|(old, _)| *old != rv);
+                    seen.insert(key, (rv, trigger_hash(&ch)));
+                    if changed || unreconciled(&ch) {
+                        out.push(ch);
+                    }
+                }
+                self.seen = seen;
+                out
+            }
+            Event::Apply(ch) => {
+                let key = ObjectRef::from_obj(&ch);
+                let hash = trigger_hash(&ch);
+                let changed = self.seen.get(&key).is_none_or(|(_, h)| *h != hash);
+                self.seen.insert(key, (ch.resource_version(), hash));
+                let mut out = duplicates_of_released(store, &ch);
+                if changed {
+                    out.push(ch);
+                }
+                out
+            }
+            Event::Delete(ch) => {
+                self.seen.remove(&ObjectRef::from_obj(&ch));
+                duplicates_of_released(store, &ch)
+            }
+        }
+    }
+}
+
+/// When a Channel is being deleted, the others with its source channel id (one may take over).
+fn duplicates_of_released(store: &Store<Channel>, ch: &Channel) -> Vec<Channel> {
+    if ch.metadata.deletion_timestamp.is_none() {
+        return Vec::new();
+    }
+    store
+        .state_filter(|c| {
+            c.spec.source == ch.spec.source
+                && c.spec.source_channel_id == ch.spec.source_channel_id
+                && c.metadata.uid != ch.metadata.uid
+        })
+        .iter()
+        .map(|c| c.as_ref().clone())
+        .collect()
+}
+
+/// The Channel watch, reflected into `writer`'s store, as the Channels to reconcile.
+pub(crate) fn channel_triggers(
+    api: Api<Channel>,
+    writer: kube::runtime::reflector::store::Writer<Channel>,
+    store: Store<Channel>,
+    metrics: Arc<Metrics>,
+) -> impl Stream<Item = Channel> + Send + 'static {
+    let events = watcher(api, watcher::Config::default().any_semantic())
+        .backoff(WatchBackoff::default())
+        .modify(|c: &mut Channel| c.managed_fields_mut().clear())
+        .reflect(writer);
+    let mut triggers = ChannelTriggers::default();
+    tracked(events, CHANNELS, metrics)
+        .flat_map(move |event| futures::stream::iter(triggers.on_event(event, &store)))
+}
+
+/// Every `period`, the Channels in the store that never got a status for their generation.
+pub(crate) fn sweep(
+    store: Store<Channel>,
+    period: Duration,
+) -> impl Stream<Item = Channel> + Send + 'static {
+    let mut ticks = tokio::time::interval_at(tokio::time::Instant::now() + period, period);
+    ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    futures::stream::unfold(ticks, |mut ticks| async move {
+        ticks.tick().await;
+        Some(((), ticks))
+    })
+    .flat_map(move |()| {
+        let due: Vec<Channel> = store
+            .state()
+            .iter()
+            .filter(|c| unreconciled(c))
+            .map(|c| c.as_ref().clone())
+            .collect();
+        if !due.is_empty() {
+            warn!(
+                channels = due.len(),
+                "sweep: Channels without a status for their generation; reconciling them"
+            );
+        }
+        futures::stream::iter(due)
+    })
+}
+
+/// Where the controller watches Secrets: every namespace, or these.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum SecretScope {
+    /// Cluster-wide (`*`).
+    All,
+    /// Only these namespaces.
+    Namespaces(Vec<String>),
+}
+
+impl SecretScope {
+    /// From `--secret-namespaces`; empty means the watch namespace (`*` when that is empty too).
+    pub fn from_flags(secret_namespaces: &[String], watch_namespace: &str) -> SecretScope {
+        let listed: Vec<String> = secret_namespaces
+            .iter()
+            .map(|s| s.trim().to_owned())
+            .filter(|s| !s.is_empty())
+            .collect();
+        if listed.iter().any(|s| s == "*") {
+            SecretScope::All
+        } else if !listed.is_empty() {
+            SecretScope::Namespaces(listed)
+        } else if watch_namespace.is_empty() {
+            SecretScope::All
+        } else {
+            SecretScope::Namespaces(vec![watch_namespace.to_owned()])
+        }
+    }
+
+    /// Whether the controller may read and write Secrets in `namespace`.
+    pub fn allows(&self, namespace: &str) -> bool {
+        match self {
+            SecretScope::All => true,
+            SecretScope::Namespaces(n) => n.iter().any(|s| s == namespace),
+        }
+    }
+}
+
+/// Secret metadata in the scope (one watch per namespace, or one cluster-wide), each Secret once
+/// per change of its resourceVersion. Never yields an error (see [`tracked`]).
+pub(crate) fn secret_changes(
+    client: kube::Client,
+    scope: &SecretScope,
+    metrics: Arc<Metrics>,
+) -> impl Stream<Item = watcher::Result<PartialObjectMeta<KubeSecret>>> + Send + 'static {
+    let apis: Vec<Api<PartialObjectMeta<KubeSecret>>> = match scope {
+        SecretScope::All => vec![Api::all(client)],
+        SecretScope::Namespaces(ns) => ns
+            .iter()
+            .map(|n| Api::namespaced(client.clone(), n))
+            .collect(),
+    };
+    let watches = apis.into_iter().map(move |api| {
+        let events = watcher(api, watcher::Config::default().any_semantic())
+            .backoff(WatchBackoff::default());
+        tracked(events, "secrets", metrics.clone())
+            .filter_map(|event| {
+                std::future::ready(match event {
+                    Event::Apply(s) | Event::InitApply(s) | Event::Delete(s) => Some(s),
+                    Event::Init | Event::InitDone => None,
+                })
+            })
+            .boxed()
+    });
+    futures::stream::select_all(watches)
+        .map(Ok)
+        .predicate_filter(predicates::resource_version, PredicateConfig::default())
+}
+
+/// The Channels a Secret change concerns: its owner (the token Secret) and the Channels naming it
+/// in `credentialsSecretRef`.
+pub(crate) fn channels_of_secret(
+    store: &Store<Channel>,
+    secret: &PartialObjectMeta<KubeSecret>,
+) -> Vec<ObjectRef<Channel>> {
+    let ns = secret.namespace();
+    let name = secret.name_any();
+    let mut refs: Vec<ObjectRef<Channel>> = secret
+        .owner_references()
+        .iter()
+        .filter(|o| o.kind == Channel::kind(&()) && o.api_version == Channel::api_version(&()))
+        .map(|o| ObjectRef::new(&o.name).within(ns.as_deref().unwrap_or_default()))
+        .collect();
+    refs.extend(
+        store
+            .state_filter(|c| {
+                c.namespace() == ns
+                    && c.spec
+                        .credentials_secret_ref
+                        .as_ref()
+                        .is_some_and(|r| r.name == name)
+            })
+            .iter()
+            .map(|c| ObjectRef::from_obj(c.as_ref())),
+    );
+    refs
+}
+
+/// How long a reconcile for an object not yet in the cache waits before it is tried again, and
+/// how often (then the object is gone: deleted before it was cached).
+const NOT_FOUND_RETRY: Duration = Duration::from_millis(200);
+const NOT_FOUND_ATTEMPTS: u32 = 50;
+
+/// Reconcile requests for objects not in the cache yet, re-issued once the cache holds them.
+pub(crate) fn requeue_missing(
+    rx: futures::channel::mpsc::UnboundedReceiver<(ObjectRef<Channel>, u32)>,
+    tx: futures::channel::mpsc::UnboundedSender<(ObjectRef<Channel>, u32)>,
+    store: Store<Channel>,
+) -> impl Stream<Item = Channel> + Send + 'static {
+    rx.map(move |(r, attempt)| {
+        let (store, tx) = (store.clone(), tx.clone());
+        async move {
+            tokio::time::sleep(NOT_FOUND_RETRY).await;
+            match store.get(&r) {
+                Some(ch) => Some(ch.as_ref().clone()),
+                None if attempt < NOT_FOUND_ATTEMPTS => {
+                    let _ = tx.unbounded_send((r, attempt + 1));
+                    None
+                }
+                None => {
+                    debug!(object = %r, "never appeared in the cache (deleted); not retrying");
+                    None
+                }
+            }
+        }
+    })
+    .buffer_unordered(1024)
+    .filter_map(std::future::ready)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::crd::{ChannelSpec, ChannelStatus, DeletionPolicy, Source};
+
+    fn ch(name: &str, rv: &str, generation: i64, observed: Option<i64>) -> Channel {
+        let mut c = Channel::new(
+            name,
+            ChannelSpec {
+                source: Source::ChatPlugin,
+                source_channel_id: name.into(),
+                name: None,
+                image_url: None,
+                connected: true,
+                credentials_secret_ref: None,
+                deletion_policy: DeletionPolicy::Disconnect,
+            },
+        );
+        c.metadata.namespace = Some("default".into());
+        c.metadata.resource_version = Some(rv.into());
+        c.metadata.generation = Some(generation);
+        c.metadata.finalizers = Some(vec!["airy.co/channel".into()]);
+        c.status = observed.map(|g| ChannelStatus {
+            observed_generation: Some(g),
+            ..Default::default()
+        });
+        c
+    }
+
+    fn names(v: &[Channel]) -> Vec<String> {
+        v.iter().map(|c| c.name_any()).collect()
+    }
+
+    #[test]
+    fn a_relist_triggers_what_changed_or_was_never_reconciled_after_the_store_holds_it() {
+        let (store, _writer) = kube::runtime::reflector::store::<Channel>();
+        let mut t = ChannelTriggers::default();
+        t.on_event(Event::Init, &store);
+        for c in [ch("a", "1", 1, Some(1)), ch("b", "2", 1, Some(1))] {
+            assert!(t.on_event(Event::InitApply(c), &store).is_empty());
+        }
+        // The first list: every Channel (a controller start reconciles everything).
+        assert_eq!(names(&t.on_event(Event::InitDone, &store)), ["a", "b"]);
+        // A re-list: a unchanged, b changed while the watch was down, c new without status.
+        t.on_event(Event::Init, &store);
+        for c in [
+            ch("a", "1", 1, Some(1)),
+            ch("b", "5", 2, Some(1)),
+            ch("c", "6", 1, None),
+        ] {
+            assert!(
+                t.on_event(Event::InitApply(c), &store).is_empty(),
+                "nothing is triggered before the list is complete"
+            );
+        }
+        assert_eq!(names(&t.on_event(Event::InitDone, &store)), ["b", "c"]);
+    }
+
+    #[test]
+    fn status_only_updates_do_not_trigger_but_spec_changes_do() {
+        let (store, _writer) = kube::runtime::reflector::store::<Channel>();
+        let mut t = ChannelTriggers::default();
+        t.on_event(Event::Init, &store);
+        t.on_event(Event::InitDone, &store);
+        assert_eq!(
+            names(&t.on_event(Event::Apply(ch("a", "1", 1, None)), &store)),
+            ["a"]
+        );
+        assert!(t
+            .on_event(Event::Apply(ch("a", "2", 1, Some(1))), &store)
+            .is_empty());
+        assert_eq!(
+            names(&t.on_event(Event::Apply(ch("a", "3", 2, Some(1))), &store)),
+            ["a"]
+        );
+    }
+
+    #[test]
+    fn secret_scope_defaults_to_the_watch_namespace() {
+        assert_eq!(
+            SecretScope::from_flags(&[], "team"),
+            SecretScope::Namespaces(vec!["team".into()])
+        );
+        assert_eq!(SecretScope::from_flags(&[], ""), SecretScope::All);
+        assert_eq!(
+            SecretScope::from_flags(&["*".into()], "team"),
+            SecretScope::All
+        );
+        let scope = SecretScope::from_flags(&["a".into(), " b ".into()], "");
+        assert!(scope.allows("b") && !scope.allows("c"));
+    }
+}

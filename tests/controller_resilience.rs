@@ -1,0 +1,535 @@
+//! The controller under disruption: bursts through forced re-lists, apiserver restarts, a
+//! provider that hangs, and a rolling update of two replicas (the real binary, SIGTERM).
+//!
+//! Every test ends by naming the Channels the controller never brought to their desired state:
+//! a Channel silently dropped is the failure these tests exist for.
+
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use channel_operator::controller;
+use channel_operator::crd::Channel;
+use clap::Parser;
+use futures::StreamExt;
+use k8s_openapi::api::coordination::v1::Lease;
+use k8s_openapi::api::core::v1::Secret;
+use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams, PostParams};
+use kube::CustomResourceExt;
+use kube_sandbox::Sandbox;
+use wiremock::matchers::{method, path, path_regex};
+use wiremock::{Mock, MockServer, ResponseTemplate};
+
+const IN_FLIGHT: usize = 32;
+
+/// The tests here load the machine (bursts, hung connections); one at a time keeps the latency
+/// assertions about the controller, not about the neighbouring test.
+static ONE_AT_A_TIME: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
+struct Cluster {
+    _turn: tokio::sync::MutexGuard<'static, ()>,
+    sb: Sandbox,
+    _dir: tempfile::TempDir,
+    kubeconfig: PathBuf,
+}
+
+impl Cluster {
+    async fn start() -> Cluster {
+        let turn = ONE_AT_A_TIME.lock().await;
+        // For a failure's story: RESILIENCE_LOG=debug logs the in-process controller to stderr.
+        if let Ok(filter) = std::env::var("RESILIENCE_LOG") {
+            let _ = tracing_subscriber::fmt()
+                .with_env_filter(filter)
+                .with_ansi(false)
+                .try_init();
+        }
+        let sb = Sandbox::start(0).await.expect("sandbox starts");
+        sb.install_crd(&Channel::crd()).await.expect("CRD installs");
+        let dir = tempfile::tempdir().unwrap();
+        let kubeconfig = dir.path().join("kubeconfig");
+        sb.write_kubeconfig(&kubeconfig).unwrap();
+        Cluster {
+            _turn: turn,
+            sb,
+            _dir: dir,
+            kubeconfig,
+        }
+    }
+
+    fn channels(&self) -> Api<Channel> {
+        Api::namespaced(self.sb.client(), "default")
+    }
+
+    /// Runs the controller in this process (no leader election) until the handle is aborted.
+    async fn run_controller(&self, extra: &[&str]) -> tokio::task::JoinHandle<anyhow::Result<()>> {
+        let mut argv = vec![
+            "controller",
+            "--leader-election",
+            "false",
+            "--min-backoff-millis",
+            "100",
+            "--max-backoff-seconds",
+            "2",
+        ];
+        argv.extend_from_slice(extra);
+        let args = controller::Args::parse_from(argv);
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        tokio::spawn(controller::run_with_listener(
+            self.sb.client(),
+            args,
+            listener,
+        ))
+    }
+
+    /// Creates Channels from `make`, `IN_FLIGHT` at once.
+    async fn create_all(&self, names: impl Iterator<Item = Channel>) {
+        let api = self.channels();
+        futures::stream::iter(names)
+            .map(|ch| {
+                let api = api.clone();
+                async move { create_retrying(&api, &ch).await }
+            })
+            .buffer_unordered(IN_FLIGHT)
+            .collect::<Vec<()>>()
+            .await;
+    }
+
+    /// Waits (at most `within`) until `done` holds for every Channel named in `names`; returns the
+    /// names for which it still does not.
+    async fn pending(
+        &self,
+        names: &[String],
+        within: Duration,
+        done: impl Fn(Option<&Channel>) -> bool,
+    ) -> Vec<String> {
+        let deadline = Instant::now() + within;
+        loop {
+            let listed = match self.channels().list(&ListParams::default()).await {
+                Ok(l) => l.items,
+                Err(_) => {
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                    continue;
+                }
+            };
+            let by_name: std::collections::HashMap<String, &Channel> = listed
+                .iter()
+                .map(|c| (c.metadata.name.clone().unwrap_or_default(), c))
+                .collect();
+            let missing: Vec<String> = names
+                .iter()
+                .filter(|n| !done(by_name.get(n.as_str()).copied()))
+                .cloned()
+                .collect();
+            if missing.is_empty() || Instant::now() > deadline {
+                return missing;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+}
+
+/// A create that rides out a sandbox restart (connection refused, 503) like a user retrying.
+async fn create_retrying(api: &Api<Channel>, ch: &Channel) {
+    for _ in 0..100 {
+        match api.create(&PostParams::default(), ch).await {
+            Ok(_) => return,
+            Err(kube::Error::Api(e)) if e.code == 409 => return,
+            Err(_) => tokio::time::sleep(Duration::from_millis(100)).await,
+        }
+    }
+    panic!("could not create {:?}", ch.metadata.name);
+}
+
+fn channel(name: &str, source: &str, scid: &str, extra: serde_json::Value) -> Channel {
+    let mut spec = serde_json::json!({"source": source, "sourceChannelId": scid});
+    if let serde_json::Value::Object(extra) = extra {
+        spec.as_object_mut().unwrap().extend(extra);
+    }
+    serde_json::from_value(serde_json::json!({
+        "apiVersion": "airy.co/v1alpha1",
+        "kind": "Channel",
+        "metadata": {"name": name, "namespace": "default"},
+        "spec": spec,
+    }))
+    .unwrap()
+}
+
+fn chat_plugin(name: &str) -> Channel {
+    channel(name, "chat_plugin", name, serde_json::json!({}))
+}
+
+fn is_ready_connected(ch: Option<&Channel>) -> bool {
+    ch.and_then(|c| c.ready_condition())
+        .is_some_and(|r| r.status == "True" && r.reason == "Connected")
+}
+
+// ---------------------------------------------------------------------------------------------
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_burst_through_forced_relists_leaves_no_channel_unreconciled() {
+    const N: usize = 1000;
+    let cluster = Cluster::start().await;
+    let controller = cluster.run_controller(&["--namespace", "default"]).await;
+    // While the Channels are created, the watch history is compacted and every watch cut, again
+    // and again: each time the controller must re-list, as after a watch falls behind.
+    let faults = cluster.sb.faults();
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let disrupt = {
+        let stop = stop.clone();
+        tokio::spawn(async move {
+            let mut n = 0;
+            while !stop.load(std::sync::atomic::Ordering::SeqCst) && n < 200 {
+                tokio::time::sleep(Duration::from_millis(250)).await;
+                faults.compact_history();
+                faults.drop_watches();
+                n += 1;
+            }
+            n
+        })
+    };
+    let names: Vec<String> = (0..N).map(|i| format!("burst-{i}")).collect();
+    cluster
+        .create_all(names.iter().map(|n| chat_plugin(n)))
+        .await;
+    stop.store(true, std::sync::atomic::Ordering::SeqCst);
+    let relists = disrupt.await.unwrap();
+    assert!(relists > 0, "the watch was never disrupted");
+    let missing = cluster
+        .pending(&names, Duration::from_secs(60), is_ready_connected)
+        .await;
+    let untouched = cluster
+        .pending(&missing, Duration::ZERO, |c| {
+            c.is_some_and(|c| {
+                c.status.is_some() || !c.metadata.finalizers.clone().unwrap_or_default().is_empty()
+            })
+        })
+        .await;
+    assert!(
+        missing.is_empty(),
+        "{} of {N} Channels never became Ready after {relists} forced re-lists ({} never touched: \
+         no finalizer, no status), e.g. {:?}",
+        missing.len(),
+        untouched.len(),
+        &missing[..missing.len().min(5)]
+    );
+    controller.abort();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_hung_provider_does_not_delay_other_sources() {
+    let cluster = Cluster::start().await;
+    // The Graph API accepts connections and never answers within the provider timeout.
+    let graph = MockServer::start().await;
+    Mock::given(method("GET"))
+        .and(path_regex("^/v24.0/"))
+        .respond_with(ResponseTemplate::new(200).set_delay(Duration::from_secs(60)))
+        .mount(&graph)
+        .await;
+    let graph_url = format!("{}/v24.0", graph.uri());
+    let secrets: Api<Secret> = Api::namespaced(cluster.sb.client(), "default");
+    let mut token = Secret::default();
+    token.metadata.name = Some("fb-token".into());
+    token.string_data = Some([("page_token".to_string(), "user-page-token".to_string())].into());
+    secrets
+        .create(&PostParams::default(), &token)
+        .await
+        .unwrap();
+    let controller = cluster
+        .run_controller(&[
+            "--facebook-app-id",
+            "app-1",
+            "--facebook-app-secret",
+            "app-secret",
+            "--facebook-graph-url",
+            &graph_url,
+            "--provider-timeout-seconds",
+            "10",
+        ])
+        .await;
+    let ref_ =
+        serde_json::json!({"credentialsSecretRef": {"name": "fb-token", "key": "page_token"}});
+    cluster
+        .create_all((0..40).map(|i| {
+            channel(
+                &format!("fb-{i}"),
+                "facebook",
+                &format!("page-{i}"),
+                ref_.clone(),
+            )
+        }))
+        .await;
+    // Wait until the hung connects are at the Graph API.
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while graph.received_requests().await.unwrap_or_default().len() < 8 {
+        assert!(
+            Instant::now() < deadline,
+            "the Facebook connects never reached the Graph API"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let names: Vec<String> = (0..10).map(|i| format!("plugin-{i}")).collect();
+    let created = Instant::now();
+    cluster
+        .create_all(names.iter().map(|n| chat_plugin(n)))
+        .await;
+    let missing = cluster
+        .pending(&names, Duration::from_secs(2), is_ready_connected)
+        .await;
+    assert!(
+        missing.is_empty(),
+        "with Facebook hung, {} of 10 chat plugin Channels were not Ready {:?} after their creation",
+        missing.len(),
+        created.elapsed()
+    );
+    controller.abort();
+}
+
+/// One replica of `channel-operator controller` as a process, as a Deployment runs it.
+fn replica(cluster: &Cluster, identity: &str, twilio: &str) -> tokio::process::Child {
+    tokio::process::Command::new(env!("CARGO_BIN_EXE_channel-operator"))
+        .args([
+            "--log-level",
+            &std::env::var("REPLICA_LOG").unwrap_or_else(|_| "warn".into()),
+            "controller",
+            "--namespace",
+            "default",
+            "--identity",
+            identity,
+            "--metrics-addr",
+            "127.0.0.1:0",
+            "--twilio-account-sid",
+            "AC1",
+            "--twilio-auth-token",
+            "twilio-token",
+            "--twilio-webhook-url",
+            "https://hooks.example.org/twilio",
+            "--twilio-api-url",
+            twilio,
+        ])
+        .env("KUBECONFIG", &cluster.kubeconfig)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::inherit())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("the controller starts")
+}
+
+async fn lease_holder(cluster: &Cluster) -> Option<String> {
+    let leases: Api<Lease> = Api::namespaced(cluster.sb.client(), "default");
+    leases
+        .get_opt("channel-operator")
+        .await
+        .ok()
+        .flatten()
+        .and_then(|l| l.spec)
+        .and_then(|s| s.holder_identity)
+        .filter(|h| !h.is_empty())
+}
+
+/// Mounts a Twilio number whose webhook may be set exactly once.
+async fn twilio_number(twilio: &MockServer, i: usize) -> Channel {
+    let number = format!("+49155500{i:02}");
+    Mock::given(method("GET"))
+        .and(path("/2010-04-01/Accounts/AC1/IncomingPhoneNumbers.json"))
+        .and(wiremock::matchers::query_param("PhoneNumber", number.as_str()))
+        .respond_with(ResponseTemplate::new(200).set_body_json(
+            serde_json::json!({"incoming_phone_numbers": [{"sid": format!("PN{i}"), "phone_number": number}]}),
+        ))
+        .mount(twilio)
+        .await;
+    Mock::given(method("POST"))
+        .and(path(format!(
+            "/2010-04-01/Accounts/AC1/IncomingPhoneNumbers/PN{i}.json"
+        )))
+        .respond_with(
+            ResponseTemplate::new(200).set_body_json(serde_json::json!({"sid": format!("PN{i}")})),
+        )
+        .expect(1)
+        .named(format!("connect {number}"))
+        .mount(twilio)
+        .await;
+    channel(
+        &format!("sms-{i}"),
+        "twilio.sms",
+        &number,
+        serde_json::json!({}),
+    )
+}
+
+/// Creates a Twilio SMS Channel per number index and waits until every one is connected.
+async fn connect_numbers(
+    cluster: &Cluster,
+    twilio: &MockServer,
+    numbers: std::ops::Range<usize>,
+    by: &str,
+) {
+    let mut channels = Vec::new();
+    for i in numbers {
+        channels.push(twilio_number(twilio, i).await);
+    }
+    let names: Vec<String> = channels
+        .iter()
+        .map(|c| c.metadata.name.clone().unwrap())
+        .collect();
+    cluster.create_all(channels.into_iter()).await;
+    let missing = cluster
+        .pending(&names, Duration::from_secs(30), is_ready_connected)
+        .await;
+    assert!(missing.is_empty(), "not connected by {by}: {missing:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_of_the_leader_hands_over_the_lease_at_once_and_connects_nothing_twice() {
+    let cluster = Cluster::start().await;
+    let twilio = MockServer::start().await;
+    let mut a = replica(&cluster, "replica-a", &twilio.uri());
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while lease_holder(&cluster).await.as_deref() != Some("replica-a") {
+        assert!(Instant::now() < deadline, "replica-a never took the Lease");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let _b = replica(&cluster, "replica-b", &twilio.uri());
+    connect_numbers(&cluster, &twilio, 0..5, "the leader").await;
+
+    // A rolling update: the leader gets SIGTERM.
+    let signalled = Instant::now();
+    let pid = a.id().unwrap().to_string();
+    assert!(std::process::Command::new("kill")
+        .args(["-TERM", &pid])
+        .status()
+        .unwrap()
+        .success());
+    let mut holder = lease_holder(&cluster).await;
+    while holder.as_deref() != Some("replica-b") && signalled.elapsed() < Duration::from_secs(20) {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        holder = lease_holder(&cluster).await;
+    }
+    let took_over = signalled.elapsed();
+    assert!(
+        holder.as_deref() == Some("replica-b") && took_over <= Duration::from_secs(2),
+        "the standby held the Lease only after {took_over:?} (holder {holder:?}); {:?}",
+        Api::<Lease>::namespaced(cluster.sb.client(), "default")
+            .get("channel-operator")
+            .await
+    );
+    let status = tokio::time::timeout(Duration::from_secs(25), a.wait())
+        .await
+        .expect("the old leader exits within its shutdown timeout")
+        .unwrap();
+    assert!(status.success(), "the old leader exited with {status}");
+
+    connect_numbers(&cluster, &twilio, 5..10, "the new leader").await;
+    // Every number's webhook was set exactly once (the mocks' expectations).
+    twilio.verify().await;
+}
+
+fn is_disconnected_for_generation(ch: Option<&Channel>) -> bool {
+    ch.is_some_and(|c| {
+        c.ready_condition().is_some_and(|r| {
+            r.status == "True"
+                && r.reason == "Disconnected"
+                && r.observed_generation == c.metadata.generation
+        }) && c.status.as_ref().is_some_and(|s| !s.connected)
+    })
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn after_an_apiserver_restart_creates_disconnects_and_deletes_are_reconciled_at_once() {
+    let cluster = Cluster::start().await;
+    let controller = cluster.run_controller(&["--namespace", "default"]).await;
+    let to_disconnect: Vec<String> = (0..10).map(|i| format!("off-{i}")).collect();
+    let to_delete: Vec<String> = (0..10).map(|i| format!("gone-{i}")).collect();
+    let before: Vec<String> = to_disconnect.iter().chain(&to_delete).cloned().collect();
+    cluster
+        .create_all(before.iter().map(|n| chat_plugin(n)))
+        .await;
+    let missing = cluster
+        .pending(&before, Duration::from_secs(30), is_ready_connected)
+        .await;
+    assert!(
+        missing.is_empty(),
+        "not Ready before the restart: {missing:?}"
+    );
+
+    // The apiserver restarts (every watch cut, history compacted), then the changes arrive.
+    cluster.sb.faults().restart(Duration::from_secs(3)).await;
+    let back = Instant::now();
+    let created: Vec<String> = (0..10).map(|i| format!("new-{i}")).collect();
+    cluster
+        .create_all(created.iter().map(|n| chat_plugin(n)))
+        .await;
+    let api = cluster.channels();
+    let patch = serde_json::json!({"spec": {"connected": false}});
+    for name in &to_disconnect {
+        api.patch(name, &PatchParams::default(), &Patch::Merge(&patch))
+            .await
+            .unwrap();
+    }
+    for name in &to_delete {
+        api.delete(name, &DeleteParams::default()).await.unwrap();
+    }
+
+    let within = Duration::from_secs(10).saturating_sub(back.elapsed());
+    let not_created = cluster.pending(&created, within, is_ready_connected).await;
+    let within = Duration::from_secs(10).saturating_sub(back.elapsed());
+    let not_disconnected = cluster
+        .pending(&to_disconnect, within, is_disconnected_for_generation)
+        .await;
+    let within = Duration::from_secs(10).saturating_sub(back.elapsed());
+    let not_deleted = cluster.pending(&to_delete, within, |c| c.is_none()).await;
+    assert!(
+        not_created.is_empty() && not_disconnected.is_empty() && not_deleted.is_empty(),
+        "10 s after the apiserver came back: not Ready {not_created:?}, not disconnected \
+         {not_disconnected:?}, not deleted {not_deleted:?}"
+    );
+    controller.abort();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn credentials_outside_the_secret_namespaces_are_reported_not_read() {
+    let cluster = Cluster::start().await;
+    let namespaces: Api<k8s_openapi::api::core::v1::Namespace> = Api::all(cluster.sb.client());
+    let mut ns = k8s_openapi::api::core::v1::Namespace::default();
+    ns.metadata.name = Some("team-b".into());
+    namespaces
+        .create(&PostParams::default(), &ns)
+        .await
+        .unwrap();
+    let secrets: Api<Secret> = Api::namespaced(cluster.sb.client(), "team-b");
+    let mut token = Secret::default();
+    token.metadata.name = Some("fb-token".into());
+    token.string_data = Some([("page_token".to_string(), "user-page-token".to_string())].into());
+    secrets
+        .create(&PostParams::default(), &token)
+        .await
+        .unwrap();
+    let controller = cluster
+        .run_controller(&["--secret-namespaces", "default"])
+        .await;
+    let mut ch = channel(
+        "fb",
+        "facebook",
+        "page-1",
+        serde_json::json!({"credentialsSecretRef": {"name": "fb-token", "key": "page_token"}}),
+    );
+    ch.metadata.namespace = Some("team-b".into());
+    let api: Api<Channel> = Api::namespaced(cluster.sb.client(), "team-b");
+    api.create(&PostParams::default(), &ch).await.unwrap();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let got = api.get("fb").await.unwrap();
+        if let Some(ready) = got.ready_condition() {
+            assert_eq!(ready.status, "False", "{ready:?}");
+            assert_eq!(ready.reason, "CredentialsMissing", "{ready:?}");
+            assert!(
+                ready
+                    .message
+                    .contains("not configured to read Secrets in namespace team-b"),
+                "{ready:?}"
+            );
+            break;
+        }
+        assert!(Instant::now() < deadline, "no verdict on the Channel");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    controller.abort();
+}
