@@ -520,7 +520,7 @@ async fn reconcile_inner(ch: Arc<Channel>, ctx: Arc<Context>) -> Result<Action, 
 async fn apply(ch: &Channel, ctx: &Context) -> Result<Action, Error> {
     let prev = ch.status.clone().unwrap_or_default();
     let page = (prev.page_name.clone(), prev.page_image_url.clone());
-    if let Err(message) = logic::validate(&ch.spec) {
+    if let Err(message) = crate::rules::validate_spec(&ch.spec) {
         let changed = ch
             .ready_condition()
             .is_none_or(|c| c.reason != Reason::InvalidSpec || c.message != message);

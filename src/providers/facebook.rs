@@ -6,7 +6,10 @@
 use futures::future::BoxFuture;
 use serde::Deserialize;
 
-use super::{retry_after, send_json, ConnectOutcome, Provider, ProviderArgs, ProviderError};
+use super::{
+    retry_after, send_json, url_with_segments, ConnectOutcome, Provider, ProviderArgs,
+    ProviderError,
+};
 use crate::crd::Channel;
 use crate::secret::Secret;
 
@@ -101,8 +104,9 @@ impl Facebook {
         }
     }
 
-    fn url(&self, path: &str) -> String {
-        format!("{}/{}", self.graph_url, path.trim_start_matches('/'))
+    /// The Graph URL of `segments`, each percent-encoded (page ids come from Channels).
+    fn url(&self, segments: &[&str]) -> Result<reqwest::Url, ProviderError> {
+        url_with_segments(&self.graph_url, segments)
     }
 
     /// Sends a request and reads its JSON body, classifying every failure.
@@ -146,7 +150,7 @@ impl Facebook {
     ) -> Result<Vec<ManagedPage>, ProviderError> {
         let listing = async {
             let mut pages = Vec::new();
-            let mut request = self.http.get(self.url("me/accounts")).query(&[
+            let mut request = self.http.get(self.url(&["me", "accounts"])?).query(&[
                 ("fields", PAGE_FIELDS),
                 ("access_token", auth_token.expose()),
             ]);
@@ -178,16 +182,19 @@ impl Facebook {
         self.call(
             "reading the page",
             self.http
-                .get(self.url(page_id))
+                .get(self.url(&[page_id])?)
                 .query(&[("fields", PAGE_FIELDS), ("access_token", token.expose())]),
         )
         .await
     }
 
+    /// Connects; every token obtained on the way is added to `derived`, so that the caller can
+    /// scrub it from an error too (Graph may echo a request, its token included, in an error).
     async fn connect_inner(
         &self,
         channel: &Channel,
         credentials: Option<&Secret>,
+        derived: &mut Vec<Secret>,
     ) -> Result<ConnectOutcome, ProviderError> {
         let page_token = credentials.filter(|t| !t.is_empty()).ok_or_else(|| {
             ProviderError::CredentialsMissing(
@@ -202,12 +209,14 @@ impl Facebook {
         let exchanged: TokenResponse = self
             .call(
                 "exchanging the page token for a long-lived token",
-                self.http.get(self.url("oauth/access_token")).query(&[
-                    ("grant_type", "fb_exchange_token"),
-                    ("client_id", app_id.as_str()),
-                    ("client_secret", app_secret.expose()),
-                    ("fb_exchange_token", page_token.expose()),
-                ]),
+                self.http
+                    .get(self.url(&["oauth", "access_token"])?)
+                    .query(&[
+                        ("grant_type", "fb_exchange_token"),
+                        ("client_id", app_id.as_str()),
+                        ("client_secret", app_secret.expose()),
+                        ("fb_exchange_token", page_token.expose()),
+                    ]),
             )
             .await?;
         let long_lived = Secret::new(
@@ -221,6 +230,7 @@ impl Facebook {
                     )
                 })?,
         );
+        derived.push(long_lived.clone());
         let page = self
             .get_page(&channel.spec.source_channel_id, &long_lived)
             .await?;
@@ -231,6 +241,7 @@ impl Facebook {
                 )
             },
         )?);
+        derived.push(page_access.clone());
         if page.is_webhooks_subscribed == Some(true) {
             // Already subscribed (e.g. a connect cut off before its status was written): do not
             // subscribe twice.
@@ -243,10 +254,12 @@ impl Facebook {
         let _: serde_json::Value = self
             .call(
                 "subscribing the app to the page",
-                self.http.post(self.url("me/subscribed_apps")).query(&[
-                    ("access_token", page_access.expose()),
-                    ("subscribed_fields", SUBSCRIBED_FIELDS),
-                ]),
+                self.http
+                    .post(self.url(&["me", "subscribed_apps"])?)
+                    .query(&[
+                        ("access_token", page_access.expose()),
+                        ("subscribed_fields", SUBSCRIBED_FIELDS),
+                    ]),
             )
             .await?;
         Ok(ConnectOutcome {
@@ -264,11 +277,15 @@ impl Provider for Facebook {
         credentials: Option<&'a Secret>,
     ) -> BoxFuture<'a, Result<ConnectOutcome, ProviderError>> {
         Box::pin(async move {
-            let mut secrets: Vec<&Secret> = credentials.into_iter().collect();
-            secrets.extend(self.app_secret.as_ref());
-            match self.connect_inner(channel, credentials).await {
+            let mut derived = Vec::new();
+            match self.connect_inner(channel, credentials, &mut derived).await {
                 Ok(outcome) => Ok(outcome),
-                Err(e) => Err(e.redacted(&secrets)),
+                Err(e) => {
+                    let mut secrets: Vec<&Secret> = credentials.into_iter().collect();
+                    secrets.extend(self.app_secret.as_ref());
+                    secrets.extend(derived.iter());
+                    Err(e.redacted(&secrets))
+                }
             }
         })
     }
@@ -284,12 +301,11 @@ impl Provider for Facebook {
                     "facebook: the stored page access token is missing, so the page subscription cannot be removed (set deletionPolicy: Orphan to skip)".into(),
                 )
             })?;
-            let path = format!("{}/subscribed_apps", channel.spec.source_channel_id);
             let result: Result<serde_json::Value, _> = self
                 .call(
                     "removing the app's page subscription",
                     self.http
-                        .delete(self.url(&path))
+                        .delete(self.url(&[&channel.spec.source_channel_id, "subscribed_apps"])?)
                         .query(&[("access_token", token.expose())]),
                 )
                 .await;
