@@ -556,7 +556,7 @@ async fn every_source_connects_and_follows_its_lifecycle() {
     );
     assert_eq!(
         secret["metadata"]["labels"]["airy.co/channel-id"],
-        "83f99d87-28f2-5c54-a9c9-44354933d3ca"
+        "1dba90e5-6e59-5842-837e-2ea09747161b"
     );
     assert!(secret["data"]["page_access_token"].is_string());
 
