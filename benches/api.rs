@@ -7,6 +7,9 @@
 //! The cache is filled through the reflector writer (no cluster is needed for reads); the HTTP
 //! path is what is measured: a load generator in the same process with 64 keep-alive
 //! connections, bounded by time.
+//!
+//! It also prints the memory the API's cache holds for those channels: the bytes live on the heap
+//! after filling it minus those live before (a counting allocator wraps the system one).
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -19,6 +22,34 @@ use channel_operator::api::{self, cache::ChannelCache, AppState, Args};
 use channel_operator::crd::{Channel, ChannelSpec, Source};
 use clap::Parser;
 use kube::runtime::watcher::Event;
+
+/// The system allocator, counting the bytes currently allocated.
+struct Counting;
+
+static LIVE: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+
+unsafe impl std::alloc::GlobalAlloc for Counting {
+    unsafe fn alloc(&self, layout: std::alloc::Layout) -> *mut u8 {
+        LIVE.fetch_add(layout.size(), std::sync::atomic::Ordering::Relaxed);
+        unsafe { std::alloc::System.alloc(layout) }
+    }
+    unsafe fn dealloc(&self, ptr: *mut u8, layout: std::alloc::Layout) {
+        LIVE.fetch_sub(layout.size(), std::sync::atomic::Ordering::Relaxed);
+        unsafe { std::alloc::System.dealloc(ptr, layout) }
+    }
+    unsafe fn realloc(&self, ptr: *mut u8, layout: std::alloc::Layout, new_size: usize) -> *mut u8 {
+        LIVE.fetch_add(new_size, std::sync::atomic::Ordering::Relaxed);
+        LIVE.fetch_sub(layout.size(), std::sync::atomic::Ordering::Relaxed);
+        unsafe { std::alloc::System.realloc(ptr, layout, new_size) }
+    }
+}
+
+#[global_allocator]
+static ALLOC: Counting = Counting;
+
+fn live_bytes() -> usize {
+    LIVE.load(std::sync::atomic::Ordering::Relaxed)
+}
 
 static FULL: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
 
@@ -58,43 +89,41 @@ fn rounds() -> usize {
     }
 }
 
-fn channels() -> Vec<Channel> {
-    (0..channels_n())
-        .map(|i| {
-            let (source, scid) = if i < GOOGLE {
-                (Source::Google, format!("agent-{i}"))
-            } else {
-                match i % 3 {
-                    0 => (Source::ChatPlugin, format!("website-{i}")),
-                    1 => (
-                        Source::Facebook,
-                        format!("{}", 100_000_000_000u64 + i as u64),
-                    ),
-                    _ => (Source::TwilioSms, format!("+4915{:08}", i)),
-                }
-            };
-            let id = channel_operator::channel_id::channel_id_string(source.as_str(), &scid);
-            let mut ch = Channel::new(
-                &id,
-                ChannelSpec {
-                    source,
-                    source_channel_id: scid,
-                    name: Some(format!("Channel number {i}")),
-                    image_url: Some(format!("https://cdn.example.org/images/{i}.png")),
-                    connected: true,
-                    credentials_secret_ref: None,
-                    deletion_policy: Default::default(),
-                },
-            );
-            ch.metadata.namespace = Some("default".into());
-            ch.status = Some(channel_operator::crd::ChannelStatus {
-                id: Some(ch.channel_id()),
+fn channels() -> impl Iterator<Item = Channel> {
+    (0..channels_n()).map(|i| {
+        let (source, scid) = if i < GOOGLE {
+            (Source::Google, format!("agent-{i}"))
+        } else {
+            match i % 3 {
+                0 => (Source::ChatPlugin, format!("website-{i}")),
+                1 => (
+                    Source::Facebook,
+                    format!("{}", 100_000_000_000u64 + i as u64),
+                ),
+                _ => (Source::TwilioSms, format!("+4915{:08}", i)),
+            }
+        };
+        let id = channel_operator::channel_id::channel_id_string(source.as_str(), &scid);
+        let mut ch = Channel::new(
+            &id,
+            ChannelSpec {
+                source,
+                source_channel_id: scid,
+                name: Some(format!("Channel number {i}")),
+                image_url: Some(format!("https://cdn.example.org/images/{i}.png")),
                 connected: true,
-                ..Default::default()
-            });
-            ch
-        })
-        .collect()
+                credentials_secret_ref: None,
+                deletion_policy: Default::default(),
+            },
+        );
+        ch.metadata.namespace = Some("default".into());
+        ch.status = Some(channel_operator::crd::ChannelStatus {
+            id: Some(ch.channel_id()),
+            connected: true,
+            ..Default::default()
+        });
+        ch
+    })
 }
 
 async fn serve(app: Router) -> String {
@@ -238,14 +267,22 @@ fn main() {
         .build()
         .unwrap();
     rt.block_on(async {
-        let channels = channels();
-        let ids: Arc<Vec<String>> = Arc::new(channels.iter().map(|c| c.channel_id()).collect());
+        let ids: Arc<Vec<String>> = Arc::new(channels().map(|c| c.channel_id()).collect());
+        // The channels are made one at a time while filling, so what stays live is the cache's.
+        let before = live_bytes();
         let cache = ChannelCache::new();
         cache.apply(&Event::Init);
-        for ch in channels {
+        for ch in channels() {
             cache.apply(&Event::InitApply(ch));
         }
         cache.apply(&Event::InitDone);
+        let held = live_bytes().saturating_sub(before);
+        println!(
+            "API cache memory at {} channels: {:.2} MiB ({} B per channel; list bodies not built yet)",
+            channels_n(),
+            held as f64 / (1024.0 * 1024.0),
+            held / channels_n()
+        );
         let args = Args::parse_from(["api"]);
         // Reads never touch the cluster; the client points nowhere.
         let client = kube::Client::try_from(kube::Config::new("http://127.0.0.1:1".parse().unwrap()))

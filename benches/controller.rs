@@ -56,7 +56,7 @@ async fn run() {
         .mount(&graph)
         .await;
     Mock::given(method("GET"))
-        .and(path_regex(r"^/v24\.0/page-[0-9]+$"))
+        .and(path_regex(r"^/v24\.0/[0-9]+$"))
         .respond_with(ResponseTemplate::new(200).set_body_json(serde_json::json!({
             "name_with_location_descriptor": "Bench page",
             "access_token": "bench-page-access",
@@ -111,7 +111,7 @@ fn channel(i: usize) -> Channel {
         &format!("bench-{i}"),
         ChannelSpec {
             source: Source::Facebook,
-            source_channel_id: format!("page-{i}"),
+            source_channel_id: format!("{}", 1_000_000 + i),
             name: None,
             image_url: None,
             connected: true,

@@ -11,6 +11,8 @@ use kube::{CustomResource, CustomResourceExt, KubeSchema};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
+use crate::rules;
+
 /// API group of the Channel resource.
 pub const GROUP: &str = "airy.co";
 /// API version of the Channel resource.
@@ -94,20 +96,15 @@ pub enum DeletionPolicy {
 /// A key of a Secret in the Channel's namespace.
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq, KubeSchema)]
 pub struct SecretKeyRef {
-    /// Name of the Secret.
-    #[schemars(length(min = 1))]
+    /// Name of the Secret (a DNS-1123 subdomain, as every Secret name).
+    #[schemars(length(min = 1, max = rules::MAX_SECRET_NAME_LEN), pattern(rules::SECRET_NAME_PATTERN))]
     pub name: String,
     /// Key within the Secret's data.
     #[schemars(length(min = 1))]
     pub key: String,
 }
 
-/// E.164: a plus sign and up to 15 digits, no leading zero.
-pub const E164_PATTERN: &str = r"^\+[1-9][0-9]{1,14}$";
-/// Twilio's WhatsApp form of an E.164 number.
-pub const WHATSAPP_PATTERN: &str = r"^whatsapp:\+[1-9][0-9]{1,14}$";
-/// An absolute http(s) URL.
-pub const HTTP_URL_PATTERN: &str = r"^https?://[^\s/?#]+([/?#][^\s]*)?$";
+pub use crate::rules::{E164_PATTERN, HTTP_URL_PATTERN, WHATSAPP_PATTERN};
 
 /// A messaging channel: its source, its id at that source, and how it is presented.
 #[derive(CustomResource, KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
@@ -155,13 +152,16 @@ pub const HTTP_URL_PATTERN: &str = r"^https?://[^\s/?#]+([/?#][^\s]*)?$";
 #[serde(rename_all = "camelCase")]
 #[x_kube(
     validation = Rule::new("self.source != 'facebook' || has(self.credentialsSecretRef)")
-        .message("credentialsSecretRef is required for facebook channels (the Secret holding the page token)")
+        .message(rules::FACEBOOK_CREDENTIALS_MESSAGE)
         .field_path(".credentialsSecretRef"),
-    validation = Rule::new("self.source != 'twilio.sms' || self.sourceChannelId.matches('^\\\\+[1-9][0-9]{1,14}$')")
-        .message("a twilio.sms sourceChannelId must be an E.164 number without spaces, e.g. +491234567")
+    validation = Rule::new(rules::cel_source_channel_id(Source::TwilioSms))
+        .message(rules::SMS_MESSAGE)
         .field_path(".sourceChannelId"),
-    validation = Rule::new("self.source != 'twilio.whatsapp' || self.sourceChannelId.matches('^whatsapp:\\\\+[1-9][0-9]{1,14}$')")
-        .message("a twilio.whatsapp sourceChannelId must be whatsapp: followed by an E.164 number, e.g. whatsapp:+491234567")
+    validation = Rule::new(rules::cel_source_channel_id(Source::TwilioWhatsapp))
+        .message(rules::WHATSAPP_MESSAGE)
+        .field_path(".sourceChannelId"),
+    validation = Rule::new(rules::cel_source_channel_id(Source::Facebook))
+        .message(rules::FACEBOOK_MESSAGE)
         .field_path(".sourceChannelId"),
 )]
 pub struct ChannelSpec {
@@ -169,20 +169,20 @@ pub struct ChannelSpec {
     #[x_kube(validation = Rule::new("self == oldSelf").message("source is immutable"))]
     pub source: Source,
 
-    /// The channel's id at its source: the website identifier, Facebook page id, Google agent id,
+    /// The channel's id at its source: the website identifier, numeric Facebook page id, Google agent id,
     /// E.164 number (twilio.sms) or whatsapp:+number (twilio.whatsapp). Immutable.
-    #[schemars(length(min = 1, max = 1024))]
+    #[schemars(length(min = 1, max = rules::MAX_NAME_LEN))]
     #[x_kube(validation = Rule::new("self == oldSelf").message("sourceChannelId is immutable"))]
     pub source_channel_id: String,
 
     /// Display name. When absent: the Facebook page's name, else "<source> <last five characters of the id>".
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(length(min = 1, max = 1024))]
+    #[schemars(length(min = 1, max = rules::MAX_NAME_LEN))]
     pub name: Option<String>,
 
     /// Absolute http(s) URL of the channel's image.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(length(max = 2048), pattern(r"^https?://[^\s/?#]+([/?#][^\s]*)?$"))]
+    #[schemars(length(max = rules::MAX_URL_LEN), pattern(rules::HTTP_URL_PATTERN))]
     pub image_url: Option<String>,
 
     /// Desired state: true connects the channel with its provider, false disconnects it.

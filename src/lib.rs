@@ -19,5 +19,6 @@ pub mod dev;
 pub mod metrics;
 pub mod providers;
 pub mod reason;
+pub mod rules;
 pub mod secret;
 pub mod telemetry;

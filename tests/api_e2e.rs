@@ -17,7 +17,7 @@ const PAGE_ACCESS: &str = "page-access-token-1";
 const AUTH_TOKEN: &str = "user-auth-token-1";
 
 const PLUGIN_ID: &str = "625c0084-1043-5727-bfd9-40366ef08a64";
-const FB_ID: &str = "83f99d87-28f2-5c54-a9c9-44354933d3ca";
+const FB_ID: &str = "f405cad8-dd03-5275-be27-a660d4d64949";
 const SMS_ID: &str = "ed06ae7d-a352-5d78-bc47-7431a8ebab03";
 const WA_ID: &str = "7fd34ed2-88ae-5797-950d-9ff8a93e6ea2";
 const GOOGLE_ID: &str = "bda330b6-7049-5190-93af-d5b16b03dd19";
@@ -307,9 +307,9 @@ async fn mount_facebook(env: &Env, page_id: &str) {
 #[tokio::test]
 async fn facebook_connect_stores_the_token_in_an_owned_secret_and_disconnects() {
     let env = Env::start().await;
-    mount_facebook(&env, "fb-page-id-1").await;
+    mount_facebook(&env, "100000000001").await;
     Mock::given(method("DELETE"))
-        .and(path("/v24.0/fb-page-id-1/subscribed_apps"))
+        .and(path("/v24.0/100000000001/subscribed_apps"))
         .respond_with(ResponseTemplate::new(200).set_body_json(json!({"success": true})))
         .expect(1)
         .mount(&env.graph)
@@ -317,14 +317,14 @@ async fn facebook_connect_stores_the_token_in_an_owned_secret_and_disconnects() 
     let (s, v) = env
         .post(
             "channels.facebook.connect",
-            json!({"page_id": "fb-page-id-1", "page_token": PAGE_TOKEN}),
+            json!({"page_id": "100000000001", "page_token": PAGE_TOKEN}),
         )
         .await;
     assert_eq!(s, 200, "{v}");
     // Name and image default to the page's.
     assert_eq!(
         v,
-        json!({"id": FB_ID, "source": "facebook", "source_channel_id": "fb-page-id-1", "connected": true,
+        json!({"id": FB_ID, "source": "facebook", "source_channel_id": "100000000001", "connected": true,
             "metadata": {"name": "My Page (Berlin)", "image_url": "https://example.org/p.png"}})
     );
     no_secret(&v);
@@ -358,7 +358,7 @@ async fn facebook_connect_stores_the_token_in_an_owned_secret_and_disconnects() 
     let (s, v) = env
         .post(
             "channels.facebook.connect",
-            json!({"page_id": "fb-page-id-1", "page_token": PAGE_TOKEN, "name": "Shop", "image_url": "https://example.org/shop.png"}),
+            json!({"page_id": "100000000001", "page_token": PAGE_TOKEN, "name": "Shop", "image_url": "https://example.org/shop.png"}),
         )
         .await;
     assert_eq!(s, 200, "{v}");
@@ -390,7 +390,7 @@ async fn facebook_provider_failure_is_500_and_nothing_is_kept() {
     let (s, v) = env
         .post(
             "channels.facebook.connect",
-            json!({"page_id": "fb-page-id-1", "page_token": PAGE_TOKEN}),
+            json!({"page_id": "100000000001", "page_token": PAGE_TOKEN}),
         )
         .await;
     assert_eq!(s, 500, "{v}");
@@ -411,7 +411,7 @@ async fn facebook_provider_failure_is_500_and_nothing_is_kept() {
 #[tokio::test]
 async fn facebook_explore_follows_paging_and_marks_connected_pages() {
     let env = Env::start().await;
-    mount_facebook(&env, "fb-page-id-1").await;
+    mount_facebook(&env, "100000000001").await;
     let next = format!("{}/v24.0/me/accounts-page-2", env.graph.uri());
     Mock::given(method("GET"))
         .and(path("/v24.0/me/accounts"))
@@ -422,7 +422,7 @@ async fn facebook_explore_follows_paging_and_marks_connected_pages() {
         ))
         .respond_with(ResponseTemplate::new(200).set_body_json(json!({
             "data": [
-                {"id": "fb-page-id-1", "name_with_location_descriptor": "My Page (Berlin)",
+                {"id": "100000000001", "name_with_location_descriptor": "My Page (Berlin)",
                  "access_token": "pa1", "picture": {"data": {"url": "https://example.org/p.png"}}},
                 {"id": "p2", "name_with_location_descriptor": "Second", "access_token": "pa2"}
             ],
@@ -441,7 +441,7 @@ async fn facebook_explore_follows_paging_and_marks_connected_pages() {
     let (s, _) = env
         .post(
             "channels.facebook.connect",
-            json!({"page_id": "fb-page-id-1", "page_token": PAGE_TOKEN}),
+            json!({"page_id": "100000000001", "page_token": PAGE_TOKEN}),
         )
         .await;
     assert_eq!(s, 200);
@@ -455,7 +455,7 @@ async fn facebook_explore_follows_paging_and_marks_connected_pages() {
     assert_eq!(
         v,
         json!({"data": [
-            {"page_id": "fb-page-id-1", "name": "My Page (Berlin)", "image_url": "https://example.org/p.png", "connected": true},
+            {"page_id": "100000000001", "name": "My Page (Berlin)", "image_url": "https://example.org/p.png", "connected": true},
             {"page_id": "p2", "name": "Second", "connected": false},
             {"page_id": "p3", "name": "Third", "image_url": "https://example.org/3.png", "connected": false}
         ]})
@@ -675,13 +675,13 @@ async fn facebook_reconnect_with_a_new_token_replaces_the_secret() {
         .with_priority(5)
         .mount(&env.graph)
         .await;
-    mount_facebook(&env, "fb-page-id-1").await;
+    mount_facebook(&env, "100000000001").await;
     let connect = |token: &'static str| {
         let env = &env;
         async move {
             env.post(
                 "channels.facebook.connect",
-                json!({"page_id": "fb-page-id-1", "page_token": token}),
+                json!({"page_id": "100000000001", "page_token": token}),
             )
             .await
         }
@@ -727,71 +727,6 @@ async fn facebook_reconnect_with_a_new_token_replaces_the_secret() {
             .len(),
         1
     );
-}
-
-#[tokio::test]
-async fn connect_updates_the_channel_with_that_id_in_any_namespace() {
-    use channel_operator::crd::{Channel, ChannelSpec, Source};
-    use k8s_openapi::api::core::v1::Namespace;
-    use kube::api::PostParams;
-    use kube::Api;
-    let env = Env::start().await;
-    let ns = Namespace {
-        metadata: kube::core::ObjectMeta {
-            name: Some("team-a".into()),
-            ..Default::default()
-        },
-        ..Default::default()
-    };
-    let _ = Api::<Namespace>::all(env.sb.client())
-        .create(&PostParams::default(), &ns)
-        .await;
-    // Declared in Git (any name, another namespace), disconnected.
-    let mut ch = Channel::new(
-        "our-agent",
-        ChannelSpec {
-            source: Source::Google,
-            source_channel_id: "gbm-id".into(),
-            name: Some("Declared".into()),
-            image_url: None,
-            connected: false,
-            credentials_secret_ref: None,
-            deletion_policy: Default::default(),
-        },
-    );
-    ch.metadata.namespace = Some("team-a".into());
-    Api::<Channel>::namespaced(env.sb.client(), "team-a")
-        .create(&PostParams::default(), &ch)
-        .await
-        .unwrap();
-    env.eventually("the API sees the declared channel", || async {
-        env.post(
-            "channels.google.disconnect",
-            json!({"channel_id": GOOGLE_ID}),
-        )
-        .await
-        .0 == 202
-    })
-    .await;
-    let (s, v) = env
-        .post(
-            "channels.google.connect",
-            json!({"gbm_id": "gbm-id", "name": "Agent"}),
-        )
-        .await;
-    assert_eq!(s, 200, "{v}");
-    assert_eq!(v["id"], GOOGLE_ID);
-    assert_eq!(v["metadata"]["name"], "Agent");
-    let all = env
-        .channels()
-        .list(&ListParams::default())
-        .await
-        .unwrap()
-        .items;
-    assert_eq!(all.len(), 1, "no second Channel");
-    assert_eq!(all[0].metadata.namespace.as_deref(), Some("team-a"));
-    assert_eq!(all[0].metadata.name.as_deref(), Some("our-agent"));
-    assert!(all[0].spec.connected);
 }
 
 #[tokio::test]

@@ -48,7 +48,7 @@ async fn every_source_connects_and_follows_its_lifecycle() {
     ))
     .await;
     for (name, id) in [
-        ("fb", "83f99d87-28f2-5c54-a9c9-44354933d3ca"),
+        ("fb", "1dba90e5-6e59-5842-837e-2ea09747161b"),
         ("sms", "ed06ae7d-a352-5d78-bc47-7431a8ebab03"),
         ("gbm", "bda330b6-7049-5190-93af-d5b16b03dd19"),
         ("web", "625c0084-1043-5727-bfd9-40366ef08a64"),
@@ -112,7 +112,7 @@ async fn every_source_connects_and_follows_its_lifecycle() {
     );
     assert_eq!(
         secret["metadata"]["labels"]["airy.co/channel-id"],
-        "83f99d87-28f2-5c54-a9c9-44354933d3ca"
+        "1dba90e5-6e59-5842-837e-2ea09747161b"
     );
     assert!(secret["data"]["page_access_token"].is_string());
 

@@ -252,7 +252,7 @@ async fn a_hung_provider_does_not_delay_other_sources() {
             channel(
                 &format!("fb-{i}"),
                 "facebook",
-                &format!("page-{i}"),
+                &format!("{}", 2000 + i),
                 ref_.clone(),
             )
         }))
@@ -508,7 +508,7 @@ async fn credentials_outside_the_secret_namespaces_are_reported_not_read() {
     let mut ch = channel(
         "fb",
         "facebook",
-        "page-1",
+        "1001",
         serde_json::json!({"credentialsSecretRef": {"name": "fb-token", "key": "page_token"}}),
     );
     ch.metadata.namespace = Some("team-b".into());

@@ -15,6 +15,9 @@ use subtle::ConstantTimeEq;
 use super::error::json_error;
 use crate::secret::Secret;
 
+/// How far `exp` and `nbf` may be off, for clocks that differ between issuer and API.
+pub const JWT_LEEWAY_SECONDS: u64 = 30;
+
 /// The configured credentials.
 #[derive(Clone)]
 pub struct Auth {
@@ -37,10 +40,12 @@ impl Auth {
         let tokens = tokens.iter().filter(|t| !t.is_empty()).cloned().collect();
         let jwt = jwt_secret.filter(|s| !s.is_empty()).map(|s| {
             let mut v = Validation::new(Algorithm::HS256);
-            // Airy Core's tokens need not expire; `exp` is checked when present.
+            // Airy Core's tokens need not expire; `exp` and `nbf` are checked when present, with
+            // a little leeway for clocks that differ.
             v.required_spec_claims.clear();
             v.validate_exp = true;
-            v.leeway = 0;
+            v.validate_nbf = true;
+            v.leeway = JWT_LEEWAY_SECONDS;
             (DecodingKey::from_secret(s.expose().as_bytes()), v)
         });
         Auth {
@@ -96,7 +101,7 @@ fn bearer(value: &str) -> Option<&str> {
     (scheme.eq_ignore_ascii_case("bearer") && !token.is_empty()).then_some(token)
 }
 
-/// Middleware answering 403 `{"message"}` for requests without acceptable credentials.
+/// Middleware answering 403 (also on `/metrics` of the API port when auth is on) `{"message"}` for requests without acceptable credentials.
 pub async fn require_auth(State(auth): State<Auth>, req: Request, next: Next) -> Response {
     if auth.allows(req.headers()) {
         next.run(req).await
@@ -165,5 +170,16 @@ mod tests {
             serde_json::json!({"user_id": "u1", "exp": 4_000_000_000u64}),
         );
         assert!(a.allows(&headers(&format!("Bearer {future}"))));
+        let now = jsonwebtoken::get_current_timestamp();
+        let not_yet = jwt(
+            "s3cret",
+            serde_json::json!({"user_id": "u1", "nbf": now + 3600}),
+        );
+        assert!(!a.allows(&headers(&format!("Bearer {not_yet}"))));
+        let in_leeway = jwt(
+            "s3cret",
+            serde_json::json!({"user_id": "u1", "nbf": now + JWT_LEEWAY_SECONDS / 2}),
+        );
+        assert!(a.allows(&headers(&format!("Bearer {in_leeway}"))));
     }
 }

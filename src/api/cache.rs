@@ -1,16 +1,14 @@
-//! The read side: one reflector of Channels in every namespace the service account can see,
-//! with each channel's response JSON computed when the object changes, so that `channels.info`
-//! is a map lookup and `channels.list` writes bytes prepared in advance.
+//! The read side: Channels of the API's namespaces (one watch per namespace), each kept once,
+//! with its response JSON computed when the object changes, so that `channels.info` is a map
+//! lookup and `channels.list` writes bytes prepared in advance.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
 
 use bytes::Bytes;
 use futures::StreamExt;
-use kube::runtime::reflector::store::Writer;
-use kube::runtime::reflector::Store;
 use kube::runtime::watcher::{self, Event};
 use kube::runtime::WatchStreamExt;
 use kube::{Api, ResourceExt};
@@ -19,7 +17,7 @@ use tokio::sync::watch;
 use super::model::{channel_response, is_connected};
 use crate::crd::{Channel, Source};
 
-/// One cached channel.
+/// One cached channel: the resource (the cache's only copy of it) and its prepared answer.
 #[derive(Debug)]
 pub struct Entry {
     /// The deterministic channel id (from the spec, so present before the controller ran).
@@ -30,12 +28,14 @@ pub struct Entry {
     pub connected: bool,
     /// The API's Channel object (docs/api.md), serialized.
     pub json: Bytes,
-    /// The resource itself.
+    /// The resource itself, without managedFields.
     pub channel: Arc<Channel>,
 }
 
 impl Entry {
-    fn new(channel: Arc<Channel>) -> Entry {
+    fn new(mut channel: Channel) -> Entry {
+        // managedFields are never read here and can be most of an object's size.
+        channel.metadata.managed_fields = None;
         let response = channel_response(&channel);
         let json =
             Bytes::from(serde_json::to_vec(&response).expect("a Channel response serializes"));
@@ -44,7 +44,7 @@ impl Entry {
             source: channel.spec.source,
             connected: is_connected(&channel),
             json,
-            channel,
+            channel: Arc::new(channel),
         }
     }
 
@@ -60,8 +60,8 @@ fn key_of(ch: &Channel) -> (String, String) {
 
 #[derive(Default)]
 struct Index {
-    /// namespace/name → channel id.
-    by_key: HashMap<(String, String), String>,
+    /// namespace/name → entry.
+    by_key: HashMap<(String, String), Arc<Entry>>,
     /// channel id → every Channel with that id, the one the API answers with first.
     by_id: HashMap<String, Vec<Arc<Entry>>>,
     /// The answering entry of every connected channel, ordered by id.
@@ -70,7 +70,7 @@ struct Index {
 
 impl Index {
     fn remove_key(&mut self, key: &(String, String)) -> Option<String> {
-        let id = self.by_key.remove(key)?;
+        let id = self.by_key.remove(key)?.id.clone();
         if let Some(list) = self.by_id.get_mut(&id) {
             list.retain(|e| &e.key() != key);
             if list.is_empty() {
@@ -81,8 +81,7 @@ impl Index {
     }
 
     fn insert(&mut self, entry: Arc<Entry>) {
-        let key = entry.key();
-        self.by_key.insert(key, entry.id.clone());
+        self.by_key.insert(entry.key(), entry.clone());
         let list = self.by_id.entry(entry.id.clone()).or_default();
         list.push(entry);
         // Several Channels may declare one channel (the controller marks all but one Duplicate):
@@ -112,12 +111,18 @@ fn rank(e: &Entry) -> (bool, Option<k8s_openapi::jiff::Timestamp>, String, Strin
     (duplicate, created, ns, name)
 }
 
+/// The scope of [`ChannelCache::apply`]: every namespace at once.
+const ALL: &str = "";
+
 struct Inner {
-    writer: Mutex<Writer<Channel>>,
-    store: Store<Channel>,
     index: RwLock<Index>,
     /// List bodies by source filter (None = all), built on first use after a change.
     lists: RwLock<HashMap<Option<Source>, Bytes>>,
+    /// Objects of a (re-)list in progress, by watched namespace, until its InitDone.
+    listing: Mutex<HashMap<String, Vec<Channel>>>,
+    /// The watched namespaces that have listed once; the cache is ready when all have.
+    synced: Mutex<HashSet<String>>,
+    scopes: usize,
     ready: AtomicBool,
     version: watch::Sender<u64>,
 }
@@ -135,57 +140,46 @@ impl Default for ChannelCache {
 }
 
 impl ChannelCache {
-    /// An empty cache, not ready until a watch (or [`ChannelCache::apply`] with `InitDone`)
-    /// has listed everything.
+    /// An empty cache filled by hand ([`ChannelCache::apply`]), ready after its first `InitDone`.
     pub fn new() -> Self {
-        let writer = Writer::<Channel>::default();
-        let store = writer.as_reader();
+        Self::with_scopes(1)
+    }
+
+    /// An empty cache of `namespaces` watched namespaces, ready once each has listed.
+    fn with_scopes(scopes: usize) -> Self {
         ChannelCache {
             inner: Arc::new(Inner {
-                writer: Mutex::new(writer),
-                store,
                 index: RwLock::new(Index::default()),
                 lists: RwLock::new(HashMap::new()),
+                listing: Mutex::new(HashMap::new()),
+                synced: Mutex::new(HashSet::new()),
+                scopes,
                 ready: AtomicBool::new(false),
                 version: watch::channel(0).0,
             }),
         }
     }
 
-    /// The reflector store behind the cache.
-    pub fn store(&self) -> Store<Channel> {
-        self.inner.store.clone()
+    /// An empty cache for [`ChannelCache::run`] over these namespaces.
+    pub fn for_namespaces(namespaces: &[String]) -> Self {
+        Self::with_scopes(namespaces.len())
     }
 
-    /// Applies one watcher event to the store and the precomputed responses.
+    /// Applies one watcher event of a watch over every namespace (tests, benchmarks).
     pub fn apply(&self, event: &Event<Channel>) {
-        // managedFields are never read here and can be most of an object's size.
-        let strip = |ch: &Channel| {
-            let mut ch = ch.clone();
-            ch.metadata.managed_fields = None;
-            ch
-        };
-        let event = &match event {
-            Event::Apply(ch) => Event::Apply(strip(ch)),
-            Event::Delete(ch) => Event::Delete(strip(ch)),
-            Event::InitApply(ch) => Event::InitApply(strip(ch)),
-            Event::Init => Event::Init,
-            Event::InitDone => Event::InitDone,
-        };
-        self.inner
-            .writer
-            .lock()
-            .expect("cache writer lock")
-            .apply_watcher_event(event);
+        self.apply_in(ALL, event.clone());
+    }
+
+    /// Applies one event of the watch of `namespace` ([`ALL`]: of every namespace).
+    fn apply_in(&self, namespace: &str, event: Event<Channel>) {
         // The index changes and the cached list bodies are dropped under one index write lock:
         // list_body builds and stores a body under the index read lock, so a body built from the
         // old index can never be stored after the drop.
-        let changed = match event {
+        match event {
             Event::Apply(ch) => {
-                let ch = Arc::new(ch.clone());
-                let mut idx = self.inner.index.write().expect("index lock");
-                let old = idx.remove_key(&key_of(&ch));
                 let entry = Arc::new(Entry::new(ch));
+                let mut idx = self.inner.index.write().expect("index lock");
+                let old = idx.remove_key(&entry.key());
                 let id = entry.id.clone();
                 idx.insert(entry);
                 if let Some(old) = old.filter(|o| o != &id) {
@@ -193,37 +187,67 @@ impl ChannelCache {
                 }
                 idx.refresh_connected(&id);
                 self.drop_list_bodies();
-                true
             }
             Event::Delete(ch) => {
                 let mut idx = self.inner.index.write().expect("index lock");
-                if let Some(id) = idx.remove_key(&key_of(ch)) {
+                if let Some(id) = idx.remove_key(&key_of(&ch)) {
                     idx.refresh_connected(&id);
                 }
                 self.drop_list_bodies();
-                true
             }
-            Event::Init | Event::InitApply(_) => false,
+            Event::Init => {
+                let mut listing = self.inner.listing.lock().expect("listing lock");
+                listing.insert(namespace.to_owned(), Vec::new());
+                return;
+            }
+            Event::InitApply(ch) => {
+                let mut listing = self.inner.listing.lock().expect("listing lock");
+                listing.entry(namespace.to_owned()).or_default().push(ch);
+                return;
+            }
             Event::InitDone => {
-                let mut idx = Index::default();
-                for ch in self.inner.store.state() {
-                    idx.insert(Arc::new(Entry::new(ch)));
+                let listed = self
+                    .inner
+                    .listing
+                    .lock()
+                    .expect("listing lock")
+                    .remove(namespace)
+                    .unwrap_or_default();
+                self.replace_scope(namespace, listed);
+                let mut synced = self.inner.synced.lock().expect("synced lock");
+                synced.insert(namespace.to_owned());
+                if synced.len() >= self.inner.scopes {
+                    self.inner.ready.store(true, Ordering::Release);
                 }
-                let ids: Vec<String> = idx.by_id.keys().cloned().collect();
-                for id in ids {
-                    idx.refresh_connected(&id);
-                }
-                let mut current = self.inner.index.write().expect("index lock");
-                *current = idx;
-                self.drop_list_bodies();
-                drop(current);
-                self.inner.ready.store(true, Ordering::Release);
-                true
             }
-        };
-        if changed {
-            self.inner.version.send_modify(|v| *v += 1);
         }
+        self.inner.version.send_modify(|v| *v += 1);
+    }
+
+    /// Replaces every entry of `namespace` ([`ALL`]: every entry) by `listed`.
+    fn replace_scope(&self, namespace: &str, listed: Vec<Channel>) {
+        let mut idx = self.inner.index.write().expect("index lock");
+        let stale: Vec<(String, String)> = idx
+            .by_key
+            .keys()
+            .filter(|(ns, _)| namespace == ALL || ns == namespace)
+            .cloned()
+            .collect();
+        let mut touched = HashSet::new();
+        for key in stale {
+            touched.extend(idx.remove_key(&key));
+        }
+        for ch in listed {
+            let entry = Arc::new(Entry::new(ch));
+            let key = entry.key();
+            touched.extend(idx.remove_key(&key));
+            touched.insert(entry.id.clone());
+            idx.insert(entry);
+        }
+        for id in touched {
+            idx.refresh_connected(&id);
+        }
+        self.drop_list_bodies();
     }
 
     /// Forgets the cached list bodies; called with the index write lock held.
@@ -231,7 +255,7 @@ impl ChannelCache {
         self.inner.lists.write().expect("lists lock").clear();
     }
 
-    /// Whether the first full list has arrived.
+    /// Whether every watched namespace has been listed.
     pub fn is_ready(&self) -> bool {
         self.inner.ready.load(Ordering::Acquire)
     }
@@ -260,11 +284,10 @@ impl ChannelCache {
     /// The entry of one resource by namespace and name.
     pub fn get_by_key(&self, namespace: &str, name: &str) -> Option<Arc<Entry>> {
         let idx = self.inner.index.read().expect("index lock");
-        let key = (namespace.to_owned(), name.to_owned());
-        let id = idx.by_key.get(&key)?;
-        idx.by_id.get(id)?.iter().find(|e| e.key() == key).cloned()
+        idx.by_key
+            .get(&(namespace.to_owned(), name.to_owned()))
+            .cloned()
     }
-
     /// Whether the channel with this id is connected.
     pub fn is_connected(&self, id: &str) -> bool {
         self.inner
@@ -325,14 +348,23 @@ impl ChannelCache {
         }
     }
 
-    /// Keeps the cache in sync with the cluster until the future is dropped.
-    pub async fn run(self, api: Api<Channel>) {
-        let stream = watcher::watcher(api, watcher::Config::default()).default_backoff();
-        futures::pin_mut!(stream);
-        while let Some(event) = stream.next().await {
+    /// Keeps the cache in sync with the Channels of `namespaces` (one watch each) until the
+    /// future is dropped.
+    pub async fn run(self, client: kube::Client, namespaces: Vec<String>) {
+        let watches = namespaces.into_iter().map(|ns| {
+            let api: Api<Channel> = Api::namespaced(client.clone(), &ns);
+            watcher::watcher(api, watcher::Config::default())
+                .default_backoff()
+                .map(move |event| (ns.clone(), event))
+                .boxed()
+        });
+        let mut events = futures::stream::select_all(watches);
+        while let Some((ns, event)) = events.next().await {
             match event {
-                Ok(event) => self.apply(&event),
-                Err(e) => tracing::warn!(error = %e, "watching Channels failed; retrying"),
+                Ok(event) => self.apply_in(&ns, event),
+                Err(e) => {
+                    tracing::warn!(namespace = %ns, error = %e, "watching Channels failed; retrying")
+                }
             }
         }
     }

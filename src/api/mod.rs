@@ -28,10 +28,8 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post, MethodRouter};
 use axum::Router;
 use bytes::Bytes;
-use kube::Api;
 use tower_http::cors::{AllowOrigin, CorsLayer};
 
-use crate::crd::Channel;
 use crate::secret::Secret;
 use cache::ChannelCache;
 use error::{json_bytes, json_error, MAX_BODY_BYTES};
@@ -43,11 +41,12 @@ pub struct Args {
     /// Address to serve the API (and /healthz, /readyz, /metrics, /openapi.json) on.
     #[arg(long, env = "API_ADDR", default_value = "0.0.0.0:8080")]
     pub addr: SocketAddr,
-    /// Namespace whose Channels the API serves (its cache's scope; the controller's
-    /// `--namespace`); empty serves all namespaces.
-    #[arg(long, env = "WATCH_NAMESPACE", default_value = "")]
-    pub namespace: String,
-    /// Namespace new Channels are created in (default: $POD_NAMESPACE, else "default").
+    /// Comma-separated namespaces whose Channels the API reads and writes (default: the
+    /// channels namespace). A connect for a channel id held by a Channel elsewhere answers 409.
+    #[arg(long, env = "API_NAMESPACES", value_delimiter = ',')]
+    pub namespaces: Vec<String>,
+    /// Namespace new Channels are created in (default: $POD_NAMESPACE, else "default"); must be
+    /// one of `--namespaces`.
     #[arg(long, env = "CHANNELS_NAMESPACE")]
     pub channels_namespace: Option<String>,
     /// How long connect and disconnect wait for the controller's verdict, in seconds.
@@ -84,6 +83,31 @@ impl Args {
             })
             .unwrap_or_else(|| "default".to_owned())
     }
+
+    /// The namespaces the API serves, the channels namespace among them.
+    pub fn api_namespaces(&self) -> anyhow::Result<Vec<String>> {
+        let channels = self.channels_namespace();
+        let mut namespaces: Vec<String> = self
+            .namespaces
+            .iter()
+            .map(|n| n.trim().to_owned())
+            .filter(|n| !n.is_empty())
+            .collect();
+        if namespaces.is_empty() {
+            namespaces.push(channels.clone());
+        }
+        if let Some(bad) = namespaces.iter().find(|n| !crate::rules::is_namespace(n)) {
+            anyhow::bail!("--namespaces: {bad:?} is not a namespace name");
+        }
+        if !namespaces.contains(&channels) {
+            anyhow::bail!(
+                "--namespaces must include the channels namespace {channels:?} (where new Channels are created)"
+            );
+        }
+        namespaces.sort();
+        namespaces.dedup();
+        Ok(namespaces)
+    }
 }
 
 /// Everything a handler needs; cheap to clone.
@@ -92,6 +116,7 @@ pub struct AppState {
     pub(crate) cache: ChannelCache,
     pub(crate) client: kube::Client,
     pub(crate) namespace: String,
+    pub(crate) connects: writes::IdLocks,
     pub(crate) sync_timeout: Duration,
     pub(crate) facebook: std::sync::Arc<crate::providers::facebook::Facebook>,
     pub(crate) metrics: metrics::Metrics,
@@ -105,10 +130,13 @@ impl AppState {
         if !(args.sync_timeout_seconds.is_finite() && args.sync_timeout_seconds > 0.0) {
             anyhow::bail!("--sync-timeout-seconds must be a positive number");
         }
+        // The namespace flags are checked here too, so a state built by hand follows them.
+        args.api_namespaces()?;
         Ok(AppState {
             cache,
             client,
             namespace: args.channels_namespace(),
+            connects: Default::default(),
             sync_timeout: Duration::from_secs_f64(args.sync_timeout_seconds),
             facebook: crate::providers::Providers::new(&args.providers)?.facebook(),
             metrics: metrics::Metrics::new(),
@@ -253,12 +281,19 @@ pub fn router(state: AppState, cors_origins: &[String]) -> anyhow::Result<Router
             state.auth.clone(),
             auth::require_auth,
         ));
+    // With auth on, the metrics need it too; probes and the OpenAPI document stay open.
+    let metrics = Router::new()
+        .route("/metrics", get_route(metrics_handler))
+        .route_layer(axum::middleware::from_fn_with_state(
+            state.auth.clone(),
+            auth::require_auth,
+        ));
     let ops = Router::new()
         .route("/healthz", get_route(healthz))
         .route("/readyz", get_route(readyz))
-        .route("/metrics", get_route(metrics_handler))
         .route("/openapi.json", get_route(openapi_json));
     let mut app = api
+        .merge(metrics)
         .merge(ops)
         .route_layer(axum::middleware::from_fn_with_state(
             state.metrics.clone(),
@@ -304,18 +339,14 @@ pub async fn serve_until(
     listener: tokio::net::TcpListener,
     shutdown: crate::controller::Shutdown,
 ) -> anyhow::Result<()> {
-    let cache = ChannelCache::new();
+    let namespaces = args.api_namespaces()?;
+    let cache = ChannelCache::for_namespaces(&namespaces);
     let state = AppState::new(client.clone(), cache.clone(), &args)?;
     let drain_limit = state.sync_timeout + Duration::from_secs(5);
     let app = router(state, &args.cors_origins)?;
-    let channels: Api<Channel> = if args.namespace.is_empty() {
-        Api::all(client)
-    } else {
-        Api::namespaced(client, &args.namespace)
-    };
-    let watch = tokio::spawn(cache.run(channels));
+    let watch = tokio::spawn(cache.run(client, namespaces.clone()));
     let _stop_watch = AbortOnDrop(watch);
-    tracing::info!(addr = %listener.local_addr()?, namespace = %args.channels_namespace(), "serving the channels API");
+    tracing::info!(addr = %listener.local_addr()?, namespaces = %namespaces.join(","), creates_in = %args.channels_namespace(), "serving the channels API for the Channels of these namespaces");
     let draining = shutdown.clone();
     let server = axum::serve(listener, app).with_graceful_shutdown(async move {
         draining.requested().await;

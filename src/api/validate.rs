@@ -1,21 +1,8 @@
-//! Validation of request values, before anything touches the cluster. Every failure is a 400
-//! whose message names the field.
-
-use std::sync::LazyLock;
-
-use regex::Regex;
+//! Validation of request values, before anything touches the cluster, by the rules of
+//! [`crate::rules`] (the CRD's). Every failure is a 400 whose message names the field.
 
 use super::error::ApiError;
-use crate::crd::{E164_PATTERN, HTTP_URL_PATTERN};
-
-static HTTP_URL: LazyLock<Regex> =
-    LazyLock::new(|| Regex::new(HTTP_URL_PATTERN).expect("valid regex"));
-static E164: LazyLock<Regex> = LazyLock::new(|| Regex::new(E164_PATTERN).expect("valid regex"));
-
-/// Longest accepted name or identifier (the CRD's limit).
-pub const MAX_NAME_LEN: usize = 1024;
-/// Longest accepted image URL (the CRD's limit).
-pub const MAX_URL_LEN: usize = 2048;
+use crate::rules::{self, MAX_NAME_LEN, MAX_URL_LEN};
 
 /// A `channel_id`: a hyphenated UUID, returned lower-cased.
 pub fn channel_id(raw: &str) -> Result<String, ApiError> {
@@ -67,31 +54,26 @@ pub fn image_url(value: Option<&str>) -> Result<Option<String>, ApiError> {
         return Err(bad());
     }
     // Also what the CRD accepts (url normalizes e.g. `http:///a` into a host).
-    if !HTTP_URL.is_match(raw) {
+    if !rules::is_http_url(raw) {
         return Err(bad());
     }
     Ok(Some(raw.to_owned()))
 }
 
-/// A Facebook `page_id`: it becomes a Graph API path segment, so letters, digits, `-`, `_`, `.`.
+/// A Facebook `page_id`: the numeric page id (it becomes a Graph API path segment).
 pub fn page_id(raw: &str) -> Result<String, ApiError> {
-    let value = required_text("page_id", raw)?;
-    if value
-        .chars()
-        .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
-        && value.chars().any(|c| c.is_ascii_alphanumeric())
-    {
-        Ok(value)
+    if rules::is_facebook_page_id(raw) {
+        Ok(raw.to_owned())
     } else {
         Err(ApiError::bad_request(
-            "page_id must be a Facebook page id (letters, digits, '-', '_', '.')",
+            "page_id must be a numeric Facebook page id, e.g. 1234567890",
         ))
     }
 }
 
 /// A `phone_number` in E.164 form.
 pub fn phone_number(raw: &str) -> Result<String, ApiError> {
-    if E164.is_match(raw) {
+    if rules::is_e164(raw) {
         Ok(raw.to_owned())
     } else {
         Err(ApiError::bad_request(
@@ -167,9 +149,17 @@ mod tests {
 
     #[test]
     fn page_ids() {
-        assert_eq!(page_id("fb-page-id-1").unwrap(), "fb-page-id-1");
-        assert!(page_id("1234567890").is_ok());
-        for bad in ["", "a/b", "http://x", "a b", "a?b", "..%2f", ".."] {
+        assert_eq!(page_id("1234567890").unwrap(), "1234567890");
+        for bad in [
+            "",
+            "fb-page-id-1",
+            "a/b",
+            "http://x",
+            "1 2",
+            "1?b",
+            "..%2f",
+            "..",
+        ] {
             assert!(
                 page_id(bad).unwrap_err().message.contains("page_id"),
                 "{bad}"

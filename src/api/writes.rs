@@ -1,7 +1,7 @@
 //! The write side: connect, disconnect and update go through the Kubernetes API, and connect and
 //! disconnect then wait (bounded) on the cache for the controller's verdict in the status.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -44,8 +44,51 @@ pub struct Desired {
 /// What the controller reported.
 enum Outcome {
     Ready(Arc<Entry>),
-    Failed(String),
+    /// Not Ready, with the reason and message.
+    Failed(Reason, String),
     TimedOut,
+}
+
+/// One lock per channel id: connects and disconnects of one channel run one after another in
+/// this process, so each answer reflects its own token. (Across replicas the Channel's
+/// resourceVersion orders the writes; the last one wins.)
+#[derive(Clone, Default)]
+pub struct IdLocks(Arc<std::sync::Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>>);
+
+/// Holds a channel id's lock; forgets the lock when nobody else waits for it.
+pub struct IdGuard {
+    locks: IdLocks,
+    id: String,
+    guard: Option<tokio::sync::OwnedMutexGuard<()>>,
+}
+
+impl IdLocks {
+    /// Waits for the id's turn.
+    pub async fn lock(&self, id: &str) -> IdGuard {
+        let lock = self
+            .0
+            .lock()
+            .expect("id locks")
+            .entry(id.to_owned())
+            .or_default()
+            .clone();
+        IdGuard {
+            locks: self.clone(),
+            id: id.to_owned(),
+            guard: Some(lock.lock_owned().await),
+        }
+    }
+}
+
+impl Drop for IdGuard {
+    fn drop(&mut self) {
+        drop(self.guard.take());
+        let mut map = self.locks.0.lock().expect("id locks");
+        // Only the map holds it: nobody waits.
+        if map.get(&self.id).is_some_and(|l| Arc::strong_count(l) == 1) {
+            map.remove(&self.id);
+        }
+    }
 }
 
 /// Name of the Secret holding a page token for a channel: it changes with the token, so a new
@@ -163,11 +206,14 @@ impl AppState {
                 match (cond.status.as_str(), cond.reason.as_str()) {
                     ("True", _) => Some(Outcome::Ready(e)),
                     ("False", r) if r == Reason::Progressing => None,
-                    ("False", reason) => Some(Outcome::Failed(if cond.message.is_empty() {
-                        format!("the channel could not be reconciled ({reason})")
-                    } else {
-                        cond.message.clone()
-                    })),
+                    ("False", reason) => Some(Outcome::Failed(
+                        Reason::parse(reason).unwrap_or(Reason::ProviderError),
+                        if cond.message.is_empty() {
+                            format!("the channel could not be reconciled ({reason})")
+                        } else {
+                            cond.message.clone()
+                        },
+                    )),
                     _ => None,
                 }
             })
@@ -188,6 +234,7 @@ impl AppState {
     /// Connects: creates the Channel or updates the one with that id, then waits for the verdict.
     pub async fn connect(&self, d: Desired) -> Result<Arc<Entry>, ApiError> {
         let id = crate::channel_id::channel_id_string(d.source.as_str(), &d.source_channel_id);
+        let _turn = self.connects.lock(&id).await;
         if let Some(existing) = self.cache.get(&id) {
             return self.connect_existing(existing.channel.clone(), d).await;
         }
@@ -245,16 +292,18 @@ impl AppState {
         let generation = created.metadata.generation.unwrap_or(1);
         match self.outcome(&ns, &id, generation).await {
             Outcome::Ready(e) => Ok(e),
-            Outcome::Failed(message) => {
+            Outcome::Failed(reason, message) => {
                 self.remove_created(
                     &created,
                     credentials_secret_ref.as_ref().map(|r| r.name.as_str()),
                 )
                 .await;
-                Err(ApiError::new(
-                    axum::http::StatusCode::INTERNAL_SERVER_ERROR,
-                    message,
-                ))
+                Err(if reason == Reason::Duplicate {
+                    // Held by a Channel outside the API's namespaces: say nothing about it.
+                    held_elsewhere()
+                } else {
+                    ApiError::new(axum::http::StatusCode::INTERNAL_SERVER_ERROR, message)
+                })
             }
             Outcome::TimedOut => Err(self.timed_out("connected")),
         }
@@ -316,19 +365,26 @@ impl AppState {
             let api = self.channels(&ns);
             let patch = Patch::Merge(json!({ "spec": spec }));
             let pparams = patch_params();
-            let patched = retry(true, || api.patch(&name, &pparams, &patch))
-                .await
-                .map_err(kube_error)?;
+            let patched = match retry(true, || api.patch(&name, &pparams, &patch)).await {
+                Ok(p) => p,
+                Err(e) => {
+                    // The Channel never pointed at the new Secret: it has no use.
+                    if let (Some(r), true) = (&new_ref, ref_changes) {
+                        self.delete_owned_secret(&ch, &r.name).await;
+                    }
+                    return Err(kube_error(e));
+                }
+            };
             patched.metadata.generation.unwrap_or(0)
         };
-        match self.outcome(&ns, &name, generation).await {
-            Outcome::Ready(e) => {
-                if let (true, Some(old)) = (ref_changes, old_ref) {
-                    self.delete_owned_secret(&ch, &old.name).await;
-                }
-                Ok(e)
-            }
-            Outcome::Failed(message) => Err(ApiError::new(
+        let outcome = self.outcome(&ns, &name, generation).await;
+        // The Channel points at the new Secret now, whatever the verdict: the old one has no use.
+        if let (true, Some(old)) = (ref_changes, old_ref) {
+            self.delete_owned_secret(&ch, &old.name).await;
+        }
+        match outcome {
+            Outcome::Ready(e) => Ok(e),
+            Outcome::Failed(_, message) => Err(ApiError::new(
                 axum::http::StatusCode::INTERNAL_SERVER_ERROR,
                 message,
             )),
@@ -415,7 +471,10 @@ impl AppState {
         }
     }
 
-    /// Removes a Channel this request created (and its page-token Secret): nothing is kept.
+    /// Removes a Channel this request created, and then its page-token Secret: nothing is kept.
+    /// The deletion goes through the controller's finalizer, which disconnects the channel at its
+    /// provider (a provider may have acted before it answered with an error), so the Secret is
+    /// deleted only once the Channel is gone (bounded by the sync timeout).
     async fn remove_created(&self, created: &Channel, secret: Option<&str>) {
         let ns = created.namespace().unwrap_or_default();
         let name = created.name_any();
@@ -430,19 +489,27 @@ impl AppState {
         if let Err(e) = retry(false, || api.delete(&name, &dp)).await {
             tracing::warn!(error = %e, channel = %name, "removing a channel whose connect failed failed");
         }
-        if let Some(s) = secret {
-            self.delete_secret(&ns, s).await;
-        }
         // Let the removal show before answering, so an immediate retry creates afresh.
-        self.cache
-            .wait_for(Duration::from_secs(2), |c| {
+        let gone = self
+            .cache
+            .wait_for(self.sync_timeout, |c| {
                 c.get_by_key(&ns, &name).is_none().then_some(())
             })
             .await;
+        if let Some(s) = secret {
+            if gone.is_some() {
+                self.delete_secret(&ns, s).await;
+            } else {
+                // Still being disconnected: the Channel owns the Secret, so the garbage
+                // collector removes it with the Channel.
+                tracing::warn!(channel = %name, "a channel whose connect failed is still being removed");
+            }
+        }
     }
 
     /// Disconnects; `Ok(true)` when it was connected, `Ok(false)` when it already was not.
     pub async fn disconnect(&self, source: Source, id: &str) -> Result<bool, ApiError> {
+        let _turn = self.connects.lock(id).await;
         let Some(e) = self.cache.get(id) else {
             return Err(ApiError::bad_request(format!("channel {id} is not known")));
         };
@@ -466,7 +533,7 @@ impl AppState {
             .await
         {
             Outcome::Ready(_) => Ok(true),
-            Outcome::Failed(message) => Err(ApiError::new(
+            Outcome::Failed(_, message) => Err(ApiError::new(
                 axum::http::StatusCode::INTERNAL_SERVER_ERROR,
                 message,
             )),
@@ -510,6 +577,15 @@ impl AppState {
     }
 }
 
+/// The answer to a connect whose channel id a Channel outside the API's namespaces holds.
+fn held_elsewhere() -> ApiError {
+    ApiError::new(
+        axum::http::StatusCode::CONFLICT,
+        "the channel id is already held by a Channel this API does not manage; \
+         remove that Channel or connect it where it is declared",
+    )
+}
+
 /// Whether the controller reports the channel Ready at `generation` or later.
 fn ready_at(ch: &Channel, generation: i64) -> bool {
     let observed = ch
@@ -529,12 +605,12 @@ mod tests {
 
     #[test]
     fn page_token_secret_names_follow_the_token() {
-        let a = page_token_secret_name("83f99d87-28f2-5c54-a9c9-44354933d3ca", "token-1");
-        let b = page_token_secret_name("83f99d87-28f2-5c54-a9c9-44354933d3ca", "token-2");
-        assert!(a.starts_with("83f99d87-28f2-5c54-a9c9-44354933d3ca-page-token-"));
+        let a = page_token_secret_name("f405cad8-dd03-5275-be27-a660d4d64949", "token-1");
+        let b = page_token_secret_name("f405cad8-dd03-5275-be27-a660d4d64949", "token-2");
+        assert!(a.starts_with("f405cad8-dd03-5275-be27-a660d4d64949-page-token-"));
         assert_eq!(
             a.len(),
-            "83f99d87-28f2-5c54-a9c9-44354933d3ca-page-token-".len() + 10
+            "f405cad8-dd03-5275-be27-a660d4d64949-page-token-".len() + 10
         );
         assert_ne!(a, b);
         // sha256("token-1") = 3f08aace122ee236...: the first 10 hex digits name the Secret.

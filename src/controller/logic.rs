@@ -1,60 +1,12 @@
-//! The controller's decisions as pure functions: spec validation, duplicate ownership, connection
-//! fingerprints and retry delays. Unit-tested without a cluster.
+//! The controller's decisions as pure functions: duplicate ownership, connection fingerprints
+//! and retry delays (spec validation is the shared rule set in `crate::rules`). Unit-tested without a cluster.
 
 use std::time::Duration;
 
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use kube::ResourceExt;
 
-use crate::crd::WHATSAPP_PATTERN;
-use crate::crd::{Channel, ChannelSpec, Source, E164_PATTERN, FINALIZER, HTTP_URL_PATTERN};
-
-fn matches(pattern: &str, value: &str) -> bool {
-    regex::Regex::new(pattern)
-        .map(|re| re.is_match(value))
-        .unwrap_or(false)
-}
-
-/// Checks the rules the CRD schema enforces, for clusters (or old objects) that did not.
-/// The message names the field.
-pub fn validate(spec: &ChannelSpec) -> Result<(), String> {
-    if spec.source_channel_id.is_empty() {
-        return Err("spec.sourceChannelId must not be empty".into());
-    }
-    if spec.source_channel_id.len() > 1024 {
-        return Err("spec.sourceChannelId must be at most 1024 characters".into());
-    }
-    match spec.source {
-        Source::TwilioSms if !matches(E164_PATTERN, &spec.source_channel_id) => {
-            return Err("spec.sourceChannelId: a twilio.sms number must be E.164 without spaces, e.g. +491234567".into());
-        }
-        Source::TwilioWhatsapp if !matches(WHATSAPP_PATTERN, &spec.source_channel_id) => {
-            return Err("spec.sourceChannelId: a twilio.whatsapp number must be whatsapp: followed by an E.164 number, e.g. whatsapp:+491234567".into());
-        }
-        _ => {}
-    }
-    if let Some(name) = &spec.name {
-        if name.is_empty() {
-            return Err("spec.name must not be empty".into());
-        }
-    }
-    if let Some(url) = &spec.image_url {
-        if !matches(HTTP_URL_PATTERN, url) {
-            return Err("spec.imageUrl must be an absolute http(s) URL".into());
-        }
-    }
-    if spec.source == Source::Facebook && spec.credentials_secret_ref.is_none() {
-        return Err(
-            "spec.credentialsSecretRef is required for facebook channels (the Secret holding the page token)".into(),
-        );
-    }
-    if let Some(r) = &spec.credentials_secret_ref {
-        if r.name.is_empty() || r.key.is_empty() {
-            return Err("spec.credentialsSecretRef needs a non-empty name and key".into());
-        }
-    }
-    Ok(())
-}
+use crate::crd::{Channel, ChannelSpec, FINALIZER};
 
 /// Whether a Channel is gone for ownership purposes: being deleted with our finalizer removed.
 fn is_released(ch: &Channel) -> bool {
@@ -131,7 +83,7 @@ pub fn backoff(attempt: u32, min: Duration, max: Duration, jitter: f64) -> Durat
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::crd::{DeletionPolicy, SecretKeyRef};
+    use crate::crd::{DeletionPolicy, SecretKeyRef, Source};
     use k8s_openapi::jiff::Timestamp;
 
     fn spec(source: Source, scid: &str) -> ChannelSpec {
@@ -152,28 +104,6 @@ mod tests {
         ch.metadata.uid = Some(format!("uid-{ns}-{name}"));
         ch.metadata.creation_timestamp = Some(Time(Timestamp::from_second(created).unwrap()));
         ch
-    }
-
-    #[test]
-    fn validation_names_the_field() {
-        assert!(validate(&spec(Source::TwilioSms, "+491234567")).is_ok());
-        let e = validate(&spec(Source::TwilioSms, "+49 123")).unwrap_err();
-        assert!(e.contains("spec.sourceChannelId"), "{e}");
-        assert!(validate(&spec(Source::TwilioWhatsapp, "whatsapp:+491234567")).is_ok());
-        assert!(validate(&spec(Source::TwilioWhatsapp, "+491234567")).is_err());
-        let e = validate(&spec(Source::Facebook, "1")).unwrap_err();
-        assert!(e.contains("spec.credentialsSecretRef"), "{e}");
-        let mut s = spec(Source::Facebook, "1");
-        s.credentials_secret_ref = Some(SecretKeyRef {
-            name: "s".into(),
-            key: "k".into(),
-        });
-        assert!(validate(&s).is_ok());
-        s.image_url = Some("ftp://x".into());
-        assert!(validate(&s).unwrap_err().contains("spec.imageUrl"));
-        s.image_url = Some("https://example.org/a.png".into());
-        s.name = Some(String::new());
-        assert!(validate(&s).unwrap_err().contains("spec.name"));
     }
 
     #[test]

@@ -99,7 +99,7 @@ async fn reconcile_inner(ch: Arc<Channel>, ctx: &Context) -> Result<Action, Erro
 /// Reads what the plan needs, and only that.
 async fn observe(ch: &Channel, ctx: &Context) -> Result<Observed, Error> {
     let mut observed = Observed {
-        invalid: logic::validate(&ch.spec).err(),
+        invalid: crate::rules::validate_spec(&ch.spec).err(),
         duplicate_of: None,
         credentials: Ok(None),
         token_secret: TokenSecret::Absent,

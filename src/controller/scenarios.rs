@@ -162,7 +162,7 @@ fn client(fake: Arc<Fake>) -> Client {
     Client::new(service, "ns")
 }
 
-/// A fake Graph API for page `page-1`: subscribing answers `subscribe_status`.
+/// A fake Graph API for page `1001`: subscribing answers `subscribe_status`.
 async fn graph(subscribe_status: u16) -> MockServer {
     let server = MockServer::start().await;
     let ok = |body: Value| ResponseTemplate::new(200).set_body_json(body);
@@ -173,9 +173,9 @@ async fn graph(subscribe_status: u16) -> MockServer {
         .mount(&server)
         .await;
     Mock::given(method("GET"))
-        .and(path("/v24.0/page-1"))
+        .and(path("/v24.0/1001"))
         .respond_with(ok(
-            json!({"id": "page-1", "name_with_location_descriptor": "Shop",
+            json!({"id": "1001", "name_with_location_descriptor": "Shop",
             "access_token": PAGE_ACCESS, "is_webhooks_subscribed": false}),
         ))
         .mount(&server)
@@ -189,7 +189,7 @@ async fn graph(subscribe_status: u16) -> MockServer {
         .mount(&server)
         .await;
     Mock::given(method("DELETE"))
-        .and(path("/v24.0/page-1/subscribed_apps"))
+        .and(path("/v24.0/1001/subscribed_apps"))
         .and(query_param("access_token", PAGE_ACCESS))
         .respond_with(ok(json!({"success": true})))
         .mount(&server)
@@ -218,14 +218,14 @@ struct Scenario {
 }
 
 impl Scenario {
-    /// A Facebook Channel `ns/shop` (page `page-1`, credentials in Secret `shop-tok`).
+    /// A Facebook Channel `ns/shop` (page `1001`, credentials in Secret `shop-tok`).
     async fn new(subscribe_status: u16) -> Scenario {
         let fake = Arc::new(Fake::default());
         *fake.channel.lock().unwrap() = json!({
             "apiVersion": "airy.co/v1alpha1", "kind": "Channel",
             "metadata": {"name": "shop", "namespace": "ns", "uid": "uid-shop", "generation": 1,
                 "resourceVersion": "1", "creationTimestamp": "2026-01-01T00:00:00Z"},
-            "spec": {"source": "facebook", "sourceChannelId": "page-1",
+            "spec": {"source": "facebook", "sourceChannelId": "1001",
                 "credentialsSecretRef": {"name": "shop-tok", "key": "page_token"}}
         });
         fake.secrets.lock().unwrap().insert(
@@ -372,7 +372,7 @@ fn summary(body: &Value) -> (String, Vec<String>) {
 const READ: [&str; 2] = ["GET secrets/shop-tok", "GET secrets/shop-facebook-token"];
 const CONNECT: [&str; 3] = [
     "GET /v24.0/oauth/access_token",
-    "GET /v24.0/page-1",
+    "GET /v24.0/1001",
     "POST /v24.0/me/subscribed_apps",
 ];
 
@@ -401,7 +401,7 @@ async fn a_new_channel_gets_the_finalizer_then_connects_and_keeps_its_token() {
     // Before the provider: the attempt, in progress.
     assert_eq!(
         calls[2].body["status"]["connectAttempted"],
-        "facebook/page-1;secret=shop-tok/page_token@5"
+        "facebook/1001;secret=shop-tok/page_token@5"
     );
     assert_eq!(
         summary(&calls[2].body),
@@ -461,7 +461,7 @@ async fn connected_false_unsubscribes_then_deletes_the_owned_token() {
         "DELETE secrets/shop-facebook-token",
         "PATCH channel/status",
     ]);
-    s.provider(&["DELETE /v24.0/page-1/subscribed_apps"]).await;
+    s.provider(&["DELETE /v24.0/1001/subscribed_apps"]).await;
     assert_eq!(
         summary(&calls[1].body),
         ("False/Progressing".into(), vec!["Reconciling=True".into()])
@@ -489,7 +489,7 @@ async fn connected_false_unsubscribes_then_deletes_the_owned_token() {
 #[tokio::test]
 async fn deletion_unsubscribes_with_disconnect_and_only_releases_with_orphan() {
     for (policy, provider) in [
-        ("Disconnect", vec!["DELETE /v24.0/page-1/subscribed_apps"]),
+        ("Disconnect", vec!["DELETE /v24.0/1001/subscribed_apps"]),
         ("Orphan", vec![]),
     ] {
         let mut s = Scenario::connected(200).await;
@@ -626,8 +626,8 @@ async fn an_ambiguous_connect_is_recorded_and_undone_at_deletion() {
     ]);
     s.provider(&[
         "GET /v24.0/oauth/access_token",
-        "GET /v24.0/page-1",
-        "DELETE /v24.0/page-1/subscribed_apps",
+        "GET /v24.0/1001",
+        "DELETE /v24.0/1001/subscribed_apps",
     ])
     .await;
 }

@@ -6,7 +6,10 @@
 use futures::future::BoxFuture;
 use serde::Deserialize;
 
-use super::{retry_after, send_json, ConnectOutcome, Provider, ProviderArgs, ProviderError};
+use super::{
+    retry_after, send_json, url_with_segments, ConnectOutcome, Provider, ProviderArgs,
+    ProviderError,
+};
 use crate::crd::Channel;
 use crate::secret::Secret;
 
@@ -101,8 +104,9 @@ impl Facebook {
         }
     }
 
-    fn url(&self, path: &str) -> String {
-        format!("{}/{}", self.graph_url, path.trim_start_matches('/'))
+    /// The Graph URL of `segments`, each percent-encoded (page ids come from Channels).
+    fn url(&self, segments: &[&str]) -> Result<reqwest::Url, ProviderError> {
+        url_with_segments(&self.graph_url, segments)
     }
 
     /// Sends a request and reads its JSON body, classifying every failure.
@@ -146,7 +150,7 @@ impl Facebook {
     ) -> Result<Vec<ManagedPage>, ProviderError> {
         let listing = async {
             let mut pages = Vec::new();
-            let mut request = self.http.get(self.url("me/accounts")).query(&[
+            let mut request = self.http.get(self.url(&["me", "accounts"])?).query(&[
                 ("fields", PAGE_FIELDS),
                 ("access_token", auth_token.expose()),
             ]);
@@ -178,18 +182,21 @@ impl Facebook {
         self.call(
             "reading the page",
             self.http
-                .get(self.url(page_id))
+                .get(self.url(&[page_id])?)
                 .query(&[("fields", PAGE_FIELDS), ("access_token", token.expose())]),
         )
         .await
     }
 
     /// Exchanges the page token for a long-lived one and reads the page with it: the page and its
-    /// page access token. Changes nothing at Facebook.
+    /// page access token. Changes nothing at Facebook. Every token obtained on the way is added to
+    /// `derived`, so that the caller can scrub it from an error too (Graph may echo a request, its
+    /// token included, in an error).
     async fn page_access(
         &self,
         channel: &Channel,
         credentials: Option<&Secret>,
+        derived: &mut Vec<Secret>,
     ) -> Result<(Page, Secret), ProviderError> {
         let page_token = credentials.filter(|t| !t.is_empty()).ok_or_else(|| {
             ProviderError::CredentialsMissing(
@@ -204,12 +211,14 @@ impl Facebook {
         let exchanged: TokenResponse = self
             .call(
                 "exchanging the page token for a long-lived token",
-                self.http.get(self.url("oauth/access_token")).query(&[
-                    ("grant_type", "fb_exchange_token"),
-                    ("client_id", app_id.as_str()),
-                    ("client_secret", app_secret.expose()),
-                    ("fb_exchange_token", page_token.expose()),
-                ]),
+                self.http
+                    .get(self.url(&["oauth", "access_token"])?)
+                    .query(&[
+                        ("grant_type", "fb_exchange_token"),
+                        ("client_id", app_id.as_str()),
+                        ("client_secret", app_secret.expose()),
+                        ("fb_exchange_token", page_token.expose()),
+                    ]),
             )
             .await?;
         let long_lived = Secret::new(
@@ -223,6 +232,7 @@ impl Facebook {
                     )
                 })?,
         );
+        derived.push(long_lived.clone());
         let page = self
             .get_page(&channel.spec.source_channel_id, &long_lived)
             .await?;
@@ -233,13 +243,20 @@ impl Facebook {
                 )
             },
         )?);
+        derived.push(page_access.clone());
         Ok((page, page_access))
     }
 
-    /// The error without the page token or the app secret in its message.
-    fn scrubbed(&self, e: ProviderError, credentials: Option<&Secret>) -> ProviderError {
+    /// The error without the page token, the app secret or a token derived from them.
+    fn scrubbed(
+        &self,
+        e: ProviderError,
+        credentials: Option<&Secret>,
+        derived: &[Secret],
+    ) -> ProviderError {
         let mut secrets: Vec<&Secret> = credentials.into_iter().collect();
         secrets.extend(self.app_secret.as_ref());
+        secrets.extend(derived.iter());
         e.redacted(&secrets)
     }
 
@@ -247,8 +264,9 @@ impl Facebook {
         &self,
         channel: &Channel,
         credentials: Option<&Secret>,
+        derived: &mut Vec<Secret>,
     ) -> Result<ConnectOutcome, ProviderError> {
-        let (page, page_access) = self.page_access(channel, credentials).await?;
+        let (page, page_access) = self.page_access(channel, credentials, derived).await?;
         if page.is_webhooks_subscribed == Some(true) {
             // Already subscribed (e.g. a connect cut off before its status was written): do not
             // subscribe twice.
@@ -261,10 +279,12 @@ impl Facebook {
         let _: serde_json::Value = self
             .call(
                 "subscribing the app to the page",
-                self.http.post(self.url("me/subscribed_apps")).query(&[
-                    ("access_token", page_access.expose()),
-                    ("subscribed_fields", SUBSCRIBED_FIELDS),
-                ]),
+                self.http
+                    .post(self.url(&["me", "subscribed_apps"])?)
+                    .query(&[
+                        ("access_token", page_access.expose()),
+                        ("subscribed_fields", SUBSCRIBED_FIELDS),
+                    ]),
             )
             .await?;
         Ok(ConnectOutcome {
@@ -282,9 +302,11 @@ impl Provider for Facebook {
         credentials: Option<&'a Secret>,
     ) -> BoxFuture<'a, Result<ConnectOutcome, ProviderError>> {
         Box::pin(async move {
-            self.connect_inner(channel, credentials)
-                .await
-                .map_err(|e| self.scrubbed(e, credentials))
+            let mut derived = Vec::new();
+            match self.connect_inner(channel, credentials, &mut derived).await {
+                Ok(outcome) => Ok(outcome),
+                Err(e) => Err(self.scrubbed(e, credentials, &derived)),
+            }
         })
     }
 
@@ -294,9 +316,10 @@ impl Provider for Facebook {
         credentials: Option<&'a Secret>,
     ) -> BoxFuture<'a, Result<Option<Secret>, ProviderError>> {
         Box::pin(async move {
-            match self.page_access(channel, credentials).await {
+            let mut derived = Vec::new();
+            match self.page_access(channel, credentials, &mut derived).await {
                 Ok((_, token)) => Ok(Some(token)),
-                Err(e) => Err(self.scrubbed(e, credentials)),
+                Err(e) => Err(self.scrubbed(e, credentials, &derived)),
             }
         })
     }
@@ -312,12 +335,11 @@ impl Provider for Facebook {
                     "facebook: the stored page access token is missing, so the page subscription cannot be removed (set deletionPolicy: Orphan to skip)".into(),
                 )
             })?;
-            let path = format!("{}/subscribed_apps", channel.spec.source_channel_id);
             let result: Result<serde_json::Value, _> = self
                 .call(
                     "removing the app's page subscription",
                     self.http
-                        .delete(self.url(&path))
+                        .delete(self.url(&[&channel.spec.source_channel_id, "subscribed_apps"])?)
                         .query(&[("access_token", token.expose())]),
                 )
                 .await;

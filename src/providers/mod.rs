@@ -272,6 +272,26 @@ fn describe_transport_error(what: &str, e: reqwest::Error) -> ProviderError {
     ProviderError::Failed(format!("{what} {kind}: {e}"))
 }
 
+/// `base` followed by `segments`, each percent-encoded as one path segment (a `/`, `?`, `#` or
+/// `..` in a name stays inside its segment and cannot reach another path or the query).
+pub(crate) fn url_with_segments(
+    base: &str,
+    segments: &[&str],
+) -> Result<reqwest::Url, ProviderError> {
+    if let Some(bad) = segments.iter().find(|s| matches!(**s, "" | "." | "..")) {
+        return Err(ProviderError::Failed(format!(
+            "{bad:?} is not a valid path segment for a provider request"
+        )));
+    }
+    let mut url = reqwest::Url::parse(base)
+        .map_err(|e| ProviderError::Failed(format!("the provider base URL is invalid: {e}")))?;
+    url.path_segments_mut()
+        .map_err(|()| ProviderError::Failed("the provider base URL cannot have a path".into()))?
+        .pop_if_empty()
+        .extend(segments);
+    Ok(url)
+}
+
 /// Parses a `Retry-After` header given in seconds.
 pub(crate) fn retry_after(headers: &reqwest::header::HeaderMap) -> Option<Duration> {
     headers
@@ -297,6 +317,18 @@ mod tests {
         );
         let e = ProviderError::Failed("x EAAB-secret".into()).redacted(&[&s]);
         assert_eq!(e.to_string(), "x <redacted>");
+    }
+
+    #[test]
+    fn url_segments_stay_segments() {
+        let u = url_with_segments("http://g.test/v24.0/", &["../../x?y=1#", "subscribed_apps"])
+            .unwrap();
+        assert_eq!(
+            u.as_str(),
+            "http://g.test/v24.0/..%2F..%2Fx%3Fy=1%23/subscribed_apps"
+        );
+        assert_eq!(u.query(), None);
+        assert!(url_with_segments("http://g.test/v24.0", &[".."]).is_err());
     }
 
     #[test]

@@ -7,7 +7,10 @@
 use futures::future::BoxFuture;
 use serde::Deserialize;
 
-use super::{retry_after, send_json, ConnectOutcome, Provider, ProviderArgs, ProviderError};
+use super::{
+    retry_after, send_json, url_with_segments, ConnectOutcome, Provider, ProviderArgs,
+    ProviderError,
+};
 use crate::crd::Channel;
 use crate::secret::Secret;
 
@@ -89,10 +92,10 @@ impl Twilio {
     /// Looks the number up in the account; returns its `PN…` sid.
     async fn lookup(&self, number: &str) -> Result<String, ProviderError> {
         let (sid, token, _) = self.account.as_ref().expect("configured");
-        let url = format!(
-            "{}/2010-04-01/Accounts/{sid}/IncomingPhoneNumbers.json",
-            self.api_url
-        );
+        let url = url_with_segments(
+            &self.api_url,
+            &["2010-04-01", "Accounts", sid, "IncomingPhoneNumbers.json"],
+        )?;
         let list: NumberList = self
             .call(
                 "looking the number up",
@@ -115,10 +118,16 @@ impl Twilio {
 
     async fn set_webhook(&self, number_sid: &str, sms_url: &str) -> Result<(), ProviderError> {
         let (sid, token, _) = self.account.as_ref().expect("configured");
-        let url = format!(
-            "{}/2010-04-01/Accounts/{sid}/IncomingPhoneNumbers/{number_sid}.json",
-            self.api_url
-        );
+        let url = url_with_segments(
+            &self.api_url,
+            &[
+                "2010-04-01",
+                "Accounts",
+                sid,
+                "IncomingPhoneNumbers",
+                &format!("{number_sid}.json"),
+            ],
+        )?;
         let body: String = url::form_urlencoded::Serializer::new(String::new())
             .append_pair("SmsUrl", sms_url)
             .finish();

@@ -280,6 +280,7 @@ impl Env {
     /// Mounts a fake Facebook page: exchange, page read, subscribe (exactly `subscribes` times) and
     /// unsubscribe (exactly `unsubscribes` times). Returns the user's page token.
     pub async fn fake_page(&mut self, page: &str, subscribes: u64, unsubscribes: u64) -> String {
+        let id = page_id(page);
         let page_token = format!("EAAtok-{page}-user-page-token");
         let long = format!("EAAtok-{page}-long-lived");
         let access = format!("EAAtok-{page}-page-access");
@@ -297,18 +298,18 @@ impl Env {
         // A stateful page: subscribing sets is_webhooks_subscribed, unsubscribing clears it.
         let subscribed = Arc::new(AtomicBool::new(false));
         let body = serde_json::json!({
-            "id": page, "name_with_location_descriptor": format!("Page {page}"),
+            "id": id, "name_with_location_descriptor": format!("Page {page}"),
             "access_token": access, "picture": {"data": {"url": format!("https://img.example.org/{page}.png")}}
         });
         Mock::given(method("GET"))
-            .and(path(format!("/v24.0/{page}")))
+            .and(path(format!("/v24.0/{id}")))
             .and(query_param("access_token", long.as_str()))
             .respond_with(PageState::Read(subscribed.clone(), body.clone()))
             .mount(&self.graph)
             .await;
         // The page read with its own page token (what a resync re-check uses).
         Mock::given(method("GET"))
-            .and(path(format!("/v24.0/{page}")))
+            .and(path(format!("/v24.0/{id}")))
             .and(query_param("access_token", access.as_str()))
             .respond_with(PageState::Read(subscribed.clone(), body))
             .mount(&self.graph)
@@ -323,7 +324,7 @@ impl Env {
             .mount(&self.graph)
             .await;
         Mock::given(method("DELETE"))
-            .and(path(format!("/v24.0/{page}/subscribed_apps")))
+            .and(path(format!("/v24.0/{id}/subscribed_apps")))
             .and(query_param("access_token", access.as_str()))
             .respond_with(PageState::Set(subscribed, false))
             .expect(unsubscribes)
@@ -436,7 +437,20 @@ pub fn secret_yaml(name: &str, key: &str, value: &str) -> String {
     format!("apiVersion: v1\nkind: Secret\nmetadata:\n  name: {name}\n  namespace: default\ndata:\n  {key}: {b64}\n")
 }
 
+/// The numeric Facebook page id (the CRD accepts only digits) the tests' page `name` stands for.
+pub fn page_id(name: &str) -> String {
+    let n = name.bytes().fold(1_469_598_103_934_665_603u64, |h, b| {
+        (h ^ u64::from(b)).wrapping_mul(1_099_511_628_211)
+    });
+    format!("{}", n % 1_000_000_000_000)
+}
+
 pub fn channel_yaml(name: &str, source: &str, scid: &str, extra: &str) -> String {
+    let scid = if source == "facebook" {
+        page_id(scid)
+    } else {
+        scid.to_owned()
+    };
     format!(
         "apiVersion: airy.co/v1alpha1\nkind: Channel\nmetadata:\n  name: {name}\n  namespace: default\nspec:\n  source: {source}\n  sourceChannelId: \"{scid}\"\n{extra}"
     )

@@ -1,0 +1,212 @@
+//! The one rule set for Channel values. The CRD's patterns and CEL rules (`crate::crd`), the
+//! controller's spec check ([`validate_spec`]) and the HTTP API's request checks
+//! (`crate::api::validate`) are all built from these constants; each regex is compiled once.
+
+use std::sync::LazyLock;
+
+use regex::Regex;
+
+use crate::crd::{ChannelSpec, Source};
+
+/// E.164: a plus sign and up to 15 digits, no leading zero.
+pub const E164_PATTERN: &str = r"^\+[1-9][0-9]{1,14}$";
+/// Twilio's WhatsApp form of an E.164 number.
+pub const WHATSAPP_PATTERN: &str = r"^whatsapp:\+[1-9][0-9]{1,14}$";
+/// An absolute http(s) URL.
+pub const HTTP_URL_PATTERN: &str = r"^https?://[^\s/?#]+([/?#][^\s]*)?$";
+/// A Facebook page id: digits only (it becomes a Graph API path segment).
+pub const FACEBOOK_PAGE_ID_PATTERN: &str = r"^[0-9]{1,64}$";
+/// A Kubernetes object name (DNS-1123 subdomain), as Secret names must be.
+pub const SECRET_NAME_PATTERN: &str =
+    r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$";
+
+/// Longest name or source channel id.
+pub const MAX_NAME_LEN: usize = 1024;
+/// Longest image URL.
+pub const MAX_URL_LEN: usize = 2048;
+/// Longest Secret name (DNS-1123 subdomain).
+pub const MAX_SECRET_NAME_LEN: usize = 253;
+
+/// What a `twilio.sms` source channel id must look like.
+pub const SMS_MESSAGE: &str =
+    "a twilio.sms sourceChannelId must be an E.164 number without spaces, e.g. +491234567";
+/// What a `twilio.whatsapp` source channel id must look like.
+pub const WHATSAPP_MESSAGE: &str = "a twilio.whatsapp sourceChannelId must be whatsapp: followed by an E.164 number, e.g. whatsapp:+491234567";
+/// What a `facebook` source channel id must look like.
+pub const FACEBOOK_MESSAGE: &str = "a facebook sourceChannelId must be the numeric page id";
+/// Why a `facebook` Channel needs `credentialsSecretRef`.
+pub const FACEBOOK_CREDENTIALS_MESSAGE: &str =
+    "credentialsSecretRef is required for facebook channels (the Secret holding the page token)";
+
+fn compiled(pattern: &str) -> Regex {
+    Regex::new(pattern).expect("the rule patterns are valid regexes")
+}
+
+static E164: LazyLock<Regex> = LazyLock::new(|| compiled(E164_PATTERN));
+static WHATSAPP: LazyLock<Regex> = LazyLock::new(|| compiled(WHATSAPP_PATTERN));
+static HTTP_URL: LazyLock<Regex> = LazyLock::new(|| compiled(HTTP_URL_PATTERN));
+static FACEBOOK_PAGE_ID: LazyLock<Regex> = LazyLock::new(|| compiled(FACEBOOK_PAGE_ID_PATTERN));
+static SECRET_NAME: LazyLock<Regex> = LazyLock::new(|| compiled(SECRET_NAME_PATTERN));
+
+/// Whether `value` is an E.164 number.
+pub fn is_e164(value: &str) -> bool {
+    E164.is_match(value)
+}
+
+/// Whether `value` is an absolute http(s) URL the CRD accepts.
+pub fn is_http_url(value: &str) -> bool {
+    value.len() <= MAX_URL_LEN && HTTP_URL.is_match(value)
+}
+
+/// Whether `value` is a Facebook page id.
+pub fn is_facebook_page_id(value: &str) -> bool {
+    FACEBOOK_PAGE_ID.is_match(value)
+}
+
+/// Whether `value` is a namespace name (a DNS-1123 label).
+pub fn is_namespace(value: &str) -> bool {
+    value.len() <= 63 && !value.contains('.') && SECRET_NAME.is_match(value)
+}
+
+/// Whether `value` is a valid Secret name.
+pub fn is_secret_name(value: &str) -> bool {
+    value.len() <= MAX_SECRET_NAME_LEN && SECRET_NAME.is_match(value)
+}
+
+/// The source channel id pattern of a source, with the message naming it, where there is one.
+pub fn source_channel_id_rule(source: Source) -> Option<(&'static str, &'static str)> {
+    match source {
+        Source::TwilioSms => Some((E164_PATTERN, SMS_MESSAGE)),
+        Source::TwilioWhatsapp => Some((WHATSAPP_PATTERN, WHATSAPP_MESSAGE)),
+        Source::Facebook => Some((FACEBOOK_PAGE_ID_PATTERN, FACEBOOK_MESSAGE)),
+        Source::ChatPlugin | Source::Google => None,
+    }
+}
+
+fn source_channel_id_ok(source: Source, value: &str) -> bool {
+    match source {
+        Source::TwilioSms => E164.is_match(value),
+        Source::TwilioWhatsapp => WHATSAPP.is_match(value),
+        Source::Facebook => FACEBOOK_PAGE_ID.is_match(value),
+        Source::ChatPlugin | Source::Google => true,
+    }
+}
+
+/// The CEL rule on the spec that checks `sourceChannelId` for `source` (for the CRD).
+pub fn cel_source_channel_id(source: Source) -> String {
+    let (pattern, _) = source_channel_id_rule(source).expect("a source with a pattern");
+    // A CEL single-quoted string: backslashes are escaped.
+    format!(
+        "self.source != '{}' || self.sourceChannelId.matches('{}')",
+        source.as_str(),
+        pattern.replace('\\', "\\\\")
+    )
+}
+
+/// Checks a Channel spec against every rule the CRD declares, for clusters (or objects stored
+/// earlier) that did not enforce them. The message names the field.
+pub fn validate_spec(spec: &ChannelSpec) -> Result<(), String> {
+    let scid = &spec.source_channel_id;
+    if scid.is_empty() {
+        return Err("spec.sourceChannelId must not be empty".into());
+    }
+    if scid.chars().count() > MAX_NAME_LEN {
+        return Err(format!(
+            "spec.sourceChannelId must be at most {MAX_NAME_LEN} characters"
+        ));
+    }
+    if !source_channel_id_ok(spec.source, scid) {
+        let (_, message) = source_channel_id_rule(spec.source).expect("a failed pattern");
+        return Err(format!("spec.sourceChannelId: {message}"));
+    }
+    if let Some(name) = &spec.name {
+        if name.is_empty() || name.chars().count() > MAX_NAME_LEN {
+            return Err(format!(
+                "spec.name must be 1 to {MAX_NAME_LEN} characters long"
+            ));
+        }
+    }
+    if let Some(url) = &spec.image_url {
+        if !is_http_url(url) {
+            return Err(format!(
+                "spec.imageUrl must be an absolute http(s) URL of at most {MAX_URL_LEN} characters"
+            ));
+        }
+    }
+    if spec.source == Source::Facebook && spec.credentials_secret_ref.is_none() {
+        return Err(format!("spec.{FACEBOOK_CREDENTIALS_MESSAGE}"));
+    }
+    if let Some(r) = &spec.credentials_secret_ref {
+        if !is_secret_name(&r.name) {
+            return Err("spec.credentialsSecretRef.name must be a Secret name (lower-case letters, digits, '-' and '.')".into());
+        }
+        if r.key.is_empty() {
+            return Err("spec.credentialsSecretRef.key must not be empty".into());
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::crd::SecretKeyRef;
+
+    fn spec(source: Source, scid: &str) -> ChannelSpec {
+        ChannelSpec {
+            source,
+            source_channel_id: scid.into(),
+            name: None,
+            image_url: None,
+            connected: true,
+            credentials_secret_ref: None,
+            deletion_policy: Default::default(),
+        }
+    }
+
+    #[test]
+    fn validation_names_the_field() {
+        assert!(validate_spec(&spec(Source::TwilioSms, "+491234567")).is_ok());
+        let e = validate_spec(&spec(Source::TwilioSms, "+49 123")).unwrap_err();
+        assert!(e.contains("spec.sourceChannelId"), "{e}");
+        assert!(validate_spec(&spec(Source::TwilioWhatsapp, "whatsapp:+491234567")).is_ok());
+        assert!(validate_spec(&spec(Source::TwilioWhatsapp, "+491234567")).is_err());
+        let e = validate_spec(&spec(Source::Facebook, "1")).unwrap_err();
+        assert!(e.contains("spec.credentialsSecretRef"), "{e}");
+        let mut s = spec(Source::Facebook, "1");
+        s.credentials_secret_ref = Some(SecretKeyRef {
+            name: "s".into(),
+            key: "k".into(),
+        });
+        assert!(validate_spec(&s).is_ok());
+        s.source_channel_id = "../../other/path?x=1#".into();
+        assert!(validate_spec(&s).unwrap_err().contains("numeric page id"));
+        s.source_channel_id = "1".into();
+        s.credentials_secret_ref.as_mut().unwrap().name = "../other".into();
+        assert!(validate_spec(&s)
+            .unwrap_err()
+            .contains("spec.credentialsSecretRef.name"));
+        s.credentials_secret_ref.as_mut().unwrap().name = "s".into();
+        s.image_url = Some("ftp://x".into());
+        assert!(validate_spec(&s).unwrap_err().contains("spec.imageUrl"));
+        s.image_url = Some("https://example.org/a.png".into());
+        s.name = Some(String::new());
+        assert!(validate_spec(&s).unwrap_err().contains("spec.name"));
+    }
+
+    #[test]
+    fn cel_rules_carry_the_patterns() {
+        assert_eq!(
+            cel_source_channel_id(Source::TwilioSms),
+            r"self.source != 'twilio.sms' || self.sourceChannelId.matches('^\\+[1-9][0-9]{1,14}$')"
+        );
+    }
+
+    #[test]
+    fn secret_names() {
+        assert!(is_secret_name("a-b.c1"));
+        for bad in ["", "A", "-a", "a-", "../x", "a/b", &"a".repeat(254)] {
+            assert!(!is_secret_name(bad), "{bad}");
+        }
+    }
+}

@@ -1,0 +1,311 @@
+//! The API stays inside its namespaces (`--namespaces`): Channels of other tenants are never
+//! read, changed or used to hand out tokens, and concurrent connects of one channel leave one
+//! token Secret, the one in use.
+
+mod api_common;
+
+use std::collections::BTreeSet;
+
+use api_common::*;
+use channel_operator::crd::{Channel, ChannelSpec, SecretKeyRef, Source};
+use k8s_openapi::api::core::v1::{Namespace, Secret as K8sSecret};
+use k8s_openapi::ByteString;
+use kube::api::{ListParams, PostParams};
+use kube::Api;
+use serde_json::json;
+use wiremock::matchers::{method, path};
+use wiremock::{Mock, ResponseTemplate};
+
+const GOOGLE_B: &str = "e7c090e8-74c0-5617-9cd2-b25ce932c286";
+
+async fn namespace(env: &Env, name: &str) {
+    let ns = Namespace {
+        metadata: kube::core::ObjectMeta {
+            name: Some(name.into()),
+            ..Default::default()
+        },
+        ..Default::default()
+    };
+    Api::<Namespace>::all(env.sb.client())
+        .create(&PostParams::default(), &ns)
+        .await
+        .unwrap();
+}
+
+fn spec(source: Source, scid: &str, secret: Option<&str>) -> ChannelSpec {
+    ChannelSpec {
+        source,
+        source_channel_id: scid.into(),
+        name: Some("theirs".into()),
+        image_url: None,
+        connected: true,
+        credentials_secret_ref: secret.map(|s| SecretKeyRef {
+            name: s.into(),
+            key: "page_token".into(),
+        }),
+        deletion_policy: Default::default(),
+    }
+}
+
+async fn declare(env: &Env, ns: &str, name: &str, spec: ChannelSpec) -> Channel {
+    let api: Api<Channel> = Api::namespaced(env.sb.client(), ns);
+    api.create(&PostParams::default(), &Channel::new(name, spec))
+        .await
+        .unwrap();
+    env.eventually("the controller has seen the Channel", || async {
+        api.get(name)
+            .await
+            .unwrap()
+            .status
+            .is_some_and(|s| s.observed_generation.is_some())
+    })
+    .await;
+    api.get(name).await.unwrap()
+}
+
+async fn secret_names(env: &Env, ns: &str) -> BTreeSet<String> {
+    Api::<K8sSecret>::namespaced(env.sb.client(), ns)
+        .list(&ListParams::default())
+        .await
+        .unwrap()
+        .items
+        .into_iter()
+        .filter_map(|s| s.metadata.name)
+        .collect()
+}
+
+#[tokio::test]
+async fn connect_for_an_id_held_in_another_namespace_is_409_and_changes_nothing() {
+    let env = Env::start().await;
+    namespace(&env, "tenant-b").await;
+    namespace(&env, "tenant-m").await;
+    // tenant-b's agent, and a squatter's Facebook Channel for page 8888 in tenant-m.
+    let before_b = declare(
+        &env,
+        "tenant-b",
+        "agent",
+        spec(Source::Google, "gbm-b", None),
+    )
+    .await;
+    let squat_secret = K8sSecret {
+        metadata: kube::core::ObjectMeta {
+            name: Some("squat-token".into()),
+            ..Default::default()
+        },
+        data: Some([("page_token".to_owned(), ByteString(b"squatter".to_vec()))].into()),
+        ..Default::default()
+    };
+    Api::<K8sSecret>::namespaced(env.sb.client(), "tenant-m")
+        .create(&PostParams::default(), &squat_secret)
+        .await
+        .unwrap();
+    let before_m = declare(
+        &env,
+        "tenant-m",
+        "squat",
+        spec(Source::Facebook, "8888", Some("squat-token")),
+    )
+    .await;
+
+    // Creation timestamps have second resolution and the oldest Channel owns an id: the other
+    // tenants' Channels were there before this connect.
+    tokio::time::sleep(std::time::Duration::from_millis(1100)).await;
+    let (s, v) = env
+        .post(
+            "channels.google.connect",
+            json!({"gbm_id": "gbm-b", "name": "Mine"}),
+        )
+        .await;
+    assert_eq!(s, 409, "{v}");
+    let (s, v) = env
+        .post(
+            "channels.facebook.connect",
+            json!({"page_id": "8888", "page_token": "EAAB-victim-token"}),
+        )
+        .await;
+    assert_eq!(s, 409, "{v}");
+    for hidden in ["tenant", "squat", "victim"] {
+        assert!(!v.to_string().contains(hidden), "{v}");
+    }
+
+    let b: Api<Channel> = Api::namespaced(env.sb.client(), "tenant-b");
+    assert_eq!(b.get("agent").await.unwrap().spec, before_b.spec);
+    let m: Api<Channel> = Api::namespaced(env.sb.client(), "tenant-m");
+    assert_eq!(m.get("squat").await.unwrap().spec, before_m.spec);
+    assert_eq!(
+        secret_names(&env, "tenant-m").await,
+        BTreeSet::from(["squat-token".to_owned()])
+    );
+    env.eventually("nothing of the refused connects stays", || async {
+        secret_names(&env, "default").await.is_empty()
+            && Api::<Channel>::namespaced(env.sb.client(), "default")
+                .list(&ListParams::default())
+                .await
+                .unwrap()
+                .items
+                .is_empty()
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn update_and_disconnect_never_reach_another_namespace() {
+    let env = Env::start().await;
+    namespace(&env, "tenant-b").await;
+    let b: Api<Channel> = Api::namespaced(env.sb.client(), "tenant-b");
+    declare(
+        &env,
+        "tenant-b",
+        "agent",
+        spec(Source::Google, "gbm-b", None),
+    )
+    .await;
+    env.eventually("tenant-b's agent is connected", || async {
+        b.get("agent").await.unwrap().is_connected()
+    })
+    .await;
+    let before = b.get("agent").await.unwrap();
+    let (s, v) = env
+        .post(
+            "channels.update",
+            json!({"channel_id": GOOGLE_B, "name": "renamed"}),
+        )
+        .await;
+    assert_eq!(s, 404, "{v}");
+    let (s, v) = env
+        .post(
+            "channels.google.disconnect",
+            json!({"channel_id": GOOGLE_B}),
+        )
+        .await;
+    assert_eq!(s, 400, "{v}");
+    let (s, v) = env
+        .post("channels.info", json!({"channel_id": GOOGLE_B}))
+        .await;
+    assert_eq!(s, 404, "{v}");
+    let after = b.get("agent").await.unwrap();
+    assert_eq!(
+        after.metadata.resource_version,
+        before.metadata.resource_version
+    );
+}
+
+#[tokio::test]
+async fn a_namespace_listed_in_namespaces_shares_its_channels_with_the_api() {
+    let env = Env::with(Opts {
+        api_args: vec!["--namespaces".into(), "default,team-a".into()],
+        ..Default::default()
+    })
+    .await;
+    namespace(&env, "team-a").await;
+    let a: Api<Channel> = Api::namespaced(env.sb.client(), "team-a");
+    let mut declared = spec(Source::Google, "gbm-b", None);
+    declared.connected = false;
+    declare(&env, "team-a", "our-agent", declared).await;
+    let (s, v) = env
+        .post(
+            "channels.google.connect",
+            json!({"gbm_id": "gbm-b", "name": "Agent"}),
+        )
+        .await;
+    assert_eq!(s, 200, "{v}");
+    assert_eq!(v["id"], GOOGLE_B);
+    let ch = a.get("our-agent").await.unwrap();
+    assert!(ch.spec.connected);
+    assert_eq!(ch.spec.name.as_deref(), Some("Agent"));
+    let (s, _) = env
+        .post(
+            "channels.google.disconnect",
+            json!({"channel_id": GOOGLE_B}),
+        )
+        .await;
+    assert_eq!(s, 200);
+    assert!(!a.get("our-agent").await.unwrap().spec.connected);
+}
+
+#[tokio::test]
+async fn concurrent_connects_of_one_page_leave_the_token_in_use_only() {
+    let env = Env::start().await;
+    // Every page token exchanges into a long-lived token of its own.
+    Mock::given(method("GET"))
+        .and(path("/v24.0/oauth/access_token"))
+        .respond_with(|req: &wiremock::Request| {
+            let token = req
+                .url
+                .query_pairs()
+                .find(|(k, _)| k == "fb_exchange_token")
+                .map(|(_, v)| v.into_owned())
+                .unwrap_or_default();
+            ResponseTemplate::new(200)
+                .set_body_json(json!({"access_token": format!("long-{token}")}))
+        })
+        .mount(&env.graph)
+        .await;
+    Mock::given(method("GET"))
+        .and(path("/v24.0/4242"))
+        .respond_with(ResponseTemplate::new(200).set_body_json(json!({
+            "id": "4242", "name_with_location_descriptor": "Shared", "access_token": "page-access-4242",
+            "is_webhooks_subscribed": false
+        })))
+        .mount(&env.graph)
+        .await;
+    Mock::given(method("POST"))
+        .and(path("/v24.0/me/subscribed_apps"))
+        .respond_with(ResponseTemplate::new(200).set_body_json(json!({"success": true})))
+        .mount(&env.graph)
+        .await;
+    const CALLERS: usize = 6;
+    let answers = futures::future::join_all((0..CALLERS).map(|i| {
+        let env = &env;
+        async move {
+            env.post(
+                "channels.facebook.connect",
+                json!({"page_id": "4242", "page_token": format!("EAAB-caller-{i}")}),
+            )
+            .await
+        }
+    }))
+    .await;
+    for (s, v) in &answers {
+        assert_eq!(*s, 200, "{v}");
+    }
+    // Every caller that got 200 had its own token exchanged.
+    let exchanged: BTreeSet<String> = env
+        .graph
+        .received_requests()
+        .await
+        .unwrap()
+        .iter()
+        .filter(|r| r.url.path() == "/v24.0/oauth/access_token")
+        .filter_map(|r| {
+            r.url
+                .query_pairs()
+                .find(|(k, _)| k == "fb_exchange_token")
+                .map(|(_, v)| v.into_owned())
+        })
+        .collect();
+    assert_eq!(exchanged.len(), CALLERS, "{exchanged:?}");
+    // One Channel, and one page-token Secret: the one it references.
+    let channels = env
+        .channels()
+        .list(&ListParams::default())
+        .await
+        .unwrap()
+        .items;
+    assert_eq!(channels.len(), 1);
+    let in_use = channels[0]
+        .spec
+        .credentials_secret_ref
+        .clone()
+        .unwrap()
+        .name;
+    env.eventually("only the page-token Secret in use stays", || async {
+        let page_tokens: BTreeSet<String> = secret_names(&env, "default")
+            .await
+            .into_iter()
+            .filter(|n| n.contains("-page-token-"))
+            .collect();
+        page_tokens == BTreeSet::from([in_use.clone()])
+    })
+    .await;
+}
