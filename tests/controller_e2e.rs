@@ -572,9 +572,10 @@ async fn resync_rechecks_a_connected_page_without_subscribing_again() {
     ))
     .await;
     env.wait_ready("resync").await;
+    let page_path = format!("/v24.0/{}", page_id("resync"));
     let page_reads = |reqs: &[wiremock::Request]| {
         reqs.iter()
-            .filter(|r| r.method.as_str() == "GET" && r.url.path() == "/v24.0/resync")
+            .filter(|r| r.method.as_str() == "GET" && r.url.path() == page_path)
             .count()
     };
     let before = page_reads(&env.graph.received_requests().await.unwrap());
@@ -606,7 +607,7 @@ async fn a_provider_that_is_down_keeps_the_finalizer_with_a_condition_saying_why
     env.wait_ready("down").await;
     // Graph fails the unsubscribe three times, then recovers.
     Mock::given(method("DELETE"))
-        .and(path("/v24.0/down/subscribed_apps"))
+        .and(path(format!("/v24.0/{}/subscribed_apps", page_id("down"))))
         .respond_with(ResponseTemplate::new(503).set_body_json(
             serde_json::json!({"error": {"message": "Service temporarily unavailable", "type": "FacebookApiException", "code": 2}}),
         ))
