@@ -123,6 +123,10 @@ async fn main() -> anyhow::Result<()> {
 
     // 3: 10 watchers, 10,000 writes
     let secrets: Api<Secret> = Api::namespaced(client.clone(), "default");
+    // This figure is the fan-out rate, so the watch window holds the whole burst (with the
+    // default window a watcher that falls 100 events behind is cut off with a 410, as by
+    // kube-apiserver; sandbox_faults tests that).
+    sb.faults().set_watch_window("secrets", WRITES);
     let from = total_rv.to_string();
     let seen = Arc::new(AtomicUsize::new(0));
     let mut watchers = vec![];

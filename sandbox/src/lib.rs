@@ -20,15 +20,15 @@
 mod discovery;
 mod faults;
 mod net;
-pub mod patch;
+mod patch;
 mod protobuf;
 mod resources;
-pub mod schema;
-pub mod selector;
+mod schema;
+mod selector;
 mod server;
 mod status;
 mod store;
-pub mod table;
+mod table;
 
 use std::net::SocketAddr;
 use std::path::Path;

@@ -388,11 +388,6 @@ impl LabelSelector {
             }
         })
     }
-
-    /// Whether the selector has no requirements (matches everything).
-    pub fn is_empty(&self) -> bool {
-        self.requirements.is_empty()
-    }
 }
 
 /// One requirement of a field selector.

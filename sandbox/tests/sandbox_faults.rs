@@ -4,12 +4,13 @@
 mod sandbox_support;
 
 use std::sync::atomic::Ordering;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use channel_operator::crd::Channel;
 use futures::StreamExt;
 use k8s_openapi::api::core::v1::Secret;
-use kube::api::{Api, ListParams, PostParams, WatchEvent, WatchParams};
+use kube::api::{Api, DeleteParams, ListParams, PostParams, WatchEvent, WatchParams};
+use reqwest::Method;
 use sandbox_support::*;
 use serde_json::{json, Value};
 
@@ -247,4 +248,69 @@ async fn slow_lists_answer_every_page_after_the_delay() {
     assert_eq!(seen, names("p", 0..3));
     assert_eq!(pages, 3);
     assert!(started.elapsed() >= delay * 3, "{:?}", started.elapsed());
+}
+
+#[tokio::test]
+async fn faults_fail_hold_and_clear() {
+    let (sb, client) = sandbox().await;
+    let faults = sb.faults();
+    let channels: Api<Channel> = Api::namespaced(client.clone(), "default");
+    let secrets: Api<Secret> = Api::namespaced(client, "default");
+
+    faults.fail_next("create", "channels", 2, 500);
+    for _ in 0..2 {
+        let err = status(
+            channels
+                .create(&PostParams::default(), &channel("f", "web-f"))
+                .await,
+        );
+        assert_eq!((err.code, err.reason.as_str()), (500, "InternalError"));
+    }
+    // a failed write writes nothing; other verbs and resources were not affected
+    assert!(channels.get_opt("f").await.unwrap().is_none());
+    secrets
+        .create(&PostParams::default(), &secret("s", json!({})))
+        .await
+        .unwrap();
+    channels
+        .create(&PostParams::default(), &channel("f", "web-f"))
+        .await
+        .unwrap();
+
+    faults.fail_next("*", "*", 1, 409);
+    let err = status(secrets.get("s").await);
+    assert_eq!(err.code, 409);
+    secrets.get("s").await.unwrap();
+    // kube::Client retries 503 by itself: one injected 503 is invisible to the caller
+    faults.fail_next("get", "secrets", 1, 503);
+    secrets.get("s").await.unwrap();
+    let (code, body, headers) = raw(
+        &sb,
+        Method::GET,
+        "/api/v1/namespaces/default/secrets/s",
+        None,
+        None,
+    )
+    .await;
+    assert_eq!(
+        code, 200,
+        "the 503 was consumed by the client's retry: {body}"
+    );
+    assert!(headers.get("retry-after").is_none());
+
+    faults.hold_next("get", "secrets", 1, Duration::from_millis(400));
+    let t = Instant::now();
+    secrets.get("s").await.unwrap();
+    assert!(t.elapsed() >= Duration::from_millis(400));
+    let t = Instant::now();
+    secrets.get("s").await.unwrap();
+    assert!(t.elapsed() < Duration::from_millis(400));
+
+    faults.fail_next("delete", "channels", 1, 409);
+    faults.clear();
+    channels
+        .delete("f", &DeleteParams::default())
+        .await
+        .unwrap();
+    assert!(channels.get_opt("f").await.unwrap().is_none());
 }

@@ -3,15 +3,7 @@
 
 use super::*;
 
-/// `ManagedFields` remembers the last schema it was used with; the server always passes the
-/// schema explicitly, so keeping a copy per object would only cost memory (tens of KiB per
-/// custom resource).
-pub(super) fn compact(managed: &mut ManagedFields) {
-    let mut fresh = ManagedFields::default();
-    fresh.entries = std::mem::take(&mut managed.entries);
-    *managed = fresh;
-}
-
+/// Field ownership of a non-apply write.
 pub(super) fn record(
     rt: &ResourceType,
     old: Option<&Value>,
@@ -31,7 +23,6 @@ pub(super) fn record(
             managed,
         )
     });
-    compact(managed);
 }
 
 pub(super) fn create(
@@ -408,7 +399,6 @@ pub(super) fn patch(
             )
         })?
         .map_err(|e| apply_error(&rt, name, e))?;
-        compact(&mut managed);
         let mut merged = ctx.ingest(merged)?;
         return match old {
             None if sub.is_some() => Err(ApiError::not_found(&rt, name)),

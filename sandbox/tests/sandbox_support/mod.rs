@@ -31,6 +31,15 @@ pub fn channel(name: &str, source_id: &str) -> Channel {
     .expect("a valid Channel")
 }
 
+/// A Secret with these labels and one key.
+pub fn secret(name: &str, labels: Value) -> k8s_openapi::api::core::v1::Secret {
+    serde_json::from_value(json!({
+        "metadata": {"name": name, "labels": labels},
+        "stringData": {"k": "v"},
+    }))
+    .expect("a valid Secret")
+}
+
 /// The Status of a failed kube call (panics on success or a non-API error).
 pub fn status<T: std::fmt::Debug>(r: Result<T, kube::Error>) -> Box<Status> {
     match r {
