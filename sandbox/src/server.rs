@@ -14,8 +14,10 @@ use bytes::Bytes;
 use serde_json::{json, Value};
 use tokio::sync::broadcast::error::RecvError;
 
+use super::authn::{self, UserInfo};
 use super::discovery;
 use super::patch::{self, ManagedFields};
+use super::rbac;
 use super::resources::{self, Conversion, ResourceType};
 use super::schema;
 use super::selector::{FieldSelector, LabelSelector};
@@ -48,6 +50,7 @@ pub struct Shared {
     pub store: Mutex<Store>,
     pub faults: Mutex<Vec<FaultRule>>,
     pub addr: SocketAddr,
+    pub tokens: authn::Tokens,
 }
 
 impl Shared {
@@ -122,6 +125,10 @@ pub async fn handle(State(sh): State<Arc<Shared>>, req: Request) -> Response {
     let method = parts.method.clone();
     let headers = parts.headers;
     let read_only = method == Method::GET;
+    let user = match authn::identify(&sh.tokens, &sh.lock(), &headers) {
+        Ok(u) => u,
+        Err(e) => return e.into_response(),
+    };
     let result = match segs.as_slice() {
         ["version"] if read_only => Ok(json_response(200, discovery::version().to_string())),
         ["healthz" | "livez" | "readyz", ..] if read_only => Ok((
@@ -155,13 +162,25 @@ pub async fn handle(State(sh): State<Arc<Shared>>, req: Request) -> Response {
             Some(g) => Ok(json_response(200, g.to_string())),
             None => Err(ApiError::path_not_found()),
         },
+        ["apis", "authorization.k8s.io", "v1", plural @ ("selfsubjectaccessreviews" | "subjectaccessreviews")]
+            if method == Method::POST =>
+        {
+            match axum::body::to_bytes(body, 1024 * 1024).await {
+                Ok(b) => parse_body(&headers, &b)
+                    .and_then(|review| rbac::access_review(&sh.lock(), &user, plural, review))
+                    .map(|r| json_response(201, r.to_string())),
+                Err(e) => Err(ApiError::bad_request(format!(
+                    "reading the request body: {e}"
+                ))),
+            }
+        }
         ["api", version, rest @ ..] => {
             let target = Target::parse("", version, rest);
-            resource_request(&sh, target, method, &query, &headers, body).await
+            resource_request(&sh, &user, target, method, &query, &headers, body).await
         }
         ["apis", group, version, rest @ ..] => {
             let target = Target::parse(group, version, rest);
-            resource_request(&sh, target, method, &query, &headers, body).await
+            resource_request(&sh, &user, target, method, &query, &headers, body).await
         }
         _ if read_only => Err(ApiError::path_not_found()),
         _ => Err(ApiError::method_not_allowed()),
@@ -351,6 +370,7 @@ fn manager_of(query: &Query, headers: &HeaderMap) -> String {
 
 async fn resource_request(
     sh: &Arc<Shared>,
+    user: &UserInfo,
     t: Target,
     method: Method,
     query: &Query,
@@ -404,6 +424,18 @@ async fn resource_request(
     if t.sub.is_some() && !matches!(verb, "get" | "update" | "patch") {
         return Err(ApiError::method_not_allowed());
     }
+    let attrs = rbac::Attributes {
+        verb: verb.into(),
+        group: t.group.clone(),
+        resource: plural.clone(),
+        subresource: t.sub.clone().unwrap_or_default(),
+        namespace: t.ns.clone().unwrap_or_default(),
+        name: t
+            .name
+            .clone()
+            .unwrap_or_else(|| rbac::selected_name(verb, query)),
+    };
+    rbac::check(&sh.lock(), user, &attrs)?;
     let fault_resource = match &t.sub {
         Some(s) => format!("{plural}/{s}"),
         None => plural.clone(),
@@ -705,6 +737,13 @@ fn prune_builtin(rt: &ResourceType, obj: &mut Value) -> Vec<String> {
         NAMESPACES => round_trip::<api::core::v1::Namespace>(obj),
         "/events" => round_trip::<api::core::v1::Event>(obj),
         "coordination.k8s.io/leases" => round_trip::<api::coordination::v1::Lease>(obj),
+        "/serviceaccounts" => round_trip::<api::core::v1::ServiceAccount>(obj),
+        "rbac.authorization.k8s.io/roles" => round_trip::<api::rbac::v1::Role>(obj),
+        "rbac.authorization.k8s.io/clusterroles" => round_trip::<api::rbac::v1::ClusterRole>(obj),
+        "rbac.authorization.k8s.io/rolebindings" => round_trip::<api::rbac::v1::RoleBinding>(obj),
+        "rbac.authorization.k8s.io/clusterrolebindings" => {
+            round_trip::<api::rbac::v1::ClusterRoleBinding>(obj)
+        }
         _ => None,
     };
     let Some(typed) = typed else {
