@@ -65,15 +65,18 @@ impl UserInfo {
     }
 }
 
-/// The bearer tokens the sandbox issued.
+/// The bearer tokens the sandbox issued, and the denials it answered.
 #[derive(Default)]
-pub struct Tokens(Mutex<HashMap<String, UserInfo>>);
+pub struct Auth {
+    tokens: Mutex<HashMap<String, UserInfo>>,
+    denials: Mutex<Vec<String>>,
+}
 
-impl Tokens {
+impl Auth {
     /// A new token for `user`.
     pub fn issue(&self, user: UserInfo) -> String {
         let token = format!("sandbox-{}", uuid::Uuid::new_v4().simple());
-        self.0
+        self.tokens
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .insert(token.clone(), user);
@@ -81,11 +84,35 @@ impl Tokens {
     }
 
     fn lookup(&self, token: &str) -> Option<UserInfo> {
-        self.0
+        self.tokens
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .get(token)
             .cloned()
+    }
+
+    /// [`rbac::check`], remembering each denial's message.
+    pub fn check(&self, st: &Store, user: &UserInfo, a: &Attributes) -> Result<(), ApiError> {
+        rbac::check(st, user, a).inspect_err(|e| {
+            self.denials
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .push(e.message.clone())
+        })
+    }
+
+    /// The message of every 403 Forbidden answered so far.
+    pub fn denials(&self) -> Vec<String> {
+        self.denials
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+
+    /// The user a request acts as: its credentials, then impersonation.
+    pub fn identify(&self, st: &Store, headers: &HeaderMap) -> Result<UserInfo, ApiError> {
+        let user = self.authenticate(st, headers)?;
+        self.impersonate(st, user, headers)
     }
 }
 
@@ -93,71 +120,74 @@ fn unauthorized() -> ApiError {
     ApiError::new(401, "Unauthorized", "Unauthorized")
 }
 
-/// The user a request acts as: its credentials, then impersonation.
-pub fn identify(tokens: &Tokens, st: &Store, headers: &HeaderMap) -> Result<UserInfo, ApiError> {
-    let user = authenticate(tokens, st, headers)?;
-    impersonate(st, user, headers)
-}
-
-fn authenticate(tokens: &Tokens, st: &Store, headers: &HeaderMap) -> Result<UserInfo, ApiError> {
-    let Some(value) = headers.get(axum::http::header::AUTHORIZATION) else {
-        return Ok(UserInfo::admin());
-    };
-    let token = value
-        .to_str()
-        .ok()
-        .and_then(|v| v.strip_prefix("Bearer "))
-        .map(str::trim)
-        .ok_or_else(unauthorized)?;
-    let user = tokens.lookup(token).ok_or_else(unauthorized)?;
-    // A ServiceAccount token is only good while its ServiceAccount exists.
-    if let Some((ns, name)) = user.service_account_of() {
-        if st.get("/serviceaccounts", ns, name).is_none() {
-            return Err(unauthorized());
+impl Auth {
+    fn authenticate(&self, st: &Store, headers: &HeaderMap) -> Result<UserInfo, ApiError> {
+        let Some(value) = headers.get(axum::http::header::AUTHORIZATION) else {
+            return Ok(UserInfo::admin());
+        };
+        let token = value
+            .to_str()
+            .ok()
+            .and_then(|v| v.strip_prefix("Bearer "))
+            .map(str::trim)
+            .ok_or_else(unauthorized)?;
+        let user = self.lookup(token).ok_or_else(unauthorized)?;
+        // A ServiceAccount token is only good while its ServiceAccount exists.
+        if let Some((ns, name)) = user.service_account_of() {
+            if st.get("/serviceaccounts", ns, name).is_none() {
+                return Err(unauthorized());
+            }
         }
+        Ok(user)
     }
-    Ok(user)
-}
 
-fn impersonate(st: &Store, user: UserInfo, headers: &HeaderMap) -> Result<UserInfo, ApiError> {
-    let as_user = headers
-        .get("impersonate-user")
-        .and_then(|v| v.to_str().ok())
-        .map(str::to_string);
-    let as_groups: Vec<String> = headers
-        .get_all("impersonate-group")
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .map(str::to_string)
-        .collect();
-    let Some(as_user) = as_user else {
-        if as_groups.is_empty() {
-            return Ok(user);
+    fn impersonate(
+        &self,
+        st: &Store,
+        user: UserInfo,
+        headers: &HeaderMap,
+    ) -> Result<UserInfo, ApiError> {
+        let as_user = headers
+            .get("impersonate-user")
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_string);
+        let as_groups: Vec<String> = headers
+            .get_all("impersonate-group")
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .map(str::to_string)
+            .collect();
+        let Some(as_user) = as_user else {
+            if as_groups.is_empty() {
+                return Ok(user);
+            }
+            return Err(ApiError::internal(format!(
+                "requested {as_groups:?} without impersonating a user"
+            )));
+        };
+        let target = match UserInfo::new(&as_user, &[]).service_account_of() {
+            Some((ns, name)) => {
+                Attributes::resource("impersonate", "", "serviceaccounts", ns, name)
+            }
+            None => Attributes::resource("impersonate", "", "users", "", &as_user),
+        };
+        self.check(st, &user, &target)?;
+        for g in &as_groups {
+            self.check(
+                st,
+                &user,
+                &Attributes::resource("impersonate", "", "groups", "", g),
+            )?;
         }
-        return Err(ApiError::internal(format!(
-            "requested {as_groups:?} without impersonating a user"
-        )));
-    };
-    let target = match UserInfo::new(&as_user, &[]).service_account_of() {
-        Some((ns, name)) => Attributes::resource("impersonate", "", "serviceaccounts", ns, name),
-        None => Attributes::resource("impersonate", "", "users", "", &as_user),
-    };
-    rbac::check(st, &user, &target)?;
-    for g in &as_groups {
-        rbac::check(
-            st,
-            &user,
-            &Attributes::resource("impersonate", "", "groups", "", g),
-        )?;
+        let impersonated = if as_groups.is_empty() {
+            match UserInfo::new(&as_user, &[]).service_account_of() {
+                Some((ns, name)) => UserInfo::service_account(ns, name),
+                None => UserInfo::new(&as_user, &[]),
+            }
+        } else {
+            let groups: Vec<&str> = as_groups.iter().map(String::as_str).collect();
+            UserInfo::new(&as_user, &groups)
+        };
+        Ok(impersonated)
     }
-    let impersonated = if as_groups.is_empty() {
-        match UserInfo::new(&as_user, &[]).service_account_of() {
-            Some((ns, name)) => UserInfo::service_account(ns, name),
-            None => UserInfo::new(&as_user, &[]),
-        }
-    } else {
-        let groups: Vec<&str> = as_groups.iter().map(String::as_str).collect();
-        UserInfo::new(&as_user, &groups)
-    };
-    Ok(impersonated)
 }

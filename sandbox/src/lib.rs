@@ -19,6 +19,7 @@
 
 mod authn;
 mod discovery;
+mod kubectl;
 pub mod patch;
 mod protobuf;
 mod rbac;
@@ -38,6 +39,7 @@ use std::time::Duration;
 use anyhow::Context as _;
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
 
+pub use kubectl::KubectlOutput;
 use server::{FaultAction, FaultRule, Shared};
 
 /// A running sandbox API server. Dropping it (or [`Sandbox::shutdown`]) stops serving.
@@ -63,7 +65,7 @@ impl Sandbox {
             store: Mutex::new(store::Store::new(resources::builtins())),
             faults: Mutex::new(vec![]),
             addr,
-            tokens: Default::default(),
+            auth: Default::default(),
         });
         let app = axum::Router::new()
             .fallback(server::handle)
@@ -114,14 +116,20 @@ impl Sandbox {
     pub fn service_account_client(&self, namespace: &str, name: &str) -> kube::Client {
         let token = self
             .shared
-            .tokens
+            .auth
             .issue(authn::UserInfo::service_account(namespace, name));
         self.client_with_token(&token)
     }
 
     /// A bearer token for `user` and `groups` (for `kubectl --token` or raw HTTP requests).
     pub fn token_for(&self, user: &str, groups: &[&str]) -> String {
-        self.shared.tokens.issue(authn::UserInfo::new(user, groups))
+        self.shared.auth.issue(authn::UserInfo::new(user, groups))
+    }
+
+    /// The message of every 403 Forbidden the sandbox's authorization has answered so far (a
+    /// test of least privilege asserts it stays empty).
+    pub fn denials(&self) -> Vec<String> {
+        self.shared.auth.denials()
     }
 
     fn client_with_token(&self, token: &str) -> kube::Client {

@@ -50,7 +50,7 @@ pub struct Shared {
     pub store: Mutex<Store>,
     pub faults: Mutex<Vec<FaultRule>>,
     pub addr: SocketAddr,
-    pub tokens: authn::Tokens,
+    pub auth: authn::Auth,
 }
 
 impl Shared {
@@ -125,7 +125,7 @@ pub async fn handle(State(sh): State<Arc<Shared>>, req: Request) -> Response {
     let method = parts.method.clone();
     let headers = parts.headers;
     let read_only = method == Method::GET;
-    let user = match authn::identify(&sh.tokens, &sh.lock(), &headers) {
+    let user = match sh.auth.identify(&sh.lock(), &headers) {
         Ok(u) => u,
         Err(e) => return e.into_response(),
     };
@@ -167,7 +167,9 @@ pub async fn handle(State(sh): State<Arc<Shared>>, req: Request) -> Response {
         {
             match axum::body::to_bytes(body, 1024 * 1024).await {
                 Ok(b) => parse_body(&headers, &b)
-                    .and_then(|review| rbac::access_review(&sh.lock(), &user, plural, review))
+                    .and_then(|review| {
+                        rbac::access_review(&sh.auth, &sh.lock(), &user, plural, review)
+                    })
                     .map(|r| json_response(201, r.to_string())),
                 Err(e) => Err(ApiError::bad_request(format!(
                     "reading the request body: {e}"
@@ -435,7 +437,7 @@ async fn resource_request(
             .clone()
             .unwrap_or_else(|| rbac::selected_name(verb, query)),
     };
-    rbac::check(&sh.lock(), user, &attrs)?;
+    sh.auth.check(&sh.lock(), user, &attrs)?;
     let fault_resource = match &t.sub {
         Some(s) => format!("{plural}/{s}"),
         None => plural.clone(),

@@ -5,9 +5,6 @@
 
 mod sandbox_support;
 
-use std::process::Stdio;
-use std::time::Duration;
-
 use channel_operator::crd::Channel;
 use k8s_openapi::api::coordination::v1::Lease;
 use k8s_openapi::api::core::v1::{Namespace, Secret, ServiceAccount};
@@ -150,6 +147,10 @@ async fn a_role_grants_its_namespace_only_with_kube_apiservers_denials() {
             "secrets is forbidden: User \"{OP}\" cannot list resource \"secrets\" in API group \"\" at the cluster scope"
         )
     );
+    // The sandbox remembers each denial (what a least-privilege test asserts is empty).
+    let denials = sb.denials();
+    assert_eq!(denials.len(), 4, "{denials:?}");
+    assert!(denials[0].starts_with("secrets \"s\" is forbidden"));
     // Nothing was written by the refused requests.
     let stored = Api::<Secret>::namespaced(admin.clone(), "kube-system")
         .list(&ListParams::default())
@@ -418,32 +419,10 @@ async fn subject_access_reviews_answer_for_any_identity() {
     assert_eq!(resp.status().as_u16(), 403);
 }
 
-/// Runs kubectl with the sandbox's admin kubeconfig: (exit code, stdout, stderr).
+/// kubectl as the admin: (exit code, stdout, stderr).
 async fn kubectl(sb: &Sandbox, dir: &tempfile::TempDir, args: &[&str]) -> (i32, String, String) {
-    let kubeconfig = dir.path().join("kubeconfig");
-    if !kubeconfig.exists() {
-        sb.write_kubeconfig(&kubeconfig).unwrap();
-    }
-    let out = tokio::time::timeout(
-        Duration::from_secs(30),
-        tokio::process::Command::new("kubectl")
-            .arg("--kubeconfig")
-            .arg(&kubeconfig)
-            .arg("--cache-dir")
-            .arg(dir.path().join("cache"))
-            .args(args)
-            .stdin(Stdio::null())
-            .kill_on_drop(true)
-            .output(),
-    )
-    .await
-    .unwrap_or_else(|_| panic!("kubectl {args:?} timed out"))
-    .expect("kubectl runs");
-    (
-        out.status.code().unwrap_or(-1),
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
+    let out = sb.kubectl(dir.path(), args).await.expect("kubectl runs");
+    (out.code, out.stdout, out.stderr)
 }
 
 #[tokio::test]
