@@ -46,6 +46,8 @@ fn render(values: &Value) -> Vec<Value> {
     serde_json::from_slice(&out.stdout).expect("render-chart prints a JSON array")
 }
 
+/// Values pointing the providers at the fakes, with the test Secret holding their credentials,
+/// namespaced to team-a (unless `extra` sets watchNamespace).
 fn values(graph: &MockServer, twilio: &MockServer, extra: Value) -> Value {
     let mut v = json!({
         "watchNamespace": WATCH_NS,
@@ -306,15 +308,25 @@ async fn wait_ready(sb: &Sandbox, channels: &Api<Channel>, name: &str, want: (&s
     }
 }
 
+/// A sandbox with the chart (rendered with `extra` values) installed: its identities and RBAC.
+async fn install(
+    graph: &MockServer,
+    twilio: &MockServer,
+    extra: Value,
+) -> (Sandbox, Vec<Value>, tempfile::TempDir) {
+    let objects = render(&values(graph, twilio, extra));
+    let sb = Sandbox::start(0).await.unwrap();
+    sb.install_crd(&Channel::crd()).await.unwrap();
+    apply_identities(&sb.client(), &objects).await;
+    (sb, objects, tempfile::tempdir().unwrap())
+}
+
 /// Renders the chart with `extra` values, applies its RBAC, runs the controller as the chart's
 /// ServiceAccount through every flow, and returns the sandbox (with its record of denials).
 async fn controller_flows(extra: Value) -> (Sandbox, tempfile::TempDir, Vec<Value>) {
     let (graph, twilio) = fake_providers().await;
-    let objects = render(&values(&graph, &twilio, extra));
-    let sb = Sandbox::start(0).await.unwrap();
-    sb.install_crd(&Channel::crd()).await.unwrap();
+    let (sb, objects, dir) = install(&graph, &twilio, extra).await;
     let admin = sb.client();
-    apply_identities(&admin, &objects).await;
 
     let (pod, c) = container(&objects, "controller");
     let sa = pod["serviceAccountName"].as_str().unwrap();
@@ -329,7 +341,6 @@ async fn controller_flows(extra: Value) -> (Sandbox, tempfile::TempDir, Vec<Valu
     let client = sb.service_account_client(RELEASE_NS, sa);
     let task = tokio::spawn(controller::run_with_listener(client, args, listener));
 
-    let dir = tempfile::tempdir().unwrap();
     let file = dir.path().join("channels.yaml");
     std::fs::write(&file, CHANNELS).unwrap();
     let (code, out, err) = kubectl(&sb, dir.path(), &["apply", "-f", file.to_str().unwrap()]).await;
@@ -444,4 +455,60 @@ async fn separate_api_install_keeps_the_api_identity_away_from_secrets() {
     assert!(!can_i(&sb, d, API_SA, "update", "channels.airy.co", WATCH_NS).await);
     assert!(!can_i(&sb, d, API_SA, "list", "channels.airy.co", "default").await);
     assert!(!can_i(&sb, d, API_SA, "get", "leases", RELEASE_NS).await);
+}
+
+/// Reported from a real cluster: in the default install the internet-facing API shared an
+/// identity that could read and create Secrets in kube-system, and received provider secrets it
+/// never uses. The default (cluster-wide) install now grants Secrets only in its namespace.
+#[tokio::test]
+async fn default_install_grants_no_secret_outside_its_namespaces() {
+    let (graph, twilio) = fake_providers().await;
+    let extra = json!({"watchNamespace": "", "api": {"ingress": {"enabled": true}},
+                       "testSecret": {"stringData": {"apiTokens": "token-1"}}});
+    let (sb, objects, dir) = install(&graph, &twilio, extra).await;
+    let d = dir.path();
+    for (verb, ns) in [
+        ("get", "kube-system"),
+        ("create", "kube-system"),
+        ("list", "default"),
+    ] {
+        assert!(
+            !can_i(&sb, d, CONTROLLER_SA, verb, "secrets", ns).await,
+            "the default identity may {verb} secrets in {ns}"
+        );
+    }
+    assert!(can_i(&sb, d, CONTROLLER_SA, "get", "secrets", RELEASE_NS).await);
+    // Channels are reconciled everywhere.
+    assert!(
+        can_i(
+            &sb,
+            d,
+            CONTROLLER_SA,
+            "watch",
+            "channels.airy.co",
+            "default"
+        )
+        .await
+    );
+    let (_, api) = container(&objects, "api");
+    let env = resolved_env(&objects, api);
+    for secret in [
+        "FACEBOOK_APP_SECRET",
+        "FACEBOOK_APP_ID",
+        "TWILIO_AUTH_TOKEN",
+    ] {
+        assert!(
+            env.iter().all(|(n, _)| n != secret),
+            "the API gets {secret}"
+        );
+    }
+    // The Ingress routes the channels.* endpoints only.
+    let ingress = objects.iter().find(|o| o["kind"] == "Ingress").unwrap();
+    let paths: Vec<&str> = ingress["spec"]["rules"][0]["http"]["paths"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p["path"].as_str().unwrap())
+        .collect();
+    assert_eq!(paths, channel_operator::api::ENDPOINTS);
 }
