@@ -2,6 +2,8 @@
 //! RoleBindings and ClusterRoleBindings in the store; denials answered as kube-apiserver words
 //! them. Aggregated ClusterRoles (`aggregationRule`) are not expanded.
 
+use std::collections::HashMap;
+
 use serde_json::{json, Value};
 
 use super::authn::{Auth, UserInfo};
@@ -63,9 +65,37 @@ impl Attributes {
     }
 }
 
+impl Attributes {
+    /// A resource request's attributes as kube-apiserver's request info derives them: a named
+    /// namespace is its own namespace (`/api/v1/namespaces/x` is in the namespace "x"), and a
+    /// list or watch selecting `metadata.name` is a request for that name.
+    pub fn of_request(
+        verb: &str,
+        group: &str,
+        resource: &str,
+        subresource: &Option<String>,
+        namespace: &Option<String>,
+        name: &Option<String>,
+        query: &HashMap<String, String>,
+    ) -> Self {
+        let namespace = match (namespace, group, resource) {
+            (None, "", "namespaces") => name.clone(),
+            _ => namespace.clone(),
+        };
+        Attributes {
+            verb: verb.into(),
+            group: group.into(),
+            resource: resource.into(),
+            subresource: subresource.clone().unwrap_or_default(),
+            namespace: namespace.unwrap_or_default(),
+            name: name.clone().unwrap_or_else(|| selected_name(verb, query)),
+        }
+    }
+}
+
 /// The name a list or watch selects with `fieldSelector=metadata.name=<name>`: kube-apiserver
 /// authorizes such a request as one for that name (so `resourceNames` rules allow it).
-pub fn selected_name(verb: &str, query: &std::collections::HashMap<String, String>) -> String {
+fn selected_name(verb: &str, query: &HashMap<String, String>) -> String {
     if !matches!(verb, "list" | "watch") {
         return String::new();
     }

@@ -426,17 +426,8 @@ async fn resource_request(
     if t.sub.is_some() && !matches!(verb, "get" | "update" | "patch") {
         return Err(ApiError::method_not_allowed());
     }
-    let attrs = rbac::Attributes {
-        verb: verb.into(),
-        group: t.group.clone(),
-        resource: plural.clone(),
-        subresource: t.sub.clone().unwrap_or_default(),
-        namespace: t.ns.clone().unwrap_or_default(),
-        name: t
-            .name
-            .clone()
-            .unwrap_or_else(|| rbac::selected_name(verb, query)),
-    };
+    let attrs =
+        rbac::Attributes::of_request(verb, &t.group, &plural, &t.sub, &t.ns, &t.name, query);
     sh.auth.check(&sh.lock(), user, &attrs)?;
     let fault_resource = match &t.sub {
         Some(s) => format!("{plural}/{s}"),

@@ -194,11 +194,17 @@ async fn cluster_roles_apply_per_namespace_or_everywhere_by_their_binding() {
         .get("s")
         .await
         .is_ok());
-    // Cluster-scoped resources need their own rule.
+    // Cluster-scoped resources need their own rule; a named namespace is authorized in itself.
     assert_eq!(
-        message(Api::<Namespace>::all(op).get("ops").await),
+        message(Api::<Namespace>::all(op.clone()).get("ops").await),
         format!(
-            "namespaces \"ops\" is forbidden: User \"{OP}\" cannot get resource \"namespaces\" in API group \"\" at the cluster scope"
+            "namespaces \"ops\" is forbidden: User \"{OP}\" cannot get resource \"namespaces\" in API group \"\" in the namespace \"ops\""
+        )
+    );
+    assert_eq!(
+        message(Api::<Namespace>::all(op).list(&ListParams::default()).await),
+        format!(
+            "namespaces is forbidden: User \"{OP}\" cannot list resource \"namespaces\" in API group \"\" at the cluster scope"
         )
     );
 }
