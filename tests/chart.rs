@@ -109,3 +109,17 @@ fn chart_never_ships_a_credential_by_default() {
         "testSecret.stringData must be empty by default"
     );
 }
+
+#[test]
+fn chart_ingress_routes_exactly_the_apis_channels_endpoints() {
+    // The Ingress routes only these (Exact paths), so /metrics and /openapi.json stay internal;
+    // an endpoint added to the API without the chart would be unreachable from outside.
+    let helpers = read("charts/channel-operator/templates/_helpers.tpl");
+    let block = helpers
+        .split(r#"{{- define "channel-operator.apiEndpoints" -}}"#)
+        .nth(1)
+        .and_then(|rest| rest.split("{{- end }}").next())
+        .expect("the apiEndpoints template in _helpers.tpl");
+    let routed: Vec<&str> = block.split_whitespace().collect();
+    assert_eq!(routed, channel_operator::api::ENDPOINTS);
+}

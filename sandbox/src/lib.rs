@@ -17,11 +17,14 @@
 //! # let _ = client; Ok(()) }
 //! ```
 
+mod authn;
 mod discovery;
 mod faults;
+mod kubectl;
 mod net;
 mod patch;
 mod protobuf;
+mod rbac;
 mod resources;
 mod schema;
 mod selector;
@@ -39,6 +42,7 @@ use anyhow::Context as _;
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
 
 pub use faults::Faults;
+pub use kubectl::KubectlOutput;
 use server::Shared;
 pub use store::DEFAULT_WATCH_WINDOW;
 
@@ -64,6 +68,7 @@ impl Sandbox {
             faults: Mutex::default(),
             addr,
             serving: Mutex::default(),
+            auth: Default::default(),
         });
         net::serve(&shared, listener);
         Ok(Sandbox { shared })
@@ -78,15 +83,53 @@ impl Sandbox {
         format!("http://{}", self.shared.addr)
     }
 
-    /// A `kube::Client` talking to the sandbox over HTTP (default namespace "default").
+    /// A `kube::Client` talking to the sandbox over HTTP (default namespace "default") as the
+    /// cluster admin (group `system:masters`), like a cluster creator's kubeconfig.
     pub fn client(&self) -> kube::Client {
         let uri: http::Uri = self.url().parse().expect("a valid URL");
         let config = kube::Config::new(uri);
         kube::Client::try_from(config).expect("a client for a plain-HTTP URL")
     }
 
-    /// Writes a kubeconfig for the sandbox: cluster, user (no credentials) and context
-    /// `channel-operator-sandbox`, set as current-context.
+    /// A client whose every request is made as `user` with `groups` (plus
+    /// `system:authenticated`) and authorized by the RBAC objects stored in the sandbox.
+    pub fn client_as(&self, user: &str, groups: &[&str]) -> kube::Client {
+        self.client_with_token(&self.token_for(user, groups))
+    }
+
+    /// A client acting as the ServiceAccount `namespace/name` (user
+    /// `system:serviceaccount:<ns>:<name>`, groups `system:serviceaccounts`,
+    /// `system:serviceaccounts:<ns>`, `system:authenticated`), as a pod with its token would.
+    /// Its requests are answered 401 Unauthorized while that ServiceAccount does not exist.
+    pub fn service_account_client(&self, namespace: &str, name: &str) -> kube::Client {
+        let token = self
+            .shared
+            .auth
+            .issue(authn::UserInfo::service_account(namespace, name));
+        self.client_with_token(&token)
+    }
+
+    /// A bearer token for `user` and `groups` (for `kubectl --token` or raw HTTP requests).
+    pub fn token_for(&self, user: &str, groups: &[&str]) -> String {
+        self.shared.auth.issue(authn::UserInfo::new(user, groups))
+    }
+
+    /// The message of every 403 Forbidden the sandbox's authorization has answered so far (a
+    /// test of least privilege asserts it stays empty).
+    pub fn denials(&self) -> Vec<String> {
+        self.shared.auth.denials()
+    }
+
+    fn client_with_token(&self, token: &str) -> kube::Client {
+        let uri: http::Uri = self.url().parse().expect("a valid URL");
+        let mut config = kube::Config::new(uri);
+        config.auth_info = serde_json::from_value(serde_json::json!({ "token": token }))
+            .expect("an AuthInfo with a token");
+        kube::Client::try_from(config).expect("a client for a plain-HTTP URL")
+    }
+
+    /// Writes a kubeconfig for the sandbox: cluster, user (no credentials: the cluster admin,
+    /// group `system:masters`) and context `channel-operator-sandbox`, set as current-context.
     pub fn write_kubeconfig(&self, path: &Path) -> anyhow::Result<()> {
         if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
             std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;

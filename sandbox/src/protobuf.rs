@@ -1,5 +1,5 @@
 //! Decoding of the Kubernetes protobuf envelope for the few built-in kinds kubectl sends as
-//! protobuf (`kubectl create namespace`, `kubectl create secret`): client-go's typed clients
+//! protobuf (`kubectl create namespace`, `kubectl create secret`, `kubectl auth can-i`): client-go's typed clients
 //! encode request bodies as `application/vnd.kubernetes.protobuf` and do not fall back to JSON.
 
 use base64::Engine as _;
@@ -176,6 +176,57 @@ fn secret(raw: &[u8]) -> Option<Value> {
     Some(Value::Object(o))
 }
 
+/// authorization.k8s.io/v1 `ResourceAttributes`.
+fn resource_attributes(raw: &[u8]) -> Option<Value> {
+    const NAMES: [&str; 7] = [
+        "namespace",
+        "verb",
+        "group",
+        "version",
+        "resource",
+        "subresource",
+        "name",
+    ];
+    let mut o = Map::new();
+    for (n, w) in fields(raw)? {
+        if let (1..=7, Wire::Bytes(v)) = (n, w) {
+            o.insert(NAMES[n as usize - 1].into(), string(v));
+        }
+    }
+    Some(Value::Object(o))
+}
+
+/// `SelfSubjectAccessReview` (`kubectl auth can-i`) and `SubjectAccessReview`: the spec's
+/// resource attributes, user and groups (`self_review`: the spec has no user or groups).
+fn access_review(raw: &[u8], self_review: bool) -> Option<Value> {
+    let mut o = Map::new();
+    for (n, w) in fields(raw)? {
+        match (n, w) {
+            (1, Wire::Bytes(v)) => {
+                o.insert("metadata".into(), object_meta(v)?);
+            }
+            (2, Wire::Bytes(v)) => {
+                let mut spec = Map::new();
+                for (n, w) in fields(v)? {
+                    match (n, w, self_review) {
+                        (1, Wire::Bytes(f), _) => {
+                            spec.insert("resourceAttributes".into(), resource_attributes(f)?);
+                        }
+                        (3, Wire::Bytes(f), false) => {
+                            spec.insert("user".into(), string(f));
+                        }
+                        (4, Wire::Bytes(f), false) => push(&mut spec, "groups", string(f)),
+                        _ => {}
+                    }
+                }
+                o.insert("spec".into(), Value::Object(spec));
+            }
+            _ => {}
+        }
+    }
+    Some(Value::Object(o))
+}
+
 /// Decodes a `k8s\0`-prefixed `runtime.Unknown` envelope into the JSON form of the object.
 /// Err: why it cannot be decoded (the server answers 415).
 pub fn decode(body: &[u8]) -> Result<Value, String> {
@@ -201,6 +252,8 @@ pub fn decode(body: &[u8]) -> Result<Value, String> {
     let obj = match (api_version.as_str(), kind.as_str()) {
         ("v1", "Namespace") => namespace(raw),
         ("v1", "Secret") => secret(raw),
+        ("authorization.k8s.io/v1", "SelfSubjectAccessReview") => access_review(raw, true),
+        ("authorization.k8s.io/v1", "SubjectAccessReview") => access_review(raw, false),
         _ => {
             return Err(format!(
                 "protobuf is not supported for {api_version} {kind}"

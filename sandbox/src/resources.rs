@@ -2,6 +2,8 @@
 
 use serde_json::Value;
 
+use super::rbac::GROUP;
+
 /// How objects of one resource are converted between the stored and the served form.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Conversion {
@@ -147,6 +149,15 @@ pub fn builtins() -> Vec<ResourceType> {
     vec![
         builtin("", "v1", "namespaces", "Namespace", false, &["ns"], true),
         builtin("", "v1", "secrets", "Secret", true, &[], false),
+        builtin(
+            "",
+            "v1",
+            "serviceaccounts",
+            "ServiceAccount",
+            true,
+            &["sa"],
+            false,
+        ),
         builtin("", "v1", "events", "Event", true, &["ev"], false),
         events_v1,
         builtin(
@@ -159,6 +170,26 @@ pub fn builtins() -> Vec<ResourceType> {
             false,
         ),
         crds,
+        builtin(GROUP, "v1", "roles", "Role", true, &[], false),
+        builtin(
+            GROUP,
+            "v1",
+            "clusterroles",
+            "ClusterRole",
+            false,
+            &[],
+            false,
+        ),
+        builtin(GROUP, "v1", "rolebindings", "RoleBinding", true, &[], false),
+        builtin(
+            GROUP,
+            "v1",
+            "clusterrolebindings",
+            "ClusterRoleBinding",
+            false,
+            &[],
+            false,
+        ),
     ]
 }
 

@@ -44,6 +44,26 @@ app.kubernetes.io/instance: {{ .Release.Name }}
 {{- end }}
 {{- end }}
 
+{{/* The API's ServiceAccount: its own with api.separate, else the pod's shared one. */}}
+{{- define "channel-operator.apiServiceAccountName" -}}
+{{- if .Values.api.separate }}
+{{- if .Values.serviceAccount.create }}
+{{- default (printf "%s-api" (include "channel-operator.fullname" .)) .Values.api.serviceAccountName }}
+{{- else }}
+{{- default "default" .Values.api.serviceAccountName }}
+{{- end }}
+{{- else }}
+{{- include "channel-operator.serviceAccountName" . }}
+{{- end }}
+{{- end }}
+
+{{/* Labels that select the API's own pods (api.separate): a name of their own, so the two
+Deployments' selectors never overlap. */}}
+{{- define "channel-operator.apiSelectorLabels" -}}
+app.kubernetes.io/name: {{ printf "%s-api" (include "channel-operator.name" .) | trunc 63 | trimSuffix "-" }}
+app.kubernetes.io/instance: {{ .Release.Name }}
+{{- end }}
+
 {{- define "channel-operator.image" -}}
 {{- printf "%s:%s" .Values.image.repository (.Values.image.tag | default .Chart.AppVersion) }}
 {{- end }}
@@ -56,6 +76,29 @@ app.kubernetes.io/instance: {{ .Release.Name }}
 {{/* Namespace where the API creates Channels. */}}
 {{- define "channel-operator.channelsNamespace" -}}
 {{- .Values.channelsNamespace | default .Values.watchNamespace | default .Release.Namespace }}
+{{- end }}
+
+{{/* Namespaces whose Channels the API reads and writes (API_NAMESPACES), comma-separated: the
+channels namespace first, then api.namespaces. */}}
+{{- define "channel-operator.apiNamespaces" -}}
+{{- $ns := list (include "channel-operator.channelsNamespace" .) }}
+{{- range .Values.api.namespaces }}{{ $ns = append $ns . }}{{ end }}
+{{- $ns | uniq | join "," }}
+{{- end }}
+
+{{/* Namespaces where the controller reads and writes Secrets (SECRET_NAMESPACES),
+comma-separated, or "*" with secrets.clusterWide. Default: watchNamespace when set, else the
+API's namespaces (where the API writes page-token Secrets). */}}
+{{- define "channel-operator.secretNamespaces" -}}
+{{- if .Values.secrets.clusterWide }}
+{{- "*" }}
+{{- else if .Values.secrets.namespaces }}
+{{- .Values.secrets.namespaces | uniq | join "," }}
+{{- else if .Values.watchNamespace }}
+{{- .Values.watchNamespace }}
+{{- else }}
+{{- include "channel-operator.apiNamespaces" . }}
+{{- end }}
 {{- end }}
 
 {{- define "channel-operator.leaseName" -}}
@@ -105,26 +148,26 @@ true
 {{- end }}
 {{- end }}
 
-{{/* Environment both containers share: logging, the pod's namespace, the providers. */}}
+{{/* Environment both containers read: logging, the Graph API (explore), the provider timeout. */}}
 {{- define "channel-operator.commonEnv" -}}
 - name: LOG_LEVEL
   value: {{ .Values.logLevel | quote }}
 - name: LOG_FORMAT
   value: {{ .Values.logFormat | quote }}
-- name: POD_NAMESPACE
-  valueFrom:
-    fieldRef:
-      fieldPath: metadata.namespace
 - name: FACEBOOK_GRAPH_URL
   value: {{ .Values.facebook.graphUrl | quote }}
+- name: PROVIDER_TIMEOUT_SECONDS
+  value: {{ .Values.providerTimeoutSeconds | quote }}
+{{- end }}
+
+{{/* Provider settings and credentials only the controller uses (the API's explore needs none). */}}
+{{- define "channel-operator.controllerProviderEnv" -}}
 - name: TWILIO_API_URL
   value: {{ .Values.twilio.apiUrl | quote }}
 {{- with .Values.twilio.webhookUrl }}
 - name: TWILIO_WEBHOOK_URL
   value: {{ . | quote }}
 {{- end }}
-- name: PROVIDER_TIMEOUT_SECONDS
-  value: {{ .Values.providerTimeoutSeconds | quote }}
 {{- include "channel-operator.secretEnv" (list . "FACEBOOK_APP_ID" .Values.facebook.appIdSecret "facebookAppId") }}
 {{- include "channel-operator.secretEnv" (list . "FACEBOOK_APP_SECRET" .Values.facebook.appSecretSecret "facebookAppSecret") }}
 {{- include "channel-operator.secretEnv" (list . "TWILIO_ACCOUNT_SID" .Values.twilio.accountSidSecret "twilioAccountSid") }}
@@ -148,6 +191,17 @@ seccompProfile:
 
 {{/* Checks that span several values (the rest is in values.schema.json). */}}
 {{- define "channel-operator.validate" -}}
+{{- range .Values.api.namespaces }}
+{{- if and $.Values.watchNamespace (ne . $.Values.watchNamespace) }}
+{{- fail (printf "api.namespaces lists %q but watchNamespace is %q: the API would write Channels that no controller reconciles" . $.Values.watchNamespace) }}
+{{- end }}
+{{- end }}
+{{- if and .Values.secrets.clusterWide .Values.secrets.namespaces }}
+{{- fail "secrets.clusterWide grants every namespace: leave secrets.namespaces empty" }}
+{{- end }}
+{{- if and .Values.api.separate .Values.serviceAccount.create .Values.api.serviceAccountName (eq .Values.api.serviceAccountName (include "channel-operator.serviceAccountName" .)) }}
+{{- fail "api.serviceAccountName must differ from the controller's ServiceAccount: api.separate gives the API an identity of its own" }}
+{{- end }}
 {{- if and .Values.watchNamespace .Values.channelsNamespace (ne .Values.watchNamespace .Values.channelsNamespace) }}
 {{- fail (printf "channelsNamespace %q differs from watchNamespace %q: the API would create Channels that no controller reconciles; leave channelsNamespace empty or set it to watchNamespace" .Values.channelsNamespace .Values.watchNamespace) }}
 {{- end }}
@@ -157,4 +211,31 @@ seccompProfile:
 {{- if and .Values.api.ingress.enabled (not (include "channel-operator.apiAuthConfigured" .)) (not .Values.api.allowUnauthenticated) }}
 {{- fail "api.ingress.enabled exposes the API without authentication: set api.tokensSecret or api.jwtSecretSecret (or api.allowUnauthenticated: true)" }}
 {{- end }}
+{{- end }}
+
+{{/* A RoleBinding (kind Role, in namespace) or ClusterRoleBinding (kind ClusterRole, namespace
+"" or a RoleBinding of a ClusterRole when namespace is set) of one ServiceAccount subject,
+preceded by a document separator. Arguments: dict kind name namespace subject labels. */}}
+{{- define "channel-operator.binding" }}
+---
+apiVersion: rbac.authorization.k8s.io/v1
+kind: {{ ternary "RoleBinding" "ClusterRoleBinding" (ne .namespace "") }}
+metadata:
+  name: {{ .name }}
+  {{- with .namespace }}
+  namespace: {{ . }}
+  {{- end }}
+  labels:
+    {{- .labels | nindent 4 }}
+roleRef:
+  apiGroup: rbac.authorization.k8s.io
+  kind: {{ .kind }}
+  name: {{ .name }}
+subjects:
+  {{- toYaml (list .subject) | nindent 2 }}
+{{- end }}
+
+{{/* Every channels.* endpoint of the API (src/api/mod.rs ENDPOINTS; tests/chart.rs compares). */}}
+{{- define "channel-operator.apiEndpoints" -}}
+/channels.list /channels.info /channels.update /channels.chatplugin.connect /channels.facebook.connect /channels.google.connect /channels.twilio.sms.connect /channels.twilio.whatsapp.connect /channels.chatplugin.disconnect /channels.chat_plugin.disconnect /channels.facebook.disconnect /channels.google.disconnect /channels.twilio.sms.disconnect /channels.twilio.whatsapp.disconnect /channels.facebook.explore
 {{- end }}

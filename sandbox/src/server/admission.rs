@@ -216,6 +216,13 @@ pub(super) fn prune_builtin(rt: &ResourceType, obj: &mut Value) -> Vec<String> {
         NAMESPACES => round_trip::<api::core::v1::Namespace>(obj),
         "/events" => round_trip::<api::core::v1::Event>(obj),
         "coordination.k8s.io/leases" => round_trip::<api::coordination::v1::Lease>(obj),
+        "/serviceaccounts" => round_trip::<api::core::v1::ServiceAccount>(obj),
+        "rbac.authorization.k8s.io/roles" => round_trip::<api::rbac::v1::Role>(obj),
+        "rbac.authorization.k8s.io/clusterroles" => round_trip::<api::rbac::v1::ClusterRole>(obj),
+        "rbac.authorization.k8s.io/rolebindings" => round_trip::<api::rbac::v1::RoleBinding>(obj),
+        "rbac.authorization.k8s.io/clusterrolebindings" => {
+            round_trip::<api::rbac::v1::ClusterRoleBinding>(obj)
+        }
         _ => None,
     };
     let Some(typed) = typed else {

@@ -18,10 +18,12 @@ use axum::response::{IntoResponse, Response};
 use bytes::Bytes;
 use serde_json::{json, Value};
 
+use crate::authn::{self, UserInfo};
 use crate::discovery;
 use crate::faults::FaultTable;
 use crate::net;
 use crate::patch::{self, ManagedFields};
+use crate::rbac;
 use crate::resources::{self, Conversion, ResourceType};
 use crate::schema;
 use crate::selector::{FieldSelector, LabelSelector};
@@ -46,6 +48,8 @@ pub struct Shared {
     pub addr: SocketAddr,
     /// The accept loop and connections of the current listener.
     pub serving: Mutex<net::Serving>,
+    /// Identities, issued tokens and the RBAC decisions of every request.
+    pub auth: authn::Auth,
 }
 
 impl Shared {
@@ -92,6 +96,10 @@ pub async fn handle(State(sh): State<Arc<Shared>>, req: Request) -> Response {
     let method = parts.method.clone();
     let headers = parts.headers;
     let read_only = method == Method::GET;
+    let user = match sh.auth.identify(&sh.lock(), &headers) {
+        Ok(u) => u,
+        Err(e) => return e.into_response(),
+    };
     let result = match segs.as_slice() {
         ["version"] if read_only => Ok(json_response(200, discovery::version().to_string())),
         ["healthz" | "livez" | "readyz", ..] if read_only => Ok((
@@ -125,13 +133,27 @@ pub async fn handle(State(sh): State<Arc<Shared>>, req: Request) -> Response {
             Some(g) => Ok(json_response(200, g.to_string())),
             None => Err(ApiError::path_not_found()),
         },
+        ["apis", "authorization.k8s.io", "v1", plural @ ("selfsubjectaccessreviews" | "subjectaccessreviews")]
+            if method == Method::POST =>
+        {
+            match axum::body::to_bytes(body, 1024 * 1024).await {
+                Ok(b) => parse_body(&headers, &b)
+                    .and_then(|review| {
+                        rbac::access_review(&sh.auth, &sh.lock(), &user, plural, review)
+                    })
+                    .map(|r| json_response(201, r.to_string())),
+                Err(e) => Err(ApiError::bad_request(format!(
+                    "reading the request body: {e}"
+                ))),
+            }
+        }
         ["api", version, rest @ ..] => {
             let target = Target::parse("", version, rest);
-            resource_request(&sh, target, method, &query, &headers, body).await
+            resource_request(&sh, &user, target, method, &query, &headers, body).await
         }
         ["apis", group, version, rest @ ..] => {
             let target = Target::parse(group, version, rest);
-            resource_request(&sh, target, method, &query, &headers, body).await
+            resource_request(&sh, &user, target, method, &query, &headers, body).await
         }
         _ if read_only => Err(ApiError::path_not_found()),
         _ => Err(ApiError::method_not_allowed()),
@@ -321,6 +343,7 @@ fn manager_of(query: &Query, headers: &HeaderMap) -> String {
 
 async fn resource_request(
     sh: &Arc<Shared>,
+    user: &UserInfo,
     t: Target,
     method: Method,
     query: &Query,
@@ -374,6 +397,9 @@ async fn resource_request(
     if t.sub.is_some() && !matches!(verb, "get" | "update" | "patch") {
         return Err(ApiError::method_not_allowed());
     }
+    let attrs =
+        rbac::Attributes::of_request(verb, &t.group, &plural, &t.sub, &t.ns, &t.name, query);
+    sh.auth.check(&sh.lock(), user, &attrs)?;
     let fault_resource = match &t.sub {
         Some(s) => format!("{plural}/{s}"),
         None => plural.clone(),
