@@ -450,8 +450,9 @@ async fn after_an_apiserver_restart_creates_disconnects_and_deletes_are_reconcil
         "not Ready before the restart: {missing:?}"
     );
 
-    // The apiserver restarts (every watch cut, history compacted), then the changes arrive.
-    cluster.sb.faults().restart(Duration::from_secs(3)).await;
+    // The apiserver restarts (every watch cut, history compacted, connections refused for 20 s,
+    // as in the reported outage), then the changes arrive.
+    cluster.sb.faults().restart(Duration::from_secs(20)).await;
     let back = Instant::now();
     let created: Vec<String> = (0..10).map(|i| format!("new-{i}")).collect();
     cluster

@@ -70,8 +70,8 @@ fn parse_query(q: Option<&str>) -> Query {
         .collect()
 }
 
-/// Runs a function of the sandbox-pure modules; a panic there becomes a 500 InternalError, as
-/// kube-apiserver's panic recovery answers.
+/// Runs one of the sandbox's pure functions (patching, schema, selectors, tables); a panic there
+/// becomes a 500 InternalError, as kube-apiserver's panic recovery answers.
 fn pure<T>(what: &str, f: impl FnOnce() -> T) -> Result<T, ApiError> {
     std::panic::catch_unwind(AssertUnwindSafe(f)).map_err(|e| {
         let msg = e
