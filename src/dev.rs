@@ -145,8 +145,8 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
     };
     tokio::select! {
         ready = readiness => ready?,
-        ended = &mut controller => return Err(task_ended("controller", ended)),
-        ended = &mut api => return Err(task_ended("channels API", ended)),
+        ended = &mut controller => return ended_early(&shutdown, "controller", ended),
+        ended = &mut api => return ended_early(&shutdown, "channels API", ended),
     }
 
     println!(
@@ -166,12 +166,26 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
     let outcome = tokio::select! {
         biased; // both stop after a shutdown request: that is not a failure
         () = shutdown.requested() => Ok(()),
-        ended = &mut controller => Err(task_ended("controller", ended)),
-        ended = &mut api => Err(task_ended("channels API", ended)),
+        ended = &mut controller => {
+            let outcome = ended_early(&shutdown, "controller", ended);
+            if outcome.is_ok() {
+                let _ = (&mut api).await;
+            }
+            outcome
+        }
+        ended = &mut api => {
+            let outcome = ended_early(&shutdown, "channels API", ended);
+            if outcome.is_ok() {
+                let _ = (&mut controller).await;
+            }
+            outcome
+        }
     };
     println!("shutting down");
     if outcome.is_ok() {
-        let _ = tokio::join!(&mut controller, &mut api);
+        if !controller.is_finished() || !api.is_finished() {
+            let _ = tokio::join!(&mut controller, &mut api);
+        }
     } else {
         controller.abort();
         api.abort();
@@ -199,6 +213,19 @@ async fn wait_ready(url: &str) -> anyhow::Result<()> {
 }
 
 /// The error for a dev component that stopped on its own (they run until aborted).
+/// A task that ended before the others: an error, unless it stopped cleanly because the
+/// shutdown was requested (a Ctrl-C can wake this before the shutdown branch is looked at).
+fn ended_early(
+    shutdown: &crate::controller::Shutdown,
+    what: &str,
+    ended: Result<anyhow::Result<()>, tokio::task::JoinError>,
+) -> anyhow::Result<()> {
+    match ended {
+        Ok(Ok(())) if shutdown.is_requested() => Ok(()),
+        other => Err(task_ended(what, other)),
+    }
+}
+
 fn task_ended(
     what: &str,
     ended: Result<anyhow::Result<()>, tokio::task::JoinError>,

@@ -33,11 +33,28 @@ fn dev_command(kubeconfig: &Path) -> tokio::process::Command {
     command
 }
 
-/// Starts `dev` and returns it with the lines it printed once everything is ready.
+/// Where `dev` writing `kubeconfig` logs (appended, so a failure can show it): `dev.log` in the
+/// nearest folder above it that exists (dev creates the kubeconfig's own folder).
+fn log_path(kubeconfig: &Path) -> std::path::PathBuf {
+    let dir = kubeconfig
+        .ancestors()
+        .skip(1)
+        .find(|p| p.is_dir())
+        .expect("an existing folder above the kubeconfig");
+    dir.join("dev.log")
+}
+
+/// Starts `dev` and returns it with the lines it printed once everything is ready. Its log goes
+/// to [`log_path`].
 async fn start_dev(kubeconfig: &Path) -> (tokio::process::Child, Vec<String>) {
+    let log = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(log_path(kubeconfig))
+        .unwrap();
     let mut child = dev_command(kubeconfig)
         .stdout(Stdio::piped())
-        .stderr(Stdio::null())
+        .stderr(log)
         .spawn()
         .unwrap();
     let mut lines = tokio::io::BufReader::new(child.stdout.take().unwrap()).lines();
@@ -55,8 +72,8 @@ async fn start_dev(kubeconfig: &Path) -> (tokio::process::Child, Vec<String>) {
     (child, printed)
 }
 
-/// Ctrl-C, and a clean exit.
-async fn interrupt(mut child: tokio::process::Child) {
+/// Ctrl-C, and a clean exit (else the log of `dev` writing `kubeconfig` is shown).
+async fn interrupt(mut child: tokio::process::Child, kubeconfig: &Path) {
     let pid = child.id().unwrap().to_string();
     let kill = std::process::Command::new("kill")
         .args(["-INT", &pid])
@@ -67,7 +84,8 @@ async fn interrupt(mut child: tokio::process::Child) {
         .await
         .expect("dev exits after Ctrl-C")
         .unwrap();
-    assert!(status.success(), "{status}");
+    let log = std::fs::read_to_string(log_path(kubeconfig)).unwrap_or_default();
+    assert!(status.success(), "{status}; its log:\n{log}");
 }
 
 #[tokio::test]
@@ -128,7 +146,7 @@ async fn dev_runs_sandbox_controller_and_api_until_interrupted() {
         assert!(row.contains(cell), "{cell} missing in {row:?}");
     }
 
-    interrupt(child).await;
+    interrupt(child, &kubeconfig).await;
 }
 
 #[tokio::test]
@@ -156,7 +174,7 @@ async fn a_second_dev_does_not_take_over_a_kubeconfig_the_first_still_serves() {
     );
 
     // Once the first is stopped, its leftover kubeconfig is simply replaced.
-    interrupt(first).await;
+    interrupt(first, &kubeconfig).await;
     let (third, printed) = start_dev(&kubeconfig).await;
     let url = after(&printed, "Kubernetes API sandbox listening on ")
         .and_then(|l| l.split_whitespace().next())
@@ -167,5 +185,5 @@ async fn a_second_dev_does_not_take_over_a_kubeconfig_the_first_still_serves() {
             .contains(&format!("server: {url}\n")),
         "the kubeconfig names the new sandbox {url}"
     );
-    interrupt(third).await;
+    interrupt(third, &kubeconfig).await;
 }
