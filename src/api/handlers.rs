@@ -103,6 +103,8 @@ async fn connect(state: &AppState, d: Desired) -> ApiResult {
     responses(
         (status = 200, description = "The connected channel", body = ChannelResponse),
         (status = 400, description = "Bad request", body = ErrorBody),
+        (status = 500, description = "The controller reports the channel failed; nothing is kept", body = ErrorBody),
+        (status = 404, description = "The channel was deleted meanwhile", body = ErrorBody),
         (status = 409, description = "The channel id is held elsewhere, being deleted, or changed concurrently", body = ErrorBody),
         (status = 504, description = "The controller did not report in time", body = ErrorBody),
     ))]
@@ -132,6 +134,7 @@ pub async fn chatplugin_connect(
         (status = 200, description = "The connected channel; name and image default to the page's", body = ChannelResponse),
         (status = 400, description = "Bad request", body = ErrorBody),
         (status = 500, description = "Facebook refused; nothing is kept", body = ErrorBody),
+        (status = 404, description = "The channel was deleted meanwhile", body = ErrorBody),
         (status = 409, description = "The channel id is held elsewhere, being deleted, or changed concurrently", body = ErrorBody),
         (status = 504, description = "The controller did not report in time", body = ErrorBody),
     ))]
@@ -162,6 +165,8 @@ pub async fn facebook_connect(
     responses(
         (status = 200, description = "The connected channel", body = ChannelResponse),
         (status = 400, description = "Bad request", body = ErrorBody),
+        (status = 500, description = "The controller reports the channel failed; nothing is kept", body = ErrorBody),
+        (status = 404, description = "The channel was deleted meanwhile", body = ErrorBody),
         (status = 409, description = "The channel id is held elsewhere, being deleted, or changed concurrently", body = ErrorBody),
         (status = 504, description = "The controller did not report in time", body = ErrorBody),
     ))]
@@ -213,6 +218,7 @@ async fn twilio_connect(state: &AppState, source: Source, req: TwilioConnectRequ
         (status = 200, description = "The connected channel; source_channel_id is the number", body = ChannelResponse),
         (status = 400, description = "Bad request, also a number that is not E.164", body = ErrorBody),
         (status = 500, description = "Twilio refused; nothing is kept", body = ErrorBody),
+        (status = 404, description = "The channel was deleted meanwhile", body = ErrorBody),
         (status = 409, description = "The channel id is held elsewhere, being deleted, or changed concurrently", body = ErrorBody),
         (status = 504, description = "The controller did not report in time", body = ErrorBody),
     ))]
@@ -230,6 +236,7 @@ pub async fn twilio_sms_connect(
         (status = 200, description = "The connected channel; source_channel_id is whatsapp: + the number", body = ChannelResponse),
         (status = 400, description = "Bad request, also a number that is not E.164", body = ErrorBody),
         (status = 500, description = "Twilio refused; nothing is kept", body = ErrorBody),
+        (status = 404, description = "The channel was deleted meanwhile", body = ErrorBody),
         (status = 409, description = "The channel id is held elsewhere, being deleted, or changed concurrently", body = ErrorBody),
         (status = 504, description = "The controller did not report in time", body = ErrorBody),
     ))]
@@ -259,6 +266,7 @@ macro_rules! disconnect_handler {
                 (status = 202, description = "It already was disconnected", body = Empty),
                 (status = 400, description = "Bad id, unknown channel, or a channel of another source", body = ErrorBody),
                 (status = 500, description = "The provider refused", body = ErrorBody),
+                (status = 404, description = "The channel was deleted meanwhile", body = ErrorBody),
                 (status = 409, description = "The channel changed concurrently", body = ErrorBody),
                 (status = 504, description = "The controller did not report in time", body = ErrorBody),
             ))]
