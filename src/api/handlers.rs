@@ -32,9 +32,7 @@ fn empty(status: StatusCode) -> Response {
     request_body(content = ListRequest, description = "May be omitted (counts as `{}`)."),
     responses(
         (status = 200, description = "Connected channels, filtered by exact source when given", body = ChannelList),
-        (status = 400, description = "Bad JSON", body = ErrorBody),
-        (status = 403, description = "Authentication failed", body = ErrorBody),
-    ))]
+            ))]
 pub async fn list(
     State(state): State<AppState>,
     OptionalJsonBody(req): OptionalJsonBody<ListRequest>,
@@ -62,7 +60,6 @@ pub async fn list(
         (status = 200, description = "The channel", body = ChannelResponse),
         (status = 400, description = "Bad JSON or a channel_id that is not a UUID", body = ErrorBody),
         (status = 404, description = "Unknown or disconnected channel", body = ErrorBody),
-        (status = 403, description = "Authentication failed", body = ErrorBody),
     ))]
 pub async fn info(
     State(state): State<AppState>,
@@ -82,8 +79,7 @@ pub async fn info(
         (status = 200, description = "The channel with the new values", body = ChannelResponse),
         (status = 400, description = "Bad JSON, channel_id, name or image_url", body = ErrorBody),
         (status = 404, description = "Unknown or disconnected channel", body = ErrorBody),
-        (status = 403, description = "Authentication failed", body = ErrorBody),
-        (status = 503, description = "The Kubernetes API is unavailable", body = ErrorBody),
+        (status = 409, description = "The channel changed concurrently", body = ErrorBody),
     ))]
 pub async fn update(
     State(state): State<AppState>,
@@ -107,8 +103,9 @@ async fn connect(state: &AppState, d: Desired) -> ApiResult {
     responses(
         (status = 200, description = "The connected channel", body = ChannelResponse),
         (status = 400, description = "Bad request", body = ErrorBody),
-        (status = 403, description = "Authentication failed", body = ErrorBody),
-        (status = 503, description = "The Kubernetes API is unavailable", body = ErrorBody),
+        (status = 500, description = "The controller reports the channel failed; nothing is kept", body = ErrorBody),
+        (status = 404, description = "The channel was deleted meanwhile", body = ErrorBody),
+        (status = 409, description = "The channel id is held elsewhere, being deleted, or changed concurrently", body = ErrorBody),
         (status = 504, description = "The controller did not report in time", body = ErrorBody),
     ))]
 pub async fn chatplugin_connect(
@@ -136,9 +133,9 @@ pub async fn chatplugin_connect(
     responses(
         (status = 200, description = "The connected channel; name and image default to the page's", body = ChannelResponse),
         (status = 400, description = "Bad request", body = ErrorBody),
-        (status = 403, description = "Authentication failed", body = ErrorBody),
         (status = 500, description = "Facebook refused; nothing is kept", body = ErrorBody),
-        (status = 503, description = "The Kubernetes API is unavailable", body = ErrorBody),
+        (status = 404, description = "The channel was deleted meanwhile", body = ErrorBody),
+        (status = 409, description = "The channel id is held elsewhere, being deleted, or changed concurrently", body = ErrorBody),
         (status = 504, description = "The controller did not report in time", body = ErrorBody),
     ))]
 pub async fn facebook_connect(
@@ -168,8 +165,9 @@ pub async fn facebook_connect(
     responses(
         (status = 200, description = "The connected channel", body = ChannelResponse),
         (status = 400, description = "Bad request", body = ErrorBody),
-        (status = 403, description = "Authentication failed", body = ErrorBody),
-        (status = 503, description = "The Kubernetes API is unavailable", body = ErrorBody),
+        (status = 500, description = "The controller reports the channel failed; nothing is kept", body = ErrorBody),
+        (status = 404, description = "The channel was deleted meanwhile", body = ErrorBody),
+        (status = 409, description = "The channel id is held elsewhere, being deleted, or changed concurrently", body = ErrorBody),
         (status = 504, description = "The controller did not report in time", body = ErrorBody),
     ))]
 pub async fn google_connect(
@@ -219,9 +217,9 @@ async fn twilio_connect(state: &AppState, source: Source, req: TwilioConnectRequ
     responses(
         (status = 200, description = "The connected channel; source_channel_id is the number", body = ChannelResponse),
         (status = 400, description = "Bad request, also a number that is not E.164", body = ErrorBody),
-        (status = 403, description = "Authentication failed", body = ErrorBody),
         (status = 500, description = "Twilio refused; nothing is kept", body = ErrorBody),
-        (status = 503, description = "The Kubernetes API is unavailable", body = ErrorBody),
+        (status = 404, description = "The channel was deleted meanwhile", body = ErrorBody),
+        (status = 409, description = "The channel id is held elsewhere, being deleted, or changed concurrently", body = ErrorBody),
         (status = 504, description = "The controller did not report in time", body = ErrorBody),
     ))]
 pub async fn twilio_sms_connect(
@@ -237,9 +235,9 @@ pub async fn twilio_sms_connect(
     responses(
         (status = 200, description = "The connected channel; source_channel_id is whatsapp: + the number", body = ChannelResponse),
         (status = 400, description = "Bad request, also a number that is not E.164", body = ErrorBody),
-        (status = 403, description = "Authentication failed", body = ErrorBody),
         (status = 500, description = "Twilio refused; nothing is kept", body = ErrorBody),
-        (status = 503, description = "The Kubernetes API is unavailable", body = ErrorBody),
+        (status = 404, description = "The channel was deleted meanwhile", body = ErrorBody),
+        (status = 409, description = "The channel id is held elsewhere, being deleted, or changed concurrently", body = ErrorBody),
         (status = 504, description = "The controller did not report in time", body = ErrorBody),
     ))]
 pub async fn twilio_whatsapp_connect(
@@ -267,9 +265,9 @@ macro_rules! disconnect_handler {
                 (status = 200, description = "Disconnected", body = Empty),
                 (status = 202, description = "It already was disconnected", body = Empty),
                 (status = 400, description = "Bad id, unknown channel, or a channel of another source", body = ErrorBody),
-                (status = 403, description = "Authentication failed", body = ErrorBody),
                 (status = 500, description = "The provider refused", body = ErrorBody),
-                (status = 503, description = "The Kubernetes API is unavailable", body = ErrorBody),
+                (status = 404, description = "The channel was deleted meanwhile", body = ErrorBody),
+                (status = 409, description = "The channel changed concurrently", body = ErrorBody),
                 (status = 504, description = "The controller did not report in time", body = ErrorBody),
             ))]
         pub async fn $fn(
@@ -324,7 +322,6 @@ disconnect_handler!(
     responses(
         (status = 200, description = "All pages, in Graph API order", body = ExploreResponse),
         (status = 400, description = "Bad request", body = ErrorBody),
-        (status = 403, description = "Authentication failed", body = ErrorBody),
         (status = 500, description = "Facebook refused (its status and message)", body = ErrorBody),
     ))]
 pub async fn facebook_explore(

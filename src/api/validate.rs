@@ -4,6 +4,15 @@
 use super::error::ApiError;
 use crate::rules::{self, MAX_NAME_LEN, MAX_URL_LEN};
 
+/// What [`required_text`] accepts, as a regex (for the OpenAPI document): no control character
+/// and at least one that is not white space.
+pub const TEXT_PATTERN: &str =
+    r"^[^\x00-\x1f\x7f-\x9f]*[^\s\x00-\x1f\x7f-\x9f][^\x00-\x1f\x7f-\x9f]*$";
+/// What [`token`] accepts, as a regex: no white space and no control character.
+pub const TOKEN_PATTERN: &str = r"^[^\s\x00-\x1f\x7f-\x9f]+$";
+/// Longest access token, in characters.
+pub const MAX_TOKEN_LEN: usize = 4096;
+
 /// A `channel_id`: a hyphenated UUID, returned lower-cased.
 pub fn channel_id(raw: &str) -> Result<String, ApiError> {
     crate::channel_id::parse_channel_id(raw.trim()).ok_or_else(|| {
@@ -87,7 +96,9 @@ pub fn token(field: &str, raw: &str) -> Result<String, ApiError> {
     if raw.trim().is_empty() {
         return Err(ApiError::bad_request(format!("{field} must not be empty")));
     }
-    if raw.len() > 4096 || raw.chars().any(|c| c.is_whitespace() || c.is_control()) {
+    if raw.chars().count() > MAX_TOKEN_LEN
+        || raw.chars().any(|c| c.is_whitespace() || c.is_control())
+    {
         return Err(ApiError::bad_request(format!(
             "{field} is not a valid access token"
         )));
