@@ -1,0 +1,145 @@
+//! Shared by the in-process router tests: Channels for the hand-filled cache, the router over a
+//! Kubernetes client that cannot connect, and request helpers.
+#![allow(dead_code, unused_imports)]
+
+pub use axum::body::Body;
+pub use axum::http::{header, Method, Request, StatusCode};
+pub use axum::Router;
+pub use channel_operator::api::{self, cache::ChannelCache, AppState, Args};
+pub use channel_operator::crd::{Channel, ChannelSpec, ChannelStatus, Source};
+pub use clap::Parser;
+pub use http_body_util::BodyExt;
+pub use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
+pub use kube::runtime::watcher::Event;
+pub use serde_json::{json, Value};
+pub use tower::ServiceExt;
+
+pub fn unreachable_client() -> kube::Client {
+    kube::Client::try_from(kube::Config::new("http://127.0.0.1:1".parse().unwrap())).unwrap()
+}
+
+pub fn channel(source: Source, scid: &str, name: Option<&str>, connected: bool) -> Channel {
+    let id = channel_operator::channel_id::channel_id_string(source.as_str(), scid);
+    let mut ch = Channel::new(
+        &id,
+        ChannelSpec {
+            source,
+            source_channel_id: scid.into(),
+            name: name.map(Into::into),
+            image_url: None,
+            connected,
+            credentials_secret_ref: None,
+            deletion_policy: Default::default(),
+        },
+    );
+    ch.metadata.namespace = Some("default".into());
+    ch.metadata.generation = Some(1);
+    ch.status = Some(ChannelStatus {
+        id: Some(id),
+        connected,
+        observed_generation: Some(1),
+        conditions: vec![Condition {
+            type_: "Ready".into(),
+            status: "True".into(),
+            reason: if connected {
+                "Connected"
+            } else {
+                "Disconnected"
+            }
+            .into(),
+            message: String::new(),
+            observed_generation: Some(1),
+            last_transition_time: k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(
+                k8s_openapi::jiff::Timestamp::UNIX_EPOCH,
+            ),
+        }],
+        ..Default::default()
+    });
+    ch
+}
+
+pub fn fixtures() -> Vec<Channel> {
+    let mut plugin = channel(
+        Source::ChatPlugin,
+        "website-identifier-42",
+        Some("website-identifier-42"),
+        true,
+    );
+    plugin.spec.image_url = Some("http://example.org/plugin_icon.jpeg".into());
+    let mut fb = channel(Source::Facebook, "100000000001", None, true);
+    if let Some(s) = fb.status.as_mut() {
+        s.page_name = Some("My Page".into());
+        s.page_image_url = Some("https://fb.example/pic.png".into());
+    }
+    // Meant to be connected, but the provider refused it: not shown as connected.
+    let mut failing = channel(Source::ChatPlugin, "failing-site", None, true);
+    if let Some(s) = failing.status.as_mut() {
+        s.connected = false;
+        s.conditions[0].status = "False".into();
+        s.conditions[0].reason = "ProviderError".into();
+    }
+    vec![
+        plugin,
+        fb,
+        channel(Source::Google, "gbm-id", None, true),
+        channel(Source::TwilioSms, "+491234567", Some("sms"), false),
+        channel(
+            Source::TwilioWhatsapp,
+            "whatsapp:+491234567",
+            Some("wa"),
+            true,
+        ),
+        failing,
+    ]
+}
+
+pub fn app_with(args: &[&str], channels: Vec<Channel>) -> Router {
+    let mut argv = vec!["api"];
+    argv.extend_from_slice(args);
+    let args = Args::parse_from(argv);
+    let cache = ChannelCache::new();
+    cache.apply(&Event::Init);
+    for ch in channels {
+        cache.apply(&Event::InitApply(ch));
+    }
+    cache.apply(&Event::InitDone);
+    let state = AppState::new(unreachable_client(), cache, &args).unwrap();
+    api::router(state, &args.cors_origins).unwrap()
+}
+
+pub fn app() -> Router {
+    app_with(&[], fixtures())
+}
+
+pub async fn call(app: &Router, req: Request<Body>) -> (StatusCode, http::HeaderMap, Value) {
+    let resp = app.clone().oneshot(req).await.unwrap();
+    let status = resp.status();
+    let headers = resp.headers().clone();
+    let bytes = resp.into_body().collect().await.unwrap().to_bytes();
+    let value = if bytes.is_empty() {
+        Value::Null
+    } else {
+        serde_json::from_slice(&bytes)
+            .unwrap_or_else(|e| panic!("not JSON ({e}): {}", String::from_utf8_lossy(&bytes)))
+    };
+    (status, headers, value)
+}
+
+pub fn post(path: &str, body: Value) -> Request<Body> {
+    Request::post(path)
+        .header(header::CONTENT_TYPE, "application/json")
+        .body(Body::from(body.to_string()))
+        .unwrap()
+}
+
+pub async fn post_json(app: &Router, path: &str, body: Value) -> (StatusCode, Value) {
+    let (s, h, v) = call(app, post(path, body)).await;
+    assert_eq!(h[header::CONTENT_TYPE], "application/json", "{path}");
+    (s, v)
+}
+
+pub fn message(v: &Value) -> &str {
+    v["message"]
+        .as_str()
+        .unwrap_or_else(|| panic!("no message in {v}"))
+}
