@@ -1,6 +1,8 @@
 //! A rollout of `channel-operator api`: SIGTERM while a synchronous connect waits for the
 //! controller's verdict. The request in flight gets its answer; the process exits cleanly.
 
+mod http_common;
+
 use std::time::Duration;
 
 use channel_operator::crd::Channel;
@@ -39,20 +41,8 @@ async fn sigterm_answers_the_connect_in_flight_before_exiting() {
         .kill_on_drop(true)
         .spawn()
         .unwrap();
+    http_common::wait_ready(&format!("{base}/readyz")).await;
     let http = reqwest::Client::new();
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
-    while !http
-        .get(format!("{base}/readyz"))
-        .send()
-        .await
-        .is_ok_and(|r| r.status().is_success())
-    {
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "the API never became ready"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
     // No controller runs: the connect waits for a verdict until --sync-timeout-seconds.
     let connect = tokio::spawn({
         let http = http.clone();

@@ -1,8 +1,9 @@
 //! What README.md tells a user to type works, and what it claims about the CLI is so.
 
+mod http_common;
+
 use std::collections::BTreeSet;
 use std::path::Path;
-use std::time::Duration;
 
 use regex::Regex;
 
@@ -172,20 +173,7 @@ async fn helm_walkthrough_reaches_the_api_with_the_token_it_created() {
         .kill_on_drop(true)
         .spawn()
         .unwrap();
-    let http = reqwest::Client::new();
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
-    while !http
-        .get(format!("http://{addr}/readyz"))
-        .send()
-        .await
-        .is_ok_and(|r| r.status().is_success())
-    {
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "the API became ready"
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    http_common::wait_ready(&format!("http://{addr}/readyz")).await;
 
     // "Reach the API": everything but the port-forward (the API listens on `addr` directly).
     let reach = section("Install on a cluster with Helm")
