@@ -166,29 +166,17 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
     let outcome = tokio::select! {
         biased; // both stop after a shutdown request: that is not a failure
         () = shutdown.requested() => Ok(()),
-        ended = &mut controller => {
-            let outcome = ended_early(&shutdown, "controller", ended);
-            if outcome.is_ok() {
-                let _ = (&mut api).await;
-            }
-            outcome
-        }
-        ended = &mut api => {
-            let outcome = ended_early(&shutdown, "channels API", ended);
-            if outcome.is_ok() {
-                let _ = (&mut controller).await;
-            }
-            outcome
-        }
+        ended = &mut controller => ended_early(&shutdown, "controller", ended),
+        ended = &mut api => ended_early(&shutdown, "channels API", ended),
     };
     println!("shutting down");
-    if outcome.is_ok() {
-        if !controller.is_finished() || !api.is_finished() {
-            let _ = tokio::join!(&mut controller, &mut api);
+    for task in [&mut controller, &mut api] {
+        if outcome.is_err() {
+            task.abort();
+        } else if !task.is_finished() {
+            // Still draining; one that ended (and was awaited above) is not polled again.
+            let _ = task.await;
         }
-    } else {
-        controller.abort();
-        api.abort();
     }
     dev.sandbox.shutdown().await;
     outcome

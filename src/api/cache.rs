@@ -14,7 +14,7 @@ use kube::runtime::WatchStreamExt;
 use kube::{Api, ResourceExt};
 use tokio::sync::watch;
 
-use super::model::{channel_response, is_connected};
+use super::model::channel_response;
 use crate::crd::{Channel, Source};
 
 /// One cached channel: the resource (the cache's only copy of it) and its prepared answer.
@@ -42,7 +42,7 @@ impl Entry {
         Entry {
             id: response.id,
             source: channel.spec.source,
-            connected: is_connected(&channel),
+            connected: channel.is_connected(),
             json,
             channel: Arc::new(channel),
         }

@@ -173,13 +173,6 @@ pub struct ErrorBody {
     pub message: String,
 }
 
-/// Whether a Channel counts as connected in API responses (listed, answered by info and
-/// update): it is meant to be connected and the controller reports it connected, so a channel
-/// whose provider refused it is not shown as connected.
-pub fn is_connected(ch: &Channel) -> bool {
-    ch.is_connected()
-}
-
 /// The API's Channel object (docs/api.md) of a Channel resource.
 pub fn channel_response(ch: &Channel) -> ChannelResponse {
     let source = ch.spec.source;
@@ -209,7 +202,7 @@ pub fn channel_response(ch: &Channel) -> ChannelResponse {
         id,
         source: source.as_str().to_owned(),
         source_channel_id: ch.spec.source_channel_id.clone(),
-        connected: is_connected(ch),
+        connected: ch.is_connected(),
         metadata: ChannelMetadata { name, image_url },
     }
 }
