@@ -144,6 +144,11 @@ async fn read_body<S: Send + Sync>(
     let bytes = Bytes::from_request(req, state).await.map_err(|e| {
         if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
             too_large()
+        } else if super::limits::is_body_timeout(&e) {
+            ApiError::new(
+                StatusCode::REQUEST_TIMEOUT,
+                "the request body did not arrive in time (--body-read-timeout-seconds)",
+            )
         } else {
             ApiError::new(e.status(), "the request body could not be read")
         }

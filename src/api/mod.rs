@@ -12,6 +12,7 @@ pub mod auth;
 pub mod cache;
 pub mod error;
 pub mod handlers;
+pub mod limits;
 pub mod metrics;
 pub mod model;
 pub mod openapi;
@@ -66,6 +67,8 @@ pub struct Args {
     /// Comma-separated origins allowed by CORS (with credentials).
     #[arg(long, env = "CORS_ORIGINS", value_delimiter = ',')]
     pub cors_origins: Vec<String>,
+    #[command(flatten)]
+    pub limits: limits::LimitArgs,
     #[command(flatten)]
     pub providers: crate::providers::ProviderArgs,
 }
@@ -340,6 +343,7 @@ pub async fn serve_until(
     shutdown: crate::controller::Shutdown,
 ) -> anyhow::Result<()> {
     let namespaces = args.api_namespaces()?;
+    let limits = args.limits.limits()?;
     let cache = ChannelCache::for_namespaces(&namespaces);
     let state = AppState::new(client.clone(), cache.clone(), &args)?;
     let drain_limit = state.sync_timeout + Duration::from_secs(5);
@@ -347,17 +351,13 @@ pub async fn serve_until(
     let watch = tokio::spawn(cache.run(client, namespaces.clone()));
     let _stop_watch = AbortOnDrop(watch);
     tracing::info!(addr = %listener.local_addr()?, namespaces = %namespaces.join(","), creates_in = %args.channels_namespace(), "serving the channels API for the Channels of these namespaces");
-    let draining = shutdown.clone();
-    let server = axum::serve(listener, app).with_graceful_shutdown(async move {
-        draining.requested().await;
-        tracing::info!("draining the channels API: answering the requests in flight");
-    });
+    let server = limits::serve(listener, app, limits, shutdown.clone());
     let overdue = async {
         shutdown.requested().await;
         tokio::time::sleep(drain_limit).await;
     };
     tokio::select! {
-        served = server => served?,
+        () = server => {}
         () = overdue => tracing::warn!("requests still in flight at the drain limit; closing them"),
     }
     Ok(())

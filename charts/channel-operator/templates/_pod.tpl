@@ -18,6 +18,16 @@ Deployment with api.separate) and what every pod of the chart shares. */}}
       value: {{ include "channel-operator.channelsNamespace" . | quote }}
     - name: SYNC_TIMEOUT_SECONDS
       value: {{ .Values.syncTimeoutSeconds | quote }}
+    {{- with .Values.api.limits }}
+    - name: API_HEADER_READ_TIMEOUT_SECONDS
+      value: {{ .headerReadTimeoutSeconds | quote }}
+    - name: API_BODY_READ_TIMEOUT_SECONDS
+      value: {{ .bodyReadTimeoutSeconds | quote }}
+    - name: API_IDLE_TIMEOUT_SECONDS
+      value: {{ .idleTimeoutSeconds | quote }}
+    - name: API_MAX_CONNECTIONS
+      value: {{ .maxConnections | quote }}
+    {{- end }}
     {{- with .Values.api.corsOrigins }}
     - name: CORS_ORIGINS
       value: {{ join "," . | quote }}
