@@ -111,15 +111,7 @@ impl ProviderError {
     }
 }
 
-/// Replaces every occurrence of a (non-trivial) secret in `message` by `<redacted>`.
-pub fn redact(mut message: String, secrets: &[&Secret]) -> String {
-    for s in secrets {
-        if s.expose().len() >= 4 && message.contains(s.expose()) {
-            message = message.replace(s.expose(), "<redacted>");
-        }
-    }
-    message
-}
+pub use crate::secret::redact;
 
 /// One messaging platform.
 pub trait Provider: Send + Sync {
