@@ -109,6 +109,18 @@ impl Facebook {
         url_with_segments(&self.graph_url, segments)
     }
 
+    /// `next` (Graph's `paging.next`) when it is on the configured Graph API's origin (scheme,
+    /// host, port): the user's token is never sent anywhere else. The error names neither URL.
+    fn same_origin(&self, next: &str) -> Result<reqwest::Url, ProviderError> {
+        let graph = reqwest::Url::parse(&self.graph_url).ok();
+        match reqwest::Url::parse(next) {
+            Ok(url) if graph.is_some_and(|g| g.origin() == url.origin()) => Ok(url),
+            _ => Err(ProviderError::Failed(
+                "facebook: listing the user's pages: Graph's paging.next leads off the configured Graph API origin (--facebook-graph-url); stopped without following it".into(),
+            )),
+        }
+    }
+
     /// Sends a request and reads its JSON body, classifying every failure.
     async fn call<T: serde::de::DeserializeOwned>(
         &self,
@@ -167,7 +179,7 @@ impl Facebook {
                     }
                 }));
                 match accounts.paging.and_then(|p| p.next) {
-                    Some(next) => request = self.http.get(next),
+                    Some(next) => request = self.http.get(self.same_origin(&next)?),
                     None => break,
                 }
             }
