@@ -42,3 +42,58 @@ async fn explore_never_follows_paging_off_the_graph_origin() {
     assert!(!message(&v).contains(&elsewhere.uri()), "{v}");
     elsewhere.verify().await;
 }
+
+#[tokio::test]
+async fn errors_name_no_channel_outside_the_apis_namespaces() {
+    use channel_operator::crd::{Channel, Source};
+    use kube::api::{Api, PostParams};
+    let env = Env::with_api().await;
+    let ns = k8s_openapi::api::core::v1::Namespace {
+        metadata: kube::core::ObjectMeta {
+            name: Some("attacker".into()),
+            ..Default::default()
+        },
+        ..Default::default()
+    };
+    Api::all(env.sb.client())
+        .create(&PostParams::default(), &ns)
+        .await
+        .unwrap();
+    // An older Channel in a namespace the API does not serve holds the id ...
+    let hidden = channel(Source::ChatPlugin, "hidden-15001")
+        .named("hidden-owner-15001")
+        .namespace("attacker");
+    let attacker: Api<Channel> = Api::namespaced(env.sb.client(), "attacker");
+    attacker
+        .create(&PostParams::default(), &hidden.build())
+        .await
+        .unwrap();
+    // ... and a later one in the API's namespace is a Duplicate.
+    let mine = channel(Source::ChatPlugin, "hidden-15001").named("mine");
+    let default: Api<Channel> = Api::namespaced(env.sb.client(), "default");
+    tokio::time::sleep(std::time::Duration::from_millis(1100)).await;
+    default
+        .create(&PostParams::default(), &mine.build())
+        .await
+        .unwrap();
+    env.channel_until("mine", "Duplicate", |v| v.to_string().contains("Duplicate"))
+        .await;
+    for (endpoint, body) in [
+        (
+            "channels.chatplugin.disconnect",
+            json!({"channel_id": mine.id()}),
+        ),
+        (
+            "channels.update",
+            json!({"channel_id": mine.id(), "name": "renamed"}),
+        ),
+    ] {
+        let (s, v) = env.post(endpoint, body).await;
+        assert!(s >= 400, "{endpoint}: {s} {v}");
+        let text = v.to_string();
+        assert!(
+            !text.contains("attacker") && !text.contains("hidden-owner"),
+            "{endpoint} names a Channel of another namespace: {text}"
+        );
+    }
+}

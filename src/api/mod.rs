@@ -16,6 +16,7 @@ pub mod limits;
 pub mod metrics;
 pub mod model;
 pub mod openapi;
+pub mod scope;
 pub mod validate;
 pub mod writes;
 

@@ -211,7 +211,10 @@ impl AppState {
                         if cond.message.is_empty() {
                             format!("the channel could not be reconciled ({reason})")
                         } else {
-                            cond.message.clone()
+                            // The cache holds exactly the Channels the API serves.
+                            super::scope::confine(&cond.message, |ns, name| {
+                                c.get_by_key(ns, name).is_some()
+                            })
                         },
                     )),
                     _ => None,
