@@ -177,7 +177,7 @@ pub struct ChannelSpec {
 
     /// Display name. When absent: the Facebook page's name, else "<source> <last five characters of the id>".
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(length(min = 1, max = rules::MAX_NAME_LEN))]
+    #[schemars(length(min = 1, max = rules::MAX_NAME_LEN), pattern(rules::NAME_PATTERN))]
     pub name: Option<String>,
 
     /// Absolute http(s) URL of the channel's image.

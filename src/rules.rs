@@ -20,6 +20,22 @@ pub const FACEBOOK_PAGE_ID_PATTERN: &str = r"^[0-9]{1,64}$";
 pub const SECRET_NAME_PATTERN: &str =
     r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$";
 
+/// The characters no name may contain, as the inside of a regex character class: bidirectional
+/// controls (they reorder how a name is displayed, e.g. `Pay<U+202E>lapyap`) and zero-width and
+/// other invisible format characters (they make different names look alike). Literal characters,
+/// so the class reads the same in Rust, ECMA-262 (OpenAPI) and RE2 (the apiserver) regexes.
+macro_rules! invisible_chars {
+    () => {
+        "\u{61C}\u{180E}\u{200B}-\u{200F}\u{202A}-\u{202E}\u{2060}-\u{2064}\u{2066}-\u{206F}\u{FEFF}"
+    };
+}
+pub(crate) use invisible_chars;
+
+/// A name: no bidirectional control or zero-width character (the CRD's `spec.name` pattern).
+pub const NAME_PATTERN: &str = concat!("^[^", invisible_chars!(), "]*$");
+/// Why a name was refused.
+pub const NAME_MESSAGE: &str = "must not contain bidirectional control or zero-width characters";
+
 /// Longest name or source channel id.
 pub const MAX_NAME_LEN: usize = 1024;
 /// Longest image URL.
@@ -47,6 +63,12 @@ static WHATSAPP: LazyLock<Regex> = LazyLock::new(|| compiled(WHATSAPP_PATTERN));
 static HTTP_URL: LazyLock<Regex> = LazyLock::new(|| compiled(HTTP_URL_PATTERN));
 static FACEBOOK_PAGE_ID: LazyLock<Regex> = LazyLock::new(|| compiled(FACEBOOK_PAGE_ID_PATTERN));
 static SECRET_NAME: LazyLock<Regex> = LazyLock::new(|| compiled(SECRET_NAME_PATTERN));
+static NAME: LazyLock<Regex> = LazyLock::new(|| compiled(NAME_PATTERN));
+
+/// Whether `value` has no bidirectional control or zero-width character.
+pub fn is_visible_text(value: &str) -> bool {
+    NAME.is_match(value)
+}
 
 /// Whether `value` is an E.164 number.
 pub fn is_e164(value: &str) -> bool {
@@ -125,6 +147,9 @@ pub fn validate_spec(spec: &ChannelSpec) -> Result<(), String> {
                 "spec.name must be 1 to {MAX_NAME_LEN} characters long"
             ));
         }
+        if !is_visible_text(name) {
+            return Err(format!("spec.name {NAME_MESSAGE}"));
+        }
     }
     if let Some(url) = &spec.image_url {
         if !is_http_url(url) {
@@ -151,6 +176,24 @@ pub fn validate_spec(spec: &ChannelSpec) -> Result<(), String> {
 mod tests {
     use super::*;
     use crate::crd::SecretKeyRef;
+
+    #[test]
+    fn names_refuse_invisible_characters() {
+        let mut s = spec(Source::ChatPlugin, "site");
+        for bad in [
+            "Pay\u{202E}lapyap",
+            "a\u{200B}b",
+            "\u{2066}x\u{2069}",
+            "x\u{FEFF}",
+            "\u{61C}x",
+        ] {
+            s.name = Some(bad.into());
+            let e = validate_spec(&s).expect_err(bad);
+            assert!(e.contains("spec.name"), "{e}");
+        }
+        s.name = Some("Поддержка 日本 שלום".into());
+        assert!(validate_spec(&s).is_ok());
+    }
 
     fn spec(source: Source, scid: &str) -> ChannelSpec {
         ChannelSpec {

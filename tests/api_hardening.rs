@@ -97,3 +97,53 @@ async fn errors_name_no_channel_outside_the_apis_namespaces() {
         );
     }
 }
+
+#[tokio::test]
+async fn names_refuse_bidi_controls_and_zero_width_characters() {
+    use channel_operator::crd::{Channel, Source};
+    use kube::api::{Api, PostParams};
+    let env = Env::with_api().await;
+    let default: Api<Channel> = Api::namespaced(env.sb.client(), "default");
+    for (i, name) in [
+        "Support\u{202E}gpj.exe",
+        "Sup\u{200B}port",
+        "\u{2066}Support\u{2069}",
+        "Support\u{FEFF}",
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        // The cluster refuses it, naming the field.
+        let ch = channel(Source::ChatPlugin, &format!("site-{i}"))
+            .named(&format!("bidi-{i}"))
+            .display_name(name);
+        match default.create(&PostParams::default(), &ch.build()).await {
+            Err(kube::Error::Api(s)) => {
+                assert_eq!(s.code, 422, "{name:?}: {s:?}");
+                assert!(s.message.contains("spec.name"), "{name:?}: {}", s.message);
+            }
+            other => panic!("{name:?} was not refused: {other:?}"),
+        }
+        // The API refuses it in a connect and an update.
+        let (s, v) = env
+            .post("channels.chatplugin.connect", json!({"name": name}))
+            .await;
+        assert_eq!(s, 400, "{name:?}: {v}");
+        assert!(message(&v).contains("name"), "{v}");
+        let (s, v) = env
+            .post(
+                "channels.update",
+                json!({"channel_id": PLUGIN_ID, "name": name}),
+            )
+            .await;
+        assert_eq!(s, 400, "{name:?}: {v}");
+    }
+    // Names in any script stay welcome.
+    let (s, v) = env
+        .post(
+            "channels.chatplugin.connect",
+            json!({"name": "Поддержка 日本 שלום"}),
+        )
+        .await;
+    assert_eq!(s, 200, "{v}");
+}

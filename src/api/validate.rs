@@ -4,10 +4,18 @@
 use super::error::ApiError;
 use crate::rules::{self, MAX_NAME_LEN, MAX_URL_LEN};
 
-/// What [`required_text`] accepts, as a regex (for the OpenAPI document): no control character
-/// and at least one that is not white space.
-pub const TEXT_PATTERN: &str =
-    r"^[^\x00-\x1f\x7f-\x9f]*[^\s\x00-\x1f\x7f-\x9f][^\x00-\x1f\x7f-\x9f]*$";
+/// What [`required_text`] accepts, as a regex (for the OpenAPI document): no control character,
+/// no bidirectional control or zero-width character ([`rules::NAME_PATTERN`]) and at least one
+/// character that is not white space.
+pub const TEXT_PATTERN: &str = concat!(
+    r"^[^\x00-\x1f\x7f-\x9f",
+    rules::invisible_chars!(),
+    r"]*[^\s\x00-\x1f\x7f-\x9f",
+    rules::invisible_chars!(),
+    r"][^\x00-\x1f\x7f-\x9f",
+    rules::invisible_chars!(),
+    r"]*$"
+);
 /// What [`token`] accepts, as a regex: no white space and no control character.
 pub const TOKEN_PATTERN: &str = r"^[^\s\x00-\x1f\x7f-\x9f]+$";
 /// Longest access token, in characters.
@@ -35,6 +43,12 @@ pub fn required_text(field: &str, value: &str) -> Result<String, ApiError> {
     if value.chars().any(char::is_control) {
         return Err(ApiError::bad_request(format!(
             "{field} must not contain control characters"
+        )));
+    }
+    if !rules::is_visible_text(value) {
+        return Err(ApiError::bad_request(format!(
+            "{field} {}",
+            rules::NAME_MESSAGE
         )));
     }
     Ok(value.to_owned())
