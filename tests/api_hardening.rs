@@ -147,3 +147,69 @@ async fn names_refuse_bidi_controls_and_zero_width_characters() {
         .await;
     assert_eq!(s, 200, "{v}");
 }
+
+/// Every encoded form of `token` a provider might echo.
+fn encoded_forms(token: &str) -> Vec<String> {
+    use base64::Engine;
+    let form: String = url::form_urlencoded::byte_serialize(token.as_bytes()).collect();
+    vec![
+        form.clone(),
+        form.replace('+', "%20"),
+        serde_json::to_string(token)
+            .unwrap()
+            .trim_matches('"')
+            .replace('/', "\\/"),
+        base64::engine::general_purpose::STANDARD.encode(token),
+    ]
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn encoded_tokens_echoed_by_graph_reach_no_answer_event_status_or_log() {
+    let mut env = Env::with_api().await;
+    let page_token = "EAAB/page+token=1";
+    let long = "long/lived+token=2";
+    let access = "page/access+token=3";
+    for t in [page_token, long, access] {
+        env.tokens.push(t.to_owned());
+        env.tokens.extend(encoded_forms(t));
+    }
+    Mock::given(method("GET"))
+        .and(path("/v24.0/oauth/access_token"))
+        .respond_with(ResponseTemplate::new(200).set_body_json(json!({"access_token": long})))
+        .mount(&env.graph)
+        .await;
+    Mock::given(method("GET"))
+        .and(path("/v24.0/4444"))
+        .respond_with(ResponseTemplate::new(200).set_body_json(json!({
+            "id": "4444", "name_with_location_descriptor": "Echo", "access_token": access,
+            "is_webhooks_subscribed": false
+        })))
+        .mount(&env.graph)
+        .await;
+    let echoed: Vec<String> = [page_token, long, access]
+        .iter()
+        .flat_map(|t| encoded_forms(t))
+        .collect();
+    Mock::given(method("POST"))
+        .and(path("/v24.0/me/subscribed_apps"))
+        .respond_with(ResponseTemplate::new(400).set_body_json(json!({"error": {
+            "message": format!("Bad request: {}", echoed.join(" ")),
+            "code": 100
+        }})))
+        .mount(&env.graph)
+        .await;
+    // env.post fails the test if any form appears in the answer.
+    let (s, v) = env
+        .post(
+            "channels.facebook.connect",
+            json!({"page_id": "4444", "page_token": page_token}),
+        )
+        .await;
+    assert_eq!(s, 500, "{v}");
+    assert!(message(&v).contains("Bad request"), "{v}");
+    assert!(
+        log_text().contains("Bad request"),
+        "the failure was not logged"
+    );
+    env.assert_no_secret_leaked().await;
+}
