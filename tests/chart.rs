@@ -46,6 +46,8 @@ struct Defaults {
     providers: ProviderArgs,
     #[command(flatten)]
     log: LogArgs,
+    #[command(flatten)]
+    limits: channel_operator::api::limits::LimitArgs,
 }
 
 #[test]
@@ -58,6 +60,10 @@ fn chart_defaults_are_the_binary_defaults() {
         "PROVIDER_TIMEOUT_SECONDS",
         "LOG_LEVEL",
         "LOG_FORMAT",
+        "API_HEADER_READ_TIMEOUT_SECONDS",
+        "API_BODY_READ_TIMEOUT_SECONDS",
+        "API_IDLE_TIMEOUT_SECONDS",
+        "API_MAX_CONNECTIONS",
     ] {
         std::env::remove_var(var);
     }
@@ -76,6 +82,23 @@ fn chart_defaults_are_the_binary_defaults() {
         Some(d.providers.provider_timeout_seconds)
     );
     assert_eq!(values["logLevel"].as_str(), Some(d.log.log_level.as_str()));
+    let limits = &values["api"]["limits"];
+    assert_eq!(
+        limits["headerReadTimeoutSeconds"].as_f64(),
+        Some(d.limits.header_read_timeout_seconds)
+    );
+    assert_eq!(
+        limits["bodyReadTimeoutSeconds"].as_f64(),
+        Some(d.limits.body_read_timeout_seconds)
+    );
+    assert_eq!(
+        limits["idleTimeoutSeconds"].as_f64(),
+        Some(d.limits.idle_timeout_seconds)
+    );
+    assert_eq!(
+        limits["maxConnections"].as_u64(),
+        Some(d.limits.max_connections as u64)
+    );
     assert_eq!(values["logFormat"].as_str(), Some("text"));
     assert_eq!(
         d.log.log_format,
