@@ -176,9 +176,11 @@ async fn connections_over_the_cap_wait_unaccepted() {
         waiting.push(TcpStream::connect(addr(&env)).await.unwrap());
     }
     tokio::time::sleep(Duration::from_millis(500)).await;
-    let added = open_fds() - before;
+    // 100 client sockets, plus one per connection the server accepted (the other tests of this
+    // binary run at the same time and open some descriptors too: a margin of 50).
+    let added = open_fds().saturating_sub(before);
     assert!(
-        added < 100 + 5,
+        added < 100 + 50,
         "the server took a descriptor for each of 100 clients over the cap: {added} new descriptors"
     );
     // A waiting client is served once a slot frees up.
