@@ -147,7 +147,12 @@ impl Sandbox {
     /// Writes a kubeconfig like [`Sandbox::write_kubeconfig`] whose user authenticates as `user`
     /// with `groups` (a bearer token), so that a process using it can be told apart, e.g. cut off
     /// by [`Faults::partition`].
-    pub fn write_kubeconfig_as(&self, path: &Path, user: &str, groups: &[&str]) -> anyhow::Result<()> {
+    pub fn write_kubeconfig_as(
+        &self,
+        path: &Path,
+        user: &str,
+        groups: &[&str],
+    ) -> anyhow::Result<()> {
         self.write_kubeconfig(path)?;
         let token = self.token_for(user, groups);
         let text = std::fs::read_to_string(path)?

@@ -41,7 +41,10 @@ async fn a_partitioned_client_hangs_while_others_are_served() {
         cut.create(&PostParams::default(), &channel("abandoned", "s-ab")),
     )
     .await;
-    assert!(gave_up.is_err(), "answered during the partition: {gave_up:?}");
+    assert!(
+        gave_up.is_err(),
+        "answered during the partition: {gave_up:?}"
+    );
     // Another client is served, and its change is not seen by the partitioned watch.
     other
         .create(&PostParams::default(), &channel("other", "s-other"))
