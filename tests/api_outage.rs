@@ -123,16 +123,17 @@ async fn a_connect_is_answered_within_10s_of_the_apiservers_return() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn during_an_outage_reads_come_from_the_cache_writes_answer_503_at_once_and_staleness_shows() {
+async fn during_an_outage_reads_come_from_the_cache_writes_answer_503_at_once_and_staleness_shows()
+{
     let env = Env::start(&["--cache-stale-seconds", "5"]).await;
     assert_eq!(env.connect("site-before").await.0, 200);
     assert_eq!(
-        env.metric("channel_operator_api_watch_healthy{namespace=\"default\"}")
+        env.metric("channel_operator_api_watch_healthy{watch_namespace=\"default\"}")
             .await,
         Some(1.0)
     );
     let restarts_before = env
-        .metric("channel_operator_api_watch_restarts_total{namespace=\"default\"}")
+        .metric("channel_operator_api_watch_restarts_total{watch_namespace=\"default\"}")
         .await
         .unwrap_or(0.0);
     let faults = env.sb.faults();
@@ -152,7 +153,7 @@ async fn during_an_outage_reads_come_from_the_cache_writes_answer_503_at_once_an
     );
     assert_eq!(env.get("/readyz").await.0, 200);
     assert_eq!(
-        env.metric("channel_operator_api_watch_healthy{namespace=\"default\"}")
+        env.metric("channel_operator_api_watch_healthy{watch_namespace=\"default\"}")
             .await,
         Some(0.0)
     );
@@ -187,14 +188,17 @@ async fn during_an_outage_reads_come_from_the_cache_writes_answer_503_at_once_an
         Some(0.0)
     );
     assert_eq!(
-        env.metric("channel_operator_api_watch_healthy{namespace=\"default\"}")
+        env.metric("channel_operator_api_watch_healthy{watch_namespace=\"default\"}")
             .await,
         Some(1.0)
     );
     let restarts = env
-        .metric("channel_operator_api_watch_restarts_total{namespace=\"default\"}")
+        .metric("channel_operator_api_watch_restarts_total{watch_namespace=\"default\"}")
         .await
         .unwrap();
-    assert!(restarts > restarts_before, "restarts {restarts_before} → {restarts}");
+    assert!(
+        restarts > restarts_before,
+        "restarts {restarts_before} → {restarts}"
+    );
     assert_eq!(env.connect("site-after").await.0, 200);
 }

@@ -530,6 +530,32 @@ mod tests {
         );
     }
 
+    #[test]
+    fn a_failing_watch_makes_the_cache_stale_then_not_ready_and_recovers() {
+        let ns = ["a".to_owned(), "b".to_owned()];
+        let cache = ChannelCache::for_namespaces(&ns, Duration::from_millis(50));
+        for n in &ns {
+            cache.apply_in(n, Event::Init);
+            cache.apply_in(n, Event::InitDone);
+        }
+        assert!(cache.is_ready() && cache.is_current());
+        assert_eq!(cache.stale_for(), Duration::ZERO);
+        cache.watch_failed("b");
+        assert!(cache.is_ready(), "within the stale limit reads are served");
+        assert!(!cache.is_current(), "a failing watch: writes wait");
+        std::thread::sleep(Duration::from_millis(60));
+        assert!(cache.stale_for() >= Duration::from_millis(50));
+        assert!(!cache.is_ready(), "stale for longer than the limit");
+        cache.watch_failed("b");
+        assert!(
+            cache.stale_for() >= Duration::from_millis(50),
+            "a second error keeps the first failure's time"
+        );
+        cache.watch_ok("b");
+        assert!(cache.is_ready() && cache.is_current());
+        assert_eq!(cache.stale_for(), Duration::ZERO);
+    }
+
     #[tokio::test]
     async fn wait_for_sees_later_changes() {
         let cache = ChannelCache::new();

@@ -28,7 +28,9 @@ struct EndpointLabels {
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct NamespaceLabels {
-    namespace: String,
+    /// The namespace whose Channels the watch follows (not `namespace`: Prometheus sets that
+    /// to the pod's namespace).
+    watch_namespace: String,
 }
 
 /// The API's metrics.
@@ -107,7 +109,7 @@ impl Metrics {
     /// Counts an error or re-list of the watch of `namespace`, and marks it failing.
     pub fn watch_failed(&self, namespace: &str) {
         let labels = NamespaceLabels {
-            namespace: namespace.to_owned(),
+            watch_namespace: namespace.to_owned(),
         };
         self.inner.watch_restarts.get_or_create(&labels).inc();
         self.inner.watch_healthy.get_or_create(&labels).set(0);
@@ -116,7 +118,7 @@ impl Metrics {
     /// Marks the watch of `namespace` established.
     pub fn watch_ok(&self, namespace: &str) {
         let labels = NamespaceLabels {
-            namespace: namespace.to_owned(),
+            watch_namespace: namespace.to_owned(),
         };
         self.inner.watch_healthy.get_or_create(&labels).set(1);
     }
