@@ -197,6 +197,10 @@ async fn a_20s_apiserver_restart_leaves_the_leader_running_and_reconciling() {
         missing.is_empty(),
         "a change made during the restart was not reconciled within 10 s of the return"
     );
+    eprintln!(
+        "reconciled {:?} after the apiserver's return",
+        back.elapsed()
+    );
     assert_running(&mut a, "after the restart");
 }
 
@@ -223,6 +227,10 @@ async fn a_controller_started_during_an_outage_becomes_leader_after_it() {
         )
         .await;
     assert!(missing.is_empty(), "not reconciled after the outage");
+    eprintln!(
+        "reconciled {:?} after the apiserver's return",
+        back.elapsed()
+    );
 }
 
 const PAGES: usize = 16;
@@ -314,6 +322,7 @@ async fn a_partitioned_leader_is_fenced_and_the_standby_connects_every_page_once
         .wait_holder("replica-b", Duration::from_secs(25))
         .await;
     let after = took_over - cut;
+    eprintln!("the standby took the Lease {after:?} after the partition began");
     assert!(
         after <= Duration::from_secs(17),
         "the standby took over {after:?} after the partition began (lease duration 15 s)"
@@ -351,6 +360,12 @@ async fn a_partitioned_leader_is_fenced_and_the_standby_connects_every_page_once
         late.is_empty(),
         "the old leader wrote after the standby took over: {late:?}"
     );
+    if let Some((last, _)) = faults.writes_by("replica-a").last() {
+        eprintln!(
+            "the old leader's last write was applied {:?} before the new leader's first",
+            b_first - *last
+        );
+    }
     assert_running(&mut a, "after its partition");
     assert_running(&mut b, "as the new leader");
     // Every page subscribed exactly once.
