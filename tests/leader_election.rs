@@ -2,150 +2,41 @@
 //! down when the controller starts, or is cut off from the leader by a network partition. The
 //! controllers are the real binary as child processes, each authenticating as its own user so
 //! the sandbox can partition one of them.
+//!
+//! The waits here are the assertions (an answer within 10 s of the apiserver's return, a
+//! hand-over within the lease duration), so each has its own deadline.
 
-use std::path::PathBuf;
+mod support;
+
 use std::time::{Duration, Instant};
 
-use channel_operator::crd::Channel;
-use k8s_openapi::api::coordination::v1::Lease;
-use k8s_openapi::api::core::v1::Secret;
+use channel_operator::crd::{Channel, Source};
 use kube::api::{Api, ListParams, PostParams};
-use kube::CustomResourceExt;
-use kube_sandbox::Sandbox;
+use support::*;
 use wiremock::matchers::{method, path, query_param};
-use wiremock::{Mock, MockServer, ResponseTemplate};
+use wiremock::{Mock, ResponseTemplate};
 
 /// These tests time lease hand-overs: one at a time.
 static ONE_AT_A_TIME: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 
-struct Cluster {
-    _turn: tokio::sync::MutexGuard<'static, ()>,
-    sb: Sandbox,
-    dir: tempfile::TempDir,
+/// A sandbox and the provider fakes; the replicas are started by each test.
+async fn cluster() -> (tokio::sync::MutexGuard<'static, ()>, Env) {
+    let turn = ONE_AT_A_TIME.lock().await;
+    (turn, Env::builder().no_controller().build().await)
 }
 
-impl Cluster {
-    async fn start() -> Cluster {
-        let turn = ONE_AT_A_TIME.lock().await;
-        let sb = Sandbox::start(0).await.expect("sandbox starts");
-        sb.install_crd(&Channel::crd()).await.expect("CRD installs");
-        Cluster {
-            _turn: turn,
-            sb,
-            dir: tempfile::tempdir().unwrap(),
-        }
-    }
-
-    fn channels(&self) -> Api<Channel> {
-        Api::namespaced(self.sb.client(), "default")
-    }
-
-    /// `channel-operator controller` as a process with leader election at its defaults,
-    /// authenticating as the user `identity`.
-    fn replica(&self, identity: &str, extra: &[&str]) -> tokio::process::Child {
-        let kubeconfig: PathBuf = self.dir.path().join(identity);
-        self.sb
-            .write_kubeconfig_as(&kubeconfig, identity, &["system:masters"])
-            .unwrap();
-        tokio::process::Command::new(env!("CARGO_BIN_EXE_channel-operator"))
-            .args([
-                "--log-level",
-                &std::env::var("REPLICA_LOG").unwrap_or_else(|_| "warn".into()),
-                "controller",
-                "--namespace",
-                "default",
-                "--identity",
-                identity,
-                "--metrics-addr",
-                "127.0.0.1:0",
-                "--min-backoff-millis",
-                "100",
-                "--max-backoff-seconds",
-                "2",
-            ])
-            .args(extra)
-            .env("KUBECONFIG", &kubeconfig)
-            .stdout(std::process::Stdio::null())
-            .stderr(std::process::Stdio::inherit())
-            .kill_on_drop(true)
-            .spawn()
-            .expect("the controller starts")
-    }
-
-    async fn lease_holder(&self) -> Option<String> {
-        let leases: Api<Lease> = Api::namespaced(self.sb.client(), "default");
-        leases
-            .get_opt("channel-operator")
-            .await
-            .ok()
-            .flatten()
-            .and_then(|l| l.spec)
-            .and_then(|s| s.holder_identity)
-            .filter(|h| !h.is_empty())
-    }
-
-    /// Waits until `identity` holds the Lease; returns when it was first seen holding it.
-    async fn wait_holder(&self, identity: &str, within: Duration) -> Instant {
-        let deadline = Instant::now() + within;
-        loop {
-            if self.lease_holder().await.as_deref() == Some(identity) {
-                return Instant::now();
-            }
-            assert!(
-                Instant::now() < deadline,
-                "{identity} did not hold the Lease within {within:?} (holder {:?})",
-                self.lease_holder().await
-            );
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
-    }
-
-    /// The names among `names` that are not Ready/Connected after waiting at most `within`.
-    async fn not_ready(&self, names: &[String], within: Duration) -> Vec<String> {
-        let deadline = Instant::now() + within;
-        loop {
-            let missing: Vec<String> = match self.channels().list(&ListParams::default()).await {
-                Ok(list) => names
-                    .iter()
-                    .filter(|n| {
-                        !list.items.iter().any(|c| {
-                            c.metadata.name.as_ref() == Some(n)
-                                && c.ready_condition()
-                                    .is_some_and(|r| r.status == "True" && r.reason == "Connected")
-                        })
-                    })
-                    .cloned()
-                    .collect(),
-                Err(_) => names.to_vec(),
-            };
-            if missing.is_empty() || Instant::now() > deadline {
-                return missing;
-            }
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
-    }
+fn default_channels(env: &Env) -> Api<Channel> {
+    Api::namespaced(env.sb.client(), "default")
 }
 
-fn channel(name: &str, source: &str, scid: &str, extra: serde_json::Value) -> Channel {
-    let mut spec = serde_json::json!({"source": source, "sourceChannelId": scid});
-    if let serde_json::Value::Object(extra) = extra {
-        spec.as_object_mut().unwrap().extend(extra);
-    }
-    serde_json::from_value(serde_json::json!({
-        "apiVersion": "airy.co/v1alpha1", "kind": "Channel",
-        "metadata": {"name": name, "namespace": "default"},
-        "spec": spec,
-    }))
-    .unwrap()
-}
-
+/// A chat plugin Channel named `name`.
 fn chat_plugin(name: &str) -> Channel {
-    channel(name, "chat_plugin", name, serde_json::json!({}))
+    channel(Source::ChatPlugin, name).named(name).build()
 }
 
 /// A create that rides out an apiserver outage, like a user's `kubectl apply` retried.
 async fn create_retrying(api: &Api<Channel>, ch: &Channel) {
-    let deadline = Instant::now() + Duration::from_secs(60);
+    let deadline = Instant::now() + TIMEOUT * 2;
     loop {
         match api.create(&PostParams::default(), ch).await {
             Ok(_) => return,
@@ -158,41 +49,57 @@ async fn create_retrying(api: &Api<Channel>, ch: &Channel) {
     }
 }
 
-fn assert_running(replica: &mut tokio::process::Child, what: &str) {
-    if let Some(status) = replica.try_wait().unwrap() {
-        panic!("the controller exited ({status}) {what}");
+/// The names among `names` that are not Ready/Connected after waiting at most `within`.
+async fn not_ready(env: &Env, names: &[String], within: Duration) -> Vec<String> {
+    let deadline = Instant::now() + within;
+    loop {
+        let missing: Vec<String> = match default_channels(env).list(&ListParams::default()).await {
+            Ok(list) => names
+                .iter()
+                .filter(|n| {
+                    !list.items.iter().any(|c| {
+                        c.metadata.name.as_ref() == Some(n)
+                            && c.ready_condition()
+                                .is_some_and(|r| r.status == "True" && r.reason == "Connected")
+                    })
+                })
+                .cloned()
+                .collect(),
+            Err(_) => names.to_vec(),
+        };
+        if missing.is_empty() || Instant::now() > deadline {
+            return missing;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
     }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_20s_apiserver_restart_leaves_the_leader_running_and_reconciling() {
-    let cluster = Cluster::start().await;
-    let mut a = cluster.replica("replica-a", &[]);
-    cluster
-        .wait_holder("replica-a", Duration::from_secs(30))
-        .await;
-    create_retrying(&cluster.channels(), &chat_plugin("before")).await;
-    assert!(cluster
-        .not_ready(&["before".into()], Duration::from_secs(30))
+    let (_turn, env) = cluster().await;
+    let mut a = env.replica("replica-a", &[]);
+    env.wait_holder("replica-a", TIMEOUT).await;
+    create_retrying(&default_channels(&env), &chat_plugin("before")).await;
+    assert!(not_ready(&env, &["before".into()], TIMEOUT)
         .await
         .is_empty());
 
-    let faults = cluster.sb.faults();
+    let faults = env.sb.faults();
     let restart = tokio::spawn(async move { faults.restart(Duration::from_secs(20)).await });
     tokio::time::sleep(Duration::from_secs(1)).await;
     // A change made during the outage (a create retried until the apiserver answers).
-    let api = cluster.channels();
+    let api = default_channels(&env);
     let change = tokio::spawn(async move { create_retrying(&api, &chat_plugin("during")).await });
     restart.await.unwrap();
     let back = Instant::now();
     assert_running(&mut a, "during a 20 s apiserver restart");
     change.await.unwrap();
-    let missing = cluster
-        .not_ready(
-            &["during".into()],
-            Duration::from_secs(10).saturating_sub(back.elapsed()),
-        )
-        .await;
+    let missing = not_ready(
+        &env,
+        &["during".into()],
+        Duration::from_secs(10).saturating_sub(back.elapsed()),
+    )
+    .await;
     assert!(
         missing.is_empty(),
         "a change made during the restart was not reconciled within 10 s of the return"
@@ -206,26 +113,24 @@ async fn a_20s_apiserver_restart_leaves_the_leader_running_and_reconciling() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_controller_started_during_an_outage_becomes_leader_after_it() {
-    let cluster = Cluster::start().await;
-    let faults = cluster.sb.faults();
+    let (_turn, env) = cluster().await;
+    let faults = env.sb.faults();
     let restart = tokio::spawn(async move { faults.restart(Duration::from_secs(10)).await });
     tokio::time::sleep(Duration::from_secs(1)).await;
-    let mut a = cluster.replica("replica-a", &[]);
+    let mut a = env.replica("replica-a", &[]);
     tokio::time::sleep(Duration::from_secs(3)).await;
     assert_running(&mut a, "when started while the apiserver was down");
     restart.await.unwrap();
     let back = Instant::now();
     assert_running(&mut a, "while the apiserver was down");
-    cluster
-        .wait_holder("replica-a", Duration::from_secs(10))
-        .await;
-    create_retrying(&cluster.channels(), &chat_plugin("after")).await;
-    let missing = cluster
-        .not_ready(
-            &["after".into()],
-            Duration::from_secs(15).saturating_sub(back.elapsed()),
-        )
-        .await;
+    env.wait_holder("replica-a", Duration::from_secs(10)).await;
+    create_retrying(&default_channels(&env), &chat_plugin("after")).await;
+    let missing = not_ready(
+        &env,
+        &["after".into()],
+        Duration::from_secs(15).saturating_sub(back.elapsed()),
+    )
+    .await;
     assert!(missing.is_empty(), "not reconciled after the outage");
     eprintln!(
         "reconciled {:?} after the apiserver's return",
@@ -235,16 +140,15 @@ async fn a_controller_started_during_an_outage_becomes_leader_after_it() {
 
 const PAGES: usize = 16;
 
-/// A Graph API fake whose pages never report `is_webhooks_subscribed`: a second connect of a page
-/// subscribes it a second time. Each page may be subscribed exactly once.
-async fn graph_without_dedup() -> MockServer {
-    let graph = MockServer::start().await;
+/// Mounts on the Graph fake pages that never report `is_webhooks_subscribed`: a second connect
+/// of a page subscribes it a second time. Each page may be subscribed exactly once.
+async fn pages_without_dedup(env: &Env) {
     Mock::given(method("GET"))
         .and(path("/v24.0/oauth/access_token"))
         .respond_with(
             ResponseTemplate::new(200).set_body_json(serde_json::json!({"access_token": "long"})),
         )
-        .mount(&graph)
+        .mount(&env.graph)
         .await;
     for i in 0..PAGES {
         let id = format!("{}", 3000 + i);
@@ -254,7 +158,7 @@ async fn graph_without_dedup() -> MockServer {
                 "id": id, "name_with_location_descriptor": format!("Page {id}"),
                 "access_token": format!("page-access-{id}"),
             })))
-            .mount(&graph)
+            .mount(&env.graph)
             .await;
         Mock::given(method("POST"))
             .and(path("/v24.0/me/subscribed_apps"))
@@ -264,63 +168,44 @@ async fn graph_without_dedup() -> MockServer {
             )
             .expect(1)
             .named(format!("subscribe page {id}"))
-            .mount(&graph)
+            .mount(&env.graph)
             .await;
     }
-    graph
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_partitioned_leader_is_fenced_and_the_standby_connects_every_page_once() {
-    let cluster = Cluster::start().await;
-    let graph = graph_without_dedup().await;
-    let graph_url = format!("{}/v24.0", graph.uri());
-    let facebook = [
-        "--facebook-app-id",
-        "app-1",
-        "--facebook-app-secret",
-        "app-secret",
-        "--facebook-graph-url",
-        &graph_url,
-    ];
-    let secrets: Api<Secret> = Api::namespaced(cluster.sb.client(), "default");
-    let mut token = Secret::default();
-    token.metadata.name = Some("fb-token".into());
-    token.string_data = Some([("page_token".to_string(), "user-page-token".to_string())].into());
-    secrets
-        .create(&PostParams::default(), &token)
+    let (_turn, env) = cluster().await;
+    pages_without_dedup(&env).await;
+    env.secrets()
+        .create(
+            &PostParams::default(),
+            &secret("fb-token", "page_token", "user-page-token"),
+        )
         .await
         .unwrap();
-    let mut a = cluster.replica("replica-a", &facebook);
-    cluster
-        .wait_holder("replica-a", Duration::from_secs(30))
-        .await;
-    let mut b = cluster.replica("replica-b", &facebook);
+    let mut a = env.replica("replica-a", &[]);
+    env.wait_holder("replica-a", TIMEOUT).await;
+    let mut b = env.replica("replica-b", &[]);
     tokio::time::sleep(Duration::from_secs(2)).await;
 
     // The connects in flight at the cut: the leader's first status writes (recording the
     // connect attempt) are slow to be answered, and the partition starts while they wait.
-    let faults = cluster.sb.faults();
+    let faults = env.sb.faults();
     faults.hold_next("patch", "channels/status", 8, Duration::from_secs(2));
     let names: Vec<String> = (0..PAGES).map(|i| format!("page-{i}")).collect();
-    let credentials =
-        serde_json::json!({"credentialsSecretRef": {"name": "fb-token", "key": "page_token"}});
     for (i, name) in names.iter().enumerate() {
-        let ch = channel(
-            name,
-            "facebook",
-            &format!("{}", 3000 + i),
-            credentials.clone(),
-        );
-        create_retrying(&cluster.channels(), &ch).await;
+        let ch = channel(Source::Facebook, &format!("{}", 3000 + i))
+            .named(name)
+            .credentials("fb-token", "page_token")
+            .build();
+        create_retrying(&default_channels(&env), &ch).await;
     }
     tokio::time::sleep(Duration::from_millis(1000)).await;
     faults.partition("replica-a");
     let cut = Instant::now();
 
-    let took_over = cluster
-        .wait_holder("replica-b", Duration::from_secs(25))
-        .await;
+    let took_over = env.wait_holder("replica-b", Duration::from_secs(25)).await;
     let after = took_over - cut;
     eprintln!("the standby took the Lease {after:?} after the partition began");
     assert!(
@@ -330,7 +215,7 @@ async fn a_partitioned_leader_is_fenced_and_the_standby_connects_every_page_once
     // The partition heals a little later; the old leader's delayed requests arrive.
     tokio::time::sleep(Duration::from_secs(1)).await;
     faults.heal("replica-a");
-    let missing = cluster.not_ready(&names, Duration::from_secs(30)).await;
+    let missing = not_ready(&env, &names, TIMEOUT).await;
     assert!(
         missing.is_empty(),
         "not connected by the new leader: {missing:?}"
@@ -339,7 +224,7 @@ async fn a_partitioned_leader_is_fenced_and_the_standby_connects_every_page_once
     let watch_until = Instant::now() + Duration::from_secs(6);
     while Instant::now() < watch_until {
         assert_eq!(
-            cluster.lease_holder().await.as_deref(),
+            env.lease_holder().await.as_deref(),
             Some("replica-b"),
             "the old leader took the Lease back"
         );
@@ -369,5 +254,5 @@ async fn a_partitioned_leader_is_fenced_and_the_standby_connects_every_page_once
     assert_running(&mut a, "after its partition");
     assert_running(&mut b, "as the new leader");
     // Every page subscribed exactly once.
-    graph.verify().await;
+    env.graph.verify().await;
 }
