@@ -12,6 +12,7 @@ use std::time::{Duration, Instant};
 
 use channel_operator::crd::{Channel, Source};
 use kube::api::{Api, ListParams, PostParams};
+use support::replica;
 use support::*;
 use wiremock::matchers::{method, path, query_param};
 use wiremock::{Mock, ResponseTemplate};
@@ -255,4 +256,73 @@ async fn a_partitioned_leader_is_fenced_and_the_standby_connects_every_page_once
     assert_running(&mut b, "as the new leader");
     // Every page subscribed exactly once.
     env.graph.verify().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_lease_renewed_by_a_holder_with_a_skewed_clock_is_not_taken() {
+    let _turn = ONE_AT_A_TIME.lock().await;
+    let mut env = Env::new(&[
+        "--leader-election",
+        "true",
+        "--lease-duration-seconds",
+        "2",
+        "--identity",
+        "candidate",
+    ])
+    .await;
+    // Another replica holds the Lease and renews it twice a second, but its clock is 26 years
+    // behind: every renewTime it writes lies far in the past.
+    let leases: Api<k8s_openapi::api::coordination::v1::Lease> =
+        Api::namespaced(env.sb.client(), "default");
+    let renew = |i: u64| {
+        let at = k8s_openapi::jiff::Timestamp::from_second(946_684_800 + i as i64).unwrap();
+        serde_json::json!({
+            "apiVersion": "coordination.k8s.io/v1", "kind": "Lease",
+            "metadata": {"name": replica::LEASE, "namespace": "default"},
+            "spec": {"holderIdentity": "skewed", "leaseDurationSeconds": 2,
+                     "acquireTime": "2000-01-01T00:00:00.000000Z", "renewTime": at.to_string()},
+        })
+    };
+    leases
+        .create(
+            &PostParams::default(),
+            &serde_json::from_value(renew(0)).unwrap(),
+        )
+        .await
+        .unwrap();
+    let renewing = tokio::spawn({
+        let leases = leases.clone();
+        async move {
+            for i in 1.. {
+                tokio::time::sleep(Duration::from_millis(500)).await;
+                let _ = leases
+                    .patch(
+                        replica::LEASE,
+                        &kube::api::PatchParams::default(),
+                        &kube::api::Patch::Merge(&renew(i)),
+                    )
+                    .await;
+            }
+        }
+    });
+    env.start_controller().await;
+    create_retrying(&default_channels(&env), &chat_plugin("skew")).await;
+    // Three lease durations: the holder is renewing, so the candidate must keep off.
+    let watch_until = Instant::now() + Duration::from_secs(6);
+    while Instant::now() < watch_until {
+        assert_eq!(
+            env.lease_holder().await.as_deref(),
+            Some("skewed"),
+            "a Lease being renewed was taken because its renewTime lies in the past"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let skew = default_channels(&env).get("skew").await.unwrap();
+    assert!(skew.status.is_none(), "a standby reconciled: {skew:?}");
+    // The holder stops renewing: taken once the lease duration has passed without a change.
+    renewing.abort();
+    let stopped = Instant::now();
+    env.wait_holder("candidate", Duration::from_secs(4)).await;
+    eprintln!("taken {:?} after the last renewal", stopped.elapsed());
+    assert!(not_ready(&env, &["skew".into()], TIMEOUT).await.is_empty());
 }
