@@ -319,7 +319,18 @@ impl ChannelCache {
     /// Whether every watched namespace has been listed and no watch has been failing for the
     /// stale limit.
     pub fn is_ready(&self) -> bool {
-        self.inner.ready.load(Ordering::Acquire) && self.stale_for() < self.inner.stale_limit
+        self.not_ready_because().is_none()
+    }
+
+    /// Why the cache is not ready (None: it is).
+    pub fn not_ready_because(&self) -> Option<&'static str> {
+        if !self.inner.ready.load(Ordering::Acquire) {
+            Some("the channel cache has not synced with the cluster yet")
+        } else if self.stale_for() >= self.inner.stale_limit {
+            Some("the channel cache has not followed the cluster for longer than --cache-stale-seconds (the Kubernetes API is unreachable)")
+        } else {
+            None
+        }
     }
 
     /// Number of Channels cached.

@@ -222,10 +222,10 @@ async fn require_synced_cache(
     req: axum::extract::Request,
     next: axum::middleware::Next,
 ) -> Response {
-    if !cache.is_ready() {
+    if let Some(because) = cache.not_ready_because() {
         json_error(
             StatusCode::SERVICE_UNAVAILABLE,
-            "the channel cache is not in sync with the cluster; try again shortly",
+            &format!("{because}; try again shortly"),
         )
     } else if is_write(req.uri().path()) && !cache.is_current() {
         json_error(
