@@ -222,15 +222,12 @@ async fn a_partitioned_leader_is_fenced_and_the_standby_connects_every_page_once
         "not connected by the new leader: {missing:?}"
     );
     // Give the old leader time to do what it would do after the heal.
-    let watch_until = Instant::now() + Duration::from_secs(6);
-    while Instant::now() < watch_until {
-        assert_eq!(
-            env.lease_holder().await.as_deref(),
-            Some("replica-b"),
-            "the old leader took the Lease back"
-        );
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
+    env.holder_stays(
+        "replica-b",
+        Duration::from_secs(6),
+        "the old leader took the Lease back",
+    )
+    .await;
     let b_first = faults
         .writes_by("replica-b")
         .first()
@@ -308,15 +305,12 @@ async fn a_lease_renewed_by_a_holder_with_a_skewed_clock_is_not_taken() {
     env.start_controller().await;
     create_retrying(&default_channels(&env), &chat_plugin("skew")).await;
     // Three lease durations: the holder is renewing, so the candidate must keep off.
-    let watch_until = Instant::now() + Duration::from_secs(6);
-    while Instant::now() < watch_until {
-        assert_eq!(
-            env.lease_holder().await.as_deref(),
-            Some("skewed"),
-            "a Lease being renewed was taken because its renewTime lies in the past"
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    env.holder_stays(
+        "skewed",
+        Duration::from_secs(6),
+        "a Lease being renewed was taken because its renewTime lies in the past",
+    )
+    .await;
     let skew = default_channels(&env).get("skew").await.unwrap();
     assert!(skew.status.is_none(), "a standby reconciled: {skew:?}");
     // The holder stops renewing: taken once the lease duration has passed without a change.

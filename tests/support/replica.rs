@@ -38,15 +38,12 @@ impl Env {
                 "100",
                 "--max-backoff-seconds",
                 "2",
-                "--facebook-app-id",
-                "app-1",
-                "--facebook-app-secret",
-                APP_SECRET,
-                "--facebook-graph-url",
-                &graph,
             ])
             .args(extra)
             .env("KUBECONFIG", &kubeconfig)
+            .env("FACEBOOK_APP_ID", "app-1")
+            .env("FACEBOOK_APP_SECRET", APP_SECRET)
+            .env("FACEBOOK_GRAPH_URL", &graph)
             .stdout(std::process::Stdio::null())
             .stderr(std::process::Stdio::inherit())
             .kill_on_drop(true)
@@ -81,6 +78,19 @@ impl Env {
                 "{identity} did not hold the Lease within {within:?} (holder {holder:?})"
             );
             tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    /// Fails the test unless `identity` holds the Lease throughout the next `period`.
+    pub async fn holder_stays(&self, identity: &str, period: Duration, why: &str) {
+        let until = Instant::now() + period;
+        while Instant::now() < until {
+            assert_eq!(
+                self.lease_holder().await.as_deref(),
+                Some(identity),
+                "{why}"
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
         }
     }
 }
