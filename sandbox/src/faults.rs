@@ -130,6 +130,26 @@ impl Faults {
             .insert(resource.to_string(), page_delay);
     }
 
+    /// A network partition between `user` and the apiserver: from now until [`Faults::heal`],
+    /// that user's requests (new ones and those not applied yet) are held unanswered and the
+    /// events of its open watches are held, while every other client is served. The client's
+    /// connections stay open; a request the client gives up on is never applied, one still
+    /// waiting at the heal is applied then (delayed packets arriving late).
+    pub fn partition(&self, user: &str) {
+        self.shared.partitions.cut(user);
+    }
+
+    /// Ends the partition of `user`.
+    pub fn heal(&self, user: &str) {
+        self.shared.partitions.heal(user);
+    }
+
+    /// When each write (create, update, patch, delete) the sandbox applied for `user` was
+    /// applied, and what it was (`"patch channels/status"`), oldest first.
+    pub fn writes_by(&self, user: &str) -> Vec<(std::time::Instant, String)> {
+        self.shared.partitions.writes_by(user)
+    }
+
     /// Removes every pending request fault and slow list (watch windows stay).
     pub fn clear(&self) {
         let mut faults = self.shared.lock_faults();

@@ -22,6 +22,7 @@ mod discovery;
 mod faults;
 mod kubectl;
 mod net;
+mod partition;
 mod patch;
 mod protobuf;
 mod rbac;
@@ -69,6 +70,7 @@ impl Sandbox {
             addr,
             serving: Mutex::default(),
             auth: Default::default(),
+            partitions: Default::default(),
         });
         net::serve(&shared, listener);
         Ok(Sandbox { shared })
@@ -139,6 +141,22 @@ impl Sandbox {
             "apiVersion: v1\nkind: Config\nclusters:\n- name: {name}\n  cluster:\n    server: {url}\nusers:\n- name: {name}\n  user: {{}}\ncontexts:\n- name: {name}\n  context:\n    cluster: {name}\n    user: {name}\n    namespace: default\ncurrent-context: {name}\npreferences: {{}}\n",
             url = self.url()
         );
+        std::fs::write(path, text).with_context(|| format!("writing {}", path.display()))
+    }
+
+    /// Writes a kubeconfig like [`Sandbox::write_kubeconfig`] whose user authenticates as `user`
+    /// with `groups` (a bearer token), so that a process using it can be told apart, e.g. cut off
+    /// by [`Faults::partition`].
+    pub fn write_kubeconfig_as(
+        &self,
+        path: &Path,
+        user: &str,
+        groups: &[&str],
+    ) -> anyhow::Result<()> {
+        self.write_kubeconfig(path)?;
+        let token = self.token_for(user, groups);
+        let text = std::fs::read_to_string(path)?
+            .replace("  user: {}\n", &format!("  user:\n    token: {token}\n"));
         std::fs::write(path, text).with_context(|| format!("writing {}", path.display()))
     }
 

@@ -1,20 +1,27 @@
 //! The read side: Channels of the API's namespaces (one watch per namespace), each kept once,
 //! with its response JSON computed when the object changes, so that `channels.info` is a map
 //! lookup and `channels.list` writes bytes prepared in advance.
+//!
+//! The watches are the controller's (`controller::watch`): its short retry backoff (100 ms
+//! doubling to 4 s), errors and re-lists logged and counted. The cache knows how long each watch
+//! has been failing: it is *current* while every watch is established, and *ready* once every
+//! namespace has listed and no watch has been failing for the stale limit (then the API answers
+//! 503 rather than from a cache that old).
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use futures::StreamExt;
-use kube::runtime::watcher::{self, Event};
-use kube::runtime::WatchStreamExt;
+use kube::runtime::watcher::Event;
 use kube::{Api, ResourceExt};
 use tokio::sync::watch;
 
+use super::metrics::Metrics;
 use super::model::channel_response;
+use crate::controller::watch::{tracked_watch, WatchHealth};
 use crate::crd::{Channel, Source};
 
 /// One cached channel: the resource (the cache's only copy of it) and its prepared answer.
@@ -125,6 +132,10 @@ struct Inner {
     scopes: usize,
     ready: AtomicBool,
     version: watch::Sender<u64>,
+    /// Since when the watch of each failing namespace has been failing (absent: established).
+    failing: Mutex<HashMap<String, Instant>>,
+    /// How long a watch may fail before the cache is no longer ready.
+    stale_limit: Duration,
 }
 
 /// The channel cache, cheap to clone.
@@ -147,6 +158,10 @@ impl ChannelCache {
 
     /// An empty cache of `namespaces` watched namespaces, ready once each has listed.
     fn with_scopes(scopes: usize) -> Self {
+        Self::with_scopes_and_limit(scopes, Duration::MAX)
+    }
+
+    fn with_scopes_and_limit(scopes: usize, stale_limit: Duration) -> Self {
         ChannelCache {
             inner: Arc::new(Inner {
                 index: RwLock::new(Index::default()),
@@ -156,13 +171,59 @@ impl ChannelCache {
                 scopes,
                 ready: AtomicBool::new(false),
                 version: watch::channel(0).0,
+                failing: Mutex::new(HashMap::new()),
+                stale_limit,
             }),
         }
     }
 
-    /// An empty cache for [`ChannelCache::run`] over these namespaces.
-    pub fn for_namespaces(namespaces: &[String]) -> Self {
-        Self::with_scopes(namespaces.len())
+    /// An empty cache for [`ChannelCache::run`] over these namespaces, no longer ready once a
+    /// watch has been failing for `stale_limit`.
+    pub fn for_namespaces(namespaces: &[String], stale_limit: Duration) -> Self {
+        Self::with_scopes_and_limit(namespaces.len(), stale_limit)
+    }
+
+    /// Marks the watch of `namespace` failing (an error, or a re-list under way).
+    pub fn watch_failed(&self, namespace: &str) {
+        self.inner
+            .failing
+            .lock()
+            .expect("failing lock")
+            .entry(namespace.to_owned())
+            .or_insert_with(Instant::now);
+        self.inner.version.send_modify(|v| *v += 1);
+    }
+
+    /// Marks the watch of `namespace` established.
+    pub fn watch_ok(&self, namespace: &str) {
+        let was_failing = self
+            .inner
+            .failing
+            .lock()
+            .expect("failing lock")
+            .remove(namespace)
+            .is_some();
+        if was_failing {
+            self.inner.version.send_modify(|v| *v += 1);
+        }
+    }
+
+    /// How long the longest-failing watch has been failing (zero while every watch is
+    /// established): how far behind the cluster the cache may be.
+    pub fn stale_for(&self) -> Duration {
+        self.inner
+            .failing
+            .lock()
+            .expect("failing lock")
+            .values()
+            .map(|since| since.elapsed())
+            .max()
+            .unwrap_or_default()
+    }
+
+    /// Whether every watch is established: the cache follows the cluster now.
+    pub fn is_current(&self) -> bool {
+        self.inner.failing.lock().expect("failing lock").is_empty()
     }
 
     /// Applies one watcher event of a watch over every namespace (tests, benchmarks).
@@ -255,9 +316,21 @@ impl ChannelCache {
         self.inner.lists.write().expect("lists lock").clear();
     }
 
-    /// Whether every watched namespace has been listed.
+    /// Whether every watched namespace has been listed and no watch has been failing for the
+    /// stale limit.
     pub fn is_ready(&self) -> bool {
-        self.inner.ready.load(Ordering::Acquire)
+        self.not_ready_because().is_none()
+    }
+
+    /// Why the cache is not ready (None: it is).
+    pub fn not_ready_because(&self) -> Option<&'static str> {
+        if !self.inner.ready.load(Ordering::Acquire) {
+            Some("the channel cache has not synced with the cluster yet")
+        } else if self.stale_for() >= self.inner.stale_limit {
+            Some("the channel cache has not followed the cluster for longer than --cache-stale-seconds (the Kubernetes API is unreachable)")
+        } else {
+            None
+        }
     }
 
     /// Number of Channels cached.
@@ -348,25 +421,43 @@ impl ChannelCache {
         }
     }
 
-    /// Keeps the cache in sync with the Channels of `namespaces` (one watch each) until the
-    /// future is dropped.
-    pub async fn run(self, client: kube::Client, namespaces: Vec<String>) {
+    /// Keeps the cache in sync with the Channels of `namespaces` (one watch each, tracked like
+    /// the controller's: backoff, logs, `metrics`) until the future is dropped.
+    pub async fn run(self, client: kube::Client, namespaces: Vec<String>, metrics: Metrics) {
         let watches = namespaces.into_iter().map(|ns| {
             let api: Api<Channel> = Api::namespaced(client.clone(), &ns);
-            watcher::watcher(api, watcher::Config::default())
-                .default_backoff()
+            let health = NamespaceWatch {
+                namespace: ns.clone(),
+                cache: self.clone(),
+                metrics: metrics.clone(),
+            };
+            tracked_watch(api, "channels", health)
                 .map(move |event| (ns.clone(), event))
                 .boxed()
         });
         let mut events = futures::stream::select_all(watches);
         while let Some((ns, event)) = events.next().await {
-            match event {
-                Ok(event) => self.apply_in(&ns, event),
-                Err(e) => {
-                    tracing::warn!(namespace = %ns, error = %e, "watching Channels failed; retrying")
-                }
-            }
+            self.apply_in(&ns, event);
         }
+    }
+}
+
+/// The health of one namespace's watch, reported to the cache and the API's metrics.
+struct NamespaceWatch {
+    namespace: String,
+    cache: ChannelCache,
+    metrics: Metrics,
+}
+
+impl WatchHealth for NamespaceWatch {
+    fn watch_failed(&self, _resource: &str) {
+        self.cache.watch_failed(&self.namespace);
+        self.metrics.watch_failed(&self.namespace);
+    }
+
+    fn watch_ok(&self, _resource: &str) {
+        self.cache.watch_ok(&self.namespace);
+        self.metrics.watch_ok(&self.namespace);
     }
 }
 
@@ -448,6 +539,32 @@ mod tests {
             cache.list_body(Some(Source::Google)).as_ref(),
             b"{\"data\":[]}"
         );
+    }
+
+    #[test]
+    fn a_failing_watch_makes_the_cache_stale_then_not_ready_and_recovers() {
+        let ns = ["a".to_owned(), "b".to_owned()];
+        let cache = ChannelCache::for_namespaces(&ns, Duration::from_millis(50));
+        for n in &ns {
+            cache.apply_in(n, Event::Init);
+            cache.apply_in(n, Event::InitDone);
+        }
+        assert!(cache.is_ready() && cache.is_current());
+        assert_eq!(cache.stale_for(), Duration::ZERO);
+        cache.watch_failed("b");
+        assert!(cache.is_ready(), "within the stale limit reads are served");
+        assert!(!cache.is_current(), "a failing watch: writes wait");
+        std::thread::sleep(Duration::from_millis(60));
+        assert!(cache.stale_for() >= Duration::from_millis(50));
+        assert!(!cache.is_ready(), "stale for longer than the limit");
+        cache.watch_failed("b");
+        assert!(
+            cache.stale_for() >= Duration::from_millis(50),
+            "a second error keeps the first failure's time"
+        );
+        cache.watch_ok("b");
+        assert!(cache.is_ready() && cache.is_current());
+        assert_eq!(cache.stale_for(), Duration::ZERO);
     }
 
     #[tokio::test]

@@ -355,11 +355,10 @@ pub async fn healthz() -> Response {
     json_bytes(StatusCode::OK, Bytes::from_static(b"{}"))
 }
 
-/// `GET /readyz`: the channel cache has synced.
+/// `GET /readyz`: the channel cache has synced and is not stale (see `ChannelCache::is_ready`).
 pub async fn readyz(State(state): State<AppState>) -> Response {
-    if state.cache.is_ready() {
-        json_bytes(StatusCode::OK, Bytes::from_static(b"{}"))
-    } else {
-        ApiError::unavailable("the channel cache has not synced yet").into_response()
+    match state.cache.not_ready_because() {
+        None => json_bytes(StatusCode::OK, Bytes::from_static(b"{}")),
+        Some(because) => ApiError::unavailable(because).into_response(),
     }
 }

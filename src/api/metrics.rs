@@ -1,4 +1,5 @@
-//! `/metrics`: requests by endpoint and status, and a latency histogram by endpoint.
+//! `/metrics`: requests by endpoint and status, a latency histogram by endpoint, and the health
+//! of the cache's watches.
 
 use std::sync::Arc;
 use std::time::Instant;
@@ -25,6 +26,13 @@ struct EndpointLabels {
     endpoint: String,
 }
 
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct NamespaceLabels {
+    /// The namespace whose Channels the watch follows (not `namespace`: Prometheus sets that
+    /// to the pod's namespace).
+    watch_namespace: String,
+}
+
 /// The API's metrics.
 #[derive(Clone)]
 pub struct Metrics {
@@ -36,6 +44,9 @@ struct MetricsInner {
     requests: Family<RequestLabels, Counter>,
     latency: Family<EndpointLabels, Histogram>,
     channels: Gauge,
+    watch_restarts: Family<NamespaceLabels, Counter>,
+    watch_healthy: Family<NamespaceLabels, Gauge>,
+    cache_stale: Gauge<f64, std::sync::atomic::AtomicU64>,
 }
 
 impl Default for Metrics {
@@ -64,14 +75,57 @@ impl Metrics {
         );
         let channels = Gauge::default();
         registry.register("cached_channels", "Channels in the cache", channels.clone());
+        let watch_restarts = Family::<NamespaceLabels, Counter>::default();
+        registry.register(
+            "watch_restarts",
+            "Errors and re-lists of the cache's Channel watch, per namespace",
+            watch_restarts.clone(),
+        );
+        let watch_healthy = Family::<NamespaceLabels, Gauge>::default();
+        registry.register(
+            "watch_healthy",
+            "1 while the cache's Channel watch of the namespace is established, 0 while it is failing",
+            watch_healthy.clone(),
+        );
+        let cache_stale = Gauge::<f64, std::sync::atomic::AtomicU64>::default();
+        registry.register(
+            "cache_stale_seconds",
+            "How long the longest-failing Channel watch has been failing (0: the cache is current)",
+            cache_stale.clone(),
+        );
         Metrics {
             inner: Arc::new(MetricsInner {
                 registry,
                 requests,
                 latency,
                 channels,
+                watch_restarts,
+                watch_healthy,
+                cache_stale,
             }),
         }
+    }
+
+    /// Counts an error or re-list of the watch of `namespace`, and marks it failing.
+    pub fn watch_failed(&self, namespace: &str) {
+        let labels = NamespaceLabels {
+            watch_namespace: namespace.to_owned(),
+        };
+        self.inner.watch_restarts.get_or_create(&labels).inc();
+        self.inner.watch_healthy.get_or_create(&labels).set(0);
+    }
+
+    /// Marks the watch of `namespace` established.
+    pub fn watch_ok(&self, namespace: &str) {
+        let labels = NamespaceLabels {
+            watch_namespace: namespace.to_owned(),
+        };
+        self.inner.watch_healthy.get_or_create(&labels).set(1);
+    }
+
+    /// Sets how long the cache has been behind (see `ChannelCache::stale_for`).
+    pub fn set_cache_stale(&self, stale: std::time::Duration) {
+        self.inner.cache_stale.set(stale.as_secs_f64());
     }
 
     /// Sets the cached channels gauge.

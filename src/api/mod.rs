@@ -65,6 +65,11 @@ pub struct Args {
     /// Secret of HS256 JWTs (with a user_id claim) accepted as bearer tokens.
     #[arg(long, env = "JWT_SECRET", hide_env_values = true)]
     pub jwt_secret: Option<Secret>,
+    /// Seconds a Channel watch may fail (apiserver unreachable) before `/readyz` and every
+    /// `channels.*` endpoint answer 503; until then reads are served from the cache. Writes
+    /// answer 503 at once while a watch is failing.
+    #[arg(long, env = "CACHE_STALE_SECONDS", default_value_t = 60.0)]
+    pub cache_stale_seconds: f64,
     /// Comma-separated origins allowed by CORS (with credentials).
     #[arg(long, env = "CORS_ORIGINS", value_delimiter = ',')]
     pub cors_origins: Vec<String>,
@@ -206,20 +211,33 @@ async fn not_found(State(state): State<AppState>) -> Response {
     json_error(StatusCode::NOT_FOUND, "no such endpoint")
 }
 
-/// Until the cache has listed every Channel, answers would be wrong (info 404s, connect could
-/// create a second Channel for an id that exists elsewhere): 503.
+/// The endpoints that write Channels: connect, disconnect, update.
+fn is_write(path: &str) -> bool {
+    path.ends_with(".connect") || path.ends_with(".disconnect") || path == "/channels.update"
+}
+
+/// The outage policy. Until the cache has listed every Channel, answers would be wrong (info
+/// 404s, connect could create a second Channel for an id that exists elsewhere): 503. While a
+/// watch is failing (the apiserver unreachable, or a re-list under way), a write could not see
+/// the controller's verdict: 503 at once rather than 504 after `--sync-timeout-seconds`; reads
+/// are served from the cache until it has been stale for `--cache-stale-seconds`, then 503.
 async fn require_synced_cache(
     State(cache): State<ChannelCache>,
     req: axum::extract::Request,
     next: axum::middleware::Next,
 ) -> Response {
-    if cache.is_ready() {
-        next.run(req).await
-    } else {
+    if let Some(because) = cache.not_ready_because() {
         json_error(
             StatusCode::SERVICE_UNAVAILABLE,
-            "the channel cache has not synced with the cluster yet; try again shortly",
+            &format!("{because}; try again shortly"),
         )
+    } else if is_write(req.uri().path()) && !cache.is_current() {
+        json_error(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "the Kubernetes API is unreachable or the channel cache is catching up; try again shortly",
+        )
+    } else {
+        next.run(req).await
     }
 }
 
@@ -229,6 +247,7 @@ async fn openapi_json(State(state): State<AppState>) -> Response {
 
 async fn metrics_handler(State(state): State<AppState>) -> Response {
     state.metrics.set_cached_channels(state.cache.len());
+    state.metrics.set_cache_stale(state.cache.stale_for());
     metrics::handler(State(state.metrics.clone()))
         .await
         .into_response()
@@ -345,11 +364,18 @@ pub async fn serve_until(
 ) -> anyhow::Result<()> {
     let namespaces = args.api_namespaces()?;
     let limits = args.limits.limits()?;
-    let cache = ChannelCache::for_namespaces(&namespaces);
+    if !(args.cache_stale_seconds.is_finite() && args.cache_stale_seconds > 0.0) {
+        anyhow::bail!("--cache-stale-seconds must be a positive number");
+    }
+    let cache = ChannelCache::for_namespaces(
+        &namespaces,
+        Duration::from_secs_f64(args.cache_stale_seconds),
+    );
     let state = AppState::new(client.clone(), cache.clone(), &args)?;
     let drain_limit = state.sync_timeout + Duration::from_secs(5);
+    let metrics = state.metrics.clone();
     let app = router(state, &args.cors_origins)?;
-    let watch = tokio::spawn(cache.run(client, namespaces.clone()));
+    let watch = tokio::spawn(cache.run(client, namespaces.clone(), metrics));
     let _stop_watch = AbortOnDrop(watch);
     tracing::info!(addr = %listener.local_addr()?, namespaces = %namespaces.join(","), creates_in = %args.channels_namespace(), "serving the channels API for the Channels of these namespaces");
     let server = limits::serve(listener, app, limits, shutdown.clone());

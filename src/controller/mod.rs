@@ -10,7 +10,7 @@
 mod context;
 mod error;
 mod events;
-mod leader;
+pub mod leader;
 pub mod logic;
 mod plan;
 pub mod reconcile;
@@ -75,14 +75,19 @@ pub struct Args {
     /// First retry delay, in milliseconds (doubles per failure).
     #[arg(long, env = "MIN_BACKOFF_MILLIS", default_value_t = 1000, hide = true)]
     pub min_backoff_millis: u64,
-    /// Lease duration in seconds (the time a crashed leader blocks a standby).
-    #[arg(
-        long,
-        env = "LEASE_DURATION_SECONDS",
-        default_value_t = 15,
-        hide = true
-    )]
-    pub lease_duration_seconds: u64,
+    /// Seconds a standby waits, after it last saw the leader renew the Lease, before taking it
+    /// (the time a crashed or partitioned leader blocks a standby).
+    #[arg(long, env = "LEASE_DURATION_SECONDS", default_value_t = 15.0)]
+    pub lease_duration_seconds: f64,
+    /// Seconds the leader keeps reconciling without a successful renewal; then it stops at once
+    /// and stands by. Default 10 (two thirds of a shorter lease duration); less than the lease
+    /// duration.
+    #[arg(long, env = "RENEW_DEADLINE_SECONDS")]
+    pub renew_deadline_seconds: Option<f64>,
+    /// Seconds between the leader's renewals and a candidate's attempts. Default 2 (a fifth of a
+    /// shorter renew deadline).
+    #[arg(long, env = "RETRY_PERIOD_SECONDS")]
+    pub retry_period_seconds: Option<f64>,
     /// Reconciles running at once.
     #[arg(long, env = "CONCURRENCY", default_value_t = 32, hide = true)]
     pub concurrency: u16,
@@ -117,6 +122,15 @@ impl Args {
                     .filter(|s| !s.is_empty())
             })
             .unwrap_or_else(|| format!("channel-operator-{}", uuid::Uuid::new_v4()))
+    }
+
+    /// Lease duration, renew deadline and retry period from the flags (checked).
+    pub fn lease_timing(&self) -> anyhow::Result<leader::Timing> {
+        leader::Timing::from_flags(
+            self.lease_duration_seconds,
+            self.renew_deadline_seconds,
+            self.retry_period_seconds,
+        )
     }
 
     /// Where Secrets are read, watched and written.
@@ -167,6 +181,9 @@ pub async fn run_until(
         listener,
     )));
     let providers = Providers::new(&args.providers)?;
+    if args.leader_election {
+        args.lease_timing()?;
+    }
     let result = if args.leader_election {
         leader::run_as_candidate(client, args, providers, metrics, shutdown).await
     } else {

@@ -63,12 +63,44 @@ impl Backoff for WatchBackoff {
     }
 }
 
+/// Where a tracked watch reports its health: the controller's metrics, or the API's cache.
+pub(crate) trait WatchHealth: Send + 'static {
+    /// A watch error or a re-list: counted, and the watch is failing until [`Self::watch_ok`].
+    fn watch_failed(&self, resource: &str);
+    /// The watch is established (its list is complete, events flow).
+    fn watch_ok(&self, resource: &str);
+}
+
+impl WatchHealth for Arc<Metrics> {
+    fn watch_failed(&self, resource: &str) {
+        Metrics::watch_failed(self, resource)
+    }
+    fn watch_ok(&self, resource: &str) {
+        Metrics::watch_ok(self, resource)
+    }
+}
+
+/// A watch of `api` with the short retry backoff ([`WatchBackoff`]), its errors taken out (see
+/// [`tracked`]).
+pub(crate) fn tracked_watch<K>(
+    api: Api<K>,
+    resource: &'static str,
+    health: impl WatchHealth,
+) -> impl Stream<Item = Event<K>> + Send + 'static
+where
+    K: kube::Resource + Clone + std::fmt::Debug + serde::de::DeserializeOwned + Send + 'static,
+{
+    let events =
+        watcher(api, watcher::Config::default().any_semantic()).backoff(WatchBackoff::default());
+    tracked(events, resource, health)
+}
+
 /// The watcher events of one resource with its errors taken out: logged at warn, counted, and
 /// retried by the watch's own backoff. Re-lists after the first list are counted too.
-fn tracked<K: Send + 'static>(
+pub(crate) fn tracked<K: Send + 'static>(
     events: impl Stream<Item = watcher::Result<Event<K>>> + Send + 'static,
     resource: &'static str,
-    metrics: Arc<Metrics>,
+    metrics: impl WatchHealth,
 ) -> impl Stream<Item = Event<K>> + Send + 'static {
     let mut listed = false;
     events.filter_map(move |event| {
@@ -298,9 +330,7 @@ pub(crate) fn secret_changes(
             .collect(),
     };
     let watches = apis.into_iter().map(move |api| {
-        let events = watcher(api, watcher::Config::default().any_semantic())
-            .backoff(WatchBackoff::default());
-        tracked(events, "secrets", metrics.clone())
+        tracked_watch(api, "secrets", metrics.clone())
             .filter_map(|event| {
                 std::future::ready(match event {
                     Event::Apply(s) | Event::InitApply(s) | Event::Delete(s) => Some(s),

@@ -18,6 +18,7 @@ use futures::StreamExt;
 use k8s_openapi::api::core::v1::Secret;
 use kube::api::{Api, ListParams};
 use kube::runtime::watcher;
+use kube::runtime::WatchStreamExt;
 use kube::CustomResourceExt;
 use kube_sandbox::Sandbox;
 use serde_json::Value;
@@ -100,7 +101,11 @@ impl Builder {
             let statuses = statuses.clone();
             let api: Api<Channel> = Api::all(sb.client());
             tokio::spawn(async move {
-                let mut stream = watcher(api, watcher::Config::default()).boxed();
+                // With a backoff: without one the watcher retries in a hot loop while the
+                // apiserver is down (a restart fault), logging each attempt.
+                let mut stream = watcher(api, watcher::Config::default())
+                    .default_backoff()
+                    .boxed();
                 while let Some(ev) = stream.next().await {
                     if let Ok(watcher::Event::Apply(ch) | watcher::Event::InitApply(ch)) = ev {
                         statuses

@@ -1,7 +1,7 @@
 //! The test harness every integration test shares: one environment ([`env::Env`]: sandbox,
 //! provider fakes, controller, API), one wait policy ([`wait`]), builders for Channels and
-//! Secrets ([`build`]), log capture ([`logs`]), and what the API, router and chart tests need
-//! besides. `use support::*;` brings the common names.
+//! Secrets ([`build`]), log capture ([`logs`]), controller replicas as processes ([`replica`]),
+//! and what the API, router and chart tests need besides. `use support::*;` brings the common names.
 
 // Each test binary compiles this module and uses a part of it.
 #![allow(dead_code, unused_imports)]
@@ -13,6 +13,7 @@ pub mod env;
 pub mod fakes;
 pub mod kubectl;
 pub mod logs;
+pub mod replica;
 pub mod router;
 pub mod wait;
 
@@ -21,6 +22,7 @@ pub use build::*;
 pub use env::{Env, Running};
 pub use fakes::{APP_SECRET, TWILIO_TOKEN};
 pub use logs::{log_text, logs};
+pub use replica::assert_running;
 pub use wait::{
     eventually, eventually_explained, eventually_some, http_ready, KUBECTL_TIMEOUT, TIMEOUT,
 };

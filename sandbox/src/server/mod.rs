@@ -50,6 +50,8 @@ pub struct Shared {
     pub serving: Mutex<net::Serving>,
     /// Identities, issued tokens and the RBAC decisions of every request.
     pub auth: authn::Auth,
+    /// Clients cut off by a partition, and the writes applied per user.
+    pub partitions: crate::partition::Partitions,
 }
 
 impl Shared {
@@ -100,6 +102,7 @@ pub async fn handle(State(sh): State<Arc<Shared>>, req: Request) -> Response {
         Ok(u) => u,
         Err(e) => return e.into_response(),
     };
+    sh.partitions.pass(&user.name).await;
     let result = match segs.as_slice() {
         ["version"] if read_only => Ok(json_response(200, discovery::version().to_string())),
         ["healthz" | "livez" | "readyz", ..] if read_only => Ok((
@@ -414,6 +417,8 @@ async fn resource_request(
     let body = axum::body::to_bytes(body, 16 * 1024 * 1024)
         .await
         .map_err(|e| ApiError::bad_request(format!("reading the request body: {e}")))?;
+    // A partition that began while this request was on its way holds it here too.
+    sh.partitions.pass(&user.name).await;
     let ctx = Ctx {
         rt,
         ns: t.ns.clone().unwrap_or_default(),
@@ -425,13 +430,13 @@ async fn resource_request(
     };
     let name = t.name.clone().unwrap_or_default();
     let sub = t.sub.as_deref();
-    match verb {
+    let result = match verb {
         "watch" => {
             let mut q = query.clone();
             if let Some(n) = &t.name {
                 q.insert("fieldSelector".into(), format!("metadata.name={n}"));
             }
-            start_watch(sh, ctx, t.ns.clone(), &q)
+            start_watch(sh, ctx, t.ns.clone(), &q).map(|r| partitioned_stream(sh, user, r))
         }
         "list" => {
             let delay = sh.lock_faults().list_delay(&plural);
@@ -469,7 +474,27 @@ async fn resource_request(
         "delete" => delete(&mut sh.lock(), &ctx, &name, &body),
         "deletecollection" => delete_collection(&mut sh.lock(), &ctx, t.ns.as_deref()),
         _ => Err(ApiError::method_not_allowed()),
+    };
+    if result.is_ok() && !matches!(verb, "watch" | "list" | "get") {
+        sh.partitions
+            .record_write(&user.name, format!("{verb} {fault_resource}"));
     }
+    result
+}
+
+/// A watch response whose events wait while `user` is partitioned.
+fn partitioned_stream(sh: &Arc<Shared>, user: &UserInfo, resp: Response) -> Response {
+    use futures::StreamExt;
+    let (parts, body) = resp.into_parts();
+    let (sh, user) = (sh.clone(), user.name.clone());
+    let gated = body.into_data_stream().then(move |chunk| {
+        let (sh, user) = (sh.clone(), user.clone());
+        async move {
+            sh.partitions.pass(&user).await;
+            chunk
+        }
+    });
+    Response::from_parts(parts, Body::from_stream(gated))
 }
 
 fn parse_body(headers: &HeaderMap, body: &[u8]) -> Result<Value, ApiError> {

@@ -1,0 +1,322 @@
+//! Leader election (on, as by default and in the chart) against an apiserver that restarts, is
+//! down when the controller starts, or is cut off from the leader by a network partition. The
+//! controllers are the real binary as child processes, each authenticating as its own user so
+//! the sandbox can partition one of them.
+//!
+//! The waits here are the assertions (an answer within 10 s of the apiserver's return, a
+//! hand-over within the lease duration), so each has its own deadline.
+
+mod support;
+
+use std::time::{Duration, Instant};
+
+use channel_operator::crd::{Channel, Source};
+use kube::api::{Api, ListParams, PostParams};
+use support::replica;
+use support::*;
+use wiremock::matchers::{method, path, query_param};
+use wiremock::{Mock, ResponseTemplate};
+
+/// These tests time lease hand-overs: one at a time.
+static ONE_AT_A_TIME: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
+/// A sandbox and the provider fakes; the replicas are started by each test.
+async fn cluster() -> (tokio::sync::MutexGuard<'static, ()>, Env) {
+    let turn = ONE_AT_A_TIME.lock().await;
+    (turn, Env::builder().no_controller().build().await)
+}
+
+fn default_channels(env: &Env) -> Api<Channel> {
+    Api::namespaced(env.sb.client(), "default")
+}
+
+/// A chat plugin Channel named `name`.
+fn chat_plugin(name: &str) -> Channel {
+    channel(Source::ChatPlugin, name).named(name).build()
+}
+
+/// A create that rides out an apiserver outage, like a user's `kubectl apply` retried.
+async fn create_retrying(api: &Api<Channel>, ch: &Channel) {
+    let deadline = Instant::now() + TIMEOUT * 2;
+    loop {
+        match api.create(&PostParams::default(), ch).await {
+            Ok(_) => return,
+            Err(kube::Error::Api(e)) if e.code == 409 => return,
+            Err(e) => {
+                assert!(Instant::now() < deadline, "could not create: {e}");
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+        }
+    }
+}
+
+/// The names among `names` that are not Ready/Connected after waiting at most `within`.
+async fn not_ready(env: &Env, names: &[String], within: Duration) -> Vec<String> {
+    let deadline = Instant::now() + within;
+    loop {
+        let missing: Vec<String> = match default_channels(env).list(&ListParams::default()).await {
+            Ok(list) => names
+                .iter()
+                .filter(|n| {
+                    !list.items.iter().any(|c| {
+                        c.metadata.name.as_ref() == Some(n)
+                            && c.ready_condition()
+                                .is_some_and(|r| r.status == "True" && r.reason == "Connected")
+                    })
+                })
+                .cloned()
+                .collect(),
+            Err(_) => names.to_vec(),
+        };
+        if missing.is_empty() || Instant::now() > deadline {
+            return missing;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_20s_apiserver_restart_leaves_the_leader_running_and_reconciling() {
+    let (_turn, env) = cluster().await;
+    let mut a = env.replica("replica-a", &[]);
+    env.wait_holder("replica-a", TIMEOUT).await;
+    create_retrying(&default_channels(&env), &chat_plugin("before")).await;
+    assert!(not_ready(&env, &["before".into()], TIMEOUT)
+        .await
+        .is_empty());
+
+    let faults = env.sb.faults();
+    let restart = tokio::spawn(async move { faults.restart(Duration::from_secs(20)).await });
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    // A change made during the outage (a create retried until the apiserver answers).
+    let api = default_channels(&env);
+    let change = tokio::spawn(async move { create_retrying(&api, &chat_plugin("during")).await });
+    restart.await.unwrap();
+    let back = Instant::now();
+    assert_running(&mut a, "during a 20 s apiserver restart");
+    change.await.unwrap();
+    let missing = not_ready(
+        &env,
+        &["during".into()],
+        Duration::from_secs(10).saturating_sub(back.elapsed()),
+    )
+    .await;
+    assert!(
+        missing.is_empty(),
+        "a change made during the restart was not reconciled within 10 s of the return"
+    );
+    eprintln!(
+        "reconciled {:?} after the apiserver's return",
+        back.elapsed()
+    );
+    assert_running(&mut a, "after the restart");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_controller_started_during_an_outage_becomes_leader_after_it() {
+    let (_turn, env) = cluster().await;
+    let faults = env.sb.faults();
+    let restart = tokio::spawn(async move { faults.restart(Duration::from_secs(10)).await });
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let mut a = env.replica("replica-a", &[]);
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    assert_running(&mut a, "when started while the apiserver was down");
+    restart.await.unwrap();
+    let back = Instant::now();
+    assert_running(&mut a, "while the apiserver was down");
+    env.wait_holder("replica-a", Duration::from_secs(10)).await;
+    create_retrying(&default_channels(&env), &chat_plugin("after")).await;
+    let missing = not_ready(
+        &env,
+        &["after".into()],
+        Duration::from_secs(15).saturating_sub(back.elapsed()),
+    )
+    .await;
+    assert!(missing.is_empty(), "not reconciled after the outage");
+    eprintln!(
+        "reconciled {:?} after the apiserver's return",
+        back.elapsed()
+    );
+}
+
+const PAGES: usize = 16;
+
+/// Mounts on the Graph fake pages that never report `is_webhooks_subscribed`: a second connect
+/// of a page subscribes it a second time. Each page may be subscribed exactly once.
+async fn pages_without_dedup(env: &Env) {
+    Mock::given(method("GET"))
+        .and(path("/v24.0/oauth/access_token"))
+        .respond_with(
+            ResponseTemplate::new(200).set_body_json(serde_json::json!({"access_token": "long"})),
+        )
+        .mount(&env.graph)
+        .await;
+    for i in 0..PAGES {
+        let id = format!("{}", 3000 + i);
+        Mock::given(method("GET"))
+            .and(path(format!("/v24.0/{id}")))
+            .respond_with(ResponseTemplate::new(200).set_body_json(serde_json::json!({
+                "id": id, "name_with_location_descriptor": format!("Page {id}"),
+                "access_token": format!("page-access-{id}"),
+            })))
+            .mount(&env.graph)
+            .await;
+        Mock::given(method("POST"))
+            .and(path("/v24.0/me/subscribed_apps"))
+            .and(query_param("access_token", format!("page-access-{id}")))
+            .respond_with(
+                ResponseTemplate::new(200).set_body_json(serde_json::json!({"success": true})),
+            )
+            .expect(1)
+            .named(format!("subscribe page {id}"))
+            .mount(&env.graph)
+            .await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_partitioned_leader_is_fenced_and_the_standby_connects_every_page_once() {
+    let (_turn, env) = cluster().await;
+    pages_without_dedup(&env).await;
+    env.secrets()
+        .create(
+            &PostParams::default(),
+            &secret("fb-token", "page_token", "user-page-token"),
+        )
+        .await
+        .unwrap();
+    let mut a = env.replica("replica-a", &[]);
+    env.wait_holder("replica-a", TIMEOUT).await;
+    let mut b = env.replica("replica-b", &[]);
+    tokio::time::sleep(Duration::from_secs(2)).await;
+
+    // The connects in flight at the cut: the leader's first status writes (recording the
+    // connect attempt) are slow to be answered, and the partition starts while they wait.
+    let faults = env.sb.faults();
+    faults.hold_next("patch", "channels/status", 8, Duration::from_secs(2));
+    let names: Vec<String> = (0..PAGES).map(|i| format!("page-{i}")).collect();
+    for (i, name) in names.iter().enumerate() {
+        let ch = channel(Source::Facebook, &format!("{}", 3000 + i))
+            .named(name)
+            .credentials("fb-token", "page_token")
+            .build();
+        create_retrying(&default_channels(&env), &ch).await;
+    }
+    tokio::time::sleep(Duration::from_millis(1000)).await;
+    faults.partition("replica-a");
+    let cut = Instant::now();
+
+    let took_over = env.wait_holder("replica-b", Duration::from_secs(25)).await;
+    let after = took_over - cut;
+    eprintln!("the standby took the Lease {after:?} after the partition began");
+    assert!(
+        after <= Duration::from_secs(17),
+        "the standby took over {after:?} after the partition began (lease duration 15 s)"
+    );
+    // The partition heals a little later; the old leader's delayed requests arrive.
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    faults.heal("replica-a");
+    let missing = not_ready(&env, &names, TIMEOUT).await;
+    assert!(
+        missing.is_empty(),
+        "not connected by the new leader: {missing:?}"
+    );
+    // Give the old leader time to do what it would do after the heal.
+    env.holder_stays(
+        "replica-b",
+        Duration::from_secs(6),
+        "the old leader took the Lease back",
+    )
+    .await;
+    let b_first = faults
+        .writes_by("replica-b")
+        .first()
+        .map(|(t, _)| *t)
+        .expect("the new leader wrote");
+    let late: Vec<String> = faults
+        .writes_by("replica-a")
+        .into_iter()
+        .filter(|(t, _)| *t >= b_first)
+        .map(|(t, w)| format!("{w} at +{:?}", t - b_first))
+        .collect();
+    assert!(
+        late.is_empty(),
+        "the old leader wrote after the standby took over: {late:?}"
+    );
+    if let Some((last, _)) = faults.writes_by("replica-a").last() {
+        eprintln!(
+            "the old leader's last write was applied {:?} before the new leader's first",
+            b_first - *last
+        );
+    }
+    assert_running(&mut a, "after its partition");
+    assert_running(&mut b, "as the new leader");
+    // Every page subscribed exactly once.
+    env.graph.verify().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_lease_renewed_by_a_holder_with_a_skewed_clock_is_not_taken() {
+    let _turn = ONE_AT_A_TIME.lock().await;
+    let mut env = Env::new(&[
+        "--leader-election",
+        "true",
+        "--lease-duration-seconds",
+        "2",
+        "--identity",
+        "candidate",
+    ])
+    .await;
+    // Another replica holds the Lease and renews it twice a second, but its clock is 26 years
+    // behind: every renewTime it writes lies far in the past.
+    let leases: Api<k8s_openapi::api::coordination::v1::Lease> =
+        Api::namespaced(env.sb.client(), "default");
+    let renew = |i: u64| {
+        let at = k8s_openapi::jiff::Timestamp::from_second(946_684_800 + i as i64).unwrap();
+        serde_json::json!({
+            "apiVersion": "coordination.k8s.io/v1", "kind": "Lease",
+            "metadata": {"name": replica::LEASE, "namespace": "default"},
+            "spec": {"holderIdentity": "skewed", "leaseDurationSeconds": 2,
+                     "acquireTime": "2000-01-01T00:00:00.000000Z", "renewTime": at.to_string()},
+        })
+    };
+    leases
+        .create(
+            &PostParams::default(),
+            &serde_json::from_value(renew(0)).unwrap(),
+        )
+        .await
+        .unwrap();
+    let renewing = tokio::spawn({
+        let leases = leases.clone();
+        async move {
+            for i in 1.. {
+                tokio::time::sleep(Duration::from_millis(500)).await;
+                let _ = leases
+                    .patch(
+                        replica::LEASE,
+                        &kube::api::PatchParams::default(),
+                        &kube::api::Patch::Merge(&renew(i)),
+                    )
+                    .await;
+            }
+        }
+    });
+    env.start_controller().await;
+    create_retrying(&default_channels(&env), &chat_plugin("skew")).await;
+    // Three lease durations: the holder is renewing, so the candidate must keep off.
+    env.holder_stays(
+        "skewed",
+        Duration::from_secs(6),
+        "a Lease being renewed was taken because its renewTime lies in the past",
+    )
+    .await;
+    let skew = default_channels(&env).get("skew").await.unwrap();
+    assert!(skew.status.is_none(), "a standby reconciled: {skew:?}");
+    // The holder stops renewing: taken once the lease duration has passed without a change.
+    renewing.abort();
+    let stopped = Instant::now();
+    env.wait_holder("candidate", Duration::from_secs(4)).await;
+    eprintln!("taken {:?} after the last renewal", stopped.elapsed());
+    assert!(not_ready(&env, &["skew".into()], TIMEOUT).await.is_empty());
+}
