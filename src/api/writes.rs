@@ -192,14 +192,13 @@ impl AppState {
                 match (cond.status.as_str(), cond.reason.as_str()) {
                     ("True", _) => Some(Outcome::Ready(e)),
                     ("False", r) if r == Reason::Progressing => None,
-                    ("False", reason) => Some(Outcome::Failed(
-                        Reason::parse(reason).unwrap_or(Reason::ProviderError),
-                        if cond.message.is_empty() {
-                            format!("the channel could not be reconciled ({reason})")
-                        } else {
-                            cond.message.clone()
-                        },
-                    )),
+                    ("False", reason) => {
+                        let reason = Reason::parse(reason).unwrap_or(Reason::ProviderError);
+                        Some(Outcome::Failed(
+                            reason,
+                            failure_message(reason, &cond.message),
+                        ))
+                    }
                     _ => None,
                 }
             })
@@ -331,7 +330,7 @@ impl AppState {
             let api = self.secrets(&ns);
             if retry(false, || api.get_opt(&r.name))
                 .await
-                .map_err(kube_error)?
+                .map_err(secret_error)?
                 .is_none()
             {
                 self.create_page_token_secret(&ns, Some(&ch), &r.name, token)
@@ -420,7 +419,7 @@ impl AppState {
                 Some(o) => self.adopt_secret(o, name).await,
                 None => Ok(()),
             },
-            Err(e) => Err(kube_error(e)),
+            Err(e) => Err(secret_error(e)),
         }
     }
 
@@ -431,7 +430,7 @@ impl AppState {
         let api = self.secrets(&owner.namespace().unwrap_or_default());
         let existing = retry(false, || api.get_opt(name))
             .await
-            .map_err(kube_error)?;
+            .map_err(secret_error)?;
         match existing {
             Some(s) if ownership::is_ours(&s.metadata, owner) => return Ok(()),
             Some(s) if ownership::api_may_take(&s.metadata, owner) => {}
@@ -449,7 +448,7 @@ impl AppState {
         retry(true, || api.patch(name, &pparams, &patch))
             .await
             .map(|_| ())
-            .map_err(kube_error)
+            .map_err(secret_error)
     }
 
     /// Removes the credentials Secret a failed connect for `ch` leaves, when the ownership rules
@@ -559,12 +558,13 @@ impl AppState {
         }
     }
 
-    /// Updates name and image of a connected channel; returns the updated resource.
+    /// Updates name and image of a connected channel (`Some(None)`: no image any more); returns
+    /// the updated resource.
     pub async fn update(
         &self,
         id: &str,
         name: Option<String>,
-        image_url: Option<String>,
+        image_url: Option<Option<String>>,
     ) -> Result<Arc<Channel>, ApiError> {
         let e = self
             .cache
@@ -595,6 +595,33 @@ impl AppState {
     }
 }
 
+/// Maps a Kubernetes API error of a Secret request to the API's answer: like [`kube_error`],
+/// without the cluster's message, which names the Secret (and so a digest of the token).
+fn secret_error(e: kube::Error) -> ApiError {
+    let mut err = kube_error(e);
+    if matches!(err.status.as_u16(), 400 | 404 | 409) {
+        err.message = "the channel's page token could not be stored; try again".to_owned();
+    }
+    err
+}
+
+/// What an API client is told of the controller's failure: the condition's message, except for
+/// the reasons whose message names a Secret (and with it a digest of the token), which stay in
+/// the Channel's status for the cluster's administrator.
+fn failure_message(reason: Reason, message: &str) -> String {
+    match reason {
+        Reason::CredentialsMissing => "Connect failed: the channel's credentials are missing or \
+            cannot be used by the operator; its administrator finds the details in the Channel's \
+            status"
+            .to_owned(),
+        Reason::SecretConflict => "Connect failed: a Secret the operator needs for this channel \
+            is not the operator's; its administrator finds the details in the Channel's status"
+            .to_owned(),
+        _ if message.is_empty() => format!("the channel could not be reconciled ({reason})"),
+        _ => message.to_owned(),
+    }
+}
+
 /// The answer to a connect whose channel id a Channel outside the API's namespaces holds.
 fn held_elsewhere() -> ApiError {
     ApiError::new(
@@ -615,4 +642,22 @@ fn ready_at(ch: &Channel, generation: i64) -> bool {
         && ch.ready_condition().is_some_and(|c| {
             c.status == "True" && c.observed_generation.is_none_or(|g| g >= generation)
         })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn failure_messages_name_no_secret() {
+        let secret = "default/f405cad8-dd03-5275-be27-a660d4d64949-page-token-3f08aace12";
+        for reason in [Reason::CredentialsMissing, Reason::SecretConflict] {
+            let m = failure_message(reason, &format!("the Secret {secret} does not exist"));
+            assert!(!m.contains("page-token") && !m.contains("default/"), "{m}");
+            assert!(m.starts_with("Connect failed:"), "{m}");
+        }
+        // A provider's message says what went wrong at the provider, and is kept.
+        let m = failure_message(Reason::ProviderError, "facebook: HTTP 500: try later");
+        assert_eq!(m, "facebook: HTTP 500: try later");
+    }
 }
