@@ -147,7 +147,7 @@ impl Metrics {
         };
         self.watch_healthy.get_or_create(&labels).set(1);
         // The restart counter exists from the start (at 0), so alerts on its increase see it.
-        self.watch_restarts.get_or_create(&labels);
+        let _ = self.watch_restarts.get_or_create(&labels);
         if resource == CHANNELS {
             *self.channel_watch_failing.lock().expect("not poisoned") = None;
         }

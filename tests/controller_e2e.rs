@@ -220,7 +220,9 @@ async fn an_invalid_spec_is_rejected_with_a_message_naming_the_field() {
         let out = tokio::task::block_in_place(|| env.kubectl(&["apply", "-f", "-"], Some(&yaml)));
         let stderr = String::from_utf8_lossy(&out.stderr);
         assert!(!out.status.success(), "accepted: {yaml}");
-        assert!(stderr.contains(field), "{field} not named in: {stderr}");
+        // The field's path, not a word of kubectl's own `The Channel "bad-name" is invalid`.
+        let path = format!("spec.{field}");
+        assert!(stderr.contains(&path), "{path} not named in: {stderr}");
     }
     // Immutable source channel id.
     env.apply(&channel_yaml("g", "google", "g-1", "")).await;
