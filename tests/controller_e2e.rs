@@ -460,6 +460,22 @@ async fn metrics_health_and_readiness_are_served() {
     env.finish().await;
 }
 
+/// `channel_operator_reconciles_total` of the controller serving metrics on `addr`.
+async fn reconciles(addr: std::net::SocketAddr) -> f64 {
+    let text = reqwest::get(format!("http://{addr}/metrics"))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    text.lines()
+        .find_map(|l| l.strip_prefix("channel_operator_reconciles_total "))
+        .unwrap_or_else(|| panic!("no reconciles_total in {text}"))
+        .trim()
+        .parse()
+        .unwrap()
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_replicas_with_leader_election_run_one_controller() {
     let mut env = Env::new(&[
@@ -515,6 +531,14 @@ async fn two_replicas_with_leader_election_run_one_controller() {
             200
         );
     }
+    // Only the leader reconciles: the standby has run none.
+    let (leader, standby) = if holder == "replica" {
+        (env.metrics_addr, b_addr)
+    } else {
+        (b_addr, env.metrics_addr)
+    };
+    assert!(reconciles(leader).await >= 1.0, "the leader reconciled");
+    assert_eq!(reconciles(standby).await, 0.0, "the standby stays idle");
     // Kill the leader; the other takes over and reconciles a new Channel.
     if holder == "replica" {
         env.kill().await;
