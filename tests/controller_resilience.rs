@@ -4,6 +4,8 @@
 //! Every test ends by naming the Channels the controller never brought to their desired state:
 //! a Channel silently dropped is the failure these tests exist for.
 
+mod support;
+
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
@@ -14,7 +16,6 @@ use futures::StreamExt;
 use k8s_openapi::api::coordination::v1::Lease;
 use k8s_openapi::api::core::v1::Secret;
 use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams, PostParams};
-use kube::CustomResourceExt;
 use kube_sandbox::Sandbox;
 use wiremock::matchers::{method, path, path_regex};
 use wiremock::{Mock, MockServer, ResponseTemplate};
@@ -42,11 +43,11 @@ impl Cluster {
                 .with_ansi(false)
                 .try_init();
         }
-        let sb = Sandbox::start(0).await.expect("sandbox starts");
-        sb.install_crd(&Channel::crd()).await.expect("CRD installs");
-        let dir = tempfile::tempdir().unwrap();
-        let kubeconfig = dir.path().join("kubeconfig");
-        sb.write_kubeconfig(&kubeconfig).unwrap();
+        let support::Sandboxed {
+            sb,
+            dir,
+            kubeconfig,
+        } = support::sandbox().await;
         Cluster {
             _turn: turn,
             sb,
