@@ -8,6 +8,18 @@ use kube::api::PostParams;
 use serde_json::json;
 use support::*;
 
+/// The `spec.imageUrl` of the one Channel.
+async fn stored_image(env: &Env) -> Option<String> {
+    let stored = env
+        .channels()
+        .list(&Default::default())
+        .await
+        .unwrap()
+        .items;
+    assert_eq!(stored.len(), 1);
+    stored[0].spec.image_url.clone()
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_empty_image_url_means_no_image() {
     let env = Env::with_api().await;
@@ -21,13 +33,7 @@ async fn an_empty_image_url_means_no_image() {
     assert_eq!(s, 200, "{ch}");
     assert_eq!(ch["id"], PLUGIN_ID);
     assert_eq!(ch["metadata"], json!({"name": "website-identifier-42"}));
-    let stored = env
-        .channels()
-        .list(&Default::default())
-        .await
-        .unwrap()
-        .items;
-    assert_eq!(stored[0].spec.image_url, None);
+    assert_eq!(stored_image(&env).await, None);
     // Given, then removed again by an update with "".
     let (s, v) = env
         .post(
@@ -45,13 +51,7 @@ async fn an_empty_image_url_means_no_image() {
         .await;
     assert_eq!(s, 200, "{v}");
     assert_eq!(v["metadata"], json!({"name": "website-identifier-42"}));
-    let stored = env
-        .channels()
-        .list(&Default::default())
-        .await
-        .unwrap()
-        .items;
-    assert_eq!(stored[0].spec.image_url, None);
+    assert_eq!(stored_image(&env).await, None);
     // Anything else that is not an http(s) URL is still refused.
     let (s, v) = env
         .post(
