@@ -361,4 +361,13 @@ async fn bench(n: usize, graph_url: &str, disrupted: bool) {
         peak_kib as f64 / 1024.0
     );
     sb.shutdown().await;
+    // A run that did not finish has no figures: the smoke run in `cargo test` fails with it.
+    assert!(
+        all_ready.is_finite(),
+        "n={n}: not every Channel was Ready within {timeout:?}"
+    );
+    assert_eq!(
+        never_reconciled, 0,
+        "n={n}: Channels the controller never reconciled"
+    );
 }

@@ -6,6 +6,8 @@
 //! - [`channel_id`]: deterministic channel ids, identical to Airy Core's;
 //! - [`controller`]: the reconcile loop; [`providers`]: Facebook, Twilio, Google, chat plugin;
 //! - [`api`]: the channels HTTP API sidecar;
+//! - [`ownership`]: the Secrets the two share, their names and labels, and who may write or
+//!   delete each;
 //! - [`dev`]: the `dev` command wiring them together with the in-memory Kubernetes API server of
 //!   the `kube-sandbox` package (feature `dev`, on by default; the production image is built
 //!   without it).
@@ -17,6 +19,7 @@ pub mod crd;
 #[cfg(feature = "dev")]
 pub mod dev;
 pub mod metrics;
+pub mod ownership;
 pub mod providers;
 pub mod reason;
 pub mod rules;

@@ -54,8 +54,8 @@ async fn main() -> std::process::ExitCode {
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,
         Err(e) => {
+            // Logged once, in the chosen format: a plain line would break JSON logs.
             tracing::error!("{e:#}");
-            eprintln!("error: {e:#}");
             std::process::ExitCode::FAILURE
         }
     }

@@ -146,6 +146,8 @@ impl Metrics {
             resource: resource.to_owned(),
         };
         self.watch_healthy.get_or_create(&labels).set(1);
+        // The restart counter exists from the start (at 0), so alerts on its increase see it.
+        let _ = self.watch_restarts.get_or_create(&labels);
         if resource == CHANNELS {
             *self.channel_watch_failing.lock().expect("not poisoned") = None;
         }

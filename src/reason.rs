@@ -115,12 +115,29 @@ mod tests {
 
     #[test]
     fn every_reason_round_trips() {
-        for r in Reason::ALL {
-            assert_eq!(Reason::parse(r.as_str()), Some(r));
-            assert_eq!(r.to_string(), r.as_str());
-            assert!(r.as_str() == r);
+        // The strings users, kstatus readers and the README's table know, pinned: renaming one
+        // breaks every alert and script that reads it.
+        let documented = [
+            "Connected",
+            "Disconnected",
+            "Progressing",
+            "ProviderError",
+            "KubeError",
+            "InvalidCredentials",
+            "CredentialsMissing",
+            "Duplicate",
+            "InvalidSpec",
+            "SecretConflict",
+        ];
+        assert_eq!(Reason::ALL.len(), documented.len());
+        for s in documented {
+            let r = Reason::parse(s).unwrap_or_else(|| panic!("{s} is no Reason"));
+            assert_eq!(r.as_str(), s);
+            assert_eq!(r.to_string(), s);
+            assert!(s == r);
         }
         assert_eq!(Reason::parse("Other"), None);
+        assert_eq!(Reason::parse("connected"), None, "exact case");
     }
 
     #[test]

@@ -270,12 +270,18 @@ async fn cluster_failures_are_retried_or_503() {
         )
         .await;
     assert_eq!(s, 200, "{v}");
+    assert_eq!(
+        faults.fired(),
+        1,
+        "the injected failure fired, and the create was retried"
+    );
     // A cluster that keeps failing: 503 with a message, nothing written.
     faults.fail_next("create", "channels", 100, 500);
     let (s, v) = env
         .post("channels.chatplugin.connect", json!({"name": "site"}))
         .await;
     assert_eq!(s, 503, "{v}");
+    assert_eq!(faults.fired(), 1 + 4, "four attempts, each failed");
     assert!(message(&v).contains("Kubernetes API"), "{v}");
     faults.clear();
     // 503s (which kube's client retries too): still bounded.
@@ -361,6 +367,7 @@ async fn a_held_status_write_is_504_then_reconciled() {
         )
         .await;
     assert_eq!(s, 504, "{v}");
+    assert!(env.sb.faults().fired() >= 1, "a write was held");
     // The channel stays and the controller finishes: it shows up connected.
     eventually("the channel is reconciled", || async {
         env.post("channels.info", json!({"channel_id": GOOGLE_ID}))

@@ -163,9 +163,10 @@ async fn cors_for_configured_origins_only() {
             .uri("/channels.list")
             .header(header::ORIGIN, origin)
             .header(header::ACCESS_CONTROL_REQUEST_METHOD, "POST")
+            // What Airy's newest client sends.
             .header(
                 header::ACCESS_CONTROL_REQUEST_HEADERS,
-                "content-type,authorization",
+                "content-type,authorization,x-requested-with",
             )
             .body(Body::empty())
             .unwrap()
@@ -179,6 +180,19 @@ async fn cors_for_configured_origins_only() {
     let h = resp.headers();
     assert_eq!(h[header::ACCESS_CONTROL_ALLOW_ORIGIN], "https://ui.example");
     assert_eq!(h[header::ACCESS_CONTROL_ALLOW_CREDENTIALS], "true");
+    // A browser sends the request only if every header it asked for is allowed.
+    let allowed: Vec<String> = h[header::ACCESS_CONTROL_ALLOW_HEADERS]
+        .to_str()
+        .unwrap()
+        .split(',')
+        .map(|s| s.trim().to_ascii_lowercase())
+        .collect();
+    for asked in ["content-type", "authorization", "x-requested-with"] {
+        assert!(
+            allowed.iter().any(|a| a == asked),
+            "{asked} not in {allowed:?}"
+        );
+    }
     let resp = app
         .clone()
         .oneshot(preflight("https://evil.example"))

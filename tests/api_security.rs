@@ -4,7 +4,7 @@
 
 mod support;
 
-use channel_operator::crd::{Channel, ChannelSpec, SecretKeyRef, Source};
+use channel_operator::crd::{Channel, Source};
 use k8s_openapi::api::core::v1::Secret as K8sSecret;
 use k8s_openapi::ByteString;
 use kube::api::{ListParams, PostParams};
@@ -80,21 +80,10 @@ async fn echoed_derived_tokens_reach_no_answer_event_status_or_log() {
         .create(&PostParams::default(), &secret)
         .await
         .unwrap();
-    let ch = Channel::new(
-        "declared",
-        ChannelSpec {
-            source: Source::Facebook,
-            source_channel_id: "2222".into(),
-            name: None,
-            image_url: None,
-            connected: true,
-            credentials_secret_ref: Some(SecretKeyRef {
-                name: "declared-token".into(),
-                key: "page_token".into(),
-            }),
-            deletion_policy: Default::default(),
-        },
-    );
+    let ch = channel(Source::Facebook, "2222")
+        .named("declared")
+        .credentials("declared-token", "page_token")
+        .build();
     let channels: Api<Channel> = Api::namespaced(env.sb.client(), "default");
     channels.create(&PostParams::default(), &ch).await.unwrap();
     eventually("the declared channel reports the refusal", || async {
@@ -123,17 +112,10 @@ async fn echoed_derived_tokens_reach_no_answer_event_status_or_log() {
 async fn names_cannot_steer_graph_url_paths() {
     let env = Env::builder().no_controller().api(&[]).build().await;
     let channels: Api<Channel> = Api::namespaced(env.sb.client(), "default");
-    let spec = |scid: &str, secret: &str| ChannelSpec {
-        source: Source::Facebook,
-        source_channel_id: scid.into(),
-        name: None,
-        image_url: None,
-        connected: true,
-        credentials_secret_ref: Some(SecretKeyRef {
-            name: secret.into(),
-            key: "page_token".into(),
-        }),
-        deletion_policy: Default::default(),
+    let spec = |scid: &str, secret: &str| {
+        channel(Source::Facebook, scid)
+            .credentials(secret, "page_token")
+            .spec()
     };
     // The cluster refuses both, naming the field.
     for (scid, secret, field) in [

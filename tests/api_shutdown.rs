@@ -5,17 +5,13 @@ mod support;
 
 use std::time::Duration;
 
-use channel_operator::crd::Channel;
-use kube::CustomResourceExt;
-use kube_sandbox::Sandbox;
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigterm_answers_the_connect_in_flight_before_exiting() {
-    let sb = Sandbox::start(0).await.expect("sandbox starts");
-    sb.install_crd(&Channel::crd()).await.expect("CRD installs");
-    let dir = tempfile::tempdir().unwrap();
-    let kubeconfig = dir.path().join("kubeconfig");
-    sb.write_kubeconfig(&kubeconfig).unwrap();
+    let support::Sandboxed {
+        sb,
+        dir: _dir,
+        kubeconfig,
+    } = support::sandbox().await;
     let port = std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()
         .local_addr()

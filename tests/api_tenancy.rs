@@ -6,7 +6,7 @@ mod support;
 
 use std::collections::BTreeSet;
 
-use channel_operator::crd::{Channel, ChannelSpec, SecretKeyRef, Source};
+use channel_operator::crd::{Channel, ChannelSpec, Source};
 use k8s_openapi::api::core::v1::{Namespace, Secret as K8sSecret};
 use k8s_openapi::ByteString;
 use kube::api::{ListParams, PostParams};
@@ -33,18 +33,12 @@ async fn namespace(env: &Env, name: &str) {
 }
 
 fn spec(source: Source, scid: &str, secret: Option<&str>) -> ChannelSpec {
-    ChannelSpec {
-        source,
-        source_channel_id: scid.into(),
-        name: Some("theirs".into()),
-        image_url: None,
-        connected: true,
-        credentials_secret_ref: secret.map(|s| SecretKeyRef {
-            name: s.into(),
-            key: "page_token".into(),
-        }),
-        deletion_policy: Default::default(),
+    let b = channel(source, scid).display_name("theirs");
+    match secret {
+        Some(s) => b.credentials(s, "page_token"),
+        None => b,
     }
+    .spec()
 }
 
 async fn declare(env: &Env, ns: &str, name: &str, spec: ChannelSpec) -> Channel {

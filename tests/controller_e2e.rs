@@ -220,7 +220,9 @@ async fn an_invalid_spec_is_rejected_with_a_message_naming_the_field() {
         let out = tokio::task::block_in_place(|| env.kubectl(&["apply", "-f", "-"], Some(&yaml)));
         let stderr = String::from_utf8_lossy(&out.stderr);
         assert!(!out.status.success(), "accepted: {yaml}");
-        assert!(stderr.contains(field), "{field} not named in: {stderr}");
+        // The field's path, not a word of kubectl's own `The Channel "bad-name" is invalid`.
+        let path = format!("spec.{field}");
+        assert!(stderr.contains(&path), "{path} not named in: {stderr}");
     }
     // Immutable source channel id.
     env.apply(&channel_yaml("g", "google", "g-1", "")).await;
@@ -458,6 +460,22 @@ async fn metrics_health_and_readiness_are_served() {
     env.finish().await;
 }
 
+/// `channel_operator_reconciles_total` of the controller serving metrics on `addr`.
+async fn reconciles(addr: std::net::SocketAddr) -> f64 {
+    let text = reqwest::get(format!("http://{addr}/metrics"))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    text.lines()
+        .find_map(|l| l.strip_prefix("channel_operator_reconciles_total "))
+        .unwrap_or_else(|| panic!("no reconciles_total in {text}"))
+        .trim()
+        .parse()
+        .unwrap()
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_replicas_with_leader_election_run_one_controller() {
     let mut env = Env::new(&[
@@ -513,6 +531,14 @@ async fn two_replicas_with_leader_election_run_one_controller() {
             200
         );
     }
+    // Only the leader reconciles: the standby has run none.
+    let (leader, standby) = if holder == "replica" {
+        (env.metrics_addr, b_addr)
+    } else {
+        (b_addr, env.metrics_addr)
+    };
+    assert!(reconciles(leader).await >= 1.0, "the leader reconciled");
+    assert_eq!(reconciles(standby).await, 0.0, "the standby stays idle");
     // Kill the leader; the other takes over and reconciles a new Channel.
     if holder == "replica" {
         env.kill().await;

@@ -1,8 +1,10 @@
 //! Provider implementations against wiremock fakes of the Graph API and Twilio.
 
+mod support;
+
 use std::time::Duration;
 
-use channel_operator::crd::{Channel, ChannelSpec, DeletionPolicy, SecretKeyRef, Source};
+use channel_operator::crd::{Channel, Source};
 use channel_operator::providers::facebook::SUBSCRIBED_FIELDS;
 use channel_operator::providers::{ProviderArgs, ProviderError, Providers};
 use channel_operator::reason::Reason;
@@ -43,21 +45,13 @@ fn fb_providers(graph: &str) -> Providers {
 }
 
 fn channel(source: Source, scid: &str) -> Channel {
-    Channel::new(
-        "ch",
-        ChannelSpec {
-            source,
-            source_channel_id: scid.into(),
-            name: None,
-            image_url: None,
-            connected: true,
-            credentials_secret_ref: (source == Source::Facebook).then(|| SecretKeyRef {
-                name: "tok".into(),
-                key: "page_token".into(),
-            }),
-            deletion_policy: DeletionPolicy::Disconnect,
-        },
-    )
+    let b = support::channel(source, scid).named("ch");
+    if source == Source::Facebook {
+        b.credentials("tok", "page_token")
+    } else {
+        b
+    }
+    .build()
 }
 
 fn assert_no_token(msg: &str) {

@@ -4,6 +4,8 @@
 //! Every test ends by naming the Channels the controller never brought to their desired state:
 //! a Channel silently dropped is the failure these tests exist for.
 
+mod support;
+
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
@@ -14,7 +16,6 @@ use futures::StreamExt;
 use k8s_openapi::api::coordination::v1::Lease;
 use k8s_openapi::api::core::v1::Secret;
 use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams, PostParams};
-use kube::CustomResourceExt;
 use kube_sandbox::Sandbox;
 use wiremock::matchers::{method, path, path_regex};
 use wiremock::{Mock, MockServer, ResponseTemplate};
@@ -42,11 +43,11 @@ impl Cluster {
                 .with_ansi(false)
                 .try_init();
         }
-        let sb = Sandbox::start(0).await.expect("sandbox starts");
-        sb.install_crd(&Channel::crd()).await.expect("CRD installs");
-        let dir = tempfile::tempdir().unwrap();
-        let kubeconfig = dir.path().join("kubeconfig");
-        sb.write_kubeconfig(&kubeconfig).unwrap();
+        let support::Sandboxed {
+            sb,
+            dir,
+            kubeconfig,
+        } = support::sandbox().await;
         Cluster {
             _turn: turn,
             sb,
@@ -61,6 +62,15 @@ impl Cluster {
 
     /// Runs the controller in this process (no leader election) until the handle is aborted.
     async fn run_controller(&self, extra: &[&str]) -> tokio::task::JoinHandle<anyhow::Result<()>> {
+        self.run_controller_with(self.sb.client(), extra).await
+    }
+
+    /// [`Cluster::run_controller`] with its own client.
+    async fn run_controller_with(
+        &self,
+        client: kube::Client,
+        extra: &[&str],
+    ) -> tokio::task::JoinHandle<anyhow::Result<()>> {
         let mut argv = vec![
             "controller",
             "--leader-election",
@@ -73,11 +83,7 @@ impl Cluster {
         argv.extend_from_slice(extra);
         let args = controller::Args::parse_from(argv);
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        tokio::spawn(controller::run_with_listener(
-            self.sb.client(),
-            args,
-            listener,
-        ))
+        tokio::spawn(controller::run_with_listener(client, args, listener))
     }
 
     /// Creates Channels from `make`, `IN_FLIGHT` at once.
@@ -503,8 +509,22 @@ async fn credentials_outside_the_secret_namespaces_are_reported_not_read() {
         .create(&PostParams::default(), &token)
         .await
         .unwrap();
+    // Every request path the controller sends.
+    let paths = std::sync::Arc::new(std::sync::Mutex::new(Vec::<String>::new()));
+    let record = {
+        let paths = paths.clone();
+        tower::util::MapRequestLayer::new(move |req: http::Request<kube::client::Body>| {
+            paths.lock().unwrap().push(req.uri().path().to_owned());
+            req
+        })
+    };
+    let client =
+        kube::client::ClientBuilder::try_from(kube::Config::new(cluster.sb.url().parse().unwrap()))
+            .unwrap()
+            .with_layer(&record)
+            .build();
     let controller = cluster
-        .run_controller(&["--secret-namespaces", "default"])
+        .run_controller_with(client, &["--secret-namespaces", "default"])
         .await;
     let mut ch = channel(
         "fb",
@@ -533,4 +553,21 @@ async fn credentials_outside_the_secret_namespaces_are_reported_not_read() {
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     controller.abort();
+    let paths = paths.lock().unwrap().clone();
+    assert!(
+        paths
+            .iter()
+            .any(|p| p.starts_with("/api/v1/namespaces/default/secrets")),
+        "the recording saw the Secret watch of default: {paths:?}"
+    );
+    let read: Vec<&String> = paths
+        .iter()
+        .filter(|p| {
+            p.starts_with("/api/v1/namespaces/team-b/secrets") || p.starts_with("/api/v1/secrets")
+        })
+        .collect();
+    assert!(
+        read.is_empty(),
+        "Secrets read outside --secret-namespaces: {read:?}"
+    );
 }

@@ -357,5 +357,16 @@ async fn kstatus_reads_every_channel_state_as_flux_would() {
         })
         .await;
     assert_eq!(kstatus(&v), "Terminating");
+    // Terminating because the finalizer holds it: a second later the Channel is still there,
+    // with the operator's finalizer and a condition saying why.
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let v = env.get("flaky").await;
+    assert_eq!(
+        v["metadata"]["finalizers"],
+        serde_json::json!([channel_operator::crd::FINALIZER]),
+        "{v:#}"
+    );
+    assert_eq!(kstatus(&v), "Terminating");
+    assert_eq!(cond(&v, "status"), "False", "{v:#}");
     env.finish().await;
 }

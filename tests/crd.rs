@@ -98,13 +98,12 @@ fn column_cells(table: &str, column: &str) -> Vec<(String, String)> {
 async fn kubectl_get_shows_why_a_channel_is_not_ready_and_whether_it_is_stuck() {
     use channel_operator::crd::Channel;
     use kube::api::{Patch, PatchParams, PostParams};
-    use kube::CustomResourceExt as _;
 
-    let sb = kube_sandbox::Sandbox::start(0).await.unwrap();
-    sb.install_crd(&Channel::crd()).await.unwrap();
-    let dir = tempfile::tempdir().unwrap();
-    let kubeconfig = dir.path().join("kubeconfig");
-    sb.write_kubeconfig(&kubeconfig).unwrap();
+    let support::Sandboxed {
+        sb,
+        dir,
+        kubeconfig,
+    } = support::sandbox().await;
     let channels: kube::Api<Channel> = kube::Api::namespaced(sb.client(), "default");
     let condition = |kind: &str, status: &str, reason: &str| {
         serde_json::json!({"type": kind, "status": status, "reason": reason, "message": reason,

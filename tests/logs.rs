@@ -39,11 +39,14 @@ fn text_logs_to_a_pipe_carry_no_colour_codes() {
 #[test]
 fn json_logs_to_a_pipe_are_one_json_object_per_line() {
     let stderr = failing_controller_stderr(&[("LOG_FORMAT", "json")]);
+    // Every line: a log collector reading JSON lines would choke on any other.
     let logged: Vec<serde_json::Value> = stderr
         .lines()
-        .filter(|l| l.starts_with('{'))
-        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{e}: {l:?}")))
+        .map(|l| {
+            serde_json::from_str(l).unwrap_or_else(|e| panic!("not a JSON object ({e}): {l:?}"))
+        })
         .collect();
+    assert!(logged.iter().all(|v| v.is_object()), "{stderr:?}");
     assert!(
         logged.iter().any(|v| v["level"] == "ERROR"),
         "an ERROR object: {stderr:?}"

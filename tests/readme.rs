@@ -131,14 +131,11 @@ async fn bash(script: &str, kubeconfig: &Path, dir: &Path) -> String {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn helm_walkthrough_reaches_the_api_with_the_token_it_created() {
-    use channel_operator::crd::Channel;
-    use kube::CustomResourceExt as _;
-
-    let sb = kube_sandbox::Sandbox::start(0).await.unwrap();
-    sb.install_crd(&Channel::crd()).await.unwrap();
-    let dir = tempfile::tempdir().unwrap();
-    let kubeconfig = dir.path().join("kubeconfig");
-    sb.write_kubeconfig(&kubeconfig).unwrap();
+    let support::Sandboxed {
+        sb,
+        dir,
+        kubeconfig,
+    } = support::sandbox().await;
 
     // Step 1 of the walk-through: the namespace and the API token Secret.
     let helm = section("Install on a cluster with Helm");

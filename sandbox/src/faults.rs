@@ -29,6 +29,8 @@ pub struct FaultTable {
     rules: Vec<FaultRule>,
     /// Delay of every list page, by resource plural ("*": every resource without its own).
     slow_lists: HashMap<String, Duration>,
+    /// How many requests a fault was applied to (failed or held), since the start.
+    fired: usize,
 }
 
 /// Whether a fault for `rule` (a plural or "*") applies to `resource` (a plural, or
@@ -57,6 +59,9 @@ impl FaultTable {
                 }
                 _ => {}
             }
+        }
+        if hold.is_some() || fail.is_some() {
+            self.fired += 1;
         }
         self.rules.retain(|r| r.remaining > 0);
         (hold, fail)
@@ -148,6 +153,13 @@ impl Faults {
     /// applied, and what it was (`"patch channels/status"`), oldest first.
     pub fn writes_by(&self, user: &str) -> Vec<(std::time::Instant, String)> {
         self.shared.partitions.writes_by(user)
+    }
+
+    /// How many requests a [`Faults::fail_next`] or [`Faults::hold_next`] fault was applied to
+    /// since the start (a request both held and failed counts once): a test asserts with it
+    /// that the faults it injected fired.
+    pub fn fired(&self) -> usize {
+        self.shared.lock_faults().fired
     }
 
     /// Removes every pending request fault and slow list (watch windows stay).

@@ -207,12 +207,23 @@ async fn custom_resources_are_validated_against_the_schema() {
             .any(|c| c["field"] == "spec.sourceChannelId" && c["reason"] == "FieldValueRequired"),
         "{body}"
     );
-    // defaults are applied
-    let c = channels
-        .create(&PostParams::default(), &channel("ok", "web-ok"))
-        .await
-        .unwrap();
-    assert!(c.spec.connected);
+    // defaults are applied: a body without `connected` or `deletionPolicy` (the typed client
+    // would send both) is stored with the schema's defaults
+    let bare = json!({"apiVersion": "airy.co/v1alpha1", "kind": "Channel", "metadata": {"name": "ok"},
+                      "spec": {"source": "chat_plugin", "sourceChannelId": "web-ok"}});
+    let (code, body, _) = raw(
+        &sb,
+        Method::POST,
+        path,
+        Some("application/json"),
+        Some(bare.to_string()),
+    )
+    .await;
+    assert_eq!(code, 201, "{body}");
+    assert_eq!(body["spec"]["connected"], true, "{body}");
+    assert_eq!(body["spec"]["deletionPolicy"], "Disconnect", "{body}");
+    let stored = channels.get("ok").await.unwrap();
+    assert!(stored.spec.connected);
     // unknown fields: Strict fails with 400, Warn (default) warns and prunes, Ignore prunes
     let unknown = |name: &str| {
         json!({"apiVersion": "airy.co/v1alpha1", "kind": "Channel", "metadata": {"name": name},

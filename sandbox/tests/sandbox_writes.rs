@@ -321,10 +321,29 @@ async fn merge_and_json_patches() {
         .await
         .unwrap();
     assert_eq!(
-        c.metadata.finalizers.unwrap_or_default(),
+        c.metadata.finalizers.clone().unwrap_or_default(),
         Vec::<String>::new()
     );
-    // the same patch again fails its test: 422 and nothing changes
+    // a patch whose test fails after an add: 422, and nothing of it is stored
+    let half: json_patch::Patch = serde_json::from_value(json!([
+        {"op": "add", "path": "/metadata/labels", "value": {"half": "applied"}},
+        {"op": "test", "path": "/metadata/finalizers/0", "value": "a/b"},
+    ]))
+    .unwrap();
+    let err = status(
+        channels
+            .patch("p", &PatchParams::default(), &Patch::<()>::Json(half))
+            .await,
+    );
+    assert_eq!(err.code, 422, "{err:?}");
+    let after = channels.get("p").await.unwrap();
+    assert_eq!(after.metadata.resource_version, c.metadata.resource_version);
+    assert_eq!(after.metadata.labels, c.metadata.labels);
+    assert_eq!(
+        serde_json::to_value(&after).unwrap(),
+        serde_json::to_value(&c).unwrap()
+    );
+    // the same patch again fails its test: 422
     let err = status(
         channels
             .patch("p", &PatchParams::default(), &Patch::<()>::Json(ok))

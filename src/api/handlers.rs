@@ -87,7 +87,12 @@ pub async fn update(
 ) -> ApiResult {
     let id = validate::channel_id(&req.channel_id)?;
     let name = validate::optional_text("name", req.name.as_deref())?;
-    let image_url = validate::image_url(req.image_url.as_deref())?;
+    // Given empty: the image is removed.
+    let image_url = req
+        .image_url
+        .as_deref()
+        .map(|u| validate::image_url(Some(u)))
+        .transpose()?;
     let ch = state.update(&id, name, image_url).await?;
     Ok(ok_json(StatusCode::OK, &channel_response(&ch)))
 }

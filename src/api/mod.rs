@@ -336,7 +336,11 @@ pub fn router(state: AppState, cors_origins: &[String]) -> anyhow::Result<Router
             CorsLayer::new()
                 .allow_origin(AllowOrigin::list(origins))
                 .allow_methods([Method::GET, Method::POST, Method::OPTIONS])
-                .allow_headers([header::CONTENT_TYPE, header::AUTHORIZATION])
+                .allow_headers([
+                    header::CONTENT_TYPE,
+                    header::AUTHORIZATION,
+                    header::HeaderName::from_static("x-requested-with"),
+                ])
                 .allow_credentials(true)
                 .max_age(Duration::from_secs(3600)),
         );

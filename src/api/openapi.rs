@@ -95,9 +95,8 @@ impl Modify for RequestRules {
                 }
                 Rule::Text => (Some(TEXT_PATTERN), Some(1), Some(MAX_NAME_LEN)),
                 Rule::HttpUrl => {
-                    // The pattern of the CRD, and (as validate::image_url also parses it) a URI.
-                    field.format = Some(SchemaFormat::Custom("uri".to_owned()));
-                    (Some(HTTP_URL_PATTERN), Some(1), Some(MAX_URL_LEN))
+                    // Empty (no image, as Airy's clients send it) or the CRD's pattern.
+                    (Some(IMAGE_URL_PATTERN.as_str()), None, Some(MAX_URL_LEN))
                 }
                 Rule::E164 => (Some(E164_PATTERN), None, None),
                 Rule::PageId => (Some(FACEBOOK_PAGE_ID_PATTERN), None, None),
@@ -109,6 +108,10 @@ impl Modify for RequestRules {
         }
     }
 }
+
+/// An `image_url` the API accepts: empty, meaning no image, or an http(s) URL as the CRD takes it.
+static IMAGE_URL_PATTERN: std::sync::LazyLock<String> =
+    std::sync::LazyLock::new(|| format!("^$|{HTTP_URL_PATTERN}"));
 
 /// The answers every `channels.*` endpoint can give besides its own: before the handler runs
 /// (body, content type, authentication, a cache that has not synced yet).
@@ -255,9 +258,8 @@ mod tests {
         let page = property(&doc, "FacebookConnectRequest", "page_id");
         assert_eq!(page["pattern"], FACEBOOK_PAGE_ID_PATTERN);
         let url = property(&doc, "UpdateRequest", "image_url");
-        assert_eq!(url["pattern"], HTTP_URL_PATTERN);
+        assert_eq!(url["pattern"], format!("^$|{HTTP_URL_PATTERN}"));
         assert_eq!(url["maxLength"], MAX_URL_LEN);
-        assert_eq!(url["format"], "uri");
         let id = property(&doc, "ChannelIdRequest", "channel_id");
         assert_eq!(id["format"], "uuid");
         let name = property(&doc, "GoogleConnectRequest", "name");

@@ -59,9 +59,12 @@ pub fn optional_text(field: &str, value: Option<&str>) -> Result<Option<String>,
     value.map(|v| required_text(field, v)).transpose()
 }
 
-/// An optional `image_url`: when given, an absolute http(s) URL.
+/// An optional `image_url`: when given, an absolute http(s) URL; empty means no image (what
+/// Airy's own connect forms send when none is given).
 pub fn image_url(value: Option<&str>) -> Result<Option<String>, ApiError> {
-    let Some(raw) = value else { return Ok(None) };
+    let Some(raw) = value.filter(|v| !v.is_empty()) else {
+        return Ok(None);
+    };
     let bad = || ApiError::bad_request("image_url must be an absolute http or https URL");
     if raw.len() > MAX_URL_LEN {
         return Err(ApiError::bad_request(format!(
@@ -69,7 +72,7 @@ pub fn image_url(value: Option<&str>) -> Result<Option<String>, ApiError> {
         )));
     }
     // The CRD's pattern forbids whitespace anywhere; url would silently strip it.
-    if raw.is_empty() || raw.chars().any(|c| c.is_whitespace() || c.is_control()) {
+    if raw.chars().any(|c| c.is_whitespace() || c.is_control()) {
         return Err(bad());
     }
     let parsed = url::Url::parse(raw).map_err(|_| bad())?;
@@ -143,8 +146,9 @@ mod tests {
         );
         assert!(image_url(Some("https://x.io")).is_ok());
         assert_eq!(image_url(None).unwrap(), None);
+        assert_eq!(image_url(Some("")).unwrap(), None, "empty means no image");
         for bad in [
-            "",
+            " ",
             "example.org/a.png",
             "/a.png",
             "ftp://example.org/a",

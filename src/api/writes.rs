@@ -11,18 +11,15 @@ use k8s_openapi::api::core::v1::Secret as K8sSecret;
 use k8s_openapi::ByteString;
 use kube::api::{DeleteParams, Patch, PatchParams, PostParams};
 use kube::core::ObjectMeta;
-use kube::{Api, Resource, ResourceExt};
+use kube::{Api, ResourceExt};
 use serde_json::json;
 
 use super::cache::Entry;
 use super::error::ApiError;
 use super::AppState;
 use crate::crd::{Channel, ChannelSpec, SecretKeyRef, Source};
+use crate::ownership::{self, credentials_secret_name, PAGE_TOKEN_KEY};
 
-/// Label put on everything the API creates.
-pub const MANAGED_BY: (&str, &str) = ("app.kubernetes.io/managed-by", "channel-operator");
-/// Key of the page token in the page-token Secret.
-pub const PAGE_TOKEN_KEY: &str = "page_token";
 /// Field manager of the API's writes.
 pub const FIELD_MANAGER: &str = "channel-operator-api";
 
@@ -89,17 +86,6 @@ impl Drop for IdGuard {
             map.remove(&self.id);
         }
     }
-}
-
-/// Name of the Secret holding a page token for a channel: it changes with the token, so a new
-/// token changes the Channel's spec and the controller re-connects.
-pub fn page_token_secret_name(channel_name: &str, token: &str) -> String {
-    let digest = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, token.as_bytes());
-    let hex: String = digest.as_ref()[..5]
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect();
-    format!("{channel_name}-page-token-{hex}")
 }
 
 /// Maps a Kubernetes API error to the API's answer.
@@ -206,17 +192,15 @@ impl AppState {
                 match (cond.status.as_str(), cond.reason.as_str()) {
                     ("True", _) => Some(Outcome::Ready(e)),
                     ("False", r) if r == Reason::Progressing => None,
-                    ("False", reason) => Some(Outcome::Failed(
-                        Reason::parse(reason).unwrap_or(Reason::ProviderError),
-                        if cond.message.is_empty() {
-                            format!("the channel could not be reconciled ({reason})")
-                        } else {
-                            // The cache holds exactly the Channels the API serves.
-                            super::scope::confine(&cond.message, |ns, name| {
-                                c.get_by_key(ns, name).is_some()
-                            })
-                        },
-                    )),
+                    ("False", reason) => {
+                        let reason = Reason::parse(reason).unwrap_or(Reason::ProviderError);
+                        // The cache holds exactly the Channels the API serves.
+                        let message = super::scope::confine(
+                            &failure_message(reason, &cond.message),
+                            |ns, name| c.get_by_key(ns, name).is_some(),
+                        );
+                        Some(Outcome::Failed(reason, message))
+                    }
                     _ => None,
                 }
             })
@@ -244,7 +228,7 @@ impl AppState {
         let ns = self.namespace.clone();
         let api = self.channels(&ns);
         let credentials_secret_ref = d.page_token.as_ref().map(|t| SecretKeyRef {
-            name: page_token_secret_name(&id, t.expose()),
+            name: credentials_secret_name(&id, t.expose()),
             key: PAGE_TOKEN_KEY.to_owned(),
         });
         let mut channel = Channel::new(
@@ -260,10 +244,7 @@ impl AppState {
             },
         );
         channel.metadata.namespace = Some(ns.clone());
-        channel.metadata.labels = Some(BTreeMap::from([(
-            MANAGED_BY.0.to_owned(),
-            MANAGED_BY.1.to_owned(),
-        )]));
+        channel.metadata.labels = Some(ownership::managed_labels());
         // The page-token Secret comes first, so the controller never sees the Channel without
         // its credentials; it is adopted by the Channel once that has a uid.
         let secret_name = credentials_secret_ref.as_ref().map(|r| r.name.clone());
@@ -281,7 +262,7 @@ impl AppState {
             }
             Err(e) => {
                 if let Some(name) = &secret_name {
-                    self.delete_secret(&ns, name).await;
+                    self.delete_secret(&channel, name).await;
                 }
                 return Err(kube_error(e));
             }
@@ -323,7 +304,7 @@ impl AppState {
         }
         let old_ref = ch.spec.credentials_secret_ref.clone();
         let new_ref = d.page_token.as_ref().map(|t| SecretKeyRef {
-            name: page_token_secret_name(&name, t.expose()),
+            name: credentials_secret_name(&name, t.expose()),
             key: PAGE_TOKEN_KEY.to_owned(),
         });
         let mut spec = serde_json::Map::new();
@@ -345,6 +326,19 @@ impl AppState {
             spec.insert("imageUrl".into(), json!(u));
         }
         let ref_changes = new_ref.is_some() && new_ref != old_ref;
+        if let (Some(r), Some(token), false) = (&new_ref, &d.page_token, ref_changes) {
+            // The same token: the Secret the spec names should be there (the controller keeps it
+            // at disconnect); one deleted meanwhile is written again, so the connect can work.
+            let api = self.secrets(&ns);
+            if retry(false, || api.get_opt(&r.name))
+                .await
+                .map_err(secret_error)?
+                .is_none()
+            {
+                self.create_page_token_secret(&ns, Some(&ch), &r.name, token)
+                    .await?;
+            }
+        }
         if let Some(r) = new_ref.as_ref().filter(|_| ref_changes) {
             spec.insert(
                 "credentialsSecretRef".into(),
@@ -406,13 +400,8 @@ impl AppState {
             metadata: ObjectMeta {
                 name: Some(name.to_owned()),
                 namespace: Some(ns.to_owned()),
-                labels: Some(BTreeMap::from([(
-                    MANAGED_BY.0.to_owned(),
-                    MANAGED_BY.1.to_owned(),
-                )])),
-                owner_references: owner
-                    .and_then(|o| o.controller_owner_ref(&()))
-                    .map(|r| vec![r]),
+                labels: Some(ownership::managed_labels()),
+                owner_references: owner.and_then(ownership::owner_reference).map(|r| vec![r]),
                 ..Default::default()
             },
             data: Some(BTreeMap::from([(
@@ -432,25 +421,57 @@ impl AppState {
                 Some(o) => self.adopt_secret(o, name).await,
                 None => Ok(()),
             },
-            Err(e) => Err(kube_error(e)),
+            Err(e) => Err(secret_error(e)),
         }
     }
 
-    /// Makes the Channel the owner of its page-token Secret (deleted with it).
+    /// Makes the Channel the owner of its credentials Secret (deleted with it), when the
+    /// ownership rules let the API adopt it; a Secret of that name that is someone else's is a
+    /// conflict, and is left untouched.
     async fn adopt_secret(&self, owner: &Channel, name: &str) -> Result<(), ApiError> {
         let api = self.secrets(&owner.namespace().unwrap_or_default());
-        let refs: Vec<_> = owner.controller_owner_ref(&()).into_iter().collect();
+        let existing = retry(false, || api.get_opt(name))
+            .await
+            .map_err(secret_error)?;
+        match existing {
+            Some(s) if ownership::is_ours(&s.metadata, owner) => return Ok(()),
+            Some(s) if ownership::api_may_take(&s.metadata, owner) => {}
+            _ => {
+                return Err(ApiError::new(
+                    axum::http::StatusCode::CONFLICT,
+                    "a Secret the channel's page token would be stored in exists and is not the \
+                     operator's; remove it and connect again",
+                ))
+            }
+        }
+        let refs: Vec<_> = ownership::owner_reference(owner).into_iter().collect();
         let patch = Patch::Merge(json!({"metadata": {"ownerReferences": refs}}));
         let pparams = patch_params();
         retry(true, || api.patch(name, &pparams, &patch))
             .await
             .map(|_| ())
-            .map_err(kube_error)
+            .map_err(secret_error)
     }
 
-    async fn delete_secret(&self, ns: &str, name: &str) {
-        let api = self.secrets(ns);
-        let dp = DeleteParams::default();
+    /// Removes the credentials Secret a failed connect for `ch` leaves, when the ownership rules
+    /// let the API take it (guarded by its uid).
+    async fn delete_secret(&self, ch: &Channel, name: &str) {
+        let api = self.secrets(&ch.namespace().unwrap_or_default());
+        let secret = match retry(false, || api.get_opt(name)).await {
+            Ok(Some(s)) if ownership::api_may_take(&s.metadata, ch) => s,
+            Ok(_) => return,
+            Err(e) => {
+                tracing::warn!(error = %e, "reading a page-token Secret to remove failed");
+                return;
+            }
+        };
+        let dp = DeleteParams {
+            preconditions: secret.metadata.uid.map(|uid| kube::api::Preconditions {
+                uid: Some(uid),
+                resource_version: None,
+            }),
+            ..Default::default()
+        };
         match retry(false, || api.delete(name, &dp)).await {
             Ok(_) | Err(kube::Error::Api(_)) => {}
             Err(e) => tracing::warn!(error = %e, "removing a page-token Secret failed"),
@@ -462,12 +483,7 @@ impl AppState {
         let Ok(Some(secret)) = api.get_opt(name).await else {
             return;
         };
-        let uid = owner.uid();
-        let owned = secret
-            .owner_references()
-            .iter()
-            .any(|r| Some(&r.uid) == uid.as_ref());
-        if owned {
+        if ownership::api_deletes_replaced(&secret.metadata, owner) {
             if let Err(e) = api.delete(name, &DeleteParams::default()).await {
                 tracing::warn!(error = %e, secret = name, "deleting the old page-token Secret failed");
             }
@@ -501,7 +517,7 @@ impl AppState {
             .await;
         if let Some(s) = secret {
             if gone.is_some() {
-                self.delete_secret(&ns, s).await;
+                self.delete_secret(created, s).await;
             } else {
                 // Still being disconnected: the Channel owns the Secret, so the garbage
                 // collector removes it with the Channel.
@@ -544,12 +560,13 @@ impl AppState {
         }
     }
 
-    /// Updates name and image of a connected channel; returns the updated resource.
+    /// Updates name and image of a connected channel (`Some(None)`: no image any more); returns
+    /// the updated resource.
     pub async fn update(
         &self,
         id: &str,
         name: Option<String>,
-        image_url: Option<String>,
+        image_url: Option<Option<String>>,
     ) -> Result<Arc<Channel>, ApiError> {
         let e = self
             .cache
@@ -580,6 +597,33 @@ impl AppState {
     }
 }
 
+/// Maps a Kubernetes API error of a Secret request to the API's answer: like [`kube_error`],
+/// without the cluster's message, which names the Secret (and so a digest of the token).
+fn secret_error(e: kube::Error) -> ApiError {
+    let mut err = kube_error(e);
+    if matches!(err.status.as_u16(), 400 | 404 | 409) {
+        err.message = "the channel's page token could not be stored; try again".to_owned();
+    }
+    err
+}
+
+/// What an API client is told of the controller's failure: the condition's message, except for
+/// the reasons whose message names a Secret (and with it a digest of the token), which stay in
+/// the Channel's status for the cluster's administrator.
+fn failure_message(reason: Reason, message: &str) -> String {
+    match reason {
+        Reason::CredentialsMissing => "Connect failed: the channel's credentials are missing or \
+            cannot be used by the operator; its administrator finds the details in the Channel's \
+            status"
+            .to_owned(),
+        Reason::SecretConflict => "Connect failed: a Secret the operator needs for this channel \
+            is not the operator's; its administrator finds the details in the Channel's status"
+            .to_owned(),
+        _ if message.is_empty() => format!("the channel could not be reconciled ({reason})"),
+        _ => message.to_owned(),
+    }
+}
+
 /// The answer to a connect whose channel id a Channel outside the API's namespaces holds.
 fn held_elsewhere() -> ApiError {
     ApiError::new(
@@ -607,17 +651,15 @@ mod tests {
     use super::*;
 
     #[test]
-    fn page_token_secret_names_follow_the_token() {
-        let a = page_token_secret_name("f405cad8-dd03-5275-be27-a660d4d64949", "token-1");
-        let b = page_token_secret_name("f405cad8-dd03-5275-be27-a660d4d64949", "token-2");
-        assert!(a.starts_with("f405cad8-dd03-5275-be27-a660d4d64949-page-token-"));
-        assert_eq!(
-            a.len(),
-            "f405cad8-dd03-5275-be27-a660d4d64949-page-token-".len() + 10
-        );
-        assert_ne!(a, b);
-        // sha256("token-1") = 3f08aace122ee236...: the first 10 hex digits name the Secret.
-        assert!(a.ends_with("-page-token-3f08aace12"), "{a}");
-        assert!(!a.contains("token-1"));
+    fn failure_messages_name_no_secret() {
+        let secret = "default/f405cad8-dd03-5275-be27-a660d4d64949-page-token-3f08aace12";
+        for reason in [Reason::CredentialsMissing, Reason::SecretConflict] {
+            let m = failure_message(reason, &format!("the Secret {secret} does not exist"));
+            assert!(!m.contains("page-token") && !m.contains("default/"), "{m}");
+            assert!(m.starts_with("Connect failed:"), "{m}");
+        }
+        // A provider's message says what went wrong at the provider, and is kept.
+        let m = failure_message(Reason::ProviderError, "facebook: HTTP 500: try later");
+        assert_eq!(m, "facebook: HTTP 500: try later");
     }
 }

@@ -39,9 +39,9 @@ pub struct Context {
     pub(super) config: Config,
     failures: Mutex<HashMap<String, u32>>,
     last_checked: Mutex<HashMap<String, Instant>>,
-    /// resourceVersion of the last status this process wrote, per Channel uid: a cached object
-    /// older than that is stale, and deciding from its status could connect a channel twice.
-    last_write: Mutex<HashMap<String, u64>>,
+    /// The last status this process wrote, per Channel uid: a cached object that does not show
+    /// it yet is stale, and deciding from its status could connect a channel twice.
+    last_write: Mutex<LastWrites>,
 }
 
 impl Context {
@@ -63,7 +63,7 @@ impl Context {
             config,
             failures: Mutex::new(HashMap::new()),
             last_checked: Mutex::new(HashMap::new()),
-            last_write: Mutex::new(HashMap::new()),
+            last_write: Mutex::new(LastWrites::default()),
         }
     }
 
@@ -107,24 +107,18 @@ impl Context {
 
     /// Whether the cached Channel predates the last status this process wrote for it.
     pub(super) fn is_stale(&self, ch: &Channel) -> bool {
-        let (Some(uid), Some(rv)) = (ch.uid(), parse_rv(ch)) else {
-            return false;
-        };
         self.last_write
             .lock()
             .expect("not poisoned")
-            .get(&uid)
-            .is_some_and(|written| rv < *written)
+            .is_stale(ch, Instant::now())
     }
 
-    /// Remembers the resourceVersion of a status this process wrote.
+    /// Remembers a status this process wrote (the object the write returned).
     pub(super) fn wrote(&self, written: &Channel) {
-        if let (Some(uid), Some(rv)) = (written.uid(), parse_rv(written)) {
-            self.last_write
-                .lock()
-                .expect("not poisoned")
-                .insert(uid, rv);
-        }
+        self.last_write
+            .lock()
+            .expect("not poisoned")
+            .wrote(written, Instant::now());
     }
 
     /// Counts one more failure of the Channel; returns how many in a row.
@@ -141,12 +135,138 @@ impl Context {
 
     /// Forgets a Channel that is gone.
     pub(super) fn forget(&self, uid: &str) {
-        self.last_write.lock().expect("not poisoned").remove(uid);
+        self.last_write.lock().expect("not poisoned").forget(uid);
         self.last_checked.lock().expect("not poisoned").remove(uid);
         self.failures.lock().expect("not poisoned").remove(uid);
     }
 }
 
-fn parse_rv(ch: &Channel) -> Option<u64> {
-    ch.metadata.resource_version.as_deref()?.parse().ok()
+/// How long a status write may stay unseen before it counts as overtaken: by then a writer other
+/// than this process (a previous leader, a user editing the status) has changed the status, or
+/// the watch is broken and reconciles fail on the API anyway.
+const UNSEEN_LIMIT: Duration = Duration::from_secs(30);
+
+/// The status writes of this process not seen in the cache yet. A resourceVersion is opaque:
+/// it is only compared for equality. A cached Channel shows the write when it is the written
+/// object (same resourceVersion) or a later one still carrying the written status (only the
+/// controller writes the status; later spec or metadata changes keep it).
+#[derive(Default)]
+struct LastWrites(HashMap<String, Written>);
+
+struct Written {
+    resource_version: Option<String>,
+    status: u64,
+    at: Instant,
+}
+
+fn status_digest(ch: &Channel) -> u64 {
+    use std::hash::{Hash, Hasher};
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    serde_json::to_string(&ch.status)
+        .unwrap_or_default()
+        .hash(&mut h);
+    h.finish()
+}
+
+impl LastWrites {
+    fn wrote(&mut self, written: &Channel, now: Instant) {
+        if let Some(uid) = written.uid() {
+            let w = Written {
+                resource_version: written.metadata.resource_version.clone(),
+                status: status_digest(written),
+                at: now,
+            };
+            self.0.insert(uid, w);
+        }
+    }
+
+    /// Whether `cached` does not show the last write yet; forgets the write once it does.
+    fn is_stale(&mut self, cached: &Channel, now: Instant) -> bool {
+        let Some(uid) = cached.uid() else {
+            return false;
+        };
+        let Some(w) = self.0.get(&uid) else {
+            return false;
+        };
+        let seen = (w.resource_version.is_some()
+            && w.resource_version == cached.metadata.resource_version)
+            || w.status == status_digest(cached);
+        if seen || now.duration_since(w.at) > UNSEEN_LIMIT {
+            self.0.remove(&uid);
+            return false;
+        }
+        true
+    }
+
+    fn forget(&mut self, uid: &str) {
+        self.0.remove(uid);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::crd::{ChannelSpec, ChannelStatus, Source};
+
+    fn channel(rv: &str, connected: bool) -> Channel {
+        let mut ch = Channel::new(
+            "c",
+            ChannelSpec {
+                source: Source::Google,
+                source_channel_id: "gbm".into(),
+                name: None,
+                image_url: None,
+                connected: true,
+                credentials_secret_ref: None,
+                deletion_policy: Default::default(),
+            },
+        );
+        ch.metadata.uid = Some("uid-1".into());
+        ch.metadata.resource_version = Some(rv.into());
+        ch.status = Some(ChannelStatus {
+            connected,
+            ..Default::default()
+        });
+        ch
+    }
+
+    #[test]
+    fn a_cache_without_the_write_is_stale_whatever_the_resource_versions_look_like() {
+        let now = Instant::now();
+        // Opaque versions that do not sort as numbers (nor as strings) the way they were written.
+        let before = channel("etcd-b7", false);
+        let written = channel("etcd-a3", true);
+        let mut w = LastWrites::default();
+        w.wrote(&written, now);
+        assert!(w.is_stale(&before, now));
+        assert!(
+            w.is_stale(&before, now),
+            "stays stale until the write shows"
+        );
+        assert!(!w.is_stale(&written, now));
+        // Seen once, forgotten: an object of any version is fresh again.
+        assert!(!w.is_stale(&before, now));
+    }
+
+    #[test]
+    fn a_later_change_carrying_the_written_status_is_fresh() {
+        let now = Instant::now();
+        let mut w = LastWrites::default();
+        w.wrote(&channel("x1", true), now);
+        // A spec change after the write: another version, the written status.
+        assert!(!w.is_stale(&channel("zz9", true), now));
+    }
+
+    #[test]
+    fn a_write_overtaken_by_another_writer_is_forgotten_after_the_limit() {
+        let now = Instant::now();
+        let mut w = LastWrites::default();
+        w.wrote(&channel("x1", true), now);
+        let other = channel("x2", false);
+        assert!(w.is_stale(&other, now + Duration::from_secs(1)));
+        assert!(!w.is_stale(&other, now + UNSEEN_LIMIT + Duration::from_secs(1)));
+        w.wrote(&channel("x3", true), now);
+        w.forget("uid-1");
+        assert!(!w.is_stale(&other, now));
+    }
 }

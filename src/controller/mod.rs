@@ -40,7 +40,7 @@ pub use shutdown::Shutdown;
 use watch::SecretScope;
 
 /// The field manager and event reporter name.
-pub const MANAGER: &str = "channel-operator";
+pub use crate::ownership::MANAGER;
 
 /// Flags of `channel-operator controller`.
 #[derive(clap::Parser, Clone, Debug)]

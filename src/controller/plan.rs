@@ -45,12 +45,12 @@ pub enum Step {
         /// Whether to re-check at the provider.
         recheck: bool,
     },
-    /// Disconnect at the provider, delete the owned Secrets, report `Disconnected`.
+    /// Disconnect at the provider, delete the derived token Secret, report `Disconnected`.
     Disconnect,
-    /// Nothing to undo at the provider: delete the owned Secrets unless already settled, report
+    /// Nothing to undo at the provider: delete the derived token Secret unless already settled, report
     /// `Disconnected`.
     Settle {
-        /// Whether to look for owned Secrets to delete.
+        /// Whether to look for a derived token Secret to delete.
         cleanup: bool,
     },
     /// The Channel is being deleted: disconnect at the provider if `disconnect`, delete the owned

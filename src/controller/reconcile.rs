@@ -23,6 +23,7 @@ use super::plan::{may_be_connected, plan, Observed, Step};
 use super::secrets::{self, TokenSecret};
 use super::status::Reporter;
 use crate::crd::{Channel, ChannelStatus, FINALIZER};
+use crate::ownership::Moment;
 use crate::providers::Provider;
 use crate::reason::{Reason, State};
 use crate::secret::Secret;
@@ -202,7 +203,7 @@ async fn execute(
             } else if may_be_connected(reporter.current()) {
                 info!("deletionPolicy Orphan: deleting without calling the provider");
             }
-            delete_owned_in_scope(ctx, ch).await?;
+            delete_owned_in_scope(ctx, ch, Moment::Deletion).await?;
             ctx.forget(&ch.uid().unwrap_or_default());
             Ok(Action::await_change())
         }
@@ -375,16 +376,20 @@ async fn disconnect(
     Ok(None)
 }
 
-/// Deletes the Secrets the Channel owns; none where the operator may not touch Secrets (it
-/// cannot have created any there).
-async fn delete_owned_in_scope(ctx: &Context, ch: &Channel) -> Result<usize, Error> {
+/// Deletes the Secrets of the Channel the controller deletes at `moment`; none where the
+/// operator may not touch Secrets (it cannot have created any there).
+async fn delete_owned_in_scope(
+    ctx: &Context,
+    ch: &Channel,
+    moment: Moment,
+) -> Result<usize, Error> {
     match ctx.secrets(ch) {
-        Ok(api) => secrets::delete_owned(&api, ch).await,
+        Ok(api) => secrets::delete_owned(&api, ch, moment).await,
         Err(_) => Ok(0),
     }
 }
 
-/// Deletes the owned Secrets (when `cleanup`) and reports `Disconnected`.
+/// Deletes the derived token Secret (when `cleanup`) and reports `Disconnected`.
 async fn settle(
     ch: &Channel,
     ctx: &Context,
@@ -392,7 +397,7 @@ async fn settle(
     cleanup: bool,
 ) -> Result<Action, Error> {
     if cleanup {
-        let n = delete_owned_in_scope(ctx, ch).await?;
+        let n = delete_owned_in_scope(ctx, ch, Moment::Disconnect).await?;
         if n > 0 {
             info!(secrets = n, "deleted the channel's stored tokens");
         }

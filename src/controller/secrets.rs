@@ -1,36 +1,25 @@
 //! The Secrets a Channel uses: its credentials Secret (read only) and the token Secret the
 //! operator keeps for it.
 //!
-//! The operator never adopts what is not its own: a token Secret is created, or updated only when
-//! this Channel is its controller owner and the operator labelled it; anything else in the way is
-//! a [`Error::SecretConflict`] and is left untouched. Deleting "owned" Secrets deletes exactly
-//! those, guarded by their uid.
+//! Which Secrets are the Channel's and when they go is decided in [`crate::ownership`]. The
+//! operator never adopts what is not its own: a token Secret is created, or updated only when it
+//! is ours; anything else in the way is a [`Error::SecretConflict`] and is left untouched.
 
 use std::collections::BTreeMap;
 
 use k8s_openapi::api::core::v1::Secret as KubeSecret;
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use k8s_openapi::ByteString;
 use kube::api::{DeleteParams, ListParams, PostParams, Preconditions};
-use kube::{Api, Resource, ResourceExt};
+use kube::{Api, ResourceExt};
 
 use super::error::Error;
 use super::MANAGER;
 use crate::crd::Channel;
+use crate::ownership::{self, is_ours, Moment, TOKEN_KEY};
 use crate::providers::ProviderError;
 use crate::secret::Secret;
 
-/// Key of the page access token in the token Secret the operator owns.
-pub const TOKEN_KEY: &str = "page_access_token";
-/// Label naming the channel id on Secrets the operator owns.
-pub const CHANNEL_ID_LABEL: &str = "airy.co/channel-id";
-/// Label the operator puts on every Secret it writes.
-pub const MANAGED_BY_LABEL: &str = "app.kubernetes.io/managed-by";
-
-/// Name of the Secret holding a Facebook channel's page access token.
-pub fn token_secret_name(channel_name: &str) -> String {
-    format!("{channel_name}-facebook-token")
-}
+pub use crate::ownership::token_secret_name;
 
 /// The value of `credentialsSecretRef` and the resourceVersion of its Secret.
 #[derive(Debug)]
@@ -60,22 +49,6 @@ impl TokenSecret {
             _ => None,
         }
     }
-}
-
-/// Whether the Secret is this Channel's: the operator labelled it and its controller
-/// ownerReference is this Channel (by uid).
-pub fn is_ours(meta: &ObjectMeta, ch: &Channel) -> bool {
-    let Some(uid) = ch.uid() else { return false };
-    let labelled = meta
-        .labels
-        .as_ref()
-        .and_then(|l| l.get(MANAGED_BY_LABEL))
-        .is_some_and(|v| v == MANAGER);
-    let controlled = meta.owner_references.as_ref().is_some_and(|refs| {
-        refs.iter()
-            .any(|r| r.controller == Some(true) && r.uid == uid)
-    });
-    labelled && controlled
 }
 
 /// The message of a [`Error::SecretConflict`] about `name`.
@@ -141,11 +114,8 @@ pub async fn store_token(api: &Api<KubeSecret>, ch: &Channel, token: &Secret) ->
             let mut secret = KubeSecret::default();
             secret.metadata.name = Some(name);
             secret.metadata.namespace = ch.namespace();
-            secret.metadata.labels = Some(BTreeMap::from([
-                (MANAGED_BY_LABEL.to_owned(), MANAGER.to_owned()),
-                (CHANNEL_ID_LABEL.to_owned(), ch.channel_id()),
-            ]));
-            secret.metadata.owner_references = ch.controller_owner_ref(&()).map(|r| vec![r]);
+            secret.metadata.labels = Some(ownership::token_labels(ch));
+            secret.metadata.owner_references = ownership::owner_reference(ch).map(|r| vec![r]);
             secret.type_ = Some("Opaque".into());
             secret.data = Some(data);
             // A Secret created meanwhile makes this fail with 409; the retry sees it.
@@ -165,16 +135,19 @@ pub async fn store_token(api: &Api<KubeSecret>, ch: &Channel, token: &Secret) ->
     Ok(())
 }
 
-/// Deletes the Secrets the operator labelled and whose controller is this Channel (each guarded
-/// by its uid). Returns how many.
-pub async fn delete_owned(api: &Api<KubeSecret>, ch: &Channel) -> Result<usize, Error> {
-    let selector = format!("{MANAGED_BY_LABEL}={MANAGER}");
+/// Deletes the Secrets of this Channel that the ownership rules give the controller to delete
+/// at `moment` (each guarded by its uid). Returns how many.
+pub async fn delete_owned(
+    api: &Api<KubeSecret>,
+    ch: &Channel,
+    moment: Moment,
+) -> Result<usize, Error> {
     let owned: Vec<(String, Option<String>)> = api
-        .list_metadata(&ListParams::default().labels(&selector))
+        .list_metadata(&ListParams::default().labels(&ownership::managed_selector()))
         .await?
         .items
         .into_iter()
-        .filter(|s| is_ours(&s.metadata, ch))
+        .filter(|s| ownership::controller_deletes(&s.metadata, ch, moment))
         .map(|s| (s.name_any(), s.metadata.uid))
         .collect();
     for (name, uid) in &owned {

@@ -38,6 +38,28 @@ impl Drop for Running {
     }
 }
 
+/// A sandbox with the Channel CRD, and a kubeconfig for it in a temporary directory: what every
+/// environment starts from (tests that run the product as a process start from it directly).
+pub struct Sandboxed {
+    pub sb: Sandbox,
+    pub dir: tempfile::TempDir,
+    pub kubeconfig: PathBuf,
+}
+
+/// Starts a [`Sandboxed`].
+pub async fn sandbox() -> Sandboxed {
+    let sb = Sandbox::start(0).await.expect("sandbox starts");
+    sb.install_crd(&Channel::crd()).await.expect("CRD installs");
+    let dir = tempfile::tempdir().unwrap();
+    let kubeconfig = dir.path().join("kubeconfig");
+    sb.write_kubeconfig(&kubeconfig).unwrap();
+    Sandboxed {
+        sb,
+        dir,
+        kubeconfig,
+    }
+}
+
 #[derive(Clone, Copy, PartialEq)]
 enum When {
     Now,
@@ -91,11 +113,11 @@ impl Builder {
 
     pub async fn build(self) -> Env {
         logs();
-        let sb = Sandbox::start(0).await.expect("sandbox starts");
-        sb.install_crd(&Channel::crd()).await.expect("CRD installs");
-        let dir = tempfile::tempdir().unwrap();
-        let kubeconfig = dir.path().join("kubeconfig");
-        sb.write_kubeconfig(&kubeconfig).unwrap();
+        let Sandboxed {
+            sb,
+            dir,
+            kubeconfig,
+        } = sandbox().await;
         let statuses = Arc::new(Mutex::new(Vec::new()));
         let status_watch = {
             let statuses = statuses.clone();

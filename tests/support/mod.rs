@@ -19,7 +19,7 @@ pub mod wait;
 
 pub use api::*;
 pub use build::*;
-pub use env::{Env, Running};
+pub use env::{sandbox, Env, Running, Sandboxed};
 pub use fakes::{APP_SECRET, TWILIO_TOKEN};
 pub use logs::{log_text, logs};
 pub use replica::assert_running;
