@@ -8,7 +8,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 
 use api_common::*;
-use channel_operator::api::ENDPOINTS;
+use channel_operator::api::endpoints;
 use proptest::prelude::*;
 use proptest::test_runner::{Config, TestRunner};
 use serde_json::{json, Value};
@@ -186,7 +186,7 @@ fn random_bodies_never_5xx_and_rejections_never_write() {
         failure_persistence: None,
         ..Config::default()
     });
-    let endpoint = prop::sample::select(ENDPOINTS.to_vec());
+    let endpoint = prop::sample::select(endpoints::paths().to_vec());
     let rejected = AtomicUsize::new(0);
     runner
         .run(

@@ -121,5 +121,5 @@ fn chart_ingress_routes_exactly_the_apis_channels_endpoints() {
         .and_then(|rest| rest.split("{{- end }}").next())
         .expect("the apiEndpoints template in _helpers.tpl");
     let routed: Vec<&str> = block.split_whitespace().collect();
-    assert_eq!(routed, channel_operator::api::ENDPOINTS);
+    assert_eq!(routed, channel_operator::api::endpoints::paths());
 }

@@ -5,11 +5,14 @@
 //! - [`cache`]: the reflector-backed channel cache with precomputed responses;
 //! - [`writes`]: connect, disconnect and update through the Kubernetes API, waiting for the
 //!   controller's verdict;
+//! - [`endpoints`]: the one table of endpoints the router, the OpenAPI document and the
+//!   metrics are built from;
 //! - [`handlers`], [`auth`], [`metrics`], [`openapi`]; explore calls the Graph API through
 //!   [`crate::providers::facebook`].
 
 pub mod auth;
 pub mod cache;
+pub mod endpoints;
 pub mod error;
 pub mod handlers;
 pub mod metrics;
@@ -25,7 +28,7 @@ use anyhow::Context;
 use axum::extract::{DefaultBodyLimit, State};
 use axum::http::{header, HeaderValue, Method, StatusCode};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post, MethodRouter};
+use axum::routing::{get, MethodRouter};
 use axum::Router;
 use bytes::Bytes;
 use tower_http::cors::{AllowOrigin, CorsLayer};
@@ -151,33 +154,6 @@ impl AppState {
     }
 }
 
-/// Every API endpoint path (docs/api.md), with the alias.
-pub const ENDPOINTS: [&str; 15] = [
-    "/channels.list",
-    "/channels.info",
-    "/channels.update",
-    "/channels.chatplugin.connect",
-    "/channels.facebook.connect",
-    "/channels.google.connect",
-    "/channels.twilio.sms.connect",
-    "/channels.twilio.whatsapp.connect",
-    "/channels.chatplugin.disconnect",
-    "/channels.chat_plugin.disconnect",
-    "/channels.facebook.disconnect",
-    "/channels.google.disconnect",
-    "/channels.twilio.sms.disconnect",
-    "/channels.twilio.whatsapp.disconnect",
-    "/channels.facebook.explore",
-];
-
-fn api_route<H, T>(handler: H) -> MethodRouter<AppState>
-where
-    H: axum::handler::Handler<T, AppState>,
-    T: 'static,
-{
-    post(handler).fallback(|| async { method_not_allowed("POST") })
-}
-
 fn get_route<H, T>(handler: H) -> MethodRouter<AppState>
 where
     H: axum::handler::Handler<T, AppState>,
@@ -186,7 +162,7 @@ where
     get(handler).fallback(|| async { method_not_allowed("GET, HEAD") })
 }
 
-fn method_not_allowed(allow: &'static str) -> Response {
+pub(crate) fn method_not_allowed(allow: &'static str) -> Response {
     let mut resp = json_error(
         StatusCode::METHOD_NOT_ALLOWED,
         &format!("method not allowed; use {allow}"),
@@ -232,47 +208,7 @@ async fn metrics_handler(State(state): State<AppState>) -> Response {
 
 /// The HTTP API as an axum router.
 pub fn router(state: AppState, cors_origins: &[String]) -> anyhow::Result<Router> {
-    use handlers::*;
-    let api = Router::new()
-        .route("/channels.list", api_route(list))
-        .route("/channels.info", api_route(info))
-        .route("/channels.update", api_route(update))
-        .route(
-            "/channels.chatplugin.connect",
-            api_route(chatplugin_connect),
-        )
-        .route("/channels.facebook.connect", api_route(facebook_connect))
-        .route("/channels.google.connect", api_route(google_connect))
-        .route(
-            "/channels.twilio.sms.connect",
-            api_route(twilio_sms_connect),
-        )
-        .route(
-            "/channels.twilio.whatsapp.connect",
-            api_route(twilio_whatsapp_connect),
-        )
-        .route(
-            "/channels.chatplugin.disconnect",
-            api_route(chatplugin_disconnect),
-        )
-        .route(
-            "/channels.chat_plugin.disconnect",
-            api_route(chat_plugin_disconnect),
-        )
-        .route(
-            "/channels.facebook.disconnect",
-            api_route(facebook_disconnect),
-        )
-        .route("/channels.google.disconnect", api_route(google_disconnect))
-        .route(
-            "/channels.twilio.sms.disconnect",
-            api_route(twilio_sms_disconnect),
-        )
-        .route(
-            "/channels.twilio.whatsapp.disconnect",
-            api_route(twilio_whatsapp_disconnect),
-        )
-        .route("/channels.facebook.explore", api_route(facebook_explore))
+    let api = endpoints::router()
         .route_layer(axum::middleware::from_fn_with_state(
             state.cache.clone(),
             require_synced_cache,
@@ -289,8 +225,8 @@ pub fn router(state: AppState, cors_origins: &[String]) -> anyhow::Result<Router
             auth::require_auth,
         ));
     let ops = Router::new()
-        .route("/healthz", get_route(healthz))
-        .route("/readyz", get_route(readyz))
+        .route("/healthz", get_route(handlers::healthz))
+        .route("/readyz", get_route(handlers::readyz))
         .route("/openapi.json", get_route(openapi_json));
     let mut app = api
         .merge(metrics)

@@ -12,7 +12,6 @@ use utoipa::openapi::security::{Http, HttpAuthScheme, SecurityScheme};
 use utoipa::openapi::{Content, Ref, RefOr};
 use utoipa::{Modify, OpenApi};
 
-use super::handlers;
 use super::model::*;
 use super::validate::{MAX_TOKEN_LEN, TEXT_PATTERN, TOKEN_PATTERN};
 use crate::rules::{
@@ -172,29 +171,13 @@ impl Modify for OptionalBodies {
     }
 }
 
-/// The API description.
+/// The document's info, shared schemas, security and tags; the paths come from the table of
+/// endpoints ([`super::endpoints`]) and [`document`] joins the two.
 #[derive(OpenApi)]
 #[openapi(
     info(
         title = "channel-operator channels API",
         description = "The Airy Core channels API, served from Channel resources. Every endpoint is POST with a JSON body and answers JSON; errors are {\"message\": ...}."
-    ),
-    paths(
-        handlers::list,
-        handlers::info,
-        handlers::update,
-        handlers::chatplugin_connect,
-        handlers::facebook_connect,
-        handlers::google_connect,
-        handlers::twilio_sms_connect,
-        handlers::twilio_whatsapp_connect,
-        handlers::chatplugin_disconnect,
-        handlers::chat_plugin_disconnect,
-        handlers::facebook_disconnect,
-        handlers::google_disconnect,
-        handlers::twilio_sms_disconnect,
-        handlers::twilio_whatsapp_disconnect,
-        handlers::facebook_explore,
     ),
     components(schemas(
         ListRequest,
@@ -213,15 +196,29 @@ impl Modify for OptionalBodies {
         Empty,
         ErrorBody,
     )),
-    modifiers(&BearerAuth, &RequestRules, &CommonResponses, &OptionalBodies),
     security(("bearer" = []), ()),
     tags((name = "channels", description = "Channels: connect, list, update, disconnect"))
 )]
 pub struct ApiDoc;
 
+/// The API description: the table of endpoints over [`ApiDoc`], with the modifiers applied.
+pub fn document() -> utoipa::openapi::OpenApi {
+    let mut doc = super::endpoints::openapi();
+    let modifiers: [&dyn Modify; 4] = [
+        &BearerAuth,
+        &RequestRules,
+        &CommonResponses,
+        &OptionalBodies,
+    ];
+    for modifier in modifiers {
+        modifier.modify(&mut doc);
+    }
+    doc
+}
+
 /// The document as JSON.
 pub fn document_json() -> String {
-    ApiDoc::openapi()
+    document()
         .to_json()
         .expect("the OpenAPI document serializes")
 }
@@ -249,7 +246,7 @@ mod tests {
 
     #[test]
     fn patterns_are_the_rule_constants() {
-        let doc = ApiDoc::openapi();
+        let doc = document();
         let phone = property(&doc, "TwilioConnectRequest", "phone_number");
         assert_eq!(phone["pattern"], E164_PATTERN);
         let page = property(&doc, "FacebookConnectRequest", "page_id");
@@ -267,7 +264,7 @@ mod tests {
 
     #[test]
     fn only_the_list_body_may_be_omitted() {
-        let doc = ApiDoc::openapi();
+        let doc = document();
         assert!(!body_required(&doc, "/channels.list"));
         assert!(body_required(&doc, "/channels.info"));
         assert!(body_required(&doc, "/channels.twilio.sms.connect"));
@@ -275,7 +272,7 @@ mod tests {
 
     #[test]
     fn every_endpoint_documents_its_errors() {
-        let doc = ApiDoc::openapi();
+        let doc = document();
         for (path, item) in &doc.paths.paths {
             let responses = &item.post.as_ref().unwrap().responses.responses;
             let writes: &[&str] = if path.ends_with(".disconnect") {

@@ -143,3 +143,14 @@ pub fn message(v: &Value) -> &str {
         .as_str()
         .unwrap_or_else(|| panic!("no message in {v}"))
 }
+
+/// The body of `GET path` as text (e.g. `/metrics`).
+pub async fn get_text(app: &Router, path: &str) -> String {
+    let resp = app
+        .clone()
+        .oneshot(Request::get(path).body(Body::empty()).unwrap())
+        .await
+        .unwrap();
+    let bytes = resp.into_body().collect().await.unwrap().to_bytes();
+    String::from_utf8(bytes.to_vec()).unwrap()
+}

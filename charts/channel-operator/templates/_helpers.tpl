@@ -235,7 +235,7 @@ subjects:
   {{- toYaml (list .subject) | nindent 2 }}
 {{- end }}
 
-{{/* Every channels.* endpoint of the API (src/api/mod.rs ENDPOINTS; tests/chart.rs compares). */}}
+{{/* Every channels.* endpoint of the API (the table in src/api/endpoints.rs, in its order; tests/chart.rs compares). */}}
 {{- define "channel-operator.apiEndpoints" -}}
-/channels.list /channels.info /channels.update /channels.chatplugin.connect /channels.facebook.connect /channels.google.connect /channels.twilio.sms.connect /channels.twilio.whatsapp.connect /channels.chatplugin.disconnect /channels.chat_plugin.disconnect /channels.facebook.disconnect /channels.google.disconnect /channels.twilio.sms.disconnect /channels.twilio.whatsapp.disconnect /channels.facebook.explore
+/channels.chat_plugin.disconnect /channels.chatplugin.connect /channels.chatplugin.disconnect /channels.facebook.connect /channels.facebook.disconnect /channels.facebook.explore /channels.google.connect /channels.google.disconnect /channels.info /channels.list /channels.twilio.sms.connect /channels.twilio.sms.disconnect /channels.twilio.whatsapp.connect /channels.twilio.whatsapp.disconnect /channels.update
 {{- end }}
