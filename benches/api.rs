@@ -113,6 +113,8 @@ fn channels() -> impl Iterator<Item = Channel> {
                 image_url: Some(format!("https://cdn.example.org/images/{i}.png")),
                 connected: true,
                 credentials_secret_ref: None,
+                instagram: None,
+                whatsapp: None,
                 deletion_policy: Default::default(),
             },
         );

@@ -119,6 +119,8 @@ fn channel(i: usize) -> Channel {
                 name: "bench-page-token".into(),
                 key: "page_token".into(),
             }),
+            instagram: None,
+            whatsapp: None,
             deletion_policy: DeletionPolicy::Disconnect,
         },
     )

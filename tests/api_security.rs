@@ -121,6 +121,8 @@ async fn echoed_derived_tokens_reach_no_answer_event_status_or_log() {
                 name: "declared-token".into(),
                 key: "page_token".into(),
             }),
+            instagram: None,
+            whatsapp: None,
             deletion_policy: Default::default(),
         },
     );
@@ -166,6 +168,8 @@ async fn names_cannot_steer_graph_url_paths() {
             name: secret.into(),
             key: "page_token".into(),
         }),
+        instagram: None,
+        whatsapp: None,
         deletion_policy: Default::default(),
     };
     // The cluster refuses both, naming the field.

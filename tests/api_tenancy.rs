@@ -43,6 +43,8 @@ fn spec(source: Source, scid: &str, secret: Option<&str>) -> ChannelSpec {
             name: s.into(),
             key: "page_token".into(),
         }),
+        instagram: None,
+        whatsapp: None,
         deletion_policy: Default::default(),
     }
 }

@@ -55,6 +55,8 @@ fn channel(source: Source, scid: &str) -> Channel {
                 name: "tok".into(),
                 key: "page_token".into(),
             }),
+            instagram: None,
+            whatsapp: None,
             deletion_policy: DeletionPolicy::Disconnect,
         },
     )

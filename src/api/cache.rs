@@ -385,6 +385,8 @@ mod tests {
                 image_url: None,
                 connected,
                 credentials_secret_ref: None,
+                instagram: None,
+                whatsapp: None,
                 deletion_policy: Default::default(),
             },
         );

@@ -24,12 +24,18 @@ fn table() -> OpenApiRouter<AppState> {
         .routes(post_only(routes!(google_connect)))
         .routes(post_only(routes!(twilio_sms_connect)))
         .routes(post_only(routes!(twilio_whatsapp_connect)))
+        .routes(post_only(routes!(instagram_connect)))
+        .routes(post_only(routes!(whatsapp_connect)))
+        .routes(post_only(routes!(viber_connect)))
         .routes(post_only(routes!(chatplugin_disconnect)))
         .routes(post_only(routes!(chat_plugin_disconnect)))
         .routes(post_only(routes!(facebook_disconnect)))
         .routes(post_only(routes!(google_disconnect)))
         .routes(post_only(routes!(twilio_sms_disconnect)))
         .routes(post_only(routes!(twilio_whatsapp_disconnect)))
+        .routes(post_only(routes!(instagram_disconnect)))
+        .routes(post_only(routes!(whatsapp_disconnect)))
+        .routes(post_only(routes!(viber_disconnect)))
         .routes(post_only(routes!(facebook_explore)))
 }
 

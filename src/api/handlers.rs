@@ -122,6 +122,7 @@ pub async fn chatplugin_connect(
             name: Some(name),
             image_url,
             page_token: None,
+            instagram: None,
         },
     )
     .await
@@ -154,6 +155,7 @@ pub async fn facebook_connect(
             name,
             image_url,
             page_token: Some(Secret::new(token)),
+            instagram: None,
         },
     )
     .await
@@ -185,6 +187,7 @@ pub async fn google_connect(
             name: Some(name),
             image_url,
             page_token: None,
+            instagram: None,
         },
     )
     .await
@@ -206,6 +209,7 @@ async fn twilio_connect(state: &AppState, source: Source, req: TwilioConnectRequ
             name: Some(name),
             image_url,
             page_token: None,
+            instagram: None,
         },
     )
     .await
@@ -245,6 +249,119 @@ pub async fn twilio_whatsapp_connect(
     JsonBody(req): JsonBody<TwilioConnectRequest>,
 ) -> ApiResult {
     twilio_connect(&state, Source::TwilioWhatsapp, req).await
+}
+
+/// Connect an Instagram account through its linked Facebook page.
+#[utoipa::path(post, path = "/channels.instagram.connect", tag = "channels",
+    request_body = InstagramConnectRequest,
+    responses(
+        (status = 200, description = "The connected channel; source_channel_id is the account id; name and image default to the page's", body = ChannelResponse),
+        (status = 400, description = "Bad request", body = ErrorBody),
+        (status = 500, description = "Facebook refused; nothing is kept", body = ErrorBody),
+        (status = 404, description = "The channel was deleted meanwhile", body = ErrorBody),
+        (status = 409, description = "The channel id is held elsewhere, being deleted, or changed concurrently", body = ErrorBody),
+        (status = 504, description = "The controller did not report in time", body = ErrorBody),
+    ))]
+pub async fn instagram_connect(
+    State(state): State<AppState>,
+    JsonBody(req): JsonBody<InstagramConnectRequest>,
+) -> ApiResult {
+    let page_id = validate::page_id(&req.page_id)?;
+    let account_id = validate::numeric_id("account_id", "Instagram account id", &req.account_id)?;
+    let token = validate::token("page_token", &req.page_token)?;
+    let name = validate::optional_text("name", req.name.as_deref())?;
+    let image_url = validate::image_url(req.image_url.as_deref())?;
+    connect(
+        &state,
+        Desired {
+            source: Source::Instagram,
+            source_channel_id: account_id,
+            name,
+            image_url,
+            page_token: Some(Secret::new(token)),
+            instagram: Some(crate::crd::InstagramSpec { page_id }),
+        },
+    )
+    .await
+}
+
+/// Connect a WhatsApp Cloud API number.
+#[utoipa::path(post, path = "/channels.whatsapp.connect", tag = "channels",
+    request_body = WhatsappConnectRequest,
+    responses(
+        (status = 200, description = "The connected channel; source_channel_id is the phone number id", body = ChannelResponse),
+        (status = 400, description = "Bad request", body = ErrorBody),
+        (status = 500, description = "Meta refused (e.g. the token cannot read the number); nothing is kept", body = ErrorBody),
+        (status = 404, description = "The channel was deleted meanwhile", body = ErrorBody),
+        (status = 409, description = "The channel id is held elsewhere, being deleted, or changed concurrently", body = ErrorBody),
+        (status = 504, description = "The controller did not report in time", body = ErrorBody),
+    ))]
+pub async fn whatsapp_connect(
+    State(state): State<AppState>,
+    JsonBody(req): JsonBody<WhatsappConnectRequest>,
+) -> ApiResult {
+    let number = validate::numeric_id(
+        "phone_number_id",
+        "WhatsApp phone number id",
+        &req.phone_number_id,
+    )?;
+    let token = validate::token("user_token", &req.user_token)?;
+    let name = validate::required_text("name", &req.name)?;
+    let image_url = validate::image_url(req.image_url.as_deref())?;
+    connect(
+        &state,
+        Desired {
+            source: Source::Whatsapp,
+            source_channel_id: number,
+            name: Some(name),
+            image_url,
+            page_token: Some(Secret::new(token)),
+            instagram: None,
+        },
+    )
+    .await
+}
+
+/// Connect the installation's Viber bot (its auth token is the API's `--viber-auth-token`).
+#[utoipa::path(post, path = "/channels.viber.connect", tag = "channels",
+    request_body = ViberConnectRequest,
+    responses(
+        (status = 200, description = "The connected channel; source_channel_id is the Viber account id; name and image default to the account's", body = ChannelResponse),
+        (status = 400, description = "Bad request", body = ErrorBody),
+        (status = 500, description = "Viber refused, or the API has no Viber auth token; nothing is kept", body = ErrorBody),
+        (status = 404, description = "The channel was deleted meanwhile", body = ErrorBody),
+        (status = 409, description = "The channel id is held elsewhere, being deleted, or changed concurrently", body = ErrorBody),
+        (status = 504, description = "The controller did not report in time", body = ErrorBody),
+    ))]
+pub async fn viber_connect(
+    State(state): State<AppState>,
+    JsonBody(req): JsonBody<ViberConnectRequest>,
+) -> ApiResult {
+    let name = validate::optional_text("name", req.name.as_deref())?;
+    let image_url = validate::image_url(req.image_url.as_deref())?;
+    let refused = |message: String| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, message);
+    let token = state.viber_token.clone().ok_or_else(|| {
+        refused("the API has no Viber auth token (--viber-auth-token)".to_owned())
+    })?;
+    // The channel id follows from the account id, which only Viber knows.
+    let account = state
+        .viber
+        .account(&token)
+        .await
+        .map_err(|e| refused(e.to_string()))?;
+    let id = validate::required_text("the Viber account id", &account.id)?;
+    connect(
+        &state,
+        Desired {
+            source: Source::Viber,
+            source_channel_id: id,
+            name,
+            image_url,
+            page_token: Some(token),
+            instagram: None,
+        },
+    )
+    .await
 }
 
 async fn disconnect(state: &AppState, source: Source, req: ChannelIdRequest) -> ApiResult {
@@ -314,6 +431,25 @@ disconnect_handler!(
     "/channels.twilio.whatsapp.disconnect",
     Source::TwilioWhatsapp,
     "Disconnect a Twilio WhatsApp number."
+);
+
+disconnect_handler!(
+    instagram_disconnect,
+    "/channels.instagram.disconnect",
+    Source::Instagram,
+    "Disconnect an Instagram account (removes the app's subscription to the linked page and the stored tokens)."
+);
+disconnect_handler!(
+    whatsapp_disconnect,
+    "/channels.whatsapp.disconnect",
+    Source::Whatsapp,
+    "Disconnect a WhatsApp Cloud API number (and the stored tokens; the business account subscription goes with the account's last channel)."
+);
+disconnect_handler!(
+    viber_disconnect,
+    "/channels.viber.disconnect",
+    Source::Viber,
+    "Disconnect a Viber bot (clears its webhook)."
 );
 
 /// The Facebook pages a user token can manage.

@@ -122,6 +122,8 @@ pub struct AppState {
     pub(crate) connects: writes::IdLocks,
     pub(crate) sync_timeout: Duration,
     pub(crate) facebook: std::sync::Arc<crate::providers::facebook::Facebook>,
+    pub(crate) viber: std::sync::Arc<crate::providers::viber::Viber>,
+    pub(crate) viber_token: Option<Secret>,
     pub(crate) metrics: metrics::Metrics,
     pub(crate) auth: auth::Auth,
     openapi: Bytes,
@@ -135,13 +137,20 @@ impl AppState {
         }
         // The namespace flags are checked here too, so a state built by hand follows them.
         args.api_namespaces()?;
+        let providers = crate::providers::Providers::new(&args.providers)?;
         Ok(AppState {
             cache,
             client,
             namespace: args.channels_namespace(),
             connects: Default::default(),
             sync_timeout: Duration::from_secs_f64(args.sync_timeout_seconds),
-            facebook: crate::providers::Providers::new(&args.providers)?.facebook(),
+            facebook: providers.facebook(),
+            viber: providers.viber(),
+            viber_token: args
+                .providers
+                .viber_auth_token
+                .clone()
+                .filter(|t| !t.is_empty()),
             metrics: metrics::Metrics::new(),
             auth: auth::Auth::new(&args.api_tokens, args.jwt_secret.as_ref()),
             openapi: Bytes::from(openapi::document_json()),

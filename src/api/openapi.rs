@@ -14,9 +14,7 @@ use utoipa::{Modify, OpenApi};
 
 use super::model::*;
 use super::validate::{MAX_TOKEN_LEN, TEXT_PATTERN, TOKEN_PATTERN};
-use crate::rules::{
-    E164_PATTERN, FACEBOOK_PAGE_ID_PATTERN, HTTP_URL_PATTERN, MAX_NAME_LEN, MAX_URL_LEN,
-};
+use crate::rules::{E164_PATTERN, HTTP_URL_PATTERN, MAX_NAME_LEN, MAX_URL_LEN, NUMERIC_ID_PATTERN};
 
 struct BearerAuth;
 
@@ -43,8 +41,8 @@ enum Rule {
     HttpUrl,
     /// An E.164 number (`validate::phone_number`).
     E164,
-    /// A numeric Facebook page id (`validate::page_id`).
-    PageId,
+    /// A numeric Meta id: page, account or phone number id (`validate::numeric_id`).
+    NumericId,
     /// An access token (`validate::token`).
     Token,
 }
@@ -57,7 +55,7 @@ const RULES: &[(&str, &str, Rule)] = &[
     ("UpdateRequest", "image_url", Rule::HttpUrl),
     ("ChatPluginConnectRequest", "name", Rule::Text),
     ("ChatPluginConnectRequest", "image_url", Rule::HttpUrl),
-    ("FacebookConnectRequest", "page_id", Rule::PageId),
+    ("FacebookConnectRequest", "page_id", Rule::NumericId),
     ("FacebookConnectRequest", "page_token", Rule::Token),
     ("FacebookConnectRequest", "name", Rule::Text),
     ("FacebookConnectRequest", "image_url", Rule::HttpUrl),
@@ -67,6 +65,17 @@ const RULES: &[(&str, &str, Rule)] = &[
     ("TwilioConnectRequest", "phone_number", Rule::E164),
     ("TwilioConnectRequest", "name", Rule::Text),
     ("TwilioConnectRequest", "image_url", Rule::HttpUrl),
+    ("InstagramConnectRequest", "page_id", Rule::NumericId),
+    ("InstagramConnectRequest", "account_id", Rule::NumericId),
+    ("InstagramConnectRequest", "page_token", Rule::Token),
+    ("InstagramConnectRequest", "name", Rule::Text),
+    ("InstagramConnectRequest", "image_url", Rule::HttpUrl),
+    ("WhatsappConnectRequest", "phone_number_id", Rule::NumericId),
+    ("WhatsappConnectRequest", "user_token", Rule::Token),
+    ("WhatsappConnectRequest", "name", Rule::Text),
+    ("WhatsappConnectRequest", "image_url", Rule::HttpUrl),
+    ("ViberConnectRequest", "name", Rule::Text),
+    ("ViberConnectRequest", "image_url", Rule::HttpUrl),
     ("ExploreRequest", "auth_token", Rule::Token),
 ];
 
@@ -99,7 +108,7 @@ impl Modify for RequestRules {
                     (Some(HTTP_URL_PATTERN), Some(1), Some(MAX_URL_LEN))
                 }
                 Rule::E164 => (Some(E164_PATTERN), None, None),
-                Rule::PageId => (Some(FACEBOOK_PAGE_ID_PATTERN), None, None),
+                Rule::NumericId => (Some(NUMERIC_ID_PATTERN), None, None),
                 Rule::Token => (Some(TOKEN_PATTERN), Some(1), Some(MAX_TOKEN_LEN)),
             };
             field.pattern = pattern.map(str::to_owned);
@@ -187,6 +196,9 @@ impl Modify for OptionalBodies {
         FacebookConnectRequest,
         GoogleConnectRequest,
         TwilioConnectRequest,
+        InstagramConnectRequest,
+        WhatsappConnectRequest,
+        ViberConnectRequest,
         ExploreRequest,
         ChannelResponse,
         ChannelMetadata,
@@ -250,7 +262,7 @@ mod tests {
         let phone = property(&doc, "TwilioConnectRequest", "phone_number");
         assert_eq!(phone["pattern"], E164_PATTERN);
         let page = property(&doc, "FacebookConnectRequest", "page_id");
-        assert_eq!(page["pattern"], FACEBOOK_PAGE_ID_PATTERN);
+        assert_eq!(page["pattern"], NUMERIC_ID_PATTERN);
         let url = property(&doc, "UpdateRequest", "image_url");
         assert_eq!(url["pattern"], HTTP_URL_PATTERN);
         assert_eq!(url["maxLength"], MAX_URL_LEN);

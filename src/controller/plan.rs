@@ -146,6 +146,8 @@ mod tests {
                     name: "tok".into(),
                     key: "page_token".into(),
                 }),
+                instagram: None,
+                whatsapp: None,
                 deletion_policy: DeletionPolicy::Disconnect,
             },
         );

@@ -75,6 +75,8 @@ mod tests {
                 image_url: None,
                 connected: true,
                 credentials_secret_ref: None,
+                instagram: None,
+                whatsapp: None,
                 deletion_policy: DeletionPolicy::Disconnect,
             },
         )

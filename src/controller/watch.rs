@@ -390,6 +390,8 @@ mod tests {
                 image_url: None,
                 connected: true,
                 credentials_secret_ref: None,
+                instagram: None,
+                whatsapp: None,
                 deletion_policy: DeletionPolicy::Disconnect,
             },
         );

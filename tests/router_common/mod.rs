@@ -29,6 +29,8 @@ pub fn channel(source: Source, scid: &str, name: Option<&str>, connected: bool) 
             image_url: None,
             connected,
             credentials_secret_ref: None,
+            instagram: None,
+            whatsapp: None,
             deletion_policy: Default::default(),
         },
     );

@@ -237,5 +237,5 @@ subjects:
 
 {{/* Every channels.* endpoint of the API (the table in src/api/endpoints.rs, in its order; tests/chart.rs compares). */}}
 {{- define "channel-operator.apiEndpoints" -}}
-/channels.chat_plugin.disconnect /channels.chatplugin.connect /channels.chatplugin.disconnect /channels.facebook.connect /channels.facebook.disconnect /channels.facebook.explore /channels.google.connect /channels.google.disconnect /channels.info /channels.list /channels.twilio.sms.connect /channels.twilio.sms.disconnect /channels.twilio.whatsapp.connect /channels.twilio.whatsapp.disconnect /channels.update
+/channels.chat_plugin.disconnect /channels.chatplugin.connect /channels.chatplugin.disconnect /channels.facebook.connect /channels.facebook.disconnect /channels.facebook.explore /channels.google.connect /channels.google.disconnect /channels.info /channels.instagram.connect /channels.instagram.disconnect /channels.list /channels.twilio.sms.connect /channels.twilio.sms.disconnect /channels.twilio.whatsapp.connect /channels.twilio.whatsapp.disconnect /channels.update /channels.viber.connect /channels.viber.disconnect /channels.whatsapp.connect /channels.whatsapp.disconnect
 {{- end }}
