@@ -1,17 +1,17 @@
 //! Black-box tests over real HTTP: the channels API against the sandbox, the real controller and
 //! a wiremock Graph API. Every row of the endpoint table in docs/api.md.
 
-mod api_common;
+mod support;
 
 use std::time::Duration;
 
-use api_common::*;
 use kube::api::ListParams;
 use serde_json::{json, Value};
+use support::*;
 
 #[tokio::test]
 async fn chat_plugin_lifecycle() {
-    let env = Env::start().await;
+    let env = Env::with_api().await;
     let (s, v) = env
         .post(
             "channels.chatplugin.connect",
@@ -57,7 +57,7 @@ async fn chat_plugin_lifecycle() {
         json!({"name": "Our website", "image_url": "http://example.org/plugin_icon.jpeg"})
     );
     assert_eq!(u["source_channel_id"], "website-identifier-42");
-    env.eventually("info shows the update", || async {
+    eventually("info shows the update", || async {
         env.post("channels.info", json!({"channel_id": PLUGIN_ID}))
             .await
             .1["metadata"]["name"]
@@ -141,7 +141,7 @@ async fn chat_plugin_lifecycle() {
 
 #[tokio::test]
 async fn google_and_twilio_connect_with_the_spec_ids_and_list_filtering() {
-    let env = Env::start().await;
+    let env = Env::with_api().await;
     let (s, g) = env
         .post(
             "channels.google.connect",
@@ -259,7 +259,7 @@ async fn google_and_twilio_connect_with_the_spec_ids_and_list_filtering() {
 
 #[tokio::test]
 async fn cluster_failures_are_retried_or_503() {
-    let env = Env::start().await;
+    let env = Env::with_api().await;
     let faults = env.sb.faults();
     // One failed create is retried.
     faults.fail_next("create", "channels", 1, 500);
@@ -317,12 +317,12 @@ async fn cluster_failures_are_retried_or_503() {
 #[tokio::test]
 async fn no_verdict_in_time_is_504_and_the_channel_stays() {
     // No controller: nobody reports a verdict.
-    let env = Env::with(Opts {
-        controller: false,
-        api_args: vec!["--sync-timeout-seconds".into(), "1".into()],
-        api_writes: None,
-    })
-    .await;
+    let env = Env::builder()
+        .no_controller()
+        .no_twilio()
+        .api(&["--sync-timeout-seconds", "1"])
+        .build()
+        .await;
     let started = std::time::Instant::now();
     let (s, v) = env
         .post(
@@ -345,12 +345,11 @@ async fn no_verdict_in_time_is_504_and_the_channel_stays() {
 
 #[tokio::test]
 async fn a_held_status_write_is_504_then_reconciled() {
-    let env = Env::with(Opts {
-        controller: true,
-        api_args: vec!["--sync-timeout-seconds".into(), "1".into()],
-        api_writes: None,
-    })
-    .await;
+    let env = Env::builder()
+        .no_twilio()
+        .api(&["--sync-timeout-seconds", "1"])
+        .build()
+        .await;
     // The controller's writes (finalizer, status) are held past the sync timeout.
     env.sb
         .faults()
@@ -363,7 +362,7 @@ async fn a_held_status_write_is_504_then_reconciled() {
         .await;
     assert_eq!(s, 504, "{v}");
     // The channel stays and the controller finishes: it shows up connected.
-    env.eventually("the channel is reconciled", || async {
+    eventually("the channel is reconciled", || async {
         env.post("channels.info", json!({"channel_id": GOOGLE_ID}))
             .await
             .0
@@ -375,17 +374,11 @@ async fn a_held_status_write_is_504_then_reconciled() {
 #[tokio::test]
 async fn auth_over_http() {
     let secret = "jwt-secret-1";
-    let env = Env::with(Opts {
-        controller: false,
-        api_args: vec![
-            "--api-tokens".into(),
-            "static-1".into(),
-            "--jwt-secret".into(),
-            secret.into(),
-        ],
-        api_writes: None,
-    })
-    .await;
+    let env = Env::builder()
+        .no_controller()
+        .api(&["--api-tokens", "static-1", "--jwt-secret", secret])
+        .build()
+        .await;
     let list = |auth: Option<String>| {
         let env = &env;
         async move {
@@ -433,11 +426,7 @@ async fn auth_over_http() {
 
 #[tokio::test]
 async fn malformed_requests_over_http_get_json_4xx_and_write_nothing() {
-    let env = Env::with(Opts {
-        controller: false,
-        ..Opts::default()
-    })
-    .await;
+    let env = Env::builder().no_controller().api(&[]).build().await;
     let before = env.write_marks().await;
     let big = format!("{{\"name\": \"{}\"}}", "x".repeat(65 * 1024));
     // (endpoint, content type, body, expected status, word in the message)

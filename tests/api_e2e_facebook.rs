@@ -2,11 +2,11 @@
 //! Secret the Channel owns), a provider failure, explore's paging, and a reconnect with a new
 //! token — against the sandbox, the real controller and a wiremock Graph API (docs/api.md).
 
-mod api_common;
+mod support;
 
-use api_common::*;
 use kube::api::ListParams;
 use serde_json::json;
+use support::*;
 use wiremock::matchers::{method, path, query_param};
 use wiremock::{Mock, ResponseTemplate};
 
@@ -39,7 +39,7 @@ async fn mount_facebook(env: &Env, page_id: &str) {
 
 #[tokio::test]
 async fn facebook_connect_stores_the_token_in_an_owned_secret_and_disconnects() {
-    let env = Env::start().await;
+    let env = Env::with_api().await;
     mount_facebook(&env, "100000000001").await;
     Mock::given(method("DELETE"))
         .and(path("/v24.0/100000000001/subscribed_apps"))
@@ -112,7 +112,7 @@ async fn facebook_connect_stores_the_token_in_an_owned_secret_and_disconnects() 
 
 #[tokio::test]
 async fn facebook_provider_failure_is_500_and_nothing_is_kept() {
-    let env = Env::start().await;
+    let env = Env::with_api().await;
     Mock::given(method("GET"))
         .and(path("/v24.0/oauth/access_token"))
         .respond_with(ResponseTemplate::new(400).set_body_json(json!({
@@ -130,7 +130,7 @@ async fn facebook_provider_failure_is_500_and_nothing_is_kept() {
     assert!(message(&v).contains("Invalid OAuth access token."), "{v}");
     assert!(message(&v).contains("400"), "{v}");
     no_secret(&v);
-    env.eventually("the failed channel and its Secret are gone", || async {
+    eventually("the failed channel and its Secret are gone", || async {
         let (_, _, channels, secrets) = env.write_marks().await;
         channels == 0 && secrets == 0
     })
@@ -143,7 +143,7 @@ async fn facebook_provider_failure_is_500_and_nothing_is_kept() {
 
 #[tokio::test]
 async fn facebook_explore_follows_paging_and_marks_connected_pages() {
-    let env = Env::start().await;
+    let env = Env::with_api().await;
     mount_facebook(&env, "100000000001").await;
     let next = format!("{}/v24.0/me/accounts-page-2", env.graph.uri());
     Mock::given(method("GET"))
@@ -217,7 +217,7 @@ async fn facebook_explore_follows_paging_and_marks_connected_pages() {
 
 #[tokio::test]
 async fn facebook_reconnect_with_a_new_token_replaces_the_secret() {
-    let env = Env::start().await;
+    let env = Env::with_api().await;
     // Any page token exchanges, except "bad-token".
     Mock::given(method("GET"))
         .and(path("/v24.0/oauth/access_token"))
@@ -268,7 +268,7 @@ async fn facebook_reconnect_with_a_new_token_replaces_the_secret() {
         env.secrets().get(&second).await.unwrap().data.unwrap()["page_token"].0,
         b"EAAB-page-token-2"
     );
-    env.eventually("the old page-token Secret is deleted", || async {
+    eventually("the old page-token Secret is deleted", || async {
         env.secrets().get_opt(&first).await.unwrap().is_none()
     })
     .await;

@@ -1,9 +1,9 @@
 //! The one table of endpoints (src/api/endpoints.rs): every endpoint it lists is routed, POST
 //! only and has its metrics series, and nothing outside it is routed.
 
-mod router_common;
+mod support;
 
-use router_common::*;
+use support::router::*;
 
 /// Every table endpoint answers a POST with its handler (not the unknown-path 404), a GET
 /// with 405 naming POST, and the metrics have its latency series before anyone called it.

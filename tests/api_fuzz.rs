@@ -2,16 +2,16 @@
 //! running API (sandbox + real controller). Never a 5xx, always a JSON answer, and a rejected
 //! request never writes to the cluster (every write the API sends is counted).
 
-mod api_common;
+mod support;
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 
-use api_common::*;
 use channel_operator::api::endpoints;
 use proptest::prelude::*;
 use proptest::test_runner::{Config, TestRunner};
 use serde_json::{json, Value};
+use support::*;
 use wiremock::matchers::{method, path, path_regex};
 use wiremock::{Mock, ResponseTemplate};
 
@@ -121,11 +121,12 @@ fn random_bodies_never_5xx_and_rejections_never_write() {
         .unwrap();
     let writes = Arc::new(AtomicUsize::new(0));
     let env = rt.block_on(async {
-        let env = Env::with(Opts {
-            api_writes: Some(writes.clone()),
-            ..Opts::default()
-        })
-        .await;
+        let env = Env::builder()
+            .no_twilio()
+            .api(&[])
+            .count_api_writes(writes.clone())
+            .build()
+            .await;
         // A well-behaved Graph API: provider failures are 500 by the spec, and not what this
         // property is about.
         for (verb, p, body) in [

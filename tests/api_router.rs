@@ -2,9 +2,9 @@
 //! Kubernetes client that cannot connect: every answer here is decided before the cluster, and a
 //! request that tried a write would answer 503.
 
-mod router_common;
+mod support;
 
-use router_common::*;
+use support::router::*;
 
 #[tokio::test]
 async fn list_returns_connected_channels_with_all_keys() {

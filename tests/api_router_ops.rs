@@ -1,9 +1,9 @@
 //! The API router's operations in process (tower `oneshot`): authentication, readiness,
 //! request metrics, the OpenAPI document and CORS.
 
-mod router_common;
+mod support;
 
-use router_common::*;
+use support::router::*;
 
 fn jwt(secret: &str, claims: Value) -> String {
     jsonwebtoken::encode(

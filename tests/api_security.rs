@@ -2,49 +2,21 @@
 //! tokens echoed by the Graph API, names that try to steer Graph URL paths, JWTs not valid yet,
 //! and `/metrics` behind the API's auth.
 
-mod api_common;
+mod support;
 
-use std::io::Write;
-use std::sync::{Arc, Mutex};
-
-use api_common::*;
 use channel_operator::crd::{Channel, ChannelSpec, SecretKeyRef, Source};
 use k8s_openapi::api::core::v1::Secret as K8sSecret;
 use k8s_openapi::ByteString;
 use kube::api::{ListParams, PostParams};
 use kube::Api;
 use serde_json::json;
+use support::*;
 use wiremock::matchers::{method, path};
 use wiremock::{Mock, ResponseTemplate};
 
 const PAGE_TOKEN: &str = "EAAB-page-token-sec";
 const LONG_TOKEN: &str = "long-lived-token-sec";
 const PAGE_ACCESS: &str = "page-access-token-sec";
-
-/// Every log line of this test binary, as the global subscriber writes it.
-#[derive(Clone, Default)]
-struct Logs(Arc<Mutex<Vec<u8>>>);
-
-impl Write for Logs {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        self.0.lock().unwrap().extend_from_slice(buf);
-        Ok(buf.len())
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
-
-fn capture_logs() -> Logs {
-    let logs = Logs::default();
-    let writer = logs.clone();
-    tracing_subscriber::fmt()
-        .with_env_filter("info,channel_operator=debug,wiremock=off")
-        .with_writer(move || writer.clone())
-        .with_ansi(false)
-        .init();
-    logs
-}
 
 fn assert_no_token(what: &str, text: &str) {
     for t in [PAGE_TOKEN, LONG_TOKEN, PAGE_ACCESS, APP_SECRET] {
@@ -80,8 +52,7 @@ async fn echoing_graph(env: &Env, page_id: &str) {
 
 #[tokio::test]
 async fn echoed_derived_tokens_reach_no_answer_event_status_or_log() {
-    let logs = capture_logs();
-    let env = Env::start().await;
+    let env = Env::with_api().await;
     echoing_graph(&env, "1111").await;
     echoing_graph(&env, "2222").await;
 
@@ -128,7 +99,7 @@ async fn echoed_derived_tokens_reach_no_answer_event_status_or_log() {
     );
     let channels: Api<Channel> = Api::namespaced(env.sb.client(), "default");
     channels.create(&PostParams::default(), &ch).await.unwrap();
-    env.eventually("the declared channel reports the refusal", || async {
+    eventually("the declared channel reports the refusal", || async {
         channels
             .get("declared")
             .await
@@ -145,18 +116,14 @@ async fn echoed_derived_tokens_reach_no_answer_event_status_or_log() {
     assert!(!events.is_empty(), "the controller published no Event");
     assert_no_token("an Event", &serde_json::to_string(&events).unwrap());
 
-    let logged = String::from_utf8_lossy(&logs.0.lock().unwrap()).into_owned();
+    let logged = log_text();
     assert!(logged.contains("Bad request"), "the failure was not logged");
     assert_no_token("a log line", &logged);
 }
 
 #[tokio::test]
 async fn names_cannot_steer_graph_url_paths() {
-    let env = Env::with(Opts {
-        controller: false,
-        ..Default::default()
-    })
-    .await;
+    let env = Env::builder().no_controller().api(&[]).build().await;
     let channels: Api<Channel> = Api::namespaced(env.sb.client(), "default");
     let spec = |scid: &str, secret: &str| ChannelSpec {
         source: Source::Facebook,
@@ -244,12 +211,11 @@ fn jwt(secret: &str, claims: serde_json::Value) -> String {
 
 #[tokio::test]
 async fn jwts_not_valid_yet_are_refused_and_metrics_need_auth() {
-    let env = Env::with(Opts {
-        controller: false,
-        api_args: vec!["--jwt-secret".into(), "jwt-secret-1".into()],
-        api_writes: None,
-    })
-    .await;
+    let env = Env::builder()
+        .no_controller()
+        .api(&["--jwt-secret", "jwt-secret-1"])
+        .build()
+        .await;
     let now = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .unwrap()

@@ -1,7 +1,7 @@
 //! A rollout of `channel-operator api`: SIGTERM while a synchronous connect waits for the
 //! controller's verdict. The request in flight gets its answer; the process exits cleanly.
 
-mod http_common;
+mod support;
 
 use std::time::Duration;
 
@@ -41,7 +41,7 @@ async fn sigterm_answers_the_connect_in_flight_before_exiting() {
         .kill_on_drop(true)
         .spawn()
         .unwrap();
-    http_common::wait_ready(&format!("{base}/readyz")).await;
+    support::http_ready(&format!("{base}/readyz")).await;
     let http = reqwest::Client::new();
     // No controller runs: the connect waits for a verdict until --sync-timeout-seconds.
     let connect = tokio::spawn({

@@ -2,17 +2,17 @@
 //! read, changed or used to hand out tokens, and concurrent connects of one channel leave one
 //! token Secret, the one in use.
 
-mod api_common;
+mod support;
 
 use std::collections::BTreeSet;
 
-use api_common::*;
 use channel_operator::crd::{Channel, ChannelSpec, SecretKeyRef, Source};
 use k8s_openapi::api::core::v1::{Namespace, Secret as K8sSecret};
 use k8s_openapi::ByteString;
 use kube::api::{ListParams, PostParams};
 use kube::Api;
 use serde_json::json;
+use support::*;
 use wiremock::matchers::{method, path};
 use wiremock::{Mock, ResponseTemplate};
 
@@ -54,7 +54,7 @@ async fn declare(env: &Env, ns: &str, name: &str, spec: ChannelSpec) -> Channel 
     api.create(&PostParams::default(), &Channel::new(name, spec))
         .await
         .unwrap();
-    env.eventually("the controller has seen the Channel", || async {
+    eventually("the controller has seen the Channel", || async {
         api.get(name)
             .await
             .unwrap()
@@ -78,7 +78,7 @@ async fn secret_names(env: &Env, ns: &str) -> BTreeSet<String> {
 
 #[tokio::test]
 async fn connect_for_an_id_held_in_another_namespace_is_409_and_changes_nothing() {
-    let env = Env::start().await;
+    let env = Env::with_api().await;
     namespace(&env, "tenant-b").await;
     namespace(&env, "tenant-m").await;
     // tenant-b's agent, and a squatter's Facebook Channel for page 8888 in tenant-m.
@@ -138,7 +138,7 @@ async fn connect_for_an_id_held_in_another_namespace_is_409_and_changes_nothing(
         secret_names(&env, "tenant-m").await,
         BTreeSet::from(["squat-token".to_owned()])
     );
-    env.eventually("nothing of the refused connects stays", || async {
+    eventually("nothing of the refused connects stays", || async {
         secret_names(&env, "default").await.is_empty()
             && Api::<Channel>::namespaced(env.sb.client(), "default")
                 .list(&ListParams::default())
@@ -152,7 +152,7 @@ async fn connect_for_an_id_held_in_another_namespace_is_409_and_changes_nothing(
 
 #[tokio::test]
 async fn update_and_disconnect_never_reach_another_namespace() {
-    let env = Env::start().await;
+    let env = Env::with_api().await;
     namespace(&env, "tenant-b").await;
     let b: Api<Channel> = Api::namespaced(env.sb.client(), "tenant-b");
     declare(
@@ -162,7 +162,7 @@ async fn update_and_disconnect_never_reach_another_namespace() {
         spec(Source::Google, "gbm-b", None),
     )
     .await;
-    env.eventually("tenant-b's agent is connected", || async {
+    eventually("tenant-b's agent is connected", || async {
         b.get("agent").await.unwrap().is_connected()
     })
     .await;
@@ -194,11 +194,11 @@ async fn update_and_disconnect_never_reach_another_namespace() {
 
 #[tokio::test]
 async fn a_namespace_listed_in_namespaces_shares_its_channels_with_the_api() {
-    let env = Env::with(Opts {
-        api_args: vec!["--namespaces".into(), "default,team-a".into()],
-        ..Default::default()
-    })
-    .await;
+    let env = Env::builder()
+        .no_twilio()
+        .api(&["--namespaces", "default,team-a"])
+        .build()
+        .await;
     namespace(&env, "team-a").await;
     let a: Api<Channel> = Api::namespaced(env.sb.client(), "team-a");
     let mut declared = spec(Source::Google, "gbm-b", None);
@@ -227,7 +227,7 @@ async fn a_namespace_listed_in_namespaces_shares_its_channels_with_the_api() {
 
 #[tokio::test]
 async fn concurrent_connects_of_one_page_leave_the_token_in_use_only() {
-    let env = Env::start().await;
+    let env = Env::with_api().await;
     // Every page token exchanges into a long-lived token of its own.
     Mock::given(method("GET"))
         .and(path("/v24.0/oauth/access_token"))
@@ -301,7 +301,7 @@ async fn concurrent_connects_of_one_page_leave_the_token_in_use_only() {
         .clone()
         .unwrap()
         .name;
-    env.eventually("only the page-token Secret in use stays", || async {
+    eventually("only the page-token Secret in use stays", || async {
         let page_tokens: BTreeSet<String> = secret_names(&env, "default")
             .await
             .into_iter()

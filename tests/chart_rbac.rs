@@ -9,19 +9,19 @@
 //! the default cluster-wide install, with not one 403 from the sandbox. `kubectl auth can-i --as`
 //! then shows what the chart's identities cannot do.
 
-mod chart_rbac_common;
+mod support;
 
 use std::collections::BTreeSet;
 use std::time::Duration;
 
 use channel_operator::crd::Channel;
-use chart_rbac_common::*;
 use k8s_openapi::api::coordination::v1::Lease;
 use k8s_openapi::api::core::v1::Secret;
 use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams};
 use kube::ResourceExt;
 use kube_sandbox::Sandbox;
 use serde_json::{json, Value};
+use support::chart::*;
 
 const CHANNELS: &str = "apiVersion: v1
 kind: Secret

@@ -2,10 +2,10 @@
 //! the Graph API and Twilio, driven with the real kubectl.
 //!
 //! Every test records everything the controller logs (debug level), every Event and every Channel
-//! status it sees, and fails if any token string appears in them. The harness is in
-//! `controller_common`.
+//! status it sees, and fails if any token string appears in them. The harness is
+//! `tests/support`.
 
-mod controller_common;
+mod support;
 
 use std::time::Duration;
 
@@ -14,7 +14,7 @@ use kube::api::Api;
 use wiremock::matchers::{method, path, query_param};
 use wiremock::{Mock, ResponseTemplate};
 
-use controller_common::*;
+use support::*;
 
 // ---------------------------------------------------------------------------------------------
 
@@ -25,7 +25,7 @@ async fn every_source_connects_and_follows_its_lifecycle() {
     let token = env.fake_page("fb-page-id-1", 1, 1).await;
     // twilio.sms and twilio.whatsapp below use the same number: two connects, one disconnect.
     env.fake_twilio_number("+491234567", "PN1", 2, 1).await;
-    env.start().await;
+    env.start_controller().await;
 
     env.apply(&secret_yaml("fb-token", "page_token", &token))
         .await;
@@ -131,7 +131,7 @@ async fn every_source_connects_and_follows_its_lifecycle() {
     )
     .await;
     let v = env
-        .eventually("fb", "generation 2 reconciled", |v| {
+        .channel_until("fb", "generation 2 reconciled", |v| {
             v["status"]["observedGeneration"] == 2 && cond(v, "status") == "True"
         })
         .await;
@@ -155,7 +155,7 @@ async fn every_source_connects_and_follows_its_lifecycle() {
     )
     .await;
     let v = env
-        .eventually("fb", "Disconnected", |v| {
+        .channel_until("fb", "Disconnected", |v| {
             cond(v, "reason") == "Disconnected" && v["status"]["observedGeneration"] == 3
         })
         .await;
@@ -168,8 +168,11 @@ async fn every_source_connects_and_follows_its_lifecycle() {
     );
 
     // Delete: the finalizer disconnects the number first, then the object is gone.
-    env.kubectl_ok(&["delete", "channel", "sms", "--wait=true", TIMEOUT], None)
-        .await;
+    env.kubectl_ok(
+        &["delete", "channel", "sms", "--wait=true", KUBECTL_TIMEOUT],
+        None,
+    )
+    .await;
     env.gone("channel", "sms").await;
 
     // WhatsApp: the lookup strips the prefix (PN1 mock is for the bare number).
@@ -262,7 +265,7 @@ async fn provider_500_timeout_and_429_end_connected_with_one_subscribe_each() {
         assert_eq!(t, token);
         tokens.push((page, token));
     }
-    env.start().await;
+    env.start_controller().await;
     for (page, token) in &tokens {
         env.apply(&secret_yaml(&format!("{page}-tok"), "page_token", token))
             .await;
@@ -303,7 +306,7 @@ async fn watch_drops_conflicts_and_restarts_converge_without_a_second_connect() 
     }
     // The orphan's page must never be unsubscribed.
     let orphan_token = env.fake_page("orphan", 1, 0).await;
-    env.start().await;
+    env.start_controller().await;
     for (page, token) in &pages {
         env.apply(&secret_yaml(&format!("{page}-tok"), "page_token", token))
             .await;
@@ -326,7 +329,7 @@ async fn watch_drops_conflicts_and_restarts_converge_without_a_second_connect() 
         if i == 2 {
             // Crash mid-way, then come back.
             env.kill().await;
-            env.start().await;
+            env.start_controller().await;
         }
     }
     for i in 0..20 {
@@ -341,7 +344,7 @@ async fn watch_drops_conflicts_and_restarts_converge_without_a_second_connect() 
             env.kill().await;
             faults.drop_watches();
             faults.fail_next("patch", "channels", 2, 409);
-            env.start().await;
+            env.start_controller().await;
         }
     }
     for (page, _) in &pages {
@@ -352,7 +355,7 @@ async fn watch_drops_conflicts_and_restarts_converge_without_a_second_connect() 
     }
     // Restart once more with everything connected: nothing is connected again (mocks expect 1).
     env.kill().await;
-    env.start().await;
+    env.start_controller().await;
     env.apply(&channel_yaml(
         "orphan",
         "facebook",
@@ -362,7 +365,7 @@ async fn watch_drops_conflicts_and_restarts_converge_without_a_second_connect() 
     .await;
     env.wait_ready("orphan").await;
     // Orphan: deleted without calling the provider (the unsubscribe mock expects 0 calls).
-    env.kubectl_ok(&["delete", "channel", "orphan", TIMEOUT], None)
+    env.kubectl_ok(&["delete", "channel", "orphan", KUBECTL_TIMEOUT], None)
         .await;
     env.gone("channel", "orphan").await;
     env.gone("secret", "orphan-facebook-token").await;
@@ -377,7 +380,7 @@ async fn watch_drops_conflicts_and_restarts_converge_without_a_second_connect() 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn paused_channels_are_left_alone_until_unpaused() {
     let mut env = Env::new(&[]).await;
-    env.start().await;
+    env.start_controller().await;
     env.apply(&channel_yaml("p", "google", "agent-p", "  name: One\n"))
         .await;
     env.wait_ready("p").await;
@@ -419,7 +422,7 @@ async fn paused_channels_are_left_alone_until_unpaused() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn metrics_health_and_readiness_are_served() {
     let mut env = Env::new(&[]).await;
-    env.start().await;
+    env.start_controller().await;
     env.apply(&channel_yaml("m", "google", "agent-m", "")).await;
     env.wait_ready("m").await;
     let base = format!("http://{}", env.metrics_addr);
@@ -468,9 +471,9 @@ async fn two_replicas_with_leader_election_run_one_controller() {
     .await;
     env.fake_twilio_number("+4915550002", "PN8", 1, 0).await;
     env.fake_twilio_number("+4915550003", "PN9", 1, 0).await;
-    env.start().await;
+    env.start_controller().await;
     // A second replica with another identity.
-    let mut args = env.args();
+    let mut args = env.controller_args();
     args.identity = Some("replica-b".into());
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let b_addr = listener.local_addr().unwrap();
@@ -528,7 +531,7 @@ async fn namespace_flag_limits_the_controller_to_one_namespace() {
     let mut env = Env::new(&["--namespace", "team-a"]).await;
     env.kubectl_ok(&["create", "namespace", "team-a"], None)
         .await;
-    env.start().await;
+    env.start_controller().await;
     env.apply(&channel_yaml("outside", "google", "agent-out", ""))
         .await;
     env.apply(
@@ -543,7 +546,7 @@ async fn namespace_flag_limits_the_controller_to_one_namespace() {
             "channel/inside",
             "-n",
             "team-a",
-            TIMEOUT,
+            KUBECTL_TIMEOUT,
         ],
         None,
     )
@@ -561,7 +564,7 @@ async fn namespace_flag_limits_the_controller_to_one_namespace() {
 async fn resync_rechecks_a_connected_page_without_subscribing_again() {
     let mut env = Env::new(&["--resync-seconds", "1"]).await;
     let token = env.fake_page("resync", 1, 0).await;
-    env.start().await;
+    env.start_controller().await;
     env.apply(&secret_yaml("resync-tok", "page_token", &token))
         .await;
     env.apply(&channel_yaml(
@@ -594,7 +597,7 @@ async fn resync_rechecks_a_connected_page_without_subscribing_again() {
 async fn a_provider_that_is_down_keeps_the_finalizer_with_a_condition_saying_why() {
     let mut env = Env::new(&[]).await;
     let token = env.fake_page("down", 1, 1).await;
-    env.start().await;
+    env.start_controller().await;
     env.apply(&secret_yaml("down-tok", "page_token", &token))
         .await;
     env.apply(&channel_yaml(
@@ -618,7 +621,7 @@ async fn a_provider_that_is_down_keeps_the_finalizer_with_a_condition_saying_why
     env.kubectl_ok(&["delete", "channel", "down", "--wait=false"], None)
         .await;
     let v = env
-        .eventually("down", "the failed disconnect in the status", |v| {
+        .channel_until("down", "the failed disconnect in the status", |v| {
             cond(v, "reason") == "ProviderError"
         })
         .await;
@@ -648,7 +651,7 @@ async fn losing_the_lease_stops_the_controller() {
         "only",
     ])
     .await;
-    env.start().await;
+    env.start_controller().await;
     env.apply(&channel_yaml("before", "google", "agent-before", ""))
         .await;
     env.wait_ready("before").await;

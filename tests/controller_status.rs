@@ -2,7 +2,7 @@
 //! conformance (what Flux and Argo CD read in each state), a Secret the operator does not own, and
 //! a connect whose provider outcome is unknown. Same harness as `controller_e2e`.
 
-mod controller_common;
+mod support;
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -11,13 +11,13 @@ use std::time::Duration;
 use wiremock::matchers::{method, path, query_param};
 use wiremock::{Mock, ResponseTemplate};
 
-use controller_common::*;
+use support::*;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_older_duplicate_keeps_the_channel_and_hands_over_when_deleted() {
     let mut env = Env::new(&[]).await;
     env.fake_twilio_number("+4915550001", "PN7", 2, 1).await;
-    env.start().await;
+    env.start_controller().await;
     env.apply(&channel_yaml("first", "twilio.sms", "+4915550001", ""))
         .await;
     env.wait_ready("first").await;
@@ -26,7 +26,7 @@ async fn the_older_duplicate_keeps_the_channel_and_hands_over_when_deleted() {
     env.apply(&channel_yaml("second", "twilio.sms", "+4915550001", ""))
         .await;
     let v = env
-        .eventually("second", "Duplicate", |v| cond(v, "reason") == "Duplicate")
+        .channel_until("second", "Duplicate", |v| cond(v, "reason") == "Duplicate")
         .await;
     assert_eq!(cond(&v, "status"), "False");
     assert_eq!(v["status"]["connected"], false);
@@ -38,7 +38,7 @@ async fn the_older_duplicate_keeps_the_channel_and_hands_over_when_deleted() {
         "{v:#}"
     );
     // Deleting the owner disconnects it, and the next oldest takes over (connect call number 2).
-    env.kubectl_ok(&["delete", "channel", "first", TIMEOUT], None)
+    env.kubectl_ok(&["delete", "channel", "first", KUBECTL_TIMEOUT], None)
         .await;
     env.gone("channel", "first").await;
     env.wait_ready("second").await;
@@ -52,7 +52,7 @@ async fn the_older_duplicate_keeps_the_channel_and_hands_over_when_deleted() {
 async fn missing_credentials_are_reported_until_the_secret_appears() {
     let mut env = Env::new(&[]).await;
     let token = env.fake_page("late", 1, 0).await;
-    env.start().await;
+    env.start_controller().await;
     env.apply(&channel_yaml(
         "late",
         "facebook",
@@ -61,7 +61,7 @@ async fn missing_credentials_are_reported_until_the_secret_appears() {
     ))
     .await;
     let v = env
-        .eventually("late", "CredentialsMissing", |v| {
+        .channel_until("late", "CredentialsMissing", |v| {
             cond(v, "reason") == "CredentialsMissing"
         })
         .await;
@@ -111,7 +111,7 @@ async fn a_secret_the_operator_does_not_own_is_never_taken_over() {
     let mut env = Env::new(&[]).await;
     // No subscribe and no unsubscribe: the channel never reaches its provider.
     let token = env.fake_page("billing-page", 0, 0).await;
-    env.start().await;
+    env.start_controller().await;
     // An unrelated Secret with the name the token Secret would get.
     env.apply(&secret_yaml(
         "billing-facebook-token",
@@ -136,7 +136,7 @@ async fn a_secret_the_operator_does_not_own_is_never_taken_over() {
     ))
     .await;
     let v = env
-        .eventually("billing", "SecretConflict", |v| {
+        .channel_until("billing", "SecretConflict", |v| {
             cond(v, "reason") == "SecretConflict"
         })
         .await;
@@ -172,7 +172,7 @@ async fn a_secret_the_operator_does_not_own_is_never_taken_over() {
         None,
     )
     .await;
-    env.eventually("billing", "Disconnected", |v| {
+    env.channel_until("billing", "Disconnected", |v| {
         cond(v, "reason") == "Disconnected" && cond(v, "status") == "True"
     })
     .await;
@@ -183,7 +183,7 @@ async fn a_secret_the_operator_does_not_own_is_never_taken_over() {
         )
         .await,
     );
-    env.kubectl_ok(&["delete", "channel", "billing", TIMEOUT], None)
+    env.kubectl_ok(&["delete", "channel", "billing", KUBECTL_TIMEOUT], None)
         .await;
     env.gone("channel", "billing").await;
     unchanged(
@@ -210,7 +210,7 @@ async fn a_connect_with_an_unknown_outcome_is_undone_when_the_channel_is_deleted
         .await;
     // The unsubscribe (with the page access token) must come exactly once, at deletion.
     let token = env.fake_page("unsure", 0, 1).await;
-    env.start().await;
+    env.start_controller().await;
     env.apply(&secret_yaml("unsure-tok", "page_token", &token))
         .await;
     env.apply(&channel_yaml(
@@ -221,7 +221,7 @@ async fn a_connect_with_an_unknown_outcome_is_undone_when_the_channel_is_deleted
     ))
     .await;
     let v = env
-        .eventually("unsure", "the failed connect in the status", |v| {
+        .channel_until("unsure", "the failed connect in the status", |v| {
             cond(v, "reason") == "ProviderError"
         })
         .await;
@@ -231,7 +231,7 @@ async fn a_connect_with_an_unknown_outcome_is_undone_when_the_channel_is_deleted
     assert_eq!(condition(&v, "Reconciling", "status"), "True", "{v:#}");
     assert_eq!(kstatus(&v), "InProgress", "{v:#}");
     // As the HTTP API does after a failed connect: delete the Channel.
-    env.kubectl_ok(&["delete", "channel", "unsure", TIMEOUT], None)
+    env.kubectl_ok(&["delete", "channel", "unsure", KUBECTL_TIMEOUT], None)
         .await;
     env.gone("channel", "unsure").await;
     env.finish().await;
@@ -258,7 +258,7 @@ async fn kstatus_reads_every_channel_state_as_flux_would() {
         .respond_with(ResponseTemplate::new(503))
         .mount(&env.graph)
         .await;
-    env.start().await;
+    env.start_controller().await;
     env.apply(&channel_yaml("live", "google", "agent-1", ""))
         .await;
     env.apply(&channel_yaml(
@@ -290,11 +290,11 @@ async fn kstatus_reads_every_channel_state_as_flux_would() {
         .await;
 
     let live = env
-        .eventually("live", "Connected", |v| cond(v, "reason") == "Connected")
+        .channel_until("live", "Connected", |v| cond(v, "reason") == "Connected")
         .await;
     assert_eq!(kstatus(&live), "Current", "{live:#}");
     let parked = env
-        .eventually("parked", "Disconnected", |v| {
+        .channel_until("parked", "Disconnected", |v| {
             cond(v, "reason") == "Disconnected"
         })
         .await;
@@ -302,7 +302,7 @@ async fn kstatus_reads_every_channel_state_as_flux_would() {
     assert_eq!(kstatus(&parked), "Current", "{parked:#}");
     for (name, reason) in [("nocreds", "CredentialsMissing"), ("dup", "Duplicate")] {
         let v = env
-            .eventually(name, reason, |v| cond(v, "reason") == reason)
+            .channel_until(name, reason, |v| cond(v, "reason") == reason)
             .await;
         assert_eq!(kstatus(&v), "Failed", "{v:#}");
         assert_eq!(condition(&v, "Stalled", "reason"), reason, "{v:#}");
@@ -313,7 +313,7 @@ async fn kstatus_reads_every_channel_state_as_flux_would() {
         assert!(condition(&v, "Reconciling", "status") != "True", "{v:#}");
     }
     let flaky = env
-        .eventually("flaky", "ProviderError", |v| {
+        .channel_until("flaky", "ProviderError", |v| {
             cond(v, "reason") == "ProviderError"
         })
         .await;
@@ -336,13 +336,13 @@ async fn kstatus_reads_every_channel_state_as_flux_would() {
     )
     .await;
     let live = env
-        .eventually("live", "the new generation observed", |v| {
+        .channel_until("live", "the new generation observed", |v| {
             v["status"]["observedGeneration"] == v["metadata"]["generation"]
         })
         .await;
     assert_eq!(kstatus(&live), "Current", "{live:#}");
     let v = env
-        .eventually("nocreds", "the retried connect", |v| {
+        .channel_until("nocreds", "the retried connect", |v| {
             cond(v, "reason") == "ProviderError"
         })
         .await;
@@ -352,7 +352,7 @@ async fn kstatus_reads_every_channel_state_as_flux_would() {
     env.kubectl_ok(&["delete", "channel", "flaky", "--wait=false"], None)
         .await;
     let v = env
-        .eventually("flaky", "deletion", |v| {
+        .channel_until("flaky", "deletion", |v| {
             v["metadata"]["deletionTimestamp"].is_string()
         })
         .await;

@@ -1,6 +1,6 @@
 //! The checked-in CRD must be exactly what the code generates.
 
-mod kubectl_common;
+mod support;
 
 use std::process::Command;
 
@@ -145,7 +145,7 @@ async fn kubectl_get_shows_why_a_channel_is_not_ready_and_whether_it_is_stuck() 
             .unwrap();
     }
 
-    let table = kubectl_common::get_channels(&kubeconfig, &dir.path().join("cache")).await;
+    let table = support::kubectl::get_channels(&kubeconfig, &dir.path().join("cache")).await;
     let reasons = column_cells(&table, "REASON");
     let stalled = column_cells(&table, "STALLED");
     let cell = |cells: &[(String, String)], name: &str| {

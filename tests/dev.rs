@@ -1,7 +1,7 @@
 //! `channel-operator dev`, the README's first command, as a new user runs it: start it, connect a
 //! chat-plugin channel with curl's request, list it, see it with kubectl, stop it with Ctrl-C.
 
-mod kubectl_common;
+mod support;
 
 use std::path::Path;
 use std::process::Stdio;
@@ -137,7 +137,7 @@ async fn dev_runs_sandbox_controller_and_api_until_interrupted() {
         .unwrap();
     assert_eq!(listed, json!({"data": [connected]}));
 
-    let table = kubectl_common::get_channels(&kubeconfig, &dir.path().join("cache")).await;
+    let table = support::kubectl::get_channels(&kubeconfig, &dir.path().join("cache")).await;
     let row = table
         .lines()
         .find(|l| l.starts_with("625c0084-1043-5727-bfd9-40366ef08a64"))

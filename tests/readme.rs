@@ -1,6 +1,6 @@
 //! What README.md tells a user to type works, and what it claims about the CLI is so.
 
-mod http_common;
+mod support;
 
 use std::collections::BTreeSet;
 use std::path::Path;
@@ -173,7 +173,7 @@ async fn helm_walkthrough_reaches_the_api_with_the_token_it_created() {
         .kill_on_drop(true)
         .spawn()
         .unwrap();
-    http_common::wait_ready(&format!("http://{addr}/readyz")).await;
+    support::http_ready(&format!("http://{addr}/readyz")).await;
 
     // "Reach the API": everything but the port-forward (the API listens on `addr` directly).
     let reach = section("Install on a cluster with Helm")

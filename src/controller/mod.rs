@@ -2,8 +2,9 @@
 //!
 //! Built on `kube::runtime::Controller`: level-triggered reconciles of every Channel, re-triggered by
 //! the Secrets it owns (the Facebook token Secret), by the credentials Secrets it references, and by
-//! the deletion of the owner of a duplicated source channel id. See [`reconcile`] for the decisions,
-//! [`watch`] for what triggers them, `slots` for the per-source shares of the reconcile slots,
+//! the deletion of the owner of a duplicated source channel id. See `plan` for the decisions (one
+//! step from the Channel and what was observed), [`reconcile`] for what observes and executes
+//! them, [`watch`] for what triggers them, `slots` for the per-source shares of the reconcile slots,
 //! `leader` for leader election and [`shutdown`] for the graceful shutdown.
 
 mod context;

@@ -398,7 +398,7 @@ mod tests {
         c.metadata.namespace = Some("default".into());
         c.metadata.resource_version = Some(rv.into());
         c.metadata.generation = Some(generation);
-        c.metadata.finalizers = Some(vec!["airy.co/channel".into()]);
+        c.metadata.finalizers = Some(vec![crate::crd::FINALIZER.into()]);
         c.status = observed.map(|g| ChannelStatus {
             observed_generation: Some(g),
             ..Default::default()

@@ -1,5 +1,5 @@
 //! `kubectl get channels` as a user runs it against a sandbox's kubeconfig, for the tests that
-//! check what kubectl shows.
+//! check what kubectl shows of a process they started.
 
 use std::path::Path;
 

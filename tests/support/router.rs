@@ -1,6 +1,5 @@
-//! Shared by the in-process router tests: Channels for the hand-filled cache, the router over a
-//! Kubernetes client that cannot connect, and request helpers.
-#![allow(dead_code, unused_imports)]
+//! The in-process router tests: Channels for the hand-filled cache, the router over a Kubernetes
+//! client that cannot connect, and request helpers.
 
 pub use axum::body::Body;
 pub use axum::http::{header, Method, Request, StatusCode};
@@ -18,46 +17,13 @@ pub fn unreachable_client() -> kube::Client {
     kube::Client::try_from(kube::Config::new("http://127.0.0.1:1".parse().unwrap())).unwrap()
 }
 
+/// A Channel as the controller reports it (Ready, generation 1), for the hand-filled cache.
 pub fn channel(source: Source, scid: &str, name: Option<&str>, connected: bool) -> Channel {
-    let id = channel_operator::channel_id::channel_id_string(source.as_str(), scid);
-    let mut ch = Channel::new(
-        &id,
-        ChannelSpec {
-            source,
-            source_channel_id: scid.into(),
-            name: name.map(Into::into),
-            image_url: None,
-            connected,
-            credentials_secret_ref: None,
-            instagram: None,
-            whatsapp: None,
-            deletion_policy: Default::default(),
-        },
-    );
-    ch.metadata.namespace = Some("default".into());
-    ch.metadata.generation = Some(1);
-    ch.status = Some(ChannelStatus {
-        id: Some(id),
-        connected,
-        observed_generation: Some(1),
-        conditions: vec![Condition {
-            type_: "Ready".into(),
-            status: "True".into(),
-            reason: if connected {
-                "Connected"
-            } else {
-                "Disconnected"
-            }
-            .into(),
-            message: String::new(),
-            observed_generation: Some(1),
-            last_transition_time: k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(
-                k8s_openapi::jiff::Timestamp::UNIX_EPOCH,
-            ),
-        }],
-        ..Default::default()
-    });
-    ch
+    let mut b = super::build::channel(source, scid).connected(connected);
+    if let Some(n) = name {
+        b = b.display_name(n);
+    }
+    b.reported()
 }
 
 pub fn fixtures() -> Vec<Channel> {
@@ -140,11 +106,7 @@ pub async fn post_json(app: &Router, path: &str, body: Value) -> (StatusCode, Va
     (s, v)
 }
 
-pub fn message(v: &Value) -> &str {
-    v["message"]
-        .as_str()
-        .unwrap_or_else(|| panic!("no message in {v}"))
-}
+pub use super::api::message;
 
 /// The body of `GET path` as text (e.g. `/metrics`).
 pub async fn get_text(app: &Router, path: &str) -> String {

@@ -3,11 +3,8 @@
 //! resolved and turned into each process's flags, fake providers, and the controller and API
 //! started as the chart's ServiceAccounts.
 
-#![allow(dead_code)]
-
 use std::path::Path;
 use std::process::Stdio;
-use std::time::Duration;
 
 use channel_operator::crd::Channel;
 use channel_operator::{api, controller};
@@ -260,35 +257,24 @@ pub async fn can_i(sb: &Sandbox, dir: &Path, who: &str, verb: &str, what: &str, 
     out.trim() == "yes"
 }
 
-pub fn ready(ch: &Channel) -> Option<(String, String)> {
-    let v = serde_json::to_value(ch).ok()?;
-    let c = v["status"]["conditions"]
-        .as_array()?
-        .iter()
-        .find(|c| c["type"] == "Ready")?
-        .clone();
-    Some((
-        c["status"].as_str()?.to_string(),
-        c["reason"].as_str()?.to_string(),
-    ))
-}
+pub use super::build::ready;
 
-/// Polls `done` until it holds, for at most 30 seconds; then fails with `what` it was waiting
-/// for and the sandbox's denials so far.
+/// Polls `done` until it holds (the one wait policy); then fails with `what` it was waiting for
+/// and the sandbox's denials so far.
 pub async fn eventually<F, Fut>(sb: &Sandbox, what: &str, mut done: F)
 where
     F: FnMut() -> Fut,
     Fut: std::future::Future<Output = bool>,
 {
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
-    while !done().await {
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "timed out waiting for {what}; denials: {:?}",
-            sb.denials()
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    super::wait::eventually_explained(
+        what,
+        || format!("; denials: {:?}", sb.denials()),
+        || {
+            let fut = done();
+            async move { fut.await.then_some(()) }
+        },
+    )
+    .await
 }
 
 pub async fn wait_ready(sb: &Sandbox, channels: &Api<Channel>, name: &str, want: (&str, &str)) {
@@ -313,14 +299,7 @@ pub async fn install(
     (sb, objects, tempfile::tempdir().unwrap())
 }
 
-/// Aborts a spawned process (controller or API) when dropped, so a failing test stops it too.
-pub struct Running(pub tokio::task::JoinHandle<anyhow::Result<()>>);
-
-impl Drop for Running {
-    fn drop(&mut self) {
-        self.0.abort();
-    }
-}
+pub use super::env::Running;
 
 /// Starts the controller as the chart's controller container runs it: as its pod's
 /// ServiceAccount, with the flags its rendered environment sets.

@@ -1,0 +1,26 @@
+//! The test harness every integration test shares: one environment ([`env::Env`]: sandbox,
+//! provider fakes, controller, API), one wait policy ([`wait`]), builders for Channels and
+//! Secrets ([`build`]), log capture ([`logs`]), and what the API, router and chart tests need
+//! besides. `use support::*;` brings the common names.
+
+// Each test binary compiles this module and uses a part of it.
+#![allow(dead_code, unused_imports)]
+
+pub mod api;
+pub mod build;
+pub mod chart;
+pub mod env;
+pub mod fakes;
+pub mod kubectl;
+pub mod logs;
+pub mod router;
+pub mod wait;
+
+pub use api::*;
+pub use build::*;
+pub use env::{Env, Running};
+pub use fakes::{APP_SECRET, TWILIO_TOKEN};
+pub use logs::{log_text, logs};
+pub use wait::{
+    eventually, eventually_explained, eventually_some, http_ready, KUBECTL_TIMEOUT, TIMEOUT,
+};
