@@ -55,6 +55,7 @@ fn chart_defaults_are_the_binary_defaults() {
     for var in [
         "FACEBOOK_GRAPH_URL",
         "TWILIO_API_URL",
+        "VIBER_API_URL",
         "PROVIDER_TIMEOUT_SECONDS",
         "LOG_LEVEL",
         "LOG_FORMAT",
@@ -70,6 +71,10 @@ fn chart_defaults_are_the_binary_defaults() {
     assert_eq!(
         values["twilio"]["apiUrl"].as_str(),
         Some(d.providers.twilio_api_url.as_str())
+    );
+    assert_eq!(
+        values["viber"]["apiUrl"].as_str(),
+        Some(d.providers.viber_api_url.as_str())
     );
     assert_eq!(
         values["providerTimeoutSeconds"].as_u64(),

@@ -134,6 +134,13 @@ Arguments: (list $ "ENV_NAME" .Values.x.ySecret "testSecretKey")
 {{- end }}
 {{- end }}
 
+{{/* The API's Viber bot (channels.viber.connect reads its account): the API only. */}}
+{{- define "channel-operator.apiViberEnv" -}}
+- name: VIBER_API_URL
+  value: {{ .Values.viber.apiUrl | quote }}
+{{- include "channel-operator.secretEnv" (list . "VIBER_AUTH_TOKEN" .Values.viber.authTokenSecret "viberAuthToken") }}
+{{- end }}
+
 {{/* API_TOKENS and JWT_SECRET, each when configured. */}}
 {{- define "channel-operator.apiAuthEnv" -}}
 {{- include "channel-operator.secretEnv" (list . "API_TOKENS" .Values.api.tokensSecret "apiTokens") }}
@@ -166,6 +173,12 @@ true
   value: {{ .Values.twilio.apiUrl | quote }}
 {{- with .Values.twilio.webhookUrl }}
 - name: TWILIO_WEBHOOK_URL
+  value: {{ . | quote }}
+{{- end }}
+- name: VIBER_API_URL
+  value: {{ .Values.viber.apiUrl | quote }}
+{{- with .Values.viber.webhookUrl }}
+- name: VIBER_WEBHOOK_URL
   value: {{ . | quote }}
 {{- end }}
 {{- include "channel-operator.secretEnv" (list . "FACEBOOK_APP_ID" .Values.facebook.appIdSecret "facebookAppId") }}
