@@ -120,7 +120,7 @@ fn channels() -> impl Iterator<Item = Channel> {
         );
         ch.metadata.namespace = Some("default".into());
         ch.status = Some(channel_operator::crd::ChannelStatus {
-            id: Some(ch.channel_id()),
+            id: Some(ch.channel_id(Default::default())),
             connected: true,
             ..Default::default()
         });
@@ -269,7 +269,7 @@ fn main() {
         .build()
         .unwrap();
     rt.block_on(async {
-        let ids: Arc<Vec<String>> = Arc::new(channels().map(|c| c.channel_id()).collect());
+        let ids: Arc<Vec<String>> = Arc::new(channels().map(|c| c.channel_id(Default::default())).collect());
         // The channels are made one at a time while filling, so what stays live is the cache's.
         let before = live_bytes();
         let cache = ChannelCache::new();

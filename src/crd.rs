@@ -327,12 +327,10 @@ pub struct ChannelStatus {
 }
 
 impl Channel {
-    /// The deterministic channel id of this Channel's source and source channel id.
-    pub fn channel_id(&self) -> String {
-        crate::channel_id::channel_id_string(
-            self.spec.source.as_str(),
-            &self.spec.source_channel_id,
-        )
+    /// The deterministic channel id of this Channel's source and source channel id, under the
+    /// installation's chat plugin naming.
+    pub fn channel_id(&self, naming: crate::naming::ChatPluginNaming) -> String {
+        naming.id_of(self)
     }
 
     /// The Ready condition, if reported.

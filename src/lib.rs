@@ -17,6 +17,7 @@ pub mod crd;
 #[cfg(feature = "dev")]
 pub mod dev;
 pub mod metrics;
+pub mod naming;
 pub mod providers;
 pub mod reason;
 pub mod rules;

@@ -56,6 +56,7 @@ fn chart_defaults_are_the_binary_defaults() {
         "FACEBOOK_GRAPH_URL",
         "TWILIO_API_URL",
         "VIBER_API_URL",
+        "CHATPLUGIN_NAMING",
         "PROVIDER_TIMEOUT_SECONDS",
         "LOG_LEVEL",
         "LOG_FORMAT",
@@ -76,6 +77,15 @@ fn chart_defaults_are_the_binary_defaults() {
         values["viber"]["apiUrl"].as_str(),
         Some(d.providers.viber_api_url.as_str())
     );
+    assert_eq!(values["chatPluginNaming"].as_str(), Some("chat_plugin"));
+    let controller = channel_operator::controller::Args::parse_from(["controller"]);
+    let api = channel_operator::api::Args::parse_from(["api"]);
+    for naming in [controller.chatplugin_naming, api.chatplugin_naming] {
+        assert_eq!(
+            naming,
+            channel_operator::naming::ChatPluginNaming::ChatPlugin
+        );
+    }
     assert_eq!(
         values["providerTimeoutSeconds"].as_u64(),
         Some(d.providers.provider_timeout_seconds)

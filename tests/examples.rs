@@ -90,7 +90,7 @@ fn channel_examples_are_valid_channels() {
             _ => {}
         }
         // The id the Channel will get is the spec's deterministic one.
-        assert_eq!(ch.channel_id().len(), 36, "{p}");
+        assert_eq!(ch.channel_id(Default::default()).len(), 36, "{p}");
     }
 }
 

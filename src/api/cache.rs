@@ -16,6 +16,7 @@ use tokio::sync::watch;
 
 use super::model::channel_response;
 use crate::crd::{Channel, Source};
+use crate::naming::ChatPluginNaming;
 
 /// One cached channel: the resource (the cache's only copy of it) and its prepared answer.
 #[derive(Debug)]
@@ -33,10 +34,10 @@ pub struct Entry {
 }
 
 impl Entry {
-    fn new(mut channel: Channel) -> Entry {
+    fn new(mut channel: Channel, naming: ChatPluginNaming) -> Entry {
         // managedFields are never read here and can be most of an object's size.
         channel.metadata.managed_fields = None;
-        let response = channel_response(&channel);
+        let response = channel_response(&channel, naming);
         let json =
             Bytes::from(serde_json::to_vec(&response).expect("a Channel response serializes"));
         Entry {
@@ -123,6 +124,7 @@ struct Inner {
     /// The watched namespaces that have listed once; the cache is ready when all have.
     synced: Mutex<HashSet<String>>,
     scopes: usize,
+    naming: ChatPluginNaming,
     ready: AtomicBool,
     version: watch::Sender<u64>,
 }
@@ -142,11 +144,16 @@ impl Default for ChannelCache {
 impl ChannelCache {
     /// An empty cache filled by hand ([`ChannelCache::apply`]), ready after its first `InitDone`.
     pub fn new() -> Self {
-        Self::with_scopes(1)
+        Self::with_scopes(1, ChatPluginNaming::default())
+    }
+
+    /// [`ChannelCache::new`] answering with chat plugin channels named by `naming`.
+    pub fn named(naming: ChatPluginNaming) -> Self {
+        Self::with_scopes(1, naming)
     }
 
     /// An empty cache of `namespaces` watched namespaces, ready once each has listed.
-    fn with_scopes(scopes: usize) -> Self {
+    fn with_scopes(scopes: usize, naming: ChatPluginNaming) -> Self {
         ChannelCache {
             inner: Arc::new(Inner {
                 index: RwLock::new(Index::default()),
@@ -154,6 +161,7 @@ impl ChannelCache {
                 listing: Mutex::new(HashMap::new()),
                 synced: Mutex::new(HashSet::new()),
                 scopes,
+                naming,
                 ready: AtomicBool::new(false),
                 version: watch::channel(0).0,
             }),
@@ -161,8 +169,13 @@ impl ChannelCache {
     }
 
     /// An empty cache for [`ChannelCache::run`] over these namespaces.
-    pub fn for_namespaces(namespaces: &[String]) -> Self {
-        Self::with_scopes(namespaces.len())
+    pub fn for_namespaces(namespaces: &[String], naming: ChatPluginNaming) -> Self {
+        Self::with_scopes(namespaces.len(), naming)
+    }
+
+    /// The chat plugin naming of the ids and answers.
+    pub fn naming(&self) -> ChatPluginNaming {
+        self.inner.naming
     }
 
     /// Applies one watcher event of a watch over every namespace (tests, benchmarks).
@@ -177,7 +190,7 @@ impl ChannelCache {
         // old index can never be stored after the drop.
         match event {
             Event::Apply(ch) => {
-                let entry = Arc::new(Entry::new(ch));
+                let entry = Arc::new(Entry::new(ch, self.inner.naming));
                 let mut idx = self.inner.index.write().expect("index lock");
                 let old = idx.remove_key(&entry.key());
                 let id = entry.id.clone();
@@ -238,7 +251,7 @@ impl ChannelCache {
             touched.extend(idx.remove_key(&key));
         }
         for ch in listed {
-            let entry = Arc::new(Entry::new(ch));
+            let entry = Arc::new(Entry::new(ch, self.inner.naming));
             let key = entry.key();
             touched.extend(idx.remove_key(&key));
             touched.insert(entry.id.clone());

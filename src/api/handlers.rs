@@ -39,7 +39,8 @@ pub async fn list(
 ) -> ApiResult {
     let source = match req.source.as_deref() {
         None => None,
-        Some(s) => match Source::parse(s) {
+        // Both names of the chat plugin, whatever the installation's naming.
+        Some(s) => match crate::naming::parse_source(s) {
             Some(src) => Some(src),
             // An exact filter no channel can match.
             None => {
@@ -89,7 +90,10 @@ pub async fn update(
     let name = validate::optional_text("name", req.name.as_deref())?;
     let image_url = validate::image_url(req.image_url.as_deref())?;
     let ch = state.update(&id, name, image_url).await?;
-    Ok(ok_json(StatusCode::OK, &channel_response(&ch)))
+    Ok(ok_json(
+        StatusCode::OK,
+        &channel_response(&ch, state.naming),
+    ))
 }
 
 async fn connect(state: &AppState, d: Desired) -> ApiResult {

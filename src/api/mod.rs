@@ -69,6 +69,11 @@ pub struct Args {
     /// Comma-separated origins allowed by CORS (with credentials).
     #[arg(long, env = "CORS_ORIGINS", value_delimiter = ',')]
     pub cors_origins: Vec<String>,
+    /// The chat plugin's name in channel ids and answers: chat_plugin (the original API) or
+    /// chatplugin (Airy Core since March 2021); the controller must be given the same. List
+    /// filters and disconnect paths accept both names either way.
+    #[arg(long, env = "CHATPLUGIN_NAMING", value_enum, default_value_t)]
+    pub chatplugin_naming: crate::naming::ChatPluginNaming,
     #[command(flatten)]
     pub providers: crate::providers::ProviderArgs,
 }
@@ -121,6 +126,7 @@ pub struct AppState {
     pub(crate) namespace: String,
     pub(crate) connects: writes::IdLocks,
     pub(crate) sync_timeout: Duration,
+    pub(crate) naming: crate::naming::ChatPluginNaming,
     pub(crate) facebook: std::sync::Arc<crate::providers::facebook::Facebook>,
     pub(crate) viber: std::sync::Arc<crate::providers::viber::Viber>,
     pub(crate) viber_token: Option<Secret>,
@@ -137,6 +143,11 @@ impl AppState {
         }
         // The namespace flags are checked here too, so a state built by hand follows them.
         args.api_namespaces()?;
+        if cache.naming() != args.chatplugin_naming {
+            anyhow::bail!(
+                "the channel cache and --chatplugin-naming name the chat plugin differently"
+            );
+        }
         let providers = crate::providers::Providers::new(&args.providers)?;
         Ok(AppState {
             cache,
@@ -144,6 +155,7 @@ impl AppState {
             namespace: args.channels_namespace(),
             connects: Default::default(),
             sync_timeout: Duration::from_secs_f64(args.sync_timeout_seconds),
+            naming: args.chatplugin_naming,
             facebook: providers.facebook(),
             viber: providers.viber(),
             viber_token: args
@@ -285,7 +297,7 @@ pub async fn serve_until(
     shutdown: crate::controller::Shutdown,
 ) -> anyhow::Result<()> {
     let namespaces = args.api_namespaces()?;
-    let cache = ChannelCache::for_namespaces(&namespaces);
+    let cache = ChannelCache::for_namespaces(&namespaces, args.chatplugin_naming);
     let state = AppState::new(client.clone(), cache.clone(), &args)?;
     let drain_limit = state.sync_timeout + Duration::from_secs(5);
     let app = router(state, &args.cors_origins)?;

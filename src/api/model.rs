@@ -243,9 +243,9 @@ pub struct ErrorBody {
 }
 
 /// The API's Channel object (docs/api.md) of a Channel resource.
-pub fn channel_response(ch: &Channel) -> ChannelResponse {
+pub fn channel_response(ch: &Channel, naming: crate::naming::ChatPluginNaming) -> ChannelResponse {
     let source = ch.spec.source;
-    let id = ch.channel_id();
+    let id = ch.channel_id(naming);
     let status = ch.status.as_ref();
     // The provider's names are shown only for the sources whose provider reports them.
     let reported = matches!(
@@ -261,7 +261,7 @@ pub fn channel_response(ch: &Channel) -> ChannelResponse {
         .clone()
         .filter(|n| !n.is_empty())
         .or(page_name)
-        .unwrap_or_else(|| fallback_name(source, &id));
+        .unwrap_or_else(|| fallback_name(naming.source_str(source), &id));
     let image_url = ch
         .spec
         .image_url
@@ -274,7 +274,7 @@ pub fn channel_response(ch: &Channel) -> ChannelResponse {
         });
     ChannelResponse {
         id,
-        source: source.as_str().to_owned(),
+        source: naming.source_str(source).to_owned(),
         source_channel_id: ch.spec.source_channel_id.clone(),
         connected: ch.is_connected(),
         metadata: ChannelMetadata { name, image_url },
@@ -282,7 +282,7 @@ pub fn channel_response(ch: &Channel) -> ChannelResponse {
 }
 
 /// `"<source> " + the last five characters of the id`.
-pub fn fallback_name(source: Source, id: &str) -> String {
+pub fn fallback_name(source: &str, id: &str) -> String {
     let tail = &id[id.len().saturating_sub(5)..];
-    format!("{} {}", source.as_str(), tail)
+    format!("{source} {tail}")
 }

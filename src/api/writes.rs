@@ -236,7 +236,7 @@ impl AppState {
 
     /// Connects: creates the Channel or updates the one with that id, then waits for the verdict.
     pub async fn connect(&self, d: Desired) -> Result<Arc<Entry>, ApiError> {
-        let id = crate::channel_id::channel_id_string(d.source.as_str(), &d.source_channel_id);
+        let id = self.naming.channel_id(d.source, &d.source_channel_id);
         let _turn = self.connects.lock(&id).await;
         if let Some(existing) = self.cache.get(&id) {
             return self.connect_existing(existing.channel.clone(), d).await;

@@ -27,6 +27,8 @@ pub struct Config {
     pub resync: Duration,
     /// Where Secrets may be read and written (`--secret-namespaces`).
     pub secret_scope: SecretScope,
+    /// The chat plugin's name in channel ids (`--chatplugin-naming`).
+    pub naming: crate::naming::ChatPluginNaming,
 }
 
 /// What every reconcile shares.

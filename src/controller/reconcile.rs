@@ -33,7 +33,7 @@ pub async fn reconcile(ch: Arc<Channel>, ctx: Arc<Context>) -> Result<Action, Er
         "reconcile",
         namespace = %ch.namespace().unwrap_or_default(),
         name = %ch.name_any(),
-        channel_id = %ch.channel_id(),
+        channel_id = %ch.channel_id(ctx.config.naming),
     );
     async move {
         ctx.metrics.reconciles.inc();
@@ -283,7 +283,8 @@ async fn connect(
         }
     };
     if let Some(token) = &outcome.token {
-        if let Err(e) = secrets::store_token(&ctx.secrets(ch)?, ch, token).await {
+        if let Err(e) = secrets::store_token(&ctx.secrets(ch)?, ch, ctx.config.naming, token).await
+        {
             return reporter.fail("StoreToken", e).await;
         }
     }

@@ -273,6 +273,7 @@ impl Scenario {
                 max_backoff: Duration::from_secs(1),
                 resync,
                 secret_scope: crate::controller::watch::SecretScope::All,
+                naming: Default::default(),
             },
         ));
         Scenario {

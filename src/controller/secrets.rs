@@ -126,7 +126,12 @@ pub async fn token_secret(api: &Api<KubeSecret>, ch: &Channel) -> Result<TokenSe
 
 /// Keeps the token in the Channel's token Secret (garbage-collected with the Channel): creates
 /// it, or updates it only if it is ours. A Secret in the way that is not ours is a conflict.
-pub async fn store_token(api: &Api<KubeSecret>, ch: &Channel, token: &Secret) -> Result<(), Error> {
+pub async fn store_token(
+    api: &Api<KubeSecret>,
+    ch: &Channel,
+    naming: crate::naming::ChatPluginNaming,
+    token: &Secret,
+) -> Result<(), Error> {
     let name = token_secret_name(&ch.name_any());
     let data = BTreeMap::from([(
         TOKEN_KEY.to_owned(),
@@ -143,7 +148,7 @@ pub async fn store_token(api: &Api<KubeSecret>, ch: &Channel, token: &Secret) ->
             secret.metadata.namespace = ch.namespace();
             secret.metadata.labels = Some(BTreeMap::from([
                 (MANAGED_BY_LABEL.to_owned(), MANAGER.to_owned()),
-                (CHANNEL_ID_LABEL.to_owned(), ch.channel_id()),
+                (CHANNEL_ID_LABEL.to_owned(), ch.channel_id(naming)),
             ]));
             secret.metadata.owner_references = ch.controller_owner_ref(&()).map(|r| vec![r]);
             secret.type_ = Some("Opaque".into());

@@ -65,7 +65,7 @@ pub fn app_with(args: &[&str], channels: Vec<Channel>) -> Router {
     let mut argv = vec!["api"];
     argv.extend_from_slice(args);
     let args = Args::parse_from(argv);
-    let cache = ChannelCache::new();
+    let cache = ChannelCache::named(args.chatplugin_naming);
     cache.apply(&Event::Init);
     for ch in channels {
         cache.apply(&Event::InitApply(ch));

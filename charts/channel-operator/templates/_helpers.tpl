@@ -165,6 +165,8 @@ true
   value: {{ .Values.facebook.graphUrl | quote }}
 - name: PROVIDER_TIMEOUT_SECONDS
   value: {{ .Values.providerTimeoutSeconds | quote }}
+- name: CHATPLUGIN_NAMING
+  value: {{ .Values.chatPluginNaming | quote }}
 {{- end }}
 
 {{/* Provider settings and credentials only the controller uses (the API's explore needs none). */}}
