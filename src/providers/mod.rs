@@ -258,6 +258,20 @@ pub(crate) struct ErrorAnswer {
 }
 
 impl ErrorAnswer {
+    /// The error by HTTP status alone: 429 rate limited (with its `Retry-After`), 401/403
+    /// invalid credentials, anything else failed; `provider_message` as in [`Self::message`].
+    pub fn by_status(&self, provider_message: Option<String>) -> ProviderError {
+        let message = self.message(provider_message);
+        match self.status.as_u16() {
+            429 => ProviderError::RateLimited {
+                message,
+                retry_after: retry_after(&self.headers),
+            },
+            401 | 403 => ProviderError::InvalidCredentials(message),
+            _ => ProviderError::Failed(message),
+        }
+    }
+
     /// `context: message`, with the status's reason phrase when the provider gave no message.
     pub fn message(&self, provider_message: Option<String>) -> String {
         let text = provider_message.unwrap_or_else(|| {

@@ -10,7 +10,7 @@ use futures::future::BoxFuture;
 use serde::Deserialize;
 use serde_json::json;
 
-use super::{retry_after, send_json, ConnectOutcome, Provider, ProviderArgs, ProviderError};
+use super::{send_json, ConnectOutcome, Provider, ProviderArgs, ProviderError};
 use crate::crd::Channel;
 use crate::secret::Secret;
 
@@ -75,19 +75,9 @@ impl Viber {
             .post(format!("{}/pa/{method}", self.api_url))
             .header("X-Viber-Auth-Token", token.expose())
             .json(&body);
-        let answer: Answer<T> = send_json("viber", what, request, |answer| {
-            let message = answer.message(None);
-            match answer.status.as_u16() {
-                429 => ProviderError::RateLimited {
-                    message,
-                    retry_after: retry_after(&answer.headers),
-                },
-                401 | 403 => ProviderError::InvalidCredentials(message),
-                _ => ProviderError::Failed(message),
-            }
-        })
-        .await
-        .map_err(|e| e.redacted(&[token]))?;
+        let answer: Answer<T> = send_json("viber", what, request, |answer| answer.by_status(None))
+            .await
+            .map_err(|e| e.redacted(&[token]))?;
         let message = || {
             let text = answer.status_message.clone().unwrap_or_default();
             super::redact(
