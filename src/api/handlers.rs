@@ -478,10 +478,7 @@ pub async fn facebook_explore(
         .map(|page| ExplorePage {
             connected: state
                 .cache
-                .is_connected(&crate::channel_id::channel_id_string(
-                    Source::Facebook.as_str(),
-                    &page.page_id,
-                )),
+                .is_connected(&state.naming.channel_id(Source::Facebook, &page.page_id)),
             page_id: page.page_id,
             name: page.name,
             image_url: page.image_url,
