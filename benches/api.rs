@@ -107,18 +107,14 @@ fn channels() -> impl Iterator<Item = Channel> {
         let mut ch = Channel::new(
             &id,
             ChannelSpec {
-                source,
-                source_channel_id: scid,
                 name: Some(format!("Channel number {i}")),
                 image_url: Some(format!("https://cdn.example.org/images/{i}.png")),
-                connected: true,
-                credentials_secret_ref: None,
-                deletion_policy: Default::default(),
+                ..ChannelSpec::new(source, scid)
             },
         );
         ch.metadata.namespace = Some("default".into());
         ch.status = Some(channel_operator::crd::ChannelStatus {
-            id: Some(ch.channel_id()),
+            id: Some(ch.channel_id(Default::default())),
             connected: true,
             ..Default::default()
         });
@@ -267,7 +263,7 @@ fn main() {
         .build()
         .unwrap();
     rt.block_on(async {
-        let ids: Arc<Vec<String>> = Arc::new(channels().map(|c| c.channel_id()).collect());
+        let ids: Arc<Vec<String>> = Arc::new(channels().map(|c| c.channel_id(Default::default())).collect());
         // The channels are made one at a time while filling, so what stays live is the cache's.
         let before = live_bytes();
         let cache = ChannelCache::new();

@@ -14,7 +14,7 @@
 
 use std::time::{Duration, Instant};
 
-use channel_operator::crd::{Channel, ChannelSpec, DeletionPolicy, SecretKeyRef, Source};
+use channel_operator::crd::{Channel, ChannelSpec, SecretKeyRef, Source};
 use futures::{StreamExt, TryStreamExt};
 use k8s_openapi::api::core::v1::Secret;
 use kube::api::{Api, ListParams, PostParams};
@@ -110,16 +110,11 @@ fn channel(i: usize) -> Channel {
     Channel::new(
         &format!("bench-{i}"),
         ChannelSpec {
-            source: Source::Facebook,
-            source_channel_id: format!("{}", 1_000_000 + i),
-            name: None,
-            image_url: None,
-            connected: true,
             credentials_secret_ref: Some(SecretKeyRef {
                 name: "bench-page-token".into(),
                 key: "page_token".into(),
             }),
-            deletion_policy: DeletionPolicy::Disconnect,
+            ..ChannelSpec::new(Source::Facebook, format!("{}", 1_000_000 + i))
         },
     )
 }

@@ -66,6 +66,22 @@ mod tests {
                 "website-identifier-42",
                 "625c0084-1043-5727-bfd9-40366ef08a64",
             ),
+            // The later sources (computed independently: SHA-1 of the concatenation in Python).
+            (
+                "instagram",
+                "17841400000000001",
+                "fbe08ed5-4726-5911-a75b-0fac08a36269",
+            ),
+            (
+                "whatsapp",
+                "106540352242922",
+                "36b4c1f2-f98f-5a69-9e0f-9c9c9fd50f38",
+            ),
+            (
+                "viber",
+                "pa:5469875432398472639",
+                "e1ba047f-dda3-5514-ae02-b02d1601e612",
+            ),
         ];
         for (source, scid, want) in vectors {
             assert_eq!(channel_id_string(source, scid), want, "{source} {scid}");

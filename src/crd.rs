@@ -48,16 +48,29 @@ pub enum Source {
     /// A Twilio WhatsApp number, `whatsapp:` + E.164, e.g. `whatsapp:+491234567`.
     #[serde(rename = "twilio.whatsapp")]
     TwilioWhatsapp,
+    /// An Instagram account, messaged through its linked Facebook page (`spec.instagram.pageId`);
+    /// the source channel id is the numeric Instagram account id.
+    #[serde(rename = "instagram")]
+    Instagram,
+    /// A WhatsApp Cloud API number; the source channel id is the numeric phone number id.
+    #[serde(rename = "whatsapp")]
+    Whatsapp,
+    /// A Viber bot account; the source channel id is the account id Viber reports.
+    #[serde(rename = "viber")]
+    Viber,
 }
 
 impl Source {
     /// Every source, in a stable order.
-    pub const ALL: [Source; 5] = [
+    pub const ALL: [Source; 8] = [
         Source::ChatPlugin,
         Source::Facebook,
         Source::Google,
         Source::TwilioSms,
         Source::TwilioWhatsapp,
+        Source::Instagram,
+        Source::Whatsapp,
+        Source::Viber,
     ];
 
     /// The exact source string (docs/channel-ids.md).
@@ -68,6 +81,9 @@ impl Source {
             Source::Google => "google",
             Source::TwilioSms => "twilio.sms",
             Source::TwilioWhatsapp => "twilio.whatsapp",
+            Source::Instagram => "instagram",
+            Source::Whatsapp => "whatsapp",
+            Source::Viber => "viber",
         }
     }
 
@@ -106,6 +122,28 @@ pub struct SecretKeyRef {
 
 pub use crate::rules::{E164_PATTERN, HTTP_URL_PATTERN, WHATSAPP_PATTERN};
 
+/// What an Instagram channel needs besides its account id.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq, KubeSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct InstagramSpec {
+    /// The numeric id of the Facebook page linked to the Instagram account; the app is
+    /// subscribed to this page's messaging webhooks.
+    #[schemars(pattern(rules::NUMERIC_ID_PATTERN))]
+    pub page_id: String,
+}
+
+/// Optional settings of a WhatsApp Cloud API channel.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, Eq, KubeSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct WhatsappSpec {
+    /// The numeric id of the WhatsApp Business Account of the number. When given, the app is
+    /// subscribed to the account's webhooks at connect, and unsubscribed when the last Channel of
+    /// the account is disconnected.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(pattern(rules::NUMERIC_ID_PATTERN))]
+    pub business_account_id: Option<String>,
+}
+
 /// A messaging channel: its source, its id at that source, and how it is presented.
 #[derive(CustomResource, KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
 #[kube(
@@ -116,7 +154,7 @@ pub use crate::rules::{E164_PATTERN, HTTP_URL_PATTERN, WHATSAPP_PATTERN};
     shortname = "ch",
     category = "airy",
     status = "ChannelStatus",
-    doc = "A messaging channel (Facebook page, Google Business Messages agent, Twilio SMS or WhatsApp number, website chat plugin) connected by channel-operator",
+    doc = "A messaging channel (Facebook page, Instagram account, WhatsApp Cloud API or Twilio number, Viber bot, Google Business Messages agent, website chat plugin) connected by channel-operator",
     printcolumn(name = "Source", type_ = "string", json_path = ".spec.source"),
     printcolumn(
         name = "Source ID",
@@ -147,13 +185,30 @@ pub use crate::rules::{E164_PATTERN, HTTP_URL_PATTERN, WHATSAPP_PATTERN};
         name = "Age",
         type_ = "date",
         json_path = ".metadata.creationTimestamp"
+    ),
+    printcolumn(
+        name = "Provider Name",
+        type_ = "string",
+        description = "The name the provider reports: the page or the Viber account",
+        json_path = ".status.pageName",
+        priority = 1
+    ),
+    printcolumn(
+        name = "Number",
+        type_ = "string",
+        description = "The WhatsApp number as Meta displays it",
+        json_path = ".status.displayPhoneNumber",
+        priority = 1
     )
 )]
 #[serde(rename_all = "camelCase")]
 #[x_kube(
-    validation = Rule::new("self.source != 'facebook' || has(self.credentialsSecretRef)")
-        .message(rules::FACEBOOK_CREDENTIALS_MESSAGE)
+    validation = Rule::new(rules::cel_credentials_required())
+        .message(rules::CREDENTIALS_MESSAGE)
         .field_path(".credentialsSecretRef"),
+    validation = Rule::new("self.source != 'instagram' || has(self.instagram)")
+        .message(rules::INSTAGRAM_PAGE_MESSAGE)
+        .field_path(".instagram"),
     validation = Rule::new(rules::cel_source_channel_id(Source::TwilioSms))
         .message(rules::SMS_MESSAGE)
         .field_path(".sourceChannelId"),
@@ -163,19 +218,28 @@ pub use crate::rules::{E164_PATTERN, HTTP_URL_PATTERN, WHATSAPP_PATTERN};
     validation = Rule::new(rules::cel_source_channel_id(Source::Facebook))
         .message(rules::FACEBOOK_MESSAGE)
         .field_path(".sourceChannelId"),
+    validation = Rule::new(rules::cel_source_channel_id(Source::Instagram))
+        .message(rules::INSTAGRAM_MESSAGE)
+        .field_path(".sourceChannelId"),
+    validation = Rule::new(rules::cel_source_channel_id(Source::Whatsapp))
+        .message(rules::WHATSAPP_CLOUD_MESSAGE)
+        .field_path(".sourceChannelId"),
 )]
 pub struct ChannelSpec {
-    /// The messaging source: chat_plugin, facebook, google, twilio.sms or twilio.whatsapp. Immutable.
+    /// The messaging source: chat_plugin, facebook, google, twilio.sms, twilio.whatsapp, instagram,
+    /// whatsapp or viber. Immutable.
     #[x_kube(validation = Rule::new("self == oldSelf").message("source is immutable"))]
     pub source: Source,
 
     /// The channel's id at its source: the website identifier, numeric Facebook page id, Google agent id,
-    /// E.164 number (twilio.sms) or whatsapp:+number (twilio.whatsapp). Immutable.
+    /// E.164 number (twilio.sms), whatsapp:+number (twilio.whatsapp), numeric Instagram account id,
+    /// numeric WhatsApp phone number id or the Viber account id. Immutable.
     #[schemars(length(min = 1, max = rules::MAX_NAME_LEN))]
     #[x_kube(validation = Rule::new("self == oldSelf").message("sourceChannelId is immutable"))]
     pub source_channel_id: String,
 
-    /// Display name. When absent: the Facebook page's name, else "<source> <last five characters of the id>".
+    /// Display name. When absent: the name the provider reports (Facebook or Instagram page, Viber
+    /// account, WhatsApp verified name), else "<source> <last five characters of the id>".
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(length(min = 1, max = rules::MAX_NAME_LEN), pattern(rules::NAME_PATTERN))]
     pub name: Option<String>,
@@ -190,15 +254,42 @@ pub struct ChannelSpec {
     #[schemars(default = "default_true")]
     pub connected: bool,
 
-    /// Secret key holding the channel's token (the Facebook page token). Required for facebook.
+    /// Secret key holding the channel's token: the page token (facebook, instagram), the user
+    /// token (whatsapp) or the bot's auth token (viber). Required for those sources.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub credentials_secret_ref: Option<SecretKeyRef>,
+
+    /// Instagram only: the Facebook page linked to the account. Required for instagram.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub instagram: Option<InstagramSpec>,
+
+    /// WhatsApp Cloud API only: the number's business account.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub whatsapp: Option<WhatsappSpec>,
 
     /// Disconnect (default): deleting the Channel disconnects it at the provider first.
     /// Orphan: delete without calling the provider.
     #[serde(default)]
     #[schemars(default = "default_deletion_policy")]
     pub deletion_policy: DeletionPolicy,
+}
+
+impl ChannelSpec {
+    /// The spec of `source`'s channel `source_channel_id` with nothing else said: connected,
+    /// no name, image or credentials, disconnected at the provider when deleted.
+    pub fn new(source: Source, source_channel_id: impl Into<String>) -> Self {
+        ChannelSpec {
+            source,
+            source_channel_id: source_channel_id.into(),
+            name: None,
+            image_url: None,
+            connected: true,
+            credentials_secret_ref: None,
+            instagram: None,
+            whatsapp: None,
+            deletion_policy: DeletionPolicy::Disconnect,
+        }
+    }
 }
 
 fn default_true() -> bool {
@@ -219,12 +310,21 @@ pub struct ChannelStatus {
     /// Whether the channel is connected with its provider.
     #[serde(default)]
     pub connected: bool,
-    /// The page name the provider reports (Facebook).
+    /// The name the provider reports (the Facebook or Instagram channel's page, the Viber account).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub page_name: Option<String>,
-    /// The page picture the provider reports (Facebook).
+    /// The picture the provider reports (the page's, the Viber account's icon).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub page_image_url: Option<String>,
+    /// The WhatsApp number as Meta displays it (whatsapp).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub display_phone_number: Option<String>,
+    /// The business name Meta verified for the WhatsApp number (whatsapp).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub verified_name: Option<String>,
+    /// The WhatsApp number's quality rating, e.g. GREEN (whatsapp).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub quality_rating: Option<String>,
     /// The connection inputs the channel was connected with (source, source channel id and, where
     /// used, the credentials Secret's name/key/resourceVersion) — never a token. While they are
     /// unchanged the controller does not connect the channel again.
@@ -245,12 +345,10 @@ pub struct ChannelStatus {
 }
 
 impl Channel {
-    /// The deterministic channel id of this Channel's source and source channel id.
-    pub fn channel_id(&self) -> String {
-        crate::channel_id::channel_id_string(
-            self.spec.source.as_str(),
-            &self.spec.source_channel_id,
-        )
+    /// The deterministic channel id of this Channel's source and source channel id, under the
+    /// installation's chat plugin naming.
+    pub fn channel_id(&self, naming: crate::naming::ChatPluginNaming) -> String {
+        naming.id_of(self)
     }
 
     /// The Ready condition, if reported.

@@ -24,6 +24,9 @@ pub struct Args {
     /// Address of the controller's metrics and health endpoints.
     #[arg(long, default_value = "127.0.0.1:9090")]
     pub metrics_addr: SocketAddr,
+    /// The chat plugin's name in channel ids and answers, for the controller and the API.
+    #[arg(long, env = "CHATPLUGIN_NAMING", value_enum, default_value_t)]
+    pub chatplugin_naming: crate::naming::ChatPluginNaming,
     #[command(flatten)]
     pub providers: crate::providers::ProviderArgs,
 }
@@ -121,6 +124,7 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
     let mut controller_args = crate::controller::Args::parse_from(["controller"]);
     controller_args.leader_election = false;
     controller_args.providers = args.providers.clone();
+    controller_args.chatplugin_naming = args.chatplugin_naming;
     let mut controller = tokio::spawn(crate::controller::run_until(
         dev.sandbox.client(),
         controller_args,
@@ -131,6 +135,7 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
     let mut api_args = crate::api::Args::parse_from(["api"]);
     api_args.channels_namespace = Some("default".to_owned());
     api_args.providers = args.providers.clone();
+    api_args.chatplugin_naming = args.chatplugin_naming;
     let mut api = tokio::spawn(crate::api::serve_until(
         dev.sandbox.client(),
         api_args,

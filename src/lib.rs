@@ -19,6 +19,7 @@ pub mod crd;
 #[cfg(feature = "dev")]
 pub mod dev;
 pub mod metrics;
+pub mod naming;
 pub mod ownership;
 pub mod providers;
 pub mod reason;

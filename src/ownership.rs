@@ -26,6 +26,7 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use kube::{Resource, ResourceExt};
 
 use crate::crd::Channel;
+use crate::naming::ChatPluginNaming;
 
 /// The operator's name: the value of [`MANAGED_BY_LABEL`] on what it writes, its field manager
 /// and the reporting controller of its Events.
@@ -100,9 +101,9 @@ pub fn managed_labels() -> BTreeMap<String, String> {
 }
 
 /// The labels of the derived-token Secret.
-pub fn token_labels(ch: &Channel) -> BTreeMap<String, String> {
+pub fn token_labels(ch: &Channel, naming: ChatPluginNaming) -> BTreeMap<String, String> {
     let mut labels = managed_labels();
-    labels.insert(CHANNEL_ID_LABEL.to_owned(), ch.channel_id());
+    labels.insert(CHANNEL_ID_LABEL.to_owned(), ch.channel_id(naming));
     labels
 }
 
@@ -168,18 +169,7 @@ mod tests {
     use k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference;
 
     fn channel(uid: &str) -> Channel {
-        let mut ch = Channel::new(
-            "shop",
-            ChannelSpec {
-                source: Source::Facebook,
-                source_channel_id: "1234".into(),
-                name: None,
-                image_url: None,
-                connected: true,
-                credentials_secret_ref: None,
-                deletion_policy: Default::default(),
-            },
-        );
+        let mut ch = Channel::new("shop", ChannelSpec::new(Source::Facebook, "1234"));
         ch.metadata.uid = Some(uid.into());
         ch
     }

@@ -14,8 +14,11 @@ pub const E164_PATTERN: &str = r"^\+[1-9][0-9]{1,14}$";
 pub const WHATSAPP_PATTERN: &str = r"^whatsapp:\+[1-9][0-9]{1,14}$";
 /// An absolute http(s) URL.
 pub const HTTP_URL_PATTERN: &str = r"^https?://[^\s/?#]+([/?#][^\s]*)?$";
-/// A Facebook page id: digits only (it becomes a Graph API path segment).
-pub const FACEBOOK_PAGE_ID_PATTERN: &str = r"^[0-9]{1,64}$";
+/// A numeric Meta id (Facebook page, Instagram account, WhatsApp phone number or business
+/// account): digits only (it becomes a Graph API path segment).
+pub const NUMERIC_ID_PATTERN: &str = r"^[0-9]{1,64}$";
+/// A Facebook page id.
+pub const FACEBOOK_PAGE_ID_PATTERN: &str = NUMERIC_ID_PATTERN;
 /// A Kubernetes object name (DNS-1123 subdomain), as Secret names must be.
 pub const SECRET_NAME_PATTERN: &str =
     r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$";
@@ -50,9 +53,24 @@ pub const SMS_MESSAGE: &str =
 pub const WHATSAPP_MESSAGE: &str = "a twilio.whatsapp sourceChannelId must be whatsapp: followed by an E.164 number, e.g. whatsapp:+491234567";
 /// What a `facebook` source channel id must look like.
 pub const FACEBOOK_MESSAGE: &str = "a facebook sourceChannelId must be the numeric page id";
-/// Why a `facebook` Channel needs `credentialsSecretRef`.
-pub const FACEBOOK_CREDENTIALS_MESSAGE: &str =
-    "credentialsSecretRef is required for facebook channels (the Secret holding the page token)";
+/// What an `instagram` source channel id must look like.
+pub const INSTAGRAM_MESSAGE: &str =
+    "an instagram sourceChannelId must be the numeric Instagram account id";
+/// What a `whatsapp` source channel id must look like.
+pub const WHATSAPP_CLOUD_MESSAGE: &str =
+    "a whatsapp sourceChannelId must be the numeric phone number id";
+/// Why an `instagram` Channel needs `spec.instagram`.
+pub const INSTAGRAM_PAGE_MESSAGE: &str =
+    "instagram.pageId is required for instagram channels (the Facebook page linked to the account)";
+/// The sources whose Channels need `credentialsSecretRef`.
+pub const SOURCES_WITH_CREDENTIALS: [Source; 4] = [
+    Source::Facebook,
+    Source::Instagram,
+    Source::Whatsapp,
+    Source::Viber,
+];
+/// Why those Channels need `credentialsSecretRef`.
+pub const CREDENTIALS_MESSAGE: &str = "credentialsSecretRef is required for facebook, instagram, whatsapp and viber channels (the Secret holding the page, user or bot token)";
 
 fn compiled(pattern: &str) -> Regex {
     Regex::new(pattern).expect("the rule patterns are valid regexes")
@@ -61,7 +79,7 @@ fn compiled(pattern: &str) -> Regex {
 static E164: LazyLock<Regex> = LazyLock::new(|| compiled(E164_PATTERN));
 static WHATSAPP: LazyLock<Regex> = LazyLock::new(|| compiled(WHATSAPP_PATTERN));
 static HTTP_URL: LazyLock<Regex> = LazyLock::new(|| compiled(HTTP_URL_PATTERN));
-static FACEBOOK_PAGE_ID: LazyLock<Regex> = LazyLock::new(|| compiled(FACEBOOK_PAGE_ID_PATTERN));
+static NUMERIC_ID: LazyLock<Regex> = LazyLock::new(|| compiled(NUMERIC_ID_PATTERN));
 static SECRET_NAME: LazyLock<Regex> = LazyLock::new(|| compiled(SECRET_NAME_PATTERN));
 static NAME: LazyLock<Regex> = LazyLock::new(|| compiled(NAME_PATTERN));
 
@@ -80,9 +98,9 @@ pub fn is_http_url(value: &str) -> bool {
     value.len() <= MAX_URL_LEN && HTTP_URL.is_match(value)
 }
 
-/// Whether `value` is a Facebook page id.
-pub fn is_facebook_page_id(value: &str) -> bool {
-    FACEBOOK_PAGE_ID.is_match(value)
+/// Whether `value` is a numeric Meta id (a Facebook page id, among others).
+pub fn is_numeric_id(value: &str) -> bool {
+    NUMERIC_ID.is_match(value)
 }
 
 /// Whether `value` is a namespace name (a DNS-1123 label).
@@ -101,7 +119,9 @@ pub fn source_channel_id_rule(source: Source) -> Option<(&'static str, &'static 
         Source::TwilioSms => Some((E164_PATTERN, SMS_MESSAGE)),
         Source::TwilioWhatsapp => Some((WHATSAPP_PATTERN, WHATSAPP_MESSAGE)),
         Source::Facebook => Some((FACEBOOK_PAGE_ID_PATTERN, FACEBOOK_MESSAGE)),
-        Source::ChatPlugin | Source::Google => None,
+        Source::Instagram => Some((NUMERIC_ID_PATTERN, INSTAGRAM_MESSAGE)),
+        Source::Whatsapp => Some((NUMERIC_ID_PATTERN, WHATSAPP_CLOUD_MESSAGE)),
+        Source::ChatPlugin | Source::Google | Source::Viber => None,
     }
 }
 
@@ -109,8 +129,8 @@ fn source_channel_id_ok(source: Source, value: &str) -> bool {
     match source {
         Source::TwilioSms => E164.is_match(value),
         Source::TwilioWhatsapp => WHATSAPP.is_match(value),
-        Source::Facebook => FACEBOOK_PAGE_ID.is_match(value),
-        Source::ChatPlugin | Source::Google => true,
+        Source::Facebook | Source::Instagram | Source::Whatsapp => NUMERIC_ID.is_match(value),
+        Source::ChatPlugin | Source::Google | Source::Viber => true,
     }
 }
 
@@ -122,6 +142,19 @@ pub fn cel_source_channel_id(source: Source) -> String {
         "self.source != '{}' || self.sourceChannelId.matches('{}')",
         source.as_str(),
         pattern.replace('\\', "\\\\")
+    )
+}
+
+/// The CEL rule on the spec that requires `credentialsSecretRef` for
+/// [`SOURCES_WITH_CREDENTIALS`] (for the CRD).
+pub fn cel_credentials_required() -> String {
+    let sources: Vec<String> = SOURCES_WITH_CREDENTIALS
+        .iter()
+        .map(|s| format!("'{s}'"))
+        .collect();
+    format!(
+        "!(self.source in [{}]) || has(self.credentialsSecretRef)",
+        sources.join(", ")
     )
 }
 
@@ -158,8 +191,26 @@ pub fn validate_spec(spec: &ChannelSpec) -> Result<(), String> {
             ));
         }
     }
-    if spec.source == Source::Facebook && spec.credentials_secret_ref.is_none() {
-        return Err(format!("spec.{FACEBOOK_CREDENTIALS_MESSAGE}"));
+    if SOURCES_WITH_CREDENTIALS.contains(&spec.source) && spec.credentials_secret_ref.is_none() {
+        return Err(format!("spec.{CREDENTIALS_MESSAGE}"));
+    }
+    match (&spec.instagram, spec.source) {
+        (None, Source::Instagram) => return Err(format!("spec.{INSTAGRAM_PAGE_MESSAGE}")),
+        (Some(i), _) if !is_numeric_id(&i.page_id) => {
+            return Err("spec.instagram.pageId must be the numeric Facebook page id".into())
+        }
+        _ => {}
+    }
+    if let Some(waba) = spec
+        .whatsapp
+        .as_ref()
+        .and_then(|w| w.business_account_id.as_ref())
+    {
+        if !is_numeric_id(waba) {
+            return Err(
+                "spec.whatsapp.businessAccountId must be the numeric business account id".into(),
+            );
+        }
     }
     if let Some(r) = &spec.credentials_secret_ref {
         if !is_secret_name(&r.name) {
@@ -196,15 +247,7 @@ mod tests {
     }
 
     fn spec(source: Source, scid: &str) -> ChannelSpec {
-        ChannelSpec {
-            source,
-            source_channel_id: scid.into(),
-            name: None,
-            image_url: None,
-            connected: true,
-            credentials_secret_ref: None,
-            deletion_policy: Default::default(),
-        }
+        ChannelSpec::new(source, scid)
     }
 
     #[test]
@@ -235,6 +278,58 @@ mod tests {
         s.image_url = Some("https://example.org/a.png".into());
         s.name = Some(String::new());
         assert!(validate_spec(&s).unwrap_err().contains("spec.name"));
+    }
+
+    #[test]
+    fn the_later_sources_need_their_ids_and_credentials() {
+        let token = Some(SecretKeyRef {
+            name: "s".into(),
+            key: "k".into(),
+        });
+        let mut ig = spec(Source::Instagram, "17841400000000001");
+        ig.credentials_secret_ref = token.clone();
+        assert!(validate_spec(&ig)
+            .unwrap_err()
+            .contains("spec.instagram.pageId"));
+        ig.instagram = Some(crate::crd::InstagramSpec {
+            page_id: "x/../1".into(),
+        });
+        assert!(validate_spec(&ig)
+            .unwrap_err()
+            .contains("spec.instagram.pageId"));
+        ig.instagram = Some(crate::crd::InstagramSpec {
+            page_id: "100000000001".into(),
+        });
+        assert!(validate_spec(&ig).is_ok());
+        ig.source_channel_id = "my_account".into();
+        assert!(validate_spec(&ig)
+            .unwrap_err()
+            .contains("Instagram account id"));
+        let mut wa = spec(Source::Whatsapp, "106540352242922");
+        assert!(validate_spec(&wa)
+            .unwrap_err()
+            .contains("credentialsSecretRef"));
+        wa.credentials_secret_ref = token.clone();
+        assert!(validate_spec(&wa).is_ok());
+        wa.whatsapp = Some(crate::crd::WhatsappSpec {
+            business_account_id: Some("waba?x".into()),
+        });
+        assert!(validate_spec(&wa)
+            .unwrap_err()
+            .contains("businessAccountId"));
+        wa.source_channel_id = "+491234567".into();
+        wa.whatsapp = None;
+        assert!(validate_spec(&wa).unwrap_err().contains("phone number id"));
+        let mut viber = spec(Source::Viber, "pa:5469875432398472639");
+        assert!(validate_spec(&viber)
+            .unwrap_err()
+            .contains("credentialsSecretRef"));
+        viber.credentials_secret_ref = token;
+        assert!(validate_spec(&viber).is_ok());
+        assert_eq!(
+            cel_credentials_required(),
+            "!(self.source in ['facebook', 'instagram', 'whatsapp', 'viber']) || has(self.credentialsSecretRef)"
+        );
     }
 
     #[test]

@@ -57,6 +57,8 @@ fn chart_defaults_are_the_binary_defaults() {
     for var in [
         "FACEBOOK_GRAPH_URL",
         "TWILIO_API_URL",
+        "VIBER_API_URL",
+        "CHATPLUGIN_NAMING",
         "PROVIDER_TIMEOUT_SECONDS",
         "LOG_LEVEL",
         "LOG_FORMAT",
@@ -77,6 +79,19 @@ fn chart_defaults_are_the_binary_defaults() {
         values["twilio"]["apiUrl"].as_str(),
         Some(d.providers.twilio_api_url.as_str())
     );
+    assert_eq!(
+        values["viber"]["apiUrl"].as_str(),
+        Some(d.providers.viber_api_url.as_str())
+    );
+    assert_eq!(values["chatPluginNaming"].as_str(), Some("chat_plugin"));
+    let controller = channel_operator::controller::Args::parse_from(["controller"]);
+    let api = channel_operator::api::Args::parse_from(["api"]);
+    for naming in [controller.chatplugin_naming, api.chatplugin_naming] {
+        assert_eq!(
+            naming,
+            channel_operator::naming::ChatPluginNaming::ChatPlugin
+        );
+    }
     assert_eq!(
         values["providerTimeoutSeconds"].as_u64(),
         Some(d.providers.provider_timeout_seconds)
@@ -144,5 +159,5 @@ fn chart_ingress_routes_exactly_the_apis_channels_endpoints() {
         .and_then(|rest| rest.split("{{- end }}").next())
         .expect("the apiEndpoints template in _helpers.tpl");
     let routed: Vec<&str> = block.split_whitespace().collect();
-    assert_eq!(routed, channel_operator::api::ENDPOINTS);
+    assert_eq!(routed, channel_operator::api::endpoints::paths());
 }

@@ -465,5 +465,5 @@ async fn default_install_grants_no_secret_outside_its_namespaces() {
         .iter()
         .map(|p| p["path"].as_str().unwrap())
         .collect();
-    assert_eq!(paths, channel_operator::api::ENDPOINTS);
+    assert_eq!(paths, channel_operator::api::endpoints::paths());
 }

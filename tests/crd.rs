@@ -54,7 +54,9 @@ fn crd_has_the_documented_shape() {
             "Reason",
             "Stalled",
             "Channel ID",
-            "Age"
+            "Age",
+            "Provider Name",
+            "Number"
         ]
     );
     let spec = &version["schema"]["openAPIV3Schema"]["properties"]["spec"];
@@ -70,7 +72,10 @@ fn crd_has_the_documented_shape() {
             "facebook",
             "google",
             "twilio.sms",
-            "twilio.whatsapp"
+            "twilio.whatsapp",
+            "instagram",
+            "whatsapp",
+            "viber"
         ])
     );
 }

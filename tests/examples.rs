@@ -82,40 +82,43 @@ fn channel_examples_are_valid_channels() {
             ch.spec.connected,
             "{p}: an example should connect its channel"
         );
+        // Every rule the CRD declares (the one rule set).
+        channel_operator::rules::validate_spec(&ch.spec).unwrap_or_else(|e| panic!("{p}: {e}"));
         match ch.spec.source {
             Source::TwilioSms => assert!(e164.is_match(&ch.spec.source_channel_id), "{p}"),
             Source::TwilioWhatsapp => assert!(whatsapp.is_match(&ch.spec.source_channel_id), "{p}"),
-            Source::Facebook => assert!(ch.spec.credentials_secret_ref.is_some(), "{p}"),
-            Source::ChatPlugin | Source::Google => {}
+            _ => {}
         }
         // The id the Channel will get is the spec's deterministic one.
-        assert_eq!(ch.channel_id().len(), 36, "{p}");
+        assert_eq!(ch.channel_id(Default::default()).len(), 36, "{p}");
     }
 }
 
 #[test]
-fn facebook_example_references_the_example_secret_which_holds_a_fake_token() {
+fn examples_with_credentials_reference_an_example_secret_which_holds_a_fake_token() {
     let ex = load();
-    let (_, fb) = ex
-        .channels
-        .iter()
-        .find(|(_, c)| c.spec.source == Source::Facebook)
-        .expect("a facebook example");
-    let r = fb.spec.credentials_secret_ref.as_ref().unwrap();
-    let (path, secret) = ex
-        .secrets
-        .iter()
-        .find(|(_, s)| s.metadata.name.as_deref() == Some(r.name.as_str()))
-        .unwrap_or_else(|| panic!("no example Secret named {}", r.name));
-    let token = secret
-        .string_data
-        .as_ref()
-        .and_then(|d| d.get(&r.key))
-        .unwrap_or_else(|| panic!("{}: no stringData key {}", path.display(), r.key));
-    assert!(
-        token.contains("FAKE"),
-        "{}: the example token must be obviously fake",
-        path.display()
-    );
-    assert_eq!(secret.type_.as_deref(), Some("Opaque"));
+    for source in channel_operator::rules::SOURCES_WITH_CREDENTIALS {
+        let (_, ch) = ex
+            .channels
+            .iter()
+            .find(|(_, c)| c.spec.source == source)
+            .unwrap_or_else(|| panic!("a {source} example"));
+        let r = ch.spec.credentials_secret_ref.as_ref().unwrap();
+        let (path, secret) = ex
+            .secrets
+            .iter()
+            .find(|(_, s)| s.metadata.name.as_deref() == Some(r.name.as_str()))
+            .unwrap_or_else(|| panic!("no example Secret named {}", r.name));
+        let token = secret
+            .string_data
+            .as_ref()
+            .and_then(|d| d.get(&r.key))
+            .unwrap_or_else(|| panic!("{}: no stringData key {}", path.display(), r.key));
+        assert!(
+            token.contains("FAKE"),
+            "{}: the example token must be obviously fake",
+            path.display()
+        );
+        assert_eq!(secret.type_.as_deref(), Some("Opaque"));
+    }
 }

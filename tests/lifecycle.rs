@@ -68,6 +68,9 @@ fn case(source: Source, tokens: &[&str]) -> Case {
             format!("whatsapp:{NUMBER}"),
             json!({"phone_number": NUMBER}),
         ),
+        Source::Instagram | Source::Whatsapp | Source::Viber => {
+            unreachable!("{source}: walked through in tests/sources_lifecycle.rs")
+        }
     };
     Case {
         source,
@@ -107,6 +110,9 @@ async fn env_for(source: Source, connects: u64, disconnects: u64) -> (Env, Case)
                 .await;
         }
         Source::Google | Source::ChatPlugin => {}
+        Source::Instagram | Source::Whatsapp | Source::Viber => {
+            unreachable!("{source}: walked through in tests/sources_lifecycle.rs")
+        }
     }
     env.start_controller().await;
     let refs: Vec<&str> = tokens.iter().map(String::as_str).collect();

@@ -23,6 +23,7 @@ use super::metrics::Metrics;
 use super::model::channel_response;
 use crate::controller::watch::{tracked_watch, WatchHealth};
 use crate::crd::{Channel, Source};
+use crate::naming::ChatPluginNaming;
 
 /// One cached channel: the resource (the cache's only copy of it) and its prepared answer.
 #[derive(Debug)]
@@ -40,10 +41,10 @@ pub struct Entry {
 }
 
 impl Entry {
-    fn new(mut channel: Channel) -> Entry {
+    fn new(mut channel: Channel, naming: ChatPluginNaming) -> Entry {
         // managedFields are never read here and can be most of an object's size.
         channel.metadata.managed_fields = None;
-        let response = channel_response(&channel);
+        let response = channel_response(&channel, naming);
         let json =
             Bytes::from(serde_json::to_vec(&response).expect("a Channel response serializes"));
         Entry {
@@ -130,6 +131,7 @@ struct Inner {
     /// The watched namespaces that have listed once; the cache is ready when all have.
     synced: Mutex<HashSet<String>>,
     scopes: usize,
+    naming: ChatPluginNaming,
     ready: AtomicBool,
     version: watch::Sender<u64>,
     /// Since when the watch of each failing namespace has been failing (absent: established).
@@ -153,15 +155,18 @@ impl Default for ChannelCache {
 impl ChannelCache {
     /// An empty cache filled by hand ([`ChannelCache::apply`]), ready after its first `InitDone`.
     pub fn new() -> Self {
-        Self::with_scopes(1)
+        Self::named(ChatPluginNaming::default())
+    }
+
+    /// [`ChannelCache::new`] answering with chat plugin channels named by `naming`.
+    pub fn named(naming: ChatPluginNaming) -> Self {
+        Self::with_scopes(1, naming, Duration::MAX)
     }
 
     /// An empty cache of `namespaces` watched namespaces, ready once each has listed.
-    fn with_scopes(scopes: usize) -> Self {
-        Self::with_scopes_and_limit(scopes, Duration::MAX)
-    }
-
-    fn with_scopes_and_limit(scopes: usize, stale_limit: Duration) -> Self {
+    /// answering with chat plugin channels named by `naming`, no longer ready once a watch has
+    /// been failing for `stale_limit`.
+    fn with_scopes(scopes: usize, naming: ChatPluginNaming, stale_limit: Duration) -> Self {
         ChannelCache {
             inner: Arc::new(Inner {
                 index: RwLock::new(Index::default()),
@@ -169,6 +174,7 @@ impl ChannelCache {
                 listing: Mutex::new(HashMap::new()),
                 synced: Mutex::new(HashSet::new()),
                 scopes,
+                naming,
                 ready: AtomicBool::new(false),
                 version: watch::channel(0).0,
                 failing: Mutex::new(HashMap::new()),
@@ -177,10 +183,20 @@ impl ChannelCache {
         }
     }
 
-    /// An empty cache for [`ChannelCache::run`] over these namespaces, no longer ready once a
-    /// watch has been failing for `stale_limit`.
-    pub fn for_namespaces(namespaces: &[String], stale_limit: Duration) -> Self {
-        Self::with_scopes_and_limit(namespaces.len(), stale_limit)
+    /// An empty cache for [`ChannelCache::run`] over these namespaces, answering with chat
+    /// plugin channels named by `naming`, no longer ready once a watch has been failing for
+    /// `stale_limit`.
+    pub fn for_namespaces(
+        namespaces: &[String],
+        naming: ChatPluginNaming,
+        stale_limit: Duration,
+    ) -> Self {
+        Self::with_scopes(namespaces.len(), naming, stale_limit)
+    }
+
+    /// The chat plugin naming of the ids and answers.
+    pub fn naming(&self) -> ChatPluginNaming {
+        self.inner.naming
     }
 
     /// Marks the watch of `namespace` failing (an error, or a re-list under way).
@@ -238,7 +254,7 @@ impl ChannelCache {
         // old index can never be stored after the drop.
         match event {
             Event::Apply(ch) => {
-                let entry = Arc::new(Entry::new(ch));
+                let entry = Arc::new(Entry::new(ch, self.inner.naming));
                 let mut idx = self.inner.index.write().expect("index lock");
                 let old = idx.remove_key(&entry.key());
                 let id = entry.id.clone();
@@ -299,7 +315,7 @@ impl ChannelCache {
             touched.extend(idx.remove_key(&key));
         }
         for ch in listed {
-            let entry = Arc::new(Entry::new(ch));
+            let entry = Arc::new(Entry::new(ch, self.inner.naming));
             let key = entry.key();
             touched.extend(idx.remove_key(&key));
             touched.insert(entry.id.clone());
@@ -470,13 +486,8 @@ mod tests {
         let mut ch = Channel::new(
             name,
             ChannelSpec {
-                source,
-                source_channel_id: scid.into(),
-                name: None,
-                image_url: None,
                 connected,
-                credentials_secret_ref: None,
-                deletion_policy: Default::default(),
+                ..ChannelSpec::new(source, scid)
             },
         );
         ch.metadata.namespace = Some(ns.into());
@@ -544,7 +555,8 @@ mod tests {
     #[test]
     fn a_failing_watch_makes_the_cache_stale_then_not_ready_and_recovers() {
         let ns = ["a".to_owned(), "b".to_owned()];
-        let cache = ChannelCache::for_namespaces(&ns, Duration::from_millis(50));
+        let cache =
+            ChannelCache::for_namespaces(&ns, Default::default(), Duration::from_millis(50));
         for n in &ns {
             cache.apply_in(n, Event::Init);
             cache.apply_in(n, Event::InitDone);

@@ -39,7 +39,8 @@ pub async fn list(
 ) -> ApiResult {
     let source = match req.source.as_deref() {
         None => None,
-        Some(s) => match Source::parse(s) {
+        // Both names of the chat plugin, whatever the installation's naming.
+        Some(s) => match crate::naming::parse_source(s) {
             Some(src) => Some(src),
             // An exact filter no channel can match.
             None => {
@@ -94,7 +95,10 @@ pub async fn update(
         .map(|u| validate::image_url(Some(u)))
         .transpose()?;
     let ch = state.update(&id, name, image_url).await?;
-    Ok(ok_json(StatusCode::OK, &channel_response(&ch)))
+    Ok(ok_json(
+        StatusCode::OK,
+        &channel_response(&ch, state.naming),
+    ))
 }
 
 async fn connect(state: &AppState, d: Desired) -> ApiResult {
@@ -127,6 +131,7 @@ pub async fn chatplugin_connect(
             name: Some(name),
             image_url,
             page_token: None,
+            instagram: None,
         },
     )
     .await
@@ -159,6 +164,7 @@ pub async fn facebook_connect(
             name,
             image_url,
             page_token: Some(Secret::new(token)),
+            instagram: None,
         },
     )
     .await
@@ -190,6 +196,7 @@ pub async fn google_connect(
             name: Some(name),
             image_url,
             page_token: None,
+            instagram: None,
         },
     )
     .await
@@ -211,6 +218,7 @@ async fn twilio_connect(state: &AppState, source: Source, req: TwilioConnectRequ
             name: Some(name),
             image_url,
             page_token: None,
+            instagram: None,
         },
     )
     .await
@@ -250,6 +258,119 @@ pub async fn twilio_whatsapp_connect(
     JsonBody(req): JsonBody<TwilioConnectRequest>,
 ) -> ApiResult {
     twilio_connect(&state, Source::TwilioWhatsapp, req).await
+}
+
+/// Connect an Instagram account through its linked Facebook page.
+#[utoipa::path(post, path = "/channels.instagram.connect", tag = "channels",
+    request_body = InstagramConnectRequest,
+    responses(
+        (status = 200, description = "The connected channel; source_channel_id is the account id; name and image default to the page's", body = ChannelResponse),
+        (status = 400, description = "Bad request", body = ErrorBody),
+        (status = 500, description = "Facebook refused; nothing is kept", body = ErrorBody),
+        (status = 404, description = "The channel was deleted meanwhile", body = ErrorBody),
+        (status = 409, description = "The channel id is held elsewhere, being deleted, or changed concurrently", body = ErrorBody),
+        (status = 504, description = "The controller did not report in time", body = ErrorBody),
+    ))]
+pub async fn instagram_connect(
+    State(state): State<AppState>,
+    JsonBody(req): JsonBody<InstagramConnectRequest>,
+) -> ApiResult {
+    let page_id = validate::page_id(&req.page_id)?;
+    let account_id = validate::numeric_id("account_id", "Instagram account id", &req.account_id)?;
+    let token = validate::token("page_token", &req.page_token)?;
+    let name = validate::optional_text("name", req.name.as_deref())?;
+    let image_url = validate::image_url(req.image_url.as_deref())?;
+    connect(
+        &state,
+        Desired {
+            source: Source::Instagram,
+            source_channel_id: account_id,
+            name,
+            image_url,
+            page_token: Some(Secret::new(token)),
+            instagram: Some(crate::crd::InstagramSpec { page_id }),
+        },
+    )
+    .await
+}
+
+/// Connect a WhatsApp Cloud API number.
+#[utoipa::path(post, path = "/channels.whatsapp.connect", tag = "channels",
+    request_body = WhatsappConnectRequest,
+    responses(
+        (status = 200, description = "The connected channel; source_channel_id is the phone number id", body = ChannelResponse),
+        (status = 400, description = "Bad request", body = ErrorBody),
+        (status = 500, description = "Meta refused (e.g. the token cannot read the number); nothing is kept", body = ErrorBody),
+        (status = 404, description = "The channel was deleted meanwhile", body = ErrorBody),
+        (status = 409, description = "The channel id is held elsewhere, being deleted, or changed concurrently", body = ErrorBody),
+        (status = 504, description = "The controller did not report in time", body = ErrorBody),
+    ))]
+pub async fn whatsapp_connect(
+    State(state): State<AppState>,
+    JsonBody(req): JsonBody<WhatsappConnectRequest>,
+) -> ApiResult {
+    let number = validate::numeric_id(
+        "phone_number_id",
+        "WhatsApp phone number id",
+        &req.phone_number_id,
+    )?;
+    let token = validate::token("user_token", &req.user_token)?;
+    let name = validate::required_text("name", &req.name)?;
+    let image_url = validate::image_url(req.image_url.as_deref())?;
+    connect(
+        &state,
+        Desired {
+            source: Source::Whatsapp,
+            source_channel_id: number,
+            name: Some(name),
+            image_url,
+            page_token: Some(Secret::new(token)),
+            instagram: None,
+        },
+    )
+    .await
+}
+
+/// Connect the installation's Viber bot (its auth token is the API's `--viber-auth-token`).
+#[utoipa::path(post, path = "/channels.viber.connect", tag = "channels",
+    request_body = ViberConnectRequest,
+    responses(
+        (status = 200, description = "The connected channel; source_channel_id is the Viber account id; name and image default to the account's", body = ChannelResponse),
+        (status = 400, description = "Bad request", body = ErrorBody),
+        (status = 500, description = "Viber refused, or the API has no Viber auth token; nothing is kept", body = ErrorBody),
+        (status = 404, description = "The channel was deleted meanwhile", body = ErrorBody),
+        (status = 409, description = "The channel id is held elsewhere, being deleted, or changed concurrently", body = ErrorBody),
+        (status = 504, description = "The controller did not report in time", body = ErrorBody),
+    ))]
+pub async fn viber_connect(
+    State(state): State<AppState>,
+    JsonBody(req): JsonBody<ViberConnectRequest>,
+) -> ApiResult {
+    let name = validate::optional_text("name", req.name.as_deref())?;
+    let image_url = validate::image_url(req.image_url.as_deref())?;
+    let refused = |message: String| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, message);
+    let token = state.viber_token.clone().ok_or_else(|| {
+        refused("the API has no Viber auth token (--viber-auth-token)".to_owned())
+    })?;
+    // The channel id follows from the account id, which only Viber knows.
+    let account = state
+        .viber
+        .account(&token)
+        .await
+        .map_err(|e| refused(e.to_string()))?;
+    let id = validate::required_text("the Viber account id", &account.id)?;
+    connect(
+        &state,
+        Desired {
+            source: Source::Viber,
+            source_channel_id: id,
+            name,
+            image_url,
+            page_token: Some(token),
+            instagram: None,
+        },
+    )
+    .await
 }
 
 async fn disconnect(state: &AppState, source: Source, req: ChannelIdRequest) -> ApiResult {
@@ -321,6 +442,25 @@ disconnect_handler!(
     "Disconnect a Twilio WhatsApp number."
 );
 
+disconnect_handler!(
+    instagram_disconnect,
+    "/channels.instagram.disconnect",
+    Source::Instagram,
+    "Disconnect an Instagram account (removes the app's subscription to the linked page and the stored tokens)."
+);
+disconnect_handler!(
+    whatsapp_disconnect,
+    "/channels.whatsapp.disconnect",
+    Source::Whatsapp,
+    "Disconnect a WhatsApp Cloud API number (and the stored tokens; the business account subscription goes with the account's last channel)."
+);
+disconnect_handler!(
+    viber_disconnect,
+    "/channels.viber.disconnect",
+    Source::Viber,
+    "Disconnect a Viber bot (clears its webhook)."
+);
+
 /// The Facebook pages a user token can manage.
 #[utoipa::path(post, path = "/channels.facebook.explore", tag = "channels",
     request_body = ExploreRequest,
@@ -343,10 +483,7 @@ pub async fn facebook_explore(
         .map(|page| ExplorePage {
             connected: state
                 .cache
-                .is_connected(&crate::channel_id::channel_id_string(
-                    Source::Facebook.as_str(),
-                    &page.page_id,
-                )),
+                .is_connected(&state.naming.channel_id(Source::Facebook, &page.page_id)),
             page_id: page.page_id,
             name: page.name,
             image_url: page.image_url,

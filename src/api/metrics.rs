@@ -1,5 +1,5 @@
-//! `/metrics`: requests by endpoint and status, a latency histogram by endpoint, and the health
-//! of the cache's watches.
+//! `/metrics`: requests by endpoint and status, a latency histogram by endpoint (every endpoint
+//! of [`super::endpoints`] from the start), and the health of the cache's watches.
 
 use std::sync::Arc;
 use std::time::Instant;
@@ -73,6 +73,13 @@ impl Metrics {
             "Time to answer an HTTP request, by endpoint",
             latency.clone(),
         );
+        // Every endpoint of the table has its latency series from the start, so a dashboard or
+        // an alert sees an endpoint nobody called yet as zero rather than absent.
+        for path in super::endpoints::paths() {
+            let _ = latency.get_or_create(&EndpointLabels {
+                endpoint: endpoint_label(path),
+            });
+        }
         let channels = Gauge::default();
         registry.register("cached_channels", "Channels in the cache", channels.clone());
         let watch_restarts = Family::<NamespaceLabels, Counter>::default();
@@ -159,13 +166,18 @@ impl Metrics {
     }
 }
 
+/// The `endpoint` label of a route: its path without the leading slash.
+fn endpoint_label(path: &str) -> String {
+    path.trim_start_matches('/').to_owned()
+}
+
 /// Middleware recording every request under its route (`unmatched` for unknown paths, so a
 /// scan cannot grow the label set).
 pub async fn track(State(metrics): State<Metrics>, req: Request, next: Next) -> Response {
     let endpoint = req
         .extensions()
         .get::<MatchedPath>()
-        .map(|p| p.as_str().trim_start_matches('/').to_owned())
+        .map(|p| endpoint_label(p.as_str()))
         .unwrap_or_else(|| "unmatched".to_owned());
     let start = Instant::now();
     let resp = next.run(req).await;

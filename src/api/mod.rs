@@ -5,11 +5,14 @@
 //! - [`cache`]: the reflector-backed channel cache with precomputed responses;
 //! - [`writes`]: connect, disconnect and update through the Kubernetes API, waiting for the
 //!   controller's verdict;
+//! - [`endpoints`]: the one table of endpoints the router, the OpenAPI document and the
+//!   metrics are built from;
 //! - [`handlers`], [`auth`], [`metrics`], [`openapi`]; explore calls the Graph API through
 //!   [`crate::providers::facebook`].
 
 pub mod auth;
 pub mod cache;
+pub mod endpoints;
 pub mod error;
 pub mod handlers;
 pub mod limits;
@@ -27,7 +30,7 @@ use anyhow::Context;
 use axum::extract::{DefaultBodyLimit, State};
 use axum::http::{header, HeaderValue, Method, StatusCode};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post, MethodRouter};
+use axum::routing::{get, MethodRouter};
 use axum::Router;
 use bytes::Bytes;
 use tower_http::cors::{AllowOrigin, CorsLayer};
@@ -73,6 +76,11 @@ pub struct Args {
     /// Comma-separated origins allowed by CORS (with credentials).
     #[arg(long, env = "CORS_ORIGINS", value_delimiter = ',')]
     pub cors_origins: Vec<String>,
+    /// The chat plugin's name in channel ids and answers: chat_plugin (the original API) or
+    /// chatplugin (Airy Core since March 2021); the controller must be given the same. List
+    /// filters and disconnect paths accept both names either way.
+    #[arg(long, env = "CHATPLUGIN_NAMING", value_enum, default_value_t)]
+    pub chatplugin_naming: crate::naming::ChatPluginNaming,
     #[command(flatten)]
     pub limits: limits::LimitArgs,
     #[command(flatten)]
@@ -127,7 +135,10 @@ pub struct AppState {
     pub(crate) namespace: String,
     pub(crate) connects: writes::IdLocks,
     pub(crate) sync_timeout: Duration,
+    pub(crate) naming: crate::naming::ChatPluginNaming,
     pub(crate) facebook: std::sync::Arc<crate::providers::facebook::Facebook>,
+    pub(crate) viber: std::sync::Arc<crate::providers::viber::Viber>,
+    pub(crate) viber_token: Option<Secret>,
     pub(crate) metrics: metrics::Metrics,
     pub(crate) auth: auth::Auth,
     openapi: Bytes,
@@ -141,13 +152,26 @@ impl AppState {
         }
         // The namespace flags are checked here too, so a state built by hand follows them.
         args.api_namespaces()?;
+        if cache.naming() != args.chatplugin_naming {
+            anyhow::bail!(
+                "the channel cache and --chatplugin-naming name the chat plugin differently"
+            );
+        }
+        let providers = crate::providers::Providers::new(&args.providers)?;
         Ok(AppState {
             cache,
             client,
             namespace: args.channels_namespace(),
             connects: Default::default(),
             sync_timeout: Duration::from_secs_f64(args.sync_timeout_seconds),
-            facebook: crate::providers::Providers::new(&args.providers)?.facebook(),
+            naming: args.chatplugin_naming,
+            facebook: providers.facebook(),
+            viber: providers.viber(),
+            viber_token: args
+                .providers
+                .viber_auth_token
+                .clone()
+                .filter(|t| !t.is_empty()),
             metrics: metrics::Metrics::new(),
             auth: auth::Auth::new(&args.api_tokens, args.jwt_secret.as_ref()),
             openapi: Bytes::from(openapi::document_json()),
@@ -160,33 +184,6 @@ impl AppState {
     }
 }
 
-/// Every API endpoint path (docs/api.md), with the alias.
-pub const ENDPOINTS: [&str; 15] = [
-    "/channels.list",
-    "/channels.info",
-    "/channels.update",
-    "/channels.chatplugin.connect",
-    "/channels.facebook.connect",
-    "/channels.google.connect",
-    "/channels.twilio.sms.connect",
-    "/channels.twilio.whatsapp.connect",
-    "/channels.chatplugin.disconnect",
-    "/channels.chat_plugin.disconnect",
-    "/channels.facebook.disconnect",
-    "/channels.google.disconnect",
-    "/channels.twilio.sms.disconnect",
-    "/channels.twilio.whatsapp.disconnect",
-    "/channels.facebook.explore",
-];
-
-fn api_route<H, T>(handler: H) -> MethodRouter<AppState>
-where
-    H: axum::handler::Handler<T, AppState>,
-    T: 'static,
-{
-    post(handler).fallback(|| async { method_not_allowed("POST") })
-}
-
 fn get_route<H, T>(handler: H) -> MethodRouter<AppState>
 where
     H: axum::handler::Handler<T, AppState>,
@@ -195,7 +192,7 @@ where
     get(handler).fallback(|| async { method_not_allowed("GET, HEAD") })
 }
 
-fn method_not_allowed(allow: &'static str) -> Response {
+pub(crate) fn method_not_allowed(allow: &'static str) -> Response {
     let mut resp = json_error(
         StatusCode::METHOD_NOT_ALLOWED,
         &format!("method not allowed; use {allow}"),
@@ -255,47 +252,7 @@ async fn metrics_handler(State(state): State<AppState>) -> Response {
 
 /// The HTTP API as an axum router.
 pub fn router(state: AppState, cors_origins: &[String]) -> anyhow::Result<Router> {
-    use handlers::*;
-    let api = Router::new()
-        .route("/channels.list", api_route(list))
-        .route("/channels.info", api_route(info))
-        .route("/channels.update", api_route(update))
-        .route(
-            "/channels.chatplugin.connect",
-            api_route(chatplugin_connect),
-        )
-        .route("/channels.facebook.connect", api_route(facebook_connect))
-        .route("/channels.google.connect", api_route(google_connect))
-        .route(
-            "/channels.twilio.sms.connect",
-            api_route(twilio_sms_connect),
-        )
-        .route(
-            "/channels.twilio.whatsapp.connect",
-            api_route(twilio_whatsapp_connect),
-        )
-        .route(
-            "/channels.chatplugin.disconnect",
-            api_route(chatplugin_disconnect),
-        )
-        .route(
-            "/channels.chat_plugin.disconnect",
-            api_route(chat_plugin_disconnect),
-        )
-        .route(
-            "/channels.facebook.disconnect",
-            api_route(facebook_disconnect),
-        )
-        .route("/channels.google.disconnect", api_route(google_disconnect))
-        .route(
-            "/channels.twilio.sms.disconnect",
-            api_route(twilio_sms_disconnect),
-        )
-        .route(
-            "/channels.twilio.whatsapp.disconnect",
-            api_route(twilio_whatsapp_disconnect),
-        )
-        .route("/channels.facebook.explore", api_route(facebook_explore))
+    let api = endpoints::router()
         .route_layer(axum::middleware::from_fn_with_state(
             state.cache.clone(),
             require_synced_cache,
@@ -312,8 +269,8 @@ pub fn router(state: AppState, cors_origins: &[String]) -> anyhow::Result<Router
             auth::require_auth,
         ));
     let ops = Router::new()
-        .route("/healthz", get_route(healthz))
-        .route("/readyz", get_route(readyz))
+        .route("/healthz", get_route(handlers::healthz))
+        .route("/readyz", get_route(handlers::readyz))
         .route("/openapi.json", get_route(openapi_json));
     let mut app = api
         .merge(metrics)
@@ -373,6 +330,7 @@ pub async fn serve_until(
     }
     let cache = ChannelCache::for_namespaces(
         &namespaces,
+        args.chatplugin_naming,
         Duration::from_secs_f64(args.cache_stale_seconds),
     );
     let state = AppState::new(client.clone(), cache.clone(), &args)?;

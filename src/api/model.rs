@@ -72,6 +72,75 @@ impl std::fmt::Debug for FacebookConnectRequest {
     }
 }
 
+/// `channels.instagram.connect`.
+#[derive(Deserialize, ToSchema)]
+pub struct InstagramConnectRequest {
+    /// The id of the Facebook page linked to the Instagram account.
+    pub page_id: String,
+    /// The Instagram account id; also the channel's source channel id.
+    pub account_id: String,
+    /// A page access token of the linked page; stored in a Secret owned by the Channel, never
+    /// returned.
+    pub page_token: String,
+    /// Display name; defaults to the page's name.
+    #[serde(default)]
+    pub name: Option<String>,
+    /// Image, an absolute http(s) URL; defaults to the page's picture.
+    #[serde(default)]
+    pub image_url: Option<String>,
+}
+
+impl std::fmt::Debug for InstagramConnectRequest {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("InstagramConnectRequest")
+            .field("page_id", &self.page_id)
+            .field("account_id", &self.account_id)
+            .field("page_token", &"<redacted>")
+            .field("name", &self.name)
+            .field("image_url", &self.image_url)
+            .finish()
+    }
+}
+
+/// `channels.whatsapp.connect` (the WhatsApp Cloud API).
+#[derive(Deserialize, ToSchema)]
+pub struct WhatsappConnectRequest {
+    /// The WhatsApp phone number id (also accepted as `phone_number`, its name in Airy's
+    /// published docs); also the channel's source channel id.
+    #[serde(alias = "phone_number")]
+    pub phone_number_id: String,
+    /// A user access token with the WhatsApp permissions; exchanged for a long-lived one, stored
+    /// in Secrets owned by the Channel, never returned.
+    pub user_token: String,
+    /// Display name.
+    pub name: String,
+    /// Image, an absolute http(s) URL.
+    #[serde(default)]
+    pub image_url: Option<String>,
+}
+
+impl std::fmt::Debug for WhatsappConnectRequest {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("WhatsappConnectRequest")
+            .field("phone_number_id", &self.phone_number_id)
+            .field("user_token", &"<redacted>")
+            .field("name", &self.name)
+            .field("image_url", &self.image_url)
+            .finish()
+    }
+}
+
+/// `channels.viber.connect`: the Viber bot of the installation's auth token.
+#[derive(Deserialize, Debug, Default, ToSchema)]
+pub struct ViberConnectRequest {
+    /// Display name; defaults to the account's name.
+    #[serde(default)]
+    pub name: Option<String>,
+    /// Image, an absolute http(s) URL; defaults to the account's icon.
+    #[serde(default)]
+    pub image_url: Option<String>,
+}
+
 /// `channels.google.connect`.
 #[derive(Deserialize, Debug, ToSchema)]
 pub struct GoogleConnectRequest {
@@ -174,20 +243,25 @@ pub struct ErrorBody {
 }
 
 /// The API's Channel object (docs/api.md) of a Channel resource.
-pub fn channel_response(ch: &Channel) -> ChannelResponse {
+pub fn channel_response(ch: &Channel, naming: crate::naming::ChatPluginNaming) -> ChannelResponse {
     let source = ch.spec.source;
-    let id = ch.channel_id();
+    let id = ch.channel_id(naming);
     let status = ch.status.as_ref();
+    // The provider's names are shown only for the sources whose provider reports them.
+    let reported = matches!(
+        source,
+        Source::Facebook | Source::Instagram | Source::Viber | Source::Whatsapp
+    );
     let page_name = status
-        .and_then(|s| s.page_name.clone())
-        .filter(|n| source == Source::Facebook && !n.is_empty());
+        .and_then(|s| s.page_name.clone().or_else(|| s.verified_name.clone()))
+        .filter(|n| reported && !n.is_empty());
     let name = ch
         .spec
         .name
         .clone()
         .filter(|n| !n.is_empty())
         .or(page_name)
-        .unwrap_or_else(|| fallback_name(source, &id));
+        .unwrap_or_else(|| fallback_name(naming.source_str(source), &id));
     let image_url = ch
         .spec
         .image_url
@@ -196,11 +270,11 @@ pub fn channel_response(ch: &Channel) -> ChannelResponse {
         .or_else(|| {
             status
                 .and_then(|s| s.page_image_url.clone())
-                .filter(|u| source == Source::Facebook && !u.is_empty())
+                .filter(|u| reported && !u.is_empty())
         });
     ChannelResponse {
         id,
-        source: source.as_str().to_owned(),
+        source: naming.source_str(source).to_owned(),
         source_channel_id: ch.spec.source_channel_id.clone(),
         connected: ch.is_connected(),
         metadata: ChannelMetadata { name, image_url },
@@ -208,7 +282,7 @@ pub fn channel_response(ch: &Channel) -> ChannelResponse {
 }
 
 /// `"<source> " + the last five characters of the id`.
-pub fn fallback_name(source: Source, id: &str) -> String {
+pub fn fallback_name(source: &str, id: &str) -> String {
     let tail = &id[id.len().saturating_sub(5)..];
-    format!("{} {}", source.as_str(), tail)
+    format!("{source} {tail}")
 }

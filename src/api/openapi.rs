@@ -12,12 +12,9 @@ use utoipa::openapi::security::{Http, HttpAuthScheme, SecurityScheme};
 use utoipa::openapi::{Content, Ref, RefOr};
 use utoipa::{Modify, OpenApi};
 
-use super::handlers;
 use super::model::*;
 use super::validate::{MAX_TOKEN_LEN, TEXT_PATTERN, TOKEN_PATTERN};
-use crate::rules::{
-    E164_PATTERN, FACEBOOK_PAGE_ID_PATTERN, HTTP_URL_PATTERN, MAX_NAME_LEN, MAX_URL_LEN,
-};
+use crate::rules::{E164_PATTERN, HTTP_URL_PATTERN, MAX_NAME_LEN, MAX_URL_LEN, NUMERIC_ID_PATTERN};
 
 struct BearerAuth;
 
@@ -44,8 +41,8 @@ enum Rule {
     HttpUrl,
     /// An E.164 number (`validate::phone_number`).
     E164,
-    /// A numeric Facebook page id (`validate::page_id`).
-    PageId,
+    /// A numeric Meta id: page, account or phone number id (`validate::numeric_id`).
+    NumericId,
     /// An access token (`validate::token`).
     Token,
 }
@@ -58,7 +55,7 @@ const RULES: &[(&str, &str, Rule)] = &[
     ("UpdateRequest", "image_url", Rule::HttpUrl),
     ("ChatPluginConnectRequest", "name", Rule::Text),
     ("ChatPluginConnectRequest", "image_url", Rule::HttpUrl),
-    ("FacebookConnectRequest", "page_id", Rule::PageId),
+    ("FacebookConnectRequest", "page_id", Rule::NumericId),
     ("FacebookConnectRequest", "page_token", Rule::Token),
     ("FacebookConnectRequest", "name", Rule::Text),
     ("FacebookConnectRequest", "image_url", Rule::HttpUrl),
@@ -68,6 +65,17 @@ const RULES: &[(&str, &str, Rule)] = &[
     ("TwilioConnectRequest", "phone_number", Rule::E164),
     ("TwilioConnectRequest", "name", Rule::Text),
     ("TwilioConnectRequest", "image_url", Rule::HttpUrl),
+    ("InstagramConnectRequest", "page_id", Rule::NumericId),
+    ("InstagramConnectRequest", "account_id", Rule::NumericId),
+    ("InstagramConnectRequest", "page_token", Rule::Token),
+    ("InstagramConnectRequest", "name", Rule::Text),
+    ("InstagramConnectRequest", "image_url", Rule::HttpUrl),
+    ("WhatsappConnectRequest", "phone_number_id", Rule::NumericId),
+    ("WhatsappConnectRequest", "user_token", Rule::Token),
+    ("WhatsappConnectRequest", "name", Rule::Text),
+    ("WhatsappConnectRequest", "image_url", Rule::HttpUrl),
+    ("ViberConnectRequest", "name", Rule::Text),
+    ("ViberConnectRequest", "image_url", Rule::HttpUrl),
     ("ExploreRequest", "auth_token", Rule::Token),
 ];
 
@@ -99,7 +107,7 @@ impl Modify for RequestRules {
                     (Some(IMAGE_URL_PATTERN.as_str()), None, Some(MAX_URL_LEN))
                 }
                 Rule::E164 => (Some(E164_PATTERN), None, None),
-                Rule::PageId => (Some(FACEBOOK_PAGE_ID_PATTERN), None, None),
+                Rule::NumericId => (Some(NUMERIC_ID_PATTERN), None, None),
                 Rule::Token => (Some(TOKEN_PATTERN), Some(1), Some(MAX_TOKEN_LEN)),
             };
             field.pattern = pattern.map(str::to_owned);
@@ -175,29 +183,13 @@ impl Modify for OptionalBodies {
     }
 }
 
-/// The API description.
+/// The document's info, shared schemas, security and tags; the paths come from the table of
+/// endpoints ([`super::endpoints`]) and [`document`] joins the two.
 #[derive(OpenApi)]
 #[openapi(
     info(
         title = "channel-operator channels API",
         description = "The Airy Core channels API, served from Channel resources. Every endpoint is POST with a JSON body and answers JSON; errors are {\"message\": ...}."
-    ),
-    paths(
-        handlers::list,
-        handlers::info,
-        handlers::update,
-        handlers::chatplugin_connect,
-        handlers::facebook_connect,
-        handlers::google_connect,
-        handlers::twilio_sms_connect,
-        handlers::twilio_whatsapp_connect,
-        handlers::chatplugin_disconnect,
-        handlers::chat_plugin_disconnect,
-        handlers::facebook_disconnect,
-        handlers::google_disconnect,
-        handlers::twilio_sms_disconnect,
-        handlers::twilio_whatsapp_disconnect,
-        handlers::facebook_explore,
     ),
     components(schemas(
         ListRequest,
@@ -207,6 +199,9 @@ impl Modify for OptionalBodies {
         FacebookConnectRequest,
         GoogleConnectRequest,
         TwilioConnectRequest,
+        InstagramConnectRequest,
+        WhatsappConnectRequest,
+        ViberConnectRequest,
         ExploreRequest,
         ChannelResponse,
         ChannelMetadata,
@@ -216,15 +211,29 @@ impl Modify for OptionalBodies {
         Empty,
         ErrorBody,
     )),
-    modifiers(&BearerAuth, &RequestRules, &CommonResponses, &OptionalBodies),
     security(("bearer" = []), ()),
     tags((name = "channels", description = "Channels: connect, list, update, disconnect"))
 )]
 pub struct ApiDoc;
 
+/// The API description: the table of endpoints over [`ApiDoc`], with the modifiers applied.
+pub fn document() -> utoipa::openapi::OpenApi {
+    let mut doc = super::endpoints::openapi();
+    let modifiers: [&dyn Modify; 4] = [
+        &BearerAuth,
+        &RequestRules,
+        &CommonResponses,
+        &OptionalBodies,
+    ];
+    for modifier in modifiers {
+        modifier.modify(&mut doc);
+    }
+    doc
+}
+
 /// The document as JSON.
 pub fn document_json() -> String {
-    ApiDoc::openapi()
+    document()
         .to_json()
         .expect("the OpenAPI document serializes")
 }
@@ -252,11 +261,11 @@ mod tests {
 
     #[test]
     fn patterns_are_the_rule_constants() {
-        let doc = ApiDoc::openapi();
+        let doc = document();
         let phone = property(&doc, "TwilioConnectRequest", "phone_number");
         assert_eq!(phone["pattern"], E164_PATTERN);
         let page = property(&doc, "FacebookConnectRequest", "page_id");
-        assert_eq!(page["pattern"], FACEBOOK_PAGE_ID_PATTERN);
+        assert_eq!(page["pattern"], NUMERIC_ID_PATTERN);
         let url = property(&doc, "UpdateRequest", "image_url");
         assert_eq!(url["pattern"], format!("^$|{HTTP_URL_PATTERN}"));
         assert_eq!(url["maxLength"], MAX_URL_LEN);
@@ -269,7 +278,7 @@ mod tests {
 
     #[test]
     fn only_the_list_body_may_be_omitted() {
-        let doc = ApiDoc::openapi();
+        let doc = document();
         assert!(!body_required(&doc, "/channels.list"));
         assert!(body_required(&doc, "/channels.info"));
         assert!(body_required(&doc, "/channels.twilio.sms.connect"));
@@ -277,7 +286,7 @@ mod tests {
 
     #[test]
     fn every_endpoint_documents_its_errors() {
-        let doc = ApiDoc::openapi();
+        let doc = document();
         for (path, item) in &doc.paths.paths {
             let responses = &item.post.as_ref().unwrap().responses.responses;
             let writes: &[&str] = if path.ends_with(".disconnect") {

@@ -88,12 +88,18 @@ pub fn image_url(value: Option<&str>) -> Result<Option<String>, ApiError> {
 
 /// A Facebook `page_id`: the numeric page id (it becomes a Graph API path segment).
 pub fn page_id(raw: &str) -> Result<String, ApiError> {
-    if rules::is_facebook_page_id(raw) {
+    numeric_id("page_id", "Facebook page id", raw)
+}
+
+/// A numeric Meta id (`field` names it, `what` says what it is): it becomes a Graph API path
+/// segment.
+pub fn numeric_id(field: &str, what: &str, raw: &str) -> Result<String, ApiError> {
+    if rules::is_numeric_id(raw) {
         Ok(raw.to_owned())
     } else {
-        Err(ApiError::bad_request(
-            "page_id must be a numeric Facebook page id, e.g. 1234567890",
-        ))
+        Err(ApiError::bad_request(format!(
+            "{field} must be a numeric {what}, e.g. 1234567890"
+        )))
     }
 }
 

@@ -34,8 +34,11 @@ pub struct Desired {
     pub name: Option<String>,
     /// The image, when given.
     pub image_url: Option<String>,
-    /// Facebook's page token, when given.
+    /// The token the API keeps in the Channel's credentials Secret, when the source has one: the
+    /// page token (facebook, instagram), the user token (whatsapp) or the bot's auth token (viber).
     pub page_token: Option<crate::secret::Secret>,
+    /// Instagram's linked page, when the source is instagram.
+    pub instagram: Option<crate::crd::InstagramSpec>,
 }
 
 /// What the controller reported.
@@ -220,7 +223,7 @@ impl AppState {
 
     /// Connects: creates the Channel or updates the one with that id, then waits for the verdict.
     pub async fn connect(&self, d: Desired) -> Result<Arc<Entry>, ApiError> {
-        let id = crate::channel_id::channel_id_string(d.source.as_str(), &d.source_channel_id);
+        let id = self.naming.channel_id(d.source, &d.source_channel_id);
         let _turn = self.connects.lock(&id).await;
         if let Some(existing) = self.cache.get(&id) {
             return self.connect_existing(existing.channel.clone(), d).await;
@@ -240,6 +243,8 @@ impl AppState {
                 image_url: d.image_url.clone(),
                 connected: true,
                 credentials_secret_ref: credentials_secret_ref.clone(),
+                instagram: d.instagram.clone(),
+                whatsapp: None,
                 deletion_policy: Default::default(),
             },
         );
@@ -324,6 +329,13 @@ impl AppState {
             .filter(|u| ch.spec.image_url.as_ref() != Some(*u))
         {
             spec.insert("imageUrl".into(), json!(u));
+        }
+        if let Some(i) = d
+            .instagram
+            .as_ref()
+            .filter(|i| ch.spec.instagram.as_ref() != Some(*i))
+        {
+            spec.insert("instagram".into(), json!({"pageId": i.page_id}));
         }
         let ref_changes = new_ref.is_some() && new_ref != old_ref;
         if let (Some(r), Some(token), false) = (&new_ref, &d.page_token, ref_changes) {

@@ -27,6 +27,8 @@ pub struct Config {
     pub resync: Duration,
     /// Where Secrets may be read and written (`--secret-namespaces`).
     pub secret_scope: SecretScope,
+    /// The chat plugin's name in channel ids (`--chatplugin-naming`).
+    pub naming: crate::naming::ChatPluginNaming,
 }
 
 /// What every reconcile shares.
@@ -209,18 +211,7 @@ mod tests {
     use crate::crd::{ChannelSpec, ChannelStatus, Source};
 
     fn channel(rv: &str, connected: bool) -> Channel {
-        let mut ch = Channel::new(
-            "c",
-            ChannelSpec {
-                source: Source::Google,
-                source_channel_id: "gbm".into(),
-                name: None,
-                image_url: None,
-                connected: true,
-                credentials_secret_ref: None,
-                deletion_policy: Default::default(),
-            },
-        );
+        let mut ch = Channel::new("c", ChannelSpec::new(Source::Google, "gbm"));
         ch.metadata.uid = Some("uid-1".into());
         ch.metadata.resource_version = Some(rv.into());
         ch.status = Some(ChannelStatus {

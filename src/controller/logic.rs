@@ -83,19 +83,11 @@ pub fn backoff(attempt: u32, min: Duration, max: Duration, jitter: f64) -> Durat
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::crd::{DeletionPolicy, SecretKeyRef, Source};
+    use crate::crd::{SecretKeyRef, Source};
     use k8s_openapi::jiff::Timestamp;
 
     fn spec(source: Source, scid: &str) -> ChannelSpec {
-        ChannelSpec {
-            source,
-            source_channel_id: scid.into(),
-            name: None,
-            image_url: None,
-            connected: true,
-            credentials_secret_ref: None,
-            deletion_policy: DeletionPolicy::Disconnect,
-        }
+        ChannelSpec::new(source, scid)
     }
 
     fn channel(ns: &str, name: &str, created: i64, scid: &str) -> Channel {

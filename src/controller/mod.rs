@@ -48,6 +48,10 @@ pub use crate::ownership::MANAGER;
 pub struct Args {
     #[command(flatten)]
     pub providers: ProviderArgs,
+    /// The chat plugin's name in channel ids: chat_plugin (the original API) or chatplugin (Airy
+    /// Core since March 2021). The API must be given the same.
+    #[arg(long, env = "CHATPLUGIN_NAMING", value_enum, default_value_t)]
+    pub chatplugin_naming: crate::naming::ChatPluginNaming,
     /// Namespace to watch; empty watches all namespaces.
     #[arg(long, env = "WATCH_NAMESPACE", default_value = "")]
     pub namespace: String,
@@ -243,6 +247,7 @@ pub async fn run_controller(
         max_backoff,
         resync: Duration::from_secs(args.resync_seconds.max(1)),
         secret_scope: scope.clone(),
+        naming: args.chatplugin_naming,
     };
     let ctx = Arc::new(reconcile::Context::new(
         client.clone(),

@@ -137,16 +137,11 @@ mod tests {
         let mut ch = Channel::new(
             "shop",
             ChannelSpec {
-                source: Source::Facebook,
-                source_channel_id: "page-1".into(),
-                name: None,
-                image_url: None,
-                connected: true,
                 credentials_secret_ref: Some(SecretKeyRef {
                     name: "tok".into(),
                     key: "page_token".into(),
                 }),
-                deletion_policy: DeletionPolicy::Disconnect,
+                ..ChannelSpec::new(Source::Facebook, "page-1")
             },
         );
         ch.metadata.namespace = Some("ns".into());

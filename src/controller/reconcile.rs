@@ -34,7 +34,7 @@ pub async fn reconcile(ch: Arc<Channel>, ctx: Arc<Context>) -> Result<Action, Er
         "reconcile",
         namespace = %ch.namespace().unwrap_or_default(),
         name = %ch.name_any(),
-        channel_id = %ch.channel_id(),
+        channel_id = %ch.channel_id(ctx.config.naming),
     );
     async move {
         ctx.metrics.reconciles.inc();
@@ -166,6 +166,10 @@ async fn execute(
                         ctx.mark_checked(&ch.uid().unwrap_or_default());
                         next.page_name = o.page_name.or(next.page_name);
                         next.page_image_url = o.page_image_url.or(next.page_image_url);
+                        next.display_phone_number =
+                            o.display_phone_number.or(next.display_phone_number);
+                        next.verified_name = o.verified_name.or(next.verified_name);
+                        next.quality_rating = o.quality_rating.or(next.quality_rating);
                         debug!("re-checked at the provider");
                     }
                     Err(e) => return reporter.fail("Recheck", e.into()).await,
@@ -280,7 +284,8 @@ async fn connect(
         }
     };
     if let Some(token) = &outcome.token {
-        if let Err(e) = secrets::store_token(&ctx.secrets(ch)?, ch, token).await {
+        if let Err(e) = secrets::store_token(&ctx.secrets(ch)?, ch, ctx.config.naming, token).await
+        {
             return reporter.fail("StoreToken", e).await;
         }
     }
@@ -291,6 +296,9 @@ async fn connect(
         connected_with: Some(fingerprint),
         page_name: outcome.page_name,
         page_image_url: outcome.page_image_url,
+        display_phone_number: outcome.display_phone_number,
+        verified_name: outcome.verified_name,
+        quality_rating: outcome.quality_rating,
         ..Default::default()
     };
     reporter
@@ -342,7 +350,9 @@ async fn disconnect(
         }
         None => None,
     };
-    if let Err(e) = provider.disconnect(ch, token.as_ref()).await {
+    if let Some(other) = still_shared(ch, ctx, provider) {
+        info!(shared_with = %other, "another Channel still uses what this one shares at the provider; nothing to undo there");
+    } else if let Err(e) = provider.disconnect(ch, token.as_ref()).await {
         return reporter.fail(action, e.into()).await.map(Some);
     }
     let (suffix, progress, event_action) = if deleting {
@@ -374,6 +384,29 @@ async fn disconnect(
         )
         .await;
     Ok(None)
+}
+
+/// `namespace/name` of another Channel that shares what `ch` shares at the provider (e.g. a
+/// WhatsApp business account) and stays connected, if any.
+fn still_shared(ch: &Channel, ctx: &Context, provider: &dyn Provider) -> Option<String> {
+    let shared = provider.shared_resource(ch)?;
+    ctx.store
+        .state()
+        .iter()
+        .find(|other| {
+            other.uid() != ch.uid()
+                && other.spec.source == ch.spec.source
+                && other.spec.connected
+                && other.metadata.deletion_timestamp.is_none()
+                && provider.shared_resource(other).as_deref() == Some(shared.as_str())
+        })
+        .map(|other| {
+            format!(
+                "{}/{}",
+                other.namespace().unwrap_or_default(),
+                other.name_any()
+            )
+        })
 }
 
 /// Deletes the Secrets of the Channel the controller deletes at `moment`; none where the

@@ -234,21 +234,32 @@ impl Scenario {
         );
         *fake.rv.lock().unwrap() = 10;
         let graph = graph(subscribe_status).await;
+        let url = format!("{}/v24.0", graph.uri());
+        Scenario::build(
+            fake,
+            graph,
+            Duration::from_secs(600),
+            &[
+                "--facebook-app-id",
+                "app",
+                "--facebook-app-secret",
+                "app-secret",
+                "--facebook-graph-url",
+                &url,
+            ],
+        )
+    }
+
+    /// A Scenario over the fake API server's state, with providers built from `flags`, whose
+    /// calls go to `provider`, re-checking connected channels after `resync`.
+    fn build(fake: Arc<Fake>, provider: MockServer, resync: Duration, flags: &[&str]) -> Scenario {
         #[derive(clap::Parser)]
         struct P {
             #[command(flatten)]
             p: ProviderArgs,
         }
-        let url = format!("{}/v24.0", graph.uri());
-        let args = <P as clap::Parser>::parse_from([
-            "p",
-            "--facebook-app-id",
-            "app",
-            "--facebook-app-secret",
-            "app-secret",
-            "--facebook-graph-url",
-            &url,
-        ]);
+        let args =
+            <P as clap::Parser>::parse_from(std::iter::once("p").chain(flags.iter().copied()));
         let client = client(fake.clone());
         let (store, writer) = reflector::store();
         let ctx = Arc::new(Context::new(
@@ -260,13 +271,14 @@ impl Scenario {
             Config {
                 min_backoff: Duration::from_millis(10),
                 max_backoff: Duration::from_secs(1),
-                resync: Duration::from_secs(600),
+                resync,
                 secret_scope: crate::controller::watch::SecretScope::All,
+                naming: Default::default(),
             },
         ));
         Scenario {
             fake,
-            graph,
+            graph: provider,
             graph_seen: Mutex::new(0),
             ctx,
             writer,
@@ -631,3 +643,5 @@ async fn an_ambiguous_connect_is_recorded_and_undone_at_deletion() {
     ])
     .await;
 }
+
+mod sources;

@@ -99,7 +99,12 @@ pub async fn token_secret(api: &Api<KubeSecret>, ch: &Channel) -> Result<TokenSe
 
 /// Keeps the token in the Channel's token Secret (garbage-collected with the Channel): creates
 /// it, or updates it only if it is ours. A Secret in the way that is not ours is a conflict.
-pub async fn store_token(api: &Api<KubeSecret>, ch: &Channel, token: &Secret) -> Result<(), Error> {
+pub async fn store_token(
+    api: &Api<KubeSecret>,
+    ch: &Channel,
+    naming: crate::naming::ChatPluginNaming,
+    token: &Secret,
+) -> Result<(), Error> {
     let name = token_secret_name(&ch.name_any());
     let data = BTreeMap::from([(
         TOKEN_KEY.to_owned(),
@@ -114,7 +119,7 @@ pub async fn store_token(api: &Api<KubeSecret>, ch: &Channel, token: &Secret) ->
             let mut secret = KubeSecret::default();
             secret.metadata.name = Some(name);
             secret.metadata.namespace = ch.namespace();
-            secret.metadata.labels = Some(ownership::token_labels(ch));
+            secret.metadata.labels = Some(ownership::token_labels(ch, naming));
             secret.metadata.owner_references = ownership::owner_reference(ch).map(|r| vec![r]);
             secret.type_ = Some("Opaque".into());
             secret.data = Some(data);

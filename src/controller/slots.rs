@@ -63,21 +63,10 @@ impl SourceSlots {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::crd::{ChannelSpec, DeletionPolicy};
+    use crate::crd::ChannelSpec;
 
     fn channel(source: Source) -> Channel {
-        Channel::new(
-            "c",
-            ChannelSpec {
-                source,
-                source_channel_id: "x".into(),
-                name: None,
-                image_url: None,
-                connected: true,
-                credentials_secret_ref: None,
-                deletion_policy: DeletionPolicy::Disconnect,
-            },
-        )
+        Channel::new("c", ChannelSpec::new(source, "x"))
     }
 
     #[tokio::test]

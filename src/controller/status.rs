@@ -92,7 +92,7 @@ impl<'a> Reporter<'a> {
     ) -> Result<(), kube::Error> {
         let generation = self.ch.metadata.generation;
         let now = Time(k8s_openapi::jiff::Timestamp::now());
-        next.id = Some(self.ch.channel_id());
+        next.id = Some(self.ch.channel_id(self.ctx.config.naming));
         next.observed_generation = generation;
         next.conditions = conditions(&self.current.conditions, reason, message, generation, &now);
         if next == self.current {

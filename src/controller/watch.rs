@@ -408,21 +408,10 @@ pub(crate) fn requeue_missing(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::crd::{ChannelSpec, ChannelStatus, DeletionPolicy, Source};
+    use crate::crd::{ChannelSpec, ChannelStatus, Source};
 
     fn ch(name: &str, rv: &str, generation: i64, observed: Option<i64>) -> Channel {
-        let mut c = Channel::new(
-            name,
-            ChannelSpec {
-                source: Source::ChatPlugin,
-                source_channel_id: name.into(),
-                name: None,
-                image_url: None,
-                connected: true,
-                credentials_secret_ref: None,
-                deletion_policy: DeletionPolicy::Disconnect,
-            },
-        );
+        let mut c = Channel::new(name, ChannelSpec::new(Source::ChatPlugin, name));
         c.metadata.namespace = Some("default".into());
         c.metadata.resource_version = Some(rv.into());
         c.metadata.generation = Some(generation);

@@ -105,7 +105,7 @@ impl Facebook {
     }
 
     /// The Graph URL of `segments`, each percent-encoded (page ids come from Channels).
-    fn url(&self, segments: &[&str]) -> Result<reqwest::Url, ProviderError> {
+    pub(crate) fn url(&self, segments: &[&str]) -> Result<reqwest::Url, ProviderError> {
         url_with_segments(&self.graph_url, segments)
     }
 
@@ -122,7 +122,7 @@ impl Facebook {
     }
 
     /// Sends a request and reads its JSON body, classifying every failure.
-    async fn call<T: serde::de::DeserializeOwned>(
+    pub(crate) async fn call<T: serde::de::DeserializeOwned>(
         &self,
         what: &str,
         req: reqwest::RequestBuilder,
@@ -200,21 +200,19 @@ impl Facebook {
         .await
     }
 
-    /// Exchanges the page token for a long-lived one and reads the page with it: the page and its
-    /// page access token. Changes nothing at Facebook. Every token obtained on the way is added to
-    /// `derived`, so that the caller can scrub it from an error too (Graph may echo a request, its
-    /// token included, in an error).
-    async fn page_access(
+    /// The HTTP client shared by the providers.
+    pub(crate) fn http(&self) -> &reqwest::Client {
+        &self.http
+    }
+
+    /// Exchanges a (page or user) token for a long-lived one with the app's id and secret.
+    /// Changes nothing at Facebook. The long-lived token is added to `derived`.
+    pub(crate) async fn long_lived_token(
         &self,
-        channel: &Channel,
-        credentials: Option<&Secret>,
+        token: &Secret,
+        what: &str,
         derived: &mut Vec<Secret>,
-    ) -> Result<(Page, Secret), ProviderError> {
-        let page_token = credentials.filter(|t| !t.is_empty()).ok_or_else(|| {
-            ProviderError::CredentialsMissing(
-                "facebook: the page token (credentialsSecretRef) is missing or empty".into(),
-            )
-        })?;
+    ) -> Result<Secret, ProviderError> {
         let (Some(app_id), Some(app_secret)) = (&self.app_id, &self.app_secret) else {
             return Err(ProviderError::CredentialsMissing(
                 "facebook: the operator has no app id and app secret (--facebook-app-id, --facebook-app-secret)".into(),
@@ -222,14 +220,14 @@ impl Facebook {
         };
         let exchanged: TokenResponse = self
             .call(
-                "exchanging the page token for a long-lived token",
+                &format!("exchanging the {what} for a long-lived token"),
                 self.http
                     .get(self.url(&["oauth", "access_token"])?)
                     .query(&[
                         ("grant_type", "fb_exchange_token"),
                         ("client_id", app_id.as_str()),
                         ("client_secret", app_secret.expose()),
-                        ("fb_exchange_token", page_token.expose()),
+                        ("fb_exchange_token", token.expose()),
                     ]),
             )
             .await?;
@@ -238,16 +236,34 @@ impl Facebook {
                 .access_token
                 .filter(|t| !t.is_empty())
                 .ok_or_else(|| {
-                    ProviderError::Failed(
-                        "facebook: exchanging the page token: the response has no access_token"
-                            .into(),
-                    )
+                    ProviderError::Failed(format!(
+                        "facebook: exchanging the {what}: the response has no access_token"
+                    ))
                 })?,
         );
         derived.push(long_lived.clone());
-        let page = self
-            .get_page(&channel.spec.source_channel_id, &long_lived)
+        Ok(long_lived)
+    }
+
+    /// Exchanges the page token for a long-lived one and reads the page with it: the page and its
+    /// page access token. Changes nothing at Facebook. Every token obtained on the way is added to
+    /// `derived`, so that the caller can scrub it from an error too (Graph may echo a request, its
+    /// token included, in an error).
+    async fn page_access(
+        &self,
+        page_id: &str,
+        credentials: Option<&Secret>,
+        derived: &mut Vec<Secret>,
+    ) -> Result<(Page, Secret), ProviderError> {
+        let page_token = credentials.filter(|t| !t.is_empty()).ok_or_else(|| {
+            ProviderError::CredentialsMissing(
+                "facebook: the page token (credentialsSecretRef) is missing or empty".into(),
+            )
+        })?;
+        let long_lived = self
+            .long_lived_token(page_token, "page token", derived)
             .await?;
+        let page = self.get_page(page_id, &long_lived).await?;
         let page_access = Secret::new(page.access_token.clone().filter(|t| !t.is_empty()).ok_or_else(
             || {
                 ProviderError::InvalidCredentials(
@@ -260,7 +276,7 @@ impl Facebook {
     }
 
     /// The error without the page token, the app secret or a token derived from them.
-    fn scrubbed(
+    pub(crate) fn scrubbed(
         &self,
         e: ProviderError,
         credentials: Option<&Secret>,
@@ -274,11 +290,11 @@ impl Facebook {
 
     async fn connect_inner(
         &self,
-        channel: &Channel,
+        page_id: &str,
         credentials: Option<&Secret>,
         derived: &mut Vec<Secret>,
     ) -> Result<ConnectOutcome, ProviderError> {
-        let (page, page_access) = self.page_access(channel, credentials, derived).await?;
+        let (page, page_access) = self.page_access(page_id, credentials, derived).await?;
         if page.is_webhooks_subscribed == Some(true) {
             // Already subscribed (e.g. a connect cut off before its status was written): do not
             // subscribe twice.
@@ -286,6 +302,7 @@ impl Facebook {
                 page_name: page.name_with_location_descriptor,
                 page_image_url: page.picture.and_then(|p| p.data).and_then(|d| d.url),
                 token: Some(page_access),
+                ..Default::default()
             });
         }
         let _: serde_json::Value = self
@@ -303,6 +320,77 @@ impl Facebook {
             page_name: page.name_with_location_descriptor,
             page_image_url: page.picture.and_then(|p| p.data).and_then(|d| d.url),
             token: Some(page_access),
+            ..Default::default()
+        })
+    }
+    /// Connects a page: exchanges the page token, reads the page, subscribes the app to the
+    /// page's messaging webhooks unless it already is. The outcome keeps the page access token.
+    pub(crate) async fn connect_page(
+        &self,
+        page_id: &str,
+        credentials: Option<&Secret>,
+    ) -> Result<ConnectOutcome, ProviderError> {
+        let mut derived = Vec::new();
+        match self.connect_inner(page_id, credentials, &mut derived).await {
+            Ok(outcome) => Ok(outcome),
+            Err(e) => Err(self.scrubbed(e, credentials, &derived)),
+        }
+    }
+
+    /// The page access token, derived again from the page token without changing anything.
+    pub(crate) async fn recover_page_token(
+        &self,
+        page_id: &str,
+        credentials: Option<&Secret>,
+    ) -> Result<Option<Secret>, ProviderError> {
+        let mut derived = Vec::new();
+        match self.page_access(page_id, credentials, &mut derived).await {
+            Ok((_, token)) => Ok(Some(token)),
+            Err(e) => Err(self.scrubbed(e, credentials, &derived)),
+        }
+    }
+
+    /// Removes the app's subscription to the page with the stored page access token.
+    pub(crate) async fn disconnect_page(
+        &self,
+        page_id: &str,
+        stored_token: Option<&Secret>,
+    ) -> Result<(), ProviderError> {
+        let token = stored_token.filter(|t| !t.is_empty()).ok_or_else(|| {
+            ProviderError::CredentialsMissing(
+                "facebook: the stored page access token is missing, so the page subscription cannot be removed (set deletionPolicy: Orphan to skip)".into(),
+            )
+        })?;
+        let result: Result<serde_json::Value, _> = self
+            .call(
+                "removing the app's page subscription",
+                self.http
+                    .delete(self.url(&[page_id, "subscribed_apps"])?)
+                    .query(&[("access_token", token.expose())]),
+            )
+            .await;
+        result.map(|_| ()).map_err(|e| e.redacted(&[token]))
+    }
+
+    /// Reads the page again with the stored page access token: its name and picture.
+    pub(crate) async fn recheck_page(
+        &self,
+        page_id: &str,
+        stored_token: Option<&Secret>,
+    ) -> Result<ConnectOutcome, ProviderError> {
+        let Some(token) = stored_token.filter(|t| !t.is_empty()) else {
+            return Err(ProviderError::CredentialsMissing(
+                "facebook: the stored page access token is missing".into(),
+            ));
+        };
+        let page = self
+            .get_page(page_id, token)
+            .await
+            .map_err(|e| e.redacted(&[token]))?;
+        Ok(ConnectOutcome {
+            page_name: page.name_with_location_descriptor,
+            page_image_url: page.picture.and_then(|p| p.data).and_then(|d| d.url),
+            ..Default::default()
         })
     }
 }
@@ -313,13 +401,7 @@ impl Provider for Facebook {
         channel: &'a Channel,
         credentials: Option<&'a Secret>,
     ) -> BoxFuture<'a, Result<ConnectOutcome, ProviderError>> {
-        Box::pin(async move {
-            let mut derived = Vec::new();
-            match self.connect_inner(channel, credentials, &mut derived).await {
-                Ok(outcome) => Ok(outcome),
-                Err(e) => Err(self.scrubbed(e, credentials, &derived)),
-            }
-        })
+        Box::pin(self.connect_page(&channel.spec.source_channel_id, credentials))
     }
 
     fn recover_token<'a>(
@@ -327,13 +409,7 @@ impl Provider for Facebook {
         channel: &'a Channel,
         credentials: Option<&'a Secret>,
     ) -> BoxFuture<'a, Result<Option<Secret>, ProviderError>> {
-        Box::pin(async move {
-            let mut derived = Vec::new();
-            match self.page_access(channel, credentials, &mut derived).await {
-                Ok((_, token)) => Ok(Some(token)),
-                Err(e) => Err(self.scrubbed(e, credentials, &derived)),
-            }
-        })
+        Box::pin(self.recover_page_token(&channel.spec.source_channel_id, credentials))
     }
 
     fn disconnect<'a>(
@@ -341,22 +417,7 @@ impl Provider for Facebook {
         channel: &'a Channel,
         stored_token: Option<&'a Secret>,
     ) -> BoxFuture<'a, Result<(), ProviderError>> {
-        Box::pin(async move {
-            let token = stored_token.filter(|t| !t.is_empty()).ok_or_else(|| {
-                ProviderError::CredentialsMissing(
-                    "facebook: the stored page access token is missing, so the page subscription cannot be removed (set deletionPolicy: Orphan to skip)".into(),
-                )
-            })?;
-            let result: Result<serde_json::Value, _> = self
-                .call(
-                    "removing the app's page subscription",
-                    self.http
-                        .delete(self.url(&[&channel.spec.source_channel_id, "subscribed_apps"])?)
-                        .query(&[("access_token", token.expose())]),
-                )
-                .await;
-            result.map(|_| ()).map_err(|e| e.redacted(&[token]))
-        })
+        Box::pin(self.disconnect_page(&channel.spec.source_channel_id, stored_token))
     }
 
     fn recheck<'a>(
@@ -364,22 +425,7 @@ impl Provider for Facebook {
         channel: &'a Channel,
         stored_token: Option<&'a Secret>,
     ) -> BoxFuture<'a, Result<ConnectOutcome, ProviderError>> {
-        Box::pin(async move {
-            let Some(token) = stored_token.filter(|t| !t.is_empty()) else {
-                return Err(ProviderError::CredentialsMissing(
-                    "facebook: the stored page access token is missing".into(),
-                ));
-            };
-            let page = self
-                .get_page(&channel.spec.source_channel_id, token)
-                .await
-                .map_err(|e| e.redacted(&[token]))?;
-            Ok(ConnectOutcome {
-                page_name: page.name_with_location_descriptor,
-                page_image_url: page.picture.and_then(|p| p.data).and_then(|d| d.url),
-                token: None,
-            })
-        })
+        Box::pin(self.recheck_page(&channel.spec.source_channel_id, stored_token))
     }
 
     fn needs_credentials(&self) -> bool {

@@ -5,8 +5,11 @@
 //! the right retry delay. No error message ever contains a token or a URL with its query string.
 
 pub mod facebook;
+pub mod instagram;
 pub mod noop;
 pub mod twilio;
+pub mod viber;
+pub mod whatsapp;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -45,19 +48,40 @@ pub struct ProviderArgs {
     /// Public URL Twilio numbers' messaging webhooks are pointed at.
     #[arg(long, env = "TWILIO_WEBHOOK_URL")]
     pub twilio_webhook_url: Option<String>,
+    /// Base URL of the Viber REST API.
+    #[arg(
+        long,
+        env = "VIBER_API_URL",
+        default_value = "https://chatapi.viber.com"
+    )]
+    pub viber_api_url: String,
+    /// Auth token of the installation's Viber bot, which the API's channels.viber.connect
+    /// connects (the API only: a Viber Channel names its token in credentialsSecretRef).
+    #[arg(long, env = "VIBER_AUTH_TOKEN", hide_env_values = true)]
+    pub viber_auth_token: Option<Secret>,
+    /// Public URL Viber bots' webhooks are pointed at (needed to connect Viber channels).
+    #[arg(long, env = "VIBER_WEBHOOK_URL")]
+    pub viber_webhook_url: Option<String>,
     /// Timeout of one provider HTTP request, in seconds.
     #[arg(long, env = "PROVIDER_TIMEOUT_SECONDS", default_value_t = 10)]
     pub provider_timeout_seconds: u64,
 }
 
-/// What a successful connect reports.
+/// What a successful connect or re-check reports (shown in the status).
 #[derive(Debug, Default, Clone)]
 pub struct ConnectOutcome {
-    /// The page name the provider reports (Facebook).
+    /// The name the provider reports (the Facebook or Instagram channel's page, the Viber account).
     pub page_name: Option<String>,
-    /// The page picture the provider reports (Facebook).
+    /// The picture the provider reports (the page's, the Viber account's icon).
     pub page_image_url: Option<String>,
-    /// A token the operator must keep to disconnect later (Facebook's page access token).
+    /// The WhatsApp number as Meta displays it.
+    pub display_phone_number: Option<String>,
+    /// The WhatsApp number's verified business name.
+    pub verified_name: Option<String>,
+    /// The WhatsApp number's quality rating.
+    pub quality_rating: Option<String>,
+    /// A token the operator must keep to disconnect later (Facebook's page access token, the
+    /// long-lived WhatsApp user token).
     pub token: Option<Secret>,
 }
 
@@ -152,12 +176,22 @@ pub trait Provider: Send + Sync {
     fn needs_credentials(&self) -> bool {
         false
     }
+
+    /// What the channel shares at the provider with other Channels of its source (WhatsApp's
+    /// business account subscription), if anything. Such a provider's disconnect undoes only the
+    /// shared part, so the controller does not call it while another Channel still uses it.
+    fn shared_resource(&self, _channel: &Channel) -> Option<String> {
+        None
+    }
 }
 
 /// The provider of every source, built from the flags.
 #[derive(Clone)]
 pub struct Providers {
     facebook: Arc<facebook::Facebook>,
+    instagram: Arc<instagram::Instagram>,
+    whatsapp: Arc<whatsapp::Whatsapp>,
+    viber: Arc<viber::Viber>,
     twilio: Arc<twilio::Twilio>,
     noop: Arc<noop::NoCall>,
 }
@@ -169,8 +203,12 @@ impl Providers {
             .timeout(Duration::from_secs(args.provider_timeout_seconds.max(1)))
             .connect_timeout(Duration::from_secs(args.provider_timeout_seconds.max(1)))
             .build()?;
+        let facebook = Arc::new(facebook::Facebook::new(http.clone(), args));
         Ok(Providers {
-            facebook: Arc::new(facebook::Facebook::new(http.clone(), args)),
+            instagram: Arc::new(instagram::Instagram::new(facebook.clone())),
+            whatsapp: Arc::new(whatsapp::Whatsapp::new(facebook.clone())),
+            facebook,
+            viber: Arc::new(viber::Viber::new(http.clone(), args)),
             twilio: Arc::new(twilio::Twilio::new(http, args)),
             noop: Arc::new(noop::NoCall),
         })
@@ -181,10 +219,18 @@ impl Providers {
         self.facebook.clone()
     }
 
+    /// The Viber provider (the API reads the account of its auth token at connect).
+    pub fn viber(&self) -> Arc<viber::Viber> {
+        self.viber.clone()
+    }
+
     /// The provider of a source.
     pub fn for_source(&self, source: Source) -> &dyn Provider {
         match source {
             Source::Facebook => self.facebook.as_ref(),
+            Source::Instagram => self.instagram.as_ref(),
+            Source::Whatsapp => self.whatsapp.as_ref(),
+            Source::Viber => self.viber.as_ref(),
             Source::TwilioSms | Source::TwilioWhatsapp => self.twilio.as_ref(),
             Source::Google | Source::ChatPlugin => self.noop.as_ref(),
         }
@@ -204,6 +250,20 @@ pub(crate) struct ErrorAnswer {
 }
 
 impl ErrorAnswer {
+    /// The error by HTTP status alone: 429 rate limited (with its `Retry-After`), 401/403
+    /// invalid credentials, anything else failed; `provider_message` as in [`Self::message`].
+    pub fn by_status(&self, provider_message: Option<String>) -> ProviderError {
+        let message = self.message(provider_message);
+        match self.status.as_u16() {
+            429 => ProviderError::RateLimited {
+                message,
+                retry_after: retry_after(&self.headers),
+            },
+            401 | 403 => ProviderError::InvalidCredentials(message),
+            _ => ProviderError::Failed(message),
+        }
+    }
+
     /// `context: message`, with the status's reason phrase when the provider gave no message.
     pub fn message(&self, provider_message: Option<String>) -> String {
         let text = provider_message.unwrap_or_else(|| {

@@ -7,10 +7,7 @@
 use futures::future::BoxFuture;
 use serde::Deserialize;
 
-use super::{
-    retry_after, send_json, url_with_segments, ConnectOutcome, Provider, ProviderArgs,
-    ProviderError,
-};
+use super::{send_json, url_with_segments, ConnectOutcome, Provider, ProviderArgs, ProviderError};
 use crate::crd::Channel;
 use crate::secret::Secret;
 
@@ -76,15 +73,7 @@ impl Twilio {
             let twilio_message = serde_json::from_slice::<TwilioErrorBody>(&answer.body)
                 .ok()
                 .and_then(|b| b.message);
-            let message = answer.message(twilio_message);
-            match answer.status.as_u16() {
-                429 => ProviderError::RateLimited {
-                    message,
-                    retry_after: retry_after(&answer.headers),
-                },
-                401 | 403 => ProviderError::InvalidCredentials(message),
-                _ => ProviderError::Failed(message),
-            }
+            answer.by_status(twilio_message)
         })
         .await
     }

@@ -22,15 +22,7 @@ pub fn channel(source: Source, scid: &str) -> ChannelBuilder {
     ChannelBuilder {
         name: None,
         namespace: "default".into(),
-        spec: ChannelSpec {
-            source,
-            source_channel_id: scid.into(),
-            name: None,
-            image_url: None,
-            connected: true,
-            credentials_secret_ref: None,
-            deletion_policy: Default::default(),
-        },
+        spec: ChannelSpec::new(source, scid),
     }
 }
 
@@ -62,6 +54,20 @@ impl ChannelBuilder {
         self.spec.credentials_secret_ref = Some(SecretKeyRef {
             name: secret.into(),
             key: key.into(),
+        });
+        self
+    }
+    /// `spec.instagram.pageId`, the Facebook page linked to an Instagram account.
+    pub fn instagram_page(mut self, page_id: &str) -> Self {
+        self.spec.instagram = Some(channel_operator::crd::InstagramSpec {
+            page_id: page_id.into(),
+        });
+        self
+    }
+    /// `spec.whatsapp.businessAccountId`.
+    pub fn business_account(mut self, waba: &str) -> Self {
+        self.spec.whatsapp = Some(channel_operator::crd::WhatsappSpec {
+            business_account_id: Some(waba.into()),
         });
         self
     }

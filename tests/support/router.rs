@@ -65,7 +65,7 @@ pub fn app_with(args: &[&str], channels: Vec<Channel>) -> Router {
     let mut argv = vec!["api"];
     argv.extend_from_slice(args);
     let args = Args::parse_from(argv);
-    let cache = ChannelCache::new();
+    let cache = ChannelCache::named(args.chatplugin_naming);
     cache.apply(&Event::Init);
     for ch in channels {
         cache.apply(&Event::InitApply(ch));
@@ -107,3 +107,14 @@ pub async fn post_json(app: &Router, path: &str, body: Value) -> (StatusCode, Va
 }
 
 pub use super::api::message;
+
+/// The body of `GET path` as text (e.g. `/metrics`).
+pub async fn get_text(app: &Router, path: &str) -> String {
+    let resp = app
+        .clone()
+        .oneshot(Request::get(path).body(Body::empty()).unwrap())
+        .await
+        .unwrap();
+    let bytes = resp.into_body().collect().await.unwrap().to_bytes();
+    String::from_utf8(bytes.to_vec()).unwrap()
+}

@@ -134,6 +134,13 @@ Arguments: (list $ "ENV_NAME" .Values.x.ySecret "testSecretKey")
 {{- end }}
 {{- end }}
 
+{{/* The API's Viber bot (channels.viber.connect reads its account): the API only. */}}
+{{- define "channel-operator.apiViberEnv" -}}
+- name: VIBER_API_URL
+  value: {{ .Values.viber.apiUrl | quote }}
+{{- include "channel-operator.secretEnv" (list . "VIBER_AUTH_TOKEN" .Values.viber.authTokenSecret "viberAuthToken") }}
+{{- end }}
+
 {{/* API_TOKENS and JWT_SECRET, each when configured. */}}
 {{- define "channel-operator.apiAuthEnv" -}}
 {{- include "channel-operator.secretEnv" (list . "API_TOKENS" .Values.api.tokensSecret "apiTokens") }}
@@ -158,6 +165,8 @@ true
   value: {{ .Values.facebook.graphUrl | quote }}
 - name: PROVIDER_TIMEOUT_SECONDS
   value: {{ .Values.providerTimeoutSeconds | quote }}
+- name: CHATPLUGIN_NAMING
+  value: {{ .Values.chatPluginNaming | quote }}
 {{- end }}
 
 {{/* Provider settings and credentials only the controller uses (the API's explore needs none). */}}
@@ -166,6 +175,12 @@ true
   value: {{ .Values.twilio.apiUrl | quote }}
 {{- with .Values.twilio.webhookUrl }}
 - name: TWILIO_WEBHOOK_URL
+  value: {{ . | quote }}
+{{- end }}
+- name: VIBER_API_URL
+  value: {{ .Values.viber.apiUrl | quote }}
+{{- with .Values.viber.webhookUrl }}
+- name: VIBER_WEBHOOK_URL
   value: {{ . | quote }}
 {{- end }}
 {{- include "channel-operator.secretEnv" (list . "FACEBOOK_APP_ID" .Values.facebook.appIdSecret "facebookAppId") }}
@@ -235,7 +250,7 @@ subjects:
   {{- toYaml (list .subject) | nindent 2 }}
 {{- end }}
 
-{{/* Every channels.* endpoint of the API (src/api/mod.rs ENDPOINTS; tests/chart.rs compares). */}}
+{{/* Every channels.* endpoint of the API (the table in src/api/endpoints.rs, in its order; tests/chart.rs compares). */}}
 {{- define "channel-operator.apiEndpoints" -}}
-/channels.list /channels.info /channels.update /channels.chatplugin.connect /channels.facebook.connect /channels.google.connect /channels.twilio.sms.connect /channels.twilio.whatsapp.connect /channels.chatplugin.disconnect /channels.chat_plugin.disconnect /channels.facebook.disconnect /channels.google.disconnect /channels.twilio.sms.disconnect /channels.twilio.whatsapp.disconnect /channels.facebook.explore
+/channels.chat_plugin.disconnect /channels.chatplugin.connect /channels.chatplugin.disconnect /channels.facebook.connect /channels.facebook.disconnect /channels.facebook.explore /channels.google.connect /channels.google.disconnect /channels.info /channels.instagram.connect /channels.instagram.disconnect /channels.list /channels.twilio.sms.connect /channels.twilio.sms.disconnect /channels.twilio.whatsapp.connect /channels.twilio.whatsapp.disconnect /channels.update /channels.viber.connect /channels.viber.disconnect /channels.whatsapp.connect /channels.whatsapp.disconnect
 {{- end }}

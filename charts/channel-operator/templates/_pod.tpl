@@ -32,6 +32,7 @@ Deployment with api.separate) and what every pod of the chart shares. */}}
     - name: CORS_ORIGINS
       value: {{ join "," . | quote }}
     {{- end }}
+    {{- include "channel-operator.apiViberEnv" . | nindent 4 }}
     {{- with include "channel-operator.apiAuthEnv" . | trim }}
     {{- . | nindent 4 }}
     {{- end }}
