@@ -160,6 +160,12 @@ pub trait Provider: Send + Sync {
     fn needs_credentials(&self) -> bool {
         false
     }
+
+    /// Whether this provider calls out at all: only such sources are limited to a share of the
+    /// reconcile slots (`--provider-concurrency`).
+    fn calls_out(&self) -> bool {
+        true
+    }
 }
 
 /// The provider of every source, built from the flags.
