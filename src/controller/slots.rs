@@ -7,7 +7,7 @@
 //! for the first Channel in the queue, which [`SourceSlots::turns`] hands back to the Controller
 //! as a trigger; reconciles that arrive meanwhile queue behind it.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::future::Future;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -26,18 +26,28 @@ const RESERVATION: Duration = Duration::from_secs(30);
 
 type Turn = (Source, ObjectRef<Channel>);
 
-/// One source's share: how many of its reconciles run, which Channels wait for a turn, and the
-/// turns handed out whose reconcile has not started yet.
+/// One source's share: how many of its reconciles run, which Channels wait for a turn (in order,
+/// and as a set), and the turns handed out whose reconcile has not started yet.
 #[derive(Default)]
 struct Share {
     running: usize,
     waiting: VecDeque<ObjectRef<Channel>>,
+    queued: HashSet<ObjectRef<Channel>>,
     reserved: HashMap<ObjectRef<Channel>, Instant>,
 }
 
 impl Share {
-    fn is_waiting(&self, r: &ObjectRef<Channel>) -> bool {
-        self.reserved.contains_key(r) || self.waiting.contains(r)
+    /// Queues `r` unless it already waits or has a turn reserved.
+    fn queue(&mut self, r: ObjectRef<Channel>) {
+        if !self.reserved.contains_key(&r) && self.queued.insert(r.clone()) {
+            self.waiting.push_back(r);
+        }
+    }
+
+    fn dequeue(&mut self) -> Option<ObjectRef<Channel>> {
+        let next = self.waiting.pop_front()?;
+        self.queued.remove(&next);
+        Some(next)
     }
 }
 
@@ -127,16 +137,14 @@ impl SourceSlots {
                 source,
             });
         }
-        if !share.is_waiting(&r) {
-            share.waiting.push_back(r);
-        }
+        share.queue(r);
         None
     }
 
     /// Reserves a free share for the first queued Channel and triggers its reconcile.
     fn next_turn(&self, source: Source, share: &mut Share) {
         while share.running + share.reserved.len() < self.per_source {
-            let Some(next) = share.waiting.pop_front() else {
+            let Some(next) = share.dequeue() else {
                 return;
             };
             share.reserved.insert(next.clone(), Instant::now());
