@@ -5,6 +5,9 @@
 #
 #   docker build -t registry.example.com/channel-operator:0.1.0 .
 #
+# Without Docker, scripts/build-image builds the same runtime stage with buildah from a locally
+# built binary (it derives its Containerfile from the stage below); CI builds and runs it that way.
+#
 # Multi-arch: `docker buildx build --platform linux/amd64,linux/arm64 ...` builds each platform
 # natively (or under emulation); the musl target follows the build machine's architecture.
 
@@ -33,6 +36,14 @@ RUN --mount=type=cache,target=/usr/local/cargo/registry \
 RUN file /channel-operator | grep -q 'static' && /channel-operator --version
 
 FROM gcr.io/distroless/static-debian12:nonroot
+# VERSION: the crate's version (tests/image.rs keeps the default equal to Cargo.toml's);
+# SOURCE: where the source is published, e.g. --build-arg SOURCE="$(git remote get-url origin)".
+ARG VERSION=0.1.0
+ARG SOURCE=""
+LABEL org.opencontainers.image.title="channel-operator" \
+      org.opencontainers.image.source="${SOURCE}" \
+      org.opencontainers.image.version="${VERSION}" \
+      org.opencontainers.image.licenses="Apache-2.0"
 COPY --from=build /channel-operator /usr/local/bin/channel-operator
 USER 65532:65532
 # 8080: the channels HTTP API (api); 9090: metrics and probes (controller).

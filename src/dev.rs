@@ -27,6 +27,11 @@ pub struct Args {
     /// The chat plugin's name in channel ids and answers, for the controller and the API.
     #[arg(long, env = "CHATPLUGIN_NAMING", value_enum, default_value_t)]
     pub chatplugin_naming: crate::naming::ChatPluginNaming,
+
+    /// Serve only the sandbox (with the Channel CRD) and write its kubeconfig: no controller, no
+    /// API. For running your own `controller` and `api` against it, e.g. from the container image.
+    #[arg(long)]
+    pub sandbox_only: bool,
     #[command(flatten)]
     pub providers: crate::providers::ProviderArgs,
 }
@@ -107,6 +112,9 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
     // A kubeconfig still in use by another dev is the first thing to refuse: its ports would be
     // the next conflict, and the message would not say that the file is the problem.
     refuse_live_kubeconfig(&args.kubeconfig).await?;
+    if args.sandbox_only {
+        return run_sandbox_only(&args).await;
+    }
     // Bind the product's ports first, so a port in use fails before anything starts.
     let api_listener = tokio::net::TcpListener::bind(args.api_addr)
         .await
@@ -154,11 +162,7 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
         ended = &mut api => return ended_early(&shutdown, "channels API", ended),
     }
 
-    println!(
-        "Kubernetes API sandbox listening on {} (in memory; everything is lost on exit)",
-        dev.sandbox.url()
-    );
-    println!("kubeconfig written to {}", shown.display());
+    announce_sandbox(&dev, &shown);
     println!("controller running; metrics on {metrics_url}/metrics");
     println!("channels API listening on {api_url}");
     println!(
@@ -185,6 +189,27 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
     }
     dev.sandbox.shutdown().await;
     outcome
+}
+
+/// `dev --sandbox-only`: the sandbox and its kubeconfig until Ctrl-C.
+async fn run_sandbox_only(args: &Args) -> anyhow::Result<()> {
+    let shutdown = crate::controller::Shutdown::on_signals().context("handling Ctrl-C")?;
+    let dev = start(args).await?;
+    let shown = std::path::absolute(&dev.kubeconfig).unwrap_or_else(|_| dev.kubeconfig.clone());
+    announce_sandbox(&dev, &shown);
+    shutdown.requested().await;
+    println!("shutting down");
+    dev.sandbox.shutdown().await;
+    Ok(())
+}
+
+/// The sandbox's address and kubeconfig, as printed by every `dev`.
+fn announce_sandbox(dev: &Dev, kubeconfig: &Path) {
+    println!(
+        "Kubernetes API sandbox listening on {} (in memory; everything is lost on exit)",
+        dev.sandbox.url()
+    );
+    println!("kubeconfig written to {}", kubeconfig.display());
 }
 
 /// Polls a readiness URL until it answers 200 (at most 30 seconds).

@@ -17,6 +17,11 @@ fn after<'a>(lines: &'a [String], prefix: &str) -> Option<&'a str> {
 
 /// `channel-operator dev` on OS-chosen ports writing `kubeconfig`, not yet waited for.
 fn dev_command(kubeconfig: &Path) -> tokio::process::Command {
+    dev_command_with(kubeconfig, &[])
+}
+
+/// [`dev_command`] with more flags.
+fn dev_command_with(kubeconfig: &Path, extra: &[&str]) -> tokio::process::Command {
     let mut command = tokio::process::Command::new(env!("CARGO_BIN_EXE_channel-operator"));
     command
         .args([
@@ -29,6 +34,7 @@ fn dev_command(kubeconfig: &Path) -> tokio::process::Command {
         .args(["--metrics-addr", "127.0.0.1:0"])
         .arg("--kubeconfig")
         .arg(kubeconfig)
+        .args(extra)
         .kill_on_drop(true);
     command
 }
@@ -47,19 +53,28 @@ fn log_path(kubeconfig: &Path) -> std::path::PathBuf {
 /// Starts `dev` and returns it with the lines it printed once everything is ready. Its log goes
 /// to [`log_path`].
 async fn start_dev(kubeconfig: &Path) -> (tokio::process::Child, Vec<String>) {
+    start_dev_with(kubeconfig, &[], "try: kubectl").await
+}
+
+/// Starts `dev` with more flags; ready once it printed a line starting with `ready_line`.
+async fn start_dev_with(
+    kubeconfig: &Path,
+    extra: &[&str],
+    ready_line: &str,
+) -> (tokio::process::Child, Vec<String>) {
     let log = std::fs::OpenOptions::new()
         .create(true)
         .append(true)
         .open(log_path(kubeconfig))
         .unwrap();
-    let mut child = dev_command(kubeconfig)
+    let mut child = dev_command_with(kubeconfig, extra)
         .stdout(Stdio::piped())
         .stderr(log)
         .spawn()
         .unwrap();
     let mut lines = tokio::io::BufReader::new(child.stdout.take().unwrap()).lines();
     let mut printed: Vec<String> = vec![];
-    while after(&printed, "try: kubectl").is_none() {
+    while after(&printed, ready_line).is_none() {
         let line = tokio::time::timeout(Duration::from_secs(30), lines.next_line())
             .await
             .expect("dev prints its addresses")
@@ -145,6 +160,46 @@ async fn dev_runs_sandbox_controller_and_api_until_interrupted() {
     for cell in ["chat_plugin", "website-identifier-42", "true", "True"] {
         assert!(row.contains(cell), "{cell} missing in {row:?}");
     }
+
+    interrupt(child, &kubeconfig).await;
+}
+
+#[tokio::test]
+async fn dev_sandbox_only_serves_the_crd_and_reconciles_nothing() {
+    // What the image's smoke test (scripts/check-image) runs its controller and API against.
+    let dir = tempfile::tempdir().unwrap();
+    let kubeconfig = dir.path().join("kubeconfig");
+    let (child, printed) =
+        start_dev_with(&kubeconfig, &["--sandbox-only"], "kubeconfig written to ").await;
+    assert!(
+        after(&printed, "channels API listening on ").is_none()
+            && after(&printed, "controller running").is_none(),
+        "{printed:?}"
+    );
+
+    let config = kube::Config::from_custom_kubeconfig(
+        kube::config::Kubeconfig::read_from(&kubeconfig).unwrap(),
+        &Default::default(),
+    )
+    .await
+    .unwrap();
+    let channels: kube::Api<channel_operator::crd::Channel> =
+        kube::Api::namespaced(kube::Client::try_from(config).unwrap(), "default");
+    let example: channel_operator::crd::Channel = serde_yaml::from_str(
+        &std::fs::read_to_string("examples/channel-chat-plugin.yaml").unwrap(),
+    )
+    .unwrap();
+    channels
+        .create(&Default::default(), &example)
+        .await
+        .expect("the sandbox serves the Channel CRD");
+    // A controller would add its finalizer and Ready within milliseconds; none runs.
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let stored = channels.get("website-chat").await.unwrap();
+    assert!(
+        stored.status.is_none() && stored.metadata.finalizers.is_none(),
+        "reconciled without a controller: {stored:?}"
+    );
 
     interrupt(child, &kubeconfig).await;
 }

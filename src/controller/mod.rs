@@ -221,6 +221,7 @@ pub async fn run_controller(
     // only changes the reconcile acts on trigger it: not our own status writes.
     let (store, writer) = reflector::store::<Channel>();
     let (missing_tx, missing_rx) = futures::channel::mpsc::unbounded();
+    let (slots, turns) = slots::SourceSlots::new(args.provider_concurrency);
     let triggers = futures::stream::select_all([
         watch::channel_triggers(channels, writer, store.clone(), metrics.clone()).boxed(),
         watch::sweep(
@@ -229,6 +230,7 @@ pub async fn run_controller(
         )
         .boxed(),
         watch::requeue_missing(missing_rx, missing_tx.clone(), store.clone()).boxed(),
+        slots.turns(turns, store.clone()).boxed(),
     ]);
     let secret_store = store.clone();
     let scope = args.secret_scope();
@@ -276,14 +278,14 @@ pub async fn run_controller(
         futures::future::pending::<()>().await
     };
     info!(namespace = %if args.namespace.is_empty() { "<all>" } else { &args.namespace }, secrets = ?scope, "starting the Channel controller");
-    let slots = slots::SourceSlots::new(args.provider_concurrency);
     let run = controller
         .run(
             move |ch, ctx| {
                 let slots = slots.clone();
                 async move {
+                    let calls_out = ctx.providers.for_source(ch.spec.source).calls_out();
                     slots
-                        .run(&ch.clone(), || reconcile::reconcile(ch, ctx))
+                        .run(&ch.clone(), calls_out, || reconcile::reconcile(ch, ctx))
                         .await
                 }
             },

@@ -183,6 +183,12 @@ pub trait Provider: Send + Sync {
     fn shared_resource(&self, _channel: &Channel) -> Option<String> {
         None
     }
+
+    /// Whether this provider calls out at all: only such sources are limited to a share of the
+    /// reconcile slots (`--provider-concurrency`).
+    fn calls_out(&self) -> bool {
+        true
+    }
 }
 
 /// The provider of every source, built from the flags.

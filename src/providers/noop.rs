@@ -33,4 +33,8 @@ impl Provider for NoCall {
     ) -> BoxFuture<'a, Result<ConnectOutcome, ProviderError>> {
         Box::pin(async { Ok(ConnectOutcome::default()) })
     }
+
+    fn calls_out(&self) -> bool {
+        false
+    }
 }
