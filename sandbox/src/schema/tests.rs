@@ -74,7 +74,7 @@ fn schema_errors_use_apiserver_wording() {
     assert_eq!(out.errors[0].reason, "FieldValueNotSupported");
     assert_eq!(
         out.errors[0].message,
-        "spec.source: Unsupported value: \"sms\": supported values: \"chat_plugin\", \"facebook\", \"google\", \"twilio.sms\", \"twilio.whatsapp\""
+        "spec.source: Unsupported value: \"sms\": supported values: \"chat_plugin\", \"facebook\", \"google\", \"twilio.sms\", \"twilio.whatsapp\", \"instagram\", \"whatsapp\", \"viber\""
     );
 
     let mut obj = channel(json!({"source": "google"}));
@@ -105,7 +105,7 @@ fn cel_rules_of_the_channel_crd() {
     let out = prune_default_validate(&s, &mut fb, None);
     assert_eq!(
         messages(&out),
-        vec!["spec.credentialsSecretRef: Invalid value: \"object\": credentialsSecretRef is required for facebook channels (the Secret holding the page token)"]
+        vec!["spec.credentialsSecretRef: Invalid value: \"object\": credentialsSecretRef is required for facebook, instagram, whatsapp and viber channels (the Secret holding the page, user or bot token)"]
     );
     assert_eq!(out.errors[0].field, "spec.credentialsSecretRef");
 

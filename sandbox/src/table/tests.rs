@@ -87,7 +87,9 @@ fn channel_table_like_kubectl_get() {
             "Reason",
             "Stalled",
             "Channel ID",
-            "Age"
+            "Age",
+            "Provider Name",
+            "Number"
         ]
     );
     let created = (chrono::Utc::now() - chrono::Duration::minutes(5)).to_rfc3339();
@@ -109,7 +111,7 @@ fn channel_table_like_kubectl_get() {
     let cells = &t["rows"][0]["cells"];
     assert_eq!(
         cells,
-        &json!(["c1", "google", "agent", null, true, "True", null, null, null, "5m"])
+        &json!(["c1", "google", "agent", null, true, "True", null, null, null, "5m", null, null])
     );
     assert_eq!(t["rows"][0]["object"]["kind"], "PartialObjectMetadata");
     assert_eq!(t["rows"][0]["object"]["metadata"]["name"], "c1");
