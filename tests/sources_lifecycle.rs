@@ -2,7 +2,8 @@
 //! controller and the HTTP API, with wiremock fakes of Graph and Viber pinning every call that
 //! changes something at the provider (method, path, query, header, body) to its exact count:
 //!
-//! - through the API: connect, re-check, info and list, disconnect, then `kubectl delete`;
+//! - through the API: connect, re-check, info and list, disconnect, connect again with the same
+//!   inputs, disconnect, then `kubectl delete`;
 //! - through kubectl: apply, re-check, `connected: false`, `connected: true`, delete;
 //!
 //! one connect per connect and one undo per disconnect or delete, and no token in any answer,
@@ -203,8 +204,9 @@ fn shown_name(case: Case) -> &'static str {
 async fn through_the_api(case: Case) {
     let viber = MockServer::start().await;
     let mut env = env(&viber).await;
-    // The API's connect names no business account: nothing to subscribe.
-    let token = mount(&mut env, &viber, case, 1, 1, false).await;
+    // The API's connect names no business account: nothing to subscribe. Two connects and two
+    // undos: connect, disconnect, connect again with the same inputs, disconnect.
+    let token = mount(&mut env, &viber, case, 2, 2, false).await;
     let (connect, body) = connect_request(case, &token);
     let (status, v) = env.post(&connect, body).await;
     assert_eq!(status, 200, "{v}");
@@ -266,6 +268,24 @@ async fn through_the_api(case: Case) {
         .secret_names()
         .await
         .contains(&format!("{id}-facebook-token")));
+
+    // Connect again with the same inputs: the same channel, connected once more.
+    let (connect, body) = connect_request(case, &token);
+    let (status, again) = env.post(&connect, body).await;
+    assert_eq!(status, 200, "{again}");
+    assert_eq!(
+        (&again["id"], &again["connected"]),
+        (&json!(id), &json!(true))
+    );
+    let (status, info) = env.post("channels.info", json!({"channel_id": id})).await;
+    assert_eq!((status, &info["connected"]), (200, &json!(true)));
+    let (status, v) = env
+        .post(
+            &format!("channels.{}.disconnect", case.source()),
+            json!({"channel_id": id}),
+        )
+        .await;
+    assert_eq!((status, v), (200, json!({})));
     env.kubectl_ok(&["delete", "channel", &id, "--wait=true"], None)
         .await;
     env.channel_gone(&id).await;
