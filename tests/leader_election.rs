@@ -191,9 +191,11 @@ async fn a_partitioned_leader_is_fenced_and_the_standby_connects_every_page_once
     tokio::time::sleep(Duration::from_secs(2)).await;
 
     // The connects in flight at the cut: the leader's first status writes (recording the
-    // connect attempt) are slow to be answered, and the partition starts while they wait.
+    // connect attempt) are slow to be answered, and the partition starts while they wait. They
+    // fill the leader's provider share (8), so no other page is connecting at the cut.
     let faults = env.sb.faults();
-    faults.hold_next("patch", "channels/status", 8, Duration::from_secs(2));
+    let fired = faults.fired();
+    faults.hold_next("patch", "channels/status", 8, Duration::from_secs(5));
     let names: Vec<String> = (0..PAGES).map(|i| format!("page-{i}")).collect();
     for (i, name) in names.iter().enumerate() {
         let ch = channel(Source::Facebook, &format!("{}", 3000 + i))
@@ -202,7 +204,13 @@ async fn a_partitioned_leader_is_fenced_and_the_standby_connects_every_page_once
             .build();
         create_retrying(&default_channels(&env), &ch).await;
     }
-    tokio::time::sleep(Duration::from_millis(1000)).await;
+    // Cut as soon as all eight are held (a fixed sleep instead let a loaded machine finish
+    // some of them first: a page subscribed just before the cut, with its outcome unrecorded,
+    // is one the new leader must subscribe again).
+    eventually("the leader's eight connect attempts to be held", || async {
+        faults.fired() >= fired + 8
+    })
+    .await;
     faults.partition("replica-a");
     let cut = Instant::now();
 
