@@ -120,8 +120,16 @@ fn channel(i: usize) -> Channel {
 }
 
 fn secret(name: &str) -> Secret {
+    use channel_operator::ownership::{CREDENTIALS_CONSENT, CREDENTIALS_LABEL};
     let mut s = Secret::default();
     s.metadata.name = Some(name.into());
+    s.metadata.labels = Some(
+        [(
+            CREDENTIALS_LABEL.to_string(),
+            CREDENTIALS_CONSENT.to_string(),
+        )]
+        .into(),
+    );
     s.data = Some(
         [(
             "page_token".to_string(),
