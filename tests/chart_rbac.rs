@@ -28,6 +28,7 @@ kind: Secret
 metadata:
   name: acme-page-token
   namespace: team-a
+  labels: {airy.co/credentials: \"true\"}
 stringData:
   page_token: user-page-token
 ---
@@ -466,4 +467,33 @@ async fn default_install_grants_no_secret_outside_its_namespaces() {
         .map(|p| p["path"].as_str().unwrap())
         .collect();
     assert_eq!(paths, channel_operator::api::endpoints::paths());
+}
+
+#[tokio::test]
+async fn the_charts_provider_secrets_never_consent_to_be_channel_credentials() {
+    use channel_operator::ownership::CREDENTIALS_LABEL;
+    let (graph, twilio) = (
+        wiremock::MockServer::start().await,
+        wiremock::MockServer::start().await,
+    );
+    for extra in [
+        json!({}),
+        json!({"watchNamespace": "", "api": {"separate": true}}),
+    ] {
+        let mut extra = extra;
+        json_merge(
+            &mut extra,
+            json!({"testSecret": {"stringData": {"apiTokens": "t", "jwtSecret": "j"}}}),
+        );
+        let objects = render(&values(&graph, &twilio, extra));
+        let secrets: Vec<&Value> = objects.iter().filter(|o| o["kind"] == "Secret").collect();
+        assert!(!secrets.is_empty(), "the test Secret is rendered");
+        for s in secrets {
+            assert!(
+                s["metadata"]["labels"].get(CREDENTIALS_LABEL).is_none(),
+                "{} must not be usable as a Channel's credentials",
+                s["metadata"]["name"]
+            );
+        }
+    }
 }
