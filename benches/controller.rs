@@ -211,9 +211,18 @@ fn mixed(i: usize) -> Channel {
     channel(source, i)
 }
 
+/// The users' page token, with their consent to be used as Channel credentials.
 fn page_token_secret(name: &str) -> Secret {
+    use channel_operator::ownership::{CREDENTIALS_CONSENT, CREDENTIALS_LABEL};
     let mut s = Secret::default();
     s.metadata.name = Some(name.into());
+    s.metadata.labels = Some(
+        [(
+            CREDENTIALS_LABEL.to_string(),
+            CREDENTIALS_CONSENT.to_string(),
+        )]
+        .into(),
+    );
     s.data = Some(
         [(
             "page_token".to_string(),

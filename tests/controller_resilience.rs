@@ -227,9 +227,7 @@ async fn a_hung_provider_does_not_delay_other_sources() {
         .await;
     let graph_url = format!("{}/v24.0", graph.uri());
     let secrets: Api<Secret> = Api::namespaced(cluster.sb.client(), "default");
-    let mut token = Secret::default();
-    token.metadata.name = Some("fb-token".into());
-    token.string_data = Some([("page_token".to_string(), "user-page-token".to_string())].into());
+    let token = support::secret("fb-token", "page_token", "user-page-token");
     secrets
         .create(&PostParams::default(), &token)
         .await
@@ -471,9 +469,8 @@ async fn credentials_outside_the_secret_namespaces_are_reported_not_read() {
         .await
         .unwrap();
     let secrets: Api<Secret> = Api::namespaced(cluster.sb.client(), "team-b");
-    let mut token = Secret::default();
-    token.metadata.name = Some("fb-token".into());
-    token.string_data = Some([("page_token".to_string(), "user-page-token".to_string())].into());
+    let mut token = support::secret("fb-token", "page_token", "user-page-token");
+    token.metadata.namespace = Some("team-b".into());
     secrets
         .create(&PostParams::default(), &token)
         .await

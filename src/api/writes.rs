@@ -412,7 +412,8 @@ impl AppState {
             metadata: ObjectMeta {
                 name: Some(name.to_owned()),
                 namespace: Some(ns.to_owned()),
-                labels: Some(ownership::managed_labels()),
+                // The operator's, and consenting to be this Channel's credentials.
+                labels: Some(ownership::credentials_labels()),
                 owner_references: owner.and_then(ownership::owner_reference).map(|r| vec![r]),
                 ..Default::default()
             },
@@ -446,7 +447,12 @@ impl AppState {
             .await
             .map_err(secret_error)?;
         match existing {
-            Some(s) if ownership::is_ours(&s.metadata, owner) => return Ok(()),
+            Some(s)
+                if ownership::is_ours(&s.metadata, owner)
+                    && ownership::usable_as_credentials(&s.metadata, owner) =>
+            {
+                return Ok(())
+            }
             Some(s) if ownership::api_may_take(&s.metadata, owner) => {}
             _ => {
                 return Err(ApiError::new(
@@ -457,7 +463,11 @@ impl AppState {
             }
         }
         let refs: Vec<_> = ownership::owner_reference(owner).into_iter().collect();
-        let patch = Patch::Merge(json!({"metadata": {"ownerReferences": refs}}));
+        // With the consent label too: one written before the API set it becomes usable.
+        let patch = Patch::Merge(json!({"metadata": {
+            "ownerReferences": refs,
+            "labels": ownership::credentials_labels(),
+        }}));
         let pparams = patch_params();
         retry(true, || api.patch(name, &pparams, &patch))
             .await

@@ -230,7 +230,7 @@ impl Scenario {
         });
         fake.secrets.lock().unwrap().insert(
             "shop-tok".into(),
-            secret("shop-tok", "page_token", USER_TOKEN, json!({})),
+            secret("shop-tok", "page_token", USER_TOKEN, consenting()),
         );
         *fake.rv.lock().unwrap() = 10;
         let graph = graph(subscribe_status).await;
@@ -344,6 +344,12 @@ impl Scenario {
         graph_calls(&s.graph, &s.graph_seen).await;
         s
     }
+}
+
+/// The metadata of a Secret that consents to be a Channel's credentials.
+fn consenting() -> Value {
+    use crate::ownership::{CREDENTIALS_CONSENT, CREDENTIALS_LABEL};
+    json!({"labels": {CREDENTIALS_LABEL: CREDENTIALS_CONSENT}})
 }
 
 fn secret(name: &str, key: &str, value: &str, metadata: Value) -> Value {
@@ -561,6 +567,19 @@ async fn missing_credentials_stall_without_a_provider_call() {
     let mut s = Scenario::new(200).await;
     s.reconcile().await.unwrap();
     s.fake.secrets.lock().unwrap().clear();
+    s.fake.take();
+    s.stalls("CredentialsMissing", "ns/shop-tok").await;
+}
+
+#[tokio::test]
+async fn credentials_without_consent_stall_like_missing_ones_without_a_provider_call() {
+    let mut s = Scenario::new(200).await;
+    s.reconcile().await.unwrap();
+    // The same Secret, token and all, without the label: read once (metadata decides), unused.
+    s.fake.secrets.lock().unwrap().insert(
+        "shop-tok".into(),
+        secret("shop-tok", "page_token", USER_TOKEN, json!({})),
+    );
     s.fake.take();
     s.stalls("CredentialsMissing", "ns/shop-tok").await;
 }

@@ -55,7 +55,7 @@ fn scenario(spec: Value, token: &str, provider: MockServer, flags: &[&str]) -> S
     });
     fake.secrets.lock().unwrap().insert(
         "shop-tok".into(),
-        secret("shop-tok", "token", token, json!({})),
+        secret("shop-tok", "token", token, consenting()),
     );
     *fake.rv.lock().unwrap() = 10;
     // Every reconcile of a connected channel is due for a re-check.
