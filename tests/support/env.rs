@@ -480,6 +480,21 @@ impl Env {
     // -----------------------------------------------------------------------------------------
     // The cluster, read directly.
 
+    /// Creates namespace `name` (a tenant's).
+    pub async fn namespace(&self, name: &str) {
+        let ns = k8s_openapi::api::core::v1::Namespace {
+            metadata: kube::core::ObjectMeta {
+                name: Some(name.into()),
+                ..Default::default()
+            },
+            ..Default::default()
+        };
+        Api::<k8s_openapi::api::core::v1::Namespace>::all(self.sb.client())
+            .create(&kube::api::PostParams::default(), &ns)
+            .await
+            .unwrap();
+    }
+
     pub fn channels(&self) -> Api<Channel> {
         Api::all(self.sb.client())
     }
