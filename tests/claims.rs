@@ -171,3 +171,75 @@ async fn deleting_the_owner_undoes_its_subscription_then_the_duplicate_takes_ove
     );
     env.finish().await;
 }
+
+/// POSTs `body` to `endpoint` of the API at `base`.
+async fn post_to(env: &Env, base: &str, endpoint: &str, body: serde_json::Value) -> (u16, String) {
+    let resp = env
+        .http
+        .post(format!("{base}/{endpoint}"))
+        .json(&body)
+        .send()
+        .await
+        .unwrap();
+    (resp.status().as_u16(), resp.text().await.unwrap())
+}
+
+/// Reported from a real cluster: connects of one channel through two API replicas were not
+/// serialized; both answered 200, and the first's token was never used.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_api_replicas_connecting_one_page_at_once_subscribe_it_once() {
+    let mut env = Env::with_api().await;
+    let replica_a = env.api.take();
+    let base_a = env.base.clone();
+    env.start_api(vec![], None).await;
+    let base_b = env.base.clone();
+    // Two users' tokens of one page: either may win; together, exactly one subscribe (below).
+    let a = env.fake_page_token("replicas", 1, 0..=1, 0).await;
+    let b = env.fake_page_token("replicas", 2, 0..=1, 0).await;
+    let page = page_id("replicas");
+    let connect = |base: String, token: String| {
+        let (env, page) = (&env, &page);
+        async move {
+            post_to(
+                env,
+                &base,
+                "channels.facebook.connect",
+                json!({"page_id": page, "page_token": token}),
+            )
+            .await
+        }
+    };
+    let (ra, rb) = tokio::join!(
+        connect(base_a, a.page_token.clone()),
+        connect(base_b, b.page_token.clone())
+    );
+    // One connect wins; the other is told the channel is being connected, and changes nothing.
+    let mut codes = [ra.0, rb.0];
+    codes.sort();
+    assert_eq!(codes, [200, 409], "A: {ra:?}\nB: {rb:?}");
+    let winner = if ra.0 == 200 { &a } else { &b };
+    let loser = if ra.0 == 200 { &b } else { &a };
+    let id = channel(Source::Facebook, &page).id();
+    let ch = ready_in(&env, "default", &id, ("True", "Connected")).await;
+    // The answer is true: the channel is connected with the winner's token, subscribed once.
+    let subscribes: Vec<String> = env
+        .graph
+        .received_requests()
+        .await
+        .unwrap()
+        .iter()
+        .filter(|r| r.url.path().ends_with("/me/subscribed_apps"))
+        .map(|r| r.url.query().unwrap_or_default().to_owned())
+        .collect();
+    assert_eq!(subscribes.len(), 1, "{subscribes:?}");
+    assert!(subscribes[0].contains(&winner.page_access));
+    assert_eq!(calls_with(&env, &loser.all()).await, 0);
+    let secret = ch.spec.credentials_secret_ref.unwrap().name;
+    let stored = env.secrets().get(&secret).await.unwrap();
+    assert_eq!(
+        stored.data.unwrap()["page_token"].0,
+        winner.page_token.as_bytes()
+    );
+    drop(replica_a);
+    env.finish().await;
+}

@@ -451,12 +451,12 @@ impl Env {
     }
 
     /// Like [`Env::fake_page`] for the user's token number `n` of the page (other credentials
-    /// for the same page, which shares its app subscription).
+    /// for the same page, which shares its app subscription); `subscribes` may be a range.
     pub async fn fake_page_token(
         &mut self,
         page: &str,
         n: u32,
-        subscribes: u64,
+        subscribes: impl Into<wiremock::Times>,
         unsubscribes: u64,
     ) -> PageTokens {
         let tokens = PageTokens::of(page, n);
