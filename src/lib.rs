@@ -4,6 +4,7 @@
 //! Where things are:
 //! - [`crd`]: the `Channel` custom resource types (the CRD in `crds/` is generated from them);
 //! - [`channel_id`]: deterministic channel ids, identical to Airy Core's;
+//! - [`claims`]: one owner per channel id, decided by the API server (a Lease per channel id);
 //! - [`controller`]: the reconcile loop; [`providers`]: Facebook, Twilio, Google, chat plugin;
 //! - [`api`]: the channels HTTP API sidecar;
 //! - [`ownership`]: the Secrets the two share, their names and labels, and who may write or
@@ -14,6 +15,7 @@
 
 pub mod api;
 pub mod channel_id;
+pub mod claims;
 pub mod controller;
 pub mod crd;
 #[cfg(feature = "dev")]

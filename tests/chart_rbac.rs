@@ -361,13 +361,18 @@ async fn namespaced_sidecar_install_runs_every_controller_flow_without_a_denial(
         )
         .await
     );
-    assert!(!can_i(&sb, d, CONTROLLER_SA, "get", "leases", RELEASE_NS).await);
+    // Leases only in its own namespace: the leader Lease and the claims of channel ids (read,
+    // created, deleted; never changed).
+    assert!(can_i(&sb, d, CONTROLLER_SA, "delete", "leases", RELEASE_NS).await);
+    assert!(!can_i(&sb, d, CONTROLLER_SA, "get", "leases", WATCH_NS).await);
+    assert!(!can_i(&sb, d, CONTROLLER_SA, "list", "leases", RELEASE_NS).await);
+    assert!(!can_i(&sb, d, CONTROLLER_SA, "update", "leases", RELEASE_NS).await);
     assert!(
         can_i(
             &sb,
             d,
             CONTROLLER_SA,
-            "get",
+            "patch",
             "leases/channel-operator",
             RELEASE_NS
         )
