@@ -323,7 +323,9 @@ async fn stall(
     })
 }
 
-/// Records the attempt, connects, keeps the token, reports `Connected`.
+/// Records the attempt, connects, keeps the token, reports `Connected`. A source whose connect
+/// makes no call (the chat plugin, Google) has nothing to undo and nothing to tell: no attempt
+/// record and no Event, only the status (two apiserver writes fewer per Channel).
 async fn connect(
     ch: &Channel,
     ctx: &Context,
@@ -332,11 +334,14 @@ async fn connect(
     fingerprint: String,
     credentials: Option<Secret>,
 ) -> Result<Action, Error> {
-    let mut attempt = reporter.current().clone();
-    attempt.connect_attempted = Some(fingerprint.clone());
-    reporter
-        .write(attempt, Reason::Progressing, "connecting at the provider")
-        .await?;
+    let calls_out = provider.calls_out();
+    if calls_out {
+        let mut attempt = reporter.current().clone();
+        attempt.connect_attempted = Some(fingerprint.clone());
+        reporter
+            .write(attempt, Reason::Progressing, "connecting at the provider")
+            .await?;
+    }
     let outcome = match provider.connect(ch, credentials.as_ref()).await {
         Ok(o) => o,
         Err(e) => {
@@ -369,14 +374,16 @@ async fn connect(
     reporter
         .write(next, Reason::Connected, "connected at the provider")
         .await?;
-    reporter
-        .event(
-            EventType::Normal,
-            Reason::Connected,
-            "Connect",
-            format!("connected {} {}", ch.spec.source, ch.spec.source_channel_id),
-        )
-        .await;
+    if calls_out {
+        reporter
+            .event(
+                EventType::Normal,
+                Reason::Connected,
+                "Connect",
+                format!("connected {} {}", ch.spec.source, ch.spec.source_channel_id),
+            )
+            .await;
+    }
     Ok(Action::requeue(ctx.config.resync))
 }
 

@@ -325,3 +325,28 @@ async fn viber_reads_its_account_and_points_then_clears_its_webhook() {
     let cleared = json!({"url": ""});
     assert_eq!(bodies, [pointed.clone(), cleared.clone(), pointed, cleared]);
 }
+
+/// A source whose connect calls no provider (the chat plugin, Google): the claim and one status
+/// write — no connect-attempt record (nothing to undo) and no Event (nothing beyond the status).
+#[tokio::test]
+async fn a_connect_without_a_provider_call_writes_the_status_once_and_no_event() {
+    for source in ["chat_plugin", "google"] {
+        let provider = MockServer::start().await;
+        let spec = json!({"source": source, "sourceChannelId": "site-1", "name": "Shop"});
+        let mut s = scenario(spec, "unused", provider, &[]);
+        s.reconcile().await.unwrap();
+        s.api(&["PATCH channel"]);
+        s.reconcile().await.unwrap();
+        let calls = s.api(&[CLAIM_GET, CLAIM_POST, "PATCH channel/status"]);
+        assert_eq!(
+            summary(&calls[2].body),
+            ("True/Connected".into(), vec![]),
+            "{source}"
+        );
+        assert!(calls[2].body["status"].get("connectAttempted").is_none());
+        s.provider(&[]).await;
+        // Connected and settled: the next reconcile writes nothing.
+        s.reconcile().await.unwrap();
+        s.api(&[CLAIM_GET]);
+    }
+}
