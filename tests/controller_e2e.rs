@@ -9,8 +9,6 @@ mod support;
 
 use std::time::Duration;
 
-use channel_operator::controller;
-use kube::api::Api;
 use wiremock::matchers::{method, path, query_param};
 use wiremock::{Mock, ResponseTemplate};
 
