@@ -360,6 +360,19 @@ impl Channel {
             .and_then(|s| s.conditions.iter().find(|c| c.type_ == READY))
     }
 
+    /// The Ready condition, if the controller has reported on `generation` or a later one (the
+    /// status and the condition both observed it): its verdict on that spec.
+    pub fn verdict_at(&self, generation: i64) -> Option<&Condition> {
+        let observed = self
+            .status
+            .as_ref()
+            .and_then(|s| s.observed_generation)
+            .unwrap_or(-1);
+        self.ready_condition().filter(|c| {
+            observed >= generation && c.observed_generation.is_none_or(|g| g >= generation)
+        })
+    }
+
     /// Whether the channel counts as connected: it is meant to be connected (`spec.connected`)
     /// and the controller reports it connected at its provider (`status.connected`). A channel
     /// whose provider refused it is not connected. The one definition the controller's metrics

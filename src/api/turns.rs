@@ -95,17 +95,8 @@ impl AppState {
 /// Whether the controller has given its verdict on the Channel's current generation (Ready or
 /// not, but no longer `Progressing`): no connect is waiting on it.
 fn settled(ch: &Channel) -> bool {
-    let generation = ch.metadata.generation.unwrap_or(0);
-    let observed = ch
-        .status
-        .as_ref()
-        .and_then(|s| s.observed_generation)
-        .unwrap_or(-1);
-    observed >= generation
-        && ch.ready_condition().is_some_and(|c| {
-            c.reason.as_str() != Reason::Progressing
-                && c.observed_generation.is_none_or(|g| g >= generation)
-        })
+    ch.verdict_at(ch.metadata.generation.unwrap_or(0))
+        .is_some_and(|c| c.reason.as_str() != Reason::Progressing)
 }
 
 /// The answer to a connect of a channel another request is connecting.

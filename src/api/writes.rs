@@ -613,15 +613,8 @@ fn held_elsewhere() -> ApiError {
 
 /// Whether the controller reports the channel Ready at `generation` or later.
 fn ready_at(ch: &Channel, generation: i64) -> bool {
-    let observed = ch
-        .status
-        .as_ref()
-        .and_then(|s| s.observed_generation)
-        .unwrap_or(-1);
-    observed >= generation
-        && ch.ready_condition().is_some_and(|c| {
-            c.status == "True" && c.observed_generation.is_none_or(|g| g >= generation)
-        })
+    ch.verdict_at(generation)
+        .is_some_and(|c| c.status == "True")
 }
 
 #[cfg(test)]
