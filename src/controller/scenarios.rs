@@ -423,6 +423,19 @@ const READ: [&str; 2] = ["GET secrets/shop-tok", "GET secrets/shop-facebook-toke
 const CLAIM_GET: &str = "GET claims/claim";
 const CLAIM_POST: &str = "POST claims";
 const CLAIM_DELETE: &str = "DELETE claims/claim";
+/// The Kubernetes calls of a first connect that keeps a token: the claim of the channel id first.
+const CONNECT_API: [&str; 9] = [
+    CLAIM_GET,
+    READ[0],
+    READ[1],
+    CLAIM_POST,
+    "PATCH channel/status",
+    "GET secrets/shop-facebook-token",
+    "POST secrets",
+    "PATCH channel/status",
+    "POST events",
+];
+
 const CONNECT: [&str; 3] = [
     "GET /v24.0/oauth/access_token",
     "GET /v24.0/1001",
@@ -441,17 +454,7 @@ async fn a_new_channel_gets_the_finalizer_then_connects_and_keeps_its_token() {
     s.provider(&[]).await;
 
     s.reconcile().await.unwrap();
-    let calls = s.api(&[
-        CLAIM_GET,
-        READ[0],
-        READ[1],
-        CLAIM_POST,
-        "PATCH channel/status",
-        "GET secrets/shop-facebook-token",
-        "POST secrets",
-        "PATCH channel/status",
-        "POST events",
-    ]);
+    let calls = s.api(&CONNECT_API);
     s.provider(&CONNECT).await;
     // The claim of page 1001, created before anything else is written, names the Channel.
     let claim = &calls[3].body["metadata"];

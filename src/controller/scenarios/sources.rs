@@ -12,19 +12,6 @@ use super::*;
 const WA_USER_TOKEN: &str = "EAA-whatsapp-user-token";
 const VIBER_TOKEN: &str = "viber-bot-auth-token-0123";
 
-/// The Kubernetes calls of a first connect that keeps a token: the claim of the channel id first.
-const CONNECT_API: [&str; 9] = [
-    CLAIM_GET,
-    READ[0],
-    READ[1],
-    CLAIM_POST,
-    "PATCH channel/status",
-    "GET secrets/shop-facebook-token",
-    "POST secrets",
-    "PATCH channel/status",
-    "POST events",
-];
-
 /// The Kubernetes calls of a connect again (the claim is still the Channel's).
 const RECONNECT_API: [&str; 8] = [
     CLAIM_GET,
