@@ -158,6 +158,9 @@ async fn disrupt(
 async fn bench(n: usize, graph_url: &str, disrupted: bool) {
     let sb = Sandbox::start(0).await.expect("sandbox");
     sb.install_crd(&Channel::crd()).await.expect("crd");
+    for crd in channel_operator::provider_config::crds() {
+        sb.install_crd(&crd).await.expect("crd");
+    }
     let dir = tempfile::tempdir().unwrap();
     let kubeconfig = dir.path().join("kubeconfig");
     sb.write_kubeconfig(&kubeconfig).unwrap();

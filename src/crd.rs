@@ -272,6 +272,13 @@ pub struct ChannelSpec {
     #[serde(default)]
     #[schemars(default = "default_deletion_policy")]
     pub deletion_policy: DeletionPolicy,
+
+    /// The provider configuration the channel's provider calls use: a ProviderConfig of this
+    /// namespace or a ClusterProviderConfig admitting it. Default: the ProviderConfig named
+    /// default in this namespace, else the ClusterProviderConfig named default if it admits the
+    /// namespace. Not needed by chat_plugin and google.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub provider_config_ref: Option<crate::provider_config::ProviderConfigRef>,
 }
 
 impl ChannelSpec {
@@ -288,6 +295,7 @@ impl ChannelSpec {
             instagram: None,
             whatsapp: None,
             deletion_policy: DeletionPolicy::Disconnect,
+            provider_config_ref: None,
         }
     }
 }

@@ -21,6 +21,9 @@ pub struct Observed {
     pub token_secret: TokenSecret,
     /// Whether a connected channel is due for a re-check at its provider.
     pub recheck_due: bool,
+    /// Whether the Channel has a usable provider configuration where a provider call needs one:
+    /// `Err` says why not (then no provider may be called).
+    pub provider_config: Result<(), String>,
 }
 
 /// The one thing to do now.
@@ -71,10 +74,14 @@ pub fn may_be_connected(status: &ChannelStatus) -> bool {
 pub fn plan(ch: &Channel, observed: &Observed) -> Step {
     let status = ch.status.clone().unwrap_or_default();
     if ch.metadata.deletion_timestamp.is_some() {
-        return Step::Release {
-            disconnect: ch.spec.deletion_policy == DeletionPolicy::Disconnect
-                && may_be_connected(&status),
-        };
+        let disconnect =
+            ch.spec.deletion_policy == DeletionPolicy::Disconnect && may_be_connected(&status);
+        if let (true, Err(message)) = (disconnect, &observed.provider_config) {
+            // Undoing the connection needs the accounts it was made with: restore the
+            // configuration, or set deletionPolicy Orphan to let the Channel go without a call.
+            return stall(Reason::ProviderConfigMissing, message.clone());
+        }
+        return Step::Release { disconnect };
     }
     if let Some(message) = &observed.invalid {
         return stall(Reason::InvalidSpec, message.clone());
@@ -87,6 +94,11 @@ pub fn plan(ch: &Channel, observed: &Observed) -> Step {
                 ch.spec.source, ch.spec.source_channel_id
             ),
         );
+    }
+    if let Err(message) = &observed.provider_config {
+        if ch.spec.connected || may_be_connected(&status) {
+            return stall(Reason::ProviderConfigMissing, message.clone());
+        }
     }
     if !ch.spec.connected {
         if may_be_connected(&status) {
@@ -160,6 +172,7 @@ mod tests {
             })),
             token_secret: TokenSecret::Absent,
             recheck_due: false,
+            provider_config: Ok(()),
         }
     }
 
@@ -226,6 +239,41 @@ mod tests {
             plan(&ch, &o),
             stall(Reason::InvalidSpec, "spec.name must not be empty".into())
         );
+    }
+
+    #[test]
+    fn without_a_usable_provider_configuration_no_step_calls_a_provider() {
+        let none = || {
+            let mut o = observed();
+            o.provider_config = Err("no provider configuration admits namespace ns".into());
+            o
+        };
+        let stalled = stall(
+            Reason::ProviderConfigMissing,
+            "no provider configuration admits namespace ns".into(),
+        );
+        assert_eq!(plan(&facebook(), &none()), stalled);
+        // Disconnecting a connected channel, or deleting it, needs the accounts too.
+        let mut ch = connected(facebook(), FP);
+        ch.spec.connected = false;
+        assert_eq!(plan(&ch, &none()), stalled);
+        ch.metadata.deletion_timestamp = Some(Time(k8s_openapi::jiff::Timestamp::now()));
+        assert_eq!(plan(&ch, &none()), stalled);
+        ch.spec.deletion_policy = DeletionPolicy::Orphan;
+        assert_eq!(plan(&ch, &none()), Step::Release { disconnect: false });
+        // Nothing to undo: settles without a configuration; a duplicate stays a duplicate.
+        let mut ch = facebook();
+        ch.spec.connected = false;
+        assert_eq!(plan(&ch, &none()), Step::Settle { cleanup: true });
+        let mut o = none();
+        o.duplicate_of = Some("ns/older".into());
+        assert!(matches!(
+            plan(&facebook(), &o),
+            Step::Stall {
+                reason: Reason::Duplicate,
+                ..
+            }
+        ));
     }
 
     #[test]

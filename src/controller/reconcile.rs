@@ -22,9 +22,9 @@ use super::logic;
 use super::plan::{may_be_connected, plan, Observed, Step};
 use super::secrets::{self, TokenSecret};
 use super::status::Reporter;
-use crate::crd::{Channel, ChannelStatus, FINALIZER};
+use crate::crd::{Channel, ChannelStatus, DeletionPolicy, FINALIZER};
 use crate::ownership::Moment;
-use crate::providers::Provider;
+use crate::providers::{Provider, Providers};
 use crate::reason::{Reason, State};
 use crate::secret::Secret;
 
@@ -88,42 +88,68 @@ async fn reconcile_inner(ch: Arc<Channel>, ctx: &Context) -> Result<Action, Erro
     let api = ctx.channels(&ch);
     finalizer(&api, FINALIZER, ch, |event| async {
         let (FinalizerEvent::Apply(ch) | FinalizerEvent::Cleanup(ch)) = event;
-        let observed = observe(&ch, ctx).await?;
+        let (observed, providers) = observe(&ch, ctx).await?;
         let step = plan(&ch, &observed);
         debug!(?step, "planned");
-        execute(&ch, ctx, step, observed).await
+        execute(&ch, ctx, step, observed, &providers).await
     })
     .await
     .map_err(|e| Error::Finalizer(Box::new(e)))
 }
 
-/// Reads what the plan needs, and only that.
-async fn observe(ch: &Channel, ctx: &Context) -> Result<Observed, Error> {
+/// Reads what the plan needs, and only that; with the providers of the Channel's provider
+/// configuration (where it has a usable one, else the flags' which it must not call).
+async fn observe(ch: &Channel, ctx: &Context) -> Result<(Observed, Providers), Error> {
     let mut observed = Observed {
         invalid: crate::rules::validate_spec(&ch.spec).err(),
         duplicate_of: None,
         credentials: Ok(None),
         token_secret: TokenSecret::Absent,
         recheck_due: false,
+        provider_config: Ok(()),
     };
-    if ch.metadata.deletion_timestamp.is_some() || observed.invalid.is_some() {
-        return Ok(observed);
+    let mut providers = ctx.providers.clone();
+    let status = ch.status.clone().unwrap_or_default();
+    if ch.metadata.deletion_timestamp.is_some() {
+        if ch.spec.deletion_policy == DeletionPolicy::Disconnect && may_be_connected(&status) {
+            match provider_config(ch, ctx).await? {
+                Ok(p) => providers = p,
+                Err(why) => observed.provider_config = Err(why),
+            }
+        }
+        return Ok((observed, providers));
+    }
+    if observed.invalid.is_some() {
+        return Ok((observed, providers));
     }
     let same_id = ctx.store.state_filter(|c| {
         c.spec.source == ch.spec.source && c.spec.source_channel_id == ch.spec.source_channel_id
     });
     observed.duplicate_of = logic::duplicate_owner(ch, same_id.iter().map(|c| c.as_ref()));
-    let provider = ctx.providers.for_source(ch.spec.source);
-    if observed.duplicate_of.is_some() || !provider.needs_credentials() {
-        return Ok(observed);
+    if observed.duplicate_of.is_some() {
+        return Ok((observed, providers));
+    }
+    if ch.spec.connected || may_be_connected(&status) {
+        match provider_config(ch, ctx).await? {
+            Ok(p) => providers = p,
+            Err(why) => {
+                // No provider is called, and nothing more is read.
+                observed.provider_config = Err(why);
+                return Ok((observed, providers));
+            }
+        }
+    }
+    let provider = providers.for_source(ch.spec.source);
+    if !provider.needs_credentials() {
+        return Ok((observed, providers));
     }
     let api = match ctx.secrets(ch) {
         Ok(api) => api,
         Err(e) if ch.spec.connected => {
             observed.credentials = Err(e.to_string());
-            return Ok(observed);
+            return Ok((observed, providers));
         }
-        Err(_) => return Ok(observed),
+        Err(_) => return Ok((observed, providers)),
     };
     if ch.spec.connected {
         observed.credentials = match secrets::credentials(&api, ch).await {
@@ -133,12 +159,18 @@ async fn observe(ch: &Channel, ctx: &Context) -> Result<Observed, Error> {
         };
         observed.recheck_due = ctx.recheck_due(&ch.uid().unwrap_or_default());
     }
-    let status = ch.status.clone().unwrap_or_default();
     if ch.spec.connected || may_be_connected(&status) {
         // For the conflict check and the re-check (connected), or the disconnect's token.
         observed.token_secret = secrets::token_secret(&api, ch).await?;
     }
-    Ok(observed)
+    Ok((observed, providers))
+}
+
+/// The providers of the Channel's provider configuration, or why it has no usable one.
+async fn provider_config(ch: &Channel, ctx: &Context) -> Result<Result<Providers, String>, Error> {
+    ctx.provider_configs
+        .providers_for(&ctx.client, &ctx.config.secret_scope, ch)
+        .await
 }
 
 async fn execute(
@@ -146,9 +178,10 @@ async fn execute(
     ctx: &Context,
     step: Step,
     observed: Observed,
+    providers: &Providers,
 ) -> Result<Action, Error> {
     let mut reporter = Reporter::new(ctx, ch);
-    let provider = ctx.providers.for_source(ch.spec.source);
+    let provider = providers.for_source(ch.spec.source);
     match step {
         Step::Stall { reason, message } => stall(ctx, &mut reporter, reason, message).await,
         Step::Connect { fingerprint } => {
@@ -224,6 +257,11 @@ async fn stall(
 ) -> Result<Action, Error> {
     let mut next = reporter.current().clone();
     match reason {
+        Reason::ProviderConfigMissing => {
+            return reporter
+                .fail("Connect", Error::ProviderConfigMissing(message))
+                .await
+        }
         Reason::CredentialsMissing => {
             let err = crate::providers::ProviderError::CredentialsMissing(message);
             return reporter.fail("Connect", err.into()).await;
