@@ -259,9 +259,9 @@ impl Chosen {
 /// What [`choose`] looks configurations up in.
 pub struct Candidates<'a> {
     /// The `ProviderConfig` of the Channel's namespace with this name.
-    pub namespaced: &'a dyn Fn(&str) -> Option<Arc<ProviderConfig>>,
+    pub namespaced: &'a (dyn Fn(&str) -> Option<Arc<ProviderConfig>> + Sync),
     /// The `ClusterProviderConfig` with this name.
-    pub cluster: &'a dyn Fn(&str) -> Option<Arc<ClusterProviderConfig>>,
+    pub cluster: &'a (dyn Fn(&str) -> Option<Arc<ClusterProviderConfig>> + Sync),
     /// The labels of the Channel's namespace, when known (for `namespaceSelector`).
     pub namespace_labels: Option<&'a BTreeMap<String, String>>,
     /// The flags' default.

@@ -22,8 +22,18 @@ use wiremock::matchers::{any, basic_auth, method, path, query_param};
 use wiremock::{Mock, ResponseTemplate};
 
 async fn namespace(env: &Env, name: &str) {
+    labelled_namespace(env, name, &[]).await
+}
+
+async fn labelled_namespace(env: &Env, name: &str, labels: &[(&str, &str)]) {
     let mut ns = Namespace::default();
     ns.metadata.name = Some(name.into());
+    ns.metadata.labels = Some(
+        labels
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect(),
+    );
     Api::<Namespace>::all(env.sb.client())
         .create(&PostParams::default(), &ns)
         .await
@@ -261,30 +271,31 @@ async fn two_namespaces_connect_with_their_own_facebook_apps() {
     env.finish().await;
 }
 
-/// A Twilio number of account AC2 (auth token `token`), looked up and pointed at `webhook`
-/// exactly `connects` times.
+/// A Twilio number of account AC2 (auth token `token`) whose sid is `PN` + its last digit,
+/// looked up and pointed at `webhook` exactly `connects` times.
 async fn twilio_number_of(env: &Env, number: &str, token: &str, webhook: &str, connects: u64) {
+    let pn = format!("PN{}", &number[number.len() - 1..]);
     Mock::given(method("GET"))
         .and(path("/2010-04-01/Accounts/AC2/IncomingPhoneNumbers.json"))
         .and(query_param("PhoneNumber", number))
         .and(basic_auth("AC2", token))
         .respond_with(ResponseTemplate::new(200).set_body_json(
-            serde_json::json!({"incoming_phone_numbers": [{"sid": "PN2", "phone_number": number}]}),
+            serde_json::json!({"incoming_phone_numbers": [{"sid": pn, "phone_number": number}]}),
         ))
         .expect(connects)
         .named(format!("AC2 lookup {number}"))
         .mount(&env.twilio)
         .await;
     Mock::given(method("POST"))
-        .and(path(
-            "/2010-04-01/Accounts/AC2/IncomingPhoneNumbers/PN2.json",
-        ))
+        .and(path(format!(
+            "/2010-04-01/Accounts/AC2/IncomingPhoneNumbers/{pn}.json"
+        )))
         .and(basic_auth("AC2", token))
         .and(wiremock::matchers::body_string(format!(
             "SmsUrl={}",
             webhook.replace(':', "%3A").replace('/', "%2F")
         )))
-        .respond_with(ResponseTemplate::new(200).set_body_json(serde_json::json!({"sid": "PN2"})))
+        .respond_with(ResponseTemplate::new(200).set_body_json(serde_json::json!({"sid": pn})))
         .expect(connects)
         .named(format!("AC2 connect {number}"))
         .mount(&env.twilio)
@@ -292,8 +303,9 @@ async fn twilio_number_of(env: &Env, number: &str, token: &str, webhook: &str, c
 }
 
 /// A ClusterProviderConfig (its Secret in the operator's namespace) serves the namespace it
-/// lists with its own Twilio account, and not another one, which stalls without a call. The flags'
-/// default serves the operator's namespace and the namespaces of `--default-provider-namespaces`.
+/// lists and the one its namespaceSelector selects with its own Twilio account, and not another
+/// one, which stalls without a call. The flags' default serves the operator's namespace and the
+/// namespaces of `--default-provider-namespaces`.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_cluster_configuration_serves_only_the_namespaces_it_admits() {
     let mut env = Env::builder()
@@ -303,6 +315,7 @@ async fn a_cluster_configuration_serves_only_the_namespaces_it_admits() {
     for ns in ["team-c", "team-d", "team-f"] {
         namespace(&env, ns).await;
     }
+    labelled_namespace(&env, "team-e", &[("tier", "paid")]).await;
     const TOKEN2: &str = "twilio-token-ac2-do-not-leak";
     const HOOK2: &str = "https://hooks.example.org/ac2";
     env.tokens.push(TOKEN2.into());
@@ -319,6 +332,12 @@ async fn a_cluster_configuration_serves_only_the_namespaces_it_admits() {
                 webhook_url: HOOK2.into(),
             }),
             namespaces: vec!["team-c".into()],
+            namespace_selector: Some(
+                k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector {
+                    match_labels: Some([("tier".to_string(), "paid".to_string())].into()),
+                    ..Default::default()
+                },
+            ),
             ..Default::default()
         },
     );
@@ -328,13 +347,18 @@ async fn a_cluster_configuration_serves_only_the_namespaces_it_admits() {
         .unwrap();
     twilio_number_of(&env, "+4915100000003", TOKEN2, HOOK2, 1).await;
     twilio_number_of(&env, "+4915100000004", TOKEN2, HOOK2, 0).await;
+    twilio_number_of(&env, "+4915100000005", TOKEN2, HOOK2, 1).await;
     // The flags' account, for the namespace the flag admits.
     env.fake_twilio_number("+4915100000006", "PN6", 1, 0).await;
     let shared = ProviderConfigRef {
         kind: ProviderConfigKind::ClusterProviderConfig,
         name: "shared".into(),
     };
-    for (ns, number) in [("team-c", "+4915100000003"), ("team-d", "+4915100000004")] {
+    for (ns, number) in [
+        ("team-c", "+4915100000003"),
+        ("team-d", "+4915100000004"),
+        ("team-e", "+4915100000005"),
+    ] {
         let mut ch = channel(Source::TwilioSms, number)
             .named("sms")
             .namespace(ns)
@@ -351,12 +375,14 @@ async fn a_cluster_configuration_serves_only_the_namespaces_it_admits() {
     )
     .await;
     eventually(
-        "team-c and team-f Connected, team-d Stalled by admission",
+        "team-c, team-e and team-f Connected, team-d Stalled by admission",
         || async {
             let c = reason_of(&env, "team-c", "sms").await;
+            let e = reason_of(&env, "team-e", "sms").await;
             let d = reason_of(&env, "team-d", "sms").await;
             let f = reason_of(&env, "team-f", "sms").await;
             c.is_some_and(|(r, _, _)| r == "Connected")
+                && e.is_some_and(|(r, _, _)| r == "Connected")
                 && f.is_some_and(|(r, _, _)| r == "Connected")
                 && d.is_some_and(|(r, s, m)| {
                     r == "ProviderConfigMissing"
@@ -368,5 +394,97 @@ async fn a_cluster_configuration_serves_only_the_namespaces_it_admits() {
         },
     )
     .await;
+    env.finish().await;
+}
+
+/// The Ready condition of ProviderConfig `ns/name`: (status, reason, message).
+async fn config_ready(env: &Env, ns: &str, name: &str) -> Option<(String, String, String)> {
+    let pc = Api::<ProviderConfig>::namespaced(env.sb.client(), ns)
+        .get_opt(name)
+        .await
+        .ok()
+        .flatten()?;
+    let c = pc
+        .status?
+        .conditions
+        .into_iter()
+        .find(|c| c.type_ == "Ready")?;
+    Some((c.status, c.reason, c.message))
+}
+
+/// A configuration reports in its own status whether it is usable: Ready=False naming the
+/// missing Secret (never a value), then Ready=True once the Secret is there; `kubectl get
+/// providerconfigs` shows it. Channels using it connect once it is usable.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_configuration_reports_its_readiness_in_its_status() {
+    let mut env = Env::builder()
+        .controller_args(&["--sweep-seconds", "1"])
+        .build()
+        .await;
+    namespace(&env, "team-s").await;
+    let mut pc = ProviderConfig::new(
+        "default",
+        ProviderConfigSpec {
+            facebook: Some(FacebookApp {
+                app_id: "app-s".into(),
+                app_secret_ref: key_ref("fb-app", "app-secret"),
+            }),
+            twilio: None,
+        },
+    );
+    pc.metadata.namespace = Some("team-s".into());
+    Api::<ProviderConfig>::namespaced(env.sb.client(), "team-s")
+        .create(&PostParams::default(), &pc)
+        .await
+        .unwrap();
+    let page = env.fake_page("ps", 1, 0).await;
+    exchange_with(&env, "ps", "app-s", "app-secret-s-do-not-leak").await;
+    create_secret(&env, "team-s", "tok", "page_token", &page).await;
+    create_channel(
+        &env,
+        channel(Source::Facebook, &page_id("ps"))
+            .named("fb")
+            .namespace("team-s")
+            .credentials("tok", "page_token")
+            .build(),
+    )
+    .await;
+    eventually("the configuration and its Channel report the missing Secret", || async {
+        let pc = config_ready(&env, "team-s", "default").await;
+        let ch = reason_of(&env, "team-s", "fb").await;
+        pc.is_some_and(|(s, r, m)| {
+            s == "False"
+                && r == "SecretsMissing"
+                && m.contains("the Secret team-s/fb-app named by spec.facebook.appSecretRef does not exist")
+        }) && ch.is_some_and(|(r, s, m)| {
+            r == "ProviderConfigMissing" && s == "True" && m.contains("ProviderConfig team-s/default")
+        })
+    })
+    .await;
+    env.tokens.push("app-secret-s-do-not-leak".into());
+    create_secret(
+        &env,
+        "team-s",
+        "fb-app",
+        "app-secret",
+        "app-secret-s-do-not-leak",
+    )
+    .await;
+    eventually(
+        "the configuration Ready and its Channel Connected",
+        || async {
+            let pc = config_ready(&env, "team-s", "default").await;
+            let ch = reason_of(&env, "team-s", "fb").await;
+            pc.is_some_and(|(s, r, m)| {
+                s == "True" && r == "SecretsFound" && !m.contains("app-secret-s-do-not-leak")
+            }) && ch.is_some_and(|(r, _, _)| r == "Connected")
+        },
+    )
+    .await;
+    let table = env
+        .kubectl_ok(&["get", "providerconfigs", "-n", "team-s"], None)
+        .await;
+    let row: Vec<&str> = table.lines().nth(1).unwrap().split_whitespace().collect();
+    assert_eq!(&row[..3], ["default", "True", "SecretsFound"], "{table}");
     env.finish().await;
 }

@@ -13,6 +13,7 @@ mod events;
 pub mod leader;
 pub mod logic;
 mod plan;
+mod provider_config_status;
 pub mod provider_configs;
 pub mod reconcile;
 #[cfg(test)]
@@ -337,6 +338,12 @@ pub async fn run_controller(
             }
             std::future::ready(())
         });
+    let readiness = provider_config_status::report(
+        client.clone(),
+        provider_configs,
+        scope.clone(),
+        Duration::from_secs(args.sweep_seconds.max(1)),
+    );
     let timeout = Duration::from_secs(args.shutdown_timeout_seconds);
     let overdue = async {
         shutdown.requested().await;
@@ -346,6 +353,7 @@ pub async fn run_controller(
     tokio::select! {
         () = run => {}
         () = ready => {}
+        () = readiness => {}
         () = overdue => warn!(timeout_seconds = timeout.as_secs(), "reconciles still running at the shutdown timeout; stopping them"),
     }
     metrics.set_channel_counter(None);

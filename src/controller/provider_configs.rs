@@ -11,8 +11,8 @@ use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 
-use futures::{Stream, StreamExt};
-use k8s_openapi::api::core::v1::Secret as KubeSecret;
+use futures::StreamExt;
+use k8s_openapi::api::core::v1::{Namespace, Secret as KubeSecret};
 use kube::runtime::reflector::{self, store::Writer, Store};
 use kube::runtime::watcher::{self, watcher, Event};
 use kube::runtime::WatchStreamExt;
@@ -41,7 +41,10 @@ pub struct ProviderConfigs {
     namespaced: Store<ProviderConfig>,
     cluster: Store<ClusterProviderConfig>,
     synced: Arc<[AtomicBool; 2]>,
-    /// Per configuration (`kind/namespace/name`): the versions it was built from, and the providers.
+    /// Poked when a configuration is listed, changed or deleted.
+    changes: Arc<tokio::sync::Notify>,
+    /// Per configuration (`kind/namespace/name`): the generation and Secret versions it was built
+    /// from, and the providers.
     built: Mutex<HashMap<String, (String, Providers)>>,
 }
 
@@ -71,6 +74,7 @@ impl ProviderConfigs {
             namespaced,
             cluster,
             synced: Arc::new([AtomicBool::new(false), AtomicBool::new(false)]),
+            changes: Arc::new(tokio::sync::Notify::new()),
             built: Mutex::new(HashMap::new()),
         };
         let writers = Writers {
@@ -88,6 +92,11 @@ impl ProviderConfigs {
             s.store(true, Ordering::SeqCst);
         }
         configs
+    }
+
+    /// Returns once a configuration was listed, changed or deleted since the last call.
+    pub async fn changed(&self) {
+        self.changes.notified().await
     }
 
     /// The operator's namespace, where a `ClusterProviderConfig`'s Secrets are read.
@@ -127,16 +136,33 @@ impl ProviderConfigs {
                 .get(&reflector::ObjectRef::new(name).within(&ns))
         };
         let cluster = |name: &str| self.cluster.get(&reflector::ObjectRef::new(name));
-        let chosen = match choose(
-            &ns,
-            ch.spec.provider_config_ref.as_ref(),
-            &Candidates {
-                namespaced: &namespaced,
-                cluster: &cluster,
-                namespace_labels: None,
-                flags: &self.flags,
-            },
-        ) {
+        let reference = ch.spec.provider_config_ref.as_ref();
+        let mut candidates = Candidates {
+            namespaced: &namespaced,
+            cluster: &cluster,
+            namespace_labels: None,
+            flags: &self.flags,
+        };
+        let mut chosen = choose(&ns, reference, &candidates);
+        // The namespace's labels are read only when a ClusterProviderConfig's selector may
+        // admit it (one GET; Namespaces are not watched).
+        let labels;
+        if chosen.is_err()
+            && self
+                .cluster
+                .state()
+                .iter()
+                .any(|c| c.spec.namespace_selector.is_some())
+        {
+            labels = Api::<Namespace>::all(client.clone())
+                .get_metadata_opt(&ns)
+                .await?
+                .map(|n| n.metadata.labels.unwrap_or_default())
+                .unwrap_or_default();
+            candidates.namespace_labels = Some(&labels);
+            chosen = choose(&ns, reference, &candidates);
+        }
+        let chosen = match chosen {
             Ok(c) => c,
             Err(why) => return Ok(Err(why)),
         };
@@ -145,17 +171,17 @@ impl ProviderConfigs {
             Chosen::Namespaced(pc) => (
                 format!("ProviderConfig/{ns}/{}", pc.name_any()),
                 pc.accounts(),
-                pc.resource_version(),
+                pc.metadata.generation,
                 ns.clone(),
             ),
             Chosen::Cluster(cpc) => (
                 format!("ClusterProviderConfig/{}", cpc.name_any()),
                 cpc.accounts(),
-                cpc.resource_version(),
+                cpc.metadata.generation,
                 self.flags.operator_namespace.clone(),
             ),
         };
-        if matches!(chosen, Chosen::Namespaced(_)) && !scope.allows(&secret_ns) {
+        if !scope.allows(&secret_ns) {
             return Ok(Err(format!(
                 "{}: the operator is not configured to read Secrets in namespace {secret_ns} (--secret-namespaces)",
                 chosen.describe()
@@ -166,6 +192,7 @@ impl ProviderConfigs {
             Ok(r) => r,
             Err(why) => return Ok(Err(format!("{}: {why}", chosen.describe()))),
         };
+        // The configuration's generation (its spec; not its status) and its Secrets' versions.
         let version = format!("{}@{}", rv.unwrap_or_default(), read.versions);
         let mut built = self.built.lock().expect("not poisoned");
         if let Some((v, providers)) = built.get(&key) {
@@ -189,7 +216,7 @@ impl ProviderConfigs {
         writers: Writers,
         channels: Store<Channel>,
         metrics: Arc<Metrics>,
-    ) -> impl Stream<Item = Channel> + Send + 'static {
+    ) -> futures::stream::BoxStream<'static, Channel> {
         let api: Api<ProviderConfig> = if namespace.is_empty() {
             Api::all(client.clone())
         } else {
@@ -197,6 +224,8 @@ impl ProviderConfigs {
         };
         let synced = self.synced.clone();
         let store = channels.clone();
+        let changes = self.changes.clone();
+        let mut seen = Generations::default();
         let namespaced = tracked(
             watcher(api, watcher::Config::default().any_semantic())
                 .backoff(WatchBackoff::default())
@@ -208,14 +237,30 @@ impl ProviderConfigs {
             let ns = match &event {
                 Event::InitDone => {
                     synced[0].store(true, Ordering::SeqCst);
+                    changes.notify_one();
                     None
                 }
-                Event::Apply(pc) | Event::Delete(pc) => Some(pc.namespace().unwrap_or_default()),
+                Event::Apply(pc) if seen.is_new(pc) => {
+                    changes.notify_one();
+                    Some(pc.namespace().unwrap_or_default())
+                }
+                Event::Delete(pc) => {
+                    seen.forget(pc);
+                    Some(pc.namespace().unwrap_or_default())
+                }
                 _ => None,
             };
             futures::stream::iter(concerned(&store, ns.as_deref()))
         });
+        if !namespace.is_empty() {
+            // A namespaced install watches no cluster-scoped object: only the ProviderConfigs
+            // of its namespace and the flags' default serve its Channels.
+            self.synced[1].store(true, Ordering::SeqCst);
+            return namespaced.boxed();
+        }
         let synced = self.synced.clone();
+        let changes = self.changes.clone();
+        let mut seen = Generations::default();
         let cluster = tracked(
             watcher(
                 Api::<ClusterProviderConfig>::all(client),
@@ -230,9 +275,17 @@ impl ProviderConfigs {
             let all = match &event {
                 Event::InitDone => {
                     synced[1].store(true, Ordering::SeqCst);
+                    changes.notify_one();
                     false
                 }
-                Event::Apply(_) | Event::Delete(_) => true,
+                Event::Apply(cpc) if seen.is_new(cpc) => {
+                    changes.notify_one();
+                    true
+                }
+                Event::Delete(cpc) => {
+                    seen.forget(cpc);
+                    true
+                }
                 _ => false,
             };
             let due = if all {
@@ -242,7 +295,24 @@ impl ProviderConfigs {
             };
             futures::stream::iter(due)
         });
-        futures::stream::select(namespaced.boxed(), cluster.boxed())
+        futures::stream::select(namespaced.boxed(), cluster.boxed()).boxed()
+    }
+}
+
+/// The generation last seen of each configuration: only a new one (a spec change, or a new
+/// object) concerns Channels, not the configuration's own status writes.
+#[derive(Default)]
+struct Generations(HashMap<String, Option<i64>>);
+
+impl Generations {
+    fn is_new<K: kube::Resource>(&mut self, object: &K) -> bool {
+        let uid = object.meta().uid.clone().unwrap_or_default();
+        self.0.insert(uid, object.meta().generation) != Some(object.meta().generation)
+    }
+
+    fn forget<K: kube::Resource>(&mut self, object: &K) {
+        self.0
+            .remove(&object.meta().uid.clone().unwrap_or_default());
     }
 }
 
