@@ -99,6 +99,27 @@ impl ProviderConfigs {
         self.changes.notified().await
     }
 
+    /// Configurations holding exactly these objects, listed (for the pinned scenarios).
+    #[cfg(test)]
+    pub fn with_objects(
+        base: Providers,
+        flags: FlagsDefault,
+        namespaced: Vec<ProviderConfig>,
+        cluster: Vec<ClusterProviderConfig>,
+    ) -> Self {
+        let (configs, mut writers) = ProviderConfigs::new(base, flags);
+        for pc in namespaced {
+            writers.namespaced.apply_watcher_event(&Event::Apply(pc));
+        }
+        for cpc in cluster {
+            writers.cluster.apply_watcher_event(&Event::Apply(cpc));
+        }
+        for s in configs.synced.iter() {
+            s.store(true, Ordering::SeqCst);
+        }
+        configs
+    }
+
     /// The operator's namespace, where a `ClusterProviderConfig`'s Secrets are read.
     pub fn operator_namespace(&self) -> &str {
         &self.flags.operator_namespace

@@ -657,4 +657,5 @@ async fn an_ambiguous_connect_is_recorded_and_undone_at_deletion() {
     .await;
 }
 
+mod provider_config;
 mod sources;
