@@ -334,7 +334,8 @@ pub struct ChannelStatus {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub quality_rating: Option<String>,
     /// The connection inputs the channel was connected with (source, source channel id and, where
-    /// used, the credentials Secret's name/key/resourceVersion) — never a token. While they are
+    /// used, the credentials Secret's name/key/resourceVersion and the provider configuration
+    /// resource) — never a token. While they are
     /// unchanged the controller does not connect the channel again.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub connected_with: Option<String>,

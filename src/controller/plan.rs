@@ -22,8 +22,10 @@ pub struct Observed {
     /// Whether a connected channel is due for a re-check at its provider.
     pub recheck_due: bool,
     /// Whether the Channel has a usable provider configuration where a provider call needs one:
-    /// `Err` says why not (then no provider may be called).
-    pub provider_config: Result<(), String>,
+    /// `Err` says why not (then no provider may be called); `Ok(Some(config))` names a
+    /// configuration resource (`None`: the flags' accounts, or none needed), part of the
+    /// connection inputs.
+    pub provider_config: Result<Option<String>, String>,
 }
 
 /// The one thing to do now.
@@ -123,7 +125,11 @@ pub fn plan(ch: &Channel, observed: &Observed) -> Step {
             ),
         );
     }
-    let fingerprint = logic::fingerprint(&ch.spec, version);
+    let mut fingerprint = logic::fingerprint(&ch.spec, version);
+    if let Ok(Some(config)) = &observed.provider_config {
+        // Connected with other accounts: connect again with this configuration's.
+        fingerprint.push_str(&format!(";config={config}"));
+    }
     if status.connected && status.connected_with.as_deref() == Some(fingerprint.as_str()) {
         Step::Confirm {
             fingerprint,
@@ -172,7 +178,7 @@ mod tests {
             })),
             token_secret: TokenSecret::Absent,
             recheck_due: false,
-            provider_config: Ok(()),
+            provider_config: Ok(None),
         }
     }
 
@@ -273,6 +279,28 @@ mod tests {
                 reason: Reason::Duplicate,
                 ..
             }
+        ));
+    }
+
+    #[test]
+    fn another_configuration_means_connecting_again() {
+        let mut o = observed();
+        o.provider_config = Ok(Some("ProviderConfig/ns/default".into()));
+        let fp = format!("{FP};config=ProviderConfig/ns/default");
+        assert_eq!(
+            plan(&facebook(), &o),
+            Step::Connect {
+                fingerprint: fp.clone()
+            }
+        );
+        // Connected with the flags' accounts (no config in the inputs): connect again.
+        assert!(matches!(
+            plan(&connected(facebook(), FP), &o),
+            Step::Connect { .. }
+        ));
+        assert!(matches!(
+            plan(&connected(facebook(), &fp), &o),
+            Step::Confirm { .. }
         ));
     }
 

@@ -135,16 +135,17 @@ impl ProviderConfigs {
         &self.cluster
     }
 
-    /// The providers for `ch`: `Ok(Err(why))` when it has no usable configuration (it must call
-    /// no provider), an error when the caches are not filled yet or a Secret cannot be read.
+    /// The providers for `ch` and which configuration they are of (`None`: the flags'):
+    /// `Ok(Err(why))` when it has no usable configuration (it must call no provider), an error
+    /// when the caches are not filled yet or a Secret cannot be read.
     pub async fn providers_for(
         &self,
         client: &Client,
         scope: &SecretScope,
         ch: &Channel,
-    ) -> Result<Result<Providers, String>, Error> {
+    ) -> Result<Result<(Providers, Option<String>), String>, Error> {
         if !needs_provider_config(ch.spec.source) {
-            return Ok(Ok(self.base.clone()));
+            return Ok(Ok((self.base.clone(), None)));
         }
         if !self.synced.iter().all(|s| s.load(Ordering::SeqCst)) {
             return Err(Error::NotSynced(
@@ -188,7 +189,7 @@ impl ProviderConfigs {
             Err(why) => return Ok(Err(why)),
         };
         let (key, accounts, rv, secret_ns) = match &chosen {
-            Chosen::Flags => return Ok(Ok(self.base.clone())),
+            Chosen::Flags => return Ok(Ok((self.base.clone(), None))),
             Chosen::Namespaced(pc) => (
                 format!("ProviderConfig/{ns}/{}", pc.name_any()),
                 pc.accounts(),
@@ -218,12 +219,12 @@ impl ProviderConfigs {
         let mut built = self.built.lock().expect("not poisoned");
         if let Some((v, providers)) = built.get(&key) {
             if *v == version {
-                return Ok(Ok(providers.clone()));
+                return Ok(Ok((providers.clone(), Some(key))));
             }
         }
         let providers = self.base.with_accounts(read.facebook, read.twilio);
-        built.insert(key, (version, providers.clone()));
-        Ok(Ok(providers))
+        built.insert(key.clone(), (version, providers.clone()));
+        Ok(Ok((providers, Some(key))))
     }
 
     /// The configuration watches (`namespace` empty: every namespace), reflected into the

@@ -106,14 +106,14 @@ async fn observe(ch: &Channel, ctx: &Context) -> Result<(Observed, Providers), E
         credentials: Ok(None),
         token_secret: TokenSecret::Absent,
         recheck_due: false,
-        provider_config: Ok(()),
+        provider_config: Ok(None),
     };
     let mut providers = ctx.providers.clone();
     let status = ch.status.clone().unwrap_or_default();
     if ch.metadata.deletion_timestamp.is_some() {
         if ch.spec.deletion_policy == DeletionPolicy::Disconnect && may_be_connected(&status) {
             match provider_config(ch, ctx).await? {
-                Ok(p) => providers = p,
+                Ok((p, _)) => providers = p,
                 Err(why) => observed.provider_config = Err(why),
             }
         }
@@ -131,7 +131,10 @@ async fn observe(ch: &Channel, ctx: &Context) -> Result<(Observed, Providers), E
     }
     if ch.spec.connected || may_be_connected(&status) {
         match provider_config(ch, ctx).await? {
-            Ok(p) => providers = p,
+            Ok((p, config)) => {
+                providers = p;
+                observed.provider_config = Ok(config);
+            }
             Err(why) => {
                 // No provider is called, and nothing more is read.
                 observed.provider_config = Err(why);
@@ -167,7 +170,10 @@ async fn observe(ch: &Channel, ctx: &Context) -> Result<(Observed, Providers), E
 }
 
 /// The providers of the Channel's provider configuration, or why it has no usable one.
-async fn provider_config(ch: &Channel, ctx: &Context) -> Result<Result<Providers, String>, Error> {
+async fn provider_config(
+    ch: &Channel,
+    ctx: &Context,
+) -> Result<Result<(Providers, Option<String>), String>, Error> {
     ctx.provider_configs
         .providers_for(&ctx.client, &ctx.config.secret_scope, ch)
         .await
