@@ -1,22 +1,31 @@
-//! Controller throughput and memory against the in-memory API server and a fake Graph API.
+//! The controller and the API at scale, against the in-memory API server and a fake Graph API.
 //!
-//! `cargo bench --bench controller` (sizes: `BENCH_SIZES=1000,10000`, the default). For each size:
-//! a fresh sandbox; its raw write rates (Secret and Channel creates, 32 in flight, no controller
-//! running); the controller (`--namespace default`) started as a
-//! child process (`channel-operator controller` with a kubeconfig); N Facebook Channels created
-//! (32 in flight); then the seconds until all are Ready, reconciles per second (from the
-//! controller's /metrics) and the controller's peak resident memory (VmHWM).
+//! `cargo bench --bench controller` (sizes: `BENCH_SIZES=1000,10000,100000`, the default;
+//! `cargo test --all-targets` runs a smoke size of 60). First, once: the apiserver writes per
+//! Channel of each source (chat plugin, Google, Facebook), counted by the sandbox for the
+//! controller's user while 100 Channels of one source at a time are connected. Then for each size:
 //!
-//! Then the same again with disruptions during the creates: the watch history compacted and every
-//! watch cut every 2 s (forced re-lists), and one apiserver restart (3 s down) halfway. It prints
-//! the all-Ready time and the number of Channels never reconciled (no finalizer, no status; must
-//! be 0).
+//! - a fresh sandbox and its raw write rate (Channel creates, 32 in flight, no controller);
+//! - `channel-operator controller` and `channel-operator api` as child processes, each
+//!   authenticating as its own user, the controller's Facebook provider at an in-process fake
+//!   Graph API;
+//! - N Channels created 32 in flight, a mix of 2/5 chat plugin, 1/5 Google and 2/5 Facebook;
+//! - the seconds until all are Ready (from the first create), the writes per Channel (the
+//!   controller's, counted by the sandbox, plus the create), the time the apiserver needs for
+//!   those writes alone (N × writes per Channel ÷ raw write rate) and the ratio of the two, and
+//!   each process's peak resident memory (VmHWM) and its growth per Channel over the idle process;
+//! - for sizes up to 10,000, the same again with disruptions during the creates (the watch history
+//!   compacted and every watch cut every 2 s, one apiserver restart of 3 s halfway), counting the
+//!   Channels never reconciled (no finalizer, no status; must be 0).
+//!
+//! A table of every size closes the run. A run that does not finish, or leaves a Channel never
+//! reconciled, panics: the smoke run in CI fails with it.
 
 use std::time::{Duration, Instant};
 
 use channel_operator::crd::{Channel, ChannelSpec, SecretKeyRef, Source};
 use futures::{StreamExt, TryStreamExt};
-use k8s_openapi::api::core::v1::Secret;
+use k8s_openapi::api::core::v1::{Namespace, Secret};
 use kube::api::{Api, ListParams, PostParams};
 use kube::CustomResourceExt;
 use kube_sandbox::Sandbox;
@@ -24,6 +33,11 @@ use wiremock::matchers::{method, path, path_regex};
 use wiremock::{Mock, MockServer, ResponseTemplate};
 
 const IN_FLIGHT: usize = 32;
+/// The Channels of one source connected to count its writes.
+const CALIBRATION: usize = 100;
+/// The controller's and the API's sandbox users (the sandbox counts writes per user).
+const CONTROLLER: &str = "bench-controller";
+const API: &str = "bench-api";
 
 fn main() {
     let rt = tokio::runtime::Builder::new_multi_thread()
@@ -33,16 +47,77 @@ fn main() {
     rt.block_on(run());
 }
 
+/// What one size measured.
+struct Row {
+    n: usize,
+    disrupted: bool,
+    all_ready: f64,
+    write_rate: f64,
+    writes_per_channel: f64,
+    controller_peak_mib: f64,
+    controller_kib_per_channel: f64,
+    api_peak_mib: f64,
+    api_kib_per_channel: f64,
+}
+
+impl Row {
+    /// The seconds the apiserver needs for the writes alone.
+    fn writes_alone(&self) -> f64 {
+        self.n as f64 * self.writes_per_channel / self.write_rate
+    }
+}
+
 async fn run() {
     // `cargo bench` passes --bench; `cargo test --all-targets` (CI) runs this binary without it:
     // then only a small smoke run.
     let full = std::env::args().any(|a| a == "--bench");
-    let default_sizes = if full { "1000,10000" } else { "50" };
+    let default_sizes = if full { "1000,10000,100000" } else { "60" };
     let sizes: Vec<usize> = std::env::var("BENCH_SIZES")
         .unwrap_or_else(|_| default_sizes.into())
         .split(',')
         .filter_map(|s| s.trim().parse().ok())
         .collect();
+    let graph = fake_graph().await;
+    let graph_url = format!("{}/v24.0", graph.uri());
+    println!("controller benchmark (sandbox in-process; controller and API as child processes; fake Graph API in-process)");
+
+    let calibration = if full { CALIBRATION } else { 10 };
+    println!("apiserver writes per Channel by source ({calibration} Channels each, the create included):");
+    for source in [Source::ChatPlugin, Source::Google, Source::Facebook] {
+        let writes = writes_per_channel(&graph_url, source, calibration).await;
+        println!("  {:<12} {writes:.2}", source.as_str());
+    }
+
+    let mut rows = Vec::new();
+    for n in sizes {
+        rows.push(bench(n, &graph_url, false).await);
+        if n <= 10_000 {
+            rows.push(bench(n, &graph_url, true).await);
+        }
+    }
+    println!();
+    println!("| Channels | all Ready | writes/Channel | writes alone | ratio | controller peak | per Channel | API peak | per Channel |");
+    println!("|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
+    for r in &rows {
+        println!(
+            "| {}{} | {:.1} s | {:.2} | {:.1} s ({:.0}/s) | {:.2} | {:.1} MiB | {:.2} KiB | {:.1} MiB | {:.2} KiB |",
+            r.n,
+            if r.disrupted { " (disrupted)" } else { "" },
+            r.all_ready,
+            r.writes_per_channel,
+            r.writes_alone(),
+            r.write_rate,
+            r.all_ready / r.writes_alone(),
+            r.controller_peak_mib,
+            r.controller_kib_per_channel,
+            r.api_peak_mib,
+            r.api_kib_per_channel,
+        );
+    }
+}
+
+/// The fake Graph API: every page exchanges, reads and subscribes.
+async fn fake_graph() -> MockServer {
     let graph = MockServer::builder()
         .disable_request_recording()
         .start()
@@ -71,57 +146,83 @@ async fn run() {
         )
         .mount(&graph)
         .await;
-    println!(
-        "controller benchmark (sandbox in-process, controller in a child process, fake Graph API)"
-    );
-    for n in sizes {
-        bench(n, &format!("{}/v24.0", graph.uri()), false).await;
-        bench(n, &format!("{}/v24.0", graph.uri()), true).await;
-    }
+    graph
 }
 
-fn vm_hwm_kib(pid: u32) -> Option<u64> {
+fn kib(pid: u32, field: &str) -> Option<u64> {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
     status
         .lines()
-        .find(|l| l.starts_with("VmHWM:"))?
+        .find(|l| l.starts_with(field))?
         .split_whitespace()
         .nth(1)?
         .parse()
         .ok()
 }
 
-async fn metric(addr: &str, name: &str) -> Option<f64> {
+/// Every sample of `name` whose labels contain `having` in the /metrics text at `addr`, summed.
+async fn metric_sum(addr: &str, name: &str, having: &str) -> Option<f64> {
     let text = reqwest::get(format!("http://{addr}/metrics"))
         .await
         .ok()?
         .text()
         .await
         .ok()?;
-    text.lines()
-        .find(|l| l.starts_with(name) && l[name.len()..].starts_with(' '))?
-        .rsplit(' ')
-        .next()?
-        .parse()
-        .ok()
+    Some(
+        text.lines()
+            .filter(|l| {
+                l.strip_prefix(name)
+                    .is_some_and(|r| r.starts_with(' ') || r.starts_with('{'))
+                    && l.contains(having)
+            })
+            .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+            .sum(),
+    )
 }
 
-fn channel(i: usize) -> Channel {
+/// Channel `i` of `source`; Facebook ones name the shared page token Secret.
+fn channel(source: Source, i: usize) -> Channel {
+    let (name, scid) = match source {
+        Source::Facebook => (format!("facebook-{i}"), format!("{}", 1_000_000 + i)),
+        Source::Google => (format!("google-{i}"), format!("agent-{i}")),
+        _ => (format!("chat-{i}"), format!("website-{i}")),
+    };
+    let credentials_secret_ref = (source == Source::Facebook).then(|| SecretKeyRef {
+        name: "bench-page-token".into(),
+        key: "page_token".into(),
+    });
     Channel::new(
-        &format!("bench-{i}"),
+        &name,
         ChannelSpec {
-            credentials_secret_ref: Some(SecretKeyRef {
-                name: "bench-page-token".into(),
-                key: "page_token".into(),
-            }),
-            ..ChannelSpec::new(Source::Facebook, format!("{}", 1_000_000 + i))
+            credentials_secret_ref,
+            name: Some(format!("Bench {i}")),
+            ..ChannelSpec::new(source, scid)
         },
     )
 }
 
-fn secret(name: &str) -> Secret {
+/// The mix: 2/5 chat plugin, 1/5 Google, 2/5 Facebook.
+fn mixed(i: usize) -> Channel {
+    let source = match i % 5 {
+        0 | 1 => Source::ChatPlugin,
+        2 => Source::Google,
+        _ => Source::Facebook,
+    };
+    channel(source, i)
+}
+
+/// The users' page token, with their consent to be used as Channel credentials.
+fn page_token_secret(name: &str) -> Secret {
+    use channel_operator::ownership::{CREDENTIALS_CONSENT, CREDENTIALS_LABEL};
     let mut s = Secret::default();
     s.metadata.name = Some(name.into());
+    s.metadata.labels = Some(
+        [(
+            CREDENTIALS_LABEL.to_string(),
+            CREDENTIALS_CONSENT.to_string(),
+        )]
+        .into(),
+    );
     s.data = Some(
         [(
             "page_token".to_string(),
@@ -130,6 +231,258 @@ fn secret(name: &str) -> Secret {
         .into(),
     );
     s
+}
+
+/// A sandbox with the CRD, the page token Secret in `default`, and a kubeconfig per user.
+struct Cluster {
+    sb: Sandbox,
+    dir: tempfile::TempDir,
+}
+
+impl Cluster {
+    async fn start() -> Cluster {
+        let sb = Sandbox::start(0).await.expect("sandbox");
+        sb.install_crd(&Channel::crd()).await.expect("crd");
+        for crd in channel_operator::provider_config::crds() {
+            sb.install_crd(&crd).await.expect("crd");
+        }
+        Api::<Secret>::namespaced(sb.client(), "default")
+            .create(
+                &PostParams::default(),
+                &page_token_secret("bench-page-token"),
+            )
+            .await
+            .expect("page token Secret");
+        Cluster {
+            sb,
+            dir: tempfile::tempdir().unwrap(),
+        }
+    }
+
+    fn channels(&self) -> Api<Channel> {
+        Api::namespaced(self.sb.client(), "default")
+    }
+
+    /// `channel-operator <argv>` as a child process authenticating as `user`; waits for its
+    /// `/readyz` at `addr`.
+    async fn spawn(&self, user: &str, addr: &str, argv: &[&str]) -> Proc {
+        let kubeconfig = self.dir.path().join(format!("kubeconfig-{user}"));
+        self.sb
+            .write_kubeconfig_as(&kubeconfig, user, &["system:masters"])
+            .unwrap();
+        let child = tokio::process::Command::new(env!("CARGO_BIN_EXE_channel-operator"))
+            .args(["--log-level", "warn"])
+            .args(argv)
+            .env("KUBECONFIG", &kubeconfig)
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::inherit())
+            .kill_on_drop(true)
+            .spawn()
+            .expect("the process starts");
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            let ready = reqwest::get(format!("http://{addr}/readyz"))
+                .await
+                .is_ok_and(|r| r.status().is_success());
+            if ready {
+                break;
+            }
+            assert!(Instant::now() < deadline, "{argv:?} never became ready");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        let pid = child.id().unwrap();
+        Proc {
+            _child: child,
+            pid,
+            addr: addr.to_string(),
+            idle_kib: kib(pid, "VmRSS:").unwrap_or(0),
+            peak_kib: 0,
+        }
+    }
+
+    async fn controller(&self, graph_url: &str) -> Proc {
+        let addr = free_addr();
+        self.spawn(
+            CONTROLLER,
+            &addr,
+            &[
+                "controller",
+                "--leader-election",
+                "false",
+                "--namespace",
+                "default",
+                "--metrics-addr",
+                &addr,
+                "--facebook-app-id",
+                "bench-app",
+                "--facebook-app-secret",
+                "bench-app-secret",
+                "--facebook-graph-url",
+                graph_url,
+            ],
+        )
+        .await
+    }
+
+    /// The apiserver writes the controller's user made so far.
+    fn controller_writes(&self) -> usize {
+        self.sb.faults().writes_by(CONTROLLER).len()
+    }
+
+    /// Creates `channels`, `IN_FLIGHT` at once; with `retry`, a create a disruption cut off is
+    /// sent again, as a client would.
+    async fn create_all(&self, channels: impl Iterator<Item = Channel>, retry: bool) {
+        let api = self.channels();
+        futures::stream::iter(channels)
+            .map(|ch| {
+                let api = api.clone();
+                async move {
+                    loop {
+                        match api.create(&PostParams::default(), &ch).await {
+                            Ok(_) => return,
+                            Err(kube::Error::Api(e)) if e.code == 409 => return,
+                            Err(_) if retry => tokio::time::sleep(Duration::from_millis(100)).await,
+                            Err(e) => panic!("channel create: {e}"),
+                        }
+                    }
+                }
+            })
+            .buffer_unordered(IN_FLIGHT)
+            .collect::<Vec<()>>()
+            .await;
+    }
+
+    /// (Ready and connected, never reconciled) in `default`.
+    async fn census(&self) -> Option<(usize, usize)> {
+        let list = self.channels().list(&ListParams::default()).await.ok()?;
+        let ready = list
+            .items
+            .iter()
+            .filter(|c| {
+                c.ready_condition()
+                    .is_some_and(|r| r.status == "True" && r.reason == "Connected")
+            })
+            .count();
+        let never = list
+            .items
+            .iter()
+            .filter(|c| c.status.is_none() && c.metadata.finalizers.is_none())
+            .count();
+        Some((ready, never))
+    }
+
+    /// Waits until `n` Channels are Ready, polling the gauge of the controller whose metrics are
+    /// at `metrics` and confirming with a list; samples `procs`' peak memory meanwhile. Returns
+    /// the Channels never reconciled, or panics after `timeout`.
+    async fn wait_all_ready(
+        &self,
+        n: usize,
+        metrics: &str,
+        procs: &mut [&mut Proc],
+        timeout: Duration,
+    ) -> usize {
+        let t0 = Instant::now();
+        loop {
+            for p in procs.iter_mut() {
+                p.sample();
+            }
+            let connected = metric_sum(metrics, "channel_operator_channels", "state=\"connected\"")
+                .await
+                .unwrap_or(0.0);
+            if connected >= n as f64 {
+                if let Some((ready, never)) = self.census().await {
+                    if ready == n {
+                        return never;
+                    }
+                }
+            }
+            if t0.elapsed() > timeout {
+                let census = self.census().await;
+                panic!("n={n}: (Ready, never reconciled) = {census:?} after {timeout:?}");
+            }
+            tokio::time::sleep(Duration::from_millis(250)).await;
+        }
+    }
+}
+
+/// A child process of the product.
+struct Proc {
+    _child: tokio::process::Child,
+    pid: u32,
+    addr: String,
+    idle_kib: u64,
+    peak_kib: u64,
+}
+
+impl Proc {
+    fn sample(&mut self) {
+        self.peak_kib = self.peak_kib.max(kib(self.pid, "VmHWM:").unwrap_or(0));
+    }
+    fn peak_mib(&self) -> f64 {
+        self.peak_kib as f64 / 1024.0
+    }
+    fn kib_per_channel(&self, n: usize) -> f64 {
+        self.peak_kib.saturating_sub(self.idle_kib) as f64 / n as f64
+    }
+}
+
+fn free_addr() -> String {
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    format!("127.0.0.1:{port}")
+}
+
+/// The apiserver writes per Channel of `source`: `k` of them connected by a fresh controller,
+/// the controller's writes counted by the sandbox, plus the create.
+async fn writes_per_channel(graph_url: &str, source: Source, k: usize) -> f64 {
+    let cluster = Cluster::start().await;
+    let mut controller = cluster.controller(graph_url).await;
+    let before = cluster.controller_writes();
+    cluster
+        .create_all((0..k).map(|i| channel(source, i)), false)
+        .await;
+    let metrics = controller.addr.clone();
+    let never = cluster
+        .wait_all_ready(
+            k,
+            &metrics,
+            &mut [&mut controller],
+            Duration::from_secs(120),
+        )
+        .await;
+    assert_eq!(never, 0);
+    // Writes that follow Ready (an Event) land within moments.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    controller.sample();
+    let writes = (cluster.controller_writes() - before) as f64 / k as f64 + 1.0;
+    cluster.sb.shutdown().await;
+    writes
+}
+
+/// The sandbox's Channel create rate, 32 in flight, in a namespace the controller ignores.
+async fn raw_write_rate(cluster: &Cluster, n: usize) -> f64 {
+    let writes = n.clamp(100, 2000);
+    let mut ns = Namespace::default();
+    ns.metadata.name = Some("bench-rate".into());
+    Api::<Namespace>::all(cluster.sb.client())
+        .create(&PostParams::default(), &ns)
+        .await
+        .expect("namespace");
+    let api: Api<Channel> = Api::namespaced(cluster.sb.client(), "bench-rate");
+    let t = Instant::now();
+    futures::stream::iter(0..writes)
+        .map(|i| {
+            let api = api.clone();
+            async move { api.create(&PostParams::default(), &mixed(i)).await }
+        })
+        .buffer_unordered(IN_FLIGHT)
+        .try_collect::<Vec<_>>()
+        .await
+        .expect("channel creates");
+    writes as f64 / t.elapsed().as_secs_f64()
 }
 
 /// Forced re-lists every 2 s and one restart after `restart_after`, until `stop` is set.
@@ -155,192 +508,82 @@ async fn disrupt(
     relists
 }
 
-async fn bench(n: usize, graph_url: &str, disrupted: bool) {
-    let sb = Sandbox::start(0).await.expect("sandbox");
-    sb.install_crd(&Channel::crd()).await.expect("crd");
-    for crd in channel_operator::provider_config::crds() {
-        sb.install_crd(&crd).await.expect("crd");
-    }
-    let dir = tempfile::tempdir().unwrap();
-    let kubeconfig = dir.path().join("kubeconfig");
-    sb.write_kubeconfig(&kubeconfig).unwrap();
-    let client = sb.client();
-    let secrets: Api<Secret> = Api::namespaced(client.clone(), "default");
-    let channels: Api<Channel> = Api::namespaced(client.clone(), "default");
-
-    // The sandbox's own write rate, with the same concurrency the channel creates use.
-    let writes = if n < 1000 { 100 } else { 2000usize };
-    let t = Instant::now();
-    futures::stream::iter(0..writes)
-        .map(|i| {
-            let secrets = secrets.clone();
-            async move {
-                secrets
-                    .create(&PostParams::default(), &secret(&format!("rate-{i}")))
-                    .await
-            }
-        })
-        .buffer_unordered(IN_FLIGHT)
-        .try_collect::<Vec<_>>()
-        .await
-        .expect("secret creates");
-    let write_rate = writes as f64 / t.elapsed().as_secs_f64();
-    // And its Channel create rate (schema validation, CEL) in a namespace the controller ignores.
-    let namespaces: Api<k8s_openapi::api::core::v1::Namespace> = Api::all(client.clone());
-    let mut ns = k8s_openapi::api::core::v1::Namespace::default();
-    ns.metadata.name = Some("bench-rate".into());
-    namespaces
-        .create(&PostParams::default(), &ns)
-        .await
-        .expect("namespace");
-    let rate_channels: Api<Channel> = Api::namespaced(client.clone(), "bench-rate");
-    let t = Instant::now();
-    futures::stream::iter(0..writes)
-        .map(|i| {
-            let rate_channels = rate_channels.clone();
-            async move {
-                rate_channels
-                    .create(&PostParams::default(), &channel(i))
-                    .await
-            }
-        })
-        .buffer_unordered(IN_FLIGHT)
-        .try_collect::<Vec<_>>()
-        .await
-        .expect("channel creates");
-    let channel_write_rate = writes as f64 / t.elapsed().as_secs_f64();
-    secrets
-        .create(&PostParams::default(), &secret("bench-page-token"))
-        .await
-        .unwrap();
-
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    let metrics_addr = format!("127.0.0.1:{port}");
-    let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_channel-operator"))
-        .args([
-            "--log-level",
-            "warn",
-            "controller",
-            "--leader-election",
-            "false",
-            "--namespace",
-            "default",
-            "--metrics-addr",
-            &metrics_addr,
-            "--facebook-app-id",
-            "bench-app",
-            "--facebook-app-secret",
-            "bench-app-secret",
-            "--facebook-graph-url",
-            graph_url,
-        ])
-        .env("KUBECONFIG", &kubeconfig)
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::inherit())
-        .kill_on_drop(true)
-        .spawn()
-        .expect("controller starts");
-    let pid = child.id().unwrap();
-    let deadline = Instant::now() + Duration::from_secs(30);
-    loop {
-        let ready = reqwest::get(format!("http://{metrics_addr}/readyz"))
-            .await
-            .is_ok_and(|r| r.status().is_success());
-        if ready {
-            break;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "the controller never became ready"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    let reconciles_before = metric(&metrics_addr, "channel_operator_reconciles_total")
-        .await
-        .unwrap_or(0.0);
+async fn bench(n: usize, graph_url: &str, disrupted: bool) -> Row {
+    let cluster = Cluster::start().await;
+    let write_rate = raw_write_rate(&cluster, n).await;
+    let mut controller = cluster.controller(graph_url).await;
+    let api_addr = free_addr();
+    let mut api = cluster
+        .spawn(
+            API,
+            &api_addr,
+            &[
+                "api",
+                "--addr",
+                &api_addr,
+                "--channels-namespace",
+                "default",
+                "--facebook-graph-url",
+                graph_url,
+            ],
+        )
+        .await;
 
     let t0 = Instant::now();
     let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
     // Halfway through the creates (at the rate measured above).
-    let restart_after = Duration::from_secs_f64(n as f64 / channel_write_rate / 2.0);
+    let restart_after = Duration::from_secs_f64(n as f64 / write_rate / 2.0);
     let disruption =
-        disrupted.then(|| tokio::spawn(disrupt(sb.faults(), restart_after, stop.clone())));
-    futures::stream::iter(0..n)
-        .map(|i| {
-            let channels = channels.clone();
-            async move {
-                // A create the restart cut off is sent again, as a client would.
-                loop {
-                    match channels.create(&PostParams::default(), &channel(i)).await {
-                        Ok(_) => return,
-                        Err(kube::Error::Api(e)) if e.code == 409 => return,
-                        Err(_) if disrupted => {
-                            tokio::time::sleep(Duration::from_millis(100)).await;
-                        }
-                        Err(e) => panic!("channel create: {e}"),
-                    }
-                }
-            }
-        })
-        .buffer_unordered(IN_FLIGHT)
-        .collect::<Vec<()>>()
-        .await;
+        disrupted.then(|| tokio::spawn(disrupt(cluster.sb.faults(), restart_after, stop.clone())));
+    cluster.create_all((0..n).map(mixed), disrupted).await;
     let created = t0.elapsed().as_secs_f64();
     stop.store(true, std::sync::atomic::Ordering::SeqCst);
     let relists = match disruption {
         Some(task) => task.await.unwrap_or(0),
         None => 0,
     };
-
-    let mut peak_kib = 0;
-    let timeout = Duration::from_secs(60 + n as u64 / 10);
-    let mut never_reconciled;
-    let all_ready = loop {
-        peak_kib = peak_kib.max(vm_hwm_kib(pid).unwrap_or(0));
-        let list = channels.list(&ListParams::default()).await.expect("list");
-        never_reconciled = list
-            .items
-            .iter()
-            .filter(|c| c.status.is_none() && c.metadata.finalizers.is_none())
-            .count();
-        let ready = list
-            .items
-            .iter()
-            .filter(|c| {
-                c.ready_condition()
-                    .is_some_and(|r| r.status == "True" && r.reason == "Connected")
-            })
-            .count();
-        if ready == n {
-            break t0.elapsed().as_secs_f64();
-        }
-        if t0.elapsed() > timeout {
-            println!(
-                "  n={n}: only {ready} of {n} Ready after {:?}",
-                t0.elapsed()
-            );
-            break f64::NAN;
-        }
-        tokio::time::sleep(Duration::from_millis(500)).await;
-    };
-    let reconciles = metric(&metrics_addr, "channel_operator_reconciles_total")
+    let timeout = Duration::from_secs(120 + n as u64 / 20);
+    let metrics = controller.addr.clone();
+    let never = cluster
+        .wait_all_ready(n, &metrics, &mut [&mut controller, &mut api], timeout)
+        .await;
+    let all_ready = t0.elapsed().as_secs_f64();
+    // The API's cache has every Channel too.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while metric_sum(&api.addr, "channel_operator_api_cached_channels", "")
         .await
-        .unwrap_or(f64::NAN)
-        - reconciles_before;
-    peak_kib = peak_kib.max(vm_hwm_kib(pid).unwrap_or(0));
-    let _ = child.kill().await;
-
+        .unwrap_or(0.0)
+        < n as f64
+    {
+        assert!(
+            Instant::now() < deadline,
+            "the API never cached {n} Channels"
+        );
+        api.sample();
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    controller.sample();
+    api.sample();
+    let row = Row {
+        n,
+        disrupted,
+        all_ready,
+        write_rate,
+        writes_per_channel: cluster.controller_writes() as f64 / n as f64 + 1.0,
+        controller_peak_mib: controller.peak_mib(),
+        controller_kib_per_channel: controller.kib_per_channel(n),
+        api_peak_mib: api.peak_mib(),
+        api_kib_per_channel: api.kib_per_channel(n),
+    };
     if disrupted {
         println!("channels={n}, disrupted: {relists} forced re-lists and one apiserver restart (3 s) during the creates");
     } else {
-        println!("channels={n}");
+        println!("channels={n} (2/5 chat plugin, 1/5 Google, 2/5 Facebook)");
     }
-    println!("  sandbox write rate:           {write_rate:.0} creates/s ({writes} Secrets, {IN_FLIGHT} in flight)");
-    println!("  sandbox Channel create rate:  {channel_write_rate:.0} creates/s ({writes} Channels, no controller)");
+    println!(
+        "  sandbox raw write rate:       {write_rate:.0} Channel creates/s ({IN_FLIGHT} in flight)"
+    );
     println!(
         "  create {n} Channels:          {created:.2} s ({:.0} creates/s)",
         n as f64 / created
@@ -350,22 +593,23 @@ async fn bench(n: usize, graph_url: &str, disrupted: bool) {
         n as f64 / all_ready
     );
     println!(
-        "  reconciles:                   {reconciles:.0} ({:.0}/s)",
-        reconciles / all_ready
+        "  writes per Channel:           {:.2} (the writes alone: {:.2} s; ratio {:.2})",
+        row.writes_per_channel,
+        row.writes_alone(),
+        all_ready / row.writes_alone()
     );
-    println!("  never reconciled:             {never_reconciled}");
+    println!("  never reconciled:             {never}");
     println!(
-        "  controller peak RSS (VmHWM):  {:.1} MiB",
-        peak_kib as f64 / 1024.0
+        "  controller peak RSS (VmHWM):  {:.1} MiB ({:.2} KiB per Channel over idle)",
+        row.controller_peak_mib, row.controller_kib_per_channel
     );
-    sb.shutdown().await;
-    // A run that did not finish has no figures: the smoke run in `cargo test` fails with it.
-    assert!(
-        all_ready.is_finite(),
-        "n={n}: not every Channel was Ready within {timeout:?}"
+    println!(
+        "  API peak RSS (VmHWM):         {:.1} MiB ({:.2} KiB per Channel over idle)",
+        row.api_peak_mib, row.api_kib_per_channel
     );
-    assert_eq!(
-        never_reconciled, 0,
-        "n={n}: Channels the controller never reconciled"
-    );
+    drop(controller);
+    drop(api);
+    cluster.sb.shutdown().await;
+    assert_eq!(never, 0, "n={n}: Channels the controller never reconciled");
+    row
 }

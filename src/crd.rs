@@ -255,7 +255,9 @@ pub struct ChannelSpec {
     pub connected: bool,
 
     /// Secret key holding the channel's token: the page token (facebook, instagram), the user
-    /// token (whatsapp) or the bot's auth token (viber). Required for those sources.
+    /// token (whatsapp) or the bot's auth token (viber). Required for those sources. The Secret
+    /// must carry the label airy.co/credentials: "true" (its consent to be used by Channels);
+    /// without it the Channel is Stalled and the Secret is not read.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub credentials_secret_ref: Option<SecretKeyRef>,
 

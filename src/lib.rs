@@ -6,6 +6,7 @@
 //! - [`provider_config`]: the `ProviderConfig` and `ClusterProviderConfig` resources, and which
 //!   one a Channel uses;
 //! - [`channel_id`]: deterministic channel ids, identical to Airy Core's;
+//! - [`claims`]: one owner per channel id, decided by the API server (a Lease per channel id);
 //! - [`controller`]: the reconcile loop; [`providers`]: Facebook, Twilio, Google, chat plugin;
 //! - [`api`]: the channels HTTP API sidecar;
 //! - [`ownership`]: the Secrets the two share, their names and labels, and who may write or
@@ -16,6 +17,7 @@
 
 pub mod api;
 pub mod channel_id;
+pub mod claims;
 pub mod controller;
 pub mod crd;
 #[cfg(feature = "dev")]

@@ -9,6 +9,14 @@
 //! | [`SecretKind::Credentials`]: the user's page token as the API received it | `<channel>-page-token-<first 10 hex of sha256(token)>`, `page_token` | the API, at connect (created, never updated: the name follows the token) | the API when a connect replaces the token or the Channel it created is removed again; the controller when the Channel is deleted |
 //! | [`SecretKind::DerivedToken`]: the page access token the controller derived | `<channel>-facebook-token`, `page_access_token` | the controller, at connect (created, or updated when ours) | the controller, at disconnect and at deletion |
 //!
+//! **Credentials by consent.** A Channel's spec may name any Secret of its namespace, but the
+//! controller uses one as credentials only when the Secret itself says it may
+//! ([`usable_as_credentials`]): it carries [`CREDENTIALS_LABEL`]`: "true"`, set by whoever may
+//! write Secrets there (the API sets it on the credentials it writes), and, when a Channel
+//! controls it, that Channel is the one naming it. Rights to create Channels are no rights to
+//! another user's Secrets; the operator's own Secrets (derived tokens, provider configuration)
+//! never carry the label.
+//!
 //! A Secret is *ours* ([`is_ours`]) when it carries the [`MANAGED_BY_LABEL`] label with value
 //! [`MANAGER`] and its controller ownerReference is the Channel (by uid); nothing else is ever
 //! modified or deleted. The garbage collector removes both with the Channel as well.
@@ -35,6 +43,11 @@ pub const MANAGER: &str = "channel-operator";
 pub const MANAGED_BY_LABEL: &str = "app.kubernetes.io/managed-by";
 /// Label naming the channel id on the derived-token Secret.
 pub const CHANNEL_ID_LABEL: &str = "airy.co/channel-id";
+/// Label by which a Secret consents to be used as a Channel's credentials (value
+/// [`CREDENTIALS_CONSENT`]); see [`usable_as_credentials`].
+pub const CREDENTIALS_LABEL: &str = "airy.co/credentials";
+/// The value of [`CREDENTIALS_LABEL`] that gives consent.
+pub const CREDENTIALS_CONSENT: &str = "true";
 /// Key of the page access token in the derived-token Secret.
 pub const TOKEN_KEY: &str = "page_access_token";
 /// Key of the user's page token in the credentials Secret the API writes.
@@ -98,6 +111,35 @@ pub fn kind_of(name: &str, ch: &Channel) -> SecretKind {
 /// The labels of what the API creates (Channels, credentials Secrets).
 pub fn managed_labels() -> BTreeMap<String, String> {
     BTreeMap::from([(MANAGED_BY_LABEL.to_owned(), MANAGER.to_owned())])
+}
+
+/// The labels of the credentials Secrets the API writes: the operator's, and consent to be used
+/// as the credentials of a Channel.
+pub fn credentials_labels() -> BTreeMap<String, String> {
+    let mut labels = managed_labels();
+    labels.insert(CREDENTIALS_LABEL.to_owned(), CREDENTIALS_CONSENT.to_owned());
+    labels
+}
+
+/// Whether the controller may use the Secret `meta` as the credentials of `ch`: it carries
+/// [`CREDENTIALS_LABEL`] with value [`CREDENTIALS_CONSENT`], and no other Channel controls it
+/// (another user's credentials the API stored stay that Channel's). Decided on the metadata
+/// alone: the data of a Secret that fails this is never read.
+pub fn usable_as_credentials(meta: &ObjectMeta, ch: &Channel) -> bool {
+    let consents = meta
+        .labels
+        .as_ref()
+        .and_then(|l| l.get(CREDENTIALS_LABEL))
+        .is_some_and(|v| v == CREDENTIALS_CONSENT);
+    let other_channel = meta.owner_references.as_ref().is_some_and(|refs| {
+        refs.iter().any(|r| {
+            r.controller == Some(true)
+                && r.kind == "Channel"
+                && r.api_version.starts_with("airy.co/")
+                && ch.uid().as_deref() != Some(r.uid.as_str())
+        })
+    });
+    consents && !other_channel
 }
 
 /// The labels of the derived-token Secret.
@@ -210,6 +252,50 @@ mod tests {
         assert!(!is_ours(&secret("x", true, Some(("u1", false))), &ch));
         assert!(!is_ours(&secret("x", true, Some(("u2", true))), &ch));
         assert!(!is_ours(&secret("x", true, None), &ch));
+    }
+
+    #[test]
+    fn only_consenting_secrets_not_controlled_by_another_channel_are_credentials() {
+        let ch = channel("u1");
+        let with = |labels: BTreeMap<String, String>, owner: Option<(&str, &str)>| ObjectMeta {
+            labels: Some(labels),
+            owner_references: owner.map(|(kind, uid)| {
+                vec![OwnerReference {
+                    api_version: if kind == "Channel" {
+                        "airy.co/v1alpha1"
+                    } else {
+                        "external-secrets.io/v1"
+                    }
+                    .into(),
+                    kind: kind.into(),
+                    uid: uid.into(),
+                    controller: Some(true),
+                    ..Default::default()
+                }]
+            }),
+            ..Default::default()
+        };
+        let consent = || BTreeMap::from([(CREDENTIALS_LABEL.into(), "true".into())]);
+        assert!(usable_as_credentials(&with(consent(), None), &ch));
+        assert!(usable_as_credentials(
+            &with(credentials_labels(), Some(("Channel", "u1"))),
+            &ch
+        ));
+        // Made by another controller (external-secrets, sealed-secrets): still the user's call.
+        assert!(usable_as_credentials(
+            &with(consent(), Some(("ExternalSecret", "x"))),
+            &ch
+        ));
+        // Another Channel's credentials, as the API stored them.
+        assert!(!usable_as_credentials(
+            &with(credentials_labels(), Some(("Channel", "u2"))),
+            &ch
+        ));
+        // No consent: the operator's own label, another value, no label at all.
+        assert!(!usable_as_credentials(&with(managed_labels(), None), &ch));
+        let other = BTreeMap::from([(CREDENTIALS_LABEL.into(), "yes".into())]);
+        assert!(!usable_as_credentials(&with(other, None), &ch));
+        assert!(!usable_as_credentials(&ObjectMeta::default(), &ch));
     }
 
     #[test]

@@ -17,7 +17,9 @@ pub enum Reason {
     ProviderError,
     /// The provider rejected the credentials.
     InvalidCredentials,
-    /// The credentials Secret, its key or the operator's provider configuration is missing.
+    /// The credentials Secret is missing, lacks its key or does not consent to be used (label
+    /// `airy.co/credentials: "true"`; one message for all three), or the operator's provider
+    /// configuration is missing.
     CredentialsMissing,
     /// An older Channel has the same source and source channel id.
     Duplicate,

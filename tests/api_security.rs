@@ -5,8 +5,6 @@
 mod support;
 
 use channel_operator::crd::{Channel, Source};
-use k8s_openapi::api::core::v1::Secret as K8sSecret;
-use k8s_openapi::ByteString;
 use kube::api::{ListParams, PostParams};
 use kube::Api;
 use serde_json::json;
@@ -68,14 +66,7 @@ async fn echoed_derived_tokens_reach_no_answer_event_status_or_log() {
     assert_no_token("the 500 body", &v.to_string());
 
     // Declared directly: the status keeps the failure, scrubbed.
-    let secret = K8sSecret {
-        metadata: kube::core::ObjectMeta {
-            name: Some("declared-token".into()),
-            ..Default::default()
-        },
-        data: Some([("page_token".to_owned(), ByteString(PAGE_TOKEN.into()))].into()),
-        ..Default::default()
-    };
+    let secret = support::secret("declared-token", "page_token", PAGE_TOKEN);
     env.secrets()
         .create(&PostParams::default(), &secret)
         .await

@@ -7,7 +7,7 @@ mod support;
 use std::collections::BTreeSet;
 
 use channel_operator::crd::{Channel, ChannelSpec, Source};
-use k8s_openapi::api::core::v1::{Namespace, Secret as K8sSecret};
+use k8s_openapi::api::core::v1::Secret as K8sSecret;
 use k8s_openapi::ByteString;
 use kube::api::{ListParams, PostParams};
 use kube::Api;
@@ -17,20 +17,6 @@ use wiremock::matchers::{method, path};
 use wiremock::{Mock, ResponseTemplate};
 
 const GOOGLE_B: &str = "e7c090e8-74c0-5617-9cd2-b25ce932c286";
-
-async fn namespace(env: &Env, name: &str) {
-    let ns = Namespace {
-        metadata: kube::core::ObjectMeta {
-            name: Some(name.into()),
-            ..Default::default()
-        },
-        ..Default::default()
-    };
-    Api::<Namespace>::all(env.sb.client())
-        .create(&PostParams::default(), &ns)
-        .await
-        .unwrap();
-}
 
 fn spec(source: Source, scid: &str, secret: Option<&str>) -> ChannelSpec {
     let b = channel(source, scid).display_name("theirs");
@@ -70,9 +56,16 @@ async fn secret_names(env: &Env, ns: &str) -> BTreeSet<String> {
 
 #[tokio::test]
 async fn connect_for_an_id_held_in_another_namespace_is_409_and_changes_nothing() {
-    let env = Env::with_api().await;
-    namespace(&env, "tenant-b").await;
-    namespace(&env, "tenant-m").await;
+    // The squatter's namespace may use the operator's accounts (else its Channel would claim
+    // nothing: tests/provider_configs.rs), so its Channel holds page 8888.
+    let env = Env::builder()
+        .no_twilio()
+        .controller_args(&["--default-provider-namespaces", "tenant-m"])
+        .api(&[])
+        .build()
+        .await;
+    env.namespace("tenant-b").await;
+    env.namespace("tenant-m").await;
     // tenant-b's agent, and a squatter's Facebook Channel for page 8888 in tenant-m.
     let before_b = declare(
         &env,
@@ -145,7 +138,7 @@ async fn connect_for_an_id_held_in_another_namespace_is_409_and_changes_nothing(
 #[tokio::test]
 async fn update_and_disconnect_never_reach_another_namespace() {
     let env = Env::with_api().await;
-    namespace(&env, "tenant-b").await;
+    env.namespace("tenant-b").await;
     let b: Api<Channel> = Api::namespaced(env.sb.client(), "tenant-b");
     declare(
         &env,
@@ -191,7 +184,7 @@ async fn a_namespace_listed_in_namespaces_shares_its_channels_with_the_api() {
         .api(&["--namespaces", "default,team-a"])
         .build()
         .await;
-    namespace(&env, "team-a").await;
+    env.namespace("team-a").await;
     let a: Api<Channel> = Api::namespaced(env.sb.client(), "team-a");
     let mut declared = spec(Source::Google, "gbm-b", None);
     declared.connected = false;

@@ -28,6 +28,7 @@ kind: Secret
 metadata:
   name: acme-page-token
   namespace: team-a
+  labels: {airy.co/credentials: \"true\"}
 stringData:
   page_token: user-page-token
 ---
@@ -360,13 +361,18 @@ async fn namespaced_sidecar_install_runs_every_controller_flow_without_a_denial(
         )
         .await
     );
-    assert!(!can_i(&sb, d, CONTROLLER_SA, "get", "leases", RELEASE_NS).await);
+    // Leases only in its own namespace: the leader Lease and the claims of channel ids (read,
+    // created, deleted; never changed).
+    assert!(can_i(&sb, d, CONTROLLER_SA, "delete", "leases", RELEASE_NS).await);
+    assert!(!can_i(&sb, d, CONTROLLER_SA, "get", "leases", WATCH_NS).await);
+    assert!(!can_i(&sb, d, CONTROLLER_SA, "list", "leases", RELEASE_NS).await);
+    assert!(!can_i(&sb, d, CONTROLLER_SA, "update", "leases", RELEASE_NS).await);
     assert!(
         can_i(
             &sb,
             d,
             CONTROLLER_SA,
-            "get",
+            "patch",
             "leases/channel-operator",
             RELEASE_NS
         )
@@ -432,7 +438,10 @@ async fn default_install_grants_no_secret_outside_its_namespaces() {
             "the default identity may {verb} secrets in {ns}"
         );
     }
-    assert!(can_i(&sb, d, CONTROLLER_SA, "get", "secrets", RELEASE_NS).await);
+    // Its Secrets are the API's channels namespace's, not the release namespace's (provider
+    // Secrets), which the API sidecar's shared identity must not reach.
+    assert!(can_i(&sb, d, CONTROLLER_SA, "get", "secrets", CHANNELS_NS).await);
+    assert!(!can_i(&sb, d, CONTROLLER_SA, "get", "secrets", RELEASE_NS).await);
     // Channels are reconciled everywhere.
     assert!(
         can_i(
@@ -466,4 +475,101 @@ async fn default_install_grants_no_secret_outside_its_namespaces() {
         .map(|p| p["path"].as_str().unwrap())
         .collect();
     assert_eq!(paths, channel_operator::api::endpoints::paths());
+}
+
+#[tokio::test]
+async fn the_charts_provider_secrets_never_consent_to_be_channel_credentials() {
+    use channel_operator::ownership::CREDENTIALS_LABEL;
+    let (graph, twilio) = (
+        wiremock::MockServer::start().await,
+        wiremock::MockServer::start().await,
+    );
+    for extra in [
+        json!({}),
+        json!({"watchNamespace": "", "api": {"separate": true}}),
+    ] {
+        let mut extra = extra;
+        json_merge(
+            &mut extra,
+            json!({"testSecret": {"stringData": {"apiTokens": "t", "jwtSecret": "j"}}}),
+        );
+        let objects = render(&values(&graph, &twilio, extra));
+        let secrets: Vec<&Value> = objects.iter().filter(|o| o["kind"] == "Secret").collect();
+        assert!(!secrets.is_empty(), "the test Secret is rendered");
+        for s in secrets {
+            assert!(
+                s["metadata"]["labels"].get(CREDENTIALS_LABEL).is_none(),
+                "{} must not be usable as a Channel's credentials",
+                s["metadata"]["name"]
+            );
+        }
+    }
+}
+
+/// Reported from a real cluster: with `api.separate: true` the API's ServiceAccount could get,
+/// patch and delete `facebook-app`, the Twilio token and the JWT secret, because they lived in the
+/// release namespace, which was also the API's channels namespace. In every install mode no
+/// identity the API runs as may touch a Secret of the release namespace now, while it still
+/// writes its page-token Secrets in its channels namespace.
+#[tokio::test]
+async fn no_api_identity_reaches_the_provider_secrets_in_any_install_mode() {
+    let (graph, twilio) = fake_providers().await;
+    for (mode, extra, channels_ns) in [
+        ("namespaced sidecar", json!({}), WATCH_NS),
+        (
+            "namespaced separate",
+            json!({"api": {"separate": true}}),
+            WATCH_NS,
+        ),
+        (
+            "default sidecar",
+            json!({"watchNamespace": ""}),
+            CHANNELS_NS,
+        ),
+        (
+            "default separate",
+            json!({"watchNamespace": "", "api": {"separate": true}}),
+            CHANNELS_NS,
+        ),
+    ] {
+        let mut extra = extra;
+        json_merge(
+            &mut extra,
+            json!({"testSecret": {"stringData": {"apiTokens": "t", "jwtSecret": "j"}}}),
+        );
+        let (sb, objects, dir) = install(&graph, &twilio, extra).await;
+        let d = dir.path();
+        let (pod, _) = container(&objects, "api");
+        let who = format!(
+            "system:serviceaccount:{RELEASE_NS}:{}",
+            pod["serviceAccountName"].as_str().unwrap()
+        );
+        // The provider Secrets are there (the chart's test Secret holds them all).
+        let mut provider = secret_names(&sb.client(), RELEASE_NS).await;
+        assert!(!provider.is_empty(), "{mode}: no provider Secret");
+        // And the ones the README's walk-through creates there.
+        provider.extend(["facebook-app", "twilio", "channel-api-auth"].map(String::from));
+        for name in &provider {
+            for verb in ["get", "patch", "update", "delete"] {
+                assert!(
+                    !can_i(&sb, d, &who, verb, &format!("secrets/{name}"), RELEASE_NS).await,
+                    "{mode}: the API's identity may {verb} the provider Secret {name}"
+                );
+            }
+        }
+        for verb in ["list", "watch", "create", "deletecollection"] {
+            assert!(
+                !can_i(&sb, d, &who, verb, "secrets", RELEASE_NS).await,
+                "{mode}: the API's identity may {verb} Secrets in the release namespace"
+            );
+        }
+        // What it needs stays: its page-token Secrets in its channels namespace.
+        for verb in ["get", "create", "patch", "delete"] {
+            assert!(
+                can_i(&sb, d, &who, verb, "secrets", channels_ns).await,
+                "{mode}: the API cannot {verb} its page-token Secrets in {channels_ns}"
+            );
+        }
+        sb.shutdown().await;
+    }
 }

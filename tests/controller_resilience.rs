@@ -6,7 +6,8 @@
 
 mod support;
 
-use std::path::PathBuf;
+use support::replica::{lease_holder, wait_holder};
+
 use std::time::{Duration, Instant};
 
 use channel_operator::controller;
@@ -29,8 +30,7 @@ static ONE_AT_A_TIME: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(())
 struct Cluster {
     _turn: tokio::sync::MutexGuard<'static, ()>,
     sb: Sandbox,
-    _dir: tempfile::TempDir,
-    kubeconfig: PathBuf,
+    dir: tempfile::TempDir,
 }
 
 impl Cluster {
@@ -43,16 +43,11 @@ impl Cluster {
                 .with_ansi(false)
                 .try_init();
         }
-        let support::Sandboxed {
-            sb,
-            dir,
-            kubeconfig,
-        } = support::sandbox().await;
+        let support::Sandboxed { sb, dir, .. } = support::sandbox().await;
         Cluster {
             _turn: turn,
             sb,
-            _dir: dir,
-            kubeconfig,
+            dir,
         }
     }
 
@@ -232,9 +227,7 @@ async fn a_hung_provider_does_not_delay_other_sources() {
         .await;
     let graph_url = format!("{}/v24.0", graph.uri());
     let secrets: Api<Secret> = Api::namespaced(cluster.sb.client(), "default");
-    let mut token = Secret::default();
-    token.metadata.name = Some("fb-token".into());
-    token.string_data = Some([("page_token".to_string(), "user-page-token".to_string())].into());
+    let token = support::secret("fb-token", "page_token", "user-page-token");
     secrets
         .create(&PostParams::default(), &token)
         .await
@@ -289,19 +282,13 @@ async fn a_hung_provider_does_not_delay_other_sources() {
     controller.abort();
 }
 
-/// One replica of `channel-operator controller` as a process, as a Deployment runs it.
+/// One replica of `channel-operator controller` as a process, its Twilio provider at `twilio`.
 fn replica(cluster: &Cluster, identity: &str, twilio: &str) -> tokio::process::Child {
-    tokio::process::Command::new(env!("CARGO_BIN_EXE_channel-operator"))
-        .args([
-            "--log-level",
-            &std::env::var("REPLICA_LOG").unwrap_or_else(|_| "warn".into()),
-            "controller",
-            "--namespace",
-            "default",
-            "--identity",
-            identity,
-            "--metrics-addr",
-            "127.0.0.1:0",
+    support::replica::spawn_replica(
+        &cluster.sb,
+        cluster.dir.path(),
+        identity,
+        &[
             "--twilio-account-sid",
             "AC1",
             "--twilio-auth-token",
@@ -310,25 +297,9 @@ fn replica(cluster: &Cluster, identity: &str, twilio: &str) -> tokio::process::C
             "https://hooks.example.org/twilio",
             "--twilio-api-url",
             twilio,
-        ])
-        .env("KUBECONFIG", &cluster.kubeconfig)
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::inherit())
-        .kill_on_drop(true)
-        .spawn()
-        .expect("the controller starts")
-}
-
-async fn lease_holder(cluster: &Cluster) -> Option<String> {
-    let leases: Api<Lease> = Api::namespaced(cluster.sb.client(), "default");
-    leases
-        .get_opt("channel-operator")
-        .await
-        .ok()
-        .flatten()
-        .and_then(|l| l.spec)
-        .and_then(|s| s.holder_identity)
-        .filter(|h| !h.is_empty())
+        ],
+        &[],
+    )
 }
 
 /// Mounts a Twilio number whose webhook may be set exactly once.
@@ -388,11 +359,7 @@ async fn sigterm_of_the_leader_hands_over_the_lease_at_once_and_connects_nothing
     let cluster = Cluster::start().await;
     let twilio = MockServer::start().await;
     let mut a = replica(&cluster, "replica-a", &twilio.uri());
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while lease_holder(&cluster).await.as_deref() != Some("replica-a") {
-        assert!(Instant::now() < deadline, "replica-a never took the Lease");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    wait_holder(&cluster.sb, "replica-a", Duration::from_secs(30)).await;
     let _b = replica(&cluster, "replica-b", &twilio.uri());
     connect_numbers(&cluster, &twilio, 0..5, "the leader").await;
 
@@ -404,10 +371,10 @@ async fn sigterm_of_the_leader_hands_over_the_lease_at_once_and_connects_nothing
         .status()
         .unwrap()
         .success());
-    let mut holder = lease_holder(&cluster).await;
+    let mut holder = lease_holder(&cluster.sb).await;
     while holder.as_deref() != Some("replica-b") && signalled.elapsed() < Duration::from_secs(20) {
         tokio::time::sleep(Duration::from_millis(50)).await;
-        holder = lease_holder(&cluster).await;
+        holder = lease_holder(&cluster.sb).await;
     }
     let took_over = signalled.elapsed();
     assert!(
@@ -502,9 +469,8 @@ async fn credentials_outside_the_secret_namespaces_are_reported_not_read() {
         .await
         .unwrap();
     let secrets: Api<Secret> = Api::namespaced(cluster.sb.client(), "team-b");
-    let mut token = Secret::default();
-    token.metadata.name = Some("fb-token".into());
-    token.string_data = Some([("page_token".to_string(), "user-page-token".to_string())].into());
+    let mut token = support::secret("fb-token", "page_token", "user-page-token");
+    token.metadata.namespace = Some("team-b".into());
     secrets
         .create(&PostParams::default(), &token)
         .await

@@ -14,15 +14,14 @@ use wiremock::{Mock, ResponseTemplate};
 use support::*;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn the_older_duplicate_keeps_the_channel_and_hands_over_when_deleted() {
+async fn the_first_claimant_keeps_the_channel_and_hands_over_when_deleted() {
     let mut env = Env::new(&[]).await;
     env.fake_twilio_number("+4915550001", "PN7", 2, 1).await;
     env.start_controller().await;
     env.apply(&channel_yaml("first", "twilio.sms", "+4915550001", ""))
         .await;
     env.wait_ready("first").await;
-    // creationTimestamp has one-second resolution: make "second" strictly newer.
-    tokio::time::sleep(Duration::from_millis(1100)).await;
+    // "first" holds the claim of the number: "second", whenever it is created, is a duplicate.
     env.apply(&channel_yaml("second", "twilio.sms", "+4915550001", ""))
         .await;
     let v = env
@@ -37,7 +36,8 @@ async fn the_older_duplicate_keeps_the_channel_and_hands_over_when_deleted() {
             .contains("default/first"),
         "{v:#}"
     );
-    // Deleting the owner disconnects it, and the next oldest takes over (connect call number 2).
+    // Deleting the owner disconnects it and releases the claim; the duplicate claims the number
+    // and connects (connect call number 2).
     env.kubectl_ok(&["delete", "channel", "first", KUBECTL_TIMEOUT], None)
         .await;
     env.gone("channel", "first").await;

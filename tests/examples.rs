@@ -120,5 +120,13 @@ fn examples_with_credentials_reference_an_example_secret_which_holds_a_fake_toke
             path.display()
         );
         assert_eq!(secret.type_.as_deref(), Some("Opaque"));
+        // Without its consent the operator would not use it: the example would stay Stalled.
+        assert!(
+            channel_operator::ownership::usable_as_credentials(&secret.metadata, ch),
+            "{}: the Secret must carry the label {}: \"{}\"",
+            path.display(),
+            channel_operator::ownership::CREDENTIALS_LABEL,
+            channel_operator::ownership::CREDENTIALS_CONSENT
+        );
     }
 }

@@ -10,6 +10,7 @@ mod support;
 
 use std::time::{Duration, Instant};
 
+use channel_operator::controller;
 use channel_operator::crd::{Channel, Source};
 use kube::api::{Api, ListParams, PostParams};
 use support::replica;
@@ -191,9 +192,11 @@ async fn a_partitioned_leader_is_fenced_and_the_standby_connects_every_page_once
     tokio::time::sleep(Duration::from_secs(2)).await;
 
     // The connects in flight at the cut: the leader's first status writes (recording the
-    // connect attempt) are slow to be answered, and the partition starts while they wait.
+    // connect attempt) are slow to be answered, and the partition starts while they wait. They
+    // fill the leader's provider share (8), so no other page is connecting at the cut.
     let faults = env.sb.faults();
-    faults.hold_next("patch", "channels/status", 8, Duration::from_secs(2));
+    let fired = faults.fired();
+    faults.hold_next("patch", "channels/status", 8, Duration::from_secs(5));
     let names: Vec<String> = (0..PAGES).map(|i| format!("page-{i}")).collect();
     for (i, name) in names.iter().enumerate() {
         let ch = channel(Source::Facebook, &format!("{}", 3000 + i))
@@ -202,7 +205,13 @@ async fn a_partitioned_leader_is_fenced_and_the_standby_connects_every_page_once
             .build();
         create_retrying(&default_channels(&env), &ch).await;
     }
-    tokio::time::sleep(Duration::from_millis(1000)).await;
+    // Cut as soon as all eight are held (a fixed sleep instead let a loaded machine finish
+    // some of them first: a page subscribed just before the cut, with its outcome unrecorded,
+    // is one the new leader must subscribe again).
+    eventually("the leader's eight connect attempts to be held", || async {
+        faults.fired() >= fired + 8
+    })
+    .await;
     faults.partition("replica-a");
     let cut = Instant::now();
 
@@ -319,4 +328,155 @@ async fn a_lease_renewed_by_a_holder_with_a_skewed_clock_is_not_taken() {
     env.wait_holder("candidate", Duration::from_secs(4)).await;
     eprintln!("taken {:?} after the last renewal", stopped.elapsed());
     assert!(not_ready(&env, &["skew".into()], TIMEOUT).await.is_empty());
+}
+
+// ---------------------------------------------------------------------------------------------
+// Replicas in this process: one reconciles, the other stands by; a lease taken away stops it.
+
+/// `channel_operator_reconciles_total` of the controller serving metrics on `addr`.
+async fn reconciles(addr: std::net::SocketAddr) -> f64 {
+    let text = reqwest::get(format!("http://{addr}/metrics"))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    text.lines()
+        .find_map(|l| l.strip_prefix("channel_operator_reconciles_total "))
+        .unwrap_or_else(|| panic!("no reconciles_total in {text}"))
+        .trim()
+        .parse()
+        .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_replicas_with_leader_election_run_one_controller() {
+    let mut env = Env::new(&[
+        "--leader-election",
+        "true",
+        "--lease-duration-seconds",
+        "3",
+        "--identity",
+        "replica",
+    ])
+    .await;
+    env.fake_twilio_number("+4915550002", "PN8", 1, 0).await;
+    env.fake_twilio_number("+4915550003", "PN9", 1, 0).await;
+    env.start_controller().await;
+    // A second replica with another identity.
+    let mut args = env.controller_args();
+    args.identity = Some("replica-b".into());
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let b_addr = listener.local_addr().unwrap();
+    let b = tokio::spawn(controller::run_with_listener(
+        env.sb.client(),
+        args,
+        listener,
+    ));
+    env.apply(&channel_yaml("le", "twilio.sms", "+4915550002", ""))
+        .await;
+    env.wait_ready("le").await;
+    let lease: serde_json::Value = serde_json::from_str(
+        &env.kubectl_ok(
+            &[
+                "get",
+                "lease",
+                "channel-operator",
+                "-n",
+                "default",
+                "-o",
+                "json",
+            ],
+            None,
+        )
+        .await,
+    )
+    .unwrap();
+    let holder = lease["spec"]["holderIdentity"].as_str().unwrap().to_owned();
+    assert!(holder == "replica" || holder == "replica-b", "{lease:#}");
+    // Both are ready: one leading, one standing by.
+    for addr in [env.metrics_addr, b_addr] {
+        assert_eq!(
+            reqwest::get(format!("http://{addr}/readyz"))
+                .await
+                .unwrap()
+                .status(),
+            200
+        );
+    }
+    // Only the leader reconciles: the standby has run none.
+    let (leader, standby) = if holder == "replica" {
+        (env.metrics_addr, b_addr)
+    } else {
+        (b_addr, env.metrics_addr)
+    };
+    assert!(reconciles(leader).await >= 1.0, "the leader reconciled");
+    assert_eq!(reconciles(standby).await, 0.0, "the standby stays idle");
+    // Kill the leader; the other takes over and reconciles a new Channel.
+    if holder == "replica" {
+        env.kill().await;
+    } else {
+        b.abort();
+    }
+    env.apply(&channel_yaml("le2", "twilio.sms", "+4915550003", ""))
+        .await;
+    env.wait_ready("le2").await;
+    b.abort();
+    env.finish().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn losing_the_lease_stops_the_controller() {
+    let mut env = Env::new(&[
+        "--leader-election",
+        "true",
+        "--lease-duration-seconds",
+        "3",
+        "--identity",
+        "only",
+    ])
+    .await;
+    env.start_controller().await;
+    env.apply(&channel_yaml("before", "google", "agent-before", ""))
+        .await;
+    env.wait_ready("before").await;
+    // Another holder takes the Lease and keeps renewing it (as if this replica were partitioned).
+    let leases: Api<k8s_openapi::api::coordination::v1::Lease> =
+        Api::namespaced(env.sb.client(), "default");
+    let intruder = tokio::spawn(async move {
+        loop {
+            let now = k8s_openapi::jiff::Timestamp::now().to_string();
+            let patch = serde_json::json!({"spec": {"holderIdentity": "intruder", "leaseDurationSeconds": 60, "acquireTime": now, "renewTime": now}});
+            let _ = leases
+                .patch(
+                    "channel-operator",
+                    &kube::api::PatchParams::default(),
+                    &kube::api::Patch::Merge(&patch),
+                )
+                .await;
+            tokio::time::sleep(Duration::from_millis(300)).await;
+        }
+    });
+    // Within a lease period the replica notices and stops reconciling.
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    env.apply(&channel_yaml("after", "google", "agent-after", ""))
+        .await;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let v = env.get("after").await;
+    assert!(
+        v["status"].is_null(),
+        "a replica without the lease reconciled: {v:#}"
+    );
+    assert!(log_text().contains("lost the leader lease; stopping the controller identity=only"));
+    intruder.abort();
+    let base = format!("http://{}", env.metrics_addr);
+    assert_eq!(
+        reqwest::get(format!("{base}/readyz"))
+            .await
+            .unwrap()
+            .status(),
+        200,
+        "a standby replica is ready"
+    );
+    env.finish().await;
 }

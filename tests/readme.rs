@@ -137,7 +137,7 @@ async fn helm_walkthrough_reaches_the_api_with_the_token_it_created() {
         kubeconfig,
     } = support::sandbox().await;
 
-    // Step 1 of the walk-through: the namespace and the API token Secret.
+    // Step 1 of the walk-through: the namespaces and the API token Secret.
     let helm = section("Install on a cluster with Helm");
     let blocks = sh_blocks(helm);
     let setup: Vec<String> = commands(blocks[0])
@@ -147,7 +147,7 @@ async fn helm_walkthrough_reaches_the_api_with_the_token_it_created() {
                 && (c.contains("create namespace") || c.contains("channel-api-auth"))
         })
         .collect();
-    assert_eq!(setup.len(), 2, "{setup:?}");
+    assert_eq!(setup.len(), 3, "{setup:?}");
     bash(&setup.join("\n"), &kubeconfig, dir.path()).await;
 
     // What the chart does with that Secret: the API reads its tokens from it.
@@ -162,7 +162,7 @@ async fn helm_walkthrough_reaches_the_api_with_the_token_it_created() {
             "--addr",
             &addr,
             "--channels-namespace",
-            "channel-operator",
+            "channel-operator-channels",
         ])
         .env("KUBECONFIG", &kubeconfig)
         .env("API_TOKENS", &token)

@@ -103,7 +103,9 @@ async fn a_whatsapp_number_the_token_cannot_read_is_500_and_nothing_is_kept() {
         .respond_with(ResponseTemplate::new(400).set_body_json(json!({"error": {
             "message": "Unsupported get request. Object with ID '106540352242922' does not exist",
             "type": "GraphMethodException", "code": 100}})))
-        .expect(1)
+        // The controller retries a failed connect on its backoff (100 ms here) until the API's
+        // undo deletes the Channel: on a loaded machine that is a second read, never a write.
+        .expect(1..)
         .mount(&env.graph)
         .await;
     let (status, v) = env

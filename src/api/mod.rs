@@ -20,6 +20,7 @@ pub mod metrics;
 pub mod model;
 pub mod openapi;
 pub mod scope;
+pub mod turns;
 pub mod validate;
 pub mod writes;
 
@@ -133,7 +134,7 @@ pub struct AppState {
     pub(crate) cache: ChannelCache,
     pub(crate) client: kube::Client,
     pub(crate) namespace: String,
-    pub(crate) connects: writes::IdLocks,
+    pub(crate) connects: turns::IdLocks,
     pub(crate) sync_timeout: Duration,
     pub(crate) naming: crate::naming::ChatPluginNaming,
     pub(crate) facebook: std::sync::Arc<crate::providers::facebook::Facebook>,

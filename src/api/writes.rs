@@ -1,7 +1,7 @@
 //! The write side: connect, disconnect and update go through the Kubernetes API, and connect and
 //! disconnect then wait (bounded) on the cache for the controller's verdict in the status.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -15,6 +15,7 @@ use kube::{Api, ResourceExt};
 use serde_json::json;
 
 use super::cache::Entry;
+
 use super::error::ApiError;
 use super::AppState;
 use crate::crd::{Channel, ChannelSpec, SecretKeyRef, Source};
@@ -47,48 +48,6 @@ enum Outcome {
     /// Not Ready, with the reason and message.
     Failed(Reason, String),
     TimedOut,
-}
-
-/// One lock per channel id: connects and disconnects of one channel run one after another in
-/// this process, so each answer reflects its own token. (Across replicas the Channel's
-/// resourceVersion orders the writes; the last one wins.)
-#[derive(Clone, Default)]
-pub struct IdLocks(Arc<std::sync::Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>>);
-
-/// Holds a channel id's lock; forgets the lock when nobody else waits for it.
-pub struct IdGuard {
-    locks: IdLocks,
-    id: String,
-    guard: Option<tokio::sync::OwnedMutexGuard<()>>,
-}
-
-impl IdLocks {
-    /// Waits for the id's turn.
-    pub async fn lock(&self, id: &str) -> IdGuard {
-        let lock = self
-            .0
-            .lock()
-            .expect("id locks")
-            .entry(id.to_owned())
-            .or_default()
-            .clone();
-        IdGuard {
-            locks: self.clone(),
-            id: id.to_owned(),
-            guard: Some(lock.lock_owned().await),
-        }
-    }
-}
-
-impl Drop for IdGuard {
-    fn drop(&mut self) {
-        drop(self.guard.take());
-        let mut map = self.locks.0.lock().expect("id locks");
-        // Only the map holds it: nobody waits.
-        if map.get(&self.id).is_some_and(|l| Arc::strong_count(l) == 1) {
-            map.remove(&self.id);
-        }
-    }
 }
 
 /// Maps a Kubernetes API error to the API's answer.
@@ -129,7 +88,7 @@ const CALL_BUDGET: Duration = Duration::from_secs(8);
 
 /// Runs a Kubernetes call, retrying server-side failures (and, for patches, conflicts), within
 /// [`CALL_BUDGET`].
-async fn retry<T, F, Fut>(conflicts: bool, mut f: F) -> Result<T, kube::Error>
+pub(super) async fn retry<T, F, Fut>(conflicts: bool, mut f: F) -> Result<T, kube::Error>
 where
     F: FnMut() -> Fut,
     Fut: std::future::Future<Output = Result<T, kube::Error>>,
@@ -163,7 +122,7 @@ where
     }
 }
 
-fn patch_params() -> PatchParams {
+pub(super) fn patch_params() -> PatchParams {
     PatchParams {
         field_manager: Some(FIELD_MANAGER.to_owned()),
         ..Default::default()
@@ -171,7 +130,7 @@ fn patch_params() -> PatchParams {
 }
 
 impl AppState {
-    fn channels(&self, namespace: &str) -> Api<Channel> {
+    pub(super) fn channels(&self, namespace: &str) -> Api<Channel> {
         Api::namespaced(self.client.clone(), namespace)
     }
 
@@ -372,17 +331,14 @@ impl AppState {
                 self.create_page_token_secret(&ns, Some(&ch), &r.name, token)
                     .await?;
             }
-            let api = self.channels(&ns);
-            let patch = Patch::Merge(json!({ "spec": spec }));
-            let pparams = patch_params();
-            let patched = match retry(true, || api.patch(&name, &pparams, &patch)).await {
+            let patched = match self.patch_settled(&ns, &name, json!(spec)).await {
                 Ok(p) => p,
                 Err(e) => {
                     // The Channel never pointed at the new Secret: it has no use.
                     if let (Some(r), true) = (&new_ref, ref_changes) {
                         self.delete_owned_secret(&ch, &r.name).await;
                     }
-                    return Err(kube_error(e));
+                    return Err(e);
                 }
             };
             patched.metadata.generation.unwrap_or(0)
@@ -413,7 +369,8 @@ impl AppState {
             metadata: ObjectMeta {
                 name: Some(name.to_owned()),
                 namespace: Some(ns.to_owned()),
-                labels: Some(ownership::managed_labels()),
+                // The operator's, and consenting to be this Channel's credentials.
+                labels: Some(ownership::credentials_labels()),
                 owner_references: owner.and_then(ownership::owner_reference).map(|r| vec![r]),
                 ..Default::default()
             },
@@ -447,7 +404,12 @@ impl AppState {
             .await
             .map_err(secret_error)?;
         match existing {
-            Some(s) if ownership::is_ours(&s.metadata, owner) => return Ok(()),
+            Some(s)
+                if ownership::is_ours(&s.metadata, owner)
+                    && ownership::usable_as_credentials(&s.metadata, owner) =>
+            {
+                return Ok(())
+            }
             Some(s) if ownership::api_may_take(&s.metadata, owner) => {}
             _ => {
                 return Err(ApiError::new(
@@ -458,7 +420,11 @@ impl AppState {
             }
         }
         let refs: Vec<_> = ownership::owner_reference(owner).into_iter().collect();
-        let patch = Patch::Merge(json!({"metadata": {"ownerReferences": refs}}));
+        // With the consent label too: one written before the API set it becomes usable.
+        let patch = Patch::Merge(json!({"metadata": {
+            "ownerReferences": refs,
+            "labels": ownership::credentials_labels(),
+        }}));
         let pparams = patch_params();
         retry(true, || api.patch(name, &pparams, &patch))
             .await

@@ -30,6 +30,8 @@ pub struct Config {
     pub secret_scope: SecretScope,
     /// The chat plugin's name in channel ids (`--chatplugin-naming`).
     pub naming: crate::naming::ChatPluginNaming,
+    /// The operator's namespace, where the claims of channel ids are (`crate::claims`).
+    pub claim_namespace: String,
 }
 
 /// What every reconcile shares.
@@ -76,6 +78,11 @@ impl Context {
 
     pub(super) fn channels(&self, ch: &Channel) -> Api<Channel> {
         Api::namespaced(self.client.clone(), &ch.namespace().unwrap_or_default())
+    }
+
+    /// The claims of channel ids (Leases in the operator's namespace).
+    pub(super) fn claims(&self) -> Api<k8s_openapi::api::coordination::v1::Lease> {
+        Api::namespaced(self.client.clone(), &self.config.claim_namespace)
     }
 
     /// The Secrets of the Channel's namespace; `CredentialsMissing` where `--secret-namespaces`

@@ -1,9 +1,8 @@
-//! The controller's decisions as pure functions: duplicate ownership, connection fingerprints
+//! The controller's decisions as pure functions: connections made before claims, connection fingerprints
 //! and retry delays (spec validation is the shared rule set in `crate::rules`). Unit-tested without a cluster.
 
 use std::time::Duration;
 
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use kube::ResourceExt;
 
 use crate::crd::{Channel, ChannelSpec, FINALIZER};
@@ -13,53 +12,22 @@ fn is_released(ch: &Channel) -> bool {
     ch.metadata.deletion_timestamp.is_some() && !ch.finalizers().iter().any(|f| f == FINALIZER)
 }
 
-fn age_key(ch: &Channel) -> (Option<Time>, String, String) {
-    (
-        ch.metadata.creation_timestamp.clone(),
-        ch.namespace().unwrap_or_default(),
-        ch.name_any(),
-    )
-}
-
-/// Among the Channels with the same source and source channel id as `me`, the oldest (ties:
-/// namespace/name) keeps the channel. Returns `namespace/name` of that owner when it is not `me`.
-pub fn duplicate_owner<'a>(
+/// Another Channel with the source and source channel id of `me` that may hold a connection
+/// (connected, or a connect attempted) and is not released: `(namespace, name)`. Under claims
+/// only the claim's owner connects; this finds the connections made before claims existed.
+pub fn connected_rival<'a>(
     me: &Channel,
     all: impl IntoIterator<Item = &'a Channel>,
-) -> Option<String> {
-    let my_key = age_key(me);
-    let owner = all
-        .into_iter()
-        .filter(|c| {
+) -> Option<(String, String)> {
+    all.into_iter()
+        .find(|c| {
             c.spec.source == me.spec.source
                 && c.spec.source_channel_id == me.spec.source_channel_id
                 && c.metadata.uid != me.metadata.uid
                 && !is_released(c)
+                && c.status.as_ref().is_some_and(super::plan::may_be_connected)
         })
-        .map(|c| (age_key(c), c))
-        .filter(|(k, _)| older(k, &my_key))
-        .min_by(|(a, _), (b, _)| cmp_age(a, b))?;
-    Some(format!("{}/{}", owner.0 .1, owner.0 .2))
-}
-
-fn cmp_age(
-    a: &(Option<Time>, String, String),
-    b: &(Option<Time>, String, String),
-) -> std::cmp::Ordering {
-    // A missing creationTimestamp (never from a real API server) sorts last.
-    let ta = a.0.as_ref().map(|t| t.0);
-    let tb = b.0.as_ref().map(|t| t.0);
-    match (ta, tb) {
-        (Some(x), Some(y)) => x.cmp(&y),
-        (Some(_), None) => std::cmp::Ordering::Less,
-        (None, Some(_)) => std::cmp::Ordering::Greater,
-        (None, None) => std::cmp::Ordering::Equal,
-    }
-    .then_with(|| (&a.1, &a.2).cmp(&(&b.1, &b.2)))
-}
-
-fn older(a: &(Option<Time>, String, String), b: &(Option<Time>, String, String)) -> bool {
-    cmp_age(a, b) == std::cmp::Ordering::Less
+        .map(|c| (c.namespace().unwrap_or_default(), c.name_any()))
 }
 
 /// The connection inputs: what, when changed, means the channel must be connected again.
@@ -84,6 +52,7 @@ pub fn backoff(attempt: u32, min: Duration, max: Duration, jitter: f64) -> Durat
 mod tests {
     use super::*;
     use crate::crd::{SecretKeyRef, Source};
+    use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
     use k8s_openapi::jiff::Timestamp;
 
     fn spec(source: Source, scid: &str) -> ChannelSpec {
@@ -99,42 +68,27 @@ mod tests {
     }
 
     #[test]
-    fn oldest_channel_owns_the_source_id() {
-        let a = channel("ns", "a", 100, "gbm");
-        let b = channel("ns", "b", 200, "gbm");
-        let other = channel("ns", "c", 50, "other-agent");
-        let all = [a.clone(), b.clone(), other.clone()];
-        assert_eq!(duplicate_owner(&a, &all), None);
-        assert_eq!(duplicate_owner(&b, &all).as_deref(), Some("ns/a"));
-        assert_eq!(duplicate_owner(&other, &all), None);
-        // Same timestamp: namespace/name order decides.
-        let c = channel("aaa", "z", 100, "gbm");
-        let all = [a.clone(), b.clone(), c.clone()];
-        assert_eq!(duplicate_owner(&a, &all).as_deref(), Some("aaa/z"));
-        assert_eq!(duplicate_owner(&c, &all), None);
-    }
-
-    #[test]
-    fn a_deleted_owner_hands_over_to_the_next_oldest() {
-        let mut a = channel("ns", "a", 100, "gbm");
-        let b = channel("ns", "b", 200, "gbm");
-        let d = channel("ns", "d", 300, "gbm");
-        a.metadata.deletion_timestamp = Some(Time(Timestamp::from_second(400).unwrap()));
-        a.metadata.finalizers = Some(vec![FINALIZER.into()]);
-        // Still disconnecting: keeps the channel.
+    fn a_rival_is_another_channel_of_the_id_that_may_hold_a_connection() {
+        let me = channel("ns", "new", 200, "gbm");
+        let mut old = channel("other", "old", 100, "gbm");
+        assert_eq!(connected_rival(&me, [&me, &old]), None, "never connected");
+        old.status = Some(crate::crd::ChannelStatus {
+            connect_attempted: Some("google/gbm".into()),
+            ..Default::default()
+        });
         assert_eq!(
-            duplicate_owner(&b, &[a.clone(), b.clone(), d.clone()]).as_deref(),
-            Some("ns/a")
+            connected_rival(&me, [&me, &old]),
+            Some(("other".into(), "old".into()))
         );
-        a.metadata.finalizers = None;
-        assert_eq!(
-            duplicate_owner(&b, &[a.clone(), b.clone(), d.clone()]),
-            None
-        );
-        assert_eq!(
-            duplicate_owner(&d, &[a, b.clone(), d.clone()]).as_deref(),
-            Some("ns/b")
-        );
+        assert_eq!(connected_rival(&old, [&me, &old]), None, "not itself");
+        let other_id = channel("ns", "x", 1, "other-agent");
+        assert_eq!(connected_rival(&other_id, [&old]), None);
+        // Released (deleted, finalizer gone): no longer a rival.
+        old.metadata.deletion_timestamp = Some(Time(Timestamp::from_second(300).unwrap()));
+        old.metadata.finalizers = None;
+        assert_eq!(connected_rival(&me, [&old]), None);
+        old.metadata.finalizers = Some(vec![FINALIZER.into()]);
+        assert!(connected_rival(&me, [&old]).is_some());
     }
 
     #[test]

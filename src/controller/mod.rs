@@ -69,7 +69,8 @@ pub struct Args {
     /// Name of the leader-election Lease.
     #[arg(long, env = "LEASE_NAME", default_value = "channel-operator")]
     pub lease_name: String,
-    /// Namespace of the leader-election Lease.
+    /// The operator's namespace: where the leader-election Lease and the claims of channel ids
+    /// (one Lease per channel id) are.
     #[arg(long, env = "POD_NAMESPACE", default_value = "default")]
     pub lease_namespace: String,
     /// Identity of this replica in the Lease (default: the hostname).
@@ -281,6 +282,7 @@ pub async fn run_controller(
         resync: Duration::from_secs(args.resync_seconds.max(1)),
         secret_scope: scope.clone(),
         naming: args.chatplugin_naming,
+        claim_namespace: args.lease_namespace.clone(),
     };
     let ctx = Arc::new(reconcile::Context::new(
         client.clone(),

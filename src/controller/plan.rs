@@ -5,6 +5,7 @@ use kube::ResourceExt;
 
 use super::logic;
 use super::secrets::{Credentials, TokenSecret};
+use crate::claims::Holder;
 use crate::crd::{Channel, ChannelStatus, DeletionPolicy};
 use crate::reason::Reason;
 
@@ -13,8 +14,12 @@ use crate::reason::Reason;
 pub struct Observed {
     /// Why the spec is invalid, if it is.
     pub invalid: Option<String>,
-    /// `namespace/name` of an older Channel with the same source and source channel id.
-    pub duplicate_of: Option<String>,
+    /// The claim of the Channel's source channel id (see `crate::claims`).
+    pub claim: Claim,
+    /// `(namespace, name)` of another Channel with the same source channel id that may hold a
+    /// connection without a claim (connected before claims existed): while there is one, a
+    /// Channel that holds no connection does not claim.
+    pub rival: Option<(String, String)>,
     /// The credentials, when the provider needs them to connect: `Err` says why they are missing.
     pub credentials: Result<Option<Credentials>, String>,
     /// What lies at the name of the Channel's token Secret (`Absent` where none is used).
@@ -26,6 +31,22 @@ pub struct Observed {
     /// configuration resource (`None`: the flags' accounts, or none needed), part of the
     /// connection inputs.
     pub provider_config: Result<Option<String>, String>,
+}
+
+/// What the claim of a Channel's source channel id says.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Claim {
+    /// Not read (the Channel is invalid).
+    NotRead,
+    /// No claim: the first to create it owns the channel.
+    Free,
+    /// This Channel owns the channel.
+    Ours(Holder),
+    /// Another Channel that exists owns it (`namespace`, `name`; empty for a claim that names
+    /// no Channel).
+    Held(String, String),
+    /// A claim whose owner no longer exists.
+    Orphaned(Holder),
 }
 
 /// The one thing to do now.
@@ -50,6 +71,11 @@ pub enum Step {
         /// Whether to re-check at the provider.
         recheck: bool,
     },
+    /// Create the claim; plan again as its owner, or look again when another was first.
+    Claim,
+    /// Delete the claim of an owner that no longer exists (guarded by its uid and
+    /// resourceVersion), then create ours.
+    Reclaim(Holder),
     /// Disconnect at the provider, delete the derived token Secret, report `Disconnected`.
     Disconnect,
     /// Nothing to undo at the provider: delete the derived token Secret unless already settled, report
@@ -59,10 +85,12 @@ pub enum Step {
         cleanup: bool,
     },
     /// The Channel is being deleted: disconnect at the provider if `disconnect`, delete the owned
-    /// Secrets, let it go.
+    /// Secrets, delete the claim it holds, let it go.
     Release {
         /// Whether the provider must be called.
         disconnect: bool,
+        /// The claim to delete after that.
+        claim: Option<Holder>,
     },
 }
 
@@ -83,24 +111,31 @@ pub fn plan(ch: &Channel, observed: &Observed) -> Step {
             // configuration, or set deletionPolicy Orphan to let the Channel go without a call.
             return stall(Reason::ProviderConfigMissing, message.clone());
         }
-        return Step::Release { disconnect };
+        return Step::Release {
+            disconnect,
+            claim: match &observed.claim {
+                Claim::Ours(h) => Some(h.clone()),
+                _ => None,
+            },
+        };
     }
     if let Some(message) = &observed.invalid {
         return stall(Reason::InvalidSpec, message.clone());
     }
-    if let Some(owner) = &observed.duplicate_of {
-        return stall(
-            Reason::Duplicate,
-            format!(
-                "{} {} belongs to the older Channel {owner}; this Channel is not connected",
-                ch.spec.source, ch.spec.source_channel_id
-            ),
-        );
+    // Claiming is needed to connect, and to undo a connection made before claims existed.
+    let wants = ch.spec.connected || may_be_connected(&status);
+    if let (true, Err(message)) = (wants, &observed.provider_config) {
+        // Before any claim: a namespace no configuration admits claims no channel id either.
+        return stall(Reason::ProviderConfigMissing, message.clone());
     }
-    if let Err(message) = &observed.provider_config {
-        if ch.spec.connected || may_be_connected(&status) {
-            return stall(Reason::ProviderConfigMissing, message.clone());
+    match (&observed.claim, &observed.rival) {
+        (Claim::Held(ns, name), _) => return duplicate(ch, ns, name),
+        (Claim::Free | Claim::Orphaned(_), Some((ns, name))) if !may_be_connected(&status) => {
+            return duplicate(ch, ns, name)
         }
+        (Claim::Free, _) if wants => return Step::Claim,
+        (Claim::Orphaned(h), _) if wants => return Step::Reclaim(h.clone()),
+        _ => {}
     }
     if !ch.spec.connected {
         if may_be_connected(&status) {
@@ -140,6 +175,22 @@ pub fn plan(ch: &Channel, observed: &Observed) -> Step {
     }
 }
 
+/// The Duplicate stall: the message names the owner only when it is in the Channel's namespace.
+fn duplicate(ch: &Channel, ns: &str, name: &str) -> Step {
+    let owner = if !name.is_empty() && ch.namespace().as_deref() == Some(ns) {
+        format!("the Channel {ns}/{name}")
+    } else {
+        "a Channel of another namespace".to_owned()
+    };
+    stall(
+        Reason::Duplicate,
+        format!(
+            "{} {} is claimed by {owner}; this Channel is not connected",
+            ch.spec.source, ch.spec.source_channel_id
+        ),
+    )
+}
+
 fn stall(reason: Reason, message: String) -> Step {
     Step::Stall { reason, message }
 }
@@ -171,7 +222,8 @@ mod tests {
     fn observed() -> Observed {
         Observed {
             invalid: None,
-            duplicate_of: None,
+            claim: Claim::Ours(holder()),
+            rival: None,
             credentials: Ok(Some(Credentials {
                 token: Secret::new("t"),
                 version: "7".into(),
@@ -179,6 +231,16 @@ mod tests {
             token_secret: TokenSecret::Absent,
             recheck_due: false,
             provider_config: Ok(None),
+        }
+    }
+
+    fn holder() -> Holder {
+        Holder {
+            namespace: "ns".into(),
+            name: "shop".into(),
+            uid: "uid-1".into(),
+            claim_uid: "claim-uid".into(),
+            claim_version: "3".into(),
         }
     }
 
@@ -232,7 +294,7 @@ mod tests {
             plan(&ch, &o),
             stall(Reason::CredentialsMissing, "no Secret".into())
         );
-        o.duplicate_of = Some("ns/older".into());
+        o.claim = Claim::Held("ns".into(), "older".into());
         assert!(matches!(
             plan(&ch, &o),
             Step::Stall {
@@ -266,20 +328,21 @@ mod tests {
         ch.metadata.deletion_timestamp = Some(Time(k8s_openapi::jiff::Timestamp::now()));
         assert_eq!(plan(&ch, &none()), stalled);
         ch.spec.deletion_policy = DeletionPolicy::Orphan;
-        assert_eq!(plan(&ch, &none()), Step::Release { disconnect: false });
-        // Nothing to undo: settles without a configuration; a duplicate stays a duplicate.
-        let mut ch = facebook();
-        ch.spec.connected = false;
-        assert_eq!(plan(&ch, &none()), Step::Settle { cleanup: true });
-        let mut o = none();
-        o.duplicate_of = Some("ns/older".into());
         assert!(matches!(
-            plan(&facebook(), &o),
-            Step::Stall {
-                reason: Reason::Duplicate,
+            plan(&ch, &none()),
+            Step::Release {
+                disconnect: false,
                 ..
             }
         ));
+        // Nothing to undo: settles without a configuration.
+        let mut ch = facebook();
+        ch.spec.connected = false;
+        assert_eq!(plan(&ch, &none()), Step::Settle { cleanup: true });
+        // No claim is taken for a Channel that may not call its provider.
+        let mut o = none();
+        o.claim = Claim::Free;
+        assert_eq!(plan(&facebook(), &o), stalled);
     }
 
     #[test]
@@ -338,13 +401,54 @@ mod tests {
     fn deletion_disconnects_only_with_the_disconnect_policy_and_a_possible_connection() {
         let mut ch = facebook();
         ch.metadata.deletion_timestamp = Some(Time(k8s_openapi::jiff::Timestamp::now()));
-        assert_eq!(plan(&ch, &observed()), Step::Release { disconnect: false });
+        let release = |disconnect| Step::Release {
+            disconnect,
+            claim: Some(holder()),
+        };
+        assert_eq!(plan(&ch, &observed()), release(false));
         ch.status = Some(ChannelStatus {
             connect_attempted: Some(FP.into()),
             ..Default::default()
         });
-        assert_eq!(plan(&ch, &observed()), Step::Release { disconnect: true });
+        assert_eq!(plan(&ch, &observed()), release(true));
         ch.spec.deletion_policy = DeletionPolicy::Orphan;
-        assert_eq!(plan(&ch, &observed()), Step::Release { disconnect: false });
+        assert_eq!(plan(&ch, &observed()), release(false));
+    }
+
+    #[test]
+    fn the_first_claim_owns_the_channel_and_a_connection_is_never_demoted_for_a_rival() {
+        let ch = facebook();
+        let mut o = observed();
+        o.claim = Claim::Free;
+        assert_eq!(plan(&ch, &o), Step::Claim);
+        o.claim = Claim::Orphaned(holder());
+        assert_eq!(plan(&ch, &o), Step::Reclaim(holder()));
+        // Held by another: Duplicate, naming only an owner of the Channel's own namespace.
+        o.claim = Claim::Held("other-tenant".into(), "theirs".into());
+        let Step::Stall { reason, message } = plan(&ch, &o) else {
+            panic!("no stall")
+        };
+        assert_eq!(reason, Reason::Duplicate);
+        assert!(!message.contains("other-tenant"), "{message}");
+        o.claim = Claim::Held("ns".into(), "older".into());
+        assert!(
+            matches!(plan(&ch, &o), Step::Stall { message, .. } if message.contains("ns/older"))
+        );
+        // A rival connected before claims existed: a new Channel waits, a connected one claims.
+        o.claim = Claim::Free;
+        o.rival = Some(("ns".into(), "legacy".into()));
+        assert!(matches!(
+            plan(&ch, &o),
+            Step::Stall {
+                reason: Reason::Duplicate,
+                ..
+            }
+        ));
+        assert_eq!(plan(&connected(facebook(), FP), &o), Step::Claim);
+        // Nothing to connect nor undo: no claim needed.
+        let mut off = facebook();
+        off.spec.connected = false;
+        o.rival = None;
+        assert_eq!(plan(&off, &o), Step::Settle { cleanup: true });
     }
 }

@@ -19,9 +19,10 @@ pub use super::context::{Config, Context};
 pub use super::error::Error;
 pub use super::events::{EventPublisher, EventType};
 use super::logic;
-use super::plan::{may_be_connected, plan, Observed, Step};
+use super::plan::{may_be_connected, plan, Claim, Observed, Step};
 use super::secrets::{self, TokenSecret};
 use super::status::Reporter;
+use crate::claims;
 use crate::crd::{Channel, ChannelStatus, DeletionPolicy, FINALIZER};
 use crate::ownership::Moment;
 use crate::providers::{Provider, Providers};
@@ -88,10 +89,31 @@ async fn reconcile_inner(ch: Arc<Channel>, ctx: &Context) -> Result<Action, Erro
     let api = ctx.channels(&ch);
     finalizer(&api, FINALIZER, ch, |event| async {
         let (FinalizerEvent::Apply(ch) | FinalizerEvent::Cleanup(ch)) = event;
-        let (observed, providers) = observe(&ch, ctx).await?;
-        let step = plan(&ch, &observed);
-        debug!(?step, "planned");
-        execute(&ch, ctx, step, observed, &providers).await
+        let (mut observed, mut providers) = observe(&ch, ctx).await?;
+        // Claiming changes only the claim: plan again with its outcome (a lost race reads anew).
+        for _ in 0..3 {
+            let step = plan(&ch, &observed);
+            debug!(?step, "planned");
+            let taken = match step {
+                Step::Claim => claims::create(&ctx.claims(), &ch).await?,
+                Step::Reclaim(holder) => {
+                    info!(owner = %format!("{}/{}", holder.namespace, holder.name), "the owner of the channel id no longer exists; taking over its claim");
+                    match claims::delete(&ctx.claims(), &ch, &holder).await? {
+                        true => claims::create(&ctx.claims(), &ch).await?,
+                        false => None,
+                    }
+                }
+                step => return execute(&ch, ctx, step, observed, &providers).await,
+            };
+            match taken {
+                Some(holder) => {
+                    info!("claimed the channel id");
+                    observed.claim = Claim::Ours(holder);
+                }
+                None => (observed, providers) = observe(&ch, ctx).await?,
+            }
+        }
+        Ok(Action::requeue(Duration::from_millis(200)))
     })
     .await
     .map_err(|e| Error::Finalizer(Box::new(e)))
@@ -102,7 +124,8 @@ async fn reconcile_inner(ch: Arc<Channel>, ctx: &Context) -> Result<Action, Erro
 async fn observe(ch: &Channel, ctx: &Context) -> Result<(Observed, Providers), Error> {
     let mut observed = Observed {
         invalid: crate::rules::validate_spec(&ch.spec).err(),
-        duplicate_of: None,
+        claim: Claim::NotRead,
+        rival: None,
         credentials: Ok(None),
         token_secret: TokenSecret::Absent,
         recheck_due: false,
@@ -110,40 +133,41 @@ async fn observe(ch: &Channel, ctx: &Context) -> Result<(Observed, Providers), E
     };
     let mut providers = ctx.providers.clone();
     let status = ch.status.clone().unwrap_or_default();
-    if ch.metadata.deletion_timestamp.is_some() {
-        if ch.spec.deletion_policy == DeletionPolicy::Disconnect && may_be_connected(&status) {
-            match provider_config(ch, ctx).await? {
-                Ok((p, _)) => providers = p,
-                Err(why) => observed.provider_config = Err(why),
-            }
-        }
+    let deleting = ch.metadata.deletion_timestamp.is_some();
+    if observed.invalid.is_some() && !deleting {
         return Ok((observed, providers));
     }
-    if observed.invalid.is_some() {
-        return Ok((observed, providers));
-    }
-    let same_id = ctx.store.state_filter(|c| {
-        c.spec.source == ch.spec.source && c.spec.source_channel_id == ch.spec.source_channel_id
-    });
-    observed.duplicate_of = logic::duplicate_owner(ch, same_id.iter().map(|c| c.as_ref()));
-    if observed.duplicate_of.is_some() {
-        return Ok((observed, providers));
-    }
-    if ch.spec.connected || may_be_connected(&status) {
+    // The provider configuration comes first: a Channel that may not call its provider claims
+    // no channel id and reads nothing more.
+    let wants = if deleting {
+        ch.spec.deletion_policy == DeletionPolicy::Disconnect && may_be_connected(&status)
+    } else {
+        ch.spec.connected || may_be_connected(&status)
+    };
+    if wants {
         match provider_config(ch, ctx).await? {
             Ok((p, config)) => {
                 providers = p;
                 observed.provider_config = Ok(config);
             }
             Err(why) => {
-                // No provider is called, and nothing more is read.
                 observed.provider_config = Err(why);
                 return Ok((observed, providers));
             }
         }
     }
+    observed.claim = read_claim(ch, ctx, !deleting).await?;
+    if deleting {
+        return Ok((observed, providers));
+    }
+    if matches!(observed.claim, Claim::Free | Claim::Orphaned(_)) {
+        let same_id = ctx.store.state_filter(|c| {
+            c.spec.source == ch.spec.source && c.spec.source_channel_id == ch.spec.source_channel_id
+        });
+        observed.rival = logic::connected_rival(ch, same_id.iter().map(|c| c.as_ref()));
+    }
     let provider = providers.for_source(ch.spec.source);
-    if !provider.needs_credentials() {
+    if matches!(observed.claim, Claim::Held(..)) || !provider.needs_credentials() {
         return Ok((observed, providers));
     }
     let api = match ctx.secrets(ch) {
@@ -177,6 +201,33 @@ async fn provider_config(
     ctx.provider_configs
         .providers_for(&ctx.client, &ctx.config.secret_scope, ch)
         .await
+}
+
+/// What the claim of the Channel's source channel id says; whether another owner still exists
+/// is asked of the API server (a cache may not show a Channel created a moment ago), when
+/// `check_owner` (a Channel being deleted only needs to know whether the claim is its own).
+async fn read_claim(ch: &Channel, ctx: &Context, check_owner: bool) -> Result<Claim, Error> {
+    let Some(lease) = claims::read(&ctx.claims(), ch).await? else {
+        return Ok(Claim::Free);
+    };
+    let Some(holder) = claims::Holder::of(&lease) else {
+        // A Lease of that name that is not a claim: nobody here may take it.
+        return Ok(Claim::Held(String::new(), String::new()));
+    };
+    if holder.is(ch) {
+        return Ok(Claim::Ours(holder));
+    }
+    if !check_owner {
+        return Ok(Claim::Held(holder.namespace, holder.name));
+    }
+    let owners: kube::Api<Channel> = kube::Api::namespaced(ctx.client.clone(), &holder.namespace);
+    match owners.get_opt(&holder.name).await {
+        Ok(Some(owner)) if holder.is(&owner) => Ok(Claim::Held(holder.namespace, holder.name)),
+        Ok(_) => Ok(Claim::Orphaned(holder)),
+        // Where the controller may not look, the owner is taken to exist.
+        Err(kube::Error::Api(s)) if s.code == 403 => Ok(Claim::Held(holder.namespace, holder.name)),
+        Err(e) => Err(e.into()),
+    }
 }
 
 async fn execute(
@@ -231,7 +282,11 @@ async fn execute(
             settle(ch, ctx, &mut reporter, true).await
         }
         Step::Settle { cleanup } => settle(ch, ctx, &mut reporter, cleanup).await,
-        Step::Release { disconnect: call } => {
+        Step::Claim | Step::Reclaim(_) => unreachable!("claims are taken before execute"),
+        Step::Release {
+            disconnect: call,
+            claim,
+        } => {
             if call {
                 // The token Secret is read only now: nothing else needs it at deletion.
                 let token = match secrets::token_secret(&ctx.secrets(ch)?, ch).await? {
@@ -247,6 +302,10 @@ async fn execute(
                 info!("deletionPolicy Orphan: deleting without calling the provider");
             }
             delete_owned_in_scope(ctx, ch, Moment::Deletion).await?;
+            if let Some(holder) = claim {
+                // Nothing is left to undo: the channel id is free for the next claim.
+                claims::delete(&ctx.claims(), ch, &holder).await?;
+            }
             ctx.forget(&ch.uid().unwrap_or_default());
             Ok(Action::await_change())
         }
@@ -302,7 +361,9 @@ async fn stall(
     })
 }
 
-/// Records the attempt, connects, keeps the token, reports `Connected`.
+/// Records the attempt, connects, keeps the token, reports `Connected`. A source whose connect
+/// makes no call (the chat plugin, Google) has nothing to undo and nothing to tell: no attempt
+/// record and no Event, only the status (two apiserver writes fewer per Channel).
 async fn connect(
     ch: &Channel,
     ctx: &Context,
@@ -311,11 +372,14 @@ async fn connect(
     fingerprint: String,
     credentials: Option<Secret>,
 ) -> Result<Action, Error> {
-    let mut attempt = reporter.current().clone();
-    attempt.connect_attempted = Some(fingerprint.clone());
-    reporter
-        .write(attempt, Reason::Progressing, "connecting at the provider")
-        .await?;
+    let calls_out = provider.calls_out();
+    if calls_out {
+        let mut attempt = reporter.current().clone();
+        attempt.connect_attempted = Some(fingerprint.clone());
+        reporter
+            .write(attempt, Reason::Progressing, "connecting at the provider")
+            .await?;
+    }
     let outcome = match provider.connect(ch, credentials.as_ref()).await {
         Ok(o) => o,
         Err(e) => {
@@ -348,14 +412,16 @@ async fn connect(
     reporter
         .write(next, Reason::Connected, "connected at the provider")
         .await?;
-    reporter
-        .event(
-            EventType::Normal,
-            Reason::Connected,
-            "Connect",
-            format!("connected {} {}", ch.spec.source, ch.spec.source_channel_id),
-        )
-        .await;
+    if calls_out {
+        reporter
+            .event(
+                EventType::Normal,
+                Reason::Connected,
+                "Connect",
+                format!("connected {} {}", ch.spec.source, ch.spec.source_channel_id),
+            )
+            .await;
+    }
     Ok(Action::requeue(ctx.config.resync))
 }
 

@@ -29,6 +29,9 @@ use crate::providers::{ProviderArgs, Providers};
 const NS: &str = "/api/v1/namespaces/ns/secrets";
 const CH: &str = "/apis/airy.co/v1alpha1/namespaces/ns/channels/shop";
 const EVENTS: &str = "/apis/events.k8s.io/v1/namespaces/ns/events";
+/// The claims (Leases of the operator's namespace `ops`); page 1001's is `CLAIM`.
+const LEASES: &str = "/apis/coordination.k8s.io/v1/namespaces/ops/leases";
+const CLAIM: &str = "claim-7b11b7fc-c21f-5c84-b68b-771819632259";
 const USER_TOKEN: &str = "EAA-user-page-token";
 const PAGE_ACCESS: &str = "EAA-page-access-token";
 
@@ -45,6 +48,9 @@ struct Fake {
     calls: Mutex<Vec<Call>>,
     channel: Mutex<Value>,
     secrets: Mutex<BTreeMap<String, Value>>,
+    claims: Mutex<BTreeMap<String, Value>>,
+    /// Channels besides `ns/shop`, by path.
+    others: Mutex<BTreeMap<String, Value>>,
     rv: Mutex<u64>,
 }
 
@@ -65,6 +71,9 @@ impl Fake {
         };
         let mut secrets = self.secrets.lock().unwrap();
         let mut channel = self.channel.lock().unwrap();
+        if let Some(name) = path.strip_prefix(LEASES).map(|p| p.trim_start_matches('/')) {
+            return self.claim(method, name, body);
+        }
         let secret_name = path.strip_prefix(NS).map(|p| p.trim_start_matches('/'));
         match (method, secret_name) {
             ("GET", Some("")) => {
@@ -121,6 +130,13 @@ impl Fake {
                 (200, channel.clone())
             }
             ("POST", None) if path == EVENTS => (201, body.clone()),
+            ("GET", None) if path == CH => (200, channel.clone()),
+            ("GET", None) if path.starts_with("/apis/airy.co/") => {
+                match self.others.lock().unwrap().get(path) {
+                    Some(c) => (200, c.clone()),
+                    None => not_found(path),
+                }
+            }
             _ => panic!("unexpected request {method} {path}?{query}"),
         }
     }
@@ -232,7 +248,7 @@ impl Scenario {
         });
         fake.secrets.lock().unwrap().insert(
             "shop-tok".into(),
-            secret("shop-tok", "page_token", USER_TOKEN, json!({})),
+            secret("shop-tok", "page_token", USER_TOKEN, consenting()),
         );
         *fake.rv.lock().unwrap() = 10;
         let graph = graph(subscribe_status).await;
@@ -286,6 +302,7 @@ impl Scenario {
                 resync,
                 secret_scope: crate::controller::watch::SecretScope::All,
                 naming: Default::default(),
+                claim_namespace: "ops".into(),
             },
             provider_configs,
         ));
@@ -320,6 +337,13 @@ impl Scenario {
                     .replace(CH, "channel")
                     .replace(NS, "secrets")
                     .replace(EVENTS, "events")
+                    .replace(LEASES, "claims")
+                    .replace("/apis/airy.co/v1alpha1/namespaces/", "channels of ")
+            })
+            // One claim per Channel: its name (the channel id) is not repeated.
+            .map(|l| match l.find("claims/claim-") {
+                Some(i) => l[..i + "claims/claim".len()].to_owned(),
+                None => l,
             })
             .collect();
         assert_eq!(lines, want);
@@ -339,13 +363,21 @@ impl Scenario {
     async fn stalls(&mut self, reason: &str, naming: &str) {
         let err = self.reconcile().await.unwrap_err();
         assert!(err.contains(naming), "{err}");
-        let calls = self.api(&[READ[0], READ[1], "PATCH channel/status", "POST events"]);
+        // The claim is taken first: the Channel is the first to declare the channel id.
+        let calls = self.api(&[
+            CLAIM_GET,
+            READ[0],
+            READ[1],
+            CLAIM_POST,
+            "PATCH channel/status",
+            "POST events",
+        ]);
         self.provider(&[]).await;
         assert_eq!(
-            summary(&calls[2].body),
+            summary(&calls[4].body),
             (format!("False/{reason}"), vec!["Stalled=True".into()])
         );
-        assert_eq!(calls[3].body["reason"], reason);
+        assert_eq!(calls[5].body["reason"], reason);
     }
 
     /// Reconciles until the finalizer is in and the channel connected.
@@ -357,6 +389,12 @@ impl Scenario {
         graph_calls(&s.graph, &s.graph_seen).await;
         s
     }
+}
+
+/// The metadata of a Secret that consents to be a Channel's credentials.
+fn consenting() -> Value {
+    use crate::ownership::{CREDENTIALS_CONSENT, CREDENTIALS_LABEL};
+    json!({"labels": {CREDENTIALS_LABEL: CREDENTIALS_CONSENT}})
 }
 
 fn secret(name: &str, key: &str, value: &str, metadata: Value) -> Value {
@@ -395,6 +433,9 @@ fn summary(body: &Value) -> (String, Vec<String>) {
 }
 
 const READ: [&str; 2] = ["GET secrets/shop-tok", "GET secrets/shop-facebook-token"];
+const CLAIM_GET: &str = "GET claims/claim";
+const CLAIM_POST: &str = "POST claims";
+const CLAIM_DELETE: &str = "DELETE claims/claim";
 const CONNECT: [&str; 3] = [
     "GET /v24.0/oauth/access_token",
     "GET /v24.0/1001",
@@ -414,8 +455,10 @@ async fn a_new_channel_gets_the_finalizer_then_connects_and_keeps_its_token() {
 
     s.reconcile().await.unwrap();
     let calls = s.api(&[
+        CLAIM_GET,
         READ[0],
         READ[1],
+        CLAIM_POST,
         "PATCH channel/status",
         "GET secrets/shop-facebook-token",
         "POST secrets",
@@ -423,21 +466,26 @@ async fn a_new_channel_gets_the_finalizer_then_connects_and_keeps_its_token() {
         "POST events",
     ]);
     s.provider(&CONNECT).await;
+    // The claim of page 1001, created before anything else is written, names the Channel.
+    let claim = &calls[3].body["metadata"];
+    assert_eq!(claim["name"], CLAIM);
+    assert_eq!(claim["annotations"]["airy.co/owner"], "ns/shop");
+    assert_eq!(claim["annotations"]["airy.co/owner-uid"], "uid-shop");
     // Before the provider: the attempt, in progress.
     assert_eq!(
-        calls[2].body["status"]["connectAttempted"],
+        calls[4].body["status"]["connectAttempted"],
         "facebook/1001;secret=shop-tok/page_token@5"
     );
     assert_eq!(
-        summary(&calls[2].body),
+        summary(&calls[4].body),
         ("False/Progressing".into(), vec!["Reconciling=True".into()])
     );
     assert!(
-        calls[2].query.contains("force=true")
-            && calls[2].query.contains("fieldManager=channel-operator")
+        calls[4].query.contains("force=true")
+            && calls[4].query.contains("fieldManager=channel-operator")
     );
     // The token Secret: created (not applied), labelled, controlled by the Channel.
-    let created = &calls[4].body;
+    let created = &calls[6].body;
     assert_eq!(created["metadata"]["name"], "shop-facebook-token");
     assert_eq!(
         created["metadata"]["labels"]["app.kubernetes.io/managed-by"],
@@ -449,12 +497,12 @@ async fn a_new_channel_gets_the_finalizer_then_connects_and_keeps_its_token() {
         true
     );
     // After: connected, the attempt resolved.
-    let st = &calls[5].body["status"];
-    assert_eq!(summary(&calls[5].body), ("True/Connected".into(), vec![]));
+    let st = &calls[7].body["status"];
+    assert_eq!(summary(&calls[7].body), ("True/Connected".into(), vec![]));
     assert_eq!(st["connected"], true);
     assert!(st["connectAttempted"].is_null());
     assert_eq!(st["pageName"], "Shop");
-    assert_eq!(calls[6].body["reason"], "Connected");
+    assert_eq!(calls[8].body["reason"], "Connected");
     assert!(
         !serde_json::to_string(&calls.iter().map(|c| &c.body).collect::<Vec<_>>())
             .unwrap()
@@ -466,7 +514,7 @@ async fn a_new_channel_gets_the_finalizer_then_connects_and_keeps_its_token() {
 async fn an_unchanged_connected_channel_is_only_read() {
     let mut s = Scenario::connected(200).await;
     s.reconcile().await.unwrap();
-    s.api(&READ);
+    s.api(&[CLAIM_GET, READ[0], READ[1]]);
     s.provider(&[]).await;
 }
 
@@ -479,6 +527,7 @@ async fn connected_false_unsubscribes_then_deletes_the_owned_token() {
     });
     s.reconcile().await.unwrap();
     let calls = s.api(&[
+        CLAIM_GET,
         "GET secrets/shop-facebook-token",
         "PATCH channel/status",
         "POST events",
@@ -488,25 +537,27 @@ async fn connected_false_unsubscribes_then_deletes_the_owned_token() {
     ]);
     s.provider(&["DELETE /v24.0/1001/subscribed_apps"]).await;
     assert_eq!(
-        summary(&calls[1].body),
+        summary(&calls[2].body),
         ("False/Progressing".into(), vec!["Reconciling=True".into()])
     );
     assert!(
-        calls[3]
+        calls[4]
             .query
             .contains("labelSelector=app.kubernetes.io%2Fmanaged-by%3Dchannel-operator"),
         "{}",
-        calls[3].query
+        calls[4].query
     );
     assert_eq!(
-        calls[4].body["preconditions"]["uid"],
+        calls[5].body["preconditions"]["uid"],
         "uid-shop-facebook-token"
     );
     assert_eq!(
-        summary(&calls[5].body),
+        summary(&calls[6].body),
         ("True/Disconnected".into(), vec![])
     );
-    assert_eq!(calls[5].body["status"]["observedGeneration"], 2);
+    assert_eq!(calls[6].body["status"]["observedGeneration"], 2);
+    // Disconnected, the Channel keeps the channel id.
+    assert!(s.fake.claims.lock().unwrap().contains_key(CLAIM));
     // The credentials Secret is the user's: kept.
     assert!(s.fake.secrets.lock().unwrap().contains_key("shop-tok"));
 }
@@ -525,17 +576,21 @@ async fn deletion_unsubscribes_with_disconnect_and_only_releases_with_orphan() {
         s.reconcile().await.unwrap();
         let want: &[&str] = if policy == "Disconnect" {
             &[
+                CLAIM_GET,
                 "GET secrets/shop-facebook-token",
                 "PATCH channel/status",
                 "POST events",
                 "GET secrets",
                 "DELETE secrets/shop-facebook-token",
+                CLAIM_DELETE,
                 "PATCH channel",
             ]
         } else {
             &[
+                CLAIM_GET,
                 "GET secrets",
                 "DELETE secrets/shop-facebook-token",
+                CLAIM_DELETE,
                 "PATCH channel",
             ]
         };
@@ -546,67 +601,12 @@ async fn deletion_unsubscribes_with_disconnect_and_only_releases_with_orphan() {
             release[1],
             json!({"op": "remove", "path": "/metadata/finalizers/0"})
         );
+        // The claim goes last before the finalizer, guarded: only the claim that was read.
+        let pre = &calls[calls.len() - 2].body["preconditions"];
+        assert_eq!(pre["uid"], format!("uid-{CLAIM}"));
+        assert!(pre["resourceVersion"].is_string(), "{pre}");
+        assert!(s.fake.claims.lock().unwrap().is_empty());
     }
-}
-
-#[tokio::test]
-async fn a_duplicate_is_stalled_without_any_read_or_provider_call() {
-    let mut s = Scenario::connected(200).await;
-    let mut older = s.fake.channel();
-    older.metadata.name = Some("older".into());
-    older.metadata.uid = Some("uid-older".into());
-    older.metadata.creation_timestamp = Some(k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(
-        k8s_openapi::jiff::Timestamp::from_second(0).unwrap(),
-    ));
-    s.writer.apply_watcher_event(&watcher::Event::Apply(older));
-    s.reconcile().await.unwrap();
-    let calls = s.api(&["PATCH channel/status", "POST events"]);
-    s.provider(&[]).await;
-    assert_eq!(
-        summary(&calls[0].body),
-        ("False/Duplicate".into(), vec!["Stalled=True".into()])
-    );
-    assert_eq!(calls[0].body["status"]["connected"], false);
-}
-
-#[tokio::test]
-async fn missing_credentials_stall_without_a_provider_call() {
-    let mut s = Scenario::new(200).await;
-    s.reconcile().await.unwrap();
-    s.fake.secrets.lock().unwrap().clear();
-    s.fake.take();
-    s.stalls("CredentialsMissing", "ns/shop-tok").await;
-}
-
-#[tokio::test]
-async fn a_foreign_secret_in_the_way_is_a_conflict_and_is_never_written_or_deleted() {
-    let mut s = Scenario::new(200).await;
-    s.reconcile().await.unwrap();
-    let foreign = secret(
-        "shop-facebook-token",
-        "invoice_key",
-        "unrelated",
-        json!({"labels": {"app.kubernetes.io/managed-by": "channel-operator"}}),
-    );
-    s.fake
-        .secrets
-        .lock()
-        .unwrap()
-        .insert("shop-facebook-token".into(), foreign.clone());
-    s.fake.take();
-    s.stalls("SecretConflict", "ns/shop-facebook-token").await;
-    // Disconnecting and deleting leave it alone too (labelled, but not controlled by the Channel).
-    s.edit(|c| c["spec"]["connected"] = false.into());
-    s.reconcile().await.unwrap();
-    s.api(&["GET secrets", "PATCH channel/status"]);
-    s.edit(|c| c["metadata"]["deletionTimestamp"] = "2026-01-02T00:00:00Z".into());
-    s.reconcile().await.unwrap();
-    s.api(&["GET secrets", "PATCH channel"]);
-    s.provider(&[]).await;
-    assert_eq!(
-        s.fake.secrets.lock().unwrap()["shop-facebook-token"],
-        foreign
-    );
 }
 
 #[tokio::test]
@@ -617,14 +617,16 @@ async fn an_ambiguous_connect_is_recorded_and_undone_at_deletion() {
     let err = s.reconcile().await.unwrap_err();
     assert!(err.contains("HTTP 500"), "{err}");
     let calls = s.api(&[
+        CLAIM_GET,
         READ[0],
         READ[1],
+        CLAIM_POST,
         "PATCH channel/status",
         "PATCH channel/status",
         "POST events",
     ]);
     s.provider(&CONNECT).await;
-    let failed = &calls[3].body;
+    let failed = &calls[5].body;
     assert_eq!(
         summary(failed),
         (
@@ -642,11 +644,13 @@ async fn an_ambiguous_connect_is_recorded_and_undone_at_deletion() {
     s.edit(|c| c["metadata"]["deletionTimestamp"] = "2026-01-02T00:00:00Z".into());
     s.reconcile().await.unwrap();
     s.api(&[
+        CLAIM_GET,
         "GET secrets/shop-facebook-token",
         "GET secrets/shop-tok",
         "PATCH channel/status",
         "POST events",
         "GET secrets",
+        CLAIM_DELETE,
         "PATCH channel",
     ]);
     s.provider(&[
@@ -657,5 +661,7 @@ async fn an_ambiguous_connect_is_recorded_and_undone_at_deletion() {
     .await;
 }
 
+mod claims;
+mod credentials;
 mod provider_config;
 mod sources;

@@ -1,5 +1,5 @@
-//! The Secrets a Channel uses: its credentials Secret (read only) and the token Secret the
-//! operator keeps for it.
+//! The Secrets a Channel uses: its credentials Secret (read only, and only when it consents) and
+//! the token Secret the operator keeps for it.
 //!
 //! Which Secrets are the Channel's and when they go is decided in [`crate::ownership`]. The
 //! operator never adopts what is not its own: a token Secret is created, or updated only when it
@@ -59,7 +59,28 @@ pub fn conflict_message(ch: &Channel, name: &str) -> String {
     )
 }
 
-/// Reads the Channel's credentials Secret. `Ok(None)` when the Channel names none.
+/// The one message for credentials the controller may not use, whatever the cause: a Secret
+/// that is absent, lacks the key, or does not consent ([`ownership::usable_as_credentials`])
+/// reads the same, so a user who may not read Secrets learns nothing about them from a Channel.
+pub fn unusable_message(ch: &Channel) -> String {
+    let ns = ch.namespace().unwrap_or_default();
+    let (name, key) = ch
+        .spec
+        .credentials_secret_ref
+        .as_ref()
+        .map(|r| (r.name.as_str(), r.key.as_str()))
+        .unwrap_or_default();
+    format!(
+        "the Secret {ns}/{name} named by spec.credentialsSecretRef cannot be used: it must exist, \
+         hold a non-empty key {key:?} and carry the label {}={:?} (set by someone who may write \
+         Secrets in {ns})",
+        ownership::CREDENTIALS_LABEL,
+        ownership::CREDENTIALS_CONSENT
+    )
+}
+
+/// Reads the Channel's credentials Secret. `Ok(None)` when the Channel names none. The Secret's
+/// labels are checked before its data is touched: one that does not consent is never read.
 pub async fn credentials(
     api: &Api<KubeSecret>,
     ch: &Channel,
@@ -67,19 +88,13 @@ pub async fn credentials(
     let Some(r) = &ch.spec.credentials_secret_ref else {
         return Ok(None);
     };
-    let ns = ch.namespace().unwrap_or_default();
-    let secret = api.get_opt(&r.name).await?.ok_or_else(|| {
-        ProviderError::CredentialsMissing(format!(
-            "the Secret {ns}/{} named by spec.credentialsSecretRef does not exist",
-            r.name
-        ))
-    })?;
-    let token = secret_value(&secret, &r.key).ok_or_else(|| {
-        ProviderError::CredentialsMissing(format!(
-            "the Secret {ns}/{} has no key {:?} or its value is empty",
-            r.name, r.key
-        ))
-    })?;
+    let unusable = || ProviderError::CredentialsMissing(unusable_message(ch));
+    let secret = api
+        .get_opt(&r.name)
+        .await?
+        .filter(|s| ownership::usable_as_credentials(&s.metadata, ch))
+        .ok_or_else(unusable)?;
+    let token = secret_value(&secret, &r.key).ok_or_else(unusable)?;
     Ok(Some(Credentials {
         token,
         version: secret.metadata.resource_version.unwrap_or_default(),

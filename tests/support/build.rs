@@ -4,6 +4,7 @@
 use std::collections::BTreeMap;
 
 use channel_operator::crd::{Channel, ChannelSpec, ChannelStatus, SecretKeyRef, Source};
+use channel_operator::ownership::{CREDENTIALS_CONSENT, CREDENTIALS_LABEL};
 use k8s_openapi::api::core::v1::Secret;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
 use k8s_openapi::ByteString;
@@ -120,8 +121,20 @@ impl ChannelBuilder {
     }
 }
 
-/// An Opaque Secret `name` in `default` holding `value` under `key`.
+/// An Opaque Secret `name` in `default` holding `value` under `key`, consenting to be a
+/// Channel's credentials (the label `airy.co/credentials: "true"`, as a user labels it).
 pub fn secret(name: &str, key: &str, value: &str) -> Secret {
+    let mut s = unconsented_secret(name, key, value);
+    s.metadata.labels = Some(BTreeMap::from([(
+        CREDENTIALS_LABEL.to_owned(),
+        CREDENTIALS_CONSENT.to_owned(),
+    )]));
+    s
+}
+
+/// Like [`secret`] without the consent label: a Secret no Channel may use (another user's token,
+/// a provider's credentials).
+pub fn unconsented_secret(name: &str, key: &str, value: &str) -> Secret {
     let mut s = Secret::default();
     s.metadata.name = Some(name.into());
     s.metadata.namespace = Some("default".into());
@@ -134,7 +147,16 @@ pub fn secret(name: &str, key: &str, value: &str) -> Secret {
 
 /// [`secret`] as a manifest for `kubectl apply`.
 pub fn secret_yaml(name: &str, key: &str, value: &str) -> String {
-    serde_yaml::to_string(&secret(name, key, value))
+    manifest(&secret(name, key, value))
+}
+
+/// [`unconsented_secret`] as a manifest for `kubectl apply`.
+pub fn unconsented_secret_yaml(name: &str, key: &str, value: &str) -> String {
+    manifest(&unconsented_secret(name, key, value))
+}
+
+fn manifest(s: &Secret) -> String {
+    serde_yaml::to_string(s)
         .expect("a Secret serializes")
         .replacen("metadata:", "apiVersion: v1\nkind: Secret\nmetadata:", 1)
 }

@@ -454,12 +454,12 @@ impl Env {
     }
 
     /// Like [`Env::fake_page`] for the user's token number `n` of the page (other credentials
-    /// for the same page, which shares its app subscription).
+    /// for the same page, which shares its app subscription); `subscribes` may be a range.
     pub async fn fake_page_token(
         &mut self,
         page: &str,
         n: u32,
-        subscribes: u64,
+        subscribes: impl Into<wiremock::Times>,
         unsubscribes: u64,
     ) -> PageTokens {
         let tokens = PageTokens::of(page, n);
@@ -482,6 +482,21 @@ impl Env {
 
     // -----------------------------------------------------------------------------------------
     // The cluster, read directly.
+
+    /// Creates namespace `name` (a tenant's).
+    pub async fn namespace(&self, name: &str) {
+        let ns = k8s_openapi::api::core::v1::Namespace {
+            metadata: kube::core::ObjectMeta {
+                name: Some(name.into()),
+                ..Default::default()
+            },
+            ..Default::default()
+        };
+        Api::<k8s_openapi::api::core::v1::Namespace>::all(self.sb.client())
+            .create(&kube::api::PostParams::default(), &ns)
+            .await
+            .unwrap();
+    }
 
     pub fn channels(&self) -> Api<Channel> {
         Api::all(self.sb.client())

@@ -60,7 +60,7 @@ pub async fn page(
     page: &str,
     tokens: &PageTokens,
     subscribed: Arc<AtomicBool>,
-    subscribes: u64,
+    subscribes: impl Into<wiremock::Times>,
     unsubscribes: u64,
 ) {
     let id = page_id(page);

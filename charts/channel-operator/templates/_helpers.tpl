@@ -73,9 +73,10 @@ app.kubernetes.io/instance: {{ .Release.Name }}
 {{- .Values.watchNamespace }}
 {{- end }}
 
-{{/* Namespace where the API creates Channels. */}}
+{{/* Namespace where the API creates Channels. Never the release namespace, which holds the
+provider Secrets (see "channel-operator.validate"): by default <release namespace>-channels. */}}
 {{- define "channel-operator.channelsNamespace" -}}
-{{- .Values.channelsNamespace | default .Values.watchNamespace | default .Release.Namespace }}
+{{- .Values.channelsNamespace | default .Values.watchNamespace | default (printf "%s-channels" .Release.Namespace) }}
 {{- end }}
 
 {{/* Namespaces whose Channels the API reads and writes (API_NAMESPACES), comma-separated: the
@@ -228,6 +229,25 @@ seccompProfile:
 {{- end }}
 {{- if and .Values.watchNamespace .Values.channelsNamespace (ne .Values.watchNamespace .Values.channelsNamespace) }}
 {{- fail (printf "channelsNamespace %q differs from watchNamespace %q: the API would create Channels that no controller reconciles; leave channelsNamespace empty or set it to watchNamespace" .Values.channelsNamespace .Values.watchNamespace) }}
+{{- end }}
+{{- /* The provider Secrets (Facebook app, Twilio, API tokens, JWT secret) live in the release
+namespace, where the pods read them through secretKeyRef. No identity the API runs as may reach
+them: the API's namespaces hold Secret rights of the API, and with the API as a sidecar the
+controller's Secret namespaces are the API's identity's too. */}}
+{{- range splitList "," (include "channel-operator.apiNamespaces" .) }}
+{{- if eq . $.Release.Namespace }}
+{{- fail (printf "the API's namespaces (channelsNamespace, watchNamespace, api.namespaces) include the release namespace %q, which holds the provider Secrets: the API's identity could read, patch and delete them; use another namespace for Channels" .) }}
+{{- end }}
+{{- end }}
+{{- if not .Values.api.separate }}
+{{- if .Values.secrets.clusterWide }}
+{{- fail "secrets.clusterWide with the API as a sidecar gives the API's identity every Secret, the provider Secrets of the release namespace included: set api.separate: true" }}
+{{- end }}
+{{- range splitList "," (include "channel-operator.secretNamespaces" .) }}
+{{- if eq . $.Release.Namespace }}
+{{- fail (printf "secrets.namespaces includes the release namespace %q, which holds the provider Secrets, and the API as a sidecar shares the controller's identity: set api.separate: true or leave it out" .) }}
+{{- end }}
+{{- end }}
 {{- end }}
 {{- if and (gt (int .Values.replicas) 1) (not .Values.leaderElection.enabled) }}
 {{- fail "replicas > 1 requires leaderElection.enabled: true (two controllers would reconcile the same Channels)" }}

@@ -1,6 +1,6 @@
-//! The pinned scenarios of provider configurations: a Channel no configuration admits makes no
-//! read besides its own and no provider call; a namespace's ProviderConfig adds one read of its
-//! Secret per reconcile and its app goes to the provider.
+//! The pinned scenarios of provider configurations: a Channel no configuration admits reads
+//! nothing (no Secret, no claim), claims nothing and calls no provider; a namespace's
+//! ProviderConfig adds one read of its Secret per reconcile and its app goes to the provider.
 
 use std::sync::Arc;
 
@@ -23,7 +23,7 @@ fn configured(s: &mut Scenario, namespaced: Vec<ProviderConfig>) {
 }
 
 #[tokio::test]
-async fn a_channel_no_configuration_admits_reads_no_secret_and_calls_no_provider() {
+async fn a_channel_no_configuration_admits_reads_and_claims_nothing_and_calls_no_provider() {
     let mut s = Scenario::new(200).await;
     configured(&mut s, vec![]);
     s.reconcile().await.unwrap();
@@ -73,8 +73,10 @@ async fn a_namespace_configuration_reads_its_secret_and_connects_with_its_app() 
     s.reconcile().await.unwrap();
     s.api(&[
         "GET secrets/fb-app",
+        "GET claims/claim",
         READ[0],
         READ[1],
+        "POST claims",
         "PATCH channel/status",
         "GET secrets/shop-facebook-token",
         "POST secrets",
@@ -97,6 +99,6 @@ async fn a_namespace_configuration_reads_its_secret_and_connects_with_its_app() 
     s.provider(&CONNECT).await;
     // Connected and unchanged: the configuration's Secret is read again, nothing is called.
     s.reconcile().await.unwrap();
-    s.api(&["GET secrets/fb-app", READ[0], READ[1]]);
+    s.api(&["GET secrets/fb-app", "GET claims/claim", READ[0], READ[1]]);
     s.provider(&[]).await;
 }

@@ -12,8 +12,22 @@ use super::*;
 const WA_USER_TOKEN: &str = "EAA-whatsapp-user-token";
 const VIBER_TOKEN: &str = "viber-bot-auth-token-0123";
 
-/// The Kubernetes calls of a connect that keeps a token.
-const CONNECT_API: [&str; 7] = [
+/// The Kubernetes calls of a first connect that keeps a token: the claim of the channel id first.
+const CONNECT_API: [&str; 9] = [
+    CLAIM_GET,
+    READ[0],
+    READ[1],
+    CLAIM_POST,
+    "PATCH channel/status",
+    "GET secrets/shop-facebook-token",
+    "POST secrets",
+    "PATCH channel/status",
+    "POST events",
+];
+
+/// The Kubernetes calls of a connect again (the claim is still the Channel's).
+const RECONNECT_API: [&str; 8] = [
+    CLAIM_GET,
     READ[0],
     READ[1],
     "PATCH channel/status",
@@ -24,7 +38,8 @@ const CONNECT_API: [&str; 7] = [
 ];
 
 /// The Kubernetes calls of a disconnect (`connected: false`) of a channel that kept a token.
-const DISCONNECT_API: [&str; 6] = [
+const DISCONNECT_API: [&str; 7] = [
+    CLAIM_GET,
     "GET secrets/shop-facebook-token",
     "PATCH channel/status",
     "POST events",
@@ -33,13 +48,16 @@ const DISCONNECT_API: [&str; 6] = [
     "PATCH channel/status",
 ];
 
-/// The Kubernetes calls of deleting a connected channel (deletionPolicy Disconnect).
-const DELETE_API: [&str; 6] = [
+/// The Kubernetes calls of deleting a connected channel (deletionPolicy Disconnect): the claim
+/// is released after the provider call.
+const DELETE_API: [&str; 8] = [
+    CLAIM_GET,
     "GET secrets/shop-facebook-token",
     "PATCH channel/status",
     "POST events",
     "GET secrets",
     "DELETE secrets/shop-facebook-token",
+    CLAIM_DELETE,
     "PATCH channel",
 ];
 
@@ -55,7 +73,7 @@ fn scenario(spec: Value, token: &str, provider: MockServer, flags: &[&str]) -> S
     });
     fake.secrets.lock().unwrap().insert(
         "shop-tok".into(),
-        secret("shop-tok", "token", token, json!({})),
+        secret("shop-tok", "token", token, consenting()),
     );
     *fake.rv.lock().unwrap() = 10;
     // Every reconcile of a connected channel is due for a re-check.
@@ -85,12 +103,12 @@ async fn life(s: &mut Scenario, connect: &[&str], recheck: &[&str], undo: &[&str
     s.reconcile().await.unwrap();
     let calls = s.api(&CONNECT_API);
     s.provider(connect).await;
-    assert_eq!(summary(&calls[5].body), ("True/Connected".into(), vec![]));
-    let status = calls[5].body["status"].clone();
+    assert_eq!(summary(&calls[7].body), ("True/Connected".into(), vec![]));
+    let status = calls[7].body["status"].clone();
     // Due for a re-check: re-checked, not connected again.
     s.reconcile().await.unwrap();
     // The same names and numbers: no status write.
-    s.api(&READ);
+    s.api(&[CLAIM_GET, READ[0], READ[1]]);
     s.provider(recheck).await;
 
     s.edit(|c| {
@@ -110,7 +128,7 @@ async fn life(s: &mut Scenario, connect: &[&str], recheck: &[&str], undo: &[&str
         c["metadata"]["generation"] = 3.into();
     });
     s.reconcile().await.unwrap();
-    s.api(&CONNECT_API);
+    s.api(&RECONNECT_API);
     s.provider(connect).await;
 
     s.edit(|c| c["metadata"]["deletionTimestamp"] = "2026-01-02T00:00:00Z".into());
@@ -306,4 +324,29 @@ async fn viber_reads_its_account_and_points_then_clears_its_webhook() {
         json!({"url": "https://airy.example/viber", "send_name": true, "send_photo": true});
     let cleared = json!({"url": ""});
     assert_eq!(bodies, [pointed.clone(), cleared.clone(), pointed, cleared]);
+}
+
+/// A source whose connect calls no provider (the chat plugin, Google): the claim and one status
+/// write — no connect-attempt record (nothing to undo) and no Event (nothing beyond the status).
+#[tokio::test]
+async fn a_connect_without_a_provider_call_writes_the_status_once_and_no_event() {
+    for source in ["chat_plugin", "google"] {
+        let provider = MockServer::start().await;
+        let spec = json!({"source": source, "sourceChannelId": "site-1", "name": "Shop"});
+        let mut s = scenario(spec, "unused", provider, &[]);
+        s.reconcile().await.unwrap();
+        s.api(&["PATCH channel"]);
+        s.reconcile().await.unwrap();
+        let calls = s.api(&[CLAIM_GET, CLAIM_POST, "PATCH channel/status"]);
+        assert_eq!(
+            summary(&calls[2].body),
+            ("True/Connected".into(), vec![]),
+            "{source}"
+        );
+        assert!(calls[2].body["status"].get("connectAttempted").is_none());
+        s.provider(&[]).await;
+        // Connected and settled: the next reconcile writes nothing.
+        s.reconcile().await.unwrap();
+        s.api(&[CLAIM_GET]);
+    }
 }
