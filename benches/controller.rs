@@ -243,6 +243,9 @@ impl Cluster {
     async fn start() -> Cluster {
         let sb = Sandbox::start(0).await.expect("sandbox");
         sb.install_crd(&Channel::crd()).await.expect("crd");
+        for crd in channel_operator::provider_config::crds() {
+            sb.install_crd(&crd).await.expect("crd");
+        }
         Api::<Secret>::namespaced(sb.client(), "default")
             .create(
                 &PostParams::default(),

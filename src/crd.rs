@@ -274,6 +274,13 @@ pub struct ChannelSpec {
     #[serde(default)]
     #[schemars(default = "default_deletion_policy")]
     pub deletion_policy: DeletionPolicy,
+
+    /// The provider configuration the channel's provider calls use: a ProviderConfig of this
+    /// namespace or a ClusterProviderConfig admitting it. Default: the ProviderConfig named
+    /// default in this namespace, else the ClusterProviderConfig named default if it admits the
+    /// namespace. Not needed by chat_plugin and google.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub provider_config_ref: Option<crate::provider_config::ProviderConfigRef>,
 }
 
 impl ChannelSpec {
@@ -290,6 +297,7 @@ impl ChannelSpec {
             instagram: None,
             whatsapp: None,
             deletion_policy: DeletionPolicy::Disconnect,
+            provider_config_ref: None,
         }
     }
 }
@@ -328,7 +336,8 @@ pub struct ChannelStatus {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub quality_rating: Option<String>,
     /// The connection inputs the channel was connected with (source, source channel id and, where
-    /// used, the credentials Secret's name/key/resourceVersion) — never a token. While they are
+    /// used, the credentials Secret's name/key/resourceVersion and the provider configuration
+    /// resource) — never a token. While they are
     /// unchanged the controller does not connect the channel again.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub connected_with: Option<String>,

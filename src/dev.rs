@@ -56,6 +56,12 @@ pub async fn start(args: &Args) -> anyhow::Result<Dev> {
         .install_crd(&crate::crd::Channel::crd())
         .await
         .context("installing the Channel CRD")?;
+    for crd in crate::provider_config::crds() {
+        sandbox
+            .install_crd(&crd)
+            .await
+            .context("installing the provider configuration CRDs")?;
+    }
     sandbox.write_kubeconfig(&args.kubeconfig)?;
     Ok(Dev {
         sandbox,

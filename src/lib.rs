@@ -3,6 +3,8 @@
 //!
 //! Where things are:
 //! - [`crd`]: the `Channel` custom resource types (the CRD in `crds/` is generated from them);
+//! - [`provider_config`]: the `ProviderConfig` and `ClusterProviderConfig` resources, and which
+//!   one a Channel uses;
 //! - [`channel_id`]: deterministic channel ids, identical to Airy Core's;
 //! - [`claims`]: one owner per channel id, decided by the API server (a Lease per channel id);
 //! - [`controller`]: the reconcile loop; [`providers`]: Facebook, Twilio, Google, chat plugin;
@@ -23,6 +25,7 @@ pub mod dev;
 pub mod metrics;
 pub mod naming;
 pub mod ownership;
+pub mod provider_config;
 pub mod providers;
 pub mod reason;
 pub mod rules;

@@ -22,7 +22,12 @@ struct Cli {
 #[derive(Subcommand, Debug)]
 enum Command {
     /// Print the Channel CustomResourceDefinition as YAML (the file in crds/).
-    Crd,
+    Crd {
+        /// Print the ProviderConfig and ClusterProviderConfig CRDs instead
+        /// (crds/provider-config.yaml).
+        #[arg(long)]
+        provider_configs: bool,
+    },
     /// Run an in-memory Kubernetes API sandbox with the Channel CRD, the controller and the HTTP
     /// API in one process: the product on a machine without a cluster.
     #[cfg(feature = "dev")]
@@ -36,8 +41,12 @@ enum Command {
 #[tokio::main]
 async fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
-    if let Command::Crd = cli.command {
-        print!("{}", channel_operator::crd::crd_yaml());
+    if let Command::Crd { provider_configs } = cli.command {
+        if provider_configs {
+            print!("{}", channel_operator::provider_config::crds_yaml());
+        } else {
+            print!("{}", channel_operator::crd::crd_yaml());
+        }
         return std::process::ExitCode::SUCCESS;
     }
     if let Err(e) = telemetry::init(&cli.log) {
@@ -45,7 +54,7 @@ async fn main() -> std::process::ExitCode {
         return std::process::ExitCode::from(2);
     }
     let result = match cli.command {
-        Command::Crd => unreachable!("handled above"),
+        Command::Crd { .. } => unreachable!("handled above"),
         #[cfg(feature = "dev")]
         Command::Dev(args) => dev::run(args).await,
         Command::Controller(args) => controller::run(args).await,

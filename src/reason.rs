@@ -29,11 +29,14 @@ pub enum Reason {
     SecretConflict,
     /// A Kubernetes API call of the reconcile failed; retried with backoff.
     KubeError,
+    /// No provider configuration admits the Channel's namespace, or the one it names is missing
+    /// or unusable (its Secrets); no provider is called.
+    ProviderConfigMissing,
 }
 
 impl Reason {
     /// Every reason, in a stable order.
-    pub const ALL: [Reason; 10] = [
+    pub const ALL: [Reason; 11] = [
         Reason::Connected,
         Reason::Disconnected,
         Reason::Progressing,
@@ -44,6 +47,7 @@ impl Reason {
         Reason::InvalidSpec,
         Reason::SecretConflict,
         Reason::KubeError,
+        Reason::ProviderConfigMissing,
     ];
 
     /// The string written to the condition's `reason`.
@@ -59,6 +63,7 @@ impl Reason {
             Reason::InvalidSpec => "InvalidSpec",
             Reason::SecretConflict => "SecretConflict",
             Reason::KubeError => "KubeError",
+            Reason::ProviderConfigMissing => "ProviderConfigMissing",
         }
     }
 
@@ -71,7 +76,8 @@ impl Reason {
             | Reason::CredentialsMissing
             | Reason::Duplicate
             | Reason::InvalidSpec
-            | Reason::SecretConflict => State::Stalled,
+            | Reason::SecretConflict
+            | Reason::ProviderConfigMissing => State::Stalled,
         }
     }
 
@@ -130,6 +136,7 @@ mod tests {
             "Duplicate",
             "InvalidSpec",
             "SecretConflict",
+            "ProviderConfigMissing",
         ];
         assert_eq!(Reason::ALL.len(), documented.len());
         for s in documented {
@@ -155,7 +162,8 @@ mod tests {
                 Reason::CredentialsMissing,
                 Reason::Duplicate,
                 Reason::InvalidSpec,
-                Reason::SecretConflict
+                Reason::SecretConflict,
+                Reason::ProviderConfigMissing
             ]
         );
         assert_eq!(Reason::ProviderError.state(), State::Reconciling);

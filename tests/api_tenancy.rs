@@ -56,7 +56,14 @@ async fn secret_names(env: &Env, ns: &str) -> BTreeSet<String> {
 
 #[tokio::test]
 async fn connect_for_an_id_held_in_another_namespace_is_409_and_changes_nothing() {
-    let env = Env::with_api().await;
+    // The squatter's namespace may use the operator's accounts (else its Channel would claim
+    // nothing: tests/provider_configs.rs), so its Channel holds page 8888.
+    let env = Env::builder()
+        .no_twilio()
+        .controller_args(&["--default-provider-namespaces", "tenant-m"])
+        .api(&[])
+        .build()
+        .await;
     env.namespace("tenant-b").await;
     env.namespace("tenant-m").await;
     // tenant-b's agent, and a squatter's Facebook Channel for page 8888 in tenant-m.

@@ -30,6 +30,17 @@ fn chart_crd_is_byte_identical_to_crds_channel_yaml() {
 }
 
 #[test]
+fn chart_provider_config_crds_are_byte_identical_to_crds_provider_config_yaml() {
+    let chart = read("charts/channel-operator/crds/provider-config.yaml");
+    assert!(
+        chart == read("crds/provider-config.yaml"),
+        "charts/channel-operator/crds/provider-config.yaml differs from crds/provider-config.yaml: \
+         run `cp crds/provider-config.yaml charts/channel-operator/crds/`"
+    );
+    assert_eq!(chart, channel_operator::provider_config::crds_yaml());
+}
+
+#[test]
 fn chart_app_version_is_the_crate_version() {
     // The default image tag is the appVersion: it must name the release the chart was cut with.
     let chart = yaml("charts/channel-operator/Chart.yaml");

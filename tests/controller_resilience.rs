@@ -490,7 +490,16 @@ async fn credentials_outside_the_secret_namespaces_are_reported_not_read() {
             .with_layer(&record)
             .build();
     let controller = cluster
-        .run_controller_with(client, &["--secret-namespaces", "default"])
+        // The flags' provider accounts admit team-b: the Secret scope is what this test is about.
+        .run_controller_with(
+            client,
+            &[
+                "--secret-namespaces",
+                "default",
+                "--default-provider-namespaces",
+                "team-b",
+            ],
+        )
         .await;
     let mut ch = channel(
         "fb",

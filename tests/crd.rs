@@ -16,6 +16,62 @@ fn checked_in_crd_matches_the_generated_one() {
 }
 
 #[test]
+fn checked_in_provider_config_crds_match_the_generated_ones() {
+    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/crds/provider-config.yaml");
+    let checked_in = std::fs::read_to_string(path).expect("crds/provider-config.yaml exists");
+    assert!(
+        channel_operator::provider_config::crds_yaml() == checked_in,
+        "crds/provider-config.yaml is out of date: run \
+         `cargo run -- crd --provider-configs > crds/provider-config.yaml`"
+    );
+    let out = Command::new(env!("CARGO_BIN_EXE_channel-operator"))
+        .args(["crd", "--provider-configs"])
+        .output()
+        .expect("binary runs");
+    assert!(out.status.success());
+    assert_eq!(String::from_utf8(out.stdout).unwrap(), checked_in);
+}
+
+#[test]
+fn provider_config_crds_show_readiness_in_kubectl_get() {
+    let yaml = channel_operator::provider_config::crds_yaml();
+    let docs: Vec<serde_json::Value> = yaml
+        .split("\n---\n")
+        .map(|d| serde_yaml::from_str(d).unwrap())
+        .collect();
+    let scopes: Vec<(&str, &str)> = docs
+        .iter()
+        .map(|d| {
+            (
+                d["metadata"]["name"].as_str().unwrap(),
+                d["spec"]["scope"].as_str().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        scopes,
+        [
+            ("providerconfigs.airy.co", "Namespaced"),
+            ("clusterproviderconfigs.airy.co", "Cluster")
+        ]
+    );
+    for d in &docs {
+        let version = &d["spec"]["versions"][0];
+        assert!(version["subresources"]["status"].is_object());
+        let ready = version["additionalPrinterColumns"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|c| c["name"] == "Ready")
+            .expect("a Ready column");
+        assert_eq!(
+            ready["jsonPath"],
+            ".status.conditions[?(@.type==\"Ready\")].status"
+        );
+    }
+}
+
+#[test]
 fn crd_subcommand_prints_the_generated_crd() {
     let out = Command::new(env!("CARGO_BIN_EXE_channel-operator"))
         .arg("crd")

@@ -205,6 +205,7 @@ impl AppState {
                 instagram: d.instagram.clone(),
                 whatsapp: None,
                 deletion_policy: Default::default(),
+                provider_config_ref: None,
             },
         );
         channel.metadata.namespace = Some(ns.clone());

@@ -11,6 +11,7 @@ use kube::{Api, Client, ResourceExt};
 
 use super::error::Error;
 use super::events::EventPublisher;
+use super::provider_configs::ProviderConfigs;
 use super::watch::SecretScope;
 use crate::crd::Channel;
 use crate::metrics::Metrics;
@@ -41,6 +42,7 @@ pub struct Context {
     pub(super) metrics: Arc<Metrics>,
     pub(super) store: Store<Channel>,
     pub(super) config: Config,
+    pub(super) provider_configs: Arc<ProviderConfigs>,
     failures: Mutex<HashMap<String, u32>>,
     last_checked: Mutex<HashMap<String, Instant>>,
     /// The last status this process wrote, per Channel uid: a cached object that does not show
@@ -49,7 +51,8 @@ pub struct Context {
 }
 
 impl Context {
-    /// Builds the context. `store` is the Channel cache (used to find duplicates).
+    /// Builds the context. `store` is the Channel cache (used to find duplicates);
+    /// `provider_configs` decide with which accounts each Channel's provider is called.
     pub fn new(
         client: Client,
         providers: Providers,
@@ -57,6 +60,7 @@ impl Context {
         metrics: Arc<Metrics>,
         store: Store<Channel>,
         config: Config,
+        provider_configs: Arc<ProviderConfigs>,
     ) -> Self {
         Context {
             client,
@@ -65,6 +69,7 @@ impl Context {
             metrics,
             store,
             config,
+            provider_configs,
             failures: Mutex::new(HashMap::new()),
             last_checked: Mutex::new(HashMap::new()),
             last_write: Mutex::new(LastWrites::default()),

@@ -19,6 +19,12 @@ pub enum Error {
     /// A Secret the operator would write exists and is not this Channel's.
     #[error("{0}")]
     SecretConflict(String),
+    /// The caches a decision needs are not filled yet; retried shortly.
+    #[error("{0}")]
+    NotSynced(String),
+    /// The Channel has no usable provider configuration.
+    #[error("{0}")]
+    ProviderConfigMissing(String),
     /// Adding or removing the finalizer failed, or the wrapped reconcile did.
     #[error("{0}")]
     Finalizer(#[source] Box<FinalizerError<Error>>),
@@ -40,6 +46,7 @@ impl Error {
         match self.inner() {
             Error::Provider(p) => p.reason(),
             Error::SecretConflict(_) => Reason::SecretConflict,
+            Error::ProviderConfigMissing(_) => Reason::ProviderConfigMissing,
             _ => Reason::KubeError,
         }
     }

@@ -13,6 +13,8 @@ mod events;
 pub mod leader;
 pub mod logic;
 mod plan;
+mod provider_config_status;
+pub mod provider_configs;
 pub mod reconcile;
 #[cfg(test)]
 mod scenarios;
@@ -100,6 +102,11 @@ pub struct Args {
     /// Secrets; `*` means every namespace. Default: the watch namespace, else `*`.
     #[arg(long, env = "SECRET_NAMESPACES", value_delimiter = ',')]
     pub secret_namespaces: Vec<String>,
+    /// Comma-separated namespaces besides the operator's own (POD_NAMESPACE) whose Channels may
+    /// use the provider accounts of the flags (the implicit ClusterProviderConfig `default`,
+    /// replaced by a real one of that name). Default: none.
+    #[arg(long, env = "DEFAULT_PROVIDER_NAMESPACES", value_delimiter = ',')]
+    pub default_provider_namespaces: Vec<String>,
     /// Reconciles of one source that may be at its provider at once.
     #[arg(long, env = "PROVIDER_CONCURRENCY", default_value_t = 8)]
     pub provider_concurrency: usize,
@@ -136,6 +143,19 @@ impl Args {
             self.renew_deadline_seconds,
             self.retry_period_seconds,
         )
+    }
+
+    /// Whom the provider accounts of the flags admit: the operator's namespace and the listed ones.
+    pub fn flags_default(&self) -> crate::provider_config::FlagsDefault {
+        crate::provider_config::FlagsDefault {
+            operator_namespace: self.lease_namespace.clone(),
+            namespaces: self
+                .default_provider_namespaces
+                .iter()
+                .map(|s| s.trim().to_owned())
+                .filter(|s| !s.is_empty())
+                .collect(),
+        }
     }
 
     /// Where Secrets are read, watched and written.
@@ -223,6 +243,16 @@ pub async fn run_controller(
     let (store, writer) = reflector::store::<Channel>();
     let (missing_tx, missing_rx) = futures::channel::mpsc::unbounded();
     let (slots, turns) = slots::SourceSlots::new(args.provider_concurrency);
+    let (provider_configs, config_writers) =
+        provider_configs::ProviderConfigs::new(providers.clone(), args.flags_default());
+    let config_triggers = provider_configs.triggers(
+        client.clone(),
+        &args.namespace,
+        config_writers,
+        store.clone(),
+        metrics.clone(),
+    );
+    let provider_configs = Arc::new(provider_configs);
     let triggers = futures::stream::select_all([
         watch::channel_triggers(channels, writer, store.clone(), metrics.clone()).boxed(),
         watch::sweep(
@@ -232,6 +262,7 @@ pub async fn run_controller(
         .boxed(),
         watch::requeue_missing(missing_rx, missing_tx.clone(), store.clone()).boxed(),
         slots.turns(turns, store.clone()).boxed(),
+        config_triggers.boxed(),
     ]);
     let secret_store = store.clone();
     let scope = args.secret_scope();
@@ -260,6 +291,7 @@ pub async fn run_controller(
         metrics.clone(),
         store.clone(),
         config,
+        provider_configs.clone(),
     ));
 
     let counter_store = store.clone();
@@ -308,6 +340,12 @@ pub async fn run_controller(
             }
             std::future::ready(())
         });
+    let readiness = provider_config_status::report(
+        client.clone(),
+        provider_configs,
+        scope.clone(),
+        Duration::from_secs(args.sweep_seconds.max(1)),
+    );
     let timeout = Duration::from_secs(args.shutdown_timeout_seconds);
     let overdue = async {
         shutdown.requested().await;
@@ -317,6 +355,7 @@ pub async fn run_controller(
     tokio::select! {
         () = run => {}
         () = ready => {}
+        () = readiness => {}
         () = overdue => warn!(timeout_seconds = timeout.as_secs(), "reconciles still running at the shutdown timeout; stopping them"),
     }
     metrics.set_channel_counter(None);

@@ -26,6 +26,11 @@ pub struct Observed {
     pub token_secret: TokenSecret,
     /// Whether a connected channel is due for a re-check at its provider.
     pub recheck_due: bool,
+    /// Whether the Channel has a usable provider configuration where a provider call needs one:
+    /// `Err` says why not (then no provider may be called); `Ok(Some(config))` names a
+    /// configuration resource (`None`: the flags' accounts, or none needed), part of the
+    /// connection inputs.
+    pub provider_config: Result<Option<String>, String>,
 }
 
 /// What the claim of a Channel's source channel id says.
@@ -99,9 +104,15 @@ pub fn may_be_connected(status: &ChannelStatus) -> bool {
 pub fn plan(ch: &Channel, observed: &Observed) -> Step {
     let status = ch.status.clone().unwrap_or_default();
     if ch.metadata.deletion_timestamp.is_some() {
+        let disconnect =
+            ch.spec.deletion_policy == DeletionPolicy::Disconnect && may_be_connected(&status);
+        if let (true, Err(message)) = (disconnect, &observed.provider_config) {
+            // Undoing the connection needs the accounts it was made with: restore the
+            // configuration, or set deletionPolicy Orphan to let the Channel go without a call.
+            return stall(Reason::ProviderConfigMissing, message.clone());
+        }
         return Step::Release {
-            disconnect: ch.spec.deletion_policy == DeletionPolicy::Disconnect
-                && may_be_connected(&status),
+            disconnect,
             claim: match &observed.claim {
                 Claim::Ours(h) => Some(h.clone()),
                 _ => None,
@@ -113,6 +124,10 @@ pub fn plan(ch: &Channel, observed: &Observed) -> Step {
     }
     // Claiming is needed to connect, and to undo a connection made before claims existed.
     let wants = ch.spec.connected || may_be_connected(&status);
+    if let (true, Err(message)) = (wants, &observed.provider_config) {
+        // Before any claim: a namespace no configuration admits claims no channel id either.
+        return stall(Reason::ProviderConfigMissing, message.clone());
+    }
     match (&observed.claim, &observed.rival) {
         (Claim::Held(ns, name), _) => return duplicate(ch, ns, name),
         (Claim::Free | Claim::Orphaned(_), Some((ns, name))) if !may_be_connected(&status) => {
@@ -145,7 +160,11 @@ pub fn plan(ch: &Channel, observed: &Observed) -> Step {
             ),
         );
     }
-    let fingerprint = logic::fingerprint(&ch.spec, version);
+    let mut fingerprint = logic::fingerprint(&ch.spec, version);
+    if let Ok(Some(config)) = &observed.provider_config {
+        // Connected with other accounts: connect again with this configuration's.
+        fingerprint.push_str(&format!(";config={config}"));
+    }
     if status.connected && status.connected_with.as_deref() == Some(fingerprint.as_str()) {
         Step::Confirm {
             fingerprint,
@@ -211,6 +230,7 @@ mod tests {
             })),
             token_secret: TokenSecret::Absent,
             recheck_due: false,
+            provider_config: Ok(None),
         }
     }
 
@@ -287,6 +307,64 @@ mod tests {
             plan(&ch, &o),
             stall(Reason::InvalidSpec, "spec.name must not be empty".into())
         );
+    }
+
+    #[test]
+    fn without_a_usable_provider_configuration_no_step_calls_a_provider() {
+        let none = || {
+            let mut o = observed();
+            o.provider_config = Err("no provider configuration admits namespace ns".into());
+            o
+        };
+        let stalled = stall(
+            Reason::ProviderConfigMissing,
+            "no provider configuration admits namespace ns".into(),
+        );
+        assert_eq!(plan(&facebook(), &none()), stalled);
+        // Disconnecting a connected channel, or deleting it, needs the accounts too.
+        let mut ch = connected(facebook(), FP);
+        ch.spec.connected = false;
+        assert_eq!(plan(&ch, &none()), stalled);
+        ch.metadata.deletion_timestamp = Some(Time(k8s_openapi::jiff::Timestamp::now()));
+        assert_eq!(plan(&ch, &none()), stalled);
+        ch.spec.deletion_policy = DeletionPolicy::Orphan;
+        assert!(matches!(
+            plan(&ch, &none()),
+            Step::Release {
+                disconnect: false,
+                ..
+            }
+        ));
+        // Nothing to undo: settles without a configuration.
+        let mut ch = facebook();
+        ch.spec.connected = false;
+        assert_eq!(plan(&ch, &none()), Step::Settle { cleanup: true });
+        // No claim is taken for a Channel that may not call its provider.
+        let mut o = none();
+        o.claim = Claim::Free;
+        assert_eq!(plan(&facebook(), &o), stalled);
+    }
+
+    #[test]
+    fn another_configuration_means_connecting_again() {
+        let mut o = observed();
+        o.provider_config = Ok(Some("ProviderConfig/ns/default".into()));
+        let fp = format!("{FP};config=ProviderConfig/ns/default");
+        assert_eq!(
+            plan(&facebook(), &o),
+            Step::Connect {
+                fingerprint: fp.clone()
+            }
+        );
+        // Connected with the flags' accounts (no config in the inputs): connect again.
+        assert!(matches!(
+            plan(&connected(facebook(), FP), &o),
+            Step::Connect { .. }
+        ));
+        assert!(matches!(
+            plan(&connected(facebook(), &fp), &o),
+            Step::Confirm { .. }
+        ));
     }
 
     #[test]

@@ -23,9 +23,9 @@ use super::plan::{may_be_connected, plan, Claim, Observed, Step};
 use super::secrets::{self, TokenSecret};
 use super::status::Reporter;
 use crate::claims;
-use crate::crd::{Channel, ChannelStatus, FINALIZER};
+use crate::crd::{Channel, ChannelStatus, DeletionPolicy, FINALIZER};
 use crate::ownership::Moment;
-use crate::providers::Provider;
+use crate::providers::{Provider, Providers};
 use crate::reason::{Reason, State};
 use crate::secret::Secret;
 
@@ -89,7 +89,7 @@ async fn reconcile_inner(ch: Arc<Channel>, ctx: &Context) -> Result<Action, Erro
     let api = ctx.channels(&ch);
     finalizer(&api, FINALIZER, ch, |event| async {
         let (FinalizerEvent::Apply(ch) | FinalizerEvent::Cleanup(ch)) = event;
-        let mut observed = observe(&ch, ctx).await?;
+        let (mut observed, mut providers) = observe(&ch, ctx).await?;
         // Claiming changes only the claim: plan again with its outcome (a lost race reads anew).
         for _ in 0..3 {
             let step = plan(&ch, &observed);
@@ -103,14 +103,14 @@ async fn reconcile_inner(ch: Arc<Channel>, ctx: &Context) -> Result<Action, Erro
                         false => None,
                     }
                 }
-                step => return execute(&ch, ctx, step, observed).await,
+                step => return execute(&ch, ctx, step, observed, &providers).await,
             };
             match taken {
                 Some(holder) => {
                     info!("claimed the channel id");
                     observed.claim = Claim::Ours(holder);
                 }
-                None => observed = observe(&ch, ctx).await?,
+                None => (observed, providers) = observe(&ch, ctx).await?,
             }
         }
         Ok(Action::requeue(Duration::from_millis(200)))
@@ -119,8 +119,9 @@ async fn reconcile_inner(ch: Arc<Channel>, ctx: &Context) -> Result<Action, Erro
     .map_err(|e| Error::Finalizer(Box::new(e)))
 }
 
-/// Reads what the plan needs, and only that.
-async fn observe(ch: &Channel, ctx: &Context) -> Result<Observed, Error> {
+/// Reads what the plan needs, and only that; with the providers of the Channel's provider
+/// configuration (where it has a usable one, else the flags' which it must not call).
+async fn observe(ch: &Channel, ctx: &Context) -> Result<(Observed, Providers), Error> {
     let mut observed = Observed {
         invalid: crate::rules::validate_spec(&ch.spec).err(),
         claim: Claim::NotRead,
@@ -128,14 +129,36 @@ async fn observe(ch: &Channel, ctx: &Context) -> Result<Observed, Error> {
         credentials: Ok(None),
         token_secret: TokenSecret::Absent,
         recheck_due: false,
+        provider_config: Ok(None),
     };
+    let mut providers = ctx.providers.clone();
+    let status = ch.status.clone().unwrap_or_default();
     let deleting = ch.metadata.deletion_timestamp.is_some();
     if observed.invalid.is_some() && !deleting {
-        return Ok(observed);
+        return Ok((observed, providers));
+    }
+    // The provider configuration comes first: a Channel that may not call its provider claims
+    // no channel id and reads nothing more.
+    let wants = if deleting {
+        ch.spec.deletion_policy == DeletionPolicy::Disconnect && may_be_connected(&status)
+    } else {
+        ch.spec.connected || may_be_connected(&status)
+    };
+    if wants {
+        match provider_config(ch, ctx).await? {
+            Ok((p, config)) => {
+                providers = p;
+                observed.provider_config = Ok(config);
+            }
+            Err(why) => {
+                observed.provider_config = Err(why);
+                return Ok((observed, providers));
+            }
+        }
     }
     observed.claim = read_claim(ch, ctx, !deleting).await?;
     if deleting {
-        return Ok(observed);
+        return Ok((observed, providers));
     }
     if matches!(observed.claim, Claim::Free | Claim::Orphaned(_)) {
         let same_id = ctx.store.state_filter(|c| {
@@ -143,17 +166,17 @@ async fn observe(ch: &Channel, ctx: &Context) -> Result<Observed, Error> {
         });
         observed.rival = logic::connected_rival(ch, same_id.iter().map(|c| c.as_ref()));
     }
-    let provider = ctx.providers.for_source(ch.spec.source);
+    let provider = providers.for_source(ch.spec.source);
     if matches!(observed.claim, Claim::Held(..)) || !provider.needs_credentials() {
-        return Ok(observed);
+        return Ok((observed, providers));
     }
     let api = match ctx.secrets(ch) {
         Ok(api) => api,
         Err(e) if ch.spec.connected => {
             observed.credentials = Err(e.to_string());
-            return Ok(observed);
+            return Ok((observed, providers));
         }
-        Err(_) => return Ok(observed),
+        Err(_) => return Ok((observed, providers)),
     };
     if ch.spec.connected {
         observed.credentials = match secrets::credentials(&api, ch).await {
@@ -163,12 +186,21 @@ async fn observe(ch: &Channel, ctx: &Context) -> Result<Observed, Error> {
         };
         observed.recheck_due = ctx.recheck_due(&ch.uid().unwrap_or_default());
     }
-    let status = ch.status.clone().unwrap_or_default();
     if ch.spec.connected || may_be_connected(&status) {
         // For the conflict check and the re-check (connected), or the disconnect's token.
         observed.token_secret = secrets::token_secret(&api, ch).await?;
     }
-    Ok(observed)
+    Ok((observed, providers))
+}
+
+/// The providers of the Channel's provider configuration, or why it has no usable one.
+async fn provider_config(
+    ch: &Channel,
+    ctx: &Context,
+) -> Result<Result<(Providers, Option<String>), String>, Error> {
+    ctx.provider_configs
+        .providers_for(&ctx.client, &ctx.config.secret_scope, ch)
+        .await
 }
 
 /// What the claim of the Channel's source channel id says; whether another owner still exists
@@ -203,9 +235,10 @@ async fn execute(
     ctx: &Context,
     step: Step,
     observed: Observed,
+    providers: &Providers,
 ) -> Result<Action, Error> {
     let mut reporter = Reporter::new(ctx, ch);
-    let provider = ctx.providers.for_source(ch.spec.source);
+    let provider = providers.for_source(ch.spec.source);
     match step {
         Step::Stall { reason, message } => stall(ctx, &mut reporter, reason, message).await,
         Step::Connect { fingerprint } => {
@@ -289,6 +322,11 @@ async fn stall(
 ) -> Result<Action, Error> {
     let mut next = reporter.current().clone();
     match reason {
+        Reason::ProviderConfigMissing => {
+            return reporter
+                .fail("Connect", Error::ProviderConfigMissing(message))
+                .await
+        }
         Reason::CredentialsMissing => {
             let err = crate::providers::ProviderError::CredentialsMissing(message);
             return reporter.fail("Connect", err.into()).await;

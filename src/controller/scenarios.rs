@@ -19,9 +19,11 @@ use serde_json::{json, Value};
 use wiremock::matchers::{method, path, query_param};
 use wiremock::{Mock, MockServer, ResponseTemplate};
 
+use super::provider_configs::ProviderConfigs;
 use super::reconcile::{reconcile, Config, Context, EventPublisher};
 use crate::crd::{Channel, FINALIZER};
 use crate::metrics::Metrics;
+use crate::provider_config::FlagsDefault;
 use crate::providers::{ProviderArgs, Providers};
 
 const NS: &str = "/api/v1/namespaces/ns/secrets";
@@ -278,9 +280,19 @@ impl Scenario {
             <P as clap::Parser>::parse_from(std::iter::once("p").chain(flags.iter().copied()));
         let client = client(fake.clone());
         let (store, writer) = reflector::store();
+        let providers = Providers::new(&args.p).unwrap();
+        // The flags' accounts admit the Channel's namespace (the operator's): no configuration
+        // objects, so no calls besides the ones pinned here.
+        let provider_configs = Arc::new(ProviderConfigs::flags_only(
+            providers.clone(),
+            FlagsDefault {
+                operator_namespace: "ns".into(),
+                namespaces: vec![],
+            },
+        ));
         let ctx = Arc::new(Context::new(
             client.clone(),
-            Providers::new(&args.p).unwrap(),
+            providers,
             EventPublisher::new(client, "test".into()),
             Arc::new(Metrics::new()),
             store,
@@ -292,6 +304,7 @@ impl Scenario {
                 naming: Default::default(),
                 claim_namespace: "ops".into(),
             },
+            provider_configs,
         ));
         Scenario {
             fake,
@@ -653,4 +666,5 @@ async fn an_ambiguous_connect_is_recorded_and_undone_at_deletion() {
 
 mod claims;
 mod credentials;
+mod provider_config;
 mod sources;

@@ -187,7 +187,7 @@ pub async fn delete_owned(
     Ok(owned.len())
 }
 
-fn secret_value(secret: &KubeSecret, key: &str) -> Option<Secret> {
+pub(super) fn secret_value(secret: &KubeSecret, key: &str) -> Option<Secret> {
     let raw = secret
         .data
         .as_ref()

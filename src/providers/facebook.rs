@@ -104,6 +104,20 @@ impl Facebook {
         }
     }
 
+    /// The same provider (Graph URL, HTTP client) with another app: a provider configuration's.
+    pub fn with_app(&self, app: Option<(String, Secret)>) -> Self {
+        let (app_id, app_secret) = match app {
+            Some((id, secret)) => (Some(id), Some(secret)),
+            None => (None, None),
+        };
+        Facebook {
+            http: self.http.clone(),
+            graph_url: self.graph_url.clone(),
+            app_id: app_id.filter(|s| !s.is_empty()),
+            app_secret: app_secret.filter(|s| !s.is_empty()),
+        }
+    }
+
     /// The Graph URL of `segments`, each percent-encoded (page ids come from Channels).
     pub(crate) fn url(&self, segments: &[&str]) -> Result<reqwest::Url, ProviderError> {
         url_with_segments(&self.graph_url, segments)
@@ -215,7 +229,7 @@ impl Facebook {
     ) -> Result<Secret, ProviderError> {
         let (Some(app_id), Some(app_secret)) = (&self.app_id, &self.app_secret) else {
             return Err(ProviderError::CredentialsMissing(
-                "facebook: the operator has no app id and app secret (--facebook-app-id, --facebook-app-secret)".into(),
+                "facebook: the provider configuration has no app id and app secret (spec.facebook of a ProviderConfig; --facebook-app-id, --facebook-app-secret for the flags' default)".into(),
             ));
         };
         let exchanged: TokenResponse = self

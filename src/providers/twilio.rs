@@ -59,6 +59,18 @@ impl Twilio {
         }
     }
 
+    /// The same provider (API URL, HTTP client) with another account (SID, auth token, webhook
+    /// URL): a provider configuration's. Without one, numbers connect without a call.
+    pub fn with_account(&self, account: Option<(String, Secret, String)>) -> Self {
+        Twilio {
+            http: self.http.clone(),
+            api_url: self.api_url.clone(),
+            account: account.filter(|(sid, token, webhook)| {
+                !sid.is_empty() && !token.is_empty() && !webhook.is_empty()
+            }),
+        }
+    }
+
     /// Whether Twilio calls are configured.
     pub fn is_configured(&self) -> bool {
         self.account.is_some()

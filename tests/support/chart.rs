@@ -297,6 +297,9 @@ pub async fn install(
     let objects = render(&values(graph, twilio, extra));
     let sb = Sandbox::start(0).await.unwrap();
     sb.install_crd(&Channel::crd()).await.unwrap();
+    for crd in channel_operator::provider_config::crds() {
+        sb.install_crd(&crd).await.unwrap();
+    }
     apply_identities(&sb.client(), &objects).await;
     (sb, objects, tempfile::tempdir().unwrap())
 }

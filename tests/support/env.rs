@@ -50,6 +50,9 @@ pub struct Sandboxed {
 pub async fn sandbox() -> Sandboxed {
     let sb = Sandbox::start(0).await.expect("sandbox starts");
     sb.install_crd(&Channel::crd()).await.expect("CRD installs");
+    for crd in channel_operator::provider_config::crds() {
+        sb.install_crd(&crd).await.expect("CRD installs");
+    }
     let dir = tempfile::tempdir().unwrap();
     let kubeconfig = dir.path().join("kubeconfig");
     sb.write_kubeconfig(&kubeconfig).unwrap();

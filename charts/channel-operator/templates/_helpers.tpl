@@ -87,6 +87,15 @@ channels namespace first, then api.namespaces. */}}
 {{- $ns | uniq | join "," }}
 {{- end }}
 
+{{/* Namespaces besides the release namespace whose Channels may use the flags' provider accounts
+(DEFAULT_PROVIDER_NAMESPACES): channelsNamespace, where the API creates its Channels, and
+providerConfigs.defaultNamespaces. */}}
+{{- define "channel-operator.defaultProviderNamespaces" -}}
+{{- $ns := list (include "channel-operator.channelsNamespace" .) }}
+{{- range .Values.providerConfigs.defaultNamespaces }}{{ $ns = append $ns . }}{{ end }}
+{{- $ns | uniq | join "," }}
+{{- end }}
+
 {{/* Namespaces where the controller reads and writes Secrets (SECRET_NAMESPACES),
 comma-separated, or "*" with secrets.clusterWide. Default: watchNamespace when set, else the
 API's namespaces (where the API writes page-token Secrets). */}}

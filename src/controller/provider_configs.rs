@@ -1,0 +1,428 @@
+//! The provider configurations of the controller: the caches of `ProviderConfig` and
+//! `ClusterProviderConfig` objects, the providers built with a configuration's accounts, and the
+//! reconciles a change of a configuration triggers.
+//!
+//! Which configuration a Channel uses is [`crate::provider_config::choose`]; here it is looked up
+//! and its Secrets read: a `ProviderConfig`'s in its own namespace, a `ClusterProviderConfig`'s in
+//! the operator's namespace only. The providers built from them share the one HTTP client and are
+//! kept per configuration while the configuration and its Secrets keep their resourceVersions.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+
+use futures::StreamExt;
+use k8s_openapi::api::core::v1::{Namespace, Secret as KubeSecret};
+use kube::runtime::reflector::{self, store::Writer, Store};
+use kube::runtime::watcher::{self, watcher, Event};
+use kube::runtime::WatchStreamExt;
+use kube::{Api, Client, ResourceExt};
+
+use super::error::Error;
+use super::watch::{tracked, SecretScope, WatchBackoff};
+use crate::crd::{Channel, SecretKeyRef};
+use crate::metrics::Metrics;
+use crate::provider_config::{
+    choose, needs_provider_config, Accounts, Candidates, Chosen, ClusterProviderConfig,
+    FlagsDefault, ProviderConfig,
+};
+use crate::providers::Providers;
+use crate::secret::Secret;
+
+/// The resource names of the configuration watches (metrics).
+pub const PROVIDER_CONFIGS: &str = "providerconfigs";
+/// See [`PROVIDER_CONFIGS`].
+pub const CLUSTER_PROVIDER_CONFIGS: &str = "clusterproviderconfigs";
+
+/// The configurations known to the controller and the providers built from them.
+pub struct ProviderConfigs {
+    base: Providers,
+    flags: FlagsDefault,
+    namespaced: Store<ProviderConfig>,
+    cluster: Store<ClusterProviderConfig>,
+    synced: Arc<[AtomicBool; 2]>,
+    /// Poked when a configuration is listed, changed or deleted.
+    changes: Arc<tokio::sync::Notify>,
+    /// Per configuration (`kind/namespace/name`): the generation and Secret versions it was built
+    /// from, and the providers.
+    built: Mutex<HashMap<String, (String, Providers)>>,
+}
+
+/// The writers of the configuration caches, fed by [`ProviderConfigs::triggers`].
+pub struct Writers {
+    namespaced: Writer<ProviderConfig>,
+    cluster: Writer<ClusterProviderConfig>,
+}
+
+/// The accounts of a configuration with their secrets read.
+pub(super) struct ReadAccounts {
+    facebook: Option<(String, Secret)>,
+    twilio: Option<(String, Secret, String)>,
+    /// The resourceVersions of the Secrets read.
+    versions: String,
+}
+
+impl ProviderConfigs {
+    /// Configurations over empty caches, to be filled by [`Self::triggers`] with `Writers`.
+    /// `base` are the providers of the flags' default.
+    pub fn new(base: Providers, flags: FlagsDefault) -> (Self, Writers) {
+        let (namespaced, namespaced_writer) = reflector::store();
+        let (cluster, cluster_writer) = reflector::store();
+        let configs = ProviderConfigs {
+            base,
+            flags,
+            namespaced,
+            cluster,
+            synced: Arc::new([AtomicBool::new(false), AtomicBool::new(false)]),
+            changes: Arc::new(tokio::sync::Notify::new()),
+            built: Mutex::new(HashMap::new()),
+        };
+        let writers = Writers {
+            namespaced: namespaced_writer,
+            cluster: cluster_writer,
+        };
+        (configs, writers)
+    }
+
+    /// Configurations with no `ProviderConfig` or `ClusterProviderConfig` at all (nothing is
+    /// watched): only the flags' default.
+    pub fn flags_only(base: Providers, flags: FlagsDefault) -> Self {
+        let (configs, _) = ProviderConfigs::new(base, flags);
+        for s in configs.synced.iter() {
+            s.store(true, Ordering::SeqCst);
+        }
+        configs
+    }
+
+    /// Returns once a configuration was listed, changed or deleted since the last call.
+    pub async fn changed(&self) {
+        self.changes.notified().await
+    }
+
+    /// Configurations holding exactly these objects, listed (for the pinned scenarios).
+    #[cfg(test)]
+    pub fn with_objects(
+        base: Providers,
+        flags: FlagsDefault,
+        namespaced: Vec<ProviderConfig>,
+        cluster: Vec<ClusterProviderConfig>,
+    ) -> Self {
+        let (configs, mut writers) = ProviderConfigs::new(base, flags);
+        for pc in namespaced {
+            writers.namespaced.apply_watcher_event(&Event::Apply(pc));
+        }
+        for cpc in cluster {
+            writers.cluster.apply_watcher_event(&Event::Apply(cpc));
+        }
+        for s in configs.synced.iter() {
+            s.store(true, Ordering::SeqCst);
+        }
+        configs
+    }
+
+    /// The operator's namespace, where a `ClusterProviderConfig`'s Secrets are read.
+    pub fn operator_namespace(&self) -> &str {
+        &self.flags.operator_namespace
+    }
+
+    /// The `ProviderConfig` cache.
+    pub fn namespaced(&self) -> &Store<ProviderConfig> {
+        &self.namespaced
+    }
+
+    /// The `ClusterProviderConfig` cache.
+    pub fn cluster(&self) -> &Store<ClusterProviderConfig> {
+        &self.cluster
+    }
+
+    /// The providers for `ch` and which configuration they are of (`None`: the flags'):
+    /// `Ok(Err(why))` when it has no usable configuration (it must call no provider), an error
+    /// when the caches are not filled yet or a Secret cannot be read.
+    pub async fn providers_for(
+        &self,
+        client: &Client,
+        scope: &SecretScope,
+        ch: &Channel,
+    ) -> Result<Result<(Providers, Option<String>), String>, Error> {
+        if !needs_provider_config(ch.spec.source) {
+            return Ok(Ok((self.base.clone(), None)));
+        }
+        if !self.synced.iter().all(|s| s.load(Ordering::SeqCst)) {
+            return Err(Error::NotSynced(
+                "the provider configurations are not listed yet".into(),
+            ));
+        }
+        let ns = ch.namespace().unwrap_or_default();
+        let namespaced = |name: &str| {
+            self.namespaced
+                .get(&reflector::ObjectRef::new(name).within(&ns))
+        };
+        let cluster = |name: &str| self.cluster.get(&reflector::ObjectRef::new(name));
+        let reference = ch.spec.provider_config_ref.as_ref();
+        let mut candidates = Candidates {
+            namespaced: &namespaced,
+            cluster: &cluster,
+            namespace_labels: None,
+            flags: &self.flags,
+        };
+        let mut chosen = choose(&ns, reference, &candidates);
+        // The namespace's labels are read only when a ClusterProviderConfig's selector may
+        // admit it (one GET; Namespaces are not watched).
+        let labels;
+        if chosen.is_err()
+            && self
+                .cluster
+                .state()
+                .iter()
+                .any(|c| c.spec.namespace_selector.is_some())
+        {
+            labels = Api::<Namespace>::all(client.clone())
+                .get_metadata_opt(&ns)
+                .await?
+                .map(|n| n.metadata.labels.unwrap_or_default())
+                .unwrap_or_default();
+            candidates.namespace_labels = Some(&labels);
+            chosen = choose(&ns, reference, &candidates);
+        }
+        let chosen = match chosen {
+            Ok(c) => c,
+            Err(why) => return Ok(Err(why)),
+        };
+        let (key, accounts, rv, secret_ns) = match &chosen {
+            Chosen::Flags => return Ok(Ok((self.base.clone(), None))),
+            Chosen::Namespaced(pc) => (
+                format!("ProviderConfig/{ns}/{}", pc.name_any()),
+                pc.accounts(),
+                pc.metadata.generation,
+                ns.clone(),
+            ),
+            Chosen::Cluster(cpc) => (
+                format!("ClusterProviderConfig/{}", cpc.name_any()),
+                cpc.accounts(),
+                cpc.metadata.generation,
+                self.flags.operator_namespace.clone(),
+            ),
+        };
+        if !scope.allows(&secret_ns) {
+            return Ok(Err(format!(
+                "{}: the operator is not configured to read Secrets in namespace {secret_ns} (--secret-namespaces)",
+                chosen.describe()
+            )));
+        }
+        let secrets: Api<KubeSecret> = Api::namespaced(client.clone(), &secret_ns);
+        let read = match read_accounts(&secrets, &secret_ns, &accounts).await? {
+            Ok(r) => r,
+            Err(why) => return Ok(Err(format!("{}: {why}", chosen.describe()))),
+        };
+        // The configuration's generation (its spec; not its status) and its Secrets' versions.
+        let version = format!("{}@{}", rv.unwrap_or_default(), read.versions);
+        let mut built = self.built.lock().expect("not poisoned");
+        if let Some((v, providers)) = built.get(&key) {
+            if *v == version {
+                return Ok(Ok((providers.clone(), Some(key))));
+            }
+        }
+        let providers = self.base.with_accounts(read.facebook, read.twilio);
+        built.insert(key.clone(), (version, providers.clone()));
+        Ok(Ok((providers, Some(key))))
+    }
+
+    /// The configuration watches (`namespace` empty: every namespace), reflected into the
+    /// caches, as the Channels a change may concern: those of the namespace of a changed
+    /// `ProviderConfig`, every one for a changed `ClusterProviderConfig` (only Channels whose
+    /// source needs a configuration).
+    pub fn triggers(
+        &self,
+        client: Client,
+        namespace: &str,
+        writers: Writers,
+        channels: Store<Channel>,
+        metrics: Arc<Metrics>,
+    ) -> futures::stream::BoxStream<'static, Channel> {
+        let api: Api<ProviderConfig> = if namespace.is_empty() {
+            Api::all(client.clone())
+        } else {
+            Api::namespaced(client.clone(), namespace)
+        };
+        let synced = self.synced.clone();
+        let store = channels.clone();
+        let changes = self.changes.clone();
+        let mut seen = Generations::default();
+        let namespaced = tracked(
+            watcher(api, watcher::Config::default().any_semantic())
+                .backoff(WatchBackoff::default())
+                .reflect(writers.namespaced),
+            PROVIDER_CONFIGS,
+            metrics.clone(),
+        )
+        .flat_map(move |event| {
+            let ns = match &event {
+                Event::InitDone => {
+                    synced[0].store(true, Ordering::SeqCst);
+                    changes.notify_one();
+                    None
+                }
+                Event::Apply(pc) if seen.is_new(pc) => {
+                    changes.notify_one();
+                    Some(pc.namespace().unwrap_or_default())
+                }
+                Event::Delete(pc) => {
+                    seen.forget(pc);
+                    Some(pc.namespace().unwrap_or_default())
+                }
+                _ => None,
+            };
+            futures::stream::iter(concerned(&store, ns.as_deref()))
+        });
+        if !namespace.is_empty() {
+            // A namespaced install watches no cluster-scoped object: only the ProviderConfigs
+            // of its namespace and the flags' default serve its Channels.
+            self.synced[1].store(true, Ordering::SeqCst);
+            return namespaced.boxed();
+        }
+        let synced = self.synced.clone();
+        let changes = self.changes.clone();
+        let mut seen = Generations::default();
+        let cluster = tracked(
+            watcher(
+                Api::<ClusterProviderConfig>::all(client),
+                watcher::Config::default().any_semantic(),
+            )
+            .backoff(WatchBackoff::default())
+            .reflect(writers.cluster),
+            CLUSTER_PROVIDER_CONFIGS,
+            metrics,
+        )
+        .flat_map(move |event| {
+            let all = match &event {
+                Event::InitDone => {
+                    synced[1].store(true, Ordering::SeqCst);
+                    changes.notify_one();
+                    false
+                }
+                Event::Apply(cpc) if seen.is_new(cpc) => {
+                    changes.notify_one();
+                    true
+                }
+                Event::Delete(cpc) => {
+                    seen.forget(cpc);
+                    true
+                }
+                _ => false,
+            };
+            let due = if all {
+                concerned(&channels, None)
+            } else {
+                vec![]
+            };
+            futures::stream::iter(due)
+        });
+        futures::stream::select(namespaced.boxed(), cluster.boxed()).boxed()
+    }
+}
+
+/// The generation last seen of each configuration: only a new one (a spec change, or a new
+/// object) concerns Channels, not the configuration's own status writes.
+#[derive(Default)]
+struct Generations(HashMap<String, Option<i64>>);
+
+impl Generations {
+    fn is_new<K: kube::Resource>(&mut self, object: &K) -> bool {
+        let uid = object.meta().uid.clone().unwrap_or_default();
+        self.0.insert(uid, object.meta().generation) != Some(object.meta().generation)
+    }
+
+    fn forget<K: kube::Resource>(&mut self, object: &K) {
+        self.0
+            .remove(&object.meta().uid.clone().unwrap_or_default());
+    }
+}
+
+/// The Channels of `namespace` (`None`: of every namespace) whose source needs a configuration.
+fn concerned(store: &Store<Channel>, namespace: Option<&str>) -> Vec<Channel> {
+    store
+        .state()
+        .iter()
+        .filter(|c| needs_provider_config(c.spec.source))
+        .filter(|c| namespace.is_none_or(|ns| c.namespace().as_deref() == Some(ns)))
+        .map(|c| c.as_ref().clone())
+        .collect()
+}
+
+/// Reads the Secrets of `accounts` in `namespace` (`secrets`): `Ok(Err(why))` when one or a key
+/// is missing or empty (the message names them, never a value).
+pub(super) async fn read_accounts(
+    secrets: &Api<KubeSecret>,
+    namespace: &str,
+    accounts: &Accounts,
+) -> Result<Result<ReadAccounts, String>, kube::Error> {
+    let mut versions = Vec::new();
+    let mut facebook = None;
+    if let Some(app) = &accounts.facebook {
+        match read_key(
+            secrets,
+            namespace,
+            &app.app_secret_ref,
+            "spec.facebook.appSecretRef",
+        )
+        .await?
+        {
+            Ok((value, v)) => {
+                versions.push(v);
+                facebook = Some((app.app_id.clone(), value));
+            }
+            Err(why) => return Ok(Err(why)),
+        }
+    }
+    let mut twilio = None;
+    if let Some(account) = &accounts.twilio {
+        match read_key(
+            secrets,
+            namespace,
+            &account.auth_token_ref,
+            "spec.twilio.authTokenRef",
+        )
+        .await?
+        {
+            Ok((value, v)) => {
+                versions.push(v);
+                twilio = Some((
+                    account.account_sid.clone(),
+                    value,
+                    account.webhook_url.clone(),
+                ));
+            }
+            Err(why) => return Ok(Err(why)),
+        }
+    }
+    Ok(Ok(ReadAccounts {
+        facebook,
+        twilio,
+        versions: versions.join(","),
+    }))
+}
+
+/// The value of one Secret key and the Secret's resourceVersion, or why it is missing.
+async fn read_key(
+    secrets: &Api<KubeSecret>,
+    namespace: &str,
+    r: &SecretKeyRef,
+    field: &str,
+) -> Result<Result<(Secret, String), String>, kube::Error> {
+    let Some(secret) = secrets.get_opt(&r.name).await? else {
+        return Ok(Err(format!(
+            "the Secret {namespace}/{} named by {field} does not exist",
+            r.name
+        )));
+    };
+    match super::secrets::secret_value(&secret, &r.key) {
+        Some(value) => Ok(Ok((
+            value,
+            secret.metadata.resource_version.unwrap_or_default(),
+        ))),
+        None => Ok(Err(format!(
+            "the Secret {namespace}/{} named by {field} has no key {:?} or its value is empty",
+            r.name, r.key
+        ))),
+    }
+}
