@@ -85,7 +85,13 @@ async fn claim_owner(env: &Env, ch: &Channel) -> Option<String> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_channel_of_another_tenant_in_the_same_second_does_not_take_over_a_connected_page() {
-    let mut env = Env::with_api().await;
+    // The tenant may use the provider accounts (a tenant no configuration admits claims no id).
+    let mut env = Env::builder()
+        .no_twilio()
+        .controller_args(&["--default-provider-namespaces", TENANT])
+        .api(&[])
+        .build()
+        .await;
     env.namespace(TENANT).await;
     // The victim's token subscribes once and unsubscribes once (its Channel's deletion); the
     // tenant's subscribes once, after the victim's Channel is gone.
@@ -141,7 +147,7 @@ async fn a_channel_of_another_tenant_in_the_same_second_does_not_take_over_a_con
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn deleting_the_owner_undoes_its_subscription_then_the_duplicate_takes_over() {
-    let mut env = Env::new(&[]).await;
+    let mut env = Env::new(&["--default-provider-namespaces", TENANT]).await;
     env.start_controller().await;
     env.namespace(TENANT).await;
     let first = env.fake_page_token("handover", 1, 1, 1).await;
