@@ -456,7 +456,6 @@ async fn writes_per_channel(graph_url: &str, source: Source, k: usize) -> f64 {
     assert_eq!(never, 0);
     // Writes that follow Ready (an Event) land within moments.
     tokio::time::sleep(Duration::from_millis(500)).await;
-    controller.sample();
     let writes = (cluster.controller_writes() - before) as f64 / k as f64 + 1.0;
     cluster.sb.shutdown().await;
     writes
