@@ -372,14 +372,7 @@ impl Channel {
     /// The Ready condition, if the controller has reported on `generation` or a later one (the
     /// status and the condition both observed it): its verdict on that spec.
     pub fn verdict_at(&self, generation: i64) -> Option<&Condition> {
-        let observed = self
-            .status
-            .as_ref()
-            .and_then(|s| s.observed_generation)
-            .unwrap_or(-1);
-        self.ready_condition().filter(|c| {
-            observed >= generation && c.observed_generation.is_none_or(|g| g >= generation)
-        })
+        verdict_at(self.status.as_ref(), generation)
     }
 
     /// Whether the channel counts as connected: it is meant to be connected (`spec.connected`)
@@ -404,7 +397,34 @@ impl Channel {
             .and_then(|a| a.get(PAUSED_ANNOTATION))
             .is_some_and(|v| v == "true")
     }
+
+    /// Drops what no cache of this operator reads and what can be most of an object's size:
+    /// managedFields and the copy of the whole object `kubectl apply` keeps in an annotation.
+    pub fn strip_for_cache(&mut self) {
+        self.metadata.managed_fields = None;
+        if let Some(a) = self.metadata.annotations.as_mut() {
+            a.remove(LAST_APPLIED_ANNOTATION);
+            if a.is_empty() {
+                self.metadata.annotations = None;
+            }
+        }
+    }
 }
+
+/// The Ready condition of `status`, if the controller has reported on `generation` or a later
+/// one (the status and the condition both observed it): its verdict on that spec.
+pub fn verdict_at(status: Option<&ChannelStatus>, generation: i64) -> Option<&Condition> {
+    let status = status?;
+    let observed = status.observed_generation.unwrap_or(-1);
+    status
+        .conditions
+        .iter()
+        .find(|c| c.type_ == READY)
+        .filter(|c| observed >= generation && c.observed_generation.is_none_or(|g| g >= generation))
+}
+
+/// Where `kubectl apply` keeps the last applied object.
+const LAST_APPLIED_ANNOTATION: &str = "kubectl.kubernetes.io/last-applied-configuration";
 
 /// The CRD as YAML, exactly as `channel-operator crd` prints it and `crds/` holds it.
 pub fn crd_yaml() -> String {
@@ -414,4 +434,29 @@ pub fn crd_yaml() -> String {
     );
     out.push_str(&serde_yaml::to_string(&crd).expect("CRD serializes to YAML"));
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_cached_copy_keeps_the_pause_annotation_and_drops_the_applied_copy() {
+        let mut ch = Channel::new("c", ChannelSpec::new(Source::Google, "gbm"));
+        ch.metadata.managed_fields = Some(vec![Default::default()]);
+        ch.metadata.annotations = Some(
+            [
+                (LAST_APPLIED_ANNOTATION.to_owned(), "{...}".to_owned()),
+                (PAUSED_ANNOTATION.to_owned(), "true".to_owned()),
+            ]
+            .into(),
+        );
+        ch.strip_for_cache();
+        assert!(ch.metadata.managed_fields.is_none());
+        assert!(ch.is_paused());
+        assert_eq!(ch.metadata.annotations.as_ref().map(|a| a.len()), Some(1));
+        ch.metadata.annotations = Some([(LAST_APPLIED_ANNOTATION.into(), "{}".into())].into());
+        ch.strip_for_cache();
+        assert!(ch.metadata.annotations.is_none());
+    }
 }

@@ -6,11 +6,11 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use k8s_openapi::api::core::v1::Secret as KubeSecret;
-use kube::runtime::reflector::Store;
 use kube::{Api, Client, ResourceExt};
 
 use super::error::Error;
 use super::events::EventPublisher;
+use super::index::ChannelCache;
 use super::provider_configs::ProviderConfigs;
 use super::watch::SecretScope;
 use crate::crd::Channel;
@@ -40,7 +40,7 @@ pub struct Context {
     pub(super) providers: Providers,
     pub(super) events: EventPublisher,
     pub(super) metrics: Arc<Metrics>,
-    pub(super) store: Store<Channel>,
+    pub(super) cache: ChannelCache,
     pub(super) config: Config,
     pub(super) provider_configs: Arc<ProviderConfigs>,
     failures: Mutex<HashMap<String, u32>>,
@@ -51,14 +51,14 @@ pub struct Context {
 }
 
 impl Context {
-    /// Builds the context. `store` is the Channel cache (used to find duplicates);
+    /// Builds the context. `cache` is the Channel cache (used to find duplicates);
     /// `provider_configs` decide with which accounts each Channel's provider is called.
-    pub fn new(
+    pub(crate) fn new(
         client: Client,
         providers: Providers,
         events: EventPublisher,
         metrics: Arc<Metrics>,
-        store: Store<Channel>,
+        cache: ChannelCache,
         config: Config,
         provider_configs: Arc<ProviderConfigs>,
     ) -> Self {
@@ -67,7 +67,7 @@ impl Context {
             providers,
             events,
             metrics,
-            store,
+            cache,
             config,
             provider_configs,
             failures: Mutex::new(HashMap::new()),
@@ -165,7 +165,7 @@ const UNSEEN_LIMIT: Duration = Duration::from_secs(30);
 /// object (same resourceVersion) or a later one still carrying the written status (only the
 /// controller writes the status; later spec or metadata changes keep it).
 #[derive(Default)]
-struct LastWrites(HashMap<String, Written>);
+struct LastWrites(HashMap<String, Written>, usize);
 
 struct Written {
     resource_version: Option<String>,
@@ -182,8 +182,18 @@ fn status_digest(ch: &Channel) -> u64 {
     h.finish()
 }
 
+/// Every this many writes, the writes overtaken (older than [`UNSEEN_LIMIT`]) are dropped: a
+/// write is otherwise forgotten only by the next reconcile of its Channel, which for a Channel
+/// that stays as it is may never come.
+const PRUNE_EVERY: usize = 1024;
+
 impl LastWrites {
     fn wrote(&mut self, written: &Channel, now: Instant) {
+        self.1 += 1;
+        if self.1.is_multiple_of(PRUNE_EVERY) {
+            self.0
+                .retain(|_, w| now.duration_since(w.at) <= UNSEEN_LIMIT);
+        }
         if let Some(uid) = written.uid() {
             let w = Written {
                 resource_version: written.metadata.resource_version.clone(),
@@ -258,6 +268,23 @@ mod tests {
         w.wrote(&channel("x1", true), now);
         // A spec change after the write: another version, the written status.
         assert!(!w.is_stale(&channel("zz9", true), now));
+    }
+
+    #[test]
+    fn writes_of_channels_never_reconciled_again_are_dropped_once_overtaken() {
+        let now = Instant::now();
+        let mut w = LastWrites::default();
+        for i in 0..PRUNE_EVERY - 1 {
+            let mut c = channel("1", true);
+            c.metadata.uid = Some(format!("uid-{i}"));
+            w.wrote(&c, now);
+        }
+        assert_eq!(w.0.len(), PRUNE_EVERY - 1);
+        w.wrote(
+            &channel("2", true),
+            now + UNSEEN_LIMIT + Duration::from_secs(1),
+        );
+        assert_eq!(w.0.len(), 1, "only the last write is kept");
     }
 
     #[test]

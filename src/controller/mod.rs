@@ -10,6 +10,7 @@
 mod context;
 mod error;
 mod events;
+mod index;
 pub mod leader;
 pub mod logic;
 mod plan;
@@ -30,7 +31,7 @@ use std::time::Duration;
 
 use futures::StreamExt;
 use kube::runtime::controller::{Config as ControllerConfig, Controller};
-use kube::runtime::reflector::{self, ObjectRef, Store};
+use kube::runtime::reflector::{ObjectRef, Store};
 use kube::{Api, Client};
 use tracing::{debug, info, warn};
 
@@ -238,9 +239,10 @@ pub async fn run_controller(
     } else {
         Api::namespaced(client.clone(), &args.namespace)
     };
-    // Our own reflector so the cache can drop managedFields (a third of a Channel's size), and
+    // Our own reflector so the cache can drop what it never reads (`Channel::strip_for_cache`), and
     // only changes the reconcile acts on trigger it: not our own status writes.
-    let (store, writer) = reflector::store::<Channel>();
+    let (cache, writer) = index::cache();
+    let store = cache.store().clone();
     let (missing_tx, missing_rx) = futures::channel::mpsc::unbounded();
     let (slots, turns) = slots::SourceSlots::new(args.provider_concurrency);
     let (provider_configs, config_writers) =
@@ -264,13 +266,13 @@ pub async fn run_controller(
         slots.turns(turns, store.clone()).boxed(),
         config_triggers.boxed(),
     ]);
-    let secret_store = store.clone();
+    let secret_cache = cache.clone();
     let scope = args.secret_scope();
     let shutdown_requested = shutdown.clone();
     let controller = Controller::for_stream(triggers.map(Ok), store.clone())
         .watches_stream(
             watch::secret_changes(client.clone(), &scope, metrics.clone()),
-            move |s| watch::channels_of_secret(&secret_store, &s),
+            move |s| watch::channels_of_secret(&secret_cache, &s),
         )
         .with_config(ControllerConfig::default().concurrency(args.concurrency))
         .graceful_shutdown_on(async move { shutdown_requested.requested().await });
@@ -289,7 +291,7 @@ pub async fn run_controller(
         providers,
         reconcile::EventPublisher::new(client.clone(), args.identity()),
         metrics.clone(),
-        store.clone(),
+        cache,
         config,
         provider_configs.clone(),
     ));

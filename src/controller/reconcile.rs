@@ -161,9 +161,7 @@ async fn observe(ch: &Channel, ctx: &Context) -> Result<(Observed, Providers), E
         return Ok((observed, providers));
     }
     if matches!(observed.claim, Claim::Free | Claim::Orphaned(_)) {
-        let same_id = ctx.store.state_filter(|c| {
-            c.spec.source == ch.spec.source && c.spec.source_channel_id == ch.spec.source_channel_id
-        });
+        let same_id = ctx.cache.same_id(ch);
         observed.rival = logic::connected_rival(ch, same_id.iter().map(|c| c.as_ref()));
     }
     let provider = providers.for_source(ch.spec.source);
@@ -271,7 +269,7 @@ async fn execute(
             reporter
                 .write(next, Reason::Connected, "connected at the provider")
                 .await?;
-            Ok(Action::requeue(ctx.config.resync))
+            Ok(while_connected(ctx, provider))
         }
         Step::Disconnect => {
             let token = observed.token_secret.token().cloned();
@@ -422,7 +420,17 @@ async fn connect(
             )
             .await;
     }
-    Ok(Action::requeue(ctx.config.resync))
+    Ok(while_connected(ctx, provider))
+}
+
+/// What follows a connected reconcile: the periodic re-check at the provider, where there is one
+/// to call; else nothing until the Channel changes (no timer held per Channel).
+fn while_connected(ctx: &Context, provider: &dyn Provider) -> Action {
+    if provider.calls_out() {
+        Action::requeue(ctx.config.resync)
+    } else {
+        Action::await_change()
+    }
 }
 
 /// Disconnects at the provider with the kept token (or, where none was kept, one recovered from
@@ -500,7 +508,8 @@ async fn disconnect(
 /// WhatsApp business account) and stays connected, if any.
 fn still_shared(ch: &Channel, ctx: &Context, provider: &dyn Provider) -> Option<String> {
     let shared = provider.shared_resource(ch)?;
-    ctx.store
+    ctx.cache
+        .store()
         .state()
         .iter()
         .find(|other| {

@@ -12,7 +12,6 @@ use std::time::Duration;
 use bytes::Bytes;
 use http::{Request, Response};
 use http_body_util::BodyExt;
-use kube::runtime::reflector::{self, store::Writer};
 use kube::runtime::watcher;
 use kube::Client;
 use serde_json::{json, Value};
@@ -232,7 +231,7 @@ struct Scenario {
     graph: MockServer,
     graph_seen: Mutex<usize>,
     ctx: Arc<Context>,
-    writer: Writer<Channel>,
+    writer: crate::controller::index::CacheWriter,
 }
 
 impl Scenario {
@@ -279,7 +278,7 @@ impl Scenario {
         let args =
             <P as clap::Parser>::parse_from(std::iter::once("p").chain(flags.iter().copied()));
         let client = client(fake.clone());
-        let (store, writer) = reflector::store();
+        let (cache, writer) = crate::controller::index::cache();
         let providers = Providers::new(&args.p).unwrap();
         // The flags' accounts admit the Channel's namespace (the operator's): no configuration
         // objects, so no calls besides the ones pinned here.
@@ -295,7 +294,7 @@ impl Scenario {
             providers,
             EventPublisher::new(client, "test".into()),
             Arc::new(Metrics::new()),
-            store,
+            cache,
             Config {
                 min_backoff: Duration::from_millis(10),
                 max_backoff: Duration::from_secs(1),
@@ -318,8 +317,7 @@ impl Scenario {
     /// Reconciles the Channel as the fake API server has it now.
     async fn reconcile(&mut self) -> Result<(), String> {
         let ch = self.fake.channel();
-        self.writer
-            .apply_watcher_event(&watcher::Event::Apply(ch.clone()));
+        self.writer.apply(&watcher::Event::Apply(ch.clone()));
         reconcile(Arc::new(ch), self.ctx.clone())
             .await
             .map(|_| ())

@@ -15,7 +15,6 @@
 //! trigger backoff would otherwise pause every watch when one fails. Errors and re-lists are
 //! logged at warn and counted (`channel_operator_watch_restarts_total`).
 
-use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -29,6 +28,7 @@ use kube::runtime::{predicates, PredicateConfig, WatchStreamExt};
 use kube::{Api, Resource, ResourceExt};
 use tracing::{debug, warn};
 
+use super::index::{CacheWriter, ChannelCache};
 use crate::crd::Channel;
 use crate::metrics::{Metrics, CHANNELS};
 
@@ -134,22 +134,6 @@ pub(crate) fn tracked<K: Send + 'static>(
     })
 }
 
-/// What a reconcile reacts to: the spec (generation), deletion, finalizers and annotations
-/// (`airy.co/paused`). Status-only updates (our own writes) do not trigger a reconcile.
-fn trigger_hash(ch: &Channel) -> u64 {
-    use std::hash::{Hash, Hasher};
-    let mut h = std::collections::hash_map::DefaultHasher::new();
-    ch.metadata.generation.hash(&mut h);
-    ch.metadata
-        .deletion_timestamp
-        .as_ref()
-        .map(|t| t.0.as_second())
-        .hash(&mut h);
-    ch.metadata.finalizers.hash(&mut h);
-    ch.metadata.annotations.hash(&mut h);
-    h.finish()
-}
-
 /// Whether the controller has yet to act on this Channel's current generation.
 pub(crate) fn unreconciled(ch: &Channel) -> bool {
     if ch.is_paused() {
@@ -162,92 +146,26 @@ pub(crate) fn unreconciled(ch: &Channel) -> bool {
             .is_none_or(|s| s.observed_generation != ch.metadata.generation)
 }
 
-/// Turns Channel watch events (after the reflector) into the Channels to reconcile.
-#[derive(Default)]
-struct ChannelTriggers {
-    /// resourceVersion and trigger hash of every Channel last seen.
-    seen: HashMap<ObjectRef<Channel>, (Option<String>, u64)>,
-    /// The objects of a list in progress.
-    listing: Vec<Channel>,
-}
-
-impl ChannelTriggers {
-    fn on_event(&mut self, event: Event<Channel>, store: &Store<Channel>) -> Vec<Channel> {
-        match event {
-            Event::Init => {
-                self.listing.clear();
-                Vec::new()
-            }
-            Event::InitApply(ch) => {
-                self.listing.push(ch);
-                Vec::new()
-            }
-            Event::InitDone => {
-                // The reflector has swapped the list into the store: triggers resolve now.
-                let listed = std::mem::take(&mut self.listing);
-                let mut seen = HashMap::with_capacity(listed.len());
-                let mut out = Vec::new();
-                for ch in listed {
-                    let key = ObjectRef::from_obj(&ch);
-                    let rv = ch.resource_version();
-                    let changed = self.seen.get(&key).is_none_or(|(old, _)| *old != rv);
-                    seen.insert(key, (rv, trigger_hash(&ch)));
-                    if changed || unreconciled(&ch) {
-                        out.push(ch);
-                    }
-                }
-                self.seen = seen;
-                out
-            }
-            Event::Apply(ch) => {
-                let key = ObjectRef::from_obj(&ch);
-                let hash = trigger_hash(&ch);
-                let changed = self.seen.get(&key).is_none_or(|(_, h)| *h != hash);
-                self.seen.insert(key, (ch.resource_version(), hash));
-                let mut out = duplicates_of_released(store, &ch);
-                if changed {
-                    out.push(ch);
-                }
-                out
-            }
-            Event::Delete(ch) => {
-                self.seen.remove(&ObjectRef::from_obj(&ch));
-                duplicates_of_released(store, &ch)
-            }
-        }
-    }
-}
-
-/// When a Channel is being deleted, the others with its source channel id (one may take over).
-fn duplicates_of_released(store: &Store<Channel>, ch: &Channel) -> Vec<Channel> {
-    if ch.metadata.deletion_timestamp.is_none() {
-        return Vec::new();
-    }
-    store
-        .state_filter(|c| {
-            c.spec.source == ch.spec.source
-                && c.spec.source_channel_id == ch.spec.source_channel_id
-                && c.metadata.uid != ch.metadata.uid
-        })
-        .iter()
-        .map(|c| c.as_ref().clone())
-        .collect()
-}
-
-/// The Channel watch, reflected into `writer`'s store, as the Channels to reconcile.
+/// The Channel watch, written into the cache (`writer`), as the Channels to reconcile (see
+/// [`super::index::ChannelIndex::apply`]).
 pub(crate) fn channel_triggers(
     api: Api<Channel>,
-    writer: kube::runtime::reflector::store::Writer<Channel>,
+    mut writer: CacheWriter,
     store: Store<Channel>,
     metrics: Arc<Metrics>,
 ) -> impl Stream<Item = Channel> + Send + 'static {
     let events = watcher(api, watcher::Config::default().any_semantic())
         .backoff(WatchBackoff::default())
-        .modify(|c: &mut Channel| c.managed_fields_mut().clear())
-        .reflect(writer);
-    let mut triggers = ChannelTriggers::default();
-    tracked(events, CHANNELS, metrics)
-        .flat_map(move |event| futures::stream::iter(triggers.on_event(event, &store)))
+        .modify(Channel::strip_for_cache);
+    tracked(events, CHANNELS, metrics).flat_map(move |event| {
+        let due = writer.apply(&event);
+        let store = store.clone();
+        // Cloned one at a time as the Controller takes them (a first list triggers them all).
+        futures::stream::iter(
+            due.into_iter()
+                .filter_map(move |r| store.get(&r).map(|c| c.as_ref().clone())),
+        )
+    })
 }
 
 /// Every `period`, the Channels in the store that never got a status for their generation.
@@ -347,29 +265,17 @@ pub(crate) fn secret_changes(
 /// The Channels a Secret change concerns: its owner (the token Secret) and the Channels naming it
 /// in `credentialsSecretRef`.
 pub(crate) fn channels_of_secret(
-    store: &Store<Channel>,
+    cache: &ChannelCache,
     secret: &PartialObjectMeta<KubeSecret>,
 ) -> Vec<ObjectRef<Channel>> {
-    let ns = secret.namespace();
-    let name = secret.name_any();
+    let ns = secret.namespace().unwrap_or_default();
     let mut refs: Vec<ObjectRef<Channel>> = secret
         .owner_references()
         .iter()
         .filter(|o| o.kind == Channel::kind(&()) && o.api_version == Channel::api_version(&()))
-        .map(|o| ObjectRef::new(&o.name).within(ns.as_deref().unwrap_or_default()))
+        .map(|o| ObjectRef::new(&o.name).within(&ns))
         .collect();
-    refs.extend(
-        store
-            .state_filter(|c| {
-                c.namespace() == ns
-                    && c.spec
-                        .credentials_secret_ref
-                        .as_ref()
-                        .is_some_and(|r| r.name == name)
-            })
-            .iter()
-            .map(|c| ObjectRef::from_obj(c.as_ref())),
-    );
+    refs.extend(cache.naming_secret(&ns, &secret.name_any()));
     refs
 }
 
@@ -408,68 +314,6 @@ pub(crate) fn requeue_missing(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::crd::{ChannelSpec, ChannelStatus, Source};
-
-    fn ch(name: &str, rv: &str, generation: i64, observed: Option<i64>) -> Channel {
-        let mut c = Channel::new(name, ChannelSpec::new(Source::ChatPlugin, name));
-        c.metadata.namespace = Some("default".into());
-        c.metadata.resource_version = Some(rv.into());
-        c.metadata.generation = Some(generation);
-        c.metadata.finalizers = Some(vec![crate::crd::FINALIZER.into()]);
-        c.status = observed.map(|g| ChannelStatus {
-            observed_generation: Some(g),
-            ..Default::default()
-        });
-        c
-    }
-
-    fn names(v: &[Channel]) -> Vec<String> {
-        v.iter().map(|c| c.name_any()).collect()
-    }
-
-    #[test]
-    fn a_relist_triggers_what_changed_or_was_never_reconciled_after_the_store_holds_it() {
-        let (store, _writer) = kube::runtime::reflector::store::<Channel>();
-        let mut t = ChannelTriggers::default();
-        t.on_event(Event::Init, &store);
-        for c in [ch("a", "1", 1, Some(1)), ch("b", "2", 1, Some(1))] {
-            assert!(t.on_event(Event::InitApply(c), &store).is_empty());
-        }
-        // The first list: every Channel (a controller start reconciles everything).
-        assert_eq!(names(&t.on_event(Event::InitDone, &store)), ["a", "b"]);
-        // A re-list: a unchanged, b changed while the watch was down, c new without status.
-        t.on_event(Event::Init, &store);
-        for c in [
-            ch("a", "1", 1, Some(1)),
-            ch("b", "5", 2, Some(1)),
-            ch("c", "6", 1, None),
-        ] {
-            assert!(
-                t.on_event(Event::InitApply(c), &store).is_empty(),
-                "nothing is triggered before the list is complete"
-            );
-        }
-        assert_eq!(names(&t.on_event(Event::InitDone, &store)), ["b", "c"]);
-    }
-
-    #[test]
-    fn status_only_updates_do_not_trigger_but_spec_changes_do() {
-        let (store, _writer) = kube::runtime::reflector::store::<Channel>();
-        let mut t = ChannelTriggers::default();
-        t.on_event(Event::Init, &store);
-        t.on_event(Event::InitDone, &store);
-        assert_eq!(
-            names(&t.on_event(Event::Apply(ch("a", "1", 1, None)), &store)),
-            ["a"]
-        );
-        assert!(t
-            .on_event(Event::Apply(ch("a", "2", 1, Some(1))), &store)
-            .is_empty());
-        assert_eq!(
-            names(&t.on_event(Event::Apply(ch("a", "3", 2, Some(1))), &store)),
-            ["a"]
-        );
-    }
 
     #[test]
     fn secret_scope_defaults_to_the_watch_namespace() {

@@ -107,7 +107,7 @@ async fn a_connected_owner_is_not_demoted_by_an_older_channel_of_its_id() {
         k8s_openapi::jiff::Timestamp::from_second(0).unwrap(),
     ));
     older.status = None;
-    s.writer.apply_watcher_event(&watcher::Event::Apply(older));
+    s.writer.apply(&watcher::Event::Apply(older));
     s.reconcile().await.unwrap();
     s.api(&[CLAIM_GET, READ[0], READ[1]]);
     s.provider(&[]).await;

@@ -234,8 +234,7 @@ async fn whatsapp_keeps_the_business_account_subscribed_while_another_channel_us
             "credentialsSecretRef": {"name": "other-tok", "key": "token"}}
     }))
     .unwrap();
-    s.writer
-        .apply_watcher_event(&watcher::Event::Apply(other.clone()));
+    s.writer.apply(&watcher::Event::Apply(other.clone()));
     s.edit(|c| {
         c["spec"]["connected"] = false.into();
         c["metadata"]["generation"] = 2.into();
@@ -245,7 +244,7 @@ async fn whatsapp_keeps_the_business_account_subscribed_while_another_channel_us
     s.provider(&[]).await;
     // Once the other one is gone too, the last disconnect of the account unsubscribes.
     other.spec.connected = false;
-    s.writer.apply_watcher_event(&watcher::Event::Apply(other));
+    s.writer.apply(&watcher::Event::Apply(other));
     s.edit(|c| {
         c["spec"]["connected"] = true.into();
         c["metadata"]["generation"] = 3.into();
