@@ -22,10 +22,12 @@ use tokio::sync::watch;
 use super::metrics::Metrics;
 use super::model::channel_response;
 use crate::controller::watch::{tracked_watch, WatchHealth};
-use crate::crd::{Channel, Source};
+use crate::crd::{Channel, ChannelStatus, Source};
 use crate::naming::ChatPluginNaming;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
 
-/// One cached channel: the resource (the cache's only copy of it) and its prepared answer.
+/// One cached channel: its prepared answer and, of the resource, only what the API reads
+/// (a connect that changes a Channel reads it fresh from the API server).
 #[derive(Debug)]
 pub struct Entry {
     /// The deterministic channel id (from the spec, so present before the controller ran).
@@ -36,29 +38,56 @@ pub struct Entry {
     pub connected: bool,
     /// The API's Channel object (docs/api.md), serialized.
     pub json: Bytes,
-    /// The resource itself, without managedFields.
-    pub channel: Arc<Channel>,
+    /// Namespace and name of the resource.
+    pub namespace: String,
+    /// Name of the resource.
+    pub name: String,
+    /// `spec.connected`: whether it is meant to be connected.
+    pub spec_connected: bool,
+    created: Option<k8s_openapi::jiff::Timestamp>,
+    /// The controller's report: the observed generation and the Ready condition only.
+    status: ChannelStatus,
 }
 
 impl Entry {
     fn new(mut channel: Channel, naming: ChatPluginNaming) -> Entry {
-        // managedFields are never read here and can be most of an object's size.
-        channel.metadata.managed_fields = None;
+        channel.strip_for_cache();
         let response = channel_response(&channel, naming);
         let json =
             Bytes::from(serde_json::to_vec(&response).expect("a Channel response serializes"));
+        let (namespace, name) = key_of(&channel);
+        let status = ChannelStatus {
+            observed_generation: channel.status.as_ref().and_then(|s| s.observed_generation),
+            conditions: channel.ready_condition().into_iter().cloned().collect(),
+            ..Default::default()
+        };
         Entry {
             id: response.id,
             source: channel.spec.source,
             connected: channel.is_connected(),
             json,
-            channel: Arc::new(channel),
+            namespace,
+            name,
+            spec_connected: channel.spec.connected,
+            created: channel.metadata.creation_timestamp.as_ref().map(|t| t.0),
+            status,
         }
     }
 
     /// Namespace and name of the resource.
     pub fn key(&self) -> (String, String) {
-        key_of(&self.channel)
+        (self.namespace.clone(), self.name.clone())
+    }
+
+    /// The controller's verdict on `generation` or a later one (see [`Channel::verdict_at`]).
+    pub fn verdict_at(&self, generation: i64) -> Option<&Condition> {
+        crate::crd::verdict_at(Some(&self.status), generation)
+    }
+
+    /// Whether the controller reports the channel Ready at `generation` or later.
+    pub fn ready_at(&self, generation: i64) -> bool {
+        self.verdict_at(generation)
+            .is_some_and(|c| c.status == "True")
     }
 }
 
@@ -111,12 +140,11 @@ impl Index {
 
 fn rank(e: &Entry) -> (bool, Option<k8s_openapi::jiff::Timestamp>, String, String) {
     let duplicate = e
-        .channel
-        .ready_condition()
-        .is_some_and(|c| c.reason == crate::reason::Reason::Duplicate);
-    let created = e.channel.metadata.creation_timestamp.as_ref().map(|t| t.0);
-    let (ns, name) = e.key();
-    (duplicate, created, ns, name)
+        .status
+        .conditions
+        .iter()
+        .any(|c| c.reason == crate::reason::Reason::Duplicate);
+    (duplicate, e.created, e.namespace.clone(), e.name.clone())
 }
 
 /// The scope of [`ChannelCache::apply`]: every namespace at once.

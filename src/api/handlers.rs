@@ -94,11 +94,8 @@ pub async fn update(
         .as_deref()
         .map(|u| validate::image_url(Some(u)))
         .transpose()?;
-    let ch = state.update(&id, name, image_url).await?;
-    Ok(ok_json(
-        StatusCode::OK,
-        &channel_response(&ch, state.naming),
-    ))
+    let body = state.update(&id, name, image_url).await?;
+    Ok(json_bytes(StatusCode::OK, body))
 }
 
 async fn connect(state: &AppState, d: Desired) -> ApiResult {

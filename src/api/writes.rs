@@ -5,6 +5,8 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
+use bytes::Bytes;
+
 use crate::reason::Reason;
 
 use k8s_openapi::api::core::v1::Secret as K8sSecret;
@@ -143,14 +145,7 @@ impl AppState {
         self.cache
             .wait_for(self.sync_timeout, |c| {
                 let e = c.get_by_key(namespace, name)?;
-                let status = e.channel.status.as_ref()?;
-                if status.observed_generation? < generation {
-                    return None;
-                }
-                let cond = e.channel.ready_condition()?;
-                if cond.observed_generation.is_some_and(|g| g < generation) {
-                    return None;
-                }
+                let cond = e.verdict_at(generation)?;
                 match (cond.status.as_str(), cond.reason.as_str()) {
                     ("True", _) => Some(Outcome::Ready(e)),
                     ("False", r) if r == Reason::Progressing => None,
@@ -185,7 +180,14 @@ impl AppState {
         let id = self.naming.channel_id(d.source, &d.source_channel_id);
         let _turn = self.connects.lock(&id).await;
         if let Some(existing) = self.cache.get(&id) {
-            return self.connect_existing(existing.channel.clone(), d).await;
+            // The cache keeps only what answers need: the change is made to the Channel as it is.
+            let api = self.channels(&existing.namespace);
+            let current = retry(false, || api.get_opt(&existing.name))
+                .await
+                .map_err(kube_error)?;
+            if let Some(current) = current {
+                return self.connect_existing(Arc::new(current), d).await;
+            }
         }
         let ns = self.namespace.clone();
         let api = self.channels(&ns);
@@ -321,7 +323,7 @@ impl AppState {
             // Nothing to change: answer at once when the channel is already connected.
             let generation = ch.metadata.generation.unwrap_or(0);
             if let Some(e) = self.cache.get_by_key(&ns, &name) {
-                if ready_at(&e.channel, generation) {
+                if e.ready_at(generation) {
                     return Ok(e);
                 }
             }
@@ -516,7 +518,7 @@ impl AppState {
                 "channel {id} is not a {source} channel"
             )));
         }
-        if !e.channel.spec.connected {
+        if !e.spec_connected {
             return Ok(false);
         }
         let (ns, name) = e.key();
@@ -540,13 +542,13 @@ impl AppState {
     }
 
     /// Updates name and image of a connected channel (`Some(None)`: no image any more); returns
-    /// the updated resource.
+    /// the answer: the updated channel, serialized.
     pub async fn update(
         &self,
         id: &str,
         name: Option<String>,
         image_url: Option<Option<String>>,
-    ) -> Result<Arc<Channel>, ApiError> {
+    ) -> Result<Bytes, ApiError> {
         let e = self
             .cache
             .get(id)
@@ -560,7 +562,7 @@ impl AppState {
             spec.insert("imageUrl".into(), json!(u));
         }
         if spec.is_empty() {
-            return Ok(e.channel.clone());
+            return Ok(e.json.clone());
         }
         let (ns, name) = e.key();
         let api = self.channels(&ns);
@@ -572,7 +574,10 @@ impl AppState {
                 nf if nf.status == 404 => ApiError::not_found(format!("channel {id} not found")),
                 other => other,
             })?;
-        Ok(Arc::new(patched))
+        let response = super::model::channel_response(&patched, self.naming);
+        Ok(Bytes::from(
+            serde_json::to_vec(&response).expect("a Channel response serializes"),
+        ))
     }
 }
 
@@ -610,12 +615,6 @@ fn held_elsewhere() -> ApiError {
         "the channel id is already held by a Channel this API does not manage; \
          remove that Channel or connect it where it is declared",
     )
-}
-
-/// Whether the controller reports the channel Ready at `generation` or later.
-fn ready_at(ch: &Channel, generation: i64) -> bool {
-    ch.verdict_at(generation)
-        .is_some_and(|c| c.status == "True")
 }
 
 #[cfg(test)]
