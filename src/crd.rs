@@ -372,7 +372,8 @@ impl Channel {
     /// The Ready condition, if the controller has reported on `generation` or a later one (the
     /// status and the condition both observed it): its verdict on that spec.
     pub fn verdict_at(&self, generation: i64) -> Option<&Condition> {
-        verdict_at(self.status.as_ref(), generation)
+        let observed = self.status.as_ref().and_then(|s| s.observed_generation);
+        verdict_at(observed, self.ready_condition(), generation)
     }
 
     /// Whether the channel counts as connected: it is meant to be connected (`spec.connected`)
@@ -399,11 +400,13 @@ impl Channel {
     }
 
     /// Drops what no cache of this operator reads and what can be most of an object's size:
-    /// managedFields and the copy of the whole object `kubectl apply` keeps in an annotation.
+    /// managedFields, the labels, and every annotation but the operator's own (`airy.co/…`;
+    /// among the others, the copy of the whole object `kubectl apply` keeps).
     pub fn strip_for_cache(&mut self) {
         self.metadata.managed_fields = None;
+        self.metadata.labels = None;
         if let Some(a) = self.metadata.annotations.as_mut() {
-            a.remove(LAST_APPLIED_ANNOTATION);
+            a.retain(|k, _| k.starts_with(OWN_ANNOTATIONS));
             if a.is_empty() {
                 self.metadata.annotations = None;
             }
@@ -411,20 +414,21 @@ impl Channel {
     }
 }
 
-/// The Ready condition of `status`, if the controller has reported on `generation` or a later
-/// one (the status and the condition both observed it): its verdict on that spec.
-pub fn verdict_at(status: Option<&ChannelStatus>, generation: i64) -> Option<&Condition> {
-    let status = status?;
-    let observed = status.observed_generation.unwrap_or(-1);
-    status
-        .conditions
-        .iter()
-        .find(|c| c.type_ == READY)
+/// The Ready condition `ready` of a status that observed generation `observed`, if the
+/// controller has reported on `generation` or a later one (the status and the condition both
+/// observed it): its verdict on that spec.
+pub fn verdict_at(
+    observed: Option<i64>,
+    ready: Option<&Condition>,
+    generation: i64,
+) -> Option<&Condition> {
+    let observed = observed.unwrap_or(-1);
+    ready
         .filter(|c| observed >= generation && c.observed_generation.is_none_or(|g| g >= generation))
 }
 
-/// Where `kubectl apply` keeps the last applied object.
-const LAST_APPLIED_ANNOTATION: &str = "kubectl.kubernetes.io/last-applied-configuration";
+/// The prefix of the annotations this operator reads.
+const OWN_ANNOTATIONS: &str = "airy.co/";
 
 /// The CRD as YAML, exactly as `channel-operator crd` prints it and `crds/` holds it.
 pub fn crd_yaml() -> String {
@@ -442,8 +446,10 @@ mod tests {
 
     #[test]
     fn the_cached_copy_keeps_the_pause_annotation_and_drops_the_applied_copy() {
+        const LAST_APPLIED_ANNOTATION: &str = "kubectl.kubernetes.io/last-applied-configuration";
         let mut ch = Channel::new("c", ChannelSpec::new(Source::Google, "gbm"));
         ch.metadata.managed_fields = Some(vec![Default::default()]);
+        ch.metadata.labels = Some([("team".to_owned(), "a".to_owned())].into());
         ch.metadata.annotations = Some(
             [
                 (LAST_APPLIED_ANNOTATION.to_owned(), "{...}".to_owned()),
@@ -452,7 +458,7 @@ mod tests {
             .into(),
         );
         ch.strip_for_cache();
-        assert!(ch.metadata.managed_fields.is_none());
+        assert!(ch.metadata.managed_fields.is_none() && ch.metadata.labels.is_none());
         assert!(ch.is_paused());
         assert_eq!(ch.metadata.annotations.as_ref().map(|a| a.len()), Some(1));
         ch.metadata.annotations = Some([(LAST_APPLIED_ANNOTATION.into(), "{}".into())].into());

@@ -22,7 +22,7 @@ use tokio::sync::watch;
 use super::metrics::Metrics;
 use super::model::channel_response;
 use crate::controller::watch::{tracked_watch, WatchHealth};
-use crate::crd::{Channel, ChannelStatus, Source};
+use crate::crd::{Channel, Source};
 use crate::naming::ChatPluginNaming;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
 
@@ -45,8 +45,10 @@ pub struct Entry {
     /// `spec.connected`: whether it is meant to be connected.
     pub spec_connected: bool,
     created: Option<k8s_openapi::jiff::Timestamp>,
-    /// The controller's report: the observed generation and the Ready condition only.
-    status: ChannelStatus,
+    /// The status's observed generation.
+    observed_generation: Option<i64>,
+    /// The Ready condition.
+    ready: Option<Condition>,
 }
 
 impl Entry {
@@ -56,11 +58,6 @@ impl Entry {
         let json =
             Bytes::from(serde_json::to_vec(&response).expect("a Channel response serializes"));
         let (namespace, name) = key_of(&channel);
-        let status = ChannelStatus {
-            observed_generation: channel.status.as_ref().and_then(|s| s.observed_generation),
-            conditions: channel.ready_condition().into_iter().cloned().collect(),
-            ..Default::default()
-        };
         Entry {
             id: response.id,
             source: channel.spec.source,
@@ -70,7 +67,8 @@ impl Entry {
             name,
             spec_connected: channel.spec.connected,
             created: channel.metadata.creation_timestamp.as_ref().map(|t| t.0),
-            status,
+            observed_generation: channel.status.as_ref().and_then(|s| s.observed_generation),
+            ready: channel.ready_condition().cloned(),
         }
     }
 
@@ -81,7 +79,7 @@ impl Entry {
 
     /// The controller's verdict on `generation` or a later one (see [`Channel::verdict_at`]).
     pub fn verdict_at(&self, generation: i64) -> Option<&Condition> {
-        crate::crd::verdict_at(Some(&self.status), generation)
+        crate::crd::verdict_at(self.observed_generation, self.ready.as_ref(), generation)
     }
 
     /// Whether the controller reports the channel Ready at `generation` or later.
@@ -140,10 +138,9 @@ impl Index {
 
 fn rank(e: &Entry) -> (bool, Option<k8s_openapi::jiff::Timestamp>, String, String) {
     let duplicate = e
-        .status
-        .conditions
-        .iter()
-        .any(|c| c.reason == crate::reason::Reason::Duplicate);
+        .ready
+        .as_ref()
+        .is_some_and(|c| c.reason == crate::reason::Reason::Duplicate);
     (duplicate, e.created, e.namespace.clone(), e.name.clone())
 }
 
