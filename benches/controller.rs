@@ -16,7 +16,12 @@
 //!   each process's peak resident memory (VmHWM) and its growth per Channel over the idle process;
 //! - for sizes up to 10,000, the same again with disruptions during the creates (the watch history
 //!   compacted and every watch cut every 2 s, one apiserver restart of 3 s halfway), counting the
-//!   Channels never reconciled (no finalizer, no status; must be 0).
+//!   Channels never reconciled (no finalizer, no status; must be 0); `BENCH_DISRUPTED=0` skips
+//!   these;
+//! - for sizes up to 10,000, a burst of chat plugin Channels alone (no provider call): how long
+//!   after the last create the last one is Ready.
+//!
+//! `BENCH_WRAP="heaptrack -o /tmp/profile-{user}"` runs both processes under a profiler.
 //!
 //! A table of every size closes the run. A run that does not finish, or leaves a Channel never
 //! reconciled, panics: the smoke run in CI fails with it.
@@ -47,11 +52,33 @@ fn main() {
     rt.block_on(run());
 }
 
+/// The kinds of run.
+#[derive(Clone, Copy, PartialEq)]
+enum Run {
+    /// The mix of sources.
+    Mixed,
+    /// The mix, with the watches cut and the apiserver restarted during the creates.
+    Disrupted,
+    /// Chat plugin Channels only.
+    ChatPlugin,
+}
+
+impl Run {
+    fn label(self) -> &'static str {
+        match self {
+            Run::Mixed => "",
+            Run::Disrupted => " (disrupted)",
+            Run::ChatPlugin => " (chat plugin only)",
+        }
+    }
+}
+
 /// What one size measured.
 struct Row {
     n: usize,
-    disrupted: bool,
+    run: Run,
     all_ready: f64,
+    after_last_create: f64,
     write_rate: f64,
     writes_per_channel: f64,
     controller_peak_mib: f64,
@@ -90,20 +117,24 @@ async fn run() {
 
     let mut rows = Vec::new();
     for n in sizes {
-        rows.push(bench(n, &graph_url, false).await);
+        rows.push(bench(n, &graph_url, Run::Mixed).await);
+        if n <= 10_000 && std::env::var("BENCH_DISRUPTED").as_deref() != Ok("0") {
+            rows.push(bench(n, &graph_url, Run::Disrupted).await);
+        }
         if n <= 10_000 {
-            rows.push(bench(n, &graph_url, true).await);
+            rows.push(bench(n, &graph_url, Run::ChatPlugin).await);
         }
     }
     println!();
-    println!("| Channels | all Ready | writes/Channel | writes alone | ratio | controller peak | per Channel | API peak | per Channel |");
-    println!("|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
+    println!("| Channels | all Ready | after the last create | writes/Channel | writes alone | ratio | controller peak | per Channel | API peak | per Channel |");
+    println!("|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
     for r in &rows {
         println!(
-            "| {}{} | {:.1} s | {:.2} | {:.1} s ({:.0}/s) | {:.2} | {:.1} MiB | {:.2} KiB | {:.1} MiB | {:.2} KiB |",
+            "| {}{} | {:.1} s | {:.1} s | {:.2} | {:.1} s ({:.0}/s) | {:.2} | {:.1} MiB | {:.2} KiB | {:.1} MiB | {:.2} KiB |",
             r.n,
-            if r.disrupted { " (disrupted)" } else { "" },
+            r.run.label(),
             r.all_ready,
+            r.after_last_create,
             r.writes_per_channel,
             r.writes_alone(),
             r.write_rate,
@@ -270,7 +301,23 @@ impl Cluster {
         self.sb
             .write_kubeconfig_as(&kubeconfig, user, &["system:masters"])
             .unwrap();
-        let child = tokio::process::Command::new(env!("CARGO_BIN_EXE_channel-operator"))
+        // BENCH_WRAP (for example `heaptrack -o /tmp/profile-{user}`) runs each process under a
+        // profiler; `{user}` is the process's user.
+        let wrap = std::env::var("BENCH_WRAP").unwrap_or_default();
+        let mut wrap = wrap.split_whitespace();
+        let bin = env!("CARGO_BIN_EXE_channel-operator");
+        let mut command = match wrap.next() {
+            Some(tool) => {
+                let mut c = tokio::process::Command::new(tool);
+                // Its own process group: stopping it stops the profiled process too.
+                c.args(wrap.map(|a| a.replace("{user}", user)))
+                    .arg(bin)
+                    .process_group(0);
+                c
+            }
+            None => tokio::process::Command::new(bin),
+        };
+        let child = command
             .args(["--log-level", "warn"])
             .args(argv)
             .env("KUBECONFIG", &kubeconfig)
@@ -414,6 +461,19 @@ struct Proc {
     peak_kib: u64,
 }
 
+impl Drop for Proc {
+    /// Under BENCH_WRAP, SIGTERM to the process group lets the profiler write its profile.
+    fn drop(&mut self) {
+        if std::env::var_os("BENCH_WRAP").is_some() {
+            let group = format!("-{}", self.pid);
+            let _ = std::process::Command::new("kill")
+                .args(["-TERM", "--", &group])
+                .status();
+            std::thread::sleep(Duration::from_secs(3));
+        }
+    }
+}
+
 impl Proc {
     fn sample(&mut self) {
         self.peak_kib = self.peak_kib.max(kib(self.pid, "VmHWM:").unwrap_or(0));
@@ -507,7 +567,8 @@ async fn disrupt(
     relists
 }
 
-async fn bench(n: usize, graph_url: &str, disrupted: bool) -> Row {
+async fn bench(n: usize, graph_url: &str, run: Run) -> Row {
+    let disrupted = run == Run::Disrupted;
     let cluster = Cluster::start().await;
     let write_rate = raw_write_rate(&cluster, n).await;
     let mut controller = cluster.controller(graph_url).await;
@@ -534,7 +595,11 @@ async fn bench(n: usize, graph_url: &str, disrupted: bool) -> Row {
     let restart_after = Duration::from_secs_f64(n as f64 / write_rate / 2.0);
     let disruption =
         disrupted.then(|| tokio::spawn(disrupt(cluster.sb.faults(), restart_after, stop.clone())));
-    cluster.create_all((0..n).map(mixed), disrupted).await;
+    let chat = |i| channel(Source::ChatPlugin, i);
+    match run {
+        Run::ChatPlugin => cluster.create_all((0..n).map(chat), false).await,
+        _ => cluster.create_all((0..n).map(mixed), disrupted).await,
+    }
     let created = t0.elapsed().as_secs_f64();
     stop.store(true, std::sync::atomic::Ordering::SeqCst);
     let relists = match disruption {
@@ -566,8 +631,9 @@ async fn bench(n: usize, graph_url: &str, disrupted: bool) -> Row {
     api.sample();
     let row = Row {
         n,
-        disrupted,
+        run,
         all_ready,
+        after_last_create: all_ready - created,
         write_rate,
         writes_per_channel: cluster.controller_writes() as f64 / n as f64 + 1.0,
         controller_peak_mib: controller.peak_mib(),
@@ -575,10 +641,10 @@ async fn bench(n: usize, graph_url: &str, disrupted: bool) -> Row {
         api_peak_mib: api.peak_mib(),
         api_kib_per_channel: api.kib_per_channel(n),
     };
-    if disrupted {
-        println!("channels={n}, disrupted: {relists} forced re-lists and one apiserver restart (3 s) during the creates");
-    } else {
-        println!("channels={n} (2/5 chat plugin, 1/5 Google, 2/5 Facebook)");
+    match run {
+        Run::Disrupted => println!("channels={n}, disrupted: {relists} forced re-lists and one apiserver restart (3 s) during the creates"),
+        Run::Mixed => println!("channels={n} (2/5 chat plugin, 1/5 Google, 2/5 Facebook)"),
+        Run::ChatPlugin => println!("channels={n} (chat plugin only)"),
     }
     println!(
         "  sandbox raw write rate:       {write_rate:.0} Channel creates/s ({IN_FLIGHT} in flight)"
@@ -588,8 +654,9 @@ async fn bench(n: usize, graph_url: &str, disrupted: bool) -> Row {
         n as f64 / created
     );
     println!(
-        "  all Ready after:              {all_ready:.2} s ({:.0} Channels/s)",
-        n as f64 / all_ready
+        "  all Ready after:              {all_ready:.2} s ({:.0} Channels/s; {:.2} s after the last create)",
+        n as f64 / all_ready,
+        all_ready - created
     );
     println!(
         "  writes per Channel:           {:.2} (the writes alone: {:.2} s; ratio {:.2})",
