@@ -22,12 +22,12 @@ use tokio::sync::watch;
 use super::metrics::Metrics;
 use super::model::channel_response;
 use crate::controller::watch::{tracked_watch, WatchHealth};
-use crate::crd::{Channel, Source};
+use crate::crd::{Channel, ChannelSpec, Source};
 use crate::naming::ChatPluginNaming;
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
 
-/// One cached channel: its prepared answer and, of the resource, only what the API reads
-/// (a connect that changes a Channel reads it fresh from the API server).
+/// One cached channel: its prepared answer and, of the resource, only what the API reads: the
+/// identity, the spec, and of the status the observed generation and the Ready condition.
 #[derive(Debug)]
 pub struct Entry {
     /// The deterministic channel id (from the spec, so present before the controller ran).
@@ -42,9 +42,12 @@ pub struct Entry {
     pub namespace: String,
     /// Name of the resource.
     pub name: String,
-    /// `spec.connected`: whether it is meant to be connected.
-    pub spec_connected: bool,
-    created: Option<k8s_openapi::jiff::Timestamp>,
+    /// The spec.
+    pub spec: ChannelSpec,
+    uid: Option<String>,
+    generation: Option<i64>,
+    created: Option<Time>,
+    deleted: Option<Time>,
     /// The status's observed generation.
     observed_generation: Option<i64>,
     /// The Ready condition.
@@ -62,11 +65,14 @@ impl Entry {
             id: response.id,
             source: channel.spec.source,
             connected: channel.is_connected(),
+            spec: channel.spec.clone(),
             json,
             namespace,
             name,
-            spec_connected: channel.spec.connected,
-            created: channel.metadata.creation_timestamp.as_ref().map(|t| t.0),
+            uid: channel.metadata.uid.take(),
+            generation: channel.metadata.generation,
+            created: channel.metadata.creation_timestamp.take(),
+            deleted: channel.metadata.deletion_timestamp.take(),
             observed_generation: channel.status.as_ref().and_then(|s| s.observed_generation),
             ready: channel.ready_condition().cloned(),
         }
@@ -75,6 +81,18 @@ impl Entry {
     /// Namespace and name of the resource.
     pub fn key(&self) -> (String, String) {
         (self.namespace.clone(), self.name.clone())
+    }
+
+    /// The resource as far as the entry knows it: identity, generation, deletion and spec (no
+    /// status, labels or annotations).
+    pub fn channel(&self) -> Channel {
+        let mut ch = Channel::new(&self.name, self.spec.clone());
+        ch.metadata.namespace = Some(self.namespace.clone());
+        ch.metadata.uid = self.uid.clone();
+        ch.metadata.generation = self.generation;
+        ch.metadata.creation_timestamp = self.created.clone();
+        ch.metadata.deletion_timestamp = self.deleted.clone();
+        ch
     }
 
     /// The controller's verdict on `generation` or a later one (see [`Channel::verdict_at`]).
@@ -141,7 +159,8 @@ fn rank(e: &Entry) -> (bool, Option<k8s_openapi::jiff::Timestamp>, String, Strin
         .ready
         .as_ref()
         .is_some_and(|c| c.reason == crate::reason::Reason::Duplicate);
-    (duplicate, e.created, e.namespace.clone(), e.name.clone())
+    let created = e.created.as_ref().map(|t| t.0);
+    (duplicate, created, e.namespace.clone(), e.name.clone())
 }
 
 /// The scope of [`ChannelCache::apply`]: every namespace at once.

@@ -180,14 +180,7 @@ impl AppState {
         let id = self.naming.channel_id(d.source, &d.source_channel_id);
         let _turn = self.connects.lock(&id).await;
         if let Some(existing) = self.cache.get(&id) {
-            // The cache keeps only what answers need: the change is made to the Channel as it is.
-            let api = self.channels(&existing.namespace);
-            let current = retry(false, || api.get_opt(&existing.name))
-                .await
-                .map_err(kube_error)?;
-            if let Some(current) = current {
-                return self.connect_existing(Arc::new(current), d).await;
-            }
+            return self.connect_existing(Arc::new(existing.channel()), d).await;
         }
         let ns = self.namespace.clone();
         let api = self.channels(&ns);
@@ -518,7 +511,7 @@ impl AppState {
                 "channel {id} is not a {source} channel"
             )));
         }
-        if !e.spec_connected {
+        if !e.spec.connected {
             return Ok(false);
         }
         let (ns, name) = e.key();
