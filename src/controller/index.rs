@@ -179,14 +179,13 @@ impl ChannelIndex {
             }
             Event::Delete(ch) => {
                 let key = key_of(ch);
-                let Some(old) = self.entries.remove(&key) else {
-                    return Vec::new();
-                };
-                remove(&mut self.by_id, old.id, &key);
-                if let Some(s) = old.secret {
-                    remove(&mut self.by_secret, s, &key);
+                if let Some(old) = self.entries.remove(&key) {
+                    remove(&mut self.by_id, old.id, &key);
+                    if let Some(s) = old.secret {
+                        remove(&mut self.by_secret, s, &key);
+                    }
                 }
-                self.others_of_released(ch, old.id, &key)
+                self.others_of_released(ch, Entry::of(ch).id, &key)
             }
         }
     }
@@ -382,7 +381,12 @@ mod tests {
             ["b", "a"],
             "b may take over; a reconciles its deletion"
         );
-        assert_eq!(apply(&mut i, Event::Delete(gone)), ["b"]);
+        assert_eq!(apply(&mut i, Event::Delete(gone.clone())), ["b"]);
+        assert_eq!(
+            apply(&mut i, Event::Delete(gone)),
+            ["b"],
+            "a deletion the index never saw applied still concerns the others"
+        );
         assert!(apply(&mut i, Event::Delete(with_id("c", "y", "other"))).is_empty());
         // A Channel whose id changes leaves its old id's list.
         let mut b = with_id("b", "y", "moved");
