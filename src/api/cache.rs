@@ -170,8 +170,9 @@ struct Inner {
     index: RwLock<Index>,
     /// List bodies by source filter (None = all), built on first use after a change.
     lists: RwLock<HashMap<Option<Source>, Bytes>>,
-    /// Objects of a (re-)list in progress, by watched namespace, until its InitDone.
-    listing: Mutex<HashMap<String, Vec<Channel>>>,
+    /// Entries of a (re-)list in progress, by watched namespace, until its InitDone (entries,
+    /// not objects: a re-list holds the smaller form next to the cache).
+    listing: Mutex<HashMap<String, Vec<Arc<Entry>>>>,
     /// The watched namespaces that have listed once; the cache is ready when all have.
     synced: Mutex<HashSet<String>>,
     scopes: usize,
@@ -322,8 +323,9 @@ impl ChannelCache {
                 return;
             }
             Event::InitApply(ch) => {
+                let entry = Arc::new(Entry::new(ch, self.inner.naming));
                 let mut listing = self.inner.listing.lock().expect("listing lock");
-                listing.entry(namespace.to_owned()).or_default().push(ch);
+                listing.entry(namespace.to_owned()).or_default().push(entry);
                 return;
             }
             Event::InitDone => {
@@ -346,7 +348,7 @@ impl ChannelCache {
     }
 
     /// Replaces every entry of `namespace` ([`ALL`]: every entry) by `listed`.
-    fn replace_scope(&self, namespace: &str, listed: Vec<Channel>) {
+    fn replace_scope(&self, namespace: &str, listed: Vec<Arc<Entry>>) {
         let mut idx = self.inner.index.write().expect("index lock");
         let stale: Vec<(String, String)> = idx
             .by_key
@@ -358,8 +360,7 @@ impl ChannelCache {
         for key in stale {
             touched.extend(idx.remove_key(&key));
         }
-        for ch in listed {
-            let entry = Arc::new(Entry::new(ch, self.inner.naming));
+        for entry in listed {
             let key = entry.key();
             touched.extend(idx.remove_key(&key));
             touched.insert(entry.id.clone());
