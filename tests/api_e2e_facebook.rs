@@ -287,3 +287,44 @@ async fn facebook_reconnect_with_a_new_token_replaces_the_secret() {
         1
     );
 }
+
+/// Seen in CI: the API adopts the page-token Secret (an ownerReference patch, a new
+/// resourceVersion) after creating the Channel; when the controller had connected before the
+/// adoption, the new version made it connect a second time, and a connect right after the first
+/// answer got 409 while that reconnect ran.
+#[tokio::test]
+async fn a_secret_adopted_after_the_connect_does_not_connect_the_page_again() {
+    let env = Env::with_api().await;
+    mount_facebook(&env, "100000000001").await;
+    // The adoption waits until the controller has connected with the Secret as created.
+    env.sb
+        .faults()
+        .hold_next("patch", "secrets", 1, std::time::Duration::from_secs(2));
+    let (s, v) = env
+        .post(
+            "channels.facebook.connect",
+            json!({"page_id": "100000000001", "page_token": PAGE_TOKEN}),
+        )
+        .await;
+    assert_eq!(s, 200, "{v}");
+    assert_eq!(env.sb.faults().fired(), 1, "the adoption was held");
+    // The controller has seen the adopted Secret (watch, reconcile) well within this.
+    tokio::time::sleep(std::time::Duration::from_secs(2)).await;
+    let subscribes = env
+        .graph
+        .received_requests()
+        .await
+        .unwrap()
+        .iter()
+        .filter(|r| r.method.as_str() == "POST" && r.url.path() == "/v24.0/me/subscribed_apps")
+        .count();
+    assert_eq!(subscribes, 1, "the page is subscribed once");
+    // A second connect with the same token answers at once.
+    let (s, v) = env
+        .post(
+            "channels.facebook.connect",
+            json!({"page_id": "100000000001", "page_token": PAGE_TOKEN, "name": "Shop"}),
+        )
+        .await;
+    assert_eq!(s, 200, "{v}");
+}

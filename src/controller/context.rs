@@ -12,10 +12,12 @@ use super::error::Error;
 use super::events::EventPublisher;
 use super::index::ChannelCache;
 use super::provider_configs::ProviderConfigs;
+use super::secrets::Credentials;
 use super::watch::SecretScope;
 use crate::crd::Channel;
 use crate::metrics::Metrics;
 use crate::providers::{ProviderError, Providers};
+use std::hash::BuildHasher;
 
 /// The controller's settings, independent of how they were given (flags, a test, a benchmark).
 #[derive(Clone, Debug)]
@@ -45,6 +47,11 @@ pub struct Context {
     pub(super) provider_configs: Arc<ProviderConfigs>,
     failures: Mutex<HashMap<String, u32>>,
     last_checked: Mutex<HashMap<String, Instant>>,
+    /// Per Channel uid, the credentials Secret version a connect of this process used and a
+    /// digest of the token, keyed per process (never written anywhere): a later version of the
+    /// Secret with the same token is not a reason to connect again.
+    credentials: Mutex<HashMap<String, (String, u64)>>,
+    digests: std::collections::hash_map::RandomState,
     /// The last status this process wrote, per Channel uid: a cached object that does not show
     /// it yet is stale, and deciding from its status could connect a channel twice.
     last_write: Mutex<LastWrites>,
@@ -72,6 +79,8 @@ impl Context {
             provider_configs,
             failures: Mutex::new(HashMap::new()),
             last_checked: Mutex::new(HashMap::new()),
+            credentials: Mutex::new(HashMap::new()),
+            digests: Default::default(),
             last_write: Mutex::new(LastWrites::default()),
         }
     }
@@ -119,6 +128,23 @@ impl Context {
             .insert(uid.to_owned(), Instant::now());
     }
 
+    /// Remembers the credentials a connect of the Channel `uid` used.
+    pub(super) fn connected_with(&self, uid: &str, c: &Credentials) {
+        let digest = self.digests.hash_one(c.token.expose());
+        self.credentials
+            .lock()
+            .expect("not poisoned")
+            .insert(uid.to_owned(), (c.version.clone(), digest));
+    }
+
+    /// The version of the credentials this process connected the Channel `uid` with, when `c`
+    /// holds the same token under another version.
+    pub(super) fn same_credentials(&self, uid: &str, c: &Credentials) -> Option<String> {
+        let map = self.credentials.lock().expect("not poisoned");
+        let (version, digest) = map.get(uid)?;
+        (*digest == self.digests.hash_one(c.token.expose())).then(|| version.clone())
+    }
+
     /// Whether the cached Channel predates the last status this process wrote for it.
     pub(super) fn is_stale(&self, ch: &Channel) -> bool {
         self.last_write
@@ -151,6 +177,7 @@ impl Context {
     pub(super) fn forget(&self, uid: &str) {
         self.last_write.lock().expect("not poisoned").forget(uid);
         self.last_checked.lock().expect("not poisoned").remove(uid);
+        self.credentials.lock().expect("not poisoned").remove(uid);
         self.failures.lock().expect("not poisoned").remove(uid);
     }
 }

@@ -178,7 +178,15 @@ async fn observe(ch: &Channel, ctx: &Context) -> Result<(Observed, Providers), E
     };
     if ch.spec.connected {
         observed.credentials = match secrets::credentials(&api, ch).await {
-            Ok(c) => Ok(c),
+            Ok(Some(mut c)) => {
+                // A new resourceVersion with the token the channel was connected with (an
+                // ownerReference or a label added): not new credentials.
+                if let Some(v) = ctx.same_credentials(&ch.uid().unwrap_or_default(), &c) {
+                    c.version = v;
+                }
+                Ok(Some(c))
+            }
+            Ok(None) => Ok(None),
             Err(e) if e.reason() == Reason::CredentialsMissing => Err(e.to_string()),
             Err(e) => return Err(e),
         };
@@ -240,7 +248,7 @@ async fn execute(
     match step {
         Step::Stall { reason, message } => stall(ctx, &mut reporter, reason, message).await,
         Step::Connect { fingerprint } => {
-            let credentials = observed.credentials.ok().flatten().map(|c| c.token);
+            let credentials = observed.credentials.ok().flatten();
             connect(ch, ctx, &mut reporter, provider, fingerprint, credentials).await
         }
         Step::Confirm {
@@ -368,7 +376,7 @@ async fn connect(
     reporter: &mut Reporter<'_>,
     provider: &dyn Provider,
     fingerprint: String,
-    credentials: Option<Secret>,
+    credentials: Option<secrets::Credentials>,
 ) -> Result<Action, Error> {
     let calls_out = provider.calls_out();
     if calls_out {
@@ -378,7 +386,10 @@ async fn connect(
             .write(attempt, Reason::Progressing, "connecting at the provider")
             .await?;
     }
-    let outcome = match provider.connect(ch, credentials.as_ref()).await {
+    let outcome = match provider
+        .connect(ch, credentials.as_ref().map(|c| &c.token))
+        .await
+    {
         Ok(o) => o,
         Err(e) => {
             let mut status = reporter.current().clone();
@@ -396,6 +407,9 @@ async fn connect(
         }
     }
     ctx.mark_checked(&ch.uid().unwrap_or_default());
+    if let Some(c) = &credentials {
+        ctx.connected_with(&ch.uid().unwrap_or_default(), c);
+    }
     info!(source = %ch.spec.source, "connected");
     let next = ChannelStatus {
         connected: true,
