@@ -57,12 +57,10 @@ pub struct Entry {
 impl Entry {
     fn new(mut channel: Channel, naming: ChatPluginNaming) -> Entry {
         channel.strip_for_cache();
-        let response = channel_response(&channel, naming);
-        let json =
-            Bytes::from(serde_json::to_vec(&response).expect("a Channel response serializes"));
+        let (id, json) = answer(&channel, naming);
         let (namespace, name) = key_of(&channel);
         Entry {
-            id: response.id,
+            id,
             source: channel.spec.source,
             connected: channel.is_connected(),
             spec: channel.spec.clone(),
@@ -105,6 +103,13 @@ impl Entry {
         self.verdict_at(generation)
             .is_some_and(|c| c.status == "True")
     }
+}
+
+/// The channel id and the API's answer for `ch` (docs/api.md), serialized.
+pub(super) fn answer(ch: &Channel, naming: ChatPluginNaming) -> (String, Bytes) {
+    let response = channel_response(ch, naming);
+    let json = serde_json::to_vec(&response).expect("a Channel response serializes");
+    (response.id, Bytes::from(json))
 }
 
 fn key_of(ch: &Channel) -> (String, String) {

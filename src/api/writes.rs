@@ -567,10 +567,7 @@ impl AppState {
                 nf if nf.status == 404 => ApiError::not_found(format!("channel {id} not found")),
                 other => other,
             })?;
-        let response = super::model::channel_response(&patched, self.naming);
-        Ok(Bytes::from(
-            serde_json::to_vec(&response).expect("a Channel response serializes"),
-        ))
+        Ok(super::cache::answer(&patched, self.naming).1)
     }
 }
 

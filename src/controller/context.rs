@@ -2,6 +2,7 @@
 //! (failures for the backoff, re-check times, the last status this process wrote).
 
 use std::collections::HashMap;
+use std::hash::BuildHasher;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -17,7 +18,6 @@ use super::watch::SecretScope;
 use crate::crd::Channel;
 use crate::metrics::Metrics;
 use crate::providers::{ProviderError, Providers};
-use std::hash::BuildHasher;
 
 /// The controller's settings, independent of how they were given (flags, a test, a benchmark).
 #[derive(Clone, Debug)]

@@ -141,34 +141,23 @@ impl ChannelIndex {
                 self.by_id.clear();
                 self.by_secret.clear();
                 for (key, entry) in &entries {
-                    add(&mut self.by_id, entry.id, key);
-                    if let Some(s) = entry.secret {
-                        add(&mut self.by_secret, s, key);
-                    }
+                    self.link(key, entry);
                 }
                 self.entries = entries;
                 due.iter().map(|k| k.as_ref().clone()).collect()
             }
             Event::Apply(ch) => {
-                let (key, entry) = (key_of(ch), Entry::of(ch));
-                let old = self.entries.get(&key).copied();
-                let key = match self.entries.get_key_value(&key) {
-                    Some((k, _)) => k.clone(),
-                    None => Arc::new(key),
+                let entry = Entry::of(ch);
+                let (key, old) = match self.entries.get_key_value(&key_of(ch)) {
+                    Some((k, old)) => (k.clone(), Some(*old)),
+                    None => (Arc::new(key_of(ch)), None),
                 };
-                if old.is_none_or(|o| o.id != entry.id) {
-                    if let Some(o) = old {
-                        remove(&mut self.by_id, o.id, &key);
+                // Relinked only when the id or the Secret changed: a list may be long.
+                if old.map(|o| (o.id, o.secret)) != Some((entry.id, entry.secret)) {
+                    if let Some(o) = &old {
+                        self.unlink(&key, o);
                     }
-                    add(&mut self.by_id, entry.id, &key);
-                }
-                if old.and_then(|o| o.secret) != entry.secret {
-                    if let Some(s) = old.and_then(|o| o.secret) {
-                        remove(&mut self.by_secret, s, &key);
-                    }
-                    if let Some(s) = entry.secret {
-                        add(&mut self.by_secret, s, &key);
-                    }
+                    self.link(&key, &entry);
                 }
                 self.entries.insert(key.clone(), entry);
                 let mut out = self.others_of_released(ch, entry.id, &key);
@@ -180,13 +169,26 @@ impl ChannelIndex {
             Event::Delete(ch) => {
                 let key = key_of(ch);
                 if let Some(old) = self.entries.remove(&key) {
-                    remove(&mut self.by_id, old.id, &key);
-                    if let Some(s) = old.secret {
-                        remove(&mut self.by_secret, s, &key);
-                    }
+                    self.unlink(&key, &old);
                 }
                 self.others_of_released(ch, Entry::of(ch).id, &key)
             }
+        }
+    }
+
+    /// Adds `key` to the lookups of its entry.
+    fn link(&mut self, key: &Key, entry: &Entry) {
+        add(&mut self.by_id, entry.id, key);
+        if let Some(s) = entry.secret {
+            add(&mut self.by_secret, s, key);
+        }
+    }
+
+    /// Removes `key` from the lookups of its entry.
+    fn unlink(&mut self, key: &ObjectRef<Channel>, entry: &Entry) {
+        remove(&mut self.by_id, entry.id, key);
+        if let Some(s) = entry.secret {
+            remove(&mut self.by_secret, s, key);
         }
     }
 
