@@ -355,6 +355,8 @@ pub struct ChannelStatus {
     pub conditions: Vec<Condition>,
 }
 
+/// What the Channel's state means (reported on a generation, connected, …) is defined in
+/// [`crate::channel_state`].
 impl Channel {
     /// The deterministic channel id of this Channel's source and source channel id, under the
     /// installation's chat plugin naming.
@@ -367,21 +369,6 @@ impl Channel {
         self.status
             .as_ref()
             .and_then(|s| s.conditions.iter().find(|c| c.type_ == READY))
-    }
-
-    /// The Ready condition, if the controller has reported on `generation` or a later one (the
-    /// status and the condition both observed it): its verdict on that spec.
-    pub fn verdict_at(&self, generation: i64) -> Option<&Condition> {
-        let observed = self.status.as_ref().and_then(|s| s.observed_generation);
-        verdict_at(observed, self.ready_condition(), generation)
-    }
-
-    /// Whether the channel counts as connected: it is meant to be connected (`spec.connected`)
-    /// and the controller reports it connected at its provider (`status.connected`). A channel
-    /// whose provider refused it is not connected. The one definition the controller's metrics
-    /// and the HTTP API use.
-    pub fn is_connected(&self) -> bool {
-        self.spec.connected && self.status.as_ref().is_some_and(|s| s.connected)
     }
 
     /// The reason of the Ready condition, if reported and known to this version.
@@ -412,19 +399,6 @@ impl Channel {
             }
         }
     }
-}
-
-/// The Ready condition `ready` of a status that observed generation `observed`, if the
-/// controller has reported on `generation` or a later one (the status and the condition both
-/// observed it): its verdict on that spec.
-pub fn verdict_at(
-    observed: Option<i64>,
-    ready: Option<&Condition>,
-    generation: i64,
-) -> Option<&Condition> {
-    let observed = observed.unwrap_or(-1);
-    ready
-        .filter(|c| observed >= generation && c.observed_generation.is_none_or(|g| g >= generation))
 }
 
 /// The prefix of the annotations this operator reads.

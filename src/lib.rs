@@ -3,6 +3,8 @@
 //!
 //! Where things are:
 //! - [`crd`]: the `Channel` custom resource types (the CRD in `crds/` is generated from them);
+//! - [`channel_state`]: what a Channel's state means (reported on a generation, connected, needs
+//!   its provider, owned by a Channel, owner of its id), for the controller, metrics and API alike;
 //! - [`provider_config`]: the `ProviderConfig` and `ClusterProviderConfig` resources, and which
 //!   one a Channel uses;
 //! - [`channel_id`]: deterministic channel ids, identical to Airy Core's;
@@ -17,6 +19,7 @@
 
 pub mod api;
 pub mod channel_id;
+pub mod channel_state;
 pub mod claims;
 pub mod controller;
 pub mod crd;

@@ -33,6 +33,7 @@ use std::collections::BTreeMap;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use kube::{Resource, ResourceExt};
 
+use crate::channel_state::{controlled_by, controlled_by_another_channel};
 use crate::crd::Channel;
 use crate::naming::ChatPluginNaming;
 
@@ -131,15 +132,7 @@ pub fn usable_as_credentials(meta: &ObjectMeta, ch: &Channel) -> bool {
         .as_ref()
         .and_then(|l| l.get(CREDENTIALS_LABEL))
         .is_some_and(|v| v == CREDENTIALS_CONSENT);
-    let other_channel = meta.owner_references.as_ref().is_some_and(|refs| {
-        refs.iter().any(|r| {
-            r.controller == Some(true)
-                && r.kind == "Channel"
-                && r.api_version.starts_with("airy.co/")
-                && ch.uid().as_deref() != Some(r.uid.as_str())
-        })
-    });
-    consents && !other_channel
+    consents && !controlled_by_another_channel(meta, ch)
 }
 
 /// The labels of the derived-token Secret.
@@ -165,11 +158,7 @@ fn labelled(meta: &ObjectMeta) -> bool {
 /// ownerReference is the Channel (by uid).
 pub fn is_ours(meta: &ObjectMeta, ch: &Channel) -> bool {
     let Some(uid) = ch.uid() else { return false };
-    labelled(meta)
-        && meta.owner_references.as_ref().is_some_and(|refs| {
-            refs.iter()
-                .any(|r| r.controller == Some(true) && r.uid == uid)
-        })
+    labelled(meta) && controlled_by(meta, &uid)
 }
 
 /// Whether the API may make `ch` the owner of the existing credentials Secret `meta`, or remove

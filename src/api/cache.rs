@@ -21,6 +21,7 @@ use tokio::sync::watch;
 
 use super::metrics::Metrics;
 use super::model::channel_response;
+use crate::channel_state::owner_first;
 use crate::controller::watch::{tracked_watch, WatchHealth};
 use crate::crd::{Channel, ChannelSpec, Source};
 use crate::naming::ChatPluginNaming;
@@ -95,7 +96,7 @@ impl Entry {
 
     /// The controller's verdict on `generation` or a later one (see [`Channel::verdict_at`]).
     pub fn verdict_at(&self, generation: i64) -> Option<&Condition> {
-        crate::crd::verdict_at(self.observed_generation, self.ready.as_ref(), generation)
+        crate::channel_state::verdict_at(self.observed_generation, self.ready.as_ref(), generation)
     }
 
     /// Whether the controller reports the channel Ready at `generation` or later.
@@ -142,9 +143,10 @@ impl Index {
         self.by_key.insert(entry.key(), entry.clone());
         let list = self.by_id.entry(entry.id.clone()).or_default();
         list.push(entry);
-        // Several Channels may declare one channel (the controller marks all but one Duplicate):
-        // answer with one that is not a duplicate, the oldest first.
-        list.sort_by_key(|e| rank(e));
+        // Several Channels may declare one channel: answer with its owner.
+        list.sort_by_key(|e| {
+            owner_first(e.ready.as_ref(), e.created.as_ref(), &e.namespace, &e.name)
+        });
     }
 
     fn refresh_connected(&mut self, id: &str) {
@@ -157,15 +159,6 @@ impl Index {
             }
         }
     }
-}
-
-fn rank(e: &Entry) -> (bool, Option<k8s_openapi::jiff::Timestamp>, String, String) {
-    let duplicate = e
-        .ready
-        .as_ref()
-        .is_some_and(|c| c.reason == crate::reason::Reason::Duplicate);
-    let created = e.created.as_ref().map(|t| t.0);
-    (duplicate, created, e.namespace.clone(), e.name.clone())
 }
 
 /// The scope of [`ChannelCache::apply`]: every namespace at once.

@@ -253,7 +253,7 @@ impl CacheWriter {
         self.index
             .write()
             .expect("not poisoned")
-            .apply(event, super::watch::unreconciled)
+            .apply(event, crate::channel_state::unreconciled)
     }
 }
 
@@ -322,7 +322,7 @@ mod tests {
     }
 
     fn apply(i: &mut ChannelIndex, e: Event<Channel>) -> Vec<String> {
-        names(&i.apply(&e, super::super::watch::unreconciled))
+        names(&i.apply(&e, crate::channel_state::unreconciled))
     }
 
     #[test]

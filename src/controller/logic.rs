@@ -5,6 +5,7 @@ use std::time::Duration;
 
 use kube::ResourceExt;
 
+use crate::channel_state::may_be_connected;
 use crate::crd::{Channel, ChannelSpec, FINALIZER};
 
 /// Whether a Channel is gone for ownership purposes: being deleted with our finalizer removed.
@@ -25,7 +26,7 @@ pub fn connected_rival<'a>(
                 && c.spec.source_channel_id == me.spec.source_channel_id
                 && c.metadata.uid != me.metadata.uid
                 && !is_released(c)
-                && c.status.as_ref().is_some_and(super::plan::may_be_connected)
+                && c.status.as_ref().is_some_and(may_be_connected)
         })
         .map(|c| (c.namespace().unwrap_or_default(), c.name_any()))
 }

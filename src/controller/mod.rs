@@ -35,10 +35,10 @@ use kube::runtime::reflector::{ObjectRef, Store};
 use kube::{Api, Client};
 use tracing::{debug, info, warn};
 
+use crate::channel_state::MetricState;
 use crate::crd::Channel;
 use crate::metrics::{ChannelLabels, Metrics};
 use crate::providers::{ProviderArgs, Providers};
-use crate::reason::Reason;
 pub use shutdown::Shutdown;
 use watch::SecretScope;
 
@@ -367,14 +367,11 @@ pub async fn run_controller(
 fn count_channels(store: &Store<Channel>) -> Vec<(ChannelLabels, i64)> {
     let mut counts = std::collections::BTreeMap::<(String, &'static str), i64>::new();
     for c in store.state() {
-        let state = match c.ready_condition() {
-            Some(cond) if cond.status == "True" && cond.reason == Reason::Connected => "connected",
-            Some(cond) if cond.status == "True" => "disconnected",
-            Some(_) => "error",
-            None => continue,
+        let Some(state) = MetricState::of(&c) else {
+            continue;
         };
         *counts
-            .entry((c.spec.source.as_str().to_owned(), state))
+            .entry((c.spec.source.as_str().to_owned(), state.as_str()))
             .or_default() += 1;
     }
     counts

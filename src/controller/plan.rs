@@ -5,8 +5,9 @@ use kube::ResourceExt;
 
 use super::logic;
 use super::secrets::{Credentials, TokenSecret};
+use crate::channel_state::{may_be_connected, needs_provider};
 use crate::claims::Holder;
-use crate::crd::{Channel, ChannelStatus, DeletionPolicy};
+use crate::crd::Channel;
 use crate::reason::Reason;
 
 /// What a reconcile observed besides the Channel itself.
@@ -94,18 +95,11 @@ pub enum Step {
     },
 }
 
-/// Whether the provider may hold a connection for this status: connected, or a connect was
-/// started whose outcome is not known.
-pub fn may_be_connected(status: &ChannelStatus) -> bool {
-    status.connected || status.connected_with.is_some() || status.connect_attempted.is_some()
-}
-
 /// The step for `ch`.
 pub fn plan(ch: &Channel, observed: &Observed) -> Step {
     let status = ch.status.clone().unwrap_or_default();
     if ch.metadata.deletion_timestamp.is_some() {
-        let disconnect =
-            ch.spec.deletion_policy == DeletionPolicy::Disconnect && may_be_connected(&status);
+        let disconnect = needs_provider(ch);
         if let (true, Err(message)) = (disconnect, &observed.provider_config) {
             // Undoing the connection needs the accounts it was made with: restore the
             // configuration, or set deletionPolicy Orphan to let the Channel go without a call.
@@ -123,7 +117,7 @@ pub fn plan(ch: &Channel, observed: &Observed) -> Step {
         return stall(Reason::InvalidSpec, message.clone());
     }
     // Claiming is needed to connect, and to undo a connection made before claims existed.
-    let wants = ch.spec.connected || may_be_connected(&status);
+    let wants = needs_provider(ch);
     if let (true, Err(message)) = (wants, &observed.provider_config) {
         // Before any claim: a namespace no configuration admits claims no channel id either.
         return stall(Reason::ProviderConfigMissing, message.clone());
@@ -141,10 +135,9 @@ pub fn plan(ch: &Channel, observed: &Observed) -> Step {
         if may_be_connected(&status) {
             return Step::Disconnect;
         }
-        let settled = status.observed_generation == ch.metadata.generation
-            && ch
-                .ready_condition()
-                .is_some_and(|c| c.status == "True" && c.reason == Reason::Disconnected);
+        let settled = ch
+            .verdict_at(ch.metadata.generation.unwrap_or(0))
+            .is_some_and(|c| c.status == "True" && c.reason == Reason::Disconnected);
         return Step::Settle { cleanup: !settled };
     }
     let version = match &observed.credentials {
@@ -198,7 +191,7 @@ fn stall(reason: Reason, message: String) -> Step {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::crd::{ChannelSpec, SecretKeyRef, Source};
+    use crate::crd::{ChannelSpec, ChannelStatus, DeletionPolicy, SecretKeyRef, Source};
     use crate::secret::Secret;
     use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 

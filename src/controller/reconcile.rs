@@ -19,11 +19,12 @@ pub use super::context::{Config, Context};
 pub use super::error::Error;
 pub use super::events::{EventPublisher, EventType};
 use super::logic;
-use super::plan::{may_be_connected, plan, Claim, Observed, Step};
+use super::plan::{plan, Claim, Observed, Step};
 use super::secrets::{self, TokenSecret};
 use super::status::Reporter;
+use crate::channel_state::{may_be_connected, needs_provider};
 use crate::claims;
-use crate::crd::{Channel, ChannelStatus, DeletionPolicy, FINALIZER};
+use crate::crd::{Channel, ChannelStatus, FINALIZER};
 use crate::ownership::Moment;
 use crate::providers::{Provider, Providers};
 use crate::reason::{Reason, State};
@@ -139,12 +140,7 @@ async fn observe(ch: &Channel, ctx: &Context) -> Result<(Observed, Providers), E
     }
     // The provider configuration comes first: a Channel that may not call its provider claims
     // no channel id and reads nothing more.
-    let wants = if deleting {
-        ch.spec.deletion_policy == DeletionPolicy::Disconnect && may_be_connected(&status)
-    } else {
-        ch.spec.connected || may_be_connected(&status)
-    };
-    if wants {
+    if needs_provider(ch) {
         match provider_config(ch, ctx).await? {
             Ok((p, config)) => {
                 providers = p;

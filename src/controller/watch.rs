@@ -25,10 +25,11 @@ use kube::runtime::reflector::{ObjectRef, Store};
 use kube::runtime::utils::Backoff;
 use kube::runtime::watcher::{self, watcher, Event};
 use kube::runtime::{predicates, PredicateConfig, WatchStreamExt};
-use kube::{Api, Resource, ResourceExt};
+use kube::{Api, ResourceExt};
 use tracing::{debug, warn};
 
 use super::index::{CacheWriter, ChannelCache};
+use crate::channel_state::{points_at_channel, unreconciled};
 use crate::crd::Channel;
 use crate::metrics::{Metrics, CHANNELS};
 
@@ -132,18 +133,6 @@ pub(crate) fn tracked<K: Send + 'static>(
         };
         std::future::ready(out)
     })
-}
-
-/// Whether the controller has yet to act on this Channel's current generation.
-pub(crate) fn unreconciled(ch: &Channel) -> bool {
-    if ch.is_paused() {
-        return false;
-    }
-    ch.finalizers().is_empty()
-        || ch
-            .status
-            .as_ref()
-            .is_none_or(|s| s.observed_generation != ch.metadata.generation)
 }
 
 /// The Channel watch, written into the cache (`writer`), as the Channels to reconcile (see
@@ -272,7 +261,7 @@ pub(crate) fn channels_of_secret(
     let mut refs: Vec<ObjectRef<Channel>> = secret
         .owner_references()
         .iter()
-        .filter(|o| o.kind == Channel::kind(&()) && o.api_version == Channel::api_version(&()))
+        .filter(|o| points_at_channel(o))
         .map(|o| ObjectRef::new(&o.name).within(&ns))
         .collect();
     refs.extend(cache.naming_secret(&ns, &secret.name_any()));
