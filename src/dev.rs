@@ -131,7 +131,7 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
     let api_url = format!("http://{}", api_listener.local_addr()?);
     let metrics_url = format!("http://{}", metrics_listener.local_addr()?);
 
-    let shutdown = crate::controller::Shutdown::on_signals().context("handling Ctrl-C")?;
+    let shutdown = crate::runtime::Shutdown::on_signals().context("handling Ctrl-C")?;
     let dev = start(&args).await?;
     let shown = std::path::absolute(&dev.kubeconfig).unwrap_or_else(|_| dev.kubeconfig.clone());
 
@@ -199,7 +199,7 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
 
 /// `dev --sandbox-only`: the sandbox and its kubeconfig until Ctrl-C.
 async fn run_sandbox_only(args: &Args) -> anyhow::Result<()> {
-    let shutdown = crate::controller::Shutdown::on_signals().context("handling Ctrl-C")?;
+    let shutdown = crate::runtime::Shutdown::on_signals().context("handling Ctrl-C")?;
     let dev = start(args).await?;
     let shown = std::path::absolute(&dev.kubeconfig).unwrap_or_else(|_| dev.kubeconfig.clone());
     announce_sandbox(&dev, &shown);
@@ -240,7 +240,7 @@ async fn wait_ready(url: &str) -> anyhow::Result<()> {
 /// A task that ended before the others: an error, unless it stopped cleanly because the
 /// shutdown was requested (a Ctrl-C can wake this before the shutdown branch is looked at).
 fn ended_early(
-    shutdown: &crate::controller::Shutdown,
+    shutdown: &crate::runtime::Shutdown,
     what: &str,
     ended: Result<anyhow::Result<()>, tokio::task::JoinError>,
 ) -> anyhow::Result<()> {

@@ -32,5 +32,6 @@ pub mod provider_config;
 pub mod providers;
 pub mod reason;
 pub mod rules;
+pub mod runtime;
 pub mod secret;
 pub mod telemetry;

@@ -11,6 +11,8 @@ use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
 use prometheus_client::registry::Registry;
 
+use crate::runtime::WatchHealth;
+
 /// Labels of `channel_operator_reconcile_errors_total`.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct ErrorLabels {
@@ -246,6 +248,15 @@ pub async fn serve(metrics: Arc<Metrics>, listener: tokio::net::TcpListener) -> 
         );
     axum::serve(listener, app).await?;
     Ok(())
+}
+
+impl WatchHealth for Arc<Metrics> {
+    fn watch_failed(&self, resource: &str) {
+        Metrics::watch_failed(self, resource)
+    }
+    fn watch_ok(&self, resource: &str) {
+        Metrics::watch_ok(self, resource)
+    }
 }
 
 #[cfg(test)]

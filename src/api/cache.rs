@@ -2,8 +2,8 @@
 //! with its response JSON computed when the object changes, so that `channels.info` is a map
 //! lookup and `channels.list` writes bytes prepared in advance.
 //!
-//! The watches are the controller's (`controller::watch`): its short retry backoff (100 ms
-//! doubling to 4 s), errors and re-lists logged and counted. The cache knows how long each watch
+//! The watches are tracked like the controller's ([`crate::runtime::tracked_watch`]): a short retry
+//! backoff (100 ms doubling to 4 s), errors and re-lists logged and counted. The cache knows how long each watch
 //! has been failing: it is *current* while every watch is established, and *ready* once every
 //! namespace has listed and no watch has been failing for the stale limit (then the API answers
 //! 503 rather than from a cache that old).
@@ -22,9 +22,10 @@ use tokio::sync::watch;
 use super::metrics::Metrics;
 use super::model::channel_response;
 use crate::channel_state::owner_first;
-use crate::controller::watch::{tracked_watch, WatchHealth};
 use crate::crd::{Channel, ChannelSpec, Source};
 use crate::naming::ChatPluginNaming;
+use crate::runtime::tracked_watch::tracked_watch;
+use crate::runtime::WatchHealth;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
 
 /// One cached channel: its prepared answer and, of the resource, only what the API reads: the

@@ -26,7 +26,7 @@ use tokio::sync::{watch, Semaphore};
 use tokio::time::Instant;
 use tower::Service;
 
-use crate::controller::Shutdown;
+use crate::runtime::Shutdown;
 
 /// The connection-limit flags of `channel-operator api`.
 #[derive(clap::Args, Clone, Debug)]

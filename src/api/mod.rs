@@ -36,6 +36,7 @@ use axum::Router;
 use bytes::Bytes;
 use tower_http::cors::{AllowOrigin, CorsLayer};
 
+use crate::runtime::{AbortOnDrop, Shutdown};
 use crate::secret::Secret;
 use cache::ChannelCache;
 use error::{json_bytes, json_error, MAX_BODY_BYTES};
@@ -312,7 +313,7 @@ pub async fn serve(
     args: Args,
     listener: tokio::net::TcpListener,
 ) -> anyhow::Result<()> {
-    serve_until(client, args, listener, crate::controller::Shutdown::new()).await
+    serve_until(client, args, listener, Shutdown::new()).await
 }
 
 /// Serves the HTTP API on `listener` until `shutdown`, then drains: no new connections, and the
@@ -322,7 +323,7 @@ pub async fn serve_until(
     client: kube::Client,
     args: Args,
     listener: tokio::net::TcpListener,
-    shutdown: crate::controller::Shutdown,
+    shutdown: Shutdown,
 ) -> anyhow::Result<()> {
     let namespaces = args.api_namespaces()?;
     let limits = args.limits.limits()?;
@@ -353,18 +354,10 @@ pub async fn serve_until(
     Ok(())
 }
 
-struct AbortOnDrop(tokio::task::JoinHandle<()>);
-
-impl Drop for AbortOnDrop {
-    fn drop(&mut self) {
-        self.0.abort();
-    }
-}
-
 /// Runs the API server (client from the kubeconfig or service account) until SIGTERM or SIGINT,
 /// then drains it.
 pub async fn run(args: Args) -> anyhow::Result<()> {
-    let shutdown = crate::controller::Shutdown::on_signals()?;
+    let shutdown = Shutdown::on_signals()?;
     let client = kube::Client::try_default()
         .await
         .context("no Kubernetes client configuration (kubeconfig or in-cluster)")?;

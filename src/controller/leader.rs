@@ -29,9 +29,10 @@ use kube::{Api, Client};
 use tokio::time::Instant;
 use tracing::{debug, info, warn};
 
-use super::{run_controller, Args, Shutdown};
+use super::{run_controller, Args};
 use crate::metrics::Metrics;
 use crate::providers::Providers;
+use crate::runtime::Shutdown;
 
 /// How often a candidate reads the Lease at most: a released Lease is taken within this.
 const CANDIDATE_POLL: Duration = Duration::from_millis(500);

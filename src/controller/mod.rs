@@ -5,7 +5,7 @@
 //! the deletion of the owner of a duplicated source channel id. See `plan` for the decisions (one
 //! step from the Channel and what was observed), [`reconcile`] for what observes and executes
 //! them, [`watch`] for what triggers them, `slots` for the per-source shares of the reconcile slots,
-//! `leader` for leader election and [`shutdown`] for the graceful shutdown.
+//! `leader` for leader election; the graceful shutdown is [`crate::runtime::Shutdown`]'s.
 
 mod context;
 mod error;
@@ -20,7 +20,6 @@ pub mod reconcile;
 #[cfg(test)]
 mod scenarios;
 mod secrets;
-pub mod shutdown;
 mod slots;
 mod status;
 pub mod watch;
@@ -39,7 +38,7 @@ use crate::channel_state::MetricState;
 use crate::crd::Channel;
 use crate::metrics::{ChannelLabels, Metrics};
 use crate::providers::{ProviderArgs, Providers};
-pub use shutdown::Shutdown;
+use crate::runtime::{AbortOnDrop, Shutdown};
 use watch::SecretScope;
 
 /// The field manager and event reporter name.
@@ -217,13 +216,6 @@ pub async fn run_until(
     };
     drop(server);
     result
-}
-
-struct AbortOnDrop<T>(tokio::task::JoinHandle<T>);
-impl<T> Drop for AbortOnDrop<T> {
-    fn drop(&mut self) {
-        self.0.abort();
-    }
 }
 
 /// Runs the Channel controller (as leader, or without leader election) until `shutdown`.

@@ -19,7 +19,7 @@ use kube::runtime::WatchStreamExt;
 use kube::{Api, Client, ResourceExt};
 
 use super::error::Error;
-use super::watch::{tracked, SecretScope, WatchBackoff};
+use super::watch::SecretScope;
 use crate::crd::{Channel, SecretKeyRef};
 use crate::metrics::Metrics;
 use crate::provider_config::{
@@ -27,6 +27,7 @@ use crate::provider_config::{
     FlagsDefault, ProviderConfig,
 };
 use crate::providers::Providers;
+use crate::runtime::tracked_watch::{tracked, WatchBackoff};
 use crate::secret::Secret;
 
 /// The resource names of the configuration watches (metrics).
