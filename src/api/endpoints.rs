@@ -1,7 +1,7 @@
 //! The one table of the `channels.*` endpoints. Each line names a handler; its path, method,
 //! request and responses come from the handler's `#[utoipa::path]` attribute, and from that one
-//! line the router routes it ([`router`]), the OpenAPI document describes it
-//! ([`super::openapi::document`]) and the request metrics label it ([`paths`]). An endpoint is
+//! line the router routes it ([`router`]), the OpenAPI document (`openapi.rs`) describes it
+//! and the request metrics label it ([`paths`]). An endpoint is
 //! added by writing its handler and one line here.
 
 use std::sync::LazyLock;
@@ -10,12 +10,13 @@ use axum::routing::MethodRouter;
 use utoipa_axum::router::{OpenApiRouter, UtoipaMethodRouter};
 use utoipa_axum::routes;
 
+use super::error::method_not_allowed;
 use super::handlers::*;
-use super::AppState;
+use super::state::AppState;
 
-/// The table: every `channels.*` endpoint, over the document's info and shared schemas.
+/// The table: every `channels.*` endpoint.
 fn table() -> OpenApiRouter<AppState> {
-    OpenApiRouter::with_openapi(<super::openapi::ApiDoc as utoipa::OpenApi>::openapi())
+    OpenApiRouter::new()
         .routes(post_only(routes!(list)))
         .routes(post_only(routes!(info)))
         .routes(post_only(routes!(update)))
@@ -44,8 +45,7 @@ fn table() -> OpenApiRouter<AppState> {
 fn post_only(
     (schemas, paths, route): UtoipaMethodRouter<AppState>,
 ) -> UtoipaMethodRouter<AppState> {
-    let route: MethodRouter<AppState> =
-        route.fallback(|| async { super::method_not_allowed("POST") });
+    let route: MethodRouter<AppState> = route.fallback(|| async { method_not_allowed("POST") });
     (schemas, paths, route)
 }
 
@@ -54,8 +54,8 @@ pub fn router() -> axum::Router<AppState> {
     table().split_for_parts().0
 }
 
-/// The table's OpenAPI paths and schemas over [`super::openapi::ApiDoc`], before the document's
-/// modifiers run.
+/// The table's OpenAPI paths and the schemas they name; the OpenAPI document (`openapi.rs`) joins
+/// them to its info and shared schemas.
 pub fn openapi() -> utoipa::openapi::OpenApi {
     table().into_openapi()
 }

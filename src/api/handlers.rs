@@ -8,9 +8,8 @@ use bytes::Bytes;
 
 use super::error::{json_bytes, ApiError, JsonBody, OptionalJsonBody};
 use super::model::*;
+use super::state::{AppState, Desired};
 use super::validate;
-use super::writes::Desired;
-use super::AppState;
 use crate::crd::Source;
 use crate::secret::Secret;
 

@@ -1,30 +1,33 @@
 //! The channels HTTP API (docs/api.md), served from the cluster state.
 //!
+//! - [`args`]: the flags;
 //! - [`model`]: request and response types; [`validate`]: value checks; [`error`]: `{"message"}`
 //!   errors and the body extractor;
 //! - [`cache`]: the reflector-backed channel cache with precomputed responses;
-//! - [`writes`]: connect, disconnect and update through the Kubernetes API, waiting for the
-//!   controller's verdict;
+//! - [`state`]: the handlers' state, [`AppState`], and its writes: connect, disconnect and update
+//!   through the Kubernetes API ([`kube_calls`]), waiting for the controller's verdict, one at a
+//!   time per channel id ([`id_locks`]);
 //! - [`endpoints`]: the one table of endpoints the router, the OpenAPI document and the
 //!   metrics are built from;
 //! - [`handlers`], [`auth`], [`metrics`], [`openapi`]; explore calls the Graph API through
 //!   [`crate::providers::facebook`].
 
+pub mod args;
 pub mod auth;
 pub mod cache;
 pub mod endpoints;
 pub mod error;
 pub mod handlers;
+pub mod id_locks;
+pub mod kube_calls;
 pub mod limits;
 pub mod metrics;
 pub mod model;
 pub mod openapi;
 pub mod scope;
-pub mod turns;
+pub mod state;
 pub mod validate;
-pub mod writes;
 
-use std::net::SocketAddr;
 use std::time::Duration;
 
 use anyhow::Context;
@@ -37,154 +40,10 @@ use bytes::Bytes;
 use tower_http::cors::{AllowOrigin, CorsLayer};
 
 use crate::runtime::{AbortOnDrop, Shutdown};
-use crate::secret::Secret;
+pub use args::Args;
 use cache::ChannelCache;
-use error::{json_bytes, json_error, MAX_BODY_BYTES};
-
-/// Flags of `channel-operator api`.
-#[derive(clap::Parser, Clone, Debug)]
-#[command(name = "api")]
-pub struct Args {
-    /// Address to serve the API (and /healthz, /readyz, /metrics, /openapi.json) on.
-    #[arg(long, env = "API_ADDR", default_value = "0.0.0.0:8080")]
-    pub addr: SocketAddr,
-    /// Comma-separated namespaces whose Channels the API reads and writes (default: the
-    /// channels namespace). A connect for a channel id held by a Channel elsewhere answers 409.
-    #[arg(long, env = "API_NAMESPACES", value_delimiter = ',')]
-    pub namespaces: Vec<String>,
-    /// Namespace new Channels are created in (default: $POD_NAMESPACE, else "default"); must be
-    /// one of `--namespaces`.
-    #[arg(long, env = "CHANNELS_NAMESPACE")]
-    pub channels_namespace: Option<String>,
-    /// How long connect and disconnect wait for the controller's verdict, in seconds.
-    #[arg(long, env = "SYNC_TIMEOUT_SECONDS", default_value_t = 10.0)]
-    pub sync_timeout_seconds: f64,
-    /// Comma-separated static bearer tokens. With neither these nor --jwt-secret, auth is off.
-    #[arg(
-        long,
-        env = "API_TOKENS",
-        value_delimiter = ',',
-        hide_env_values = true
-    )]
-    pub api_tokens: Vec<Secret>,
-    /// Secret of HS256 JWTs (with a user_id claim) accepted as bearer tokens.
-    #[arg(long, env = "JWT_SECRET", hide_env_values = true)]
-    pub jwt_secret: Option<Secret>,
-    /// Seconds a Channel watch may fail (apiserver unreachable) before `/readyz` and every
-    /// `channels.*` endpoint answer 503; until then reads are served from the cache. Writes
-    /// answer 503 at once while a watch is failing.
-    #[arg(long, env = "CACHE_STALE_SECONDS", default_value_t = 60.0)]
-    pub cache_stale_seconds: f64,
-    /// Comma-separated origins allowed by CORS (with credentials).
-    #[arg(long, env = "CORS_ORIGINS", value_delimiter = ',')]
-    pub cors_origins: Vec<String>,
-    /// The chat plugin's name in channel ids and answers: chat_plugin (the original API) or
-    /// chatplugin (Airy Core since March 2021); the controller must be given the same. List
-    /// filters and disconnect paths accept both names either way.
-    #[arg(long, env = "CHATPLUGIN_NAMING", value_enum, default_value_t)]
-    pub chatplugin_naming: crate::naming::ChatPluginNaming,
-    #[command(flatten)]
-    pub limits: limits::LimitArgs,
-    #[command(flatten)]
-    pub providers: crate::providers::ProviderArgs,
-}
-
-impl Args {
-    /// The namespace new Channels go to.
-    pub fn channels_namespace(&self) -> String {
-        self.channels_namespace
-            .clone()
-            .filter(|s| !s.is_empty())
-            .or_else(|| {
-                std::env::var("POD_NAMESPACE")
-                    .ok()
-                    .filter(|s| !s.is_empty())
-            })
-            .unwrap_or_else(|| "default".to_owned())
-    }
-
-    /// The namespaces the API serves, the channels namespace among them.
-    pub fn api_namespaces(&self) -> anyhow::Result<Vec<String>> {
-        let channels = self.channels_namespace();
-        let mut namespaces: Vec<String> = self
-            .namespaces
-            .iter()
-            .map(|n| n.trim().to_owned())
-            .filter(|n| !n.is_empty())
-            .collect();
-        if namespaces.is_empty() {
-            namespaces.push(channels.clone());
-        }
-        if let Some(bad) = namespaces.iter().find(|n| !crate::rules::is_namespace(n)) {
-            anyhow::bail!("--namespaces: {bad:?} is not a namespace name");
-        }
-        if !namespaces.contains(&channels) {
-            anyhow::bail!(
-                "--namespaces must include the channels namespace {channels:?} (where new Channels are created)"
-            );
-        }
-        namespaces.sort();
-        namespaces.dedup();
-        Ok(namespaces)
-    }
-}
-
-/// Everything a handler needs; cheap to clone.
-#[derive(Clone)]
-pub struct AppState {
-    pub(crate) cache: ChannelCache,
-    pub(crate) client: kube::Client,
-    pub(crate) namespace: String,
-    pub(crate) connects: turns::IdLocks,
-    pub(crate) sync_timeout: Duration,
-    pub(crate) naming: crate::naming::ChatPluginNaming,
-    pub(crate) facebook: std::sync::Arc<crate::providers::facebook::Facebook>,
-    pub(crate) viber: std::sync::Arc<crate::providers::viber::Viber>,
-    pub(crate) viber_token: Option<Secret>,
-    pub(crate) metrics: metrics::Metrics,
-    pub(crate) auth: auth::Auth,
-    openapi: Bytes,
-}
-
-impl AppState {
-    /// State over a cache (filled by [`ChannelCache::run`] or by hand in tests).
-    pub fn new(client: kube::Client, cache: ChannelCache, args: &Args) -> anyhow::Result<Self> {
-        if !(args.sync_timeout_seconds.is_finite() && args.sync_timeout_seconds > 0.0) {
-            anyhow::bail!("--sync-timeout-seconds must be a positive number");
-        }
-        // The namespace flags are checked here too, so a state built by hand follows them.
-        args.api_namespaces()?;
-        if cache.naming() != args.chatplugin_naming {
-            anyhow::bail!(
-                "the channel cache and --chatplugin-naming name the chat plugin differently"
-            );
-        }
-        let providers = crate::providers::Providers::new(&args.providers)?;
-        Ok(AppState {
-            cache,
-            client,
-            namespace: args.channels_namespace(),
-            connects: Default::default(),
-            sync_timeout: Duration::from_secs_f64(args.sync_timeout_seconds),
-            naming: args.chatplugin_naming,
-            facebook: providers.facebook(),
-            viber: providers.viber(),
-            viber_token: args
-                .providers
-                .viber_auth_token
-                .clone()
-                .filter(|t| !t.is_empty()),
-            metrics: metrics::Metrics::new(),
-            auth: auth::Auth::new(&args.api_tokens, args.jwt_secret.as_ref()),
-            openapi: Bytes::from(openapi::document_json()),
-        })
-    }
-
-    /// The cache.
-    pub fn cache(&self) -> &ChannelCache {
-        &self.cache
-    }
-}
+use error::{json_bytes, json_error, method_not_allowed, MAX_BODY_BYTES};
+pub use state::AppState;
 
 fn get_route<H, T>(handler: H) -> MethodRouter<AppState>
 where
@@ -192,16 +51,6 @@ where
     T: 'static,
 {
     get(handler).fallback(|| async { method_not_allowed("GET, HEAD") })
-}
-
-pub(crate) fn method_not_allowed(allow: &'static str) -> Response {
-    let mut resp = json_error(
-        StatusCode::METHOD_NOT_ALLOWED,
-        &format!("method not allowed; use {allow}"),
-    );
-    resp.headers_mut()
-        .insert(header::ALLOW, HeaderValue::from_static(allow));
-    resp
 }
 
 async fn not_found(State(state): State<AppState>) -> Response {
@@ -240,10 +89,6 @@ async fn require_synced_cache(
     }
 }
 
-async fn openapi_json(State(state): State<AppState>) -> Response {
-    json_bytes(StatusCode::OK, state.openapi.clone())
-}
-
 async fn metrics_handler(State(state): State<AppState>) -> Response {
     state.metrics.set_cached_channels(state.cache.len());
     state.metrics.set_cache_stale(state.cache.stale_for());
@@ -270,6 +115,8 @@ pub fn router(state: AppState, cors_origins: &[String]) -> anyhow::Result<Router
             state.auth.clone(),
             auth::require_auth,
         ));
+    let document = Bytes::from(openapi::document_json());
+    let openapi_json = move || std::future::ready(json_bytes(StatusCode::OK, document.clone()));
     let ops = Router::new()
         .route("/healthz", get_route(handlers::healthz))
         .route("/readyz", get_route(handlers::readyz))

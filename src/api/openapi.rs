@@ -218,7 +218,7 @@ pub struct ApiDoc;
 
 /// The API description: the table of endpoints over [`ApiDoc`], with the modifiers applied.
 pub fn document() -> utoipa::openapi::OpenApi {
-    let mut doc = super::endpoints::openapi();
+    let mut doc = ApiDoc::openapi().merge_from(super::endpoints::openapi());
     let modifiers: [&dyn Modify; 4] = [
         &BearerAuth,
         &RequestRules,

@@ -1,30 +1,48 @@
-//! The write side: connect, disconnect and update go through the Kubernetes API, and connect and
-//! disconnect then wait (bounded) on the cache for the controller's verdict in the status.
+//! The API's state ([`AppState`]: everything a handler needs) and what it does to the cluster:
+//! connect, disconnect and update go through the Kubernetes API, and connect and disconnect then
+//! wait (bounded) on the cache for the controller's verdict in the status. Connects of one channel
+//! run one after another: in one process through [`IdLocks`], across API replicas through the
+//! Channel itself ([`AppState::patch_settled`]).
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
-
-use crate::reason::Reason;
-
 use k8s_openapi::api::core::v1::Secret as K8sSecret;
 use k8s_openapi::ByteString;
-use kube::api::{DeleteParams, Patch, PatchParams, PostParams};
+use kube::api::{DeleteParams, Patch, PostParams};
 use kube::core::ObjectMeta;
 use kube::{Api, ResourceExt};
 use serde_json::json;
 
-use super::cache::Entry;
-
+use super::args::Args;
+use super::auth::Auth;
+use super::cache::{ChannelCache, Entry};
 use super::error::ApiError;
-use super::AppState;
+use super::id_locks::IdLocks;
+use super::kube_calls::{kube_error, patch_params, retry, secret_error};
+use super::metrics::Metrics;
 use crate::crd::{Channel, ChannelSpec, SecretKeyRef, Source};
 use crate::ownership::{self, credentials_secret_name, PAGE_TOKEN_KEY};
+use crate::reason::Reason;
+use crate::secret::Secret;
 
-/// Field manager of the API's writes.
-pub const FIELD_MANAGER: &str = "channel-operator-api";
+/// Everything a handler needs; cheap to clone.
+#[derive(Clone)]
+pub struct AppState {
+    pub(crate) cache: ChannelCache,
+    pub(crate) client: kube::Client,
+    pub(crate) namespace: String,
+    pub(crate) connects: IdLocks,
+    pub(crate) sync_timeout: Duration,
+    pub(crate) naming: crate::naming::ChatPluginNaming,
+    pub(crate) facebook: std::sync::Arc<crate::providers::facebook::Facebook>,
+    pub(crate) viber: std::sync::Arc<crate::providers::viber::Viber>,
+    pub(crate) viber_token: Option<Secret>,
+    pub(crate) metrics: Metrics,
+    pub(crate) auth: Auth,
+}
 
 /// What a connect request asks for, validated.
 #[derive(Debug)]
@@ -52,87 +70,45 @@ enum Outcome {
     TimedOut,
 }
 
-/// Maps a Kubernetes API error to the API's answer.
-pub fn kube_error(e: kube::Error) -> ApiError {
-    match e {
-        kube::Error::Api(s) => match s.code {
-            400 | 422 => ApiError::bad_request(format!("the channel was rejected: {}", s.message)),
-            404 => ApiError::not_found("channel not found"),
-            409 => ApiError::new(
-                axum::http::StatusCode::CONFLICT,
-                format!("the channel changed concurrently: {}", s.message),
-            ),
-            401 | 403 => ApiError::unavailable(
-                "the Kubernetes API refused the request; check the service account's permissions",
-            ),
-            code => ApiError::unavailable(format!(
-                "the Kubernetes API answered {code}; try again later"
-            )),
-        },
-        other => {
-            tracing::warn!(error = %other, "Kubernetes API request failed");
-            ApiError::unavailable("the Kubernetes API is unreachable; try again later")
-        }
-    }
-}
-
-fn retryable(e: &kube::Error, conflicts: bool) -> bool {
-    match e {
-        kube::Error::Api(s) => s.code >= 500 || s.code == 429 || (conflicts && s.is_conflict()),
-        kube::Error::Auth(_) | kube::Error::BuildRequest(_) | kube::Error::SerdeError(_) => false,
-        _ => true,
-    }
-}
-
-/// The longest one Kubernetes write may take, retries included (kube's client itself also
-/// retries 429/503 answers with a backoff).
-const CALL_BUDGET: Duration = Duration::from_secs(8);
-
-/// Runs a Kubernetes call, retrying server-side failures (and, for patches, conflicts), within
-/// [`CALL_BUDGET`].
-pub(super) async fn retry<T, F, Fut>(conflicts: bool, mut f: F) -> Result<T, kube::Error>
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = Result<T, kube::Error>>,
-{
-    let deadline = tokio::time::Instant::now() + CALL_BUDGET;
-    let mut delay = Duration::from_millis(100);
-    let mut attempt = 0;
-    loop {
-        attempt += 1;
-        let result = match tokio::time::timeout_at(deadline, f()).await {
-            Ok(r) => r,
-            Err(_) => {
-                return Err(kube::Error::Api(
-                    kube::core::Status::failure(
-                        "the Kubernetes API did not answer in time",
-                        "Timeout",
-                    )
-                    .with_code(504)
-                    .boxed(),
-                ))
-            }
-        };
-        match result {
-            Err(e) if attempt < 4 && retryable(&e, conflicts) => {
-                tracing::debug!(error = %e, attempt, "retrying a Kubernetes API request");
-                tokio::time::sleep(delay).await;
-                delay *= 2;
-            }
-            other => return other,
-        }
-    }
-}
-
-pub(super) fn patch_params() -> PatchParams {
-    PatchParams {
-        field_manager: Some(FIELD_MANAGER.to_owned()),
-        ..Default::default()
-    }
-}
-
 impl AppState {
-    pub(super) fn channels(&self, namespace: &str) -> Api<Channel> {
+    /// State over a cache (filled by [`ChannelCache::run`] or by hand in tests).
+    pub fn new(client: kube::Client, cache: ChannelCache, args: &Args) -> anyhow::Result<Self> {
+        if !(args.sync_timeout_seconds.is_finite() && args.sync_timeout_seconds > 0.0) {
+            anyhow::bail!("--sync-timeout-seconds must be a positive number");
+        }
+        // The namespace flags are checked here too, so a state built by hand follows them.
+        args.api_namespaces()?;
+        if cache.naming() != args.chatplugin_naming {
+            anyhow::bail!(
+                "the channel cache and --chatplugin-naming name the chat plugin differently"
+            );
+        }
+        let providers = crate::providers::Providers::new(&args.providers)?;
+        Ok(AppState {
+            cache,
+            client,
+            namespace: args.channels_namespace(),
+            connects: Default::default(),
+            sync_timeout: Duration::from_secs_f64(args.sync_timeout_seconds),
+            naming: args.chatplugin_naming,
+            facebook: providers.facebook(),
+            viber: providers.viber(),
+            viber_token: args
+                .providers
+                .viber_auth_token
+                .clone()
+                .filter(|t| !t.is_empty()),
+            metrics: Metrics::new(),
+            auth: Auth::new(&args.api_tokens, args.jwt_secret.as_ref()),
+        })
+    }
+
+    /// The cache.
+    pub fn cache(&self) -> &ChannelCache {
+        &self.cache
+    }
+
+    fn channels(&self, namespace: &str) -> Api<Channel> {
         Api::namespaced(self.client.clone(), namespace)
     }
 
@@ -569,16 +545,38 @@ impl AppState {
             })?;
         Ok(super::cache::answer(&patched, self.naming).1)
     }
-}
 
-/// Maps a Kubernetes API error of a Secret request to the API's answer: like [`kube_error`],
-/// without the cluster's message, which names the Secret (and so a digest of the token).
-fn secret_error(e: kube::Error) -> ApiError {
-    let mut err = kube_error(e);
-    if matches!(err.status.as_u16(), 400 | 404 | 409) {
-        err.message = "the channel's page token could not be stored; try again".to_owned();
+    /// Patches the spec of a Channel no other connect is waiting on: the Channel as read now must
+    /// carry the controller's verdict on its generation, and the patch is conditional on that
+    /// read (its resourceVersion). Connects of one channel through several API replicas are
+    /// serialized this way, as [`IdLocks`] serializes them in one: a connect whose Channel is
+    /// still being connected by another request answers 409 and changes nothing.
+    pub(super) async fn patch_settled(
+        &self,
+        ns: &str,
+        name: &str,
+        spec: serde_json::Value,
+    ) -> Result<Channel, ApiError> {
+        let api = self.channels(ns);
+        let pparams = patch_params();
+        for _ in 0..3 {
+            let current = retry(false, || api.get(name)).await.map_err(kube_error)?;
+            if current.metadata.deletion_timestamp.is_some() || !settled(&current) {
+                return Err(in_progress());
+            }
+            let patch = Patch::Merge(json!({
+                "metadata": {"resourceVersion": current.resource_version()},
+                "spec": spec,
+            }));
+            match retry(false, || api.patch(name, &pparams, &patch)).await {
+                Ok(p) => return Ok(p),
+                // Changed since the read (a status write, or another request): read again.
+                Err(kube::Error::Api(s)) if s.is_conflict() => continue,
+                Err(e) => return Err(kube_error(e)),
+            }
+        }
+        Err(in_progress())
     }
-    err
 }
 
 /// What an API client is told of the controller's failure: the condition's message, except for
@@ -604,6 +602,21 @@ fn held_elsewhere() -> ApiError {
         axum::http::StatusCode::CONFLICT,
         "the channel id is already held by a Channel this API does not manage; \
          remove that Channel or connect it where it is declared",
+    )
+}
+
+/// Whether the controller has given its verdict on the Channel's current generation (Ready or
+/// not, but no longer `Progressing`): no connect is waiting on it.
+fn settled(ch: &Channel) -> bool {
+    ch.verdict_at(ch.metadata.generation.unwrap_or(0))
+        .is_some_and(|c| c.reason.as_str() != Reason::Progressing)
+}
+
+/// The answer to a connect of a channel another request is connecting.
+fn in_progress() -> ApiError {
+    ApiError::new(
+        axum::http::StatusCode::CONFLICT,
+        "the channel is being connected by another request; try again once that is done",
     )
 }
 
