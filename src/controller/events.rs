@@ -6,8 +6,8 @@ use kube::api::PostParams;
 use kube::{Api, Client, Resource, ResourceExt};
 use tracing::debug;
 
-use super::MANAGER;
 use crate::crd::Channel;
+use crate::ownership::MANAGER;
 use crate::reason::Reason;
 
 /// Severity of an Event.

@@ -29,9 +29,7 @@ use kube::{Api, Client};
 use tokio::time::Instant;
 use tracing::{debug, info, warn};
 
-use super::{run_controller, Args};
 use crate::metrics::Metrics;
-use crate::providers::Providers;
 use crate::runtime::Shutdown;
 
 /// How often a candidate reads the Lease at most: a released Lease is taken within this.
@@ -313,25 +311,39 @@ impl Elector {
     }
 }
 
-/// Waits for the Lease, runs the controller while holding it, stands by otherwise; releases the
+/// The Lease a replica is a candidate for, and as whom.
+pub(crate) struct Candidacy {
+    /// The Lease's namespace.
+    pub namespace: String,
+    /// The Lease's name.
+    pub name: String,
+    /// This replica's identity in the Lease.
+    pub identity: String,
+    /// Lease duration, renew deadline and retry period.
+    pub timing: Timing,
+}
+
+/// Waits for the Lease, runs `controller()` while holding it, stands by otherwise; releases the
 /// Lease when the controller ends (shutdown).
-pub(crate) async fn run_as_candidate(
+pub(crate) async fn run_as_candidate<F, C>(
     client: Client,
-    args: Args,
-    providers: Providers,
+    candidacy: Candidacy,
     metrics: Arc<Metrics>,
     shutdown: Shutdown,
-) -> anyhow::Result<()> {
-    let timing = args.lease_timing()?;
-    let identity = args.identity();
-    let mut elector = Elector::new(
-        client.clone(),
-        &args.lease_namespace,
-        &args.lease_name,
-        &identity,
+    mut controller: F,
+) -> anyhow::Result<()>
+where
+    F: FnMut() -> C,
+    C: std::future::Future<Output = anyhow::Result<()>>,
+{
+    let Candidacy {
+        namespace,
+        name,
+        identity,
         timing,
-    );
-    info!(lease = %args.lease_name, namespace = %args.lease_namespace, %identity, ?timing, "waiting for the leader lease");
+    } = candidacy;
+    let mut elector = Elector::new(client, &namespace, &name, &identity, timing);
+    info!(lease = %name, %namespace, %identity, ?timing, "waiting for the leader lease");
     loop {
         metrics.set_ready(true); // standing by is ready
         let renewed = tokio::select! {
@@ -340,17 +352,11 @@ pub(crate) async fn run_as_candidate(
         };
         info!(%identity, "became leader; starting the controller");
         metrics.set_ready(false);
-        let controller = run_controller(
-            client.clone(),
-            args.clone(),
-            providers.clone(),
-            metrics.clone(),
-            shutdown.clone(),
-        );
+        let running = controller();
         // Losing the Lease drops the controller future here: the reconciles in flight stop at
         // once, their requests cancelled.
         let ended = tokio::select! {
-            r = controller => Some(r),
+            r = running => Some(r),
             () = elector.hold(renewed) => None,
         };
         metrics.set_channel_counter(None);

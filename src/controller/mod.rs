@@ -41,9 +41,6 @@ use crate::providers::{ProviderArgs, Providers};
 use crate::runtime::{AbortOnDrop, Shutdown};
 use watch::SecretScope;
 
-/// The field manager and event reporter name.
-pub use crate::ownership::MANAGER;
-
 /// Flags of `channel-operator controller`.
 #[derive(clap::Parser, Clone, Debug)]
 #[command(name = "controller")]
@@ -206,11 +203,30 @@ pub async fn run_until(
         listener,
     )));
     let providers = Providers::new(&args.providers)?;
-    if args.leader_election {
-        args.lease_timing()?;
-    }
     let result = if args.leader_election {
-        leader::run_as_candidate(client, args, providers, metrics, shutdown).await
+        let candidacy = leader::Candidacy {
+            namespace: args.lease_namespace.clone(),
+            name: args.lease_name.clone(),
+            identity: args.identity(),
+            timing: args.lease_timing()?,
+        };
+        let controller = || {
+            run_controller(
+                client.clone(),
+                args.clone(),
+                providers.clone(),
+                metrics.clone(),
+                shutdown.clone(),
+            )
+        };
+        leader::run_as_candidate(
+            client.clone(),
+            candidacy,
+            metrics.clone(),
+            shutdown.clone(),
+            controller,
+        )
+        .await
     } else {
         run_controller(client, args, providers, metrics, shutdown).await
     };

@@ -15,8 +15,8 @@ use tracing::{debug, warn};
 
 use super::provider_configs::{read_accounts, ProviderConfigs};
 use super::watch::SecretScope;
-use super::MANAGER;
 use crate::crd::READY;
+use crate::ownership::MANAGER;
 use crate::provider_config::{
     Accounts, ClusterProviderConfig, ProviderConfig, ProviderConfigStatus,
 };

@@ -13,8 +13,8 @@ use kube::api::{DeleteParams, ListParams, PostParams, Preconditions};
 use kube::{Api, ResourceExt};
 
 use super::error::Error;
-use super::MANAGER;
 use crate::crd::Channel;
+use crate::ownership::MANAGER;
 use crate::ownership::{self, is_ours, Moment, TOKEN_KEY};
 use crate::providers::ProviderError;
 use crate::secret::Secret;

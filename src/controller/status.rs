@@ -16,8 +16,8 @@ use tracing::{debug, warn};
 use super::context::Context;
 use super::error::Error;
 use super::events::EventType;
-use super::MANAGER;
 use crate::crd::{Channel, ChannelStatus, READY, RECONCILING, STALLED};
+use crate::ownership::MANAGER;
 use crate::reason::{Reason, State};
 
 /// The conditions for `reason`, carrying over each one's `lastTransitionTime` from `previous`
