@@ -1,4 +1,6 @@
-//! A string that never shows itself in `Debug` or `Display` output, for tokens and keys.
+//! A string that never shows itself in `Debug` or `Display` output, for tokens and keys
+//! ([`SecretString`]; not to be confused with the Kubernetes `Secret` object), and [`redact`],
+//! which takes such values out of a message.
 
 use std::fmt;
 use std::str::FromStr;
@@ -6,12 +8,12 @@ use std::str::FromStr;
 /// A secret value (page token, auth token, API key, app secret). Its `Debug` and `Display`
 /// print `<redacted>`, so it can sit in structs that are logged without leaking.
 #[derive(Clone, PartialEq, Eq, Default)]
-pub struct Secret(String);
+pub struct SecretString(String);
 
-impl Secret {
+impl SecretString {
     /// Wraps a value.
     pub fn new(value: impl Into<String>) -> Self {
-        Secret(value.into())
+        SecretString(value.into())
     }
 
     /// The secret itself, for the one place that has to send it.
@@ -25,28 +27,28 @@ impl Secret {
     }
 }
 
-impl fmt::Debug for Secret {
+impl fmt::Debug for SecretString {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str("<redacted>")
     }
 }
 
-impl fmt::Display for Secret {
+impl fmt::Display for SecretString {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str("<redacted>")
     }
 }
 
-impl FromStr for Secret {
+impl FromStr for SecretString {
     type Err = std::convert::Infallible;
     fn from_str(s: &str) -> Result<Self, Self::Err> {
-        Ok(Secret(s.to_owned()))
+        Ok(SecretString(s.to_owned()))
     }
 }
 
-impl From<String> for Secret {
+impl From<String> for SecretString {
     fn from(s: String) -> Self {
-        Secret(s)
+        SecretString(s)
     }
 }
 
@@ -54,7 +56,7 @@ impl From<String> for Secret {
 /// as is and in the encodings it travels in: percent-encoded (either hex case, form style with
 /// `+` for a space, or encoded twice), JSON-escaped, and base64 (standard or URL-safe, alone or
 /// inside a longer encoded value such as a basic-auth header).
-pub fn redact(mut message: String, secrets: &[&Secret]) -> String {
+pub fn redact(mut message: String, secrets: &[&SecretString]) -> String {
     for s in secrets {
         let value = s.expose();
         if value.len() < 4 {
@@ -136,7 +138,7 @@ mod tests {
         use base64::engine::general_purpose::{STANDARD, URL_SAFE};
         use base64::Engine;
         let token = "EAAB page/tok+en=\"x\\ü";
-        let s = Secret::new(token);
+        let s = SecretString::new(token);
         let form: String = url::form_urlencoded::byte_serialize(token.as_bytes()).collect();
         let path = url::form_urlencoded::byte_serialize(token.as_bytes())
             .collect::<String>()
@@ -170,7 +172,7 @@ mod tests {
 
     #[test]
     fn debug_and_display_hide_the_value() {
-        let s = Secret::new("EAAB-page-token");
+        let s = SecretString::new("EAAB-page-token");
         assert_eq!(format!("{s:?}"), "<redacted>");
         assert_eq!(format!("{s}"), "<redacted>");
         assert_eq!(s.expose(), "EAAB-page-token");

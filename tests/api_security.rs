@@ -153,7 +153,7 @@ async fn names_cannot_steer_graph_url_paths() {
         .unwrap();
     let providers = channel_operator::providers::Providers::new(&args).unwrap();
     let sneaky = Channel::new("x", spec("../../other/path?x=1#", "token"));
-    let token = channel_operator::secret::Secret::new(PAGE_ACCESS);
+    let token = channel_operator::secret::SecretString::new(PAGE_ACCESS);
     let _ = providers
         .for_source(Source::Facebook)
         .disconnect(&sneaky, Some(&token))

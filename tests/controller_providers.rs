@@ -8,7 +8,7 @@ use channel_operator::crd::{Channel, Source};
 use channel_operator::providers::facebook::SUBSCRIBED_FIELDS;
 use channel_operator::providers::{ProviderArgs, ProviderError, Providers};
 use channel_operator::reason::Reason;
-use channel_operator::secret::Secret;
+use channel_operator::secret::SecretString;
 use clap::Parser;
 use wiremock::matchers::{basic_auth, body_string, method, path, query_param};
 use wiremock::{Mock, MockServer, ResponseTemplate};
@@ -117,7 +117,7 @@ async fn facebook_connect_makes_the_three_graph_calls_of_the_spec() {
     let ch = channel(Source::Facebook, "fb-page-id-1");
     let out = p
         .for_source(Source::Facebook)
-        .connect(&ch, Some(&Secret::new(PAGE_TOKEN)))
+        .connect(&ch, Some(&SecretString::new(PAGE_TOKEN)))
         .await
         .unwrap();
     assert_eq!(out.page_name.as_deref(), Some("My Page (Berlin)"));
@@ -144,7 +144,7 @@ async fn facebook_oauth_error_is_invalid_credentials_with_status_and_message_but
         .for_source(Source::Facebook)
         .connect(
             &channel(Source::Facebook, "1"),
-            Some(&Secret::new(PAGE_TOKEN)),
+            Some(&SecretString::new(PAGE_TOKEN)),
         )
         .await
         .unwrap_err();
@@ -178,7 +178,7 @@ async fn facebook_rate_limit_honours_retry_after_and_5xx_is_a_provider_error() {
     let fb = p.for_source(Source::Facebook);
     let ch = channel(Source::Facebook, "1");
     let err = fb
-        .connect(&ch, Some(&Secret::new(PAGE_TOKEN)))
+        .connect(&ch, Some(&SecretString::new(PAGE_TOKEN)))
         .await
         .unwrap_err();
     assert_eq!(
@@ -189,7 +189,7 @@ async fn facebook_rate_limit_honours_retry_after_and_5xx_is_a_provider_error() {
         }
     );
     let err = fb
-        .connect(&ch, Some(&Secret::new(PAGE_TOKEN)))
+        .connect(&ch, Some(&SecretString::new(PAGE_TOKEN)))
         .await
         .unwrap_err();
     assert!(matches!(err, ProviderError::Failed(_)), "{err:?}");
@@ -212,7 +212,7 @@ async fn facebook_timeout_and_refused_connection_never_show_the_url() {
     let ch = channel(Source::Facebook, "1");
     let err = p
         .for_source(Source::Facebook)
-        .connect(&ch, Some(&Secret::new(PAGE_TOKEN)))
+        .connect(&ch, Some(&SecretString::new(PAGE_TOKEN)))
         .await
         .unwrap_err();
     assert!(err.to_string().contains("timed out"), "{err}");
@@ -225,7 +225,7 @@ async fn facebook_timeout_and_refused_connection_never_show_the_url() {
     let p = fb_providers(&format!("http://{addr}/v24.0"));
     let err = p
         .for_source(Source::Facebook)
-        .connect(&ch, Some(&Secret::new(PAGE_TOKEN)))
+        .connect(&ch, Some(&SecretString::new(PAGE_TOKEN)))
         .await
         .unwrap_err();
     assert!(matches!(err, ProviderError::Failed(_)));
@@ -251,14 +251,14 @@ async fn facebook_without_token_or_app_credentials_makes_no_call() {
     assert_eq!(err.reason(), Reason::CredentialsMissing);
     let err = p
         .for_source(Source::Facebook)
-        .connect(&ch, Some(&Secret::new("")))
+        .connect(&ch, Some(&SecretString::new("")))
         .await
         .unwrap_err();
     assert_eq!(err.reason(), Reason::CredentialsMissing);
     let no_app = providers(&["--facebook-graph-url", &server.uri()]);
     let err = no_app
         .for_source(Source::Facebook)
-        .connect(&ch, Some(&Secret::new(PAGE_TOKEN)))
+        .connect(&ch, Some(&SecretString::new(PAGE_TOKEN)))
         .await
         .unwrap_err();
     assert_eq!(err.reason(), Reason::CredentialsMissing);
@@ -280,7 +280,7 @@ async fn facebook_disconnect_deletes_the_page_subscription_with_the_stored_token
     let p = fb_providers(&format!("{}/v24.0", server.uri()));
     let ch = channel(Source::Facebook, "fb-page-id-1");
     p.for_source(Source::Facebook)
-        .disconnect(&ch, Some(&Secret::new(PAGE_ACCESS)))
+        .disconnect(&ch, Some(&SecretString::new(PAGE_ACCESS)))
         .await
         .unwrap();
     let err = p
@@ -314,7 +314,7 @@ async fn facebook_recovers_the_page_access_token_without_subscribing() {
     let ch = channel(Source::Facebook, "fb-page-id-1");
     let fb = p.for_source(Source::Facebook);
     let token = fb
-        .recover_token(&ch, Some(&Secret::new(PAGE_TOKEN)))
+        .recover_token(&ch, Some(&SecretString::new(PAGE_TOKEN)))
         .await
         .unwrap();
     assert_eq!(token.unwrap().expose(), PAGE_ACCESS);
@@ -487,7 +487,7 @@ async fn facebook_does_not_subscribe_a_page_that_is_already_subscribed() {
         .for_source(Source::Facebook)
         .connect(
             &channel(Source::Facebook, "p2"),
-            Some(&Secret::new(PAGE_TOKEN)),
+            Some(&SecretString::new(PAGE_TOKEN)),
         )
         .await
         .unwrap();

@@ -11,7 +11,7 @@ use channel_operator::providers::facebook::SUBSCRIBED_FIELDS;
 use channel_operator::providers::whatsapp::NUMBER_FIELDS;
 use channel_operator::providers::{ProviderArgs, ProviderError, Providers};
 use channel_operator::reason::Reason;
-use channel_operator::secret::Secret;
+use channel_operator::secret::SecretString;
 use clap::Parser;
 use serde_json::json;
 use wiremock::matchers::{body_json, header, method, path, query_param};
@@ -147,13 +147,16 @@ async fn instagram_connects_through_the_linked_page_and_disconnect_unsubscribes_
     let ch = channel(Source::Instagram, ACCOUNT);
     let provider = p.for_source(Source::Instagram);
     let out = provider
-        .connect(&ch, Some(&Secret::new(PAGE_TOKEN)))
+        .connect(&ch, Some(&SecretString::new(PAGE_TOKEN)))
         .await
         .unwrap();
     assert_eq!(out.page_name.as_deref(), Some("Shop (Berlin)"));
-    assert_eq!(out.token.as_ref().map(Secret::expose), Some(PAGE_ACCESS));
+    assert_eq!(
+        out.token.as_ref().map(SecretString::expose),
+        Some(PAGE_ACCESS)
+    );
     provider
-        .disconnect(&ch, Some(&Secret::new(PAGE_ACCESS)))
+        .disconnect(&ch, Some(&SecretString::new(PAGE_ACCESS)))
         .await
         .unwrap();
     // No call reached the account id as a path: the Graph calls go to the page.
@@ -170,7 +173,7 @@ async fn instagram_without_its_page_calls_nothing() {
     ch.spec.instagram = None;
     let e = p
         .for_source(Source::Instagram)
-        .connect(&ch, Some(&Secret::new(PAGE_TOKEN)))
+        .connect(&ch, Some(&SecretString::new(PAGE_TOKEN)))
         .await
         .unwrap_err();
     assert_eq!(e.reason(), Reason::CredentialsMissing);
@@ -217,14 +220,17 @@ async fn whatsapp_reads_the_number_subscribes_the_business_account_and_unsubscri
     let provider = p.for_source(Source::Whatsapp);
     assert_eq!(provider.shared_resource(&ch).as_deref(), Some(WABA));
     let out = provider
-        .connect(&ch, Some(&Secret::new(USER_TOKEN)))
+        .connect(&ch, Some(&SecretString::new(USER_TOKEN)))
         .await
         .unwrap();
     assert_eq!(out.display_phone_number.as_deref(), Some("+49 30 1234567"));
     assert_eq!(out.verified_name.as_deref(), Some("Shop GmbH"));
     assert_eq!(out.quality_rating.as_deref(), Some("GREEN"));
-    assert_eq!(out.token.as_ref().map(Secret::expose), Some(LONG_TOKEN));
-    let stored = Secret::new(LONG_TOKEN);
+    assert_eq!(
+        out.token.as_ref().map(SecretString::expose),
+        Some(LONG_TOKEN)
+    );
+    let stored = SecretString::new(LONG_TOKEN);
     let again = provider.recheck(&ch, Some(&stored)).await.unwrap();
     assert_eq!(again.verified_name.as_deref(), Some("Shop GmbH"));
     provider.disconnect(&ch, Some(&stored)).await.unwrap();
@@ -240,11 +246,11 @@ async fn whatsapp_without_a_business_account_subscribes_nothing_and_has_nothing_
     let provider = p.for_source(Source::Whatsapp);
     assert_eq!(provider.shared_resource(&ch), None);
     provider
-        .connect(&ch, Some(&Secret::new(USER_TOKEN)))
+        .connect(&ch, Some(&SecretString::new(USER_TOKEN)))
         .await
         .unwrap();
     provider
-        .disconnect(&ch, Some(&Secret::new(LONG_TOKEN)))
+        .disconnect(&ch, Some(&SecretString::new(LONG_TOKEN)))
         .await
         .unwrap();
     assert_eq!(server.received_requests().await.unwrap().len(), 2);
@@ -266,7 +272,7 @@ async fn whatsapp_number_the_token_cannot_read_fails_with_metas_message_and_no_t
     let p = providers(&server);
     let e = p
         .for_source(Source::Whatsapp)
-        .connect(&whatsapp(Some(WABA)), Some(&Secret::new(USER_TOKEN)))
+        .connect(&whatsapp(Some(WABA)), Some(&SecretString::new(USER_TOKEN)))
         .await
         .unwrap_err();
     assert_eq!(e.reason(), Reason::InvalidCredentials);
@@ -301,7 +307,7 @@ async fn whatsapp_5xx_429_and_timeouts_are_provider_errors_without_tokens() {
             .await;
         let e = providers(&server)
             .for_source(Source::Whatsapp)
-            .connect(&whatsapp(None), Some(&Secret::new(USER_TOKEN)))
+            .connect(&whatsapp(None), Some(&SecretString::new(USER_TOKEN)))
             .await
             .unwrap_err();
         assert_eq!(e.reason(), Reason::ProviderError, "{e}");
@@ -362,14 +368,17 @@ async fn viber_reads_the_account_sets_the_webhook_and_clears_it() {
     let p = providers(&server);
     let ch = channel(Source::Viber, VIBER_ID);
     let provider = p.for_source(Source::Viber);
-    let token = Secret::new(VIBER_TOKEN);
+    let token = SecretString::new(VIBER_TOKEN);
     let out = provider.connect(&ch, Some(&token)).await.unwrap();
     assert_eq!(out.page_name.as_deref(), Some("Shop Bot"));
     assert_eq!(
         out.page_image_url.as_deref(),
         Some("https://media.viber.example/icon.jpg")
     );
-    assert_eq!(out.token.as_ref().map(Secret::expose), Some(VIBER_TOKEN));
+    assert_eq!(
+        out.token.as_ref().map(SecretString::expose),
+        Some(VIBER_TOKEN)
+    );
     let again = provider.recheck(&ch, Some(&token)).await.unwrap();
     assert_eq!(again.page_name.as_deref(), Some("Shop Bot"));
     provider.disconnect(&ch, Some(&token)).await.unwrap();
@@ -384,7 +393,7 @@ async fn viber_refuses_a_token_of_another_account_before_setting_any_webhook() {
         .for_source(Source::Viber)
         .connect(
             &channel(Source::Viber, "pa:1111"),
-            Some(&Secret::new(VIBER_TOKEN)),
+            Some(&SecretString::new(VIBER_TOKEN)),
         )
         .await
         .unwrap_err();
@@ -432,7 +441,7 @@ async fn viber_failures_are_classified_without_the_token() {
             .for_source(Source::Viber)
             .connect(
                 &channel(Source::Viber, VIBER_ID),
-                Some(&Secret::new(VIBER_TOKEN)),
+                Some(&SecretString::new(VIBER_TOKEN)),
             )
             .await
             .unwrap_err();
@@ -455,7 +464,7 @@ async fn viber_without_a_webhook_url_or_token_calls_nothing() {
     let ch = channel(Source::Viber, VIBER_ID);
     let e = p
         .for_source(Source::Viber)
-        .connect(&ch, Some(&Secret::new(VIBER_TOKEN)))
+        .connect(&ch, Some(&SecretString::new(VIBER_TOKEN)))
         .await
         .unwrap_err();
     assert_eq!(e.reason(), Reason::CredentialsMissing);

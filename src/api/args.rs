@@ -3,7 +3,7 @@
 use std::net::SocketAddr;
 
 use super::limits;
-use crate::secret::Secret;
+use crate::secret::SecretString;
 
 /// Flags of `channel-operator api`.
 #[derive(clap::Parser, Clone, Debug)]
@@ -30,10 +30,10 @@ pub struct Args {
         value_delimiter = ',',
         hide_env_values = true
     )]
-    pub api_tokens: Vec<Secret>,
+    pub api_tokens: Vec<SecretString>,
     /// Secret of HS256 JWTs (with a user_id claim) accepted as bearer tokens.
     #[arg(long, env = "JWT_SECRET", hide_env_values = true)]
-    pub jwt_secret: Option<Secret>,
+    pub jwt_secret: Option<SecretString>,
     /// Seconds a Channel watch may fail (apiserver unreachable) before `/readyz` and every
     /// `channels.*` endpoint answer 503; until then reads are served from the cache. Writes
     /// answer 503 at once while a watch is failing.

@@ -13,7 +13,7 @@ use serde::Deserialize;
 use subtle::ConstantTimeEq;
 
 use super::error::json_error;
-use crate::secret::Secret;
+use crate::secret::SecretString;
 
 /// How far `exp` and `nbf` may be off, for clocks that differ between issuer and API.
 pub const JWT_LEEWAY_SECONDS: u64 = 30;
@@ -25,7 +25,7 @@ pub struct Auth {
 }
 
 struct AuthInner {
-    tokens: Vec<Secret>,
+    tokens: Vec<SecretString>,
     jwt: Option<(DecodingKey, Validation)>,
 }
 
@@ -36,7 +36,7 @@ struct Claims {
 
 impl Auth {
     /// From the flags; empty tokens are ignored.
-    pub fn new(tokens: &[Secret], jwt_secret: Option<&Secret>) -> Self {
+    pub fn new(tokens: &[SecretString], jwt_secret: Option<&SecretString>) -> Self {
         let tokens = tokens.iter().filter(|t| !t.is_empty()).cloned().collect();
         let jwt = jwt_secret.filter(|s| !s.is_empty()).map(|s| {
             let mut v = Validation::new(Algorithm::HS256);
@@ -142,7 +142,10 @@ mod tests {
 
     #[test]
     fn static_tokens() {
-        let a = Auth::new(&[Secret::new("tok-1"), Secret::new("tok-2")], None);
+        let a = Auth::new(
+            &[SecretString::new("tok-1"), SecretString::new("tok-2")],
+            None,
+        );
         assert!(a.allows(&headers("Bearer tok-2")));
         assert!(a.allows(&headers("bearer tok-1")));
         assert!(!a.allows(&headers("Bearer tok-3")));
@@ -153,7 +156,7 @@ mod tests {
 
     #[test]
     fn jwts() {
-        let a = Auth::new(&[], Some(&Secret::new("s3cret")));
+        let a = Auth::new(&[], Some(&SecretString::new("s3cret")));
         let good = jwt("s3cret", serde_json::json!({"user_id": "u1"}));
         assert!(a.allows(&headers(&format!("Bearer {good}"))));
         let wrong_key = jwt("other", serde_json::json!({"user_id": "u1"}));

@@ -11,7 +11,7 @@ use super::model::*;
 use super::state::{AppState, Desired};
 use super::validate;
 use crate::crd::Source;
-use crate::secret::Secret;
+use crate::secret::SecretString;
 
 type ApiResult = Result<Response, ApiError>;
 
@@ -159,7 +159,7 @@ pub async fn facebook_connect(
             source_channel_id: page_id,
             name,
             image_url,
-            page_token: Some(Secret::new(token)),
+            page_token: Some(SecretString::new(token)),
             instagram: None,
         },
     )
@@ -283,7 +283,7 @@ pub async fn instagram_connect(
             source_channel_id: account_id,
             name,
             image_url,
-            page_token: Some(Secret::new(token)),
+            page_token: Some(SecretString::new(token)),
             instagram: Some(crate::crd::InstagramSpec { page_id }),
         },
     )
@@ -320,7 +320,7 @@ pub async fn whatsapp_connect(
             source_channel_id: number,
             name: Some(name),
             image_url,
-            page_token: Some(Secret::new(token)),
+            page_token: Some(SecretString::new(token)),
             instagram: None,
         },
     )
@@ -469,7 +469,7 @@ pub async fn facebook_explore(
     State(state): State<AppState>,
     JsonBody(req): JsonBody<ExploreRequest>,
 ) -> ApiResult {
-    let token = Secret::new(validate::token("auth_token", &req.auth_token)?);
+    let token = SecretString::new(validate::token("auth_token", &req.auth_token)?);
     let pages = state
         .facebook
         .managed_pages(&token)

@@ -9,7 +9,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
-use k8s_openapi::api::core::v1::Secret as K8sSecret;
+use k8s_openapi::api::core::v1::Secret;
 use k8s_openapi::ByteString;
 use kube::api::{DeleteParams, Patch, PostParams};
 use kube::core::ObjectMeta;
@@ -26,7 +26,7 @@ use super::metrics::Metrics;
 use crate::crd::{Channel, ChannelSpec, SecretKeyRef, Source};
 use crate::ownership::{self, credentials_secret_name, PAGE_TOKEN_KEY};
 use crate::reason::Reason;
-use crate::secret::Secret;
+use crate::secret::SecretString;
 
 /// Everything a handler needs; cheap to clone.
 #[derive(Clone)]
@@ -39,7 +39,7 @@ pub struct AppState {
     pub(crate) naming: crate::naming::ChatPluginNaming,
     pub(crate) facebook: std::sync::Arc<crate::providers::facebook::Facebook>,
     pub(crate) viber: std::sync::Arc<crate::providers::viber::Viber>,
-    pub(crate) viber_token: Option<Secret>,
+    pub(crate) viber_token: Option<SecretString>,
     pub(crate) metrics: Metrics,
     pub(crate) auth: Auth,
 }
@@ -57,7 +57,7 @@ pub struct Desired {
     pub image_url: Option<String>,
     /// The token the API keeps in the Channel's credentials Secret, when the source has one: the
     /// page token (facebook, instagram), the user token (whatsapp) or the bot's auth token (viber).
-    pub page_token: Option<crate::secret::Secret>,
+    pub page_token: Option<crate::secret::SecretString>,
     /// Instagram's linked page, when the source is instagram.
     pub instagram: Option<crate::crd::InstagramSpec>,
 }
@@ -112,7 +112,7 @@ impl AppState {
         Api::namespaced(self.client.clone(), namespace)
     }
 
-    fn secrets(&self, namespace: &str) -> Api<K8sSecret> {
+    fn secrets(&self, namespace: &str) -> Api<Secret> {
         Api::namespaced(self.client.clone(), namespace)
     }
 
@@ -334,9 +334,9 @@ impl AppState {
         ns: &str,
         owner: Option<&Channel>,
         name: &str,
-        token: &crate::secret::Secret,
+        token: &crate::secret::SecretString,
     ) -> Result<(), ApiError> {
-        let secret = K8sSecret {
+        let secret = Secret {
             metadata: ObjectMeta {
                 name: Some(name.to_owned()),
                 namespace: Some(ns.to_owned()),

@@ -6,7 +6,7 @@ use std::hash::BuildHasher;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use k8s_openapi::api::core::v1::Secret as KubeSecret;
+use k8s_openapi::api::core::v1::Secret;
 use kube::{Api, Client, ResourceExt};
 
 use super::error::Error;
@@ -96,7 +96,7 @@ impl Context {
 
     /// The Secrets of the Channel's namespace; `CredentialsMissing` where `--secret-namespaces`
     /// does not include it (the operator neither reads nor writes Secrets there).
-    pub(super) fn secrets(&self, ch: &Channel) -> Result<Api<KubeSecret>, Error> {
+    pub(super) fn secrets(&self, ch: &Channel) -> Result<Api<Secret>, Error> {
         let ns = ch.namespace().unwrap_or_default();
         if !self.config.secret_scope.allows(&ns) {
             return Err(ProviderError::CredentialsMissing(format!(

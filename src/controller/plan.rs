@@ -192,7 +192,7 @@ fn stall(reason: Reason, message: String) -> Step {
 mod tests {
     use super::*;
     use crate::crd::{ChannelSpec, ChannelStatus, DeletionPolicy, SecretKeyRef, Source};
-    use crate::secret::Secret;
+    use crate::secret::SecretString;
     use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 
     fn facebook() -> Channel {
@@ -218,7 +218,7 @@ mod tests {
             claim: Claim::Ours(holder()),
             rival: None,
             credentials: Ok(Some(Credentials {
-                token: Secret::new("t"),
+                token: SecretString::new("t"),
                 version: "7".into(),
             })),
             token_secret: TokenSecret::Absent,

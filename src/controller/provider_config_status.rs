@@ -7,7 +7,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use k8s_openapi::api::core::v1::Secret as KubeSecret;
+use k8s_openapi::api::core::v1::Secret;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
 use kube::api::{Patch, PatchParams};
 use kube::{Api, Client, Resource, ResourceExt};
@@ -70,7 +70,7 @@ pub async fn report(
 
 /// Whether the Secrets of `accounts` are usable in `namespace`, and what to say about it.
 async fn check(client: &Client, namespace: &str, accounts: &Accounts) -> (bool, String) {
-    let secrets: Api<KubeSecret> = Api::namespaced(client.clone(), namespace);
+    let secrets: Api<Secret> = Api::namespaced(client.clone(), namespace);
     match read_accounts(&secrets, namespace, accounts).await {
         Ok(Ok(_)) if accounts.facebook.is_none() && accounts.twilio.is_none() => {
             (true, "no provider account configured".into())

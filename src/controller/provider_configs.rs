@@ -12,7 +12,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 
 use futures::StreamExt;
-use k8s_openapi::api::core::v1::{Namespace, Secret as KubeSecret};
+use k8s_openapi::api::core::v1::{Namespace, Secret};
 use kube::runtime::reflector::{self, store::Writer, Store};
 use kube::runtime::watcher::{self, watcher, Event};
 use kube::runtime::WatchStreamExt;
@@ -28,7 +28,7 @@ use crate::provider_config::{
 };
 use crate::providers::Providers;
 use crate::runtime::tracked_watch::{tracked, WatchBackoff};
-use crate::secret::Secret;
+use crate::secret::SecretString;
 
 /// The resource names of the configuration watches (metrics).
 pub const PROVIDER_CONFIGS: &str = "providerconfigs";
@@ -57,8 +57,8 @@ pub struct Writers {
 
 /// The accounts of a configuration with their secrets read.
 pub(super) struct ReadAccounts {
-    facebook: Option<(String, Secret)>,
-    twilio: Option<(String, Secret, String)>,
+    facebook: Option<(String, SecretString)>,
+    twilio: Option<(String, SecretString, String)>,
     /// The resourceVersions of the Secrets read.
     versions: String,
 }
@@ -210,7 +210,7 @@ impl ProviderConfigs {
                 chosen.describe()
             )));
         }
-        let secrets: Api<KubeSecret> = Api::namespaced(client.clone(), &secret_ns);
+        let secrets: Api<Secret> = Api::namespaced(client.clone(), &secret_ns);
         let read = match read_accounts(&secrets, &secret_ns, &accounts).await? {
             Ok(r) => r,
             Err(why) => return Ok(Err(format!("{}: {why}", chosen.describe()))),
@@ -353,7 +353,7 @@ fn concerned(store: &Store<Channel>, namespace: Option<&str>) -> Vec<Channel> {
 /// Reads the Secrets of `accounts` in `namespace` (`secrets`): `Ok(Err(why))` when one or a key
 /// is missing or empty (the message names them, never a value).
 pub(super) async fn read_accounts(
-    secrets: &Api<KubeSecret>,
+    secrets: &Api<Secret>,
     namespace: &str,
     accounts: &Accounts,
 ) -> Result<Result<ReadAccounts, String>, kube::Error> {
@@ -405,11 +405,11 @@ pub(super) async fn read_accounts(
 
 /// The value of one Secret key and the Secret's resourceVersion, or why it is missing.
 async fn read_key(
-    secrets: &Api<KubeSecret>,
+    secrets: &Api<Secret>,
     namespace: &str,
     r: &SecretKeyRef,
     field: &str,
-) -> Result<Result<(Secret, String), String>, kube::Error> {
+) -> Result<Result<(SecretString, String), String>, kube::Error> {
     let Some(secret) = secrets.get_opt(&r.name).await? else {
         return Ok(Err(format!(
             "the Secret {namespace}/{} named by {field} does not exist",

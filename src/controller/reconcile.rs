@@ -28,7 +28,7 @@ use crate::crd::{Channel, ChannelStatus, FINALIZER};
 use crate::ownership::Moment;
 use crate::providers::{Provider, Providers};
 use crate::reason::{Reason, State};
-use crate::secret::Secret;
+use crate::secret::SecretString;
 
 /// The reconcile entry point given to the Controller.
 pub async fn reconcile(ch: Arc<Channel>, ctx: Arc<Context>) -> Result<Action, Error> {
@@ -452,7 +452,7 @@ async fn disconnect(
     ctx: &Context,
     reporter: &mut Reporter<'_>,
     provider: &dyn Provider,
-    token: Option<Secret>,
+    token: Option<SecretString>,
     deleting: bool,
 ) -> Result<Option<Action>, Error> {
     let action = if deleting {

@@ -7,7 +7,7 @@
 
 use std::collections::BTreeMap;
 
-use k8s_openapi::api::core::v1::Secret as KubeSecret;
+use k8s_openapi::api::core::v1::Secret;
 use k8s_openapi::ByteString;
 use kube::api::{DeleteParams, ListParams, PostParams, Preconditions};
 use kube::{Api, ResourceExt};
@@ -17,7 +17,7 @@ use crate::crd::Channel;
 use crate::ownership::MANAGER;
 use crate::ownership::{self, is_ours, Moment, TOKEN_KEY};
 use crate::providers::ProviderError;
-use crate::secret::Secret;
+use crate::secret::SecretString;
 
 pub use crate::ownership::token_secret_name;
 
@@ -25,7 +25,7 @@ pub use crate::ownership::token_secret_name;
 #[derive(Debug)]
 pub struct Credentials {
     /// The token.
-    pub token: Secret,
+    pub token: SecretString,
     /// The Secret's resourceVersion (a new one means the channel must be connected again).
     pub version: String,
 }
@@ -36,14 +36,14 @@ pub enum TokenSecret {
     /// Nothing: the operator may create it.
     Absent,
     /// The operator's Secret for this Channel, with the token if it holds one.
-    Ours(Option<Secret>),
+    Ours(Option<SecretString>),
     /// A Secret that is not this Channel's: never read, modified or deleted.
     Foreign,
 }
 
 impl TokenSecret {
     /// The token kept at connect, if any.
-    pub fn token(&self) -> Option<&Secret> {
+    pub fn token(&self) -> Option<&SecretString> {
         match self {
             TokenSecret::Ours(t) => t.as_ref(),
             _ => None,
@@ -81,10 +81,7 @@ pub fn unusable_message(ch: &Channel) -> String {
 
 /// Reads the Channel's credentials Secret. `Ok(None)` when the Channel names none. The Secret's
 /// labels are checked before its data is touched: one that does not consent is never read.
-pub async fn credentials(
-    api: &Api<KubeSecret>,
-    ch: &Channel,
-) -> Result<Option<Credentials>, Error> {
+pub async fn credentials(api: &Api<Secret>, ch: &Channel) -> Result<Option<Credentials>, Error> {
     let Some(r) = &ch.spec.credentials_secret_ref else {
         return Ok(None);
     };
@@ -102,7 +99,7 @@ pub async fn credentials(
 }
 
 /// What lies at the name of the Channel's token Secret.
-pub async fn token_secret(api: &Api<KubeSecret>, ch: &Channel) -> Result<TokenSecret, Error> {
+pub async fn token_secret(api: &Api<Secret>, ch: &Channel) -> Result<TokenSecret, Error> {
     Ok(
         match api.get_opt(&token_secret_name(&ch.name_any())).await? {
             None => TokenSecret::Absent,
@@ -115,10 +112,10 @@ pub async fn token_secret(api: &Api<KubeSecret>, ch: &Channel) -> Result<TokenSe
 /// Keeps the token in the Channel's token Secret (garbage-collected with the Channel): creates
 /// it, or updates it only if it is ours. A Secret in the way that is not ours is a conflict.
 pub async fn store_token(
-    api: &Api<KubeSecret>,
+    api: &Api<Secret>,
     ch: &Channel,
     naming: crate::naming::ChatPluginNaming,
-    token: &Secret,
+    token: &SecretString,
 ) -> Result<(), Error> {
     let name = token_secret_name(&ch.name_any());
     let data = BTreeMap::from([(
@@ -131,7 +128,7 @@ pub async fn store_token(
     };
     match api.get_opt(&name).await? {
         None => {
-            let mut secret = KubeSecret::default();
+            let mut secret = Secret::default();
             secret.metadata.name = Some(name);
             secret.metadata.namespace = ch.namespace();
             secret.metadata.labels = Some(ownership::token_labels(ch, naming));
@@ -157,11 +154,7 @@ pub async fn store_token(
 
 /// Deletes the Secrets of this Channel that the ownership rules give the controller to delete
 /// at `moment` (each guarded by its uid). Returns how many.
-pub async fn delete_owned(
-    api: &Api<KubeSecret>,
-    ch: &Channel,
-    moment: Moment,
-) -> Result<usize, Error> {
+pub async fn delete_owned(api: &Api<Secret>, ch: &Channel, moment: Moment) -> Result<usize, Error> {
     let owned: Vec<(String, Option<String>)> = api
         .list_metadata(&ListParams::default().labels(&ownership::managed_selector()))
         .await?
@@ -187,7 +180,7 @@ pub async fn delete_owned(
     Ok(owned.len())
 }
 
-pub(super) fn secret_value(secret: &KubeSecret, key: &str) -> Option<Secret> {
+pub(super) fn secret_value(secret: &Secret, key: &str) -> Option<SecretString> {
     let raw = secret
         .data
         .as_ref()
@@ -200,5 +193,5 @@ pub(super) fn secret_value(secret: &KubeSecret, key: &str) -> Option<Secret> {
                 .and_then(|d| d.get(key).cloned())
         })?;
     let raw = raw.trim().to_owned();
-    (!raw.is_empty()).then(|| Secret::new(raw))
+    (!raw.is_empty()).then(|| SecretString::new(raw))
 }

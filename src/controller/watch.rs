@@ -20,7 +20,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use futures::{Stream, StreamExt};
-use k8s_openapi::api::core::v1::Secret as KubeSecret;
+use k8s_openapi::api::core::v1::Secret;
 use kube::core::PartialObjectMeta;
 use kube::runtime::reflector::{ObjectRef, Store};
 use kube::runtime::watcher::{self, watcher, Event};
@@ -127,8 +127,8 @@ pub(crate) fn secret_changes(
     client: kube::Client,
     scope: &SecretScope,
     metrics: Arc<Metrics>,
-) -> impl Stream<Item = watcher::Result<PartialObjectMeta<KubeSecret>>> + Send + 'static {
-    let apis: Vec<Api<PartialObjectMeta<KubeSecret>>> = match scope {
+) -> impl Stream<Item = watcher::Result<PartialObjectMeta<Secret>>> + Send + 'static {
+    let apis: Vec<Api<PartialObjectMeta<Secret>>> = match scope {
         SecretScope::All => vec![Api::all(client)],
         SecretScope::Namespaces(ns) => ns
             .iter()
@@ -154,7 +154,7 @@ pub(crate) fn secret_changes(
 /// in `credentialsSecretRef`.
 pub(crate) fn channels_of_secret(
     cache: &ChannelCache,
-    secret: &PartialObjectMeta<KubeSecret>,
+    secret: &PartialObjectMeta<Secret>,
 ) -> Vec<ObjectRef<Channel>> {
     let ns = secret.namespace().unwrap_or_default();
     let mut refs: Vec<ObjectRef<Channel>> = secret

@@ -11,7 +11,7 @@ use super::{
     ProviderError,
 };
 use crate::crd::Channel;
-use crate::secret::Secret;
+use crate::secret::SecretString;
 
 /// The page fields read at connect and resync.
 pub const PAGE_FIELDS: &str =
@@ -51,7 +51,7 @@ pub struct Facebook {
     http: reqwest::Client,
     graph_url: String,
     app_id: Option<String>,
-    app_secret: Option<Secret>,
+    app_secret: Option<SecretString>,
 }
 
 #[derive(Deserialize)]
@@ -105,7 +105,7 @@ impl Facebook {
     }
 
     /// The same provider (Graph URL, HTTP client) with another app: a provider configuration's.
-    pub fn with_app(&self, app: Option<(String, Secret)>) -> Self {
+    pub fn with_app(&self, app: Option<(String, SecretString)>) -> Self {
         let (app_id, app_secret) = match app {
             Some((id, secret)) => (Some(id), Some(secret)),
             None => (None, None),
@@ -172,7 +172,7 @@ impl Facebook {
     /// (spec 4.1, explore). Errors carry Facebook's status and message, never the token.
     pub async fn managed_pages(
         &self,
-        auth_token: &Secret,
+        auth_token: &SecretString,
     ) -> Result<Vec<ManagedPage>, ProviderError> {
         let listing = async {
             let mut pages = Vec::new();
@@ -204,7 +204,7 @@ impl Facebook {
             .map_err(|e: ProviderError| e.redacted(&[auth_token]))
     }
 
-    async fn get_page(&self, page_id: &str, token: &Secret) -> Result<Page, ProviderError> {
+    async fn get_page(&self, page_id: &str, token: &SecretString) -> Result<Page, ProviderError> {
         self.call(
             "reading the page",
             self.http
@@ -223,10 +223,10 @@ impl Facebook {
     /// Changes nothing at Facebook. The long-lived token is added to `derived`.
     pub(crate) async fn long_lived_token(
         &self,
-        token: &Secret,
+        token: &SecretString,
         what: &str,
-        derived: &mut Vec<Secret>,
-    ) -> Result<Secret, ProviderError> {
+        derived: &mut Vec<SecretString>,
+    ) -> Result<SecretString, ProviderError> {
         let (Some(app_id), Some(app_secret)) = (&self.app_id, &self.app_secret) else {
             return Err(ProviderError::CredentialsMissing(
                 "facebook: the provider configuration has no app id and app secret (spec.facebook of a ProviderConfig; --facebook-app-id, --facebook-app-secret for the flags' default)".into(),
@@ -245,7 +245,7 @@ impl Facebook {
                     ]),
             )
             .await?;
-        let long_lived = Secret::new(
+        let long_lived = SecretString::new(
             exchanged
                 .access_token
                 .filter(|t| !t.is_empty())
@@ -266,9 +266,9 @@ impl Facebook {
     async fn page_access(
         &self,
         page_id: &str,
-        credentials: Option<&Secret>,
-        derived: &mut Vec<Secret>,
-    ) -> Result<(Page, Secret), ProviderError> {
+        credentials: Option<&SecretString>,
+        derived: &mut Vec<SecretString>,
+    ) -> Result<(Page, SecretString), ProviderError> {
         let page_token = credentials.filter(|t| !t.is_empty()).ok_or_else(|| {
             ProviderError::CredentialsMissing(
                 "facebook: the page token (credentialsSecretRef) is missing or empty".into(),
@@ -278,7 +278,7 @@ impl Facebook {
             .long_lived_token(page_token, "page token", derived)
             .await?;
         let page = self.get_page(page_id, &long_lived).await?;
-        let page_access = Secret::new(page.access_token.clone().filter(|t| !t.is_empty()).ok_or_else(
+        let page_access = SecretString::new(page.access_token.clone().filter(|t| !t.is_empty()).ok_or_else(
             || {
                 ProviderError::InvalidCredentials(
                     "facebook: reading the page: the response has no page access_token (does the token manage this page?)".into(),
@@ -293,10 +293,10 @@ impl Facebook {
     pub(crate) fn scrubbed(
         &self,
         e: ProviderError,
-        credentials: Option<&Secret>,
-        derived: &[Secret],
+        credentials: Option<&SecretString>,
+        derived: &[SecretString],
     ) -> ProviderError {
-        let mut secrets: Vec<&Secret> = credentials.into_iter().collect();
+        let mut secrets: Vec<&SecretString> = credentials.into_iter().collect();
         secrets.extend(self.app_secret.as_ref());
         secrets.extend(derived.iter());
         e.redacted(&secrets)
@@ -305,8 +305,8 @@ impl Facebook {
     async fn connect_inner(
         &self,
         page_id: &str,
-        credentials: Option<&Secret>,
-        derived: &mut Vec<Secret>,
+        credentials: Option<&SecretString>,
+        derived: &mut Vec<SecretString>,
     ) -> Result<ConnectOutcome, ProviderError> {
         let (page, page_access) = self.page_access(page_id, credentials, derived).await?;
         if page.is_webhooks_subscribed == Some(true) {
@@ -342,7 +342,7 @@ impl Facebook {
     pub(crate) async fn connect_page(
         &self,
         page_id: &str,
-        credentials: Option<&Secret>,
+        credentials: Option<&SecretString>,
     ) -> Result<ConnectOutcome, ProviderError> {
         let mut derived = Vec::new();
         match self.connect_inner(page_id, credentials, &mut derived).await {
@@ -355,8 +355,8 @@ impl Facebook {
     pub(crate) async fn recover_page_token(
         &self,
         page_id: &str,
-        credentials: Option<&Secret>,
-    ) -> Result<Option<Secret>, ProviderError> {
+        credentials: Option<&SecretString>,
+    ) -> Result<Option<SecretString>, ProviderError> {
         let mut derived = Vec::new();
         match self.page_access(page_id, credentials, &mut derived).await {
             Ok((_, token)) => Ok(Some(token)),
@@ -368,7 +368,7 @@ impl Facebook {
     pub(crate) async fn disconnect_page(
         &self,
         page_id: &str,
-        stored_token: Option<&Secret>,
+        stored_token: Option<&SecretString>,
     ) -> Result<(), ProviderError> {
         let token = stored_token.filter(|t| !t.is_empty()).ok_or_else(|| {
             ProviderError::CredentialsMissing(
@@ -390,7 +390,7 @@ impl Facebook {
     pub(crate) async fn recheck_page(
         &self,
         page_id: &str,
-        stored_token: Option<&Secret>,
+        stored_token: Option<&SecretString>,
     ) -> Result<ConnectOutcome, ProviderError> {
         let Some(token) = stored_token.filter(|t| !t.is_empty()) else {
             return Err(ProviderError::CredentialsMissing(
@@ -413,7 +413,7 @@ impl Provider for Facebook {
     fn connect<'a>(
         &'a self,
         channel: &'a Channel,
-        credentials: Option<&'a Secret>,
+        credentials: Option<&'a SecretString>,
     ) -> BoxFuture<'a, Result<ConnectOutcome, ProviderError>> {
         Box::pin(self.connect_page(&channel.spec.source_channel_id, credentials))
     }
@@ -421,15 +421,15 @@ impl Provider for Facebook {
     fn recover_token<'a>(
         &'a self,
         channel: &'a Channel,
-        credentials: Option<&'a Secret>,
-    ) -> BoxFuture<'a, Result<Option<Secret>, ProviderError>> {
+        credentials: Option<&'a SecretString>,
+    ) -> BoxFuture<'a, Result<Option<SecretString>, ProviderError>> {
         Box::pin(self.recover_page_token(&channel.spec.source_channel_id, credentials))
     }
 
     fn disconnect<'a>(
         &'a self,
         channel: &'a Channel,
-        stored_token: Option<&'a Secret>,
+        stored_token: Option<&'a SecretString>,
     ) -> BoxFuture<'a, Result<(), ProviderError>> {
         Box::pin(self.disconnect_page(&channel.spec.source_channel_id, stored_token))
     }
@@ -437,7 +437,7 @@ impl Provider for Facebook {
     fn recheck<'a>(
         &'a self,
         channel: &'a Channel,
-        stored_token: Option<&'a Secret>,
+        stored_token: Option<&'a SecretString>,
     ) -> BoxFuture<'a, Result<ConnectOutcome, ProviderError>> {
         Box::pin(self.recheck_page(&channel.spec.source_channel_id, stored_token))
     }

@@ -12,7 +12,7 @@ use futures::future::BoxFuture;
 use super::facebook::Facebook;
 use super::{ConnectOutcome, Provider, ProviderError};
 use crate::crd::Channel;
-use crate::secret::Secret;
+use crate::secret::SecretString;
 
 /// The Instagram provider: the Facebook page flow on the linked page.
 pub struct Instagram {
@@ -46,7 +46,7 @@ impl Provider for Instagram {
     fn connect<'a>(
         &'a self,
         channel: &'a Channel,
-        credentials: Option<&'a Secret>,
+        credentials: Option<&'a SecretString>,
     ) -> BoxFuture<'a, Result<ConnectOutcome, ProviderError>> {
         Box::pin(async move {
             self.facebook
@@ -58,8 +58,8 @@ impl Provider for Instagram {
     fn recover_token<'a>(
         &'a self,
         channel: &'a Channel,
-        credentials: Option<&'a Secret>,
-    ) -> BoxFuture<'a, Result<Option<Secret>, ProviderError>> {
+        credentials: Option<&'a SecretString>,
+    ) -> BoxFuture<'a, Result<Option<SecretString>, ProviderError>> {
         Box::pin(async move {
             self.facebook
                 .recover_page_token(linked_page(channel)?, credentials)
@@ -70,7 +70,7 @@ impl Provider for Instagram {
     fn disconnect<'a>(
         &'a self,
         channel: &'a Channel,
-        stored_token: Option<&'a Secret>,
+        stored_token: Option<&'a SecretString>,
     ) -> BoxFuture<'a, Result<(), ProviderError>> {
         Box::pin(async move {
             self.facebook
@@ -82,7 +82,7 @@ impl Provider for Instagram {
     fn recheck<'a>(
         &'a self,
         channel: &'a Channel,
-        stored_token: Option<&'a Secret>,
+        stored_token: Option<&'a SecretString>,
     ) -> BoxFuture<'a, Result<ConnectOutcome, ProviderError>> {
         Box::pin(async move {
             self.facebook

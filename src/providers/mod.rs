@@ -18,7 +18,7 @@ use futures::future::BoxFuture;
 
 use crate::crd::{Channel, Source};
 use crate::reason::Reason;
-use crate::secret::Secret;
+use crate::secret::SecretString;
 
 /// Provider settings shared by the controller and the API (explore calls the Graph API directly).
 #[derive(clap::Args, Clone, Debug)]
@@ -28,7 +28,7 @@ pub struct ProviderArgs {
     pub facebook_app_id: Option<String>,
     /// Facebook app secret.
     #[arg(long, env = "FACEBOOK_APP_SECRET", hide_env_values = true)]
-    pub facebook_app_secret: Option<Secret>,
+    pub facebook_app_secret: Option<SecretString>,
     /// Base URL of the Facebook Graph API, including its version.
     #[arg(
         long,
@@ -41,7 +41,7 @@ pub struct ProviderArgs {
     pub twilio_account_sid: Option<String>,
     /// Twilio auth token.
     #[arg(long, env = "TWILIO_AUTH_TOKEN", hide_env_values = true)]
-    pub twilio_auth_token: Option<Secret>,
+    pub twilio_auth_token: Option<SecretString>,
     /// Base URL of the Twilio REST API.
     #[arg(long, env = "TWILIO_API_URL", default_value = "https://api.twilio.com")]
     pub twilio_api_url: String,
@@ -58,7 +58,7 @@ pub struct ProviderArgs {
     /// Auth token of the installation's Viber bot, which the API's channels.viber.connect
     /// connects (the API only: a Viber Channel names its token in credentialsSecretRef).
     #[arg(long, env = "VIBER_AUTH_TOKEN", hide_env_values = true)]
-    pub viber_auth_token: Option<Secret>,
+    pub viber_auth_token: Option<SecretString>,
     /// Public URL Viber bots' webhooks are pointed at (needed to connect Viber channels).
     #[arg(long, env = "VIBER_WEBHOOK_URL")]
     pub viber_webhook_url: Option<String>,
@@ -82,7 +82,7 @@ pub struct ConnectOutcome {
     pub quality_rating: Option<String>,
     /// A token the operator must keep to disconnect later (Facebook's page access token, the
     /// long-lived WhatsApp user token).
-    pub token: Option<Secret>,
+    pub token: Option<SecretString>,
 }
 
 /// Why a provider call failed; decides the `Ready` reason and the retry delay.
@@ -118,7 +118,7 @@ impl ProviderError {
     }
 
     /// Replaces every occurrence of the given secrets in the message by `<redacted>`.
-    pub fn redacted(self, secrets: &[&Secret]) -> Self {
+    pub fn redacted(self, secrets: &[&SecretString]) -> Self {
         let scrub = |m: String| redact(m, secrets);
         match self {
             ProviderError::CredentialsMissing(m) => ProviderError::CredentialsMissing(scrub(m)),
@@ -143,14 +143,14 @@ pub trait Provider: Send + Sync {
     fn connect<'a>(
         &'a self,
         channel: &'a Channel,
-        credentials: Option<&'a Secret>,
+        credentials: Option<&'a SecretString>,
     ) -> BoxFuture<'a, Result<ConnectOutcome, ProviderError>>;
 
     /// Disconnects the channel. `stored_token` is the token kept at connect, if any.
     fn disconnect<'a>(
         &'a self,
         channel: &'a Channel,
-        stored_token: Option<&'a Secret>,
+        stored_token: Option<&'a SecretString>,
     ) -> BoxFuture<'a, Result<(), ProviderError>>;
 
     /// Re-checks a connected channel (periodic resync) without connecting it again. Returns fresh
@@ -158,7 +158,7 @@ pub trait Provider: Send + Sync {
     fn recheck<'a>(
         &'a self,
         channel: &'a Channel,
-        stored_token: Option<&'a Secret>,
+        stored_token: Option<&'a SecretString>,
     ) -> BoxFuture<'a, Result<ConnectOutcome, ProviderError>>;
 
     /// The token a disconnect needs when none was kept at connect (a connect whose outcome is
@@ -167,8 +167,8 @@ pub trait Provider: Send + Sync {
     fn recover_token<'a>(
         &'a self,
         _channel: &'a Channel,
-        _credentials: Option<&'a Secret>,
-    ) -> BoxFuture<'a, Result<Option<Secret>, ProviderError>> {
+        _credentials: Option<&'a SecretString>,
+    ) -> BoxFuture<'a, Result<Option<SecretString>, ProviderError>> {
         Box::pin(async { Ok(None) })
     }
 
@@ -224,8 +224,8 @@ impl Providers {
     /// (endpoint URLs, the Viber settings and the HTTP client stay shared). Cheap: no new client.
     pub fn with_accounts(
         &self,
-        facebook_app: Option<(String, Secret)>,
-        twilio_account: Option<(String, Secret, String)>,
+        facebook_app: Option<(String, SecretString)>,
+        twilio_account: Option<(String, SecretString, String)>,
     ) -> Self {
         let facebook = Arc::new(self.facebook.with_app(facebook_app));
         Providers {
@@ -386,7 +386,7 @@ mod tests {
 
     #[test]
     fn redact_replaces_secrets() {
-        let s = Secret::new("EAAB-secret");
+        let s = SecretString::new("EAAB-secret");
         assert_eq!(
             redact("bad token EAAB-secret given".into(), &[&s]),
             "bad token <redacted> given"

@@ -4,7 +4,7 @@ use futures::future::BoxFuture;
 
 use super::{ConnectOutcome, Provider, ProviderError};
 use crate::crd::Channel;
-use crate::secret::Secret;
+use crate::secret::SecretString;
 
 /// A provider with nothing to call: connecting and disconnecting succeed at once.
 pub struct NoCall;
@@ -13,7 +13,7 @@ impl Provider for NoCall {
     fn connect<'a>(
         &'a self,
         _channel: &'a Channel,
-        _credentials: Option<&'a Secret>,
+        _credentials: Option<&'a SecretString>,
     ) -> BoxFuture<'a, Result<ConnectOutcome, ProviderError>> {
         Box::pin(async { Ok(ConnectOutcome::default()) })
     }
@@ -21,7 +21,7 @@ impl Provider for NoCall {
     fn disconnect<'a>(
         &'a self,
         _channel: &'a Channel,
-        _stored_token: Option<&'a Secret>,
+        _stored_token: Option<&'a SecretString>,
     ) -> BoxFuture<'a, Result<(), ProviderError>> {
         Box::pin(async { Ok(()) })
     }
@@ -29,7 +29,7 @@ impl Provider for NoCall {
     fn recheck<'a>(
         &'a self,
         _channel: &'a Channel,
-        _stored_token: Option<&'a Secret>,
+        _stored_token: Option<&'a SecretString>,
     ) -> BoxFuture<'a, Result<ConnectOutcome, ProviderError>> {
         Box::pin(async { Ok(ConnectOutcome::default()) })
     }

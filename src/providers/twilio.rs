@@ -9,13 +9,13 @@ use serde::Deserialize;
 
 use super::{send_json, url_with_segments, ConnectOutcome, Provider, ProviderArgs, ProviderError};
 use crate::crd::Channel;
-use crate::secret::Secret;
+use crate::secret::SecretString;
 
 /// The Twilio provider.
 pub struct Twilio {
     http: reqwest::Client,
     api_url: String,
-    account: Option<(String, Secret, String)>,
+    account: Option<(String, SecretString, String)>,
 }
 
 #[derive(Deserialize)]
@@ -61,7 +61,7 @@ impl Twilio {
 
     /// The same provider (API URL, HTTP client) with another account (SID, auth token, webhook
     /// URL): a provider configuration's. Without one, numbers connect without a call.
-    pub fn with_account(&self, account: Option<(String, Secret, String)>) -> Self {
+    pub fn with_account(&self, account: Option<(String, SecretString, String)>) -> Self {
         Twilio {
             http: self.http.clone(),
             api_url: self.api_url.clone(),
@@ -160,7 +160,7 @@ impl Provider for Twilio {
     fn connect<'a>(
         &'a self,
         channel: &'a Channel,
-        _credentials: Option<&'a Secret>,
+        _credentials: Option<&'a SecretString>,
     ) -> BoxFuture<'a, Result<ConnectOutcome, ProviderError>> {
         Box::pin(async move {
             let Some((_, _, webhook)) = &self.account else {
@@ -181,7 +181,7 @@ impl Provider for Twilio {
     fn disconnect<'a>(
         &'a self,
         channel: &'a Channel,
-        _stored_token: Option<&'a Secret>,
+        _stored_token: Option<&'a SecretString>,
     ) -> BoxFuture<'a, Result<(), ProviderError>> {
         Box::pin(async move {
             if self.account.is_none() {
@@ -200,7 +200,7 @@ impl Provider for Twilio {
     fn recheck<'a>(
         &'a self,
         channel: &'a Channel,
-        _stored_token: Option<&'a Secret>,
+        _stored_token: Option<&'a SecretString>,
     ) -> BoxFuture<'a, Result<ConnectOutcome, ProviderError>> {
         Box::pin(async move {
             if self.account.is_none() {

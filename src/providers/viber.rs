@@ -12,7 +12,7 @@ use serde_json::json;
 
 use super::{send_json, ConnectOutcome, Provider, ProviderArgs, ProviderError};
 use crate::crd::Channel;
-use crate::secret::Secret;
+use crate::secret::SecretString;
 
 /// Viber's `status` for an invalid auth token.
 const INVALID_AUTH_TOKEN: i64 = 2;
@@ -67,7 +67,7 @@ impl Viber {
         &self,
         method: &str,
         what: &str,
-        token: &Secret,
+        token: &SecretString,
         body: serde_json::Value,
     ) -> Result<T, ProviderError> {
         let request = self
@@ -99,14 +99,14 @@ impl Viber {
     }
 
     /// Reads the account the token belongs to (changes nothing at Viber).
-    pub async fn account(&self, token: &Secret) -> Result<Account, ProviderError> {
+    pub async fn account(&self, token: &SecretString) -> Result<Account, ProviderError> {
         self.call("get_account_info", "reading the account", token, json!({}))
             .await
     }
 
     async fn set_webhook(
         &self,
-        token: &Secret,
+        token: &SecretString,
         url: &str,
         what: &str,
     ) -> Result<(), ProviderError> {
@@ -120,7 +120,7 @@ impl Viber {
     }
 }
 
-fn token_of(credentials: Option<&Secret>, what: &str) -> Result<Secret, ProviderError> {
+fn token_of(credentials: Option<&SecretString>, what: &str) -> Result<SecretString, ProviderError> {
     credentials
         .filter(|t| !t.is_empty())
         .cloned()
@@ -144,7 +144,7 @@ impl Provider for Viber {
     fn connect<'a>(
         &'a self,
         channel: &'a Channel,
-        credentials: Option<&'a Secret>,
+        credentials: Option<&'a SecretString>,
     ) -> BoxFuture<'a, Result<ConnectOutcome, ProviderError>> {
         Box::pin(async move {
             let token = token_of(credentials, "the bot's auth token (credentialsSecretRef)")?;
@@ -170,8 +170,8 @@ impl Provider for Viber {
     fn recover_token<'a>(
         &'a self,
         _channel: &'a Channel,
-        credentials: Option<&'a Secret>,
-    ) -> BoxFuture<'a, Result<Option<Secret>, ProviderError>> {
+        credentials: Option<&'a SecretString>,
+    ) -> BoxFuture<'a, Result<Option<SecretString>, ProviderError>> {
         Box::pin(async move {
             token_of(credentials, "the bot's auth token (credentialsSecretRef)").map(Some)
         })
@@ -180,7 +180,7 @@ impl Provider for Viber {
     fn disconnect<'a>(
         &'a self,
         _channel: &'a Channel,
-        stored_token: Option<&'a Secret>,
+        stored_token: Option<&'a SecretString>,
     ) -> BoxFuture<'a, Result<(), ProviderError>> {
         Box::pin(async move {
             let token = token_of(
@@ -194,7 +194,7 @@ impl Provider for Viber {
     fn recheck<'a>(
         &'a self,
         channel: &'a Channel,
-        stored_token: Option<&'a Secret>,
+        stored_token: Option<&'a SecretString>,
     ) -> BoxFuture<'a, Result<ConnectOutcome, ProviderError>> {
         Box::pin(async move {
             let token = token_of(stored_token, "the stored auth token")?;

@@ -15,7 +15,7 @@ use serde::Deserialize;
 use super::facebook::Facebook;
 use super::{ConnectOutcome, Provider, ProviderError};
 use crate::crd::Channel;
-use crate::secret::Secret;
+use crate::secret::SecretString;
 
 /// The number fields read at connect and re-check.
 pub const NUMBER_FIELDS: &str = "display_phone_number,verified_name,quality_rating";
@@ -49,7 +49,7 @@ impl Whatsapp {
     async fn read_number(
         &self,
         channel: &Channel,
-        token: &Secret,
+        token: &SecretString,
     ) -> Result<Number, ProviderError> {
         self.graph
             .call(
@@ -64,9 +64,9 @@ impl Whatsapp {
 
     async fn long_lived(
         &self,
-        credentials: Option<&Secret>,
-        derived: &mut Vec<Secret>,
-    ) -> Result<Secret, ProviderError> {
+        credentials: Option<&SecretString>,
+        derived: &mut Vec<SecretString>,
+    ) -> Result<SecretString, ProviderError> {
         let user_token = credentials.filter(|t| !t.is_empty()).ok_or_else(|| {
             ProviderError::CredentialsMissing(
                 "whatsapp: the user token (credentialsSecretRef) is missing or empty".into(),
@@ -80,8 +80,8 @@ impl Whatsapp {
     async fn connect_inner(
         &self,
         channel: &Channel,
-        credentials: Option<&Secret>,
-        derived: &mut Vec<Secret>,
+        credentials: Option<&SecretString>,
+        derived: &mut Vec<SecretString>,
     ) -> Result<ConnectOutcome, ProviderError> {
         let token = self.long_lived(credentials, derived).await?;
         let number = self.read_number(channel, &token).await?;
@@ -101,7 +101,7 @@ impl Whatsapp {
     }
 }
 
-fn outcome(number: Number, token: Option<Secret>) -> ConnectOutcome {
+fn outcome(number: Number, token: Option<SecretString>) -> ConnectOutcome {
     ConnectOutcome {
         display_phone_number: number.display_phone_number,
         verified_name: number.verified_name,
@@ -115,7 +115,7 @@ impl Provider for Whatsapp {
     fn connect<'a>(
         &'a self,
         channel: &'a Channel,
-        credentials: Option<&'a Secret>,
+        credentials: Option<&'a SecretString>,
     ) -> BoxFuture<'a, Result<ConnectOutcome, ProviderError>> {
         Box::pin(async move {
             let mut derived = Vec::new();
@@ -128,8 +128,8 @@ impl Provider for Whatsapp {
     fn recover_token<'a>(
         &'a self,
         _channel: &'a Channel,
-        credentials: Option<&'a Secret>,
-    ) -> BoxFuture<'a, Result<Option<Secret>, ProviderError>> {
+        credentials: Option<&'a SecretString>,
+    ) -> BoxFuture<'a, Result<Option<SecretString>, ProviderError>> {
         Box::pin(async move {
             let mut derived = Vec::new();
             self.long_lived(credentials, &mut derived)
@@ -142,7 +142,7 @@ impl Provider for Whatsapp {
     fn disconnect<'a>(
         &'a self,
         channel: &'a Channel,
-        stored_token: Option<&'a Secret>,
+        stored_token: Option<&'a SecretString>,
     ) -> BoxFuture<'a, Result<(), ProviderError>> {
         Box::pin(async move {
             let Some(waba) = business_account(channel) else {
@@ -170,7 +170,7 @@ impl Provider for Whatsapp {
     fn recheck<'a>(
         &'a self,
         channel: &'a Channel,
-        stored_token: Option<&'a Secret>,
+        stored_token: Option<&'a SecretString>,
     ) -> BoxFuture<'a, Result<ConnectOutcome, ProviderError>> {
         Box::pin(async move {
             let Some(token) = stored_token.filter(|t| !t.is_empty()) else {
