@@ -18,7 +18,7 @@ use axum::http::{header, StatusCode};
 use axum::routing::post;
 use axum::Router;
 use bytes::Bytes;
-use channel_operator::api::{self, cache::ChannelCache, AppState, Args};
+use channel_operator::api::{self, cache::AnswerCache, AppState, Args};
 use channel_operator::crd::{Channel, ChannelSpec, Source};
 use clap::Parser;
 use kube::runtime::watcher::Event;
@@ -266,7 +266,7 @@ fn main() {
         let ids: Arc<Vec<String>> = Arc::new(channels().map(|c| c.channel_id(Default::default())).collect());
         // The channels are made one at a time while filling, so what stays live is the cache's.
         let before = live_bytes();
-        let cache = ChannelCache::new();
+        let cache = AnswerCache::new();
         cache.apply(&Event::Init);
         for ch in channels() {
             cache.apply(&Event::InitApply(ch));

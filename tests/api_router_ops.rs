@@ -64,7 +64,7 @@ async fn auth_is_off_by_default() {
 #[tokio::test]
 async fn readyz_waits_for_the_cache() {
     let args = Args::parse_from(["api"]);
-    let cache = ChannelCache::new();
+    let cache = AnswerCache::new();
     let state = AppState::new(unreachable_client(), cache.clone(), &args).unwrap();
     let app = api::router(state, &[]).unwrap();
     let get = |p: &str| Request::get(p).body(Body::empty()).unwrap();

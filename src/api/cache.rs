@@ -31,7 +31,7 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
 /// One cached channel: its prepared answer and, of the resource, only what the API reads: the
 /// identity, the spec, and of the status the observed generation and the Ready condition.
 #[derive(Debug)]
-pub struct Entry {
+pub struct CachedChannel {
     /// The deterministic channel id (from the spec, so present before the controller ran).
     pub id: String,
     /// The channel's source.
@@ -56,12 +56,12 @@ pub struct Entry {
     ready: Option<Condition>,
 }
 
-impl Entry {
-    fn new(mut channel: Channel, naming: ChatPluginNaming) -> Entry {
+impl CachedChannel {
+    fn new(mut channel: Channel, naming: ChatPluginNaming) -> CachedChannel {
         channel.strip_for_cache();
         let (id, json) = answer(&channel, naming);
-        let (namespace, name) = key_of(&channel);
-        Entry {
+        let (namespace, name) = namespaced_name(&channel);
+        CachedChannel {
             id,
             source: channel.spec.source,
             connected: channel.is_connected(),
@@ -114,18 +114,18 @@ pub(super) fn answer(ch: &Channel, naming: ChatPluginNaming) -> (String, Bytes) 
     (response.id, Bytes::from(json))
 }
 
-fn key_of(ch: &Channel) -> (String, String) {
+fn namespaced_name(ch: &Channel) -> (String, String) {
     (ch.namespace().unwrap_or_default(), ch.name_any())
 }
 
 #[derive(Default)]
 struct Index {
     /// namespace/name → entry.
-    by_key: HashMap<(String, String), Arc<Entry>>,
+    by_key: HashMap<(String, String), Arc<CachedChannel>>,
     /// channel id → every Channel with that id, the one the API answers with first.
-    by_id: HashMap<String, Vec<Arc<Entry>>>,
+    by_id: HashMap<String, Vec<Arc<CachedChannel>>>,
     /// The answering entry of every connected channel, ordered by id.
-    connected: BTreeMap<String, Arc<Entry>>,
+    connected: BTreeMap<String, Arc<CachedChannel>>,
 }
 
 impl Index {
@@ -140,7 +140,7 @@ impl Index {
         Some(id)
     }
 
-    fn insert(&mut self, entry: Arc<Entry>) {
+    fn insert(&mut self, entry: Arc<CachedChannel>) {
         self.by_key.insert(entry.key(), entry.clone());
         let list = self.by_id.entry(entry.id.clone()).or_default();
         list.push(entry);
@@ -162,7 +162,7 @@ impl Index {
     }
 }
 
-/// The scope of [`ChannelCache::apply`]: every namespace at once.
+/// The scope of [`AnswerCache::apply`]: every namespace at once.
 const ALL: &str = "";
 
 struct Inner {
@@ -171,7 +171,7 @@ struct Inner {
     lists: RwLock<HashMap<Option<Source>, Bytes>>,
     /// Entries of a (re-)list in progress, by watched namespace, until its InitDone (entries,
     /// not objects: a re-list holds the smaller form next to the cache).
-    listing: Mutex<HashMap<String, Vec<Arc<Entry>>>>,
+    listing: Mutex<HashMap<String, Vec<Arc<CachedChannel>>>>,
     /// The watched namespaces that have listed once; the cache is ready when all have.
     synced: Mutex<HashSet<String>>,
     scopes: usize,
@@ -184,25 +184,26 @@ struct Inner {
     stale_limit: Duration,
 }
 
-/// The channel cache, cheap to clone.
+/// The API's cache of the Channels it serves and their prepared answers, cheap to clone. (The
+/// controller keeps its own store, `controller::index::ChannelStore`.)
 #[derive(Clone)]
-pub struct ChannelCache {
+pub struct AnswerCache {
     inner: Arc<Inner>,
 }
 
-impl Default for ChannelCache {
+impl Default for AnswerCache {
     fn default() -> Self {
         Self::new()
     }
 }
 
-impl ChannelCache {
-    /// An empty cache filled by hand ([`ChannelCache::apply`]), ready after its first `InitDone`.
+impl AnswerCache {
+    /// An empty cache filled by hand ([`AnswerCache::apply`]), ready after its first `InitDone`.
     pub fn new() -> Self {
         Self::named(ChatPluginNaming::default())
     }
 
-    /// [`ChannelCache::new`] answering with chat plugin channels named by `naming`.
+    /// [`AnswerCache::new`] answering with chat plugin channels named by `naming`.
     pub fn named(naming: ChatPluginNaming) -> Self {
         Self::with_scopes(1, naming, Duration::MAX)
     }
@@ -211,7 +212,7 @@ impl ChannelCache {
     /// answering with chat plugin channels named by `naming`, no longer ready once a watch has
     /// been failing for `stale_limit`.
     fn with_scopes(scopes: usize, naming: ChatPluginNaming, stale_limit: Duration) -> Self {
-        ChannelCache {
+        AnswerCache {
             inner: Arc::new(Inner {
                 index: RwLock::new(Index::default()),
                 lists: RwLock::new(HashMap::new()),
@@ -227,7 +228,7 @@ impl ChannelCache {
         }
     }
 
-    /// An empty cache for [`ChannelCache::run`] over these namespaces, answering with chat
+    /// An empty cache for [`AnswerCache::run`] over these namespaces, answering with chat
     /// plugin channels named by `naming`, no longer ready once a watch has been failing for
     /// `stale_limit`.
     pub fn for_namespaces(
@@ -298,7 +299,7 @@ impl ChannelCache {
         // old index can never be stored after the drop.
         match event {
             Event::Apply(ch) => {
-                let entry = Arc::new(Entry::new(ch, self.inner.naming));
+                let entry = Arc::new(CachedChannel::new(ch, self.inner.naming));
                 let mut idx = self.inner.index.write().expect("index lock");
                 let old = idx.remove_key(&entry.key());
                 let id = entry.id.clone();
@@ -311,7 +312,7 @@ impl ChannelCache {
             }
             Event::Delete(ch) => {
                 let mut idx = self.inner.index.write().expect("index lock");
-                if let Some(id) = idx.remove_key(&key_of(&ch)) {
+                if let Some(id) = idx.remove_key(&namespaced_name(&ch)) {
                     idx.refresh_connected(&id);
                 }
                 self.drop_list_bodies();
@@ -322,7 +323,7 @@ impl ChannelCache {
                 return;
             }
             Event::InitApply(ch) => {
-                let entry = Arc::new(Entry::new(ch, self.inner.naming));
+                let entry = Arc::new(CachedChannel::new(ch, self.inner.naming));
                 let mut listing = self.inner.listing.lock().expect("listing lock");
                 listing.entry(namespace.to_owned()).or_default().push(entry);
                 return;
@@ -347,7 +348,7 @@ impl ChannelCache {
     }
 
     /// Replaces every entry of `namespace` ([`ALL`]: every entry) by `listed`.
-    fn replace_scope(&self, namespace: &str, listed: Vec<Arc<Entry>>) {
+    fn replace_scope(&self, namespace: &str, listed: Vec<Arc<CachedChannel>>) {
         let mut idx = self.inner.index.write().expect("index lock");
         let stale: Vec<(String, String)> = idx
             .by_key
@@ -404,7 +405,7 @@ impl ChannelCache {
     }
 
     /// The answering entry for a channel id (connected or not).
-    pub fn get(&self, id: &str) -> Option<Arc<Entry>> {
+    pub fn get(&self, id: &str) -> Option<Arc<CachedChannel>> {
         self.inner
             .index
             .read()
@@ -415,7 +416,7 @@ impl ChannelCache {
     }
 
     /// The entry of one resource by namespace and name.
-    pub fn get_by_key(&self, namespace: &str, name: &str) -> Option<Arc<Entry>> {
+    pub fn get_by_key(&self, namespace: &str, name: &str) -> Option<Arc<CachedChannel>> {
         let idx = self.inner.index.read().expect("index lock");
         idx.by_key
             .get(&(namespace.to_owned(), name.to_owned()))
@@ -465,7 +466,7 @@ impl ChannelCache {
     pub async fn wait_for<T>(
         &self,
         timeout: Duration,
-        mut check: impl FnMut(&ChannelCache) -> Option<T>,
+        mut check: impl FnMut(&AnswerCache) -> Option<T>,
     ) -> Option<T> {
         let mut rx = self.inner.version.subscribe();
         let deadline = tokio::time::Instant::now() + timeout;
@@ -505,7 +506,7 @@ impl ChannelCache {
 /// The health of one namespace's watch, reported to the cache and the API's metrics.
 struct NamespaceWatch {
     namespace: String,
-    cache: ChannelCache,
+    cache: AnswerCache,
     metrics: Metrics,
 }
 
@@ -544,7 +545,7 @@ mod tests {
 
     #[test]
     fn indexes_by_id_and_lists_connected_only() {
-        let cache = ChannelCache::new();
+        let cache = AnswerCache::new();
         assert!(!cache.is_ready());
         cache.apply(&Event::Init);
         cache.apply(&Event::InitApply(channel(
@@ -599,8 +600,7 @@ mod tests {
     #[test]
     fn a_failing_watch_makes_the_cache_stale_then_not_ready_and_recovers() {
         let ns = ["a".to_owned(), "b".to_owned()];
-        let cache =
-            ChannelCache::for_namespaces(&ns, Default::default(), Duration::from_millis(50));
+        let cache = AnswerCache::for_namespaces(&ns, Default::default(), Duration::from_millis(50));
         for n in &ns {
             cache.apply_in(n, Event::Init);
             cache.apply_in(n, Event::InitDone);
@@ -625,7 +625,7 @@ mod tests {
 
     #[tokio::test]
     async fn wait_for_sees_later_changes() {
-        let cache = ChannelCache::new();
+        let cache = AnswerCache::new();
         let c2 = cache.clone();
         let waiter = tokio::spawn(async move {
             c2.wait_for(Duration::from_secs(5), |c| {

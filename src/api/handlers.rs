@@ -493,7 +493,7 @@ pub async fn healthz() -> Response {
     json_bytes(StatusCode::OK, Bytes::from_static(b"{}"))
 }
 
-/// `GET /readyz`: the channel cache has synced and is not stale (see `ChannelCache::is_ready`).
+/// `GET /readyz`: the channel cache has synced and is not stale (see `AnswerCache::is_ready`).
 pub async fn readyz(State(state): State<AppState>) -> Response {
     match state.cache.not_ready_because() {
         None => json_bytes(StatusCode::OK, Bytes::from_static(b"{}")),

@@ -130,7 +130,7 @@ impl Metrics {
         self.inner.watch_healthy.get_or_create(&labels).set(1);
     }
 
-    /// Sets how long the cache has been behind (see `ChannelCache::stale_for`).
+    /// Sets how long the cache has been behind (see `AnswerCache::stale_for`).
     pub fn set_cache_stale(&self, stale: std::time::Duration) {
         self.inner.cache_stale.set(stale.as_secs_f64());
     }

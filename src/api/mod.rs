@@ -41,7 +41,7 @@ use tower_http::cors::{AllowOrigin, CorsLayer};
 
 use crate::runtime::{AbortOnDrop, Shutdown};
 pub use args::Args;
-use cache::ChannelCache;
+use cache::AnswerCache;
 use error::{json_bytes, json_error, method_not_allowed, MAX_BODY_BYTES};
 pub use state::AppState;
 
@@ -70,7 +70,7 @@ fn is_write(path: &str) -> bool {
 /// the controller's verdict: 503 at once rather than 504 after `--sync-timeout-seconds`; reads
 /// are served from the cache until it has been stale for `--cache-stale-seconds`, then 503.
 async fn require_synced_cache(
-    State(cache): State<ChannelCache>,
+    State(cache): State<AnswerCache>,
     req: axum::extract::Request,
     next: axum::middleware::Next,
 ) -> Response {
@@ -177,7 +177,7 @@ pub async fn serve_until(
     if !(args.cache_stale_seconds.is_finite() && args.cache_stale_seconds > 0.0) {
         anyhow::bail!("--cache-stale-seconds must be a positive number");
     }
-    let cache = ChannelCache::for_namespaces(
+    let cache = AnswerCache::for_namespaces(
         &namespaces,
         args.chatplugin_naming,
         Duration::from_secs_f64(args.cache_stale_seconds),

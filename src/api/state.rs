@@ -18,7 +18,7 @@ use serde_json::json;
 
 use super::args::Args;
 use super::auth::Auth;
-use super::cache::{ChannelCache, Entry};
+use super::cache::{AnswerCache, CachedChannel};
 use super::error::ApiError;
 use super::id_locks::IdLocks;
 use super::kube_calls::{kube_error, patch_params, retry, secret_error};
@@ -31,7 +31,7 @@ use crate::secret::SecretString;
 /// Everything a handler needs; cheap to clone.
 #[derive(Clone)]
 pub struct AppState {
-    pub(crate) cache: ChannelCache,
+    pub(crate) cache: AnswerCache,
     pub(crate) client: kube::Client,
     pub(crate) namespace: String,
     pub(crate) connects: IdLocks,
@@ -64,15 +64,15 @@ pub struct Desired {
 
 /// What the controller reported.
 enum Outcome {
-    Ready(Arc<Entry>),
+    Ready(Arc<CachedChannel>),
     /// Not Ready, with the reason and message.
     Failed(Reason, String),
     TimedOut,
 }
 
 impl AppState {
-    /// State over a cache (filled by [`ChannelCache::run`] or by hand in tests).
-    pub fn new(client: kube::Client, cache: ChannelCache, args: &Args) -> anyhow::Result<Self> {
+    /// State over a cache (filled by [`AnswerCache::run`] or by hand in tests).
+    pub fn new(client: kube::Client, cache: AnswerCache, args: &Args) -> anyhow::Result<Self> {
         if !(args.sync_timeout_seconds.is_finite() && args.sync_timeout_seconds > 0.0) {
             anyhow::bail!("--sync-timeout-seconds must be a positive number");
         }
@@ -104,7 +104,7 @@ impl AppState {
     }
 
     /// The cache.
-    pub fn cache(&self) -> &ChannelCache {
+    pub fn cache(&self) -> &AnswerCache {
         &self.cache
     }
 
@@ -152,7 +152,7 @@ impl AppState {
     }
 
     /// Connects: creates the Channel or updates the one with that id, then waits for the verdict.
-    pub async fn connect(&self, d: Desired) -> Result<Arc<Entry>, ApiError> {
+    pub async fn connect(&self, d: Desired) -> Result<Arc<CachedChannel>, ApiError> {
         let id = self.naming.channel_id(d.source, &d.source_channel_id);
         let _turn = self.connects.lock(&id).await;
         if let Some(existing) = self.cache.get(&id) {
@@ -229,7 +229,11 @@ impl AppState {
         }
     }
 
-    async fn connect_existing(&self, ch: Arc<Channel>, d: Desired) -> Result<Arc<Entry>, ApiError> {
+    async fn connect_existing(
+        &self,
+        ch: Arc<Channel>,
+        d: Desired,
+    ) -> Result<Arc<CachedChannel>, ApiError> {
         let ns = ch.namespace().unwrap_or_default();
         let name = ch.name_any();
         if ch.metadata.deletion_timestamp.is_some() {

@@ -1,4 +1,4 @@
-//! What every reconcile shares: clients, providers, the Channel cache, and per-Channel memory
+//! What every reconcile shares: clients, providers, the Channel store, and per-Channel memory
 //! (failures for the backoff, re-check times, the last status this process wrote).
 
 use std::collections::HashMap;
@@ -11,7 +11,7 @@ use kube::{Api, Client, ResourceExt};
 
 use super::error::Error;
 use super::events::EventPublisher;
-use super::index::ChannelCache;
+use super::index::ChannelStore;
 use super::provider_configs::ProviderConfigs;
 use super::secrets::Credentials;
 use super::watch::SecretScope;
@@ -42,7 +42,7 @@ pub struct Context {
     pub(super) providers: Providers,
     pub(super) events: EventPublisher,
     pub(super) metrics: Arc<Metrics>,
-    pub(super) cache: ChannelCache,
+    pub(super) store: ChannelStore,
     pub(super) config: Config,
     pub(super) provider_configs: Arc<ProviderConfigs>,
     failures: Mutex<HashMap<String, u32>>,
@@ -58,14 +58,14 @@ pub struct Context {
 }
 
 impl Context {
-    /// Builds the context. `cache` is the Channel cache (used to find duplicates);
+    /// Builds the context. `store` is the Channel store (used to find duplicates);
     /// `provider_configs` decide with which accounts each Channel's provider is called.
     pub(crate) fn new(
         client: Client,
         providers: Providers,
         events: EventPublisher,
         metrics: Arc<Metrics>,
-        cache: ChannelCache,
+        store: ChannelStore,
         config: Config,
         provider_configs: Arc<ProviderConfigs>,
     ) -> Self {
@@ -74,7 +74,7 @@ impl Context {
             providers,
             events,
             metrics,
-            cache,
+            store,
             config,
             provider_configs,
             failures: Mutex::new(HashMap::new()),

@@ -1,4 +1,4 @@
-//! The Channel cache: the reflector's store and, beside it, the controller's index of every
+//! The controller's Channel store: the reflector's store and, beside it, the index of every
 //! Channel in it, both written in the same step from the Channel watch's events.
 //!
 //! The index keeps per Channel what decides whether a watch event triggers a reconcile (the
@@ -24,7 +24,7 @@ type Key = Arc<ObjectRef<Channel>>;
 /// What the index keeps of one Channel: digests only (a collision costs at most an extra
 /// look at the cache, whose objects decide).
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
-struct Entry {
+struct Digests {
     /// The resourceVersion.
     version: u64,
     /// What a reconcile reacts to ([`trigger_digest`]).
@@ -64,10 +64,10 @@ fn trigger_digest(ch: &Channel) -> u64 {
     h.finish()
 }
 
-impl Entry {
-    fn of(ch: &Channel) -> Entry {
+impl Digests {
+    fn of(ch: &Channel) -> Digests {
         let ns = ch.namespace().unwrap_or_default();
-        Entry {
+        Digests {
             version: digest(&[ch.metadata.resource_version.as_deref().unwrap_or_default()]),
             trigger: trigger_digest(ch),
             id: id_digest(ch.spec.source, &ch.spec.source_channel_id),
@@ -80,18 +80,18 @@ impl Entry {
     }
 }
 
-fn key_of(ch: &Channel) -> ObjectRef<Channel> {
+fn object_ref(ch: &Channel) -> ObjectRef<Channel> {
     ObjectRef::new(&ch.name_any()).within(&ch.namespace().unwrap_or_default())
 }
 
 /// The index of the Channels in the cache.
 #[derive(Default)]
 pub(crate) struct ChannelIndex {
-    entries: HashMap<Key, Entry>,
+    entries: HashMap<Key, Digests>,
     by_id: HashMap<u64, Vec<Key>>,
     by_secret: HashMap<u64, Vec<Key>>,
     /// A list in progress: its entries, and the Channels it triggers once complete.
-    listing: Option<(HashMap<Key, Entry>, Vec<Key>)>,
+    listing: Option<(HashMap<Key, Digests>, Vec<Key>)>,
 }
 
 fn add(map: &mut HashMap<u64, Vec<Key>>, digest: u64, key: &Key) {
@@ -124,7 +124,7 @@ impl ChannelIndex {
                 Vec::new()
             }
             Event::InitApply(ch) => {
-                let (key, entry) = (Arc::new(key_of(ch)), Entry::of(ch));
+                let (key, entry) = (Arc::new(object_ref(ch)), Digests::of(ch));
                 let changed = self
                     .entries
                     .get(key.as_ref())
@@ -147,10 +147,10 @@ impl ChannelIndex {
                 due.iter().map(|k| k.as_ref().clone()).collect()
             }
             Event::Apply(ch) => {
-                let entry = Entry::of(ch);
-                let (key, old) = match self.entries.get_key_value(&key_of(ch)) {
+                let entry = Digests::of(ch);
+                let (key, old) = match self.entries.get_key_value(&object_ref(ch)) {
                     Some((k, old)) => (k.clone(), Some(*old)),
-                    None => (Arc::new(key_of(ch)), None),
+                    None => (Arc::new(object_ref(ch)), None),
                 };
                 // Relinked only when the id or the Secret changed: a list may be long.
                 if old.map(|o| (o.id, o.secret)) != Some((entry.id, entry.secret)) {
@@ -167,17 +167,17 @@ impl ChannelIndex {
                 out
             }
             Event::Delete(ch) => {
-                let key = key_of(ch);
+                let key = object_ref(ch);
                 if let Some(old) = self.entries.remove(&key) {
                     self.unlink(&key, &old);
                 }
-                self.others_of_released(ch, Entry::of(ch).id, &key)
+                self.others_of_released(ch, Digests::of(ch).id, &key)
             }
         }
     }
 
     /// Adds `key` to the lookups of its entry.
-    fn link(&mut self, key: &Key, entry: &Entry) {
+    fn link(&mut self, key: &Key, entry: &Digests) {
         add(&mut self.by_id, entry.id, key);
         if let Some(s) = entry.secret {
             add(&mut self.by_secret, s, key);
@@ -185,7 +185,7 @@ impl ChannelIndex {
     }
 
     /// Removes `key` from the lookups of its entry.
-    fn unlink(&mut self, key: &ObjectRef<Channel>, entry: &Entry) {
+    fn unlink(&mut self, key: &ObjectRef<Channel>, entry: &Digests) {
         remove(&mut self.by_id, entry.id, key);
         if let Some(s) = entry.secret {
             remove(&mut self.by_secret, s, key);
@@ -220,33 +220,34 @@ impl ChannelIndex {
     }
 }
 
-/// The Channel cache: the store and the index, shared by the watch, the reconciles and the
-/// Secret watch's mapper.
+/// The controller's Channel store: the reflector's store and the index, shared by the watch, the
+/// reconciles and the Secret watch's mapper. (The HTTP API keeps its own cache of prepared
+/// answers, `crate::api::cache::AnswerCache`.)
 #[derive(Clone)]
-pub(crate) struct ChannelCache {
+pub(crate) struct ChannelStore {
     store: Store<Channel>,
     index: Arc<RwLock<ChannelIndex>>,
 }
 
-/// Writes the cache from the Channel watch's events.
-pub(crate) struct CacheWriter {
+/// Writes the store and the index from the Channel watch's events.
+pub(crate) struct StoreWriter {
     writer: Writer<Channel>,
     index: Arc<RwLock<ChannelIndex>>,
 }
 
-/// An empty cache and its writer.
-pub(crate) fn cache() -> (ChannelCache, CacheWriter) {
+/// An empty store and its writer.
+pub(crate) fn channel_store() -> (ChannelStore, StoreWriter) {
     let (store, writer) = reflector::store::<Channel>();
     let index = Arc::new(RwLock::new(ChannelIndex::default()));
-    let cache = ChannelCache {
+    let channels = ChannelStore {
         store,
         index: index.clone(),
     };
-    (cache, CacheWriter { writer, index })
+    (channels, StoreWriter { writer, index })
 }
 
-impl CacheWriter {
-    /// Applies a watch event to the store, then to the index; returns the Channels to reconcile
+impl StoreWriter {
+    /// Applies a watch event to the reflector's store, then to the index; returns the Channels to reconcile
     /// (see [`ChannelIndex::apply`]).
     pub(crate) fn apply(&mut self, event: &Event<Channel>) -> Vec<ObjectRef<Channel>> {
         self.writer.apply_watcher_event(event);
@@ -257,9 +258,9 @@ impl CacheWriter {
     }
 }
 
-impl ChannelCache {
-    /// The store (the Controller's reader).
-    pub(crate) fn store(&self) -> &Store<Channel> {
+impl ChannelStore {
+    /// The reflector's store (the Controller's reader).
+    pub(crate) fn reader(&self) -> &Store<Channel> {
         &self.store
     }
 
@@ -399,7 +400,7 @@ mod tests {
 
     #[test]
     fn the_cache_finds_channels_by_id_and_by_credentials_secret() {
-        let (cache, mut writer) = cache();
+        let (channels, mut writer) = channel_store();
         let mut a = with_id("a", "x", "page");
         a.spec.credentials_secret_ref = Some(SecretKeyRef {
             name: "tok".into(),
@@ -409,18 +410,18 @@ mod tests {
         for c in [a.clone(), b, with_id("c", "x", "else")] {
             writer.apply(&Event::Apply(c));
         }
-        let mut same: Vec<String> = cache.same_id(&a).iter().map(|c| c.name_any()).collect();
+        let mut same: Vec<String> = channels.same_id(&a).iter().map(|c| c.name_any()).collect();
         same.sort();
         assert_eq!(same, ["a", "b"]);
-        assert_eq!(names(&cache.naming_secret("x", "tok")), ["a"]);
+        assert_eq!(names(&channels.naming_secret("x", "tok")), ["a"]);
         assert!(
-            cache.naming_secret("y", "tok").is_empty(),
+            channels.naming_secret("y", "tok").is_empty(),
             "another namespace"
         );
         // The reference removed: the Secret no longer concerns a.
         a.spec.credentials_secret_ref = None;
         a.metadata.generation = Some(2);
         writer.apply(&Event::Apply(a));
-        assert!(cache.naming_secret("x", "tok").is_empty());
+        assert!(channels.naming_secret("x", "tok").is_empty());
     }
 }

@@ -249,8 +249,8 @@ pub async fn run_controller(
     };
     // Our own reflector so the cache can drop what it never reads (`Channel::strip_for_cache`), and
     // only changes the reconcile acts on trigger it: not our own status writes.
-    let (cache, writer) = index::cache();
-    let store = cache.store().clone();
+    let (channels_store, writer) = index::channel_store();
+    let store = channels_store.reader().clone();
     let (missing_tx, missing_rx) = futures::channel::mpsc::unbounded();
     let (slots, turns) = slots::SourceSlots::new(args.provider_concurrency);
     let (provider_configs, config_writers) =
@@ -274,13 +274,13 @@ pub async fn run_controller(
         slots.turns(turns, store.clone()).boxed(),
         config_triggers.boxed(),
     ]);
-    let secret_cache = cache.clone();
+    let secret_mapper_store = channels_store.clone();
     let scope = args.secret_scope();
     let shutdown_requested = shutdown.clone();
     let controller = Controller::for_stream(triggers.map(Ok), store.clone())
         .watches_stream(
             watch::secret_changes(client.clone(), &scope, metrics.clone()),
-            move |s| watch::channels_of_secret(&secret_cache, &s),
+            move |s| watch::channels_of_secret(&secret_mapper_store, &s),
         )
         .with_config(ControllerConfig::default().concurrency(args.concurrency))
         .graceful_shutdown_on(async move { shutdown_requested.requested().await });
@@ -299,7 +299,7 @@ pub async fn run_controller(
         providers,
         reconcile::EventPublisher::new(client.clone(), args.identity()),
         metrics.clone(),
-        cache,
+        channels_store,
         config,
         provider_configs.clone(),
     ));

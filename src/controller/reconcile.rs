@@ -157,7 +157,7 @@ async fn observe(ch: &Channel, ctx: &Context) -> Result<(Observed, Providers), E
         return Ok((observed, providers));
     }
     if matches!(observed.claim, Claim::Free | Claim::Orphaned(_)) {
-        let same_id = ctx.cache.same_id(ch);
+        let same_id = ctx.store.same_id(ch);
         observed.rival = logic::connected_rival(ch, same_id.iter().map(|c| c.as_ref()));
     }
     let provider = providers.for_source(ch.spec.source);
@@ -518,8 +518,8 @@ async fn disconnect(
 /// WhatsApp business account) and stays connected, if any.
 fn still_shared(ch: &Channel, ctx: &Context, provider: &dyn Provider) -> Option<String> {
     let shared = provider.shared_resource(ch)?;
-    ctx.cache
-        .store()
+    ctx.store
+        .reader()
         .state()
         .iter()
         .find(|other| {

@@ -231,7 +231,7 @@ struct Scenario {
     graph: MockServer,
     graph_seen: Mutex<usize>,
     ctx: Arc<Context>,
-    writer: crate::controller::index::CacheWriter,
+    writer: crate::controller::index::StoreWriter,
 }
 
 impl Scenario {
@@ -278,7 +278,7 @@ impl Scenario {
         let args =
             <P as clap::Parser>::parse_from(std::iter::once("p").chain(flags.iter().copied()));
         let client = client(fake.clone());
-        let (cache, writer) = crate::controller::index::cache();
+        let (store, writer) = crate::controller::index::channel_store();
         let providers = Providers::new(&args.p).unwrap();
         // The flags' accounts admit the Channel's namespace (the operator's): no configuration
         // objects, so no calls besides the ones pinned here.
@@ -294,7 +294,7 @@ impl Scenario {
             providers,
             EventPublisher::new(client, "test".into()),
             Arc::new(Metrics::new()),
-            cache,
+            store,
             Config {
                 min_backoff: Duration::from_millis(10),
                 max_backoff: Duration::from_secs(1),

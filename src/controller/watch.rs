@@ -28,17 +28,17 @@ use kube::runtime::{predicates, PredicateConfig, WatchStreamExt};
 use kube::{Api, ResourceExt};
 use tracing::{debug, warn};
 
-use super::index::{CacheWriter, ChannelCache};
+use super::index::{ChannelStore, StoreWriter};
 use crate::channel_state::{points_at_channel, unreconciled};
 use crate::crd::Channel;
 use crate::metrics::{Metrics, CHANNELS};
 use crate::runtime::tracked_watch::{tracked, tracked_watch, WatchBackoff};
 
-/// The Channel watch, written into the cache (`writer`), as the Channels to reconcile (see
+/// The Channel watch, written into the store (`writer`), as the Channels to reconcile (see
 /// [`super::index::ChannelIndex::apply`]).
 pub(crate) fn channel_triggers(
     api: Api<Channel>,
-    mut writer: CacheWriter,
+    mut writer: StoreWriter,
     store: Store<Channel>,
     metrics: Arc<Metrics>,
 ) -> impl Stream<Item = Channel> + Send + 'static {
@@ -153,7 +153,7 @@ pub(crate) fn secret_changes(
 /// The Channels a Secret change concerns: its owner (the token Secret) and the Channels naming it
 /// in `credentialsSecretRef`.
 pub(crate) fn channels_of_secret(
-    cache: &ChannelCache,
+    store: &ChannelStore,
     secret: &PartialObjectMeta<Secret>,
 ) -> Vec<ObjectRef<Channel>> {
     let ns = secret.namespace().unwrap_or_default();
@@ -163,7 +163,7 @@ pub(crate) fn channels_of_secret(
         .filter(|o| points_at_channel(o))
         .map(|o| ObjectRef::new(&o.name).within(&ns))
         .collect();
-    refs.extend(cache.naming_secret(&ns, &secret.name_any()));
+    refs.extend(store.naming_secret(&ns, &secret.name_any()));
     refs
 }
 

@@ -4,7 +4,7 @@
 pub use axum::body::Body;
 pub use axum::http::{header, Method, Request, StatusCode};
 pub use axum::Router;
-pub use channel_operator::api::{self, cache::ChannelCache, AppState, Args};
+pub use channel_operator::api::{self, cache::AnswerCache, AppState, Args};
 pub use channel_operator::crd::{Channel, ChannelSpec, ChannelStatus, Source};
 pub use clap::Parser;
 pub use http_body_util::BodyExt;
@@ -65,7 +65,7 @@ pub fn app_with(args: &[&str], channels: Vec<Channel>) -> Router {
     let mut argv = vec!["api"];
     argv.extend_from_slice(args);
     let args = Args::parse_from(argv);
-    let cache = ChannelCache::named(args.chatplugin_naming);
+    let cache = AnswerCache::named(args.chatplugin_naming);
     cache.apply(&Event::Init);
     for ch in channels {
         cache.apply(&Event::InitApply(ch));
