@@ -7,8 +7,8 @@
 use sha1::{Digest, Sha1};
 use uuid::Uuid;
 
-/// The channel id for a source and its source channel id, as lower-case 8-4-4-4-12 hex.
-pub fn channel_id(source: &str, source_channel_id: &str) -> Uuid {
+/// The UUID of a source and its source channel id.
+fn uuid(source: &str, source_channel_id: &str) -> Uuid {
     let mut hasher = Sha1::new();
     hasher.update(source.as_bytes());
     hasher.update(source_channel_id.as_bytes());
@@ -18,14 +18,13 @@ pub fn channel_id(source: &str, source_channel_id: &str) -> Uuid {
     uuid::Builder::from_sha1_bytes(bytes).into_uuid()
 }
 
-/// `channel_id` formatted the way the API and the status report it.
+/// The channel id of a source and its source channel id, as lower-case 8-4-4-4-12 hex: the way
+/// the API and the status report it. (A Channel's own: [`crate::crd::Channel::channel_id`].)
 pub fn channel_id_string(source: &str, source_channel_id: &str) -> String {
-    channel_id(source, source_channel_id)
-        .hyphenated()
-        .to_string()
+    uuid(source, source_channel_id).hyphenated().to_string()
 }
 
-/// Parses a `channel_id` as clients send it: any UUID, upper case accepted, compared lower-cased.
+/// Parses a channel id as clients send it: any UUID, upper case accepted, compared lower-cased.
 pub fn parse_channel_id(raw: &str) -> Option<String> {
     // Only the hyphenated 36-character form is a channel id in this API.
     if raw.len() != 36 {

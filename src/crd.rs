@@ -361,7 +361,7 @@ impl Channel {
     /// The deterministic channel id of this Channel's source and source channel id, under the
     /// installation's chat plugin naming.
     pub fn channel_id(&self, naming: crate::naming::ChatPluginNaming) -> String {
-        naming.id_of(self)
+        naming.id_of(self.spec.source, &self.spec.source_channel_id)
     }
 
     /// The Ready condition, if reported.

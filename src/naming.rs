@@ -7,7 +7,7 @@
 //! `"source": "chatplugin"`; the Channel resource keeps `source: chat_plugin` either way, and the
 //! API's list filter and disconnect paths accept both names. Every other source is unaffected.
 
-use crate::crd::{Channel, Source};
+use crate::crd::Source;
 
 /// The later name of the chat plugin source.
 pub const CHATPLUGIN: &str = "chatplugin";
@@ -33,14 +33,10 @@ impl ChatPluginNaming {
         }
     }
 
-    /// The channel id of `source` and `source_channel_id` under this naming.
-    pub fn channel_id(self, source: Source, source_channel_id: &str) -> String {
+    /// The channel id of `source` and `source_channel_id` under this naming (a Channel's:
+    /// [`crate::crd::Channel::channel_id`]).
+    pub fn id_of(self, source: Source, source_channel_id: &str) -> String {
         crate::channel_id::channel_id_string(self.source_str(source), source_channel_id)
-    }
-
-    /// The channel id of a Channel under this naming.
-    pub fn id_of(self, channel: &Channel) -> String {
-        self.channel_id(channel.spec.source, &channel.spec.source_channel_id)
     }
 }
 
@@ -67,11 +63,11 @@ mod tests {
         }
         // Computed independently (SHA-1 of the concatenation in Python).
         assert_eq!(
-            later.channel_id(Source::ChatPlugin, "website-identifier-42"),
+            later.id_of(Source::ChatPlugin, "website-identifier-42"),
             "88b93949-a32f-502c-b56a-67c877c01ba5"
         );
         assert_eq!(
-            ChatPluginNaming::ChatPlugin.channel_id(Source::ChatPlugin, "website-identifier-42"),
+            ChatPluginNaming::ChatPlugin.id_of(Source::ChatPlugin, "website-identifier-42"),
             "625c0084-1043-5727-bfd9-40366ef08a64"
         );
         assert_eq!(parse_source("chatplugin"), Some(Source::ChatPlugin));

@@ -65,7 +65,7 @@ pub async fn info(
     State(state): State<AppState>,
     JsonBody(req): JsonBody<ChannelIdRequest>,
 ) -> ApiResult {
-    let id = validate::channel_id(&req.channel_id)?;
+    let id = validate::uuid(&req.channel_id)?;
     match state.cache.get(&id).filter(|e| e.connected) {
         Some(e) => Ok(json_bytes(StatusCode::OK, e.json.clone())),
         None => Err(ApiError::not_found(format!("channel {id} not found"))),
@@ -85,7 +85,7 @@ pub async fn update(
     State(state): State<AppState>,
     JsonBody(req): JsonBody<UpdateRequest>,
 ) -> ApiResult {
-    let id = validate::channel_id(&req.channel_id)?;
+    let id = validate::uuid(&req.channel_id)?;
     let name = validate::optional_text("name", req.name.as_deref())?;
     // Given empty: the image is removed.
     let image_url = req
@@ -370,7 +370,7 @@ pub async fn viber_connect(
 }
 
 async fn disconnect(state: &AppState, source: Source, req: ChannelIdRequest) -> ApiResult {
-    let id = validate::channel_id(&req.channel_id)?;
+    let id = validate::uuid(&req.channel_id)?;
     Ok(if state.disconnect(source, &id).await? {
         empty(StatusCode::OK)
     } else {
@@ -479,7 +479,7 @@ pub async fn facebook_explore(
         .map(|page| ExplorePage {
             connected: state
                 .cache
-                .is_connected(&state.naming.channel_id(Source::Facebook, &page.page_id)),
+                .is_connected(&state.naming.id_of(Source::Facebook, &page.page_id)),
             page_id: page.page_id,
             name: page.name,
             image_url: page.image_url,

@@ -33,7 +33,7 @@ impl Modify for BearerAuth {
 /// What a request string field must look like.
 #[derive(Clone, Copy)]
 enum Rule {
-    /// A hyphenated UUID (`validate::channel_id`).
+    /// A hyphenated UUID (`validate::uuid`).
     Uuid,
     /// A name or id: not blank, no control characters (`validate::required_text`).
     Text,

@@ -153,7 +153,7 @@ impl AppState {
 
     /// Connects: creates the Channel or updates the one with that id, then waits for the verdict.
     pub async fn connect(&self, d: Desired) -> Result<Arc<CachedChannel>, ApiError> {
-        let id = self.naming.channel_id(d.source, &d.source_channel_id);
+        let id = self.naming.id_of(d.source, &d.source_channel_id);
         let _turn = self.connects.lock(&id).await;
         if let Some(existing) = self.cache.get(&id) {
             return self.connect_existing(Arc::new(existing.channel()), d).await;

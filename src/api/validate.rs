@@ -21,8 +21,8 @@ pub const TOKEN_PATTERN: &str = r"^[^\s\x00-\x1f\x7f-\x9f]+$";
 /// Longest access token, in characters.
 pub const MAX_TOKEN_LEN: usize = 4096;
 
-/// A `channel_id`: a hyphenated UUID, returned lower-cased.
-pub fn channel_id(raw: &str) -> Result<String, ApiError> {
+/// A `channel_id` field: a hyphenated UUID, returned lower-cased.
+pub fn uuid(raw: &str) -> Result<String, ApiError> {
     crate::channel_id::parse_channel_id(raw.trim()).ok_or_else(|| {
         ApiError::bad_request(
             "channel_id must be a UUID, e.g. 625c0084-1043-5727-bfd9-40366ef08a64",
@@ -136,10 +136,10 @@ mod tests {
     #[test]
     fn channel_ids() {
         assert_eq!(
-            channel_id("625C0084-1043-5727-BFD9-40366EF08A64").unwrap(),
+            uuid("625C0084-1043-5727-BFD9-40366EF08A64").unwrap(),
             "625c0084-1043-5727-bfd9-40366ef08a64"
         );
-        let e = channel_id("nope").unwrap_err();
+        let e = uuid("nope").unwrap_err();
         assert_eq!(e.status, 400);
         assert!(e.message.contains("channel_id"));
     }
