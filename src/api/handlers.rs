@@ -126,7 +126,7 @@ pub async fn chatplugin_connect(
             source_channel_id: name.clone(),
             name: Some(name),
             image_url,
-            page_token: None,
+            channel_token: None,
             instagram: None,
         },
     )
@@ -159,7 +159,7 @@ pub async fn facebook_connect(
             source_channel_id: page_id,
             name,
             image_url,
-            page_token: Some(SecretString::new(token)),
+            channel_token: Some(SecretString::new(token)),
             instagram: None,
         },
     )
@@ -191,7 +191,7 @@ pub async fn google_connect(
             source_channel_id: gbm_id,
             name: Some(name),
             image_url,
-            page_token: None,
+            channel_token: None,
             instagram: None,
         },
     )
@@ -213,7 +213,7 @@ async fn twilio_connect(state: &AppState, source: Source, req: TwilioConnectRequ
             source_channel_id,
             name: Some(name),
             image_url,
-            page_token: None,
+            channel_token: None,
             instagram: None,
         },
     )
@@ -283,7 +283,7 @@ pub async fn instagram_connect(
             source_channel_id: account_id,
             name,
             image_url,
-            page_token: Some(SecretString::new(token)),
+            channel_token: Some(SecretString::new(token)),
             instagram: Some(crate::crd::InstagramSpec { page_id }),
         },
     )
@@ -320,7 +320,7 @@ pub async fn whatsapp_connect(
             source_channel_id: number,
             name: Some(name),
             image_url,
-            page_token: Some(SecretString::new(token)),
+            channel_token: Some(SecretString::new(token)),
             instagram: None,
         },
     )
@@ -362,7 +362,7 @@ pub async fn viber_connect(
             source_channel_id: id,
             name,
             image_url,
-            page_token: Some(token),
+            channel_token: Some(token),
             instagram: None,
         },
     )

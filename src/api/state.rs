@@ -57,7 +57,7 @@ pub struct Desired {
     pub image_url: Option<String>,
     /// The token the API keeps in the Channel's credentials Secret, when the source has one: the
     /// page token (facebook, instagram), the user token (whatsapp) or the bot's auth token (viber).
-    pub page_token: Option<crate::secret::SecretString>,
+    pub channel_token: Option<SecretString>,
     /// Instagram's linked page, when the source is instagram.
     pub instagram: Option<crate::crd::InstagramSpec>,
 }
@@ -160,7 +160,7 @@ impl AppState {
         }
         let ns = self.namespace.clone();
         let api = self.channels(&ns);
-        let credentials_secret_ref = d.page_token.as_ref().map(|t| SecretKeyRef {
+        let credentials_secret_ref = d.channel_token.as_ref().map(|t| SecretKeyRef {
             name: credentials_secret_name(&id, t.expose()),
             key: PAGE_TOKEN_KEY.to_owned(),
         });
@@ -184,8 +184,8 @@ impl AppState {
         // The page-token Secret comes first, so the controller never sees the Channel without
         // its credentials; it is adopted by the Channel once that has a uid.
         let secret_name = credentials_secret_ref.as_ref().map(|r| r.name.clone());
-        if let (Some(name), Some(token)) = (&secret_name, &d.page_token) {
-            self.create_page_token_secret(&ns, None, name, token)
+        if let (Some(name), Some(token)) = (&secret_name, &d.channel_token) {
+            self.create_credentials_secret(&ns, None, name, token)
                 .await?;
         }
         let pp = PostParams::default();
@@ -243,7 +243,7 @@ impl AppState {
             ));
         }
         let old_ref = ch.spec.credentials_secret_ref.clone();
-        let new_ref = d.page_token.as_ref().map(|t| SecretKeyRef {
+        let new_ref = d.channel_token.as_ref().map(|t| SecretKeyRef {
             name: credentials_secret_name(&name, t.expose()),
             key: PAGE_TOKEN_KEY.to_owned(),
         });
@@ -273,7 +273,7 @@ impl AppState {
             spec.insert("instagram".into(), json!({"pageId": i.page_id}));
         }
         let ref_changes = new_ref.is_some() && new_ref != old_ref;
-        if let (Some(r), Some(token), false) = (&new_ref, &d.page_token, ref_changes) {
+        if let (Some(r), Some(token), false) = (&new_ref, &d.channel_token, ref_changes) {
             // The same token: the Secret the spec names should be there (the controller keeps it
             // at disconnect); one deleted meanwhile is written again, so the connect can work.
             let api = self.secrets(&ns);
@@ -282,7 +282,7 @@ impl AppState {
                 .map_err(secret_error)?
                 .is_none()
             {
-                self.create_page_token_secret(&ns, Some(&ch), &r.name, token)
+                self.create_credentials_secret(&ns, Some(&ch), &r.name, token)
                     .await?;
             }
         }
@@ -302,8 +302,8 @@ impl AppState {
             }
             generation
         } else {
-            if let (Some(r), Some(token), true) = (&new_ref, &d.page_token, ref_changes) {
-                self.create_page_token_secret(&ns, Some(&ch), &r.name, token)
+            if let (Some(r), Some(token), true) = (&new_ref, &d.channel_token, ref_changes) {
+                self.create_credentials_secret(&ns, Some(&ch), &r.name, token)
                     .await?;
             }
             let patched = match self.patch_settled(&ns, &name, json!(spec)).await {
@@ -333,7 +333,9 @@ impl AppState {
         }
     }
 
-    async fn create_page_token_secret(
+    /// Creates the credentials Secret `name` holding the channel's token (under the key
+    /// `page_token` whatever the source), owned by `owner` when it exists already.
+    async fn create_credentials_secret(
         &self,
         ns: &str,
         owner: Option<&Channel>,
