@@ -67,9 +67,15 @@ pub struct Args {
     #[arg(long, env = "LEASE_NAME", default_value = "channel-operator")]
     pub lease_name: String,
     /// The operator's namespace: where the leader-election Lease and the claims of channel ids
-    /// (one Lease per channel id) are.
-    #[arg(long, env = "POD_NAMESPACE", default_value = "default")]
-    pub lease_namespace: String,
+    /// (one Lease per channel id) are, and whose Channels may use the flags' provider accounts.
+    /// `--lease-namespace` is an alias.
+    #[arg(
+        long,
+        alias = "lease-namespace",
+        env = "POD_NAMESPACE",
+        default_value = "default"
+    )]
+    pub operator_namespace: String,
     /// Identity of this replica in the Lease (default: the hostname).
     #[arg(long, env = "POD_NAME")]
     pub identity: Option<String>,
@@ -145,7 +151,7 @@ impl Args {
     /// Whom the provider accounts of the flags admit: the operator's namespace and the listed ones.
     pub fn flags_default(&self) -> crate::provider_config::FlagsDefault {
         crate::provider_config::FlagsDefault {
-            operator_namespace: self.lease_namespace.clone(),
+            operator_namespace: self.operator_namespace.clone(),
             namespaces: self
                 .default_provider_namespaces
                 .iter()
@@ -205,7 +211,7 @@ pub async fn run_until(
     let providers = Providers::new(&args.providers)?;
     let result = if args.leader_election {
         let candidacy = leader::Candidacy {
-            namespace: args.lease_namespace.clone(),
+            namespace: args.operator_namespace.clone(),
             name: args.lease_name.clone(),
             identity: args.identity(),
             timing: args.lease_timing()?,
@@ -292,7 +298,7 @@ pub async fn run_controller(
         resync: Duration::from_secs(args.resync_seconds.max(1)),
         secret_scope: scope.clone(),
         naming: args.chatplugin_naming,
-        claim_namespace: args.lease_namespace.clone(),
+        claim_namespace: args.operator_namespace.clone(),
     };
     let ctx = Arc::new(reconcile::Context::new(
         client.clone(),
@@ -401,4 +407,17 @@ fn backoff_bounds(args: &Args) -> (Duration, Duration) {
     let max = Duration::from_secs(args.max_backoff_seconds.max(1));
     let min = Duration::from_millis(args.min_backoff_millis.max(1)).min(max);
     (min, max)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::Parser;
+
+    #[test]
+    fn the_operator_namespace_is_also_taken_as_the_lease_namespace() {
+        let parse = |argv: &[&str]| Args::try_parse_from(argv).unwrap().operator_namespace;
+        assert_eq!(parse(&["controller", "--operator-namespace", "ops"]), "ops");
+        assert_eq!(parse(&["controller", "--lease-namespace", "ops"]), "ops");
+    }
 }
