@@ -1,6 +1,6 @@
 //! Connects and disconnects of one channel in this process, one after another: a lock per
 //! channel id ([`IdLocks`]). Across API replicas the Channel itself serializes them (see
-//! `AppState::patch_settled`).
+//! `AppState::patch_after_verdict`).
 
 use std::collections::HashMap;
 use std::sync::Arc;

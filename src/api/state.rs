@@ -2,7 +2,7 @@
 //! connect, disconnect and update go through the Kubernetes API, and connect and disconnect then
 //! wait (bounded) on the cache for the controller's verdict in the status. Connects of one channel
 //! run one after another: in one process through [`IdLocks`], across API replicas through the
-//! Channel itself ([`AppState::patch_settled`]).
+//! Channel itself ([`AppState::patch_after_verdict`]).
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -306,7 +306,7 @@ impl AppState {
                 self.create_credentials_secret(&ns, Some(&ch), &r.name, token)
                     .await?;
             }
-            let patched = match self.patch_settled(&ns, &name, json!(spec)).await {
+            let patched = match self.patch_after_verdict(&ns, &name, json!(spec)).await {
                 Ok(p) => p,
                 Err(e) => {
                     // The Channel never pointed at the new Secret: it has no use.
@@ -557,7 +557,7 @@ impl AppState {
     /// read (its resourceVersion). Connects of one channel through several API replicas are
     /// serialized this way, as [`IdLocks`] serializes them in one: a connect whose Channel is
     /// still being connected by another request answers 409 and changes nothing.
-    pub(super) async fn patch_settled(
+    async fn patch_after_verdict(
         &self,
         ns: &str,
         name: &str,
@@ -567,7 +567,7 @@ impl AppState {
         let pparams = patch_params();
         for _ in 0..3 {
             let current = retry(false, || api.get(name)).await.map_err(kube_error)?;
-            if current.metadata.deletion_timestamp.is_some() || !settled(&current) {
+            if current.metadata.deletion_timestamp.is_some() || !has_verdict(&current) {
                 return Err(in_progress());
             }
             let patch = Patch::Merge(json!({
@@ -613,7 +613,7 @@ fn held_elsewhere() -> ApiError {
 
 /// Whether the controller has given its verdict on the Channel's current generation (Ready or
 /// not, but no longer `Progressing`): no connect is waiting on it.
-fn settled(ch: &Channel) -> bool {
+fn has_verdict(ch: &Channel) -> bool {
     ch.verdict_at(ch.metadata.generation.unwrap_or(0))
         .is_some_and(|c| c.reason.as_str() != Reason::Progressing)
 }

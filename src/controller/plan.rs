@@ -79,9 +79,9 @@ pub enum Step {
     Reclaim(Holder),
     /// Disconnect at the provider, delete the derived token Secret, report `Disconnected`.
     Disconnect,
-    /// Nothing to undo at the provider: delete the derived token Secret unless already settled, report
-    /// `Disconnected`.
-    Settle {
+    /// Nothing to undo at the provider: delete the derived token Secret unless `Disconnected`
+    /// was already reported for this generation, report `Disconnected`.
+    ReportDisconnected {
         /// Whether to look for a derived token Secret to delete.
         cleanup: bool,
     },
@@ -135,10 +135,10 @@ pub fn plan(ch: &Channel, observed: &Observed) -> Step {
         if may_be_connected(&status) {
             return Step::Disconnect;
         }
-        let settled = ch
+        let reported = ch
             .verdict_at(ch.metadata.generation.unwrap_or(0))
             .is_some_and(|c| c.status == "True" && c.reason == Reason::Disconnected);
-        return Step::Settle { cleanup: !settled };
+        return Step::ReportDisconnected { cleanup: !reported };
     }
     let version = match &observed.credentials {
         Err(message) => return stall(Reason::CredentialsMissing, message.clone()),
@@ -328,10 +328,13 @@ mod tests {
                 ..
             }
         ));
-        // Nothing to undo: settles without a configuration.
+        // Nothing to undo: reports Disconnected without a configuration.
         let mut ch = facebook();
         ch.spec.connected = false;
-        assert_eq!(plan(&ch, &none()), Step::Settle { cleanup: true });
+        assert_eq!(
+            plan(&ch, &none()),
+            Step::ReportDisconnected { cleanup: true }
+        );
         // No claim is taken for a Channel that may not call its provider.
         let mut o = none();
         o.claim = Claim::Free;
@@ -364,7 +367,10 @@ mod tests {
     fn disconnecting_calls_the_provider_when_a_connect_may_have_happened() {
         let mut ch = facebook();
         ch.spec.connected = false;
-        assert_eq!(plan(&ch, &observed()), Step::Settle { cleanup: true });
+        assert_eq!(
+            plan(&ch, &observed()),
+            Step::ReportDisconnected { cleanup: true }
+        );
         ch.status = Some(ChannelStatus {
             connect_attempted: Some(FP.into()),
             ..Default::default()
@@ -373,7 +379,7 @@ mod tests {
         let mut ch = connected(ch, FP);
         ch.spec.connected = false;
         assert_eq!(plan(&ch, &observed()), Step::Disconnect);
-        // Settled: reported Disconnected for this generation.
+        // Disconnected already reported for this generation.
         let mut ch = facebook();
         ch.spec.connected = false;
         ch.status = Some(ChannelStatus {
@@ -387,7 +393,10 @@ mod tests {
             ),
             ..Default::default()
         });
-        assert_eq!(plan(&ch, &observed()), Step::Settle { cleanup: false });
+        assert_eq!(
+            plan(&ch, &observed()),
+            Step::ReportDisconnected { cleanup: false }
+        );
     }
 
     #[test]
@@ -442,6 +451,6 @@ mod tests {
         let mut off = facebook();
         off.spec.connected = false;
         o.rival = None;
-        assert_eq!(plan(&off, &o), Step::Settle { cleanup: true });
+        assert_eq!(plan(&off, &o), Step::ReportDisconnected { cleanup: true });
     }
 }

@@ -281,9 +281,11 @@ async fn execute(
             {
                 return Ok(failed);
             }
-            settle(ch, ctx, &mut reporter, true).await
+            report_disconnected(ch, ctx, &mut reporter, true).await
         }
-        Step::Settle { cleanup } => settle(ch, ctx, &mut reporter, cleanup).await,
+        Step::ReportDisconnected { cleanup } => {
+            report_disconnected(ch, ctx, &mut reporter, cleanup).await
+        }
         Step::Claim | Step::Reclaim(_) => unreachable!("claims are taken before execute"),
         Step::Release {
             disconnect: call,
@@ -552,7 +554,7 @@ async fn delete_owned_in_scope(
 }
 
 /// Deletes the derived token Secret (when `cleanup`) and reports `Disconnected`.
-async fn settle(
+async fn report_disconnected(
     ch: &Channel,
     ctx: &Context,
     reporter: &mut Reporter<'_>,

@@ -105,7 +105,7 @@ async fn life(s: &mut Scenario, connect: &[&str], recheck: &[&str], undo: &[&str
     s.reconcile().await.unwrap();
     s.api(&DISCONNECT_API);
     s.provider(undo).await;
-    // Settled: nothing more at the provider.
+    // At rest: nothing more at the provider.
     s.reconcile().await.unwrap();
     s.provider(&[]).await;
     s.fake.take();
@@ -331,7 +331,7 @@ async fn a_connect_without_a_provider_call_writes_the_status_once_and_no_event()
         );
         assert!(calls[2].body["status"].get("connectAttempted").is_none());
         s.provider(&[]).await;
-        // Connected and settled: the next reconcile writes nothing.
+        // Connected and at rest: the next reconcile writes nothing.
         s.reconcile().await.unwrap();
         s.api(&[CLAIM_GET]);
     }
