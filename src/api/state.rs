@@ -34,7 +34,7 @@ pub struct AppState {
     pub(crate) cache: AnswerCache,
     pub(crate) client: kube::Client,
     pub(crate) namespace: String,
-    pub(crate) connects: IdLocks,
+    pub(crate) id_locks: IdLocks,
     pub(crate) sync_timeout: Duration,
     pub(crate) naming: crate::naming::ChatPluginNaming,
     pub(crate) facebook: std::sync::Arc<crate::providers::facebook::Facebook>,
@@ -88,7 +88,7 @@ impl AppState {
             cache,
             client,
             namespace: args.channels_namespace(),
-            connects: Default::default(),
+            id_locks: Default::default(),
             sync_timeout: Duration::from_secs_f64(args.sync_timeout_seconds),
             naming: args.chatplugin_naming,
             facebook: providers.facebook(),
@@ -154,7 +154,7 @@ impl AppState {
     /// Connects: creates the Channel or updates the one with that id, then waits for the verdict.
     pub async fn connect(&self, d: Desired) -> Result<Arc<CachedChannel>, ApiError> {
         let id = self.naming.id_of(d.source, &d.source_channel_id);
-        let _turn = self.connects.lock(&id).await;
+        let _locked = self.id_locks.lock(&id).await;
         if let Some(existing) = self.cache.get(&id) {
             return self.connect_existing(Arc::new(existing.channel()), d).await;
         }
@@ -484,7 +484,7 @@ impl AppState {
 
     /// Disconnects; `Ok(true)` when it was connected, `Ok(false)` when it already was not.
     pub async fn disconnect(&self, source: Source, id: &str) -> Result<bool, ApiError> {
-        let _turn = self.connects.lock(id).await;
+        let _locked = self.id_locks.lock(id).await;
         let Some(e) = self.cache.get(id) else {
             return Err(ApiError::bad_request(format!("channel {id} is not known")));
         };
