@@ -162,7 +162,8 @@ impl Index {
     }
 }
 
-/// The scope of [`AnswerCache::apply`]: every namespace at once.
+/// The namespace [`AnswerCache::apply`] passes on: its events are those of a watch over every
+/// namespace at once.
 const ALL: &str = "";
 
 struct Inner {
@@ -174,7 +175,8 @@ struct Inner {
     listing: Mutex<HashMap<String, Vec<Arc<CachedChannel>>>>,
     /// The watched namespaces that have listed once; the cache is ready when all have.
     synced: Mutex<HashSet<String>>,
-    scopes: usize,
+    /// How many namespaces are watched.
+    watches: usize,
     naming: ChatPluginNaming,
     ready: AtomicBool,
     version: watch::Sender<u64>,
@@ -205,20 +207,20 @@ impl AnswerCache {
 
     /// [`AnswerCache::new`] answering with chat plugin channels named by `naming`.
     pub fn named(naming: ChatPluginNaming) -> Self {
-        Self::with_scopes(1, naming, Duration::MAX)
+        Self::with_watches(1, naming, Duration::MAX)
     }
 
     /// An empty cache of `namespaces` watched namespaces, ready once each has listed.
     /// answering with chat plugin channels named by `naming`, no longer ready once a watch has
     /// been failing for `stale_limit`.
-    fn with_scopes(scopes: usize, naming: ChatPluginNaming, stale_limit: Duration) -> Self {
+    fn with_watches(watches: usize, naming: ChatPluginNaming, stale_limit: Duration) -> Self {
         AnswerCache {
             inner: Arc::new(Inner {
                 index: RwLock::new(Index::default()),
                 lists: RwLock::new(HashMap::new()),
                 listing: Mutex::new(HashMap::new()),
                 synced: Mutex::new(HashSet::new()),
-                scopes,
+                watches,
                 naming,
                 ready: AtomicBool::new(false),
                 version: watch::channel(0).0,
@@ -236,7 +238,7 @@ impl AnswerCache {
         naming: ChatPluginNaming,
         stale_limit: Duration,
     ) -> Self {
-        Self::with_scopes(namespaces.len(), naming, stale_limit)
+        Self::with_watches(namespaces.len(), naming, stale_limit)
     }
 
     /// The chat plugin naming of the ids and answers.
@@ -336,10 +338,10 @@ impl AnswerCache {
                     .expect("listing lock")
                     .remove(namespace)
                     .unwrap_or_default();
-                self.replace_scope(namespace, listed);
+                self.replace_listed(namespace, listed);
                 let mut synced = self.inner.synced.lock().expect("synced lock");
                 synced.insert(namespace.to_owned());
-                if synced.len() >= self.inner.scopes {
+                if synced.len() >= self.inner.watches {
                     self.inner.ready.store(true, Ordering::Release);
                 }
             }
@@ -348,7 +350,7 @@ impl AnswerCache {
     }
 
     /// Replaces every entry of `namespace` ([`ALL`]: every entry) by `listed`.
-    fn replace_scope(&self, namespace: &str, listed: Vec<Arc<CachedChannel>>) {
+    fn replace_listed(&self, namespace: &str, listed: Vec<Arc<CachedChannel>>) {
         let mut idx = self.inner.index.write().expect("index lock");
         let stale: Vec<(String, String)> = idx
             .by_key

@@ -15,6 +15,7 @@
 pub mod args;
 pub mod auth;
 pub mod cache;
+pub mod confine;
 pub mod endpoints;
 pub mod error;
 pub mod handlers;
@@ -24,7 +25,6 @@ pub mod limits;
 pub mod metrics;
 pub mod model;
 pub mod openapi;
-pub mod scope;
 pub mod state;
 pub mod validate;
 

@@ -128,7 +128,7 @@ impl AppState {
                     ("False", reason) => {
                         let reason = Reason::parse(reason).unwrap_or(Reason::ProviderError);
                         // The cache holds exactly the Channels the API serves.
-                        let message = super::scope::confine(
+                        let message = super::confine::channel_refs(
                             &failure_message(reason, &cond.message),
                             |ns, name| c.get_by_key(ns, name).is_some(),
                         );

@@ -14,7 +14,7 @@ use super::events::EventPublisher;
 use super::index::ChannelStore;
 use super::provider_configs::ProviderConfigs;
 use super::secrets::Credentials;
-use super::watch::SecretScope;
+use super::watch::SecretAccess;
 use crate::crd::Channel;
 use crate::metrics::Metrics;
 use crate::providers::{ProviderError, Providers};
@@ -29,7 +29,7 @@ pub struct Config {
     /// Interval after which a connected channel is re-checked at its provider.
     pub resync: Duration,
     /// Where Secrets may be read and written (`--secret-namespaces`).
-    pub secret_scope: SecretScope,
+    pub secret_access: SecretAccess,
     /// The chat plugin's name in channel ids (`--chatplugin-naming`).
     pub naming: crate::naming::ChatPluginNaming,
     /// The operator's namespace, where the claims of channel ids are (`crate::claims`).
@@ -98,7 +98,7 @@ impl Context {
     /// does not include it (the operator neither reads nor writes Secrets there).
     pub(super) fn secrets(&self, ch: &Channel) -> Result<Api<Secret>, Error> {
         let ns = ch.namespace().unwrap_or_default();
-        if !self.config.secret_scope.allows(&ns) {
+        if !self.config.secret_access.allows(&ns) {
             return Err(ProviderError::CredentialsMissing(format!(
                 "the operator is not configured to read Secrets in namespace {ns} (--secret-namespaces)"
             ))

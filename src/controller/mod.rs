@@ -39,7 +39,7 @@ use crate::crd::Channel;
 use crate::metrics::{ChannelLabels, Metrics};
 use crate::providers::{ProviderArgs, Providers};
 use crate::runtime::{AbortOnDrop, Shutdown};
-use watch::SecretScope;
+use watch::SecretAccess;
 
 /// Flags of `channel-operator controller`.
 #[derive(clap::Parser, Clone, Debug)]
@@ -162,8 +162,8 @@ impl Args {
     }
 
     /// Where Secrets are read, watched and written.
-    pub fn secret_scope(&self) -> SecretScope {
-        SecretScope::from_flags(&self.secret_namespaces, &self.namespace)
+    pub fn secret_access(&self) -> SecretAccess {
+        SecretAccess::from_flags(&self.secret_namespaces, &self.namespace)
     }
 }
 
@@ -281,11 +281,11 @@ pub async fn run_controller(
         config_triggers.boxed(),
     ]);
     let secret_mapper_store = channels_store.clone();
-    let scope = args.secret_scope();
+    let secret_access = args.secret_access();
     let shutdown_requested = shutdown.clone();
     let controller = Controller::for_stream(triggers.map(Ok), store.clone())
         .watches_stream(
-            watch::secret_changes(client.clone(), &scope, metrics.clone()),
+            watch::secret_changes(client.clone(), &secret_access, metrics.clone()),
             move |s| watch::channels_of_secret(&secret_mapper_store, &s),
         )
         .with_config(ControllerConfig::default().concurrency(args.concurrency))
@@ -296,7 +296,7 @@ pub async fn run_controller(
         min_backoff,
         max_backoff,
         resync: Duration::from_secs(args.resync_seconds.max(1)),
-        secret_scope: scope.clone(),
+        secret_access: secret_access.clone(),
         naming: args.chatplugin_naming,
         claim_namespace: args.operator_namespace.clone(),
     };
@@ -327,7 +327,7 @@ pub async fn run_controller(
         ready_metrics.set_ready(false);
         futures::future::pending::<()>().await
     };
-    info!(namespace = %if args.namespace.is_empty() { "<all>" } else { &args.namespace }, secrets = ?scope, "starting the Channel controller");
+    info!(namespace = %if args.namespace.is_empty() { "<all>" } else { &args.namespace }, secrets = ?secret_access, "starting the Channel controller");
     let run = controller
         .run(
             move |ch, ctx| {
@@ -359,7 +359,7 @@ pub async fn run_controller(
     let readiness = provider_config_status::report(
         client.clone(),
         provider_configs,
-        scope.clone(),
+        secret_access.clone(),
         Duration::from_secs(args.sweep_seconds.max(1)),
     );
     let timeout = Duration::from_secs(args.shutdown_timeout_seconds);

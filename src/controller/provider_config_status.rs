@@ -14,7 +14,7 @@ use kube::{Api, Client, Resource, ResourceExt};
 use tracing::{debug, warn};
 
 use super::provider_configs::{read_accounts, ProviderConfigs};
-use super::watch::SecretScope;
+use super::watch::SecretAccess;
 use crate::crd::READY;
 use crate::ownership::MANAGER;
 use crate::provider_config::{
@@ -31,7 +31,7 @@ pub const SECRETS_MISSING: &str = "SecretsMissing";
 pub async fn report(
     client: Client,
     configs: Arc<ProviderConfigs>,
-    scope: SecretScope,
+    secret_access: SecretAccess,
     period: Duration,
 ) {
     loop {
@@ -41,7 +41,7 @@ pub async fn report(
         }
         for pc in configs.namespaced().state() {
             let ns = pc.namespace().unwrap_or_default();
-            let (ready, message) = if scope.allows(&ns) {
+            let (ready, message) = if secret_access.allows(&ns) {
                 check(&client, &ns, &pc.accounts()).await
             } else {
                 (
@@ -54,7 +54,7 @@ pub async fn report(
         }
         for cpc in configs.cluster().state() {
             let ns = configs.operator_namespace();
-            let (ready, message) = if scope.allows(ns) {
+            let (ready, message) = if secret_access.allows(ns) {
                 check(&client, ns, &cpc.accounts()).await
             } else {
                 (

@@ -19,7 +19,7 @@ use kube::runtime::WatchStreamExt;
 use kube::{Api, Client, ResourceExt};
 
 use super::error::Error;
-use super::watch::SecretScope;
+use super::watch::SecretAccess;
 use crate::crd::{Channel, SecretKeyRef};
 use crate::metrics::Metrics;
 use crate::provider_config::{
@@ -142,7 +142,7 @@ impl ProviderConfigs {
     pub async fn providers_for(
         &self,
         client: &Client,
-        scope: &SecretScope,
+        secret_access: &SecretAccess,
         ch: &Channel,
     ) -> Result<Result<(Providers, Option<String>), String>, Error> {
         if !needs_provider_config(ch.spec.source) {
@@ -204,7 +204,7 @@ impl ProviderConfigs {
                 self.flags.operator_namespace.clone(),
             ),
         };
-        if !scope.allows(&secret_ns) {
+        if !secret_access.allows(&secret_ns) {
             return Ok(Err(format!(
                 "{}: the operator is not configured to read Secrets in namespace {secret_ns} (--secret-namespaces)",
                 chosen.describe()

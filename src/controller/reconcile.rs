@@ -201,7 +201,7 @@ async fn provider_config(
     ctx: &Context,
 ) -> Result<Result<(Providers, Option<String>), String>, Error> {
     ctx.provider_configs
-        .providers_for(&ctx.client, &ctx.config.secret_scope, ch)
+        .providers_for(&ctx.client, &ctx.config.secret_access, ch)
         .await
 }
 
@@ -305,7 +305,7 @@ async fn execute(
             } else if may_be_connected(reporter.current()) {
                 info!("deletionPolicy Orphan: deleting without calling the provider");
             }
-            delete_owned_in_scope(ctx, ch, Moment::Deletion).await?;
+            delete_owned_where_allowed(ctx, ch, Moment::Deletion).await?;
             if let Some(holder) = claim {
                 // Nothing is left to undo: the channel id is free for the next claim.
                 claims::delete(&ctx.claims(), ch, &holder).await?;
@@ -542,7 +542,7 @@ fn still_shared(ch: &Channel, ctx: &Context, provider: &dyn Provider) -> Option<
 
 /// Deletes the Secrets of the Channel the controller deletes at `moment`; none where the
 /// operator may not touch Secrets (it cannot have created any there).
-async fn delete_owned_in_scope(
+async fn delete_owned_where_allowed(
     ctx: &Context,
     ch: &Channel,
     moment: Moment,
@@ -561,7 +561,7 @@ async fn report_disconnected(
     cleanup: bool,
 ) -> Result<Action, Error> {
     if cleanup {
-        let n = delete_owned_in_scope(ctx, ch, Moment::Disconnect).await?;
+        let n = delete_owned_where_allowed(ctx, ch, Moment::Disconnect).await?;
         if n > 0 {
             info!(secrets = n, "deleted the channel's stored tokens");
         }

@@ -299,7 +299,7 @@ impl Scenario {
                 min_backoff: Duration::from_millis(10),
                 max_backoff: Duration::from_secs(1),
                 resync,
-                secret_scope: crate::controller::watch::SecretScope::All,
+                secret_access: crate::controller::watch::SecretAccess::All,
                 naming: Default::default(),
                 claim_namespace: "ops".into(),
             },

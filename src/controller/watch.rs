@@ -86,51 +86,52 @@ pub(crate) fn sweep(
 
 /// Where the controller watches Secrets: every namespace, or these.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub enum SecretScope {
+pub enum SecretAccess {
     /// Cluster-wide (`*`).
     All,
     /// Only these namespaces.
     Namespaces(Vec<String>),
 }
 
-impl SecretScope {
+impl SecretAccess {
     /// From `--secret-namespaces`; empty means the watch namespace (`*` when that is empty too).
-    pub fn from_flags(secret_namespaces: &[String], watch_namespace: &str) -> SecretScope {
+    pub fn from_flags(secret_namespaces: &[String], watch_namespace: &str) -> SecretAccess {
         let listed: Vec<String> = secret_namespaces
             .iter()
             .map(|s| s.trim().to_owned())
             .filter(|s| !s.is_empty())
             .collect();
         if listed.iter().any(|s| s == "*") {
-            SecretScope::All
+            SecretAccess::All
         } else if !listed.is_empty() {
-            SecretScope::Namespaces(listed)
+            SecretAccess::Namespaces(listed)
         } else if watch_namespace.is_empty() {
-            SecretScope::All
+            SecretAccess::All
         } else {
-            SecretScope::Namespaces(vec![watch_namespace.to_owned()])
+            SecretAccess::Namespaces(vec![watch_namespace.to_owned()])
         }
     }
 
     /// Whether the controller may read and write Secrets in `namespace`.
     pub fn allows(&self, namespace: &str) -> bool {
         match self {
-            SecretScope::All => true,
-            SecretScope::Namespaces(n) => n.iter().any(|s| s == namespace),
+            SecretAccess::All => true,
+            SecretAccess::Namespaces(n) => n.iter().any(|s| s == namespace),
         }
     }
 }
 
-/// Secret metadata in the scope (one watch per namespace, or one cluster-wide), each Secret once
+/// Secret metadata where the controller may access Secrets (one watch per namespace, or one
+/// cluster-wide), each Secret once
 /// per change of its resourceVersion. Never yields an error (see [`tracked`]).
 pub(crate) fn secret_changes(
     client: kube::Client,
-    scope: &SecretScope,
+    secret_access: &SecretAccess,
     metrics: Arc<Metrics>,
 ) -> impl Stream<Item = watcher::Result<PartialObjectMeta<Secret>>> + Send + 'static {
-    let apis: Vec<Api<PartialObjectMeta<Secret>>> = match scope {
-        SecretScope::All => vec![Api::all(client)],
-        SecretScope::Namespaces(ns) => ns
+    let apis: Vec<Api<PartialObjectMeta<Secret>>> = match secret_access {
+        SecretAccess::All => vec![Api::all(client)],
+        SecretAccess::Namespaces(ns) => ns
             .iter()
             .map(|n| Api::namespaced(client.clone(), n))
             .collect(),
@@ -204,17 +205,17 @@ mod tests {
     use super::*;
 
     #[test]
-    fn secret_scope_defaults_to_the_watch_namespace() {
+    fn secret_access_defaults_to_the_watch_namespace() {
         assert_eq!(
-            SecretScope::from_flags(&[], "team"),
-            SecretScope::Namespaces(vec!["team".into()])
+            SecretAccess::from_flags(&[], "team"),
+            SecretAccess::Namespaces(vec!["team".into()])
         );
-        assert_eq!(SecretScope::from_flags(&[], ""), SecretScope::All);
+        assert_eq!(SecretAccess::from_flags(&[], ""), SecretAccess::All);
         assert_eq!(
-            SecretScope::from_flags(&["*".into()], "team"),
-            SecretScope::All
+            SecretAccess::from_flags(&["*".into()], "team"),
+            SecretAccess::All
         );
-        let scope = SecretScope::from_flags(&["a".into(), " b ".into()], "");
-        assert!(scope.allows("b") && !scope.allows("c"));
+        let secret_access = SecretAccess::from_flags(&["a".into(), " b ".into()], "");
+        assert!(secret_access.allows("b") && !secret_access.allows("c"));
     }
 }

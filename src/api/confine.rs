@@ -14,7 +14,7 @@ static CHANNEL_REF: LazyLock<Regex> = LazyLock::new(|| {
 
 /// `message` with each Channel reference for which `visible(namespace, name)` is false replaced
 /// by words that name nothing.
-pub fn confine(message: &str, visible: impl Fn(&str, &str) -> bool) -> String {
+pub fn channel_refs(message: &str, visible: impl Fn(&str, &str) -> bool) -> String {
     CHANNEL_REF
         .replace_all(message, |c: &regex::Captures| {
             if visible(&c[1], &c[2]) {
@@ -33,9 +33,9 @@ mod tests {
     #[test]
     fn foreign_channels_are_not_named() {
         let m = "chat_plugin x belongs to the older Channel attacker/hidden-owner-15001; this Channel is not connected";
-        let out = confine(m, |ns, _| ns == "default");
+        let out = channel_refs(m, |ns, _| ns == "default");
         assert_eq!(out, "chat_plugin x belongs to the older Channel outside the API's namespaces; this Channel is not connected");
         let own = m.replace("attacker/", "default/");
-        assert_eq!(confine(&own, |ns, _| ns == "default"), own);
+        assert_eq!(channel_refs(&own, |ns, _| ns == "default"), own);
     }
 }
