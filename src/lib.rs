@@ -9,8 +9,12 @@
 //!   one a Channel uses;
 //! - [`channel_id`]: deterministic channel ids, identical to Airy Core's;
 //! - [`claims`]: one owner per channel id, decided by the API server (a Lease per channel id);
-//! - [`controller`]: the reconcile loop; [`providers`]: Facebook, Twilio, Google, chat plugin;
+//! - [`controller`]: the reconcile loop; [`providers`]: Facebook, Instagram, WhatsApp, Viber,
+//!   Twilio, Google, chat plugin;
 //! - [`api`]: the channels HTTP API sidecar;
+//! - [`runtime`]: the plumbing both run on: the shutdown signal, tracked watches, abort-on-drop
+//!   tasks;
+//! - [`secret`]: [`secret::SecretString`], a string that never prints itself, and redaction;
 //! - [`ownership`]: the Secrets the two share, their names and labels, and who may write or
 //!   delete each;
 //! - [`dev`]: the `dev` command wiring them together with the in-memory Kubernetes API server of
