@@ -97,6 +97,22 @@ pub async fn update(
     Ok(json_bytes(StatusCode::OK, body))
 }
 
+/// The answers every connect endpoint gives besides its own 200, 400 and 500 (and the answers of
+/// every endpoint, added to the document by `openapi.rs`).
+#[derive(utoipa::IntoResponses)]
+#[allow(dead_code)] // Only its OpenAPI description is used.
+enum ConnectErrors {
+    #[response(status = 404, description = "The channel was deleted meanwhile")]
+    Deleted(ErrorBody),
+    #[response(
+        status = 409,
+        description = "The channel id is held elsewhere, being deleted, or changed concurrently"
+    )]
+    Conflict(ErrorBody),
+    #[response(status = 504, description = "The controller did not report in time")]
+    TimedOut(ErrorBody),
+}
+
 async fn connect(state: &AppState, d: Desired) -> ApiResult {
     let e = state.connect(d).await?;
     Ok(json_bytes(StatusCode::OK, e.json.clone()))
@@ -109,9 +125,7 @@ async fn connect(state: &AppState, d: Desired) -> ApiResult {
         (status = 200, description = "The connected channel", body = ChannelResponse),
         (status = 400, description = "Bad request", body = ErrorBody),
         (status = 500, description = "The controller reports the channel failed; nothing is kept", body = ErrorBody),
-        (status = 404, description = "The channel was deleted meanwhile", body = ErrorBody),
-        (status = 409, description = "The channel id is held elsewhere, being deleted, or changed concurrently", body = ErrorBody),
-        (status = 504, description = "The controller did not report in time", body = ErrorBody),
+        ConnectErrors,
     ))]
 pub async fn chatplugin_connect(
     State(state): State<AppState>,
@@ -140,9 +154,7 @@ pub async fn chatplugin_connect(
         (status = 200, description = "The connected channel; name and image default to the page's", body = ChannelResponse),
         (status = 400, description = "Bad request", body = ErrorBody),
         (status = 500, description = "Facebook refused; nothing is kept", body = ErrorBody),
-        (status = 404, description = "The channel was deleted meanwhile", body = ErrorBody),
-        (status = 409, description = "The channel id is held elsewhere, being deleted, or changed concurrently", body = ErrorBody),
-        (status = 504, description = "The controller did not report in time", body = ErrorBody),
+        ConnectErrors,
     ))]
 pub async fn facebook_connect(
     State(state): State<AppState>,
@@ -173,9 +185,7 @@ pub async fn facebook_connect(
         (status = 200, description = "The connected channel", body = ChannelResponse),
         (status = 400, description = "Bad request", body = ErrorBody),
         (status = 500, description = "The controller reports the channel failed; nothing is kept", body = ErrorBody),
-        (status = 404, description = "The channel was deleted meanwhile", body = ErrorBody),
-        (status = 409, description = "The channel id is held elsewhere, being deleted, or changed concurrently", body = ErrorBody),
-        (status = 504, description = "The controller did not report in time", body = ErrorBody),
+        ConnectErrors,
     ))]
 pub async fn google_connect(
     State(state): State<AppState>,
@@ -227,9 +237,7 @@ async fn twilio_connect(state: &AppState, source: Source, req: TwilioConnectRequ
         (status = 200, description = "The connected channel; source_channel_id is the number", body = ChannelResponse),
         (status = 400, description = "Bad request, also a number that is not E.164", body = ErrorBody),
         (status = 500, description = "Twilio refused; nothing is kept", body = ErrorBody),
-        (status = 404, description = "The channel was deleted meanwhile", body = ErrorBody),
-        (status = 409, description = "The channel id is held elsewhere, being deleted, or changed concurrently", body = ErrorBody),
-        (status = 504, description = "The controller did not report in time", body = ErrorBody),
+        ConnectErrors,
     ))]
 pub async fn twilio_sms_connect(
     State(state): State<AppState>,
@@ -245,9 +253,7 @@ pub async fn twilio_sms_connect(
         (status = 200, description = "The connected channel; source_channel_id is whatsapp: + the number", body = ChannelResponse),
         (status = 400, description = "Bad request, also a number that is not E.164", body = ErrorBody),
         (status = 500, description = "Twilio refused; nothing is kept", body = ErrorBody),
-        (status = 404, description = "The channel was deleted meanwhile", body = ErrorBody),
-        (status = 409, description = "The channel id is held elsewhere, being deleted, or changed concurrently", body = ErrorBody),
-        (status = 504, description = "The controller did not report in time", body = ErrorBody),
+        ConnectErrors,
     ))]
 pub async fn twilio_whatsapp_connect(
     State(state): State<AppState>,
@@ -263,9 +269,7 @@ pub async fn twilio_whatsapp_connect(
         (status = 200, description = "The connected channel; source_channel_id is the account id; name and image default to the page's", body = ChannelResponse),
         (status = 400, description = "Bad request", body = ErrorBody),
         (status = 500, description = "Facebook refused; nothing is kept", body = ErrorBody),
-        (status = 404, description = "The channel was deleted meanwhile", body = ErrorBody),
-        (status = 409, description = "The channel id is held elsewhere, being deleted, or changed concurrently", body = ErrorBody),
-        (status = 504, description = "The controller did not report in time", body = ErrorBody),
+        ConnectErrors,
     ))]
 pub async fn instagram_connect(
     State(state): State<AppState>,
@@ -297,9 +301,7 @@ pub async fn instagram_connect(
         (status = 200, description = "The connected channel; source_channel_id is the phone number id", body = ChannelResponse),
         (status = 400, description = "Bad request", body = ErrorBody),
         (status = 500, description = "Meta refused (e.g. the token cannot read the number); nothing is kept", body = ErrorBody),
-        (status = 404, description = "The channel was deleted meanwhile", body = ErrorBody),
-        (status = 409, description = "The channel id is held elsewhere, being deleted, or changed concurrently", body = ErrorBody),
-        (status = 504, description = "The controller did not report in time", body = ErrorBody),
+        ConnectErrors,
     ))]
 pub async fn whatsapp_connect(
     State(state): State<AppState>,
@@ -334,9 +336,7 @@ pub async fn whatsapp_connect(
         (status = 200, description = "The connected channel; source_channel_id is the Viber account id; name and image default to the account's", body = ChannelResponse),
         (status = 400, description = "Bad request", body = ErrorBody),
         (status = 500, description = "Viber refused, or the API has no Viber auth token; nothing is kept", body = ErrorBody),
-        (status = 404, description = "The channel was deleted meanwhile", body = ErrorBody),
-        (status = 409, description = "The channel id is held elsewhere, being deleted, or changed concurrently", body = ErrorBody),
-        (status = 504, description = "The controller did not report in time", body = ErrorBody),
+        ConnectErrors,
     ))]
 pub async fn viber_connect(
     State(state): State<AppState>,
