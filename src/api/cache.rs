@@ -2,7 +2,7 @@
 //! with its response JSON computed when the object changes, so that `channels.info` is a map
 //! lookup and `channels.list` writes bytes prepared in advance.
 //!
-//! The watches are tracked like the controller's ([`crate::runtime::tracked_watch`]): a short retry
+//! The watches are tracked like the controller's (`crate::runtime::tracked_watch`): a short retry
 //! backoff (100 ms doubling to 4 s), errors and re-lists logged and counted. The cache knows how long each watch
 //! has been failing: it is *current* while every watch is established, and *ready* once every
 //! namespace has listed and no watch has been failing for the stale limit (then the API answers

@@ -2,7 +2,7 @@
 //! connect, disconnect and update go through the Kubernetes API, and connect and disconnect then
 //! wait (bounded) on the cache for the controller's verdict in the status. Connects of one channel
 //! run one after another: in one process through [`IdLocks`], across API replicas through the
-//! Channel itself ([`AppState::patch_after_verdict`]).
+//! Channel itself (`AppState::patch_after_verdict`).
 
 use std::collections::BTreeMap;
 use std::sync::Arc;

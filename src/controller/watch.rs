@@ -11,7 +11,7 @@
 //! - A periodic sweep of the store re-triggers Channels that never got a status for their
 //!   generation, whatever happened to their trigger.
 //!
-//! Every watch is tracked ([`crate::runtime::tracked_watch`]): it has its own short backoff and
+//! Every watch is tracked (`crate::runtime::tracked_watch`): it has its own short backoff and
 //! no watch error reaches the Controller, whose single trigger backoff would otherwise pause
 //! every watch when one fails. Errors and re-lists are logged at warn and counted
 //! (`channel_operator_watch_restarts_total`).

@@ -1,7 +1,6 @@
 //! The plumbing the controller and the HTTP API both run on: one shutdown signal for the process
 //! ([`Shutdown`]), watches with their own backoff whose errors are logged and counted
-//! ([`tracked_watch`](tracked_watch::tracked_watch)), and tasks that end with their owner
-//! ([`AbortOnDrop`]).
+//! (`tracked_watch`), and tasks that end with their owner ([`AbortOnDrop`]).
 
 mod shutdown;
 pub(crate) mod tracked_watch;
