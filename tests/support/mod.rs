@@ -26,5 +26,6 @@ pub use fakes::{APP_SECRET, TWILIO_TOKEN};
 pub use logs::{log_text, logs};
 pub use replica::assert_running;
 pub use wait::{
-    eventually, eventually_explained, eventually_some, http_ready, KUBECTL_TIMEOUT, TIMEOUT,
+    consistently, create_retrying, eventually, eventually_ok, eventually_some, eventually_within,
+    http_ready, KUBECTL_TIMEOUT, TIMEOUT,
 };
