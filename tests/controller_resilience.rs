@@ -343,7 +343,8 @@ async fn sigterm_of_the_leader_hands_over_the_lease_at_once_and_connects_nothing
         .unwrap()
         .success());
     // Waited for longer than the assertion allows, to say how long the hand-over took.
-    let took_over = wait_holder(&cluster.sb, "replica-b", Duration::from_secs(20)).await - signalled;
+    let took_over =
+        wait_holder(&cluster.sb, "replica-b", Duration::from_secs(20)).await - signalled;
     assert!(
         took_over <= Duration::from_secs(2),
         "the standby held the Lease only after {took_over:?}; {:?}",

@@ -46,7 +46,10 @@ async fn create(api: &Api<Channel>, ch: &Channel) {
 async fn all_ready(env: &Env, names: &[String], within: Duration, why: &str) {
     let api = default_channels(env);
     eventually_ok(within, why, || async {
-        let list = api.list(&ListParams::default()).await.map_err(|e| e.to_string())?;
+        let list = api
+            .list(&ListParams::default())
+            .await
+            .map_err(|e| e.to_string())?;
         let missing: Vec<&String> = names
             .iter()
             .filter(|n| {
@@ -210,7 +213,13 @@ async fn a_partitioned_leader_is_fenced_and_the_standby_connects_every_page_once
     // The partition heals a little later; the old leader's delayed requests arrive.
     tokio::time::sleep(Duration::from_secs(1)).await;
     faults.heal("replica-a");
-    all_ready(&env, &names, TIMEOUT, "every page connected by the new leader").await;
+    all_ready(
+        &env,
+        &names,
+        TIMEOUT,
+        "every page connected by the new leader",
+    )
+    .await;
     // Give the old leader time to do what it would do after the heal.
     env.holder_stays(
         "replica-b",
@@ -308,7 +317,13 @@ async fn a_lease_renewed_by_a_holder_with_a_skewed_clock_is_not_taken() {
     let stopped = Instant::now();
     env.wait_holder("candidate", Duration::from_secs(4)).await;
     eprintln!("taken {:?} after the last renewal", stopped.elapsed());
-    all_ready(&env, &["skew".into()], TIMEOUT, "reconciled by the new holder").await;
+    all_ready(
+        &env,
+        &["skew".into()],
+        TIMEOUT,
+        "reconciled by the new holder",
+    )
+    .await;
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -26,7 +26,9 @@ use wiremock::MockServer;
 
 use super::fakes::{self, PageTokens, APP_SECRET, TWILIO_SID, TWILIO_TOKEN, TWILIO_WEBHOOK};
 use super::logs::{log_text, logs};
-use super::wait::{eventually, eventually_ok, eventually_some, http_ready, KUBECTL_TIMEOUT, TIMEOUT};
+use super::wait::{
+    eventually, eventually_ok, eventually_some, http_ready, KUBECTL_TIMEOUT, TIMEOUT,
+};
 
 /// A process of the product (controller or API) running as a task; aborted when dropped, so a
 /// failing test stops it too.
