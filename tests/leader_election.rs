@@ -69,6 +69,16 @@ async fn all_ready(env: &Env, names: &[String], within: Duration, why: &str) {
     .await
 }
 
+/// The Lease's spec now.
+async fn lease(env: &Env) -> k8s_openapi::api::coordination::v1::LeaseSpec {
+    Api::<k8s_openapi::api::coordination::v1::Lease>::namespaced(env.sb.client(), "default")
+        .get(replica::LEASE)
+        .await
+        .unwrap()
+        .spec
+        .unwrap_or_default()
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_20s_apiserver_restart_leaves_the_leader_running_and_reconciling() {
     let (_turn, env) = cluster().await;
@@ -76,6 +86,7 @@ async fn a_20s_apiserver_restart_leaves_the_leader_running_and_reconciling() {
     env.wait_holder("replica-a", TIMEOUT).await;
     create(&default_channels(&env), &chat_plugin("before")).await;
     all_ready(&env, &["before".into()], TIMEOUT, "before the restart").await;
+    let held = lease(&env).await;
 
     let faults = env.sb.faults();
     let restart = tokio::spawn(async move { faults.restart(Duration::from_secs(20)).await });
@@ -97,6 +108,30 @@ async fn a_20s_apiserver_restart_leaves_the_leader_running_and_reconciling() {
     eprintln!(
         "reconciled {:?} after the apiserver's return",
         back.elapsed()
+    );
+    // The leader kept its Lease: it renews it again, as the holder that acquired it before the
+    // restart (the same acquireTime, no transition), not as one taking it anew.
+    let renewed = eventually_ok(TIMEOUT, "the Lease renewed after the return", || async {
+        let now = lease(&env).await;
+        if now.renew_time > held.renew_time {
+            Ok(now)
+        } else {
+            Err(format!("{now:?}"))
+        }
+    })
+    .await;
+    assert_eq!(
+        (
+            &renewed.holder_identity,
+            &renewed.acquire_time,
+            renewed.lease_transitions
+        ),
+        (
+            &Some("replica-a".to_owned()),
+            &held.acquire_time,
+            held.lease_transitions
+        ),
+        "the leader did not keep its Lease through the restart: before {held:?}, after {renewed:?}"
     );
     assert_running(&mut a, "after the restart");
 }
