@@ -17,7 +17,7 @@
 //! - for sizes up to 10,000, the same again with disruptions during the creates (the watch history
 //!   compacted and every watch cut every 2 s, one apiserver restart of 3 s halfway), counting the
 //!   Channels never reconciled (no finalizer, no status; must be 0); `BENCH_DISRUPTED=0` skips
-//!   these;
+//!   these, saying so (and fails under CI, which skips no check);
 //! - for sizes up to 10,000, a burst of chat plugin Channels alone (no provider call): how long
 //!   after the last create the last one is Ready.
 //!
@@ -26,9 +26,12 @@
 //! A table of every size closes the run. A run that does not finish, or leaves a Channel never
 //! reconciled, panics: the smoke run in CI fails with it.
 
+#[path = "../tests/support/mod.rs"]
+mod support;
+
 use std::time::{Duration, Instant};
 
-use channel_operator::crd::{Channel, ChannelSpec, SecretKeyRef, Source};
+use channel_operator::crd::{Channel, Source};
 use futures::{StreamExt, TryStreamExt};
 use k8s_openapi::api::core::v1::{Namespace, Secret};
 use kube::api::{Api, ListParams, PostParams};
@@ -104,6 +107,20 @@ async fn run() {
         .split(',')
         .filter_map(|s| s.trim().parse().ok())
         .collect();
+    let disrupted = std::env::var("BENCH_DISRUPTED").as_deref() != Ok("0");
+    if !disrupted {
+        // CI (the CI variable set, as .ci/run sets it) skips no check.
+        let ci = std::env::var("CI")
+            .unwrap_or_default()
+            .trim()
+            .to_lowercase();
+        assert!(
+            ["", "0", "false"].contains(&ci.as_str()),
+            "BENCH_DISRUPTED=0 under CI (CI={ci}): the disrupted runs, which must leave no Channel \
+             never reconciled, are not skipped in CI"
+        );
+        println!("BENCH_DISRUPTED=0: the disrupted runs are SKIPPED (no check that disruptions leave no Channel unreconciled)");
+    }
     let graph = fake_graph().await;
     let graph_url = format!("{}/v24.0", graph.uri());
     println!("controller benchmark (sandbox in-process; controller and API as child processes; fake Graph API in-process)");
@@ -118,7 +135,7 @@ async fn run() {
     let mut rows = Vec::new();
     for n in sizes {
         rows.push(bench(n, &graph_url, Run::Mixed).await);
-        if n <= 10_000 && std::env::var("BENCH_DISRUPTED").as_deref() != Ok("0") {
+        if n <= 10_000 && disrupted {
             rows.push(bench(n, &graph_url, Run::Disrupted).await);
         }
         if n <= 10_000 {
@@ -212,24 +229,21 @@ async fn metric_sum(addr: &str, name: &str, having: &str) -> Option<f64> {
 }
 
 /// Channel `i` of `source`; Facebook ones name the shared page token Secret.
-fn channel(source: Source, i: usize) -> Channel {
+fn numbered(source: Source, i: usize) -> Channel {
     let (name, scid) = match source {
         Source::Facebook => (format!("facebook-{i}"), format!("{}", 1_000_000 + i)),
         Source::Google => (format!("google-{i}"), format!("agent-{i}")),
         _ => (format!("chat-{i}"), format!("website-{i}")),
     };
-    let credentials_secret_ref = (source == Source::Facebook).then(|| SecretKeyRef {
-        name: "bench-page-token".into(),
-        key: "page_token".into(),
-    });
-    Channel::new(
-        &name,
-        ChannelSpec {
-            credentials_secret_ref,
-            name: Some(format!("Bench {i}")),
-            ..ChannelSpec::new(source, scid)
-        },
-    )
+    let b = support::channel(source, &scid)
+        .named(&name)
+        .display_name(&format!("Bench {i}"));
+    if source == Source::Facebook {
+        b.credentials("bench-page-token", "page_token")
+    } else {
+        b
+    }
+    .build()
 }
 
 /// The mix: 2/5 chat plugin, 1/5 Google, 2/5 Facebook.
@@ -239,29 +253,7 @@ fn mixed(i: usize) -> Channel {
         2 => Source::Google,
         _ => Source::Facebook,
     };
-    channel(source, i)
-}
-
-/// The users' page token, with their consent to be used as Channel credentials.
-fn page_token_secret(name: &str) -> Secret {
-    use channel_operator::ownership::{CREDENTIALS_CONSENT, CREDENTIALS_LABEL};
-    let mut s = Secret::default();
-    s.metadata.name = Some(name.into());
-    s.metadata.labels = Some(
-        [(
-            CREDENTIALS_LABEL.to_string(),
-            CREDENTIALS_CONSENT.to_string(),
-        )]
-        .into(),
-    );
-    s.data = Some(
-        [(
-            "page_token".to_string(),
-            k8s_openapi::ByteString(b"bench-user-page-token".to_vec()),
-        )]
-        .into(),
-    );
-    s
+    numbered(source, i)
 }
 
 /// A sandbox with the CRD, the page token Secret in `default`, and a kubeconfig per user.
@@ -280,7 +272,8 @@ impl Cluster {
         Api::<Secret>::namespaced(sb.client(), "default")
             .create(
                 &PostParams::default(),
-                &page_token_secret("bench-page-token"),
+                // The users' page token, with their consent to be used as Channel credentials.
+                &support::secret("bench-page-token", "page_token", "bench-user-page-token"),
             )
             .await
             .expect("page token Secret");
@@ -326,17 +319,8 @@ impl Cluster {
             .kill_on_drop(true)
             .spawn()
             .expect("the process starts");
-        let deadline = Instant::now() + Duration::from_secs(60);
-        loop {
-            let ready = reqwest::get(format!("http://{addr}/readyz"))
-                .await
-                .is_ok_and(|r| r.status().is_success());
-            if ready {
-                break;
-            }
-            assert!(Instant::now() < deadline, "{argv:?} never became ready");
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
+        support::wait::http_ready_within(Duration::from_secs(60), &format!("http://{addr}/readyz"))
+            .await;
         let pid = child.id().unwrap();
         Proc {
             _child: child,
@@ -384,13 +368,12 @@ impl Cluster {
             .map(|ch| {
                 let api = api.clone();
                 async move {
-                    loop {
-                        match api.create(&PostParams::default(), &ch).await {
-                            Ok(_) => return,
-                            Err(kube::Error::Api(e)) if e.code == 409 => return,
-                            Err(_) if retry => tokio::time::sleep(Duration::from_millis(100)).await,
-                            Err(e) => panic!("channel create: {e}"),
-                        }
+                    if retry {
+                        support::create_retrying(&api, &ch, Duration::from_secs(60)).await;
+                    } else {
+                        api.create(&PostParams::default(), &ch)
+                            .await
+                            .expect("channel create");
                     }
                 }
             })
@@ -429,26 +412,30 @@ impl Cluster {
         timeout: Duration,
     ) -> usize {
         let t0 = Instant::now();
-        loop {
+        support::eventually_ok(timeout, format!("n={n}: every Channel Ready"), || {
             for p in procs.iter_mut() {
                 p.sample();
             }
-            let connected = metric_sum(metrics, "channel_operator_channels", "state=\"connected\"")
-                .await
-                .unwrap_or(0.0);
-            if connected >= n as f64 {
-                if let Some((ready, never)) = self.census().await {
-                    if ready == n {
-                        return never;
-                    }
+            // Every Channel is listed only once the gauge counts them all, or to say how things
+            // stand as the time runs out.
+            let closing = t0.elapsed() + Duration::from_secs(1) >= timeout;
+            async move {
+                let connected =
+                    metric_sum(metrics, "channel_operator_channels", "state=\"connected\"")
+                        .await
+                        .unwrap_or(0.0);
+                if connected < n as f64 && !closing {
+                    return Err(format!("{connected} connected by the gauge"));
+                }
+                match self.census().await {
+                    Some((ready, never)) if ready == n => Ok(never),
+                    census => Err(format!(
+                        "{connected} connected by the gauge; (Ready, never reconciled) = {census:?}"
+                    )),
                 }
             }
-            if t0.elapsed() > timeout {
-                let census = self.census().await;
-                panic!("n={n}: (Ready, never reconciled) = {census:?} after {timeout:?}");
-            }
-            tokio::time::sleep(Duration::from_millis(250)).await;
-        }
+        })
+        .await
     }
 }
 
@@ -502,7 +489,7 @@ async fn writes_per_channel(graph_url: &str, source: Source, k: usize) -> f64 {
     let mut controller = cluster.controller(graph_url).await;
     let before = cluster.controller_writes();
     cluster
-        .create_all((0..k).map(|i| channel(source, i)), false)
+        .create_all((0..k).map(|i| numbered(source, i)), false)
         .await;
     let metrics = controller.addr.clone();
     let never = cluster
@@ -535,7 +522,9 @@ async fn raw_write_rate(cluster: &Cluster, n: usize) -> f64 {
     futures::stream::iter(0..writes)
         .map(|i| {
             let api = api.clone();
-            async move { api.create(&PostParams::default(), &mixed(i)).await }
+            let mut ch = mixed(i);
+            ch.metadata.namespace = Some("bench-rate".into());
+            async move { api.create(&PostParams::default(), &ch).await }
         })
         .buffer_unordered(IN_FLIGHT)
         .try_collect::<Vec<_>>()
@@ -595,7 +584,7 @@ async fn bench(n: usize, graph_url: &str, run: Run) -> Row {
     let restart_after = Duration::from_secs_f64(n as f64 / write_rate / 2.0);
     let disruption =
         disrupted.then(|| tokio::spawn(disrupt(cluster.sb.faults(), restart_after, stop.clone())));
-    let chat = |i| channel(Source::ChatPlugin, i);
+    let chat = |i| numbered(Source::ChatPlugin, i);
     match run {
         Run::ChatPlugin => cluster.create_all((0..n).map(chat), false).await,
         _ => cluster.create_all((0..n).map(mixed), disrupted).await,
@@ -613,19 +602,22 @@ async fn bench(n: usize, graph_url: &str, run: Run) -> Row {
         .await;
     let all_ready = t0.elapsed().as_secs_f64();
     // The API's cache has every Channel too.
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while metric_sum(&api.addr, "channel_operator_api_cached_channels", "")
-        .await
-        .unwrap_or(0.0)
-        < n as f64
-    {
-        assert!(
-            Instant::now() < deadline,
-            "the API never cached {n} Channels"
-        );
-        api.sample();
-        tokio::time::sleep(Duration::from_millis(250)).await;
-    }
+    let addr = api.addr.clone();
+    support::eventually_within(
+        Duration::from_secs(60),
+        format!("the API to cache {n} Channels"),
+        || {
+            api.sample();
+            let addr = &addr;
+            async move {
+                metric_sum(addr, "channel_operator_api_cached_channels", "")
+                    .await
+                    .unwrap_or(0.0)
+                    >= n as f64
+            }
+        },
+    )
+    .await;
     tokio::time::sleep(Duration::from_millis(500)).await;
     controller.sample();
     api.sample();

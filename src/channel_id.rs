@@ -49,6 +49,12 @@ mod tests {
                 "fb-page-id-1",
                 "83f99d87-28f2-5c54-a9c9-44354933d3ca",
             ),
+            // A page id the CRD accepts (digits only), computed independently like those below.
+            (
+                "facebook",
+                "100000000001",
+                "f405cad8-dd03-5275-be27-a660d4d64949",
+            ),
             (
                 "twilio.sms",
                 "+491234567",

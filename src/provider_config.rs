@@ -392,8 +392,9 @@ mod tests {
 
     #[test]
     fn the_flags_default_admits_the_operator_namespace_and_the_listed_ones_only() {
-        assert!(pick("op", None, &[], &[], None).unwrap().contains("flags"));
-        assert!(pick("listed", None, &[], &[], None).is_ok());
+        let flags = "the operator's default configuration (flags)";
+        assert_eq!(pick("op", None, &[], &[], None).unwrap(), flags);
+        assert_eq!(pick("listed", None, &[], &[], None).unwrap(), flags);
         let err = pick("attacker", None, &[], &[], None).unwrap_err();
         assert!(
             err.contains("no provider configuration admits namespace attacker"),
@@ -445,7 +446,10 @@ mod tests {
         };
         let paid: BTreeMap<String, String> = [("tier".to_string(), "paid".to_string())].into();
         let free: BTreeMap<String, String> = [("tier".to_string(), "free".to_string())].into();
-        assert!(pick("p", Some(r.clone()), &[], &cpcs, Some(&paid)).is_ok());
+        assert_eq!(
+            pick("p", Some(r.clone()), &[], &cpcs, Some(&paid)).unwrap(),
+            "ClusterProviderConfig shared"
+        );
         assert!(pick("p", Some(r.clone()), &[], &cpcs, Some(&free)).is_err());
         assert!(pick("p", Some(r), &[], &cpcs, None).is_err());
     }

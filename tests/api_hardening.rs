@@ -43,11 +43,53 @@ async fn explore_never_follows_paging_off_the_graph_origin() {
     elsewhere.verify().await;
 }
 
+/// Answers every generation of Channel `default/mine` the way a controller that names the owner
+/// of a claimed id wherever it lives would (this operator's controller names only an owner in
+/// the Channel's own namespace, but a status may have been written by an earlier version): Ready
+/// False, Duplicate, "... belongs to the older Channel attacker/hidden-owner-15001 ...".
+async fn answer_as_a_controller_naming_the_owner(
+    channels: kube::Api<channel_operator::crd::Channel>,
+) {
+    use kube::api::{Patch, PatchParams};
+    loop {
+        if let Ok(ch) = channels.get("mine").await {
+            let generation = ch.metadata.generation.unwrap_or(0);
+            let observed = ch.status.as_ref().and_then(|s| s.observed_generation);
+            if observed != Some(generation) {
+                let status = json!({"status": {
+                    "observedGeneration": generation,
+                    "connected": false,
+                    "conditions": [{
+                        "type": "Ready", "status": "False", "reason": "Duplicate",
+                        "message": "chat_plugin hidden-15001 belongs to the older Channel \
+                                    attacker/hidden-owner-15001; this Channel is not connected",
+                        "observedGeneration": generation,
+                        "lastTransitionTime": "2026-01-01T00:00:00Z",
+                    }],
+                }});
+                let _ = channels
+                    .patch_status("mine", &PatchParams::default(), &Patch::Merge(&status))
+                    .await;
+            }
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(25)).await;
+    }
+}
+
+/// The API relays the controller's failure messages (a connect, a disconnect), but a message
+/// naming a Channel outside the API's namespaces loses that name (`scope::confine`): the API
+/// answers about its own namespaces only.
 #[tokio::test]
 async fn errors_name_no_channel_outside_the_apis_namespaces() {
     use channel_operator::crd::{Channel, Source};
     use kube::api::{Api, PostParams};
-    let env = Env::with_api().await;
+    // The test is the controller here.
+    let env = Env::builder()
+        .no_controller()
+        .no_twilio()
+        .api(&[])
+        .build()
+        .await;
     let ns = k8s_openapi::api::core::v1::Namespace {
         metadata: kube::core::ObjectMeta {
             name: Some("attacker".into()),
@@ -68,34 +110,37 @@ async fn errors_name_no_channel_outside_the_apis_namespaces() {
         .create(&PostParams::default(), &hidden.build())
         .await
         .unwrap();
-    // ... and a later one in the API's namespace is a Duplicate.
+    // ... and the one in the API's namespace is a Duplicate whose message names it.
     let mine = channel(Source::ChatPlugin, "hidden-15001").named("mine");
     let default: Api<Channel> = Api::namespaced(env.sb.client(), "default");
-    tokio::time::sleep(std::time::Duration::from_millis(1100)).await;
     default
         .create(&PostParams::default(), &mine.build())
         .await
         .unwrap();
-    env.channel_until("mine", "Duplicate", |v| v.to_string().contains("Duplicate"))
+    let controller = tokio::spawn(answer_as_a_controller_naming_the_owner(default));
+    env.channel_until("mine", "Duplicate", |v| cond(v, "reason") == "Duplicate")
         .await;
     for (endpoint, body) in [
+        // A connect of the same id: the name changes, the verdict is relayed.
+        (
+            "channels.chatplugin.connect",
+            json!({"name": "hidden-15001"}),
+        ),
         (
             "channels.chatplugin.disconnect",
             json!({"channel_id": mine.id()}),
         ),
-        (
-            "channels.update",
-            json!({"channel_id": mine.id(), "name": "renamed"}),
-        ),
     ] {
         let (s, v) = env.post(endpoint, body).await;
-        assert!(s >= 400, "{endpoint}: {s} {v}");
-        let text = v.to_string();
-        assert!(
-            !text.contains("attacker") && !text.contains("hidden-owner"),
-            "{endpoint} names a Channel of another namespace: {text}"
+        assert_eq!(s, 500, "{endpoint}: {v}");
+        assert_eq!(
+            message(&v),
+            "chat_plugin hidden-15001 belongs to the older Channel outside the API's namespaces; \
+             this Channel is not connected",
+            "{endpoint} names a Channel of another namespace, or relays nothing"
         );
     }
+    controller.abort();
 }
 
 #[tokio::test]

@@ -104,8 +104,8 @@ async fn controller_flows(extra: Value) -> (Sandbox, tempfile::TempDir, Vec<Valu
 
 async fn wait_gone(sb: &Sandbox, channels: &Api<Channel>, name: &str) {
     let what = format!("the Channel {name} to be released");
-    eventually(sb, &what, || async {
-        channels.get_opt(name).await.unwrap().is_none()
+    eventually_ok(TIMEOUT, &what, || async {
+        or_denials(sb, channels.get_opt(name).await.unwrap().is_none())
     })
     .await;
 }
@@ -307,8 +307,11 @@ async fn api_flows(extra: Value, token: Option<&'static str>) -> (Sandbox, Strin
     for id in &ids {
         wait_gone(&sb, &channels, id).await;
     }
-    eventually(&sb, "the API to list no Channel", || async {
-        http.ok("channels.list", json!({})).await == json!({"data": []})
+    eventually_ok(TIMEOUT, "the API to list no Channel", || async {
+        or_denials(
+            &sb,
+            http.ok("channels.list", json!({})).await == json!({"data": []}),
+        )
     })
     .await;
     (sb, sa)

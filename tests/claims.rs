@@ -20,6 +20,12 @@ use support::*;
 /// A namespace whose name sorts before `default`: the old namespace/name tie-break chose it.
 const TENANT: &str = "aaa-tenant";
 
+/// The page both claim tests contend for, and its claim: a Lease named `claim-<channel id>` (the
+/// README), with the channel id of docs/channel-ids.md's vector for `facebook` `100000000001`,
+/// written out rather than computed by the code under test.
+const PAGE: &str = "100000000001";
+const CLAIM: &str = "claim-f405cad8-dd03-5275-be27-a660d4d64949";
+
 /// Waits until the wall clock is just past a full second: what follows soon after happens within
 /// that second (creation timestamps have one-second resolution).
 async fn start_of_a_second() {
@@ -74,10 +80,10 @@ async fn calls_with(env: &Env, tokens: &[String; 3]) -> usize {
         .count()
 }
 
-async fn claim_owner(env: &Env, ch: &Channel) -> Option<String> {
-    let name = format!("claim-{}", ch.channel_id(Default::default()));
+/// The owner the claim of [`PAGE`] names.
+async fn claim_owner(env: &Env) -> Option<String> {
     Api::<Lease>::namespaced(env.sb.client(), "default")
-        .get_opt(&name)
+        .get_opt(CLAIM)
         .await
         .unwrap()
         .and_then(|l| l.annotations().get("airy.co/owner").cloned())
@@ -95,20 +101,19 @@ async fn a_channel_of_another_tenant_in_the_same_second_does_not_take_over_a_con
     env.namespace(TENANT).await;
     // The victim's token subscribes once and unsubscribes once (its Channel's deletion); the
     // tenant's subscribes once, after the victim's Channel is gone.
-    let victim = env.fake_page_token("p18001", 1, 1, 1).await;
-    let theirs = env.fake_page_token("p18001", 2, 1, 0).await;
-    let page = page_id("p18001");
+    let victim = env.fake_page_token(PAGE, 1, 1, 1).await;
+    let theirs = env.fake_page_token(PAGE, 2, 1, 0).await;
 
     start_of_a_second().await;
     let (s, v) = env
         .post(
             "channels.facebook.connect",
-            json!({"page_id": page, "page_token": victim.page_token}),
+            json!({"page_id": PAGE, "page_token": victim.page_token}),
         )
         .await;
     assert_eq!(s, 200, "{v}");
     let id = v["id"].as_str().unwrap().to_owned();
-    let b = declare(&env, TENANT, "hijack", "p18001", &theirs.page_token).await;
+    let b = declare(&env, TENANT, "hijack", PAGE, &theirs.page_token).await;
     let a = Api::<Channel>::namespaced(env.sb.client(), "default")
         .get(&id)
         .await
@@ -123,7 +128,7 @@ async fn a_channel_of_another_tenant_in_the_same_second_does_not_take_over_a_con
     let b = ready_in(&env, TENANT, "hijack", ("False", "Duplicate")).await;
     let message = b.ready_condition().unwrap().message.clone();
     assert!(!message.contains("default"), "{message}");
-    assert_eq!(claim_owner(&env, &a).await, Some(format!("default/{id}")));
+    assert_eq!(claim_owner(&env).await, Some(format!("default/{id}")));
     assert_eq!(calls_with(&env, &theirs.all()).await, 0);
     // The victim's channel stays connected, and the API still answers for it.
     ready_in(&env, "default", &id, ("True", "Connected")).await;
@@ -138,10 +143,7 @@ async fn a_channel_of_another_tenant_in_the_same_second_does_not_take_over_a_con
         .unwrap();
     env.channel_gone(&id).await;
     ready_in(&env, TENANT, "hijack", ("True", "Connected")).await;
-    assert_eq!(
-        claim_owner(&env, &a).await,
-        Some(format!("{TENANT}/hijack"))
-    );
+    assert_eq!(claim_owner(&env).await, Some(format!("{TENANT}/hijack")));
     env.finish().await;
 }
 
@@ -150,18 +152,15 @@ async fn deleting_the_owner_undoes_its_subscription_then_the_duplicate_takes_ove
     let mut env = Env::new(&["--default-provider-namespaces", TENANT]).await;
     env.start_controller().await;
     env.namespace(TENANT).await;
-    let first = env.fake_page_token("handover", 1, 1, 1).await;
-    let second = env.fake_page_token("handover", 2, 1, 0).await;
-    let a = declare(&env, "default", "owner", "handover", &first.page_token).await;
+    let first = env.fake_page_token(PAGE, 1, 1, 1).await;
+    let second = env.fake_page_token(PAGE, 2, 1, 0).await;
+    declare(&env, "default", "owner", PAGE, &first.page_token).await;
     ready_in(&env, "default", "owner", ("True", "Connected")).await;
-    declare(&env, TENANT, "second", "handover", &second.page_token).await;
+    declare(&env, TENANT, "second", PAGE, &second.page_token).await;
     let b = ready_in(&env, TENANT, "second", ("False", "Duplicate")).await;
     assert!(!b.ready_condition().unwrap().message.contains("default"));
     assert_eq!(calls_with(&env, &second.all()).await, 0);
-    assert_eq!(
-        claim_owner(&env, &a).await.as_deref(),
-        Some("default/owner")
-    );
+    assert_eq!(claim_owner(&env).await.as_deref(), Some("default/owner"));
 
     // The owner is deleted: it unsubscribes with its own token, the claim is released, and the
     // duplicate claims the page and connects with its own token.
@@ -171,10 +170,7 @@ async fn deleting_the_owner_undoes_its_subscription_then_the_duplicate_takes_ove
         .unwrap();
     env.channel_gone("owner").await;
     ready_in(&env, TENANT, "second", ("True", "Connected")).await;
-    assert_eq!(
-        claim_owner(&env, &a).await,
-        Some(format!("{TENANT}/second"))
-    );
+    assert_eq!(claim_owner(&env).await, Some(format!("{TENANT}/second")));
     env.finish().await;
 }
 

@@ -4,12 +4,13 @@ mod support;
 
 use std::time::Duration;
 
-use channel_operator::crd::{Channel, Source};
+use channel_operator::crd::Source;
 use channel_operator::providers::facebook::SUBSCRIBED_FIELDS;
-use channel_operator::providers::{ProviderArgs, ProviderError, Providers};
+use channel_operator::providers::{ProviderError, Providers};
 use channel_operator::reason::Reason;
 use channel_operator::secret::SecretString;
-use clap::Parser;
+use support::channel;
+use support::providers::providers;
 use wiremock::matchers::{basic_auth, body_string, method, path, query_param};
 use wiremock::{Mock, MockServer, ResponseTemplate};
 
@@ -18,18 +19,6 @@ const LONG_TOKEN: &str = "EAAB-long-lived-token-456";
 const PAGE_ACCESS: &str = "EAAB-page-access-token-789";
 const APP_SECRET: &str = "app-secret-abcdef";
 const TWILIO_TOKEN: &str = "twilio-auth-token-xyz";
-
-#[derive(Parser)]
-struct P {
-    #[command(flatten)]
-    p: ProviderArgs,
-}
-
-fn providers(extra: &[&str]) -> Providers {
-    let mut argv = vec!["p"];
-    argv.extend_from_slice(extra);
-    Providers::new(&P::parse_from(argv).p).unwrap()
-}
 
 fn fb_providers(graph: &str) -> Providers {
     providers(&[
@@ -42,16 +31,6 @@ fn fb_providers(graph: &str) -> Providers {
         "--provider-timeout-seconds",
         "1",
     ])
-}
-
-fn channel(source: Source, scid: &str) -> Channel {
-    let b = support::channel(source, scid).named("ch");
-    if source == Source::Facebook {
-        b.credentials("tok", "page_token")
-    } else {
-        b
-    }
-    .build()
 }
 
 fn assert_no_token(msg: &str) {
@@ -114,7 +93,7 @@ async fn facebook_connect_makes_the_three_graph_calls_of_the_spec() {
         .mount(&server)
         .await;
     let p = fb_providers(&format!("{}/v24.0", server.uri()));
-    let ch = channel(Source::Facebook, "fb-page-id-1");
+    let ch = channel(Source::Facebook, "fb-page-id-1").build();
     let out = p
         .for_source(Source::Facebook)
         .connect(&ch, Some(&SecretString::new(PAGE_TOKEN)))
@@ -143,7 +122,7 @@ async fn facebook_oauth_error_is_invalid_credentials_with_status_and_message_but
     let err = p
         .for_source(Source::Facebook)
         .connect(
-            &channel(Source::Facebook, "1"),
+            &channel(Source::Facebook, "1").build(),
             Some(&SecretString::new(PAGE_TOKEN)),
         )
         .await
@@ -176,7 +155,7 @@ async fn facebook_rate_limit_honours_retry_after_and_5xx_is_a_provider_error() {
         .await;
     let p = fb_providers(&format!("{}/v24.0", server.uri()));
     let fb = p.for_source(Source::Facebook);
-    let ch = channel(Source::Facebook, "1");
+    let ch = channel(Source::Facebook, "1").build();
     let err = fb
         .connect(&ch, Some(&SecretString::new(PAGE_TOKEN)))
         .await
@@ -209,7 +188,7 @@ async fn facebook_timeout_and_refused_connection_never_show_the_url() {
         .mount(&server)
         .await;
     let p = fb_providers(&format!("{}/v24.0", server.uri()));
-    let ch = channel(Source::Facebook, "1");
+    let ch = channel(Source::Facebook, "1").build();
     let err = p
         .for_source(Source::Facebook)
         .connect(&ch, Some(&SecretString::new(PAGE_TOKEN)))
@@ -242,7 +221,7 @@ async fn facebook_without_token_or_app_credentials_makes_no_call() {
         .mount(&server)
         .await;
     let p = fb_providers(&format!("{}/v24.0", server.uri()));
-    let ch = channel(Source::Facebook, "1");
+    let ch = channel(Source::Facebook, "1").build();
     let err = p
         .for_source(Source::Facebook)
         .connect(&ch, None)
@@ -278,7 +257,7 @@ async fn facebook_disconnect_deletes_the_page_subscription_with_the_stored_token
         .mount(&server)
         .await;
     let p = fb_providers(&format!("{}/v24.0", server.uri()));
-    let ch = channel(Source::Facebook, "fb-page-id-1");
+    let ch = channel(Source::Facebook, "fb-page-id-1").build();
     p.for_source(Source::Facebook)
         .disconnect(&ch, Some(&SecretString::new(PAGE_ACCESS)))
         .await
@@ -311,7 +290,7 @@ async fn facebook_recovers_the_page_access_token_without_subscribing() {
         .mount(&server)
         .await;
     let p = fb_providers(&format!("{}/v24.0", server.uri()));
-    let ch = channel(Source::Facebook, "fb-page-id-1");
+    let ch = channel(Source::Facebook, "fb-page-id-1").build();
     let fb = p.for_source(Source::Facebook);
     let token = fb
         .recover_token(&ch, Some(&SecretString::new(PAGE_TOKEN)))
@@ -325,7 +304,7 @@ async fn facebook_recovers_the_page_access_token_without_subscribing() {
     // Sources whose disconnect needs no token recover none.
     let none = p
         .for_source(Source::Google)
-        .recover_token(&channel(Source::Google, "agent"), None)
+        .recover_token(&channel(Source::Google, "agent").build(), None)
         .await
         .unwrap();
     assert!(none.is_none());
@@ -345,7 +324,7 @@ async fn twilio_without_credentials_makes_no_call() {
         .mount(&server)
         .await;
     let p = providers(&["--twilio-api-url", &server.uri()]);
-    let ch = channel(Source::TwilioSms, "+491234567");
+    let ch = channel(Source::TwilioSms, "+491234567").build();
     p.for_source(Source::TwilioSms)
         .connect(&ch, None)
         .await
@@ -357,7 +336,7 @@ async fn twilio_without_credentials_makes_no_call() {
     for source in [Source::Google, Source::ChatPlugin] {
         let out = p
             .for_source(source)
-            .connect(&channel(source, "x"), None)
+            .connect(&channel(source, "x").build(), None)
             .await
             .unwrap();
         assert!(out.token.is_none());
@@ -413,7 +392,7 @@ async fn twilio_points_and_clears_the_numbers_webhook() {
         .await;
     let p = twilio_providers(&server.uri());
     // The WhatsApp form is looked up without its prefix.
-    let ch = channel(Source::TwilioWhatsapp, "whatsapp:+491234567");
+    let ch = channel(Source::TwilioWhatsapp, "whatsapp:+491234567").build();
     p.for_source(Source::TwilioWhatsapp)
         .connect(&ch, None)
         .await
@@ -445,7 +424,7 @@ async fn twilio_unknown_number_and_bad_auth_are_reported() {
     let p = twilio_providers(&server.uri());
     let err = p
         .for_source(Source::TwilioSms)
-        .connect(&channel(Source::TwilioSms, "+491111111"), None)
+        .connect(&channel(Source::TwilioSms, "+491111111").build(), None)
         .await
         .unwrap_err();
     assert!(
@@ -455,7 +434,7 @@ async fn twilio_unknown_number_and_bad_auth_are_reported() {
     );
     let err = p
         .for_source(Source::TwilioSms)
-        .connect(&channel(Source::TwilioSms, "+492222222"), None)
+        .connect(&channel(Source::TwilioSms, "+492222222").build(), None)
         .await
         .unwrap_err();
     assert!(
@@ -486,7 +465,7 @@ async fn facebook_does_not_subscribe_a_page_that_is_already_subscribed() {
     let out = p
         .for_source(Source::Facebook)
         .connect(
-            &channel(Source::Facebook, "p2"),
+            &channel(Source::Facebook, "p2").build(),
             Some(&SecretString::new(PAGE_TOKEN)),
         )
         .await

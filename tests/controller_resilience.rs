@@ -6,12 +6,13 @@
 
 mod support;
 
-use support::replica::{lease_holder, wait_holder};
+use support::channel;
+use support::replica::wait_holder;
 
 use std::time::{Duration, Instant};
 
 use channel_operator::controller;
-use channel_operator::crd::Channel;
+use channel_operator::crd::{Channel, Source};
 use clap::Parser;
 use futures::StreamExt;
 use k8s_openapi::api::coordination::v1::Lease;
@@ -94,68 +95,59 @@ impl Cluster {
             .await;
     }
 
-    /// Waits (at most `within`) until `done` holds for every Channel named in `names`; returns the
-    /// names for which it still does not.
-    async fn pending(
+    /// Waits (at most `within`: the assertion is about that time) until `done` holds for every
+    /// Channel named in `names`; fails naming `why`, how many do not, how many of those the
+    /// controller never touched (no finalizer, no status), and a few of them.
+    async fn settled(
         &self,
         names: &[String],
         within: Duration,
+        why: &str,
         done: impl Fn(Option<&Channel>) -> bool,
-    ) -> Vec<String> {
-        let deadline = Instant::now() + within;
-        loop {
-            let listed = match self.channels().list(&ListParams::default()).await {
-                Ok(l) => l.items,
-                Err(_) => {
-                    tokio::time::sleep(Duration::from_millis(100)).await;
-                    continue;
-                }
-            };
-            let by_name: std::collections::HashMap<String, &Channel> = listed
+    ) {
+        let api = self.channels();
+        support::eventually_ok(within, why, || async {
+            let listed = api.list(&ListParams::default()).await.map_err(|e| e.to_string())?;
+            let by_name: std::collections::HashMap<&str, &Channel> = listed
+                .items
                 .iter()
-                .map(|c| (c.metadata.name.clone().unwrap_or_default(), c))
+                .map(|c| (c.metadata.name.as_deref().unwrap_or_default(), c))
                 .collect();
-            let missing: Vec<String> = names
+            let missing: Vec<(&String, Option<&Channel>)> = names
                 .iter()
-                .filter(|n| !done(by_name.get(n.as_str()).copied()))
-                .cloned()
+                .map(|n| (n, by_name.get(n.as_str()).copied()))
+                .filter(|(_, c)| !done(*c))
                 .collect();
-            if missing.is_empty() || Instant::now() > deadline {
-                return missing;
+            if missing.is_empty() {
+                return Ok(());
             }
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
+            let untouched = missing
+                .iter()
+                .filter(|(_, c)| {
+                    c.is_some_and(|c| {
+                        c.status.is_none()
+                            && c.metadata.finalizers.as_ref().is_none_or(Vec::is_empty)
+                    })
+                })
+                .count();
+            let some: Vec<&String> = missing.iter().take(5).map(|(n, _)| *n).collect();
+            Err(format!(
+                "{} of {} not so ({untouched} never touched: no finalizer, no status), e.g. {some:?}",
+                missing.len(),
+                names.len()
+            ))
+        })
+        .await
     }
 }
 
 /// A create that rides out a sandbox restart (connection refused, 503) like a user retrying.
 async fn create_retrying(api: &Api<Channel>, ch: &Channel) {
-    for _ in 0..100 {
-        match api.create(&PostParams::default(), ch).await {
-            Ok(_) => return,
-            Err(kube::Error::Api(e)) if e.code == 409 => return,
-            Err(_) => tokio::time::sleep(Duration::from_millis(100)).await,
-        }
-    }
-    panic!("could not create {:?}", ch.metadata.name);
-}
-
-fn channel(name: &str, source: &str, scid: &str, extra: serde_json::Value) -> Channel {
-    let mut spec = serde_json::json!({"source": source, "sourceChannelId": scid});
-    if let serde_json::Value::Object(extra) = extra {
-        spec.as_object_mut().unwrap().extend(extra);
-    }
-    serde_json::from_value(serde_json::json!({
-        "apiVersion": "airy.co/v1alpha1",
-        "kind": "Channel",
-        "metadata": {"name": name, "namespace": "default"},
-        "spec": spec,
-    }))
-    .unwrap()
+    support::create_retrying(api, ch, support::TIMEOUT).await
 }
 
 fn chat_plugin(name: &str) -> Channel {
-    channel(name, "chat_plugin", name, serde_json::json!({}))
+    channel(Source::ChatPlugin, name).named(name).build()
 }
 
 fn is_ready_connected(ch: Option<&Channel>) -> bool {
@@ -194,24 +186,14 @@ async fn a_burst_through_forced_relists_leaves_no_channel_unreconciled() {
     stop.store(true, std::sync::atomic::Ordering::SeqCst);
     let relists = disrupt.await.unwrap();
     assert!(relists > 0, "the watch was never disrupted");
-    let missing = cluster
-        .pending(&names, Duration::from_secs(60), is_ready_connected)
+    cluster
+        .settled(
+            &names,
+            Duration::from_secs(60),
+            &format!("{N} Channels Ready after {relists} forced re-lists"),
+            is_ready_connected,
+        )
         .await;
-    let untouched = cluster
-        .pending(&missing, Duration::ZERO, |c| {
-            c.is_some_and(|c| {
-                c.status.is_some() || !c.metadata.finalizers.clone().unwrap_or_default().is_empty()
-            })
-        })
-        .await;
-    assert!(
-        missing.is_empty(),
-        "{} of {N} Channels never became Ready after {relists} forced re-lists ({} never touched: \
-         no finalizer, no status), e.g. {:?}",
-        missing.len(),
-        untouched.len(),
-        &missing[..missing.len().min(5)]
-    );
     controller.abort();
 }
 
@@ -244,41 +226,33 @@ async fn a_hung_provider_does_not_delay_other_sources() {
             "10",
         ])
         .await;
-    let ref_ =
-        serde_json::json!({"credentialsSecretRef": {"name": "fb-token", "key": "page_token"}});
     cluster
         .create_all((0..40).map(|i| {
-            channel(
-                &format!("fb-{i}"),
-                "facebook",
-                &format!("{}", 2000 + i),
-                ref_.clone(),
-            )
+            channel(Source::Facebook, &format!("{}", 2000 + i))
+                .named(&format!("fb-{i}"))
+                .credentials("fb-token", "page_token")
+                .build()
         }))
         .await;
     // Wait until the hung connects are at the Graph API.
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while graph.received_requests().await.unwrap_or_default().len() < 8 {
-        assert!(
-            Instant::now() < deadline,
-            "the Facebook connects never reached the Graph API"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    support::eventually_within(
+        Duration::from_secs(20),
+        "the Facebook connects to reach the Graph API",
+        || async { graph.received_requests().await.unwrap_or_default().len() >= 8 },
+    )
+    .await;
     let names: Vec<String> = (0..10).map(|i| format!("plugin-{i}")).collect();
-    let created = Instant::now();
     cluster
         .create_all(names.iter().map(|n| chat_plugin(n)))
         .await;
-    let missing = cluster
-        .pending(&names, Duration::from_secs(2), is_ready_connected)
+    cluster
+        .settled(
+            &names,
+            Duration::from_secs(2),
+            "with Facebook hung, 10 chat plugin Channels Ready within 2 s of the last create",
+            is_ready_connected,
+        )
         .await;
-    assert!(
-        missing.is_empty(),
-        "with Facebook hung, {} of 10 chat plugin Channels were not Ready {:?} after their creation",
-        missing.len(),
-        created.elapsed()
-    );
     controller.abort();
 }
 
@@ -324,12 +298,9 @@ async fn twilio_number(twilio: &MockServer, i: usize) -> Channel {
         .named(format!("connect {number}"))
         .mount(twilio)
         .await;
-    channel(
-        &format!("sms-{i}"),
-        "twilio.sms",
-        &number,
-        serde_json::json!({}),
-    )
+    channel(Source::TwilioSms, &number)
+        .named(&format!("sms-{i}"))
+        .build()
 }
 
 /// Creates a Twilio SMS Channel per number index and waits until every one is connected.
@@ -348,10 +319,10 @@ async fn connect_numbers(
         .map(|c| c.metadata.name.clone().unwrap())
         .collect();
     cluster.create_all(channels.into_iter()).await;
-    let missing = cluster
-        .pending(&names, Duration::from_secs(30), is_ready_connected)
+    let why = format!("connected by {by}");
+    cluster
+        .settled(&names, Duration::from_secs(30), &why, is_ready_connected)
         .await;
-    assert!(missing.is_empty(), "not connected by {by}: {missing:?}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -371,15 +342,12 @@ async fn sigterm_of_the_leader_hands_over_the_lease_at_once_and_connects_nothing
         .status()
         .unwrap()
         .success());
-    let mut holder = lease_holder(&cluster.sb).await;
-    while holder.as_deref() != Some("replica-b") && signalled.elapsed() < Duration::from_secs(20) {
-        tokio::time::sleep(Duration::from_millis(50)).await;
-        holder = lease_holder(&cluster.sb).await;
-    }
-    let took_over = signalled.elapsed();
+    // Waited for longer than the assertion allows, to say how long the hand-over took.
+    let took_over =
+        wait_holder(&cluster.sb, "replica-b", Duration::from_secs(20)).await - signalled;
     assert!(
-        holder.as_deref() == Some("replica-b") && took_over <= Duration::from_secs(2),
-        "the standby held the Lease only after {took_over:?} (holder {holder:?}); {:?}",
+        took_over <= Duration::from_secs(2),
+        "the standby held the Lease only after {took_over:?}; {:?}",
         Api::<Lease>::namespaced(cluster.sb.client(), "default")
             .get("channel-operator")
             .await
@@ -415,13 +383,14 @@ async fn after_an_apiserver_restart_creates_disconnects_and_deletes_are_reconcil
     cluster
         .create_all(before.iter().map(|n| chat_plugin(n)))
         .await;
-    let missing = cluster
-        .pending(&before, Duration::from_secs(30), is_ready_connected)
+    cluster
+        .settled(
+            &before,
+            Duration::from_secs(30),
+            "Ready before the restart",
+            is_ready_connected,
+        )
         .await;
-    assert!(
-        missing.is_empty(),
-        "not Ready before the restart: {missing:?}"
-    );
 
     // The apiserver restarts (every watch cut, history compacted, connections refused for 20 s,
     // as in the reported outage), then the changes arrive.
@@ -442,19 +411,22 @@ async fn after_an_apiserver_restart_creates_disconnects_and_deletes_are_reconcil
         api.delete(name, &DeleteParams::default()).await.unwrap();
     }
 
-    let within = Duration::from_secs(10).saturating_sub(back.elapsed());
-    let not_created = cluster.pending(&created, within, is_ready_connected).await;
-    let within = Duration::from_secs(10).saturating_sub(back.elapsed());
-    let not_disconnected = cluster
-        .pending(&to_disconnect, within, is_disconnected_for_generation)
+    // Each within 10 s of the apiserver's return.
+    let left = || Duration::from_secs(10).saturating_sub(back.elapsed());
+    cluster
+        .settled(&created, left(), "created: Ready", is_ready_connected)
         .await;
-    let within = Duration::from_secs(10).saturating_sub(back.elapsed());
-    let not_deleted = cluster.pending(&to_delete, within, |c| c.is_none()).await;
-    assert!(
-        not_created.is_empty() && not_disconnected.is_empty() && not_deleted.is_empty(),
-        "10 s after the apiserver came back: not Ready {not_created:?}, not disconnected \
-         {not_disconnected:?}, not deleted {not_deleted:?}"
-    );
+    cluster
+        .settled(
+            &to_disconnect,
+            left(),
+            "disconnected",
+            is_disconnected_for_generation,
+        )
+        .await;
+    cluster
+        .settled(&to_delete, left(), "deleted", |c| c.is_none())
+        .await;
     controller.abort();
 }
 
@@ -501,32 +473,25 @@ async fn credentials_outside_the_secret_namespaces_are_reported_not_read() {
             ],
         )
         .await;
-    let mut ch = channel(
-        "fb",
-        "facebook",
-        "1001",
-        serde_json::json!({"credentialsSecretRef": {"name": "fb-token", "key": "page_token"}}),
-    );
-    ch.metadata.namespace = Some("team-b".into());
+    let ch = channel(Source::Facebook, "1001")
+        .named("fb")
+        .namespace("team-b")
+        .credentials("fb-token", "page_token")
+        .build();
     let api: Api<Channel> = Api::namespaced(cluster.sb.client(), "team-b");
     api.create(&PostParams::default(), &ch).await.unwrap();
-    let deadline = Instant::now() + Duration::from_secs(30);
-    loop {
-        let got = api.get("fb").await.unwrap();
-        if let Some(ready) = got.ready_condition() {
-            assert_eq!(ready.status, "False", "{ready:?}");
-            assert_eq!(ready.reason, "CredentialsMissing", "{ready:?}");
-            assert!(
-                ready
-                    .message
-                    .contains("not configured to read Secrets in namespace team-b"),
-                "{ready:?}"
-            );
-            break;
-        }
-        assert!(Instant::now() < deadline, "no verdict on the Channel");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    let ready = support::eventually_some("a verdict on the Channel", || async {
+        api.get("fb").await.unwrap().ready_condition().cloned()
+    })
+    .await;
+    assert_eq!(ready.status, "False", "{ready:?}");
+    assert_eq!(ready.reason, "CredentialsMissing", "{ready:?}");
+    assert!(
+        ready
+            .message
+            .contains("not configured to read Secrets in namespace team-b"),
+        "{ready:?}"
+    );
     controller.abort();
     let paths = paths.lock().unwrap().clone();
     assert!(

@@ -348,17 +348,31 @@ async fn kstatus_reads_every_channel_state_as_flux_would() {
         .await;
     assert_eq!(kstatus(&v), "InProgress", "{v:#}");
     assert!(condition(&v, "Stalled", "status") != "True", "{v:#}");
-    // Deleting a channel whose disconnect cannot finish: Terminating.
+    // Deleting a channel whose disconnect cannot finish: Terminating, and the conditions say
+    // why — the disconnect before deletion failed and is retried (Reconciling, not Stalled), so
+    // a tool waiting on kstatus keeps waiting instead of reporting a failure.
     env.kubectl_ok(&["delete", "channel", "flaky", "--wait=false"], None)
         .await;
+    let failed_disconnect = |v: &serde_json::Value| {
+        condition(v, "Reconciling", "message")
+            .as_str()
+            .is_some_and(|m| m.starts_with("DisconnectBeforeDelete failed: facebook:"))
+    };
     let v = env
-        .channel_until("flaky", "deletion", |v| {
-            v["metadata"]["deletionTimestamp"].is_string()
+        .channel_until("flaky", "the failed disconnect before deletion", |v| {
+            v["metadata"]["deletionTimestamp"].is_string() && failed_disconnect(v)
         })
         .await;
-    assert_eq!(kstatus(&v), "Terminating");
-    // Terminating because the finalizer holds it: a second later the Channel is still there,
-    // with the operator's finalizer and a condition saying why.
+    assert_eq!(kstatus(&v), "Terminating", "{v:#}");
+    assert_eq!(condition(&v, "Reconciling", "status"), "True", "{v:#}");
+    assert_eq!(
+        condition(&v, "Reconciling", "reason"),
+        "ProviderError",
+        "{v:#}"
+    );
+    assert!(condition(&v, "Stalled", "status") != "True", "{v:#}");
+    // Held by the finalizer, not by chance: a second later the Channel is still there, with
+    // the operator's finalizer, still retrying the disconnect.
     tokio::time::sleep(Duration::from_secs(1)).await;
     let v = env.get("flaky").await;
     assert_eq!(
@@ -366,7 +380,7 @@ async fn kstatus_reads_every_channel_state_as_flux_would() {
         serde_json::json!([channel_operator::crd::FINALIZER]),
         "{v:#}"
     );
-    assert_eq!(kstatus(&v), "Terminating");
+    assert!(failed_disconnect(&v), "{v:#}");
     assert_eq!(cond(&v, "status"), "False", "{v:#}");
     env.finish().await;
 }

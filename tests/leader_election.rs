@@ -4,7 +4,7 @@
 //! the sandbox can partition one of them.
 //!
 //! The waits here are the assertions (an answer within 10 s of the apiserver's return, a
-//! hand-over within the lease duration), so each has its own deadline.
+//! hand-over within the lease duration), so each names its own (`eventually_within`).
 
 mod support;
 
@@ -37,43 +37,46 @@ fn chat_plugin(name: &str) -> Channel {
 }
 
 /// A create that rides out an apiserver outage, like a user's `kubectl apply` retried.
-async fn create_retrying(api: &Api<Channel>, ch: &Channel) {
-    let deadline = Instant::now() + TIMEOUT * 2;
-    loop {
-        match api.create(&PostParams::default(), ch).await {
-            Ok(_) => return,
-            Err(kube::Error::Api(e)) if e.code == 409 => return,
-            Err(e) => {
-                assert!(Instant::now() < deadline, "could not create: {e}");
-                tokio::time::sleep(Duration::from_millis(100)).await;
-            }
-        }
-    }
+async fn create(api: &Api<Channel>, ch: &Channel) {
+    create_retrying(api, ch, TIMEOUT * 2).await
 }
 
-/// The names among `names` that are not Ready/Connected after waiting at most `within`.
-async fn not_ready(env: &Env, names: &[String], within: Duration) -> Vec<String> {
-    let deadline = Instant::now() + within;
-    loop {
-        let missing: Vec<String> = match default_channels(env).list(&ListParams::default()).await {
-            Ok(list) => names
-                .iter()
-                .filter(|n| {
-                    !list.items.iter().any(|c| {
-                        c.metadata.name.as_ref() == Some(n)
-                            && c.ready_condition()
-                                .is_some_and(|r| r.status == "True" && r.reason == "Connected")
-                    })
+/// Waits at most `within` (the assertion is about that time) until every Channel of `names` is
+/// Ready/Connected; fails naming `why` and those that are not.
+async fn all_ready(env: &Env, names: &[String], within: Duration, why: &str) {
+    let api = default_channels(env);
+    eventually_ok(within, why, || async {
+        let list = api
+            .list(&ListParams::default())
+            .await
+            .map_err(|e| e.to_string())?;
+        let missing: Vec<&String> = names
+            .iter()
+            .filter(|n| {
+                !list.items.iter().any(|c| {
+                    c.metadata.name.as_ref() == Some(n)
+                        && c.ready_condition()
+                            .is_some_and(|r| r.status == "True" && r.reason == "Connected")
                 })
-                .cloned()
-                .collect(),
-            Err(_) => names.to_vec(),
-        };
-        if missing.is_empty() || Instant::now() > deadline {
-            return missing;
+            })
+            .collect();
+        if missing.is_empty() {
+            Ok(())
+        } else {
+            Err(format!("not Ready/Connected: {missing:?}"))
         }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    })
+    .await
+}
+
+/// The Lease's spec now.
+async fn lease(env: &Env) -> k8s_openapi::api::coordination::v1::LeaseSpec {
+    Api::<k8s_openapi::api::coordination::v1::Lease>::namespaced(env.sb.client(), "default")
+        .get(replica::LEASE)
+        .await
+        .unwrap()
+        .spec
+        .unwrap_or_default()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -81,34 +84,54 @@ async fn a_20s_apiserver_restart_leaves_the_leader_running_and_reconciling() {
     let (_turn, env) = cluster().await;
     let mut a = env.replica("replica-a", &[]);
     env.wait_holder("replica-a", TIMEOUT).await;
-    create_retrying(&default_channels(&env), &chat_plugin("before")).await;
-    assert!(not_ready(&env, &["before".into()], TIMEOUT)
-        .await
-        .is_empty());
+    create(&default_channels(&env), &chat_plugin("before")).await;
+    all_ready(&env, &["before".into()], TIMEOUT, "before the restart").await;
+    let held = lease(&env).await;
 
     let faults = env.sb.faults();
     let restart = tokio::spawn(async move { faults.restart(Duration::from_secs(20)).await });
     tokio::time::sleep(Duration::from_secs(1)).await;
     // A change made during the outage (a create retried until the apiserver answers).
     let api = default_channels(&env);
-    let change = tokio::spawn(async move { create_retrying(&api, &chat_plugin("during")).await });
+    let change = tokio::spawn(async move { create(&api, &chat_plugin("during")).await });
     restart.await.unwrap();
     let back = Instant::now();
     assert_running(&mut a, "during a 20 s apiserver restart");
     change.await.unwrap();
-    let missing = not_ready(
+    all_ready(
         &env,
         &["during".into()],
         Duration::from_secs(10).saturating_sub(back.elapsed()),
+        "a change made during the restart reconciled within 10 s of the return",
     )
     .await;
-    assert!(
-        missing.is_empty(),
-        "a change made during the restart was not reconciled within 10 s of the return"
-    );
     eprintln!(
         "reconciled {:?} after the apiserver's return",
         back.elapsed()
+    );
+    // The leader kept its Lease: it renews it again, as the holder that acquired it before the
+    // restart (the same acquireTime, no transition), not as one taking it anew.
+    let renewed = eventually_ok(TIMEOUT, "the Lease renewed after the return", || async {
+        let now = lease(&env).await;
+        if now.renew_time > held.renew_time {
+            Ok(now)
+        } else {
+            Err(format!("{now:?}"))
+        }
+    })
+    .await;
+    assert_eq!(
+        (
+            &renewed.holder_identity,
+            &renewed.acquire_time,
+            renewed.lease_transitions
+        ),
+        (
+            &Some("replica-a".to_owned()),
+            &held.acquire_time,
+            held.lease_transitions
+        ),
+        "the leader did not keep its Lease through the restart: before {held:?}, after {renewed:?}"
     );
     assert_running(&mut a, "after the restart");
 }
@@ -126,14 +149,14 @@ async fn a_controller_started_during_an_outage_becomes_leader_after_it() {
     let back = Instant::now();
     assert_running(&mut a, "while the apiserver was down");
     env.wait_holder("replica-a", Duration::from_secs(10)).await;
-    create_retrying(&default_channels(&env), &chat_plugin("after")).await;
-    let missing = not_ready(
+    create(&default_channels(&env), &chat_plugin("after")).await;
+    all_ready(
         &env,
         &["after".into()],
         Duration::from_secs(15).saturating_sub(back.elapsed()),
+        "reconciled within 15 s of the outage's end",
     )
     .await;
-    assert!(missing.is_empty(), "not reconciled after the outage");
     eprintln!(
         "reconciled {:?} after the apiserver's return",
         back.elapsed()
@@ -203,7 +226,7 @@ async fn a_partitioned_leader_is_fenced_and_the_standby_connects_every_page_once
             .named(name)
             .credentials("fb-token", "page_token")
             .build();
-        create_retrying(&default_channels(&env), &ch).await;
+        create(&default_channels(&env), &ch).await;
     }
     // Cut as soon as all eight are held (a fixed sleep instead let a loaded machine finish
     // some of them first: a page subscribed just before the cut, with its outcome unrecorded,
@@ -225,11 +248,13 @@ async fn a_partitioned_leader_is_fenced_and_the_standby_connects_every_page_once
     // The partition heals a little later; the old leader's delayed requests arrive.
     tokio::time::sleep(Duration::from_secs(1)).await;
     faults.heal("replica-a");
-    let missing = not_ready(&env, &names, TIMEOUT).await;
-    assert!(
-        missing.is_empty(),
-        "not connected by the new leader: {missing:?}"
-    );
+    all_ready(
+        &env,
+        &names,
+        TIMEOUT,
+        "every page connected by the new leader",
+    )
+    .await;
     // Give the old leader time to do what it would do after the heal.
     env.holder_stays(
         "replica-b",
@@ -312,7 +337,7 @@ async fn a_lease_renewed_by_a_holder_with_a_skewed_clock_is_not_taken() {
         }
     });
     env.start_controller().await;
-    create_retrying(&default_channels(&env), &chat_plugin("skew")).await;
+    create(&default_channels(&env), &chat_plugin("skew")).await;
     // Three lease durations: the holder is renewing, so the candidate must keep off.
     env.holder_stays(
         "skewed",
@@ -327,7 +352,13 @@ async fn a_lease_renewed_by_a_holder_with_a_skewed_clock_is_not_taken() {
     let stopped = Instant::now();
     env.wait_holder("candidate", Duration::from_secs(4)).await;
     eprintln!("taken {:?} after the last renewal", stopped.elapsed());
-    assert!(not_ready(&env, &["skew".into()], TIMEOUT).await.is_empty());
+    all_ready(
+        &env,
+        &["skew".into()],
+        TIMEOUT,
+        "reconciled by the new holder",
+    )
+    .await;
 }
 
 // ---------------------------------------------------------------------------------------------

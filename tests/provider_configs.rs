@@ -321,8 +321,10 @@ async fn a_cluster_configuration_serves_only_the_namespaces_it_admits() {
     env.tokens.push(TOKEN2.into());
     // The operator's namespace is `default` in the tests (POD_NAMESPACE's default).
     create_secret(&env, "default", "twilio-ac2", "auth-token", TOKEN2).await;
-    // A Secret of the same name in the tenant namespace is never read for a cluster config.
+    // A Secret of the same name in the tenant namespace is never read for a cluster config
+    // (the sandbox's audit log tells: below).
     create_secret(&env, "team-c", "twilio-ac2", "auth-token", "tenant-value").await;
+    env.sb.faults().start_audit();
     let cpc = ClusterProviderConfig::new(
         "shared",
         ClusterProviderConfigSpec {
@@ -394,6 +396,25 @@ async fn a_cluster_configuration_serves_only_the_namespaces_it_admits() {
         },
     )
     .await;
+    let secret_reads: Vec<String> = env
+        .sb
+        .faults()
+        .audit()
+        .into_iter()
+        .filter(|e| e.resource == "secrets" && e.verb == "get")
+        .map(|e| format!("{}/{}", e.namespace, e.name))
+        .collect();
+    // The audit log sees the reads: the configuration's own Secret was read.
+    assert!(
+        secret_reads.iter().any(|r| r == "default/twilio-ac2"),
+        "{secret_reads:?}"
+    );
+    assert!(
+        secret_reads
+            .iter()
+            .all(|r| r == "default/twilio-ac2" || !r.ends_with("/twilio-ac2")),
+        "a tenant's Secret was read for the cluster configuration: {secret_reads:?}"
+    );
     env.finish().await;
 }
 

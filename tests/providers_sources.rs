@@ -2,18 +2,18 @@
 //! pinned (method, path, query, headers, body) with its count, the failure classes (401/OAuth,
 //! 5xx, timeouts, 429) and no token in any message.
 
+mod support;
+
 use std::time::Duration;
 
-use channel_operator::crd::{
-    Channel, ChannelSpec, InstagramSpec, SecretKeyRef, Source, WhatsappSpec,
-};
+use channel_operator::crd::{Channel, Source};
 use channel_operator::providers::facebook::SUBSCRIBED_FIELDS;
 use channel_operator::providers::whatsapp::NUMBER_FIELDS;
-use channel_operator::providers::{ProviderArgs, ProviderError, Providers};
+use channel_operator::providers::{ProviderError, Providers};
 use channel_operator::reason::Reason;
 use channel_operator::secret::SecretString;
-use clap::Parser;
 use serde_json::json;
+use support::channel;
 use wiremock::matchers::{body_json, header, method, path, query_param};
 use wiremock::{Mock, MockServer, ResponseTemplate};
 
@@ -30,16 +30,9 @@ const WABA: &str = "102290129340398";
 const VIBER_ID: &str = "pa:5469875432398472639";
 const WEBHOOK: &str = "https://airy.example/viber";
 
-#[derive(Parser)]
-struct P {
-    #[command(flatten)]
-    p: ProviderArgs,
-}
-
 fn providers(server: &MockServer) -> Providers {
     let graph = format!("{}/v24.0", server.uri());
-    let argv = [
-        "p",
+    support::providers::providers(&[
         "--facebook-app-id",
         "app-1",
         "--facebook-app-secret",
@@ -52,32 +45,16 @@ fn providers(server: &MockServer) -> Providers {
         WEBHOOK,
         "--provider-timeout-seconds",
         "1",
-    ];
-    Providers::new(&P::parse_from(argv).p).unwrap()
-}
-
-fn channel(source: Source, scid: &str) -> Channel {
-    Channel::new(
-        "ch",
-        ChannelSpec {
-            credentials_secret_ref: Some(SecretKeyRef {
-                name: "tok".into(),
-                key: "token".into(),
-            }),
-            instagram: (source == Source::Instagram).then(|| InstagramSpec {
-                page_id: PAGE.into(),
-            }),
-            ..ChannelSpec::new(source, scid)
-        },
-    )
+    ])
 }
 
 fn whatsapp(waba: Option<&str>) -> Channel {
-    let mut ch = channel(Source::Whatsapp, NUMBER);
-    ch.spec.whatsapp = waba.map(|w| WhatsappSpec {
-        business_account_id: Some(w.into()),
-    });
-    ch
+    let number = channel(Source::Whatsapp, NUMBER);
+    match waba {
+        Some(w) => number.business_account(w),
+        None => number,
+    }
+    .build()
 }
 
 fn assert_no_token(msg: &str) {
@@ -144,7 +121,9 @@ async fn instagram_connects_through_the_linked_page_and_disconnect_unsubscribes_
         .mount(&server)
         .await;
     let p = providers(&server);
-    let ch = channel(Source::Instagram, ACCOUNT);
+    let ch = channel(Source::Instagram, ACCOUNT)
+        .instagram_page(PAGE)
+        .build();
     let provider = p.for_source(Source::Instagram);
     let out = provider
         .connect(&ch, Some(&SecretString::new(PAGE_TOKEN)))
@@ -169,8 +148,8 @@ async fn instagram_connects_through_the_linked_page_and_disconnect_unsubscribes_
 async fn instagram_without_its_page_calls_nothing() {
     let server = MockServer::start().await;
     let p = providers(&server);
-    let mut ch = channel(Source::Instagram, ACCOUNT);
-    ch.spec.instagram = None;
+    // No spec.instagram.pageId.
+    let ch = channel(Source::Instagram, ACCOUNT).build();
     let e = p
         .for_source(Source::Instagram)
         .connect(&ch, Some(&SecretString::new(PAGE_TOKEN)))
@@ -366,7 +345,7 @@ async fn viber_reads_the_account_sets_the_webhook_and_clears_it() {
         .mount(&server)
         .await;
     let p = providers(&server);
-    let ch = channel(Source::Viber, VIBER_ID);
+    let ch = channel(Source::Viber, VIBER_ID).build();
     let provider = p.for_source(Source::Viber);
     let token = SecretString::new(VIBER_TOKEN);
     let out = provider.connect(&ch, Some(&token)).await.unwrap();
@@ -392,7 +371,7 @@ async fn viber_refuses_a_token_of_another_account_before_setting_any_webhook() {
     let e = p
         .for_source(Source::Viber)
         .connect(
-            &channel(Source::Viber, "pa:1111"),
+            &channel(Source::Viber, "pa:1111").build(),
             Some(&SecretString::new(VIBER_TOKEN)),
         )
         .await
@@ -440,7 +419,7 @@ async fn viber_failures_are_classified_without_the_token() {
         let e = providers(&server)
             .for_source(Source::Viber)
             .connect(
-                &channel(Source::Viber, VIBER_ID),
+                &channel(Source::Viber, VIBER_ID).build(),
                 Some(&SecretString::new(VIBER_TOKEN)),
             )
             .await
@@ -459,9 +438,8 @@ async fn viber_failures_are_classified_without_the_token() {
 #[tokio::test]
 async fn viber_without_a_webhook_url_or_token_calls_nothing() {
     let server = MockServer::start().await;
-    let argv = ["p", "--viber-api-url", &server.uri()];
-    let p = Providers::new(&P::parse_from(argv).p).unwrap();
-    let ch = channel(Source::Viber, VIBER_ID);
+    let p = support::providers::providers(&["--viber-api-url", &server.uri()]);
+    let ch = channel(Source::Viber, VIBER_ID).build();
     let e = p
         .for_source(Source::Viber)
         .connect(&ch, Some(&SecretString::new(VIBER_TOKEN)))

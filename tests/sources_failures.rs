@@ -142,6 +142,12 @@ async fn viber_connect_is_500_without_the_apis_token_or_when_viber_refuses_it() 
     assert_eq!(status, 500, "{v}");
     assert!(message(&v).contains("--viber-auth-token"), "{v}");
     assert_eq!(writes.load(Ordering::SeqCst), 0);
+    let asked = viber.received_requests().await.unwrap();
+    assert!(
+        asked.is_empty(),
+        "Viber was asked without a token: {:?}",
+        asked.iter().map(|r| r.url.path()).collect::<Vec<_>>()
+    );
     drop(env);
 
     // Viber refuses the token: its status and message, never the token; nothing written.

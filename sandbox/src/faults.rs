@@ -1,5 +1,5 @@
 //! Fault injection: failed and held requests, slow lists, dropped watches, the watch window and
-//! apiserver restarts.
+//! apiserver restarts; and the records a test asserts with (writes per user, the audit log).
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -23,7 +23,22 @@ enum FaultAction {
     Hold(Duration),
 }
 
-/// The faults in force: pending request faults and slow lists.
+/// One resource request as kube-apiserver's audit log records it at the `Metadata` level: who
+/// asked for what, without bodies.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct AuditEvent {
+    pub user: String,
+    /// "get", "list", "watch", "create", "update", "patch", "delete" or "deletecollection".
+    pub verb: String,
+    /// The plural (`secrets`), or `plural/subresource` (`channels/status`).
+    pub resource: String,
+    /// "" for cluster-scoped resources and for requests across all namespaces.
+    pub namespace: String,
+    /// "" for list, watch, create and deletecollection (unless they select `metadata.name`).
+    pub name: String,
+}
+
+/// The faults in force: pending request faults and slow lists; and the audit log, once started.
 #[derive(Default)]
 pub struct FaultTable {
     rules: Vec<FaultRule>,
@@ -31,6 +46,8 @@ pub struct FaultTable {
     slow_lists: HashMap<String, Duration>,
     /// How many requests a fault was applied to (failed or held), since the start.
     fired: usize,
+    /// The requests authorized since [`Faults::start_audit`] (None: not auditing).
+    audit: Option<Vec<AuditEvent>>,
 }
 
 /// Whether a fault for `rule` (a plural or "*") applies to `resource` (a plural, or
@@ -65,6 +82,19 @@ impl FaultTable {
         }
         self.rules.retain(|r| r.remaining > 0);
         (hold, fail)
+    }
+
+    /// Records an authorized request, when auditing.
+    pub fn audit(&mut self, user: &str, verb: &str, resource: &str, namespace: &str, name: &str) {
+        if let Some(log) = self.audit.as_mut() {
+            log.push(AuditEvent {
+                user: user.to_string(),
+                verb: verb.to_string(),
+                resource: resource.to_string(),
+                namespace: namespace.to_string(),
+                name: name.to_string(),
+            });
+        }
     }
 
     /// How long a list page of `plural` waits before it is answered.
@@ -160,6 +190,20 @@ impl Faults {
     /// that the faults it injected fired.
     pub fn fired(&self) -> usize {
         self.shared.lock_faults().fired
+    }
+
+    /// Starts the audit log (again, empty): from now on every resource request the sandbox
+    /// authorizes is recorded, as kube-apiserver's audit log does at the `Metadata` level. Off
+    /// unless started: a long run would keep every request.
+    pub fn start_audit(&self) {
+        self.shared.lock_faults().audit = Some(Vec::new());
+    }
+
+    /// The requests authorized since [`Faults::start_audit`], oldest first (empty if it was
+    /// not started): a test asserts with it what a client read, e.g. that a Secret was never
+    /// fetched.
+    pub fn audit(&self) -> Vec<AuditEvent> {
+        self.shared.lock_faults().audit.clone().unwrap_or_default()
     }
 
     /// Removes every pending request fault and slow list (watch windows stay).

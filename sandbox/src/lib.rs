@@ -42,7 +42,7 @@ use std::time::Duration;
 use anyhow::Context as _;
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
 
-pub use faults::Faults;
+pub use faults::{AuditEvent, Faults};
 pub use kubectl::KubectlOutput;
 use server::Shared;
 pub use store::DEFAULT_WATCH_WINDOW;

@@ -314,3 +314,38 @@ async fn faults_fail_hold_and_clear() {
         .unwrap();
     assert!(channels.get_opt("f").await.unwrap().is_none());
 }
+
+#[tokio::test]
+async fn the_audit_log_records_who_requested_what_once_started() {
+    let (sb, client) = sandbox().await;
+    let faults = sb.faults();
+    let secrets: Api<Secret> = Api::namespaced(client.clone(), "default");
+    secrets
+        .create(&PostParams::default(), &secret("before", json!({})))
+        .await
+        .unwrap();
+    assert!(faults.audit().is_empty(), "recorded before it was started");
+    faults.start_audit();
+    secrets.get("before").await.unwrap();
+    Api::<Secret>::all(client)
+        .list(&ListParams::default())
+        .await
+        .unwrap();
+    let lines: Vec<String> = faults
+        .audit()
+        .iter()
+        .map(|e| {
+            format!(
+                "{} {} {} {}/{}",
+                e.user, e.verb, e.resource, e.namespace, e.name
+            )
+        })
+        .collect();
+    assert_eq!(
+        lines,
+        [
+            "kubernetes-admin get secrets default/before",
+            "kubernetes-admin list secrets /",
+        ]
+    );
+}

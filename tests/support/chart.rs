@@ -260,30 +260,26 @@ pub async fn can_i(sb: &Sandbox, dir: &Path, who: &str, verb: &str, what: &str, 
 }
 
 pub use super::build::ready;
+pub use super::wait::{eventually_ok, TIMEOUT};
 
-/// Polls `done` until it holds (the one wait policy); then fails with `what` it was waiting for
-/// and the sandbox's denials so far.
-pub async fn eventually<F, Fut>(sb: &Sandbox, what: &str, mut done: F)
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = bool>,
-{
-    super::wait::eventually_explained(
-        what,
-        || format!("; denials: {:?}", sb.denials()),
-        || {
-            let fut = done();
-            async move { fut.await.then_some(()) }
-        },
-    )
-    .await
+/// `done` as an answer for [`eventually_ok`]: a wait that times out names the sandbox's denials
+/// so far, the usual reason in these tests.
+pub fn or_denials(sb: &Sandbox, done: bool) -> Result<(), String> {
+    if done {
+        Ok(())
+    } else {
+        Err(format!("denials: {:?}", sb.denials()))
+    }
 }
 
 pub async fn wait_ready(sb: &Sandbox, channels: &Api<Channel>, name: &str, want: (&str, &str)) {
     let what = format!("{name} to be Ready {want:?}");
-    eventually(sb, &what, || async {
+    eventually_ok(TIMEOUT, &what, || async {
         let got = channels.get(name).await.ok().as_ref().and_then(ready);
-        got.as_ref().map(|(s, r)| (s.as_str(), r.as_str())) == Some(want)
+        or_denials(
+            sb,
+            got.as_ref().map(|(s, r)| (s.as_str(), r.as_str())) == Some(want),
+        )
     })
     .await;
 }
@@ -339,9 +335,9 @@ pub async fn start_api(sb: &Sandbox, objects: &[Value]) -> (Running, String, Str
     let client = sb.service_account_client(RELEASE_NS, &sa);
     let running = Running(tokio::spawn(api::serve(client, args, listener)));
     let http = reqwest::Client::new();
-    eventually(sb, "the API to be ready", || async {
+    eventually_ok(TIMEOUT, "the API to be ready", || async {
         let ok = http.get(format!("{base}/readyz")).send().await;
-        ok.is_ok_and(|r| r.status() == 200)
+        or_denials(sb, ok.is_ok_and(|r| r.status() == 200))
     })
     .await;
     (running, base, sa)

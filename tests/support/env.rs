@@ -26,7 +26,9 @@ use wiremock::MockServer;
 
 use super::fakes::{self, PageTokens, APP_SECRET, TWILIO_SID, TWILIO_TOKEN, TWILIO_WEBHOOK};
 use super::logs::{log_text, logs};
-use super::wait::{eventually, eventually_some, http_ready, KUBECTL_TIMEOUT};
+use super::wait::{
+    eventually, eventually_ok, eventually_some, http_ready, KUBECTL_TIMEOUT, TIMEOUT,
+};
 
 /// A process of the product (controller or API) running as a task; aborted when dropped, so a
 /// failing test stops it too.
@@ -409,28 +411,20 @@ impl Env {
         check: impl Fn(&Value) -> bool,
     ) -> Value {
         let api: Api<Channel> = Api::namespaced(self.sb.client(), "default");
-        let last = Mutex::new(None);
-        let found = super::wait::eventually_explained(
-            format!("{name}: {what}"),
-            || {
-                format!(
-                    "; last: {:#}",
-                    last.lock().unwrap().clone().unwrap_or(Value::Null)
-                )
-            },
-            || async {
-                let v = api
-                    .get_opt(name)
-                    .await
-                    .ok()
-                    .flatten()
-                    .map(|ch| serde_json::to_value(&ch).unwrap());
-                *last.lock().unwrap() = v.clone();
-                v.filter(|v| check(v))
-            },
-        )
-        .await;
-        found
+        eventually_ok(TIMEOUT, format!("{name}: {what}"), || async {
+            let v = api
+                .get_opt(name)
+                .await
+                .ok()
+                .flatten()
+                .map(|ch| serde_json::to_value(&ch).unwrap());
+            match v {
+                Some(v) if check(&v) => Ok(v),
+                Some(v) => Err(format!("last: {v:#}")),
+                None => Err("no such Channel".to_owned()),
+            }
+        })
+        .await
     }
 
     /// Waits until `kind/name` no longer exists.

@@ -1,7 +1,8 @@
 //! The test harness every integration test shares: one environment ([`env::Env`]: sandbox,
 //! provider fakes, controller, API), one wait policy ([`wait`]), builders for Channels and
 //! Secrets ([`build`]), log capture ([`logs`]), controller replicas as processes ([`replica`]),
-//! and what the API, router and chart tests need besides. `use support::*;` brings the common names.
+//! the provider tests' factory ([`providers`]), and what the API, router and chart tests need
+//! besides. `use support::*;` brings the common names.
 
 // Each test binary compiles this module and uses a part of it.
 #![allow(dead_code, unused_imports)]
@@ -13,6 +14,7 @@ pub mod env;
 pub mod fakes;
 pub mod kubectl;
 pub mod logs;
+pub mod providers;
 pub mod replica;
 pub mod router;
 pub mod wait;
@@ -24,5 +26,6 @@ pub use fakes::{APP_SECRET, TWILIO_TOKEN};
 pub use logs::{log_text, logs};
 pub use replica::assert_running;
 pub use wait::{
-    eventually, eventually_explained, eventually_some, http_ready, KUBECTL_TIMEOUT, TIMEOUT,
+    consistently, create_retrying, eventually, eventually_ok, eventually_some, eventually_within,
+    http_ready, KUBECTL_TIMEOUT, TIMEOUT,
 };

@@ -11,6 +11,7 @@ use kube_sandbox::Sandbox;
 
 use super::env::Env;
 use super::fakes::APP_SECRET;
+use super::wait::{consistently, eventually_ok};
 
 /// The Lease the replicas elect their leader with (the default `--lease-name`).
 pub const LEASE: &str = "channel-operator";
@@ -66,18 +67,14 @@ pub async fn lease_holder(sb: &Sandbox) -> Option<String> {
 /// Waits (at most `within`: the assertion is about that time) until `identity` holds the Lease
 /// in `sb`; returns when it was first seen holding it.
 pub async fn wait_holder(sb: &Sandbox, identity: &str, within: Duration) -> Instant {
-    let deadline = Instant::now() + within;
-    loop {
-        let holder = lease_holder(sb).await;
-        if holder.as_deref() == Some(identity) {
-            return Instant::now();
+    let what = format!("{identity} to hold the Lease");
+    eventually_ok(within, what, || async {
+        match lease_holder(sb).await {
+            Some(h) if h == identity => Ok(Instant::now()),
+            holder => Err(format!("holder {holder:?}")),
         }
-        assert!(
-            Instant::now() < deadline,
-            "{identity} did not hold the Lease within {within:?} (holder {holder:?})"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    })
+    .await
 }
 
 impl Env {
@@ -111,15 +108,10 @@ impl Env {
 
     /// Fails the test unless `identity` holds the Lease throughout the next `period`.
     pub async fn holder_stays(&self, identity: &str, period: Duration, why: &str) {
-        let until = Instant::now() + period;
-        while Instant::now() < until {
-            assert_eq!(
-                self.lease_holder().await.as_deref(),
-                Some(identity),
-                "{why}"
-            );
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
+        consistently(period, why, || async {
+            self.lease_holder().await.as_deref() == Some(identity)
+        })
+        .await
     }
 }
 

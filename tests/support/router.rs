@@ -17,30 +17,20 @@ pub fn unreachable_client() -> kube::Client {
     kube::Client::try_from(kube::Config::new("http://127.0.0.1:1".parse().unwrap())).unwrap()
 }
 
-/// A Channel as the controller reports it (Ready, generation 1), for the hand-filled cache.
-pub fn channel(source: Source, scid: &str, name: Option<&str>, connected: bool) -> Channel {
-    let mut b = super::build::channel(source, scid).connected(connected);
-    if let Some(n) = name {
-        b = b.display_name(n);
-    }
-    b.reported()
-}
-
+/// The Channels of the hand-filled cache, as the controller reports them (Ready, generation 1).
 pub fn fixtures() -> Vec<Channel> {
-    let mut plugin = channel(
-        Source::ChatPlugin,
-        "website-identifier-42",
-        Some("website-identifier-42"),
-        true,
-    );
-    plugin.spec.image_url = Some("http://example.org/plugin_icon.jpeg".into());
-    let mut fb = channel(Source::Facebook, "100000000001", None, true);
+    use super::build::channel;
+    let plugin = channel(Source::ChatPlugin, "website-identifier-42")
+        .display_name("website-identifier-42")
+        .image_url("http://example.org/plugin_icon.jpeg")
+        .reported();
+    let mut fb = channel(Source::Facebook, "100000000001").reported();
     if let Some(s) = fb.status.as_mut() {
         s.page_name = Some("My Page".into());
         s.page_image_url = Some("https://fb.example/pic.png".into());
     }
     // Meant to be connected, but the provider refused it: not shown as connected.
-    let mut failing = channel(Source::ChatPlugin, "failing-site", None, true);
+    let mut failing = channel(Source::ChatPlugin, "failing-site").reported();
     if let Some(s) = failing.status.as_mut() {
         s.connected = false;
         s.conditions[0].status = "False".into();
@@ -49,14 +39,14 @@ pub fn fixtures() -> Vec<Channel> {
     vec![
         plugin,
         fb,
-        channel(Source::Google, "gbm-id", None, true),
-        channel(Source::TwilioSms, "+491234567", Some("sms"), false),
-        channel(
-            Source::TwilioWhatsapp,
-            "whatsapp:+491234567",
-            Some("wa"),
-            true,
-        ),
+        channel(Source::Google, "gbm-id").reported(),
+        channel(Source::TwilioSms, "+491234567")
+            .display_name("sms")
+            .connected(false)
+            .reported(),
+        channel(Source::TwilioWhatsapp, "whatsapp:+491234567")
+            .display_name("wa")
+            .reported(),
         failing,
     ]
 }

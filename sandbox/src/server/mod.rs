@@ -407,7 +407,17 @@ async fn resource_request(
         Some(s) => format!("{plural}/{s}"),
         None => plural.clone(),
     };
-    let (hold, fail) = sh.lock_faults().take(verb, &fault_resource);
+    let (hold, fail) = {
+        let mut faults = sh.lock_faults();
+        faults.audit(
+            &user.name,
+            verb,
+            &fault_resource,
+            &attrs.namespace,
+            &attrs.name,
+        );
+        faults.take(verb, &fault_resource)
+    };
     if let Some(d) = hold {
         tokio::time::sleep(d).await;
     }

@@ -249,9 +249,16 @@ async fn whatsapp_keeps_the_business_account_subscribed_while_another_channel_us
         c["spec"]["connected"] = true.into();
         c["metadata"]["generation"] = 3.into();
     });
+    // Connected again: its calls are pinned like the first connect's (the number read, the
+    // business account subscribed).
     s.reconcile().await.unwrap();
-    s.fake.take();
-    graph_calls(&s.graph, &s.graph_seen).await;
+    s.api(&RECONNECT_API);
+    s.provider(&[
+        "GET /v24.0/oauth/access_token",
+        "GET /v24.0/106540352242922",
+        "POST /v24.0/102290129340398/subscribed_apps",
+    ])
+    .await;
     s.edit(|c| c["metadata"]["deletionTimestamp"] = "2026-01-02T00:00:00Z".into());
     s.reconcile().await.unwrap();
     s.api(&DELETE_API);
