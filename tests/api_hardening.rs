@@ -77,7 +77,7 @@ async fn answer_as_a_controller_naming_the_owner(
 }
 
 /// The API relays the controller's failure messages (a connect, a disconnect), but a message
-/// naming a Channel outside the API's namespaces loses that name (`scope::confine`): the API
+/// naming a Channel outside the API's namespaces loses that name (`confine::channel_refs`): the API
 /// answers about its own namespaces only.
 #[tokio::test]
 async fn errors_name_no_channel_outside_the_apis_namespaces() {
