@@ -12,6 +12,7 @@
 
 pub mod auth;
 pub mod cache;
+pub mod connections;
 pub mod endpoints;
 pub mod error;
 pub mod handlers;
@@ -338,10 +339,10 @@ pub async fn serve_until(
     let drain_limit = state.sync_timeout + Duration::from_secs(5);
     let metrics = state.metrics.clone();
     let app = router(state, &args.cors_origins)?;
-    let watch = tokio::spawn(cache.run(client, namespaces.clone(), metrics));
+    let watch = tokio::spawn(cache.run(client, namespaces.clone(), metrics.clone()));
     let _stop_watch = AbortOnDrop(watch);
     tracing::info!(addr = %listener.local_addr()?, namespaces = %namespaces.join(","), creates_in = %args.channels_namespace(), "serving the channels API for the Channels of these namespaces");
-    let server = limits::serve(listener, app, limits, shutdown.clone());
+    let server = limits::serve(listener, app, limits, shutdown.clone(), metrics.clone());
     let overdue = async {
         shutdown.requested().await;
         tokio::time::sleep(drain_limit).await;
