@@ -48,7 +48,7 @@ pub struct TwilioAccount {
     /// The Secret key holding the account's auth token, in the configuration's Secret namespace.
     pub auth_token_ref: SecretKeyRef,
     /// The public URL the numbers' messaging webhooks are pointed at.
-    #[schemars(length(min = 1), pattern(crate::rules::HTTP_URL_PATTERN))]
+    #[schemars(length(min = 1), pattern(&*crate::rules::HTTP_URL_PATTERN))]
     pub webhook_url: String,
 }
 

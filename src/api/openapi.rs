@@ -13,8 +13,11 @@ use utoipa::openapi::{Content, Ref, RefOr};
 use utoipa::{Modify, OpenApi};
 
 use super::model::*;
-use super::validate::{MAX_TOKEN_LEN, TEXT_PATTERN, TOKEN_PATTERN};
-use crate::rules::{E164_PATTERN, HTTP_URL_PATTERN, MAX_NAME_LEN, MAX_URL_LEN, NUMERIC_ID_PATTERN};
+use super::validate::{MAX_TOKEN_LEN, TOKEN_PATTERN};
+use crate::rules::{
+    E164_PATTERN, HTTP_URL_DOC_PATTERN, MAX_NAME_LEN, MAX_URL_LEN, NUMERIC_ID_PATTERN,
+    VISIBLE_TEXT_PATTERN,
+};
 
 struct BearerAuth;
 
@@ -35,7 +38,7 @@ impl Modify for BearerAuth {
 enum Rule {
     /// A hyphenated UUID (`validate::channel_id`).
     Uuid,
-    /// A name or id: not blank, no control characters (`validate::required_text`).
+    /// A name or id: not blank, no invisible or format characters (`validate::required_text`).
     Text,
     /// An absolute http(s) URL (`validate::image_url`).
     HttpUrl,
@@ -101,7 +104,11 @@ impl Modify for RequestRules {
                     field.format = Some(SchemaFormat::Custom("uuid".to_owned()));
                     (None, None, None)
                 }
-                Rule::Text => (Some(TEXT_PATTERN), Some(1), Some(MAX_NAME_LEN)),
+                Rule::Text => (
+                    Some(VISIBLE_TEXT_PATTERN.as_str()),
+                    Some(1),
+                    Some(MAX_NAME_LEN),
+                ),
                 Rule::HttpUrl => {
                     // Empty (no image, as Airy's clients send it) or the CRD's pattern.
                     (Some(IMAGE_URL_PATTERN.as_str()), None, Some(MAX_URL_LEN))
@@ -119,7 +126,7 @@ impl Modify for RequestRules {
 
 /// An `image_url` the API accepts: empty, meaning no image, or an http(s) URL as the CRD takes it.
 static IMAGE_URL_PATTERN: std::sync::LazyLock<String> =
-    std::sync::LazyLock::new(|| format!("^$|{HTTP_URL_PATTERN}"));
+    std::sync::LazyLock::new(|| format!("^$|{}", *HTTP_URL_DOC_PATTERN));
 
 /// The answers every `channels.*` endpoint can give besides its own: before the handler runs
 /// (body, content type, authentication, a cache that has not synced yet).
@@ -267,7 +274,7 @@ mod tests {
         let page = property(&doc, "FacebookConnectRequest", "page_id");
         assert_eq!(page["pattern"], NUMERIC_ID_PATTERN);
         let url = property(&doc, "UpdateRequest", "image_url");
-        assert_eq!(url["pattern"], format!("^$|{HTTP_URL_PATTERN}"));
+        assert_eq!(url["pattern"], format!("^$|{}", *HTTP_URL_DOC_PATTERN));
         assert_eq!(url["maxLength"], MAX_URL_LEN);
         let id = property(&doc, "ChannelIdRequest", "channel_id");
         assert_eq!(id["format"], "uuid");
@@ -308,7 +315,7 @@ mod tests {
     /// The text and token patterns say what the validation does, on values at the edges.
     #[test]
     fn text_and_token_patterns_agree_with_the_validation() {
-        let text = Regex::new(TEXT_PATTERN).unwrap();
+        let text = Regex::new(&VISIBLE_TEXT_PATTERN).unwrap();
         let token = Regex::new(TOKEN_PATTERN).unwrap();
         for value in [
             "a", " a ", "", "   ", "\t", "a\u{0}b", "a\u{7f}", "a\u{85}", "ä ö", "\u{a0}", "x\ny",
@@ -324,6 +331,38 @@ mod tests {
                 super::super::validate::token("auth_token", value).is_ok(),
                 "token {value:?}"
             );
+        }
+    }
+
+    /// The document's `image_url` pattern, the CRD's and the API's check agree on every code
+    /// point, in the host and in the path.
+    #[test]
+    fn the_url_patterns_agree_with_the_validation_on_every_code_point() {
+        let doc = Regex::new(&IMAGE_URL_PATTERN).unwrap();
+        let crd = Regex::new(&crate::rules::HTTP_URL_PATTERN).unwrap();
+        for c in (0..=0x10FFFF).filter_map(char::from_u32) {
+            for value in [format!("https://a{c}b/"), format!("https://a/{c}")] {
+                let accepted = super::super::validate::image_url(Some(&value)).is_ok();
+                assert_eq!(doc.is_match(&value), accepted, "{value:?}");
+                assert_eq!(crd.is_match(&value), accepted, "{value:?}");
+            }
+        }
+    }
+
+    /// The document's name pattern and the API's check agree on every code point, alone and
+    /// inside a name.
+    #[test]
+    fn the_name_pattern_agrees_with_the_validation_on_every_code_point() {
+        let text = Regex::new(&VISIBLE_TEXT_PATTERN).unwrap();
+        for c in (0..=0x10FFFF).filter_map(char::from_u32) {
+            for value in [c.to_string(), format!("a{c}b")] {
+                assert_eq!(
+                    text.is_match(&value),
+                    super::super::validate::required_text("name", &value).is_ok(),
+                    "name {value:?} (U+{:04X})",
+                    u32::from(c)
+                );
+            }
         }
     }
 }
