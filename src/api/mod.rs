@@ -4,9 +4,11 @@
 //!   errors and the body extractor;
 //! - [`cache`]: the reflector-backed channel cache with precomputed responses;
 //! - [`writes`]: connect, disconnect and update through the Kubernetes API, waiting for the
-//!   controller's verdict;
+//!   controller's verdict; [`undo`]: a refused connect's patch put back;
 //! - [`endpoints`]: the one table of endpoints the router, the OpenAPI document and the
 //!   metrics are built from;
+//! - [`limits`] and [`connections`]: the connection loop, its timeouts and caps, and which
+//!   connection is closed for a new client;
 //! - [`handlers`], [`auth`], [`metrics`], [`openapi`]; explore calls the Graph API through
 //!   [`crate::providers::facebook`].
 
@@ -22,6 +24,7 @@ pub mod model;
 pub mod openapi;
 pub mod scope;
 pub mod turns;
+pub mod undo;
 pub mod validate;
 pub mod writes;
 

@@ -63,13 +63,14 @@ impl AppState {
     /// carry the controller's verdict on its generation, and the patch is conditional on that
     /// read (its resourceVersion). Connects of one channel through several API replicas are
     /// serialized this way, as [`IdLocks`] serializes them in one: a connect whose Channel is
-    /// still being connected by another request answers 409 and changes nothing.
+    /// still being connected by another request answers 409 and changes nothing. Returns the
+    /// spec the patch was applied to, and the patched Channel.
     pub(super) async fn patch_settled(
         &self,
         ns: &str,
         name: &str,
         spec: serde_json::Value,
-    ) -> Result<Channel, ApiError> {
+    ) -> Result<(crate::crd::ChannelSpec, Channel), ApiError> {
         let api = self.channels(ns);
         let pparams = patch_params();
         for _ in 0..3 {
@@ -82,7 +83,7 @@ impl AppState {
                 "spec": spec,
             }));
             match retry(false, || api.patch(name, &pparams, &patch)).await {
-                Ok(p) => return Ok(p),
+                Ok(p) => return Ok((current.spec, p)),
                 // Changed since the read (a status write, or another request): read again.
                 Err(kube::Error::Api(s)) if s.is_conflict() => continue,
                 Err(e) => return Err(kube_error(e)),

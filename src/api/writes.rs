@@ -312,7 +312,8 @@ impl AppState {
                 json!({"name": r.name, "key": r.key}),
             );
         }
-        let generation = if spec.is_empty() {
+        // The spec as the patch found it, to undo the patch when the id is held elsewhere.
+        let (generation, before) = if spec.is_empty() {
             // Nothing to change: answer at once when the channel is already connected.
             let generation = ch.metadata.generation.unwrap_or(0);
             if let Some(e) = self.cache.get_by_key(&ns, &name) {
@@ -320,13 +321,13 @@ impl AppState {
                     return Ok(e);
                 }
             }
-            generation
+            (generation, None)
         } else {
             if let (Some(r), Some(token), true) = (&new_ref, &d.page_token, ref_changes) {
                 self.create_page_token_secret(&ns, Some(&ch), &r.name, token)
                     .await?;
             }
-            let patched = match self.patch_settled(&ns, &name, json!(spec)).await {
+            let (before, patched) = match self.patch_settled(&ns, &name, json!(spec)).await {
                 Ok(p) => p,
                 Err(e) => {
                     // The Channel never pointed at the new Secret: it has no use.
@@ -336,9 +337,21 @@ impl AppState {
                     return Err(e);
                 }
             };
-            patched.metadata.generation.unwrap_or(0)
+            (patched.metadata.generation.unwrap_or(0), Some(before))
         };
         let outcome = self.outcome(&ns, &name, generation).await;
+        if let Outcome::Failed(Reason::Duplicate, _) = outcome {
+            // Held by a Channel outside the API's namespaces: the connect changes nothing. The
+            // Channel gets its spec back, and with it its old Secret; the new one has no use.
+            let undone = match &before {
+                Some(before) => self.undo_connect(&ns, &name, &spec, before).await,
+                None => true,
+            };
+            if let (Some(r), true, true) = (&new_ref, ref_changes, undone) {
+                self.delete_owned_secret(&ch, &r.name).await;
+            }
+            return Err(held_elsewhere());
+        }
         // The Channel points at the new Secret now, whatever the verdict: the old one has no use.
         if let (true, Some(old)) = (ref_changes, old_ref) {
             self.delete_owned_secret(&ch, &old.name).await;
