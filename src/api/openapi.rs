@@ -143,7 +143,7 @@ const COMMON_RESPONSES: &[(&str, &str)] = &[
     ("415", "The Content-Type is not application/json"),
     (
         "503",
-        "The channel cache has not synced yet, or the Kubernetes API is unavailable",
+        "The channel cache has not synced yet or the Kubernetes API is unavailable; for a connect or disconnect also: the installation is not configured for the source (no provider configuration admits the channels namespace, the operator lacks the source's app, webhook URL or access to the namespace's Secrets, or channels.viber.connect has no Viber bot)",
     ),
 ];
 

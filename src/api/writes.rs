@@ -246,7 +246,7 @@ impl AppState {
                     // Held by a Channel outside the API's namespaces: say nothing about it.
                     held_elsewhere()
                 } else {
-                    ApiError::new(axum::http::StatusCode::INTERNAL_SERVER_ERROR, message)
+                    failed(reason, message)
                 })
             }
             Outcome::TimedOut => Err(self.timed_out("connected")),
@@ -358,10 +358,7 @@ impl AppState {
         }
         match outcome {
             Outcome::Ready(e) => Ok(e),
-            Outcome::Failed(_, message) => Err(ApiError::new(
-                axum::http::StatusCode::INTERNAL_SERVER_ERROR,
-                message,
-            )),
+            Outcome::Failed(reason, message) => Err(failed(reason, message)),
             Outcome::TimedOut => Err(self.timed_out("connected")),
         }
     }
@@ -539,10 +536,7 @@ impl AppState {
             .await
         {
             Outcome::Ready(_) => Ok(true),
-            Outcome::Failed(_, message) => Err(ApiError::new(
-                axum::http::StatusCode::INTERNAL_SERVER_ERROR,
-                message,
-            )),
+            Outcome::Failed(reason, message) => Err(failed(reason, message)),
             Outcome::TimedOut => Err(self.timed_out("disconnected")),
         }
     }
@@ -608,6 +602,19 @@ fn failure_message(reason: Reason, message: &str) -> String {
             .to_owned(),
         _ if message.is_empty() => format!("the channel could not be reconciled ({reason})"),
         _ => message.to_owned(),
+    }
+}
+
+/// The answer to a connect or disconnect the controller reports failed: 503 when the
+/// installation is not configured for it (no provider configuration admits the namespace, or
+/// the operator lacks what the source needs: an app, a webhook URL, access to the namespace's
+/// Secrets), else 500.
+fn failed(reason: Reason, message: String) -> ApiError {
+    match reason {
+        Reason::ProviderConfigMissing | Reason::CredentialsMissing => {
+            ApiError::unavailable(message)
+        }
+        _ => ApiError::new(axum::http::StatusCode::INTERNAL_SERVER_ERROR, message),
     }
 }
 
