@@ -154,6 +154,22 @@ async fn an_idle_keep_alive_connection_is_closed_after_the_idle_timeout() {
     );
 }
 
+/// Sends a chat plugin connect: without a controller it waits the sync timeout, keeping its
+/// connection busy.
+async fn send_connect(stream: &mut TcpStream, name: &str) {
+    let body = format!("{{\"name\":\"{name}\"}}");
+    stream
+        .write_all(
+            format!(
+                "POST /channels.chatplugin.connect HTTP/1.1\r\nHost: api\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+                body.len()
+            )
+            .as_bytes(),
+        )
+        .await
+        .unwrap();
+}
+
 /// The open descriptors of this process (the test's clients and the server's connections).
 fn open_fds() -> usize {
     std::fs::read_dir("/proc/self/fd").unwrap().count()
@@ -172,17 +188,7 @@ async fn connections_over_the_cap_wait_unaccepted_while_every_one_is_answered() 
     let mut holders = Vec::new();
     for i in 0..2 {
         let mut stream = TcpStream::connect(addr(&env)).await.unwrap();
-        let body = format!("{{\"name\":\"holder-{i}\"}}");
-        stream
-            .write_all(
-                format!(
-                    "POST /channels.chatplugin.connect HTTP/1.1\r\nHost: api\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
-                    body.len()
-                )
-                .as_bytes(),
-            )
-            .await
-            .unwrap();
+        send_connect(&mut stream, &format!("holder-{i}")).await;
         holders.push(stream);
     }
     tokio::time::sleep(Duration::from_millis(200)).await;
@@ -283,20 +289,11 @@ async fn new_clients_are_answered_within_a_second(env: &Env, crowd: &str) {
     );
 }
 
-/// The value of one sample of the API's /metrics.
+/// The value of one sample of the API's /metrics, which must have it.
 async fn metric(env: &Env, sample: &str) -> f64 {
-    let text = env
-        .http
-        .get(format!("{}/metrics", env.base))
-        .send()
+    api_metric(env, sample)
         .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
-    text.lines()
-        .find_map(|l| l.strip_prefix(sample)?.trim().parse().ok())
-        .unwrap_or_else(|| panic!("no sample {sample} in /metrics:\n{text}"))
+        .unwrap_or_else(|| panic!("no sample {sample} in /metrics"))
 }
 
 /// The crowd of the report: each client sends one unauthenticated GET /healthz, then stays
@@ -427,17 +424,7 @@ async fn one_peer_cannot_hold_more_than_its_share() {
     let mut busy = Vec::new();
     for i in 0..4 {
         let mut stream = connect_from(&env, 2).await;
-        let body = format!("{{\"name\":\"busy-{i}\"}}");
-        stream
-            .write_all(
-                format!(
-                    "POST /channels.chatplugin.connect HTTP/1.1\r\nHost: api\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
-                    body.len()
-                )
-                .as_bytes(),
-            )
-            .await
-            .unwrap();
+        send_connect(&mut stream, &format!("busy-{i}")).await;
         busy.push(stream);
     }
     tokio::time::sleep(Duration::from_millis(300)).await;

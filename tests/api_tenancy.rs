@@ -43,6 +43,32 @@ async fn declare(env: &Env, ns: &str, name: &str, spec: ChannelSpec) -> Channel 
     api.get(name).await.unwrap()
 }
 
+/// The controller (tenant-m may use the operator's accounts) and the API.
+async fn squatters_env() -> Env {
+    Env::builder()
+        .no_twilio()
+        .controller_args(&["--default-provider-namespaces", "tenant-m"])
+        .api(&[])
+        .build()
+        .await
+}
+
+/// A squatter's page token Secret in tenant-m, `squat-token` (without the consent label).
+async fn squat_secret(env: &Env) {
+    let secret = K8sSecret {
+        metadata: kube::core::ObjectMeta {
+            name: Some("squat-token".into()),
+            ..Default::default()
+        },
+        data: Some([("page_token".to_owned(), ByteString(b"squatter".to_vec()))].into()),
+        ..Default::default()
+    };
+    Api::<K8sSecret>::namespaced(env.sb.client(), "tenant-m")
+        .create(&PostParams::default(), &secret)
+        .await
+        .unwrap();
+}
+
 async fn secret_names(env: &Env, ns: &str) -> BTreeSet<String> {
     Api::<K8sSecret>::namespaced(env.sb.client(), ns)
         .list(&ListParams::default())
@@ -58,12 +84,7 @@ async fn secret_names(env: &Env, ns: &str) -> BTreeSet<String> {
 async fn connect_for_an_id_held_in_another_namespace_is_409_and_changes_nothing() {
     // The squatter's namespace may use the operator's accounts (else its Channel would claim
     // nothing: tests/provider_configs.rs), so its Channel holds page 8888.
-    let env = Env::builder()
-        .no_twilio()
-        .controller_args(&["--default-provider-namespaces", "tenant-m"])
-        .api(&[])
-        .build()
-        .await;
+    let env = squatters_env().await;
     env.namespace("tenant-b").await;
     env.namespace("tenant-m").await;
     // tenant-b's agent, and a squatter's Facebook Channel for page 8888 in tenant-m.
@@ -74,18 +95,7 @@ async fn connect_for_an_id_held_in_another_namespace_is_409_and_changes_nothing(
         spec(Source::Google, "gbm-b", None),
     )
     .await;
-    let squat_secret = K8sSecret {
-        metadata: kube::core::ObjectMeta {
-            name: Some("squat-token".into()),
-            ..Default::default()
-        },
-        data: Some([("page_token".to_owned(), ByteString(b"squatter".to_vec()))].into()),
-        ..Default::default()
-    };
-    Api::<K8sSecret>::namespaced(env.sb.client(), "tenant-m")
-        .create(&PostParams::default(), &squat_secret)
-        .await
-        .unwrap();
+    squat_secret(&env).await;
     let before_m = declare(
         &env,
         "tenant-m",
@@ -299,12 +309,7 @@ async fn concurrent_connects_of_one_page_leave_the_token_in_use_only() {
 
 #[tokio::test]
 async fn connect_of_a_channel_whose_id_another_namespace_holds_is_409_and_leaves_it_as_it_was() {
-    let env = Env::builder()
-        .no_twilio()
-        .controller_args(&["--default-provider-namespaces", "tenant-m"])
-        .api(&[])
-        .build()
-        .await;
+    let env = squatters_env().await;
     env.namespace("tenant-m").await;
     // tenant-m's chat plugin holds the website id ...
     declare(
@@ -320,18 +325,7 @@ async fn connect_of_a_channel_whose_id_another_namespace_holds_is_409_and_leaves
     let mut plugin = spec(Source::ChatPlugin, "shared-site", None);
     plugin.connected = false;
     let before_plugin = declare(&env, "default", "declared-plugin", plugin).await;
-    let squat_secret = K8sSecret {
-        metadata: kube::core::ObjectMeta {
-            name: Some("squat-token".into()),
-            ..Default::default()
-        },
-        data: Some([("page_token".to_owned(), ByteString(b"squatter".to_vec()))].into()),
-        ..Default::default()
-    };
-    Api::<K8sSecret>::namespaced(env.sb.client(), "tenant-m")
-        .create(&PostParams::default(), &squat_secret)
-        .await
-        .unwrap();
+    squat_secret(&env).await;
     declare(
         &env,
         "tenant-m",
