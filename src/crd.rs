@@ -234,19 +234,19 @@ pub struct ChannelSpec {
     /// The channel's id at its source: the website identifier, numeric Facebook page id, Google agent id,
     /// E.164 number (twilio.sms), whatsapp:+number (twilio.whatsapp), numeric Instagram account id,
     /// numeric WhatsApp phone number id or the Viber account id. Immutable.
-    #[schemars(length(min = 1, max = rules::MAX_NAME_LEN))]
+    #[schemars(length(min = 1, max = rules::MAX_NAME_LEN), pattern(&*rules::NAME_PATTERN))]
     #[x_kube(validation = Rule::new("self == oldSelf").message("sourceChannelId is immutable"))]
     pub source_channel_id: String,
 
     /// Display name. When absent: the name the provider reports (Facebook or Instagram page, Viber
     /// account, WhatsApp verified name), else "<source> <last five characters of the id>".
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(length(min = 1, max = rules::MAX_NAME_LEN), pattern(rules::NAME_PATTERN))]
+    #[schemars(length(min = 1, max = rules::MAX_NAME_LEN), pattern(&*rules::NAME_PATTERN))]
     pub name: Option<String>,
 
     /// Absolute http(s) URL of the channel's image.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(length(max = rules::MAX_URL_LEN), pattern(rules::HTTP_URL_PATTERN))]
+    #[schemars(length(max = rules::MAX_URL_LEN), pattern(&*rules::HTTP_URL_PATTERN))]
     pub image_url: Option<String>,
 
     /// Desired state: true connects the channel with its provider, false disconnects it.

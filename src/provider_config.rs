@@ -48,7 +48,7 @@ pub struct TwilioAccount {
     /// The Secret key holding the account's auth token, in the configuration's Secret namespace.
     pub auth_token_ref: SecretKeyRef,
     /// The public URL the numbers' messaging webhooks are pointed at.
-    #[schemars(length(min = 1), pattern(crate::rules::HTTP_URL_PATTERN))]
+    #[schemars(length(min = 1), pattern(&*crate::rules::HTTP_URL_PATTERN))]
     pub webhook_url: String,
 }
 
@@ -280,17 +280,19 @@ pub fn choose(
     reference: Option<&ProviderConfigRef>,
     c: &Candidates<'_>,
 ) -> Result<Chosen, String> {
+    // A ClusterProviderConfig that exists but does not admit the namespace is reported in the
+    // words of one that does not exist: a tenant's status must not tell which cluster
+    // configurations there are.
     let cluster = |name: &str| -> Result<Chosen, String> {
         match (c.cluster)(name) {
             Some(cpc) if cpc.admits(namespace, c.namespace_labels) => Ok(Chosen::Cluster(cpc)),
-            Some(_) => Err(format!(
-                "the ClusterProviderConfig {name} does not admit namespace {namespace} (spec.namespaces, spec.namespaceSelector)"
-            )),
             None if name == DEFAULT_NAME && c.flags.admits(namespace) => Ok(Chosen::Flags),
-            None if name == DEFAULT_NAME => Err(format!(
+            _ if name == DEFAULT_NAME => Err(format!(
                 "no provider configuration admits namespace {namespace}: create a ProviderConfig named {DEFAULT_NAME} in it, or have a ClusterProviderConfig admit it"
             )),
-            None => Err(format!("the ClusterProviderConfig {name} does not exist")),
+            _ => Err(format!(
+                "no ClusterProviderConfig named {name} admits namespace {namespace} (it does not exist, or its spec.namespaces and spec.namespaceSelector leave the namespace out)"
+            )),
         }
     };
     match reference {

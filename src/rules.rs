@@ -12,8 +12,6 @@ use crate::crd::{ChannelSpec, Source};
 pub const E164_PATTERN: &str = r"^\+[1-9][0-9]{1,14}$";
 /// Twilio's WhatsApp form of an E.164 number.
 pub const WHATSAPP_PATTERN: &str = r"^whatsapp:\+[1-9][0-9]{1,14}$";
-/// An absolute http(s) URL.
-pub const HTTP_URL_PATTERN: &str = r"^https?://[^\s/?#]+([/?#][^\s]*)?$";
 /// A numeric Meta id (Facebook page, Instagram account, WhatsApp phone number or business
 /// account): digits only (it becomes a Graph API path segment).
 pub const NUMERIC_ID_PATTERN: &str = r"^[0-9]{1,64}$";
@@ -23,21 +21,163 @@ pub const FACEBOOK_PAGE_ID_PATTERN: &str = NUMERIC_ID_PATTERN;
 pub const SECRET_NAME_PATTERN: &str =
     r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$";
 
-/// The characters no name may contain, as the inside of a regex character class: bidirectional
-/// controls (they reorder how a name is displayed, e.g. `Pay<U+202E>lapyap`) and zero-width and
-/// other invisible format characters (they make different names look alike). Literal characters,
-/// so the class reads the same in Rust, ECMA-262 (OpenAPI) and RE2 (the apiserver) regexes.
-macro_rules! invisible_chars {
-    () => {
-        "\u{61C}\u{180E}\u{200B}-\u{200F}\u{202A}-\u{202E}\u{2060}-\u{2064}\u{2066}-\u{206F}\u{FEFF}"
-    };
-}
-pub(crate) use invisible_chars;
+/// The code points no name may contain, as the Unicode properties of a regex class: controls (Cc),
+/// format characters (Cf: bidirectional controls such as U+202E, which reorder how a name is
+/// displayed, zero-width characters, U+00AD, tag characters), line and paragraph separators (Zl,
+/// Zp), private use (Co) and unassigned code points (Cn), the default-ignorable code points
+/// (which render as nothing: U+034F, the Hangul fillers U+115F, U+1160, U+3164, U+FFA0, the
+/// variation selectors U+FE00-U+FE0F and U+E0100-U+E01EF), and U+2800 BRAILLE PATTERN BLANK,
+/// a symbol that renders as a blank. Such characters make different names look alike, or a name
+/// look like nothing.
+const HIDDEN_PROPERTIES: &str =
+    r"\p{Cc}\p{Cf}\p{Zl}\p{Zp}\p{Co}\p{Cn}\p{Default_Ignorable_Code_Point}\x{2800}";
 
-/// A name: no bidirectional control or zero-width character (the CRD's `spec.name` pattern).
-pub const NAME_PATTERN: &str = concat!("^[^", invisible_chars!(), "]*$");
+/// The code points of a regex class, as sorted inclusive ranges, from the Unicode tables of
+/// `regex-syntax` (the regex crate's).
+fn class_ranges(class: &str) -> Vec<(char, char)> {
+    let hir = regex_syntax::Parser::new()
+        .parse(class)
+        .expect("the class is a valid regex");
+    match hir.kind() {
+        regex_syntax::hir::HirKind::Class(regex_syntax::hir::Class::Unicode(c)) => {
+            c.ranges().iter().map(|r| (r.start(), r.end())).collect()
+        }
+        other => panic!("{class} is not a Unicode class: {other:?}"),
+    }
+}
+
+/// [`HIDDEN_PROPERTIES`] as ranges: the one table the Rust check and both rendered patterns use.
+static HIDDEN: LazyLock<Vec<(char, char)>> =
+    LazyLock::new(|| class_ranges(&format!("[{HIDDEN_PROPERTIES}]")));
+
+/// Whether `c` is one of the invisible or format characters no name may contain.
+pub fn is_hidden(c: char) -> bool {
+    HIDDEN
+        .binary_search_by(|&(start, end)| {
+            if end < c {
+                std::cmp::Ordering::Less
+            } else if start > c {
+                std::cmp::Ordering::Greater
+            } else {
+                std::cmp::Ordering::Equal
+            }
+        })
+        .is_ok()
+}
+
+/// The ranges to write into a pattern: a range ending at U+D7FF and one starting at U+E000 are
+/// written as one. The surrogates between them are no characters (no string holds them), so the
+/// class means the same; written apart, the regex crate's negated class (`[^...]`, which the
+/// sandbox evaluates) wrongly matched U+D7FF and U+E000, which Go's regexp refuses.
+fn pattern_ranges(ranges: &[(char, char)]) -> Vec<(char, char)> {
+    let mut out: Vec<(char, char)> = Vec::with_capacity(ranges.len());
+    for &(start, end) in ranges {
+        match out.last_mut() {
+            Some(last) if last.1 == '\u{D7FF}' && start == '\u{E000}' => last.1 = end,
+            _ => out.push((start, end)),
+        }
+    }
+    out
+}
+
+/// The inside of a regex class with these ranges, escaped as `\x{HHHH}`: the syntax Go's
+/// regexp (RE2, the apiserver's) and Rust's regex share.
+fn escaped_class(ranges: &[(char, char)]) -> String {
+    let hex = |c: char| format!("\\x{{{:04X}}}", u32::from(c));
+    pattern_ranges(ranges)
+        .iter()
+        .map(|&(a, b)| {
+            if a == b {
+                hex(a)
+            } else {
+                format!("{}-{}", hex(a), hex(b))
+            }
+        })
+        .collect()
+}
+
+/// The inside of a regex class with these ranges, as literal characters, and `\xHH` below
+/// U+0100: the syntax ECMA-262 (with the `u` flag, as OpenAPI tools compile patterns), Python
+/// and Rust share.
+fn literal_class(ranges: &[(char, char)]) -> String {
+    let one = |c: char| {
+        if u32::from(c) < 0x100 {
+            format!("\\x{:02X}", u32::from(c))
+        } else {
+            c.to_string()
+        }
+    };
+    pattern_ranges(ranges)
+        .iter()
+        .map(|&(a, b)| {
+            if a == b {
+                one(a)
+            } else {
+                format!("{}-{}", one(a), one(b))
+            }
+        })
+        .collect()
+}
+
+/// A name: no invisible or format character ([`is_hidden`]). The CRD's pattern of `spec.name`
+/// and `spec.sourceChannelId`, in the syntax of the apiserver's regexes (RE2) and the sandbox's.
+pub static NAME_PATTERN: LazyLock<String> =
+    LazyLock::new(|| format!("^[^{}]*$", escaped_class(&HIDDEN)));
+
+/// A name that is not blank, as the HTTP API takes it: no invisible or format character, and at
+/// least one character that is not white space. In the syntax of OpenAPI documents (ECMA-262
+/// with the `u` flag), which Python's regexes read alike: the hidden characters are refused by a
+/// negative lookahead (`.` matches neither `\n` nor the other line terminators, all of them
+/// hidden). A lookahead rather than `[^...]` classes because schema fuzzers (hypothesis, under
+/// schemathesis) enumerate every code point of a class they generate from, and skip lookaheads.
+pub static VISIBLE_TEXT_PATTERN: LazyLock<String> = LazyLock::new(|| {
+    let hidden = literal_class(&HIDDEN);
+    let blank = literal_class(&class_ranges(&format!(
+        r"[\p{{White_Space}}--[{HIDDEN_PROPERTIES}]]"
+    )));
+    format!("^(?!.*[{hidden}]).*[^{blank}].*$")
+});
+
+/// An absolute http(s) URL: `http://` or `https://`, a host (and port) up to the first `/`, `?`
+/// or `#`, then anything; no white space and no invisible or format character anywhere. The
+/// CRD's pattern (`spec.imageUrl`, a ProviderConfig's webhook URL) in the syntax of the
+/// apiserver's regexes (RE2) and the sandbox's; what the HTTP API takes for `image_url` too
+/// ([`HTTP_URL_DOC_PATTERN`] is the same for the OpenAPI document).
+pub static HTTP_URL_PATTERN: LazyLock<String> = LazyLock::new(|| {
+    let excluded = escaped_class(&URL_EXCLUDED);
+    format!("^https?://[^{excluded}/?#]+([/?#][^{excluded}]*)?$")
+});
+
+/// [`HTTP_URL_PATTERN`] in the syntax of OpenAPI documents (ECMA-262 with the `u` flag), which
+/// Python's regexes read alike; the excluded characters in a lookahead, as in
+/// [`VISIBLE_TEXT_PATTERN`].
+pub static HTTP_URL_DOC_PATTERN: LazyLock<String> = LazyLock::new(|| {
+    let excluded = literal_class(&URL_EXCLUDED);
+    format!("^(?!.*[{excluded}])https?://[^/?#]+([/?#].*)?$")
+});
+
+/// What no URL contains: white space and the characters no name contains.
+static URL_EXCLUDED: LazyLock<Vec<(char, char)>> =
+    LazyLock::new(|| class_ranges(&format!(r"[\p{{White_Space}}{HIDDEN_PROPERTIES}]")));
+
 /// Why a name was refused.
-pub const NAME_MESSAGE: &str = "must not contain bidirectional control or zero-width characters";
+pub const NAME_MESSAGE: &str = "must not contain invisible or format characters (control, format, separator, private-use, unassigned or default-ignorable code points)";
+
+/// `value` without its invisible or format characters: a name from a provider (a page name, a
+/// Viber account name, a WhatsApp verified name), before it reaches a status or an answer.
+/// `None` when nothing visible is left.
+pub fn visible_name(value: &str) -> Option<String> {
+    let kept: String = value.chars().filter(|c| !is_hidden(*c)).collect();
+    (!kept.trim().is_empty()).then_some(kept)
+}
+
+/// [`visible_name`] as a serde `deserialize_with` for an optional name in a provider's answer.
+pub fn deserialize_visible_name<'de, D: serde::Deserializer<'de>>(
+    deserializer: D,
+) -> Result<Option<String>, D::Error> {
+    let name: Option<String> = serde::Deserialize::deserialize(deserializer)?;
+    Ok(name.as_deref().and_then(visible_name))
+}
 
 /// Longest name or source channel id.
 pub const MAX_NAME_LEN: usize = 1024;
@@ -78,14 +218,13 @@ fn compiled(pattern: &str) -> Regex {
 
 static E164: LazyLock<Regex> = LazyLock::new(|| compiled(E164_PATTERN));
 static WHATSAPP: LazyLock<Regex> = LazyLock::new(|| compiled(WHATSAPP_PATTERN));
-static HTTP_URL: LazyLock<Regex> = LazyLock::new(|| compiled(HTTP_URL_PATTERN));
+static HTTP_URL: LazyLock<Regex> = LazyLock::new(|| compiled(&HTTP_URL_PATTERN));
 static NUMERIC_ID: LazyLock<Regex> = LazyLock::new(|| compiled(NUMERIC_ID_PATTERN));
 static SECRET_NAME: LazyLock<Regex> = LazyLock::new(|| compiled(SECRET_NAME_PATTERN));
-static NAME: LazyLock<Regex> = LazyLock::new(|| compiled(NAME_PATTERN));
 
-/// Whether `value` has no bidirectional control or zero-width character.
+/// Whether `value` has no invisible or format character ([`is_hidden`]).
 pub fn is_visible_text(value: &str) -> bool {
-    NAME.is_match(value)
+    !value.chars().any(is_hidden)
 }
 
 /// Whether `value` is an E.164 number.
@@ -93,9 +232,10 @@ pub fn is_e164(value: &str) -> bool {
     E164.is_match(value)
 }
 
-/// Whether `value` is an absolute http(s) URL the CRD accepts.
+/// Whether `value` is an absolute http(s) URL the CRD accepts ([`HTTP_URL_PATTERN`], at most
+/// [`MAX_URL_LEN`] characters as the CRD counts them).
 pub fn is_http_url(value: &str) -> bool {
-    value.len() <= MAX_URL_LEN && HTTP_URL.is_match(value)
+    value.chars().count() <= MAX_URL_LEN && HTTP_URL.is_match(value)
 }
 
 /// Whether `value` is a numeric Meta id (a Facebook page id, among others).
@@ -170,6 +310,9 @@ pub fn validate_spec(spec: &ChannelSpec) -> Result<(), String> {
             "spec.sourceChannelId must be at most {MAX_NAME_LEN} characters"
         ));
     }
+    if !is_visible_text(scid) {
+        return Err(format!("spec.sourceChannelId {NAME_MESSAGE}"));
+    }
     if !source_channel_id_ok(spec.source, scid) {
         let (_, message) = source_channel_id_rule(spec.source).expect("a failed pattern");
         return Err(format!("spec.sourceChannelId: {message}"));
@@ -237,6 +380,15 @@ mod tests {
             "\u{2066}x\u{2069}",
             "x\u{FEFF}",
             "\u{61C}x",
+            // The ones the issue found passing.
+            "a\u{00AD}b",
+            "a\u{034F}b",
+            "a\u{2028}b",
+            "\u{3164}",
+            "x\u{FE0F}",
+            "\u{2800}",
+            "\u{115F}x",
+            "x\u{E0041}",
         ] {
             s.name = Some(bad.into());
             let e = validate_spec(&s).expect_err(bad);
@@ -244,6 +396,80 @@ mod tests {
         }
         s.name = Some("Поддержка 日本 שלום".into());
         assert!(validate_spec(&s).is_ok());
+        s.source_channel_id = "site\u{200B}".into();
+        let e = validate_spec(&s).unwrap_err();
+        assert!(e.contains("spec.sourceChannelId"), "{e}");
+    }
+
+    #[test]
+    fn the_hidden_characters_are_the_issues_list() {
+        for c in [
+            '\u{115F}',
+            '\u{1160}',
+            '\u{3164}',
+            '\u{FFA0}',
+            '\u{2800}',
+            '\u{FE00}',
+            '\u{FE0F}',
+            '\u{E0100}',
+            '\u{E01EF}',
+            '\u{E0000}',
+            '\u{E007F}',
+            '\u{2028}',
+            '\u{2029}',
+            '\u{E000}',
+            '\u{10FFFD}',
+            '\u{0378}',
+            '\u{FFFF}',
+            '\u{0000}',
+            '\u{009F}',
+            '\u{D7FF}',
+        ] {
+            assert!(is_hidden(c), "U+{:04X}", u32::from(c));
+        }
+        for c in [
+            'a',
+            ' ',
+            'é',
+            '\u{0301}',
+            '日',
+            '\u{1F600}',
+            '\u{00A0}',
+            '\u{2764}',
+        ] {
+            assert!(!is_hidden(c), "U+{:04X}", u32::from(c));
+        }
+    }
+
+    /// The CRD's pattern, compiled as the sandbox compiles it, refuses exactly the code points
+    /// the Rust rule refuses, alone and inside a name. (It is a negated class of `\x{..}`
+    /// ranges, which Go's regexp reads alike.)
+    #[test]
+    fn the_crd_pattern_agrees_with_the_rule_on_every_code_point() {
+        assert!(NAME_PATTERN.is_ascii(), "the CRD pattern is ASCII escapes");
+        let crd = Regex::new(&NAME_PATTERN).unwrap();
+        for c in (0..=0x10FFFF).filter_map(char::from_u32) {
+            assert_eq!(
+                crd.is_match(&c.to_string()),
+                !is_hidden(c),
+                "U+{:04X}",
+                u32::from(c)
+            );
+            assert_eq!(crd.is_match(&format!("ab{c}cd")), !is_hidden(c));
+        }
+    }
+
+    #[test]
+    fn provider_names_lose_their_hidden_characters() {
+        assert_eq!(
+            visible_name("Pay\u{202E}lapyap\u{200B} Shop").as_deref(),
+            Some("Paylapyap Shop")
+        );
+        assert_eq!(visible_name("\u{3164}\u{200B}"), None);
+        assert_eq!(visible_name("   "), None);
+        let parsed: Option<String> =
+            deserialize_visible_name(&serde_json::json!("Shop\u{FE0F}\u{E0041}")).unwrap();
+        assert_eq!(parsed.as_deref(), Some("Shop"));
     }
 
     fn spec(source: Source, scid: &str) -> ChannelSpec {

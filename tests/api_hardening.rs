@@ -1,5 +1,6 @@
 //! What the API must not do for a tenant: follow Graph's `paging.next` to another host with the
-//! user's token, or name a Channel of a namespace it does not serve.
+//! user's token, name a Channel of a namespace it does not serve, accept a name with invisible or
+//! format characters, or pass such characters on from a provider's names.
 
 mod support;
 
@@ -143,24 +144,40 @@ async fn errors_name_no_channel_outside_the_apis_namespaces() {
     controller.abort();
 }
 
+/// Names that look like "Support" (or like nothing) and are not: every invisible or format
+/// character of the name rule, among them the ones the issue found passing.
+const HIDDEN_NAMES: &[&str] = &[
+    "Support\u{202E}gpj.exe",
+    "Sup\u{200B}port",
+    "\u{2066}Support\u{2069}",
+    "Support\u{FEFF}",
+    "Sup\u{00AD}port",
+    "Sup\u{034F}port",
+    "Sup\u{2028}port",
+    "Sup\u{2029}port",
+    "\u{3164}",
+    "Support\u{FE0F}",
+    "\u{2800}",
+    "\u{115F}Support",
+    "Sup\u{1160}port",
+    "Sup\u{FFA0}port",
+    "Support\u{E0041}",
+    "Support\u{E0100}",
+    "Support\u{E000}",
+    "Support\u{0378}",
+    "Support\u{0007}",
+];
+
 #[tokio::test]
-async fn names_refuse_bidi_controls_and_zero_width_characters() {
+async fn names_refuse_invisible_and_format_characters() {
     use channel_operator::crd::{Channel, Source};
     use kube::api::{Api, PostParams};
     let env = Env::with_api().await;
     let default: Api<Channel> = Api::namespaced(env.sb.client(), "default");
-    for (i, name) in [
-        "Support\u{202E}gpj.exe",
-        "Sup\u{200B}port",
-        "\u{2066}Support\u{2069}",
-        "Support\u{FEFF}",
-    ]
-    .into_iter()
-    .enumerate()
-    {
-        // The cluster refuses it, naming the field.
+    for (i, name) in HIDDEN_NAMES.iter().enumerate() {
+        // The cluster refuses it in spec.name, and in a chat plugin's id (its name) ...
         let ch = channel(Source::ChatPlugin, &format!("site-{i}"))
-            .named(&format!("bidi-{i}"))
+            .named(&format!("hidden-{i}"))
             .display_name(name);
         match default.create(&PostParams::default(), &ch.build()).await {
             Err(kube::Error::Api(s)) => {
@@ -169,7 +186,19 @@ async fn names_refuse_bidi_controls_and_zero_width_characters() {
             }
             other => panic!("{name:?} was not refused: {other:?}"),
         }
-        // The API refuses it in a connect and an update.
+        let ch = channel(Source::ChatPlugin, name).named(&format!("hidden-id-{i}"));
+        match default.create(&PostParams::default(), &ch.build()).await {
+            Err(kube::Error::Api(s)) => {
+                assert_eq!(s.code, 422, "{name:?}: {s:?}");
+                assert!(
+                    s.message.contains("spec.sourceChannelId"),
+                    "{name:?}: {}",
+                    s.message
+                );
+            }
+            other => panic!("{name:?} was not refused as a sourceChannelId: {other:?}"),
+        }
+        // ... and the API with 400 in a connect, an update and a Google agent id.
         let (s, v) = env
             .post("channels.chatplugin.connect", json!({"name": name}))
             .await;
@@ -182,15 +211,79 @@ async fn names_refuse_bidi_controls_and_zero_width_characters() {
             )
             .await;
         assert_eq!(s, 400, "{name:?}: {v}");
+        let (s, v) = env
+            .post(
+                "channels.google.connect",
+                json!({"gbm_id": name, "name": "Agent"}),
+            )
+            .await;
+        assert_eq!(s, 400, "{name:?}: {v}");
+        assert!(message(&v).contains("gbm_id"), "{v}");
     }
-    // Names in any script stay welcome.
+    // Names in any script, with combining marks and spaces, stay welcome.
+    for name in ["Поддержка 日本 שלום", "Cafe\u{0301} Zoë", "नमस्ते"] {
+        let (s, v) = env
+            .post("channels.chatplugin.connect", json!({"name": name}))
+            .await;
+        assert_eq!(s, 200, "{name:?}: {v}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn invisible_characters_of_a_graph_page_name_are_stripped() {
+    let env = Env::with_api().await;
+    let reported = "Pay\u{202E}lapyap\u{200B} Shop";
+    Mock::given(method("GET"))
+        .and(path("/v24.0/oauth/access_token"))
+        .respond_with(ResponseTemplate::new(200).set_body_json(json!({"access_token": LONG_TOKEN})))
+        .mount(&env.graph)
+        .await;
+    Mock::given(method("GET"))
+        .and(path("/v24.0/100000000001"))
+        .respond_with(ResponseTemplate::new(200).set_body_json(json!({
+            "id": "100000000001",
+            "name_with_location_descriptor": reported,
+            "access_token": PAGE_ACCESS,
+            "is_webhooks_subscribed": false
+        })))
+        .mount(&env.graph)
+        .await;
+    Mock::given(method("POST"))
+        .and(path("/v24.0/me/subscribed_apps"))
+        .respond_with(ResponseTemplate::new(200).set_body_json(json!({"success": true})))
+        .mount(&env.graph)
+        .await;
+    Mock::given(method("GET"))
+        .and(path("/v24.0/me/accounts"))
+        .respond_with(ResponseTemplate::new(200).set_body_json(json!({
+            "data": [{"id": "100000000001", "name_with_location_descriptor": reported,
+                      "access_token": PAGE_ACCESS}]
+        })))
+        .mount(&env.graph)
+        .await;
     let (s, v) = env
         .post(
-            "channels.chatplugin.connect",
-            json!({"name": "Поддержка 日本 שלום"}),
+            "channels.facebook.connect",
+            json!({"page_id": "100000000001", "page_token": PAGE_TOKEN}),
         )
         .await;
     assert_eq!(s, 200, "{v}");
+    assert_eq!(v["metadata"]["name"], "Paylapyap Shop", "{v}");
+    let ch = env.get(FB_ID).await;
+    assert_eq!(ch["status"]["pageName"], "Paylapyap Shop", "{ch}");
+    let (s, v) = env
+        .post("channels.info", json!({"channel_id": FB_ID}))
+        .await;
+    assert_eq!(s, 200, "{v}");
+    assert_eq!(v["metadata"]["name"], "Paylapyap Shop", "{v}");
+    let (s, v) = env
+        .post(
+            "channels.facebook.explore",
+            json!({"auth_token": AUTH_TOKEN}),
+        )
+        .await;
+    assert_eq!(s, 200, "{v}");
+    assert_eq!(v["data"][0]["name"], "Paylapyap Shop", "{v}");
 }
 
 /// Every encoded form of `token` a provider might echo.

@@ -1,6 +1,8 @@
 //! The API's connection limits over raw TCP: a client that sends nothing, headers or a body
-//! dripping in, an idle keep-alive connection are closed by the (shortened) timeouts; over the
-//! connection cap, clients wait without the server accepting (or holding) their connections.
+//! dripping in, an idle keep-alive connection are closed by the (shortened) timeouts; idle and
+//! slow crowds of 600 connections are shed before a new client waits; one peer holds at most its
+//! share; over the connection cap with every connection busy, clients wait without the server
+//! accepting (or holding) their connections.
 
 mod support;
 
@@ -168,23 +170,44 @@ async fn an_idle_keep_alive_connection_is_closed_after_the_idle_timeout() {
     assert_closed_at(closed, IDLE, "an idle keep-alive connection");
 }
 
+/// Sends a chat plugin connect: without a controller it waits the sync timeout, keeping its
+/// connection busy.
+async fn send_connect(stream: &mut TcpStream, name: &str) {
+    let body = format!("{{\"name\":\"{name}\"}}");
+    stream
+        .write_all(
+            format!(
+                "POST /channels.chatplugin.connect HTTP/1.1\r\nHost: api\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+                body.len()
+            )
+            .as_bytes(),
+        )
+        .await
+        .unwrap();
+}
+
 /// The open descriptors of this process (the test's clients and the server's connections).
 fn open_fds() -> usize {
     std::fs::read_dir("/proc/self/fd").unwrap().count()
 }
 
 #[tokio::test(flavor = "multi_thread")]
-async fn connections_over_the_cap_wait_unaccepted() {
+async fn connections_over_the_cap_wait_unaccepted_while_every_one_is_answered() {
+    // No controller: a connect waits the whole sync timeout, its connection busy all along.
     let env = Env::builder()
         .no_controller()
-        .api(&["--max-connections", "2"])
+        .api(&["--max-connections", "2", "--sync-timeout-seconds", "3"])
         .build()
         .await;
-    // Two silent clients take both slots.
+    // Two clients whose requests are being answered take both slots: neither is idle or slow,
+    // so neither is closed for a newcomer.
     let mut holders = Vec::new();
-    for _ in 0..2 {
-        holders.push(TcpStream::connect(addr(&env)).await.unwrap());
+    for i in 0..2 {
+        let mut stream = TcpStream::connect(addr(&env)).await.unwrap();
+        send_connect(&mut stream, &format!("holder-{i}")).await;
+        holders.push(stream);
     }
+    tokio::time::sleep(Duration::from_millis(200)).await;
     let before = open_fds();
     // 100 more clients: the kernel completes their handshakes, the server accepts none.
     let mut waiting = Vec::new();
@@ -199,7 +222,8 @@ async fn connections_over_the_cap_wait_unaccepted() {
         added < 100 + 50,
         "the server took a descriptor for each of 100 clients over the cap: {added} new descriptors"
     );
-    // A waiting client is served once a slot frees up.
+    // A waiting client is served once a slot frees up: when the holders' answers (504 after
+    // the sync timeout) are sent.
     let mut last = waiting.pop().unwrap();
     last.write_all(b"GET /healthz HTTP/1.1\r\nHost: api\r\nConnection: close\r\n\r\n")
         .await
@@ -209,10 +233,240 @@ async fn connections_over_the_cap_wait_unaccepted() {
         tokio::time::timeout(Duration::from_millis(700), last.read(&mut buf))
             .await
             .is_err(),
-        "a client over the cap was answered"
+        "a client over the cap was answered while both slots were busy"
     );
     drop(waiting);
-    drop(holders);
+    for holder in &mut holders {
+        let (got, _) = read_until_closed(holder, Instant::now(), Duration::from_secs(10)).await;
+        assert!(got.starts_with("HTTP/1.1 504"), "{got:?}");
+    }
     let (got, _) = read_until_closed(&mut last, Instant::now(), Duration::from_secs(10)).await;
     assert!(got.starts_with("HTTP/1.1 200"), "{got:?}");
+}
+
+// ---------------------------------------------------------------------------------------------
+// Starvation: idle or slow clients holding every connection must not keep a working client
+// waiting (issue: 560 idle keep-alive connections locked every client out for 60 s).
+
+/// How many connections the starving clients open: more than the default cap of 512.
+const CROWD: usize = 600;
+
+/// A client socket from 127.0.0.`octet` (all of 127/8 reaches the loopback interface), so that
+/// the crowd comes from many peers, as it would from many machines.
+async fn connect_from(env: &Env, octet: u8) -> TcpStream {
+    let socket = tokio::net::TcpSocket::new_v4().unwrap();
+    socket
+        .bind(format!("127.0.0.{octet}:0").parse().unwrap())
+        .unwrap();
+    socket.connect(addr(env).parse().unwrap()).await.unwrap()
+}
+
+/// The peer of the `i`-th crowd connection: 60 addresses, ten connections each.
+fn crowd_peer(i: usize) -> u8 {
+    10 + (i % 60) as u8
+}
+
+/// One complete `GET /healthz` from a new connection: how long until the answer was read, or
+/// `None` when none came within `limit`.
+async fn answered_within(env: &Env, limit: Duration) -> Option<Duration> {
+    let start = Instant::now();
+    let attempt = async {
+        let mut stream = TcpStream::connect(addr(env)).await.unwrap();
+        stream
+            .write_all(b"GET /healthz HTTP/1.1\r\nHost: api\r\nConnection: close\r\n\r\n")
+            .await
+            .unwrap();
+        let mut got = Vec::new();
+        let _ = stream.read_to_end(&mut got).await;
+        String::from_utf8_lossy(&got).starts_with("HTTP/1.1 200")
+    };
+    match tokio::time::timeout(limit, attempt).await {
+        Ok(true) => Some(start.elapsed()),
+        _ => None,
+    }
+}
+
+/// Five new clients one after the other while the crowd holds its connections: each must be
+/// answered within a second. Prints the times.
+async fn new_clients_are_answered_within_a_second(env: &Env, crowd: &str) {
+    let mut times = Vec::new();
+    for _ in 0..5 {
+        let took = answered_within(env, Duration::from_secs(5)).await;
+        let took = took.unwrap_or_else(|| {
+            panic!("with {CROWD} {crowd} connections open, a new client got no answer within 5 s (earlier clients: {times:?})")
+        });
+        times.push(took);
+    }
+    println!("{CROWD} {crowd} connections: new clients answered in {times:?}");
+    let slowest = times.iter().max().unwrap();
+    assert!(
+        *slowest < Duration::from_secs(1),
+        "with {CROWD} {crowd} connections open, a new client waited {slowest:?} (all: {times:?})"
+    );
+}
+
+/// The value of one sample of the API's /metrics, which must have it.
+async fn metric(env: &Env, sample: &str) -> f64 {
+    api_metric(env, sample)
+        .await
+        .unwrap_or_else(|| panic!("no sample {sample} in /metrics"))
+}
+
+/// The crowd of the report: each client sends one unauthenticated GET /healthz, then stays
+/// connected and idle; from 60 addresses (`many_peers`) or all from 127.0.0.1, as the new
+/// clients are.
+async fn idle_crowd(env: &Env, many_peers: bool) -> Vec<TcpStream> {
+    let mut crowd = Vec::new();
+    for i in 0..CROWD {
+        let octet = if many_peers { crowd_peer(i) } else { 1 };
+        let mut stream = connect_from(env, octet).await;
+        stream
+            .write_all(b"GET /healthz HTTP/1.1\r\nHost: api\r\n\r\n")
+            .await
+            .unwrap();
+        crowd.push(stream);
+    }
+    // Read what each one got (the ones the server never took get nothing).
+    let mut answered = 0;
+    for stream in &mut crowd {
+        let mut buf = [0u8; 512];
+        if let Ok(Ok(n)) =
+            tokio::time::timeout(Duration::from_millis(20), stream.read(&mut buf)).await
+        {
+            answered += usize::from(n > 0);
+        }
+    }
+    println!("{answered} of {CROWD} idle clients were answered");
+    crowd
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn six_hundred_idle_keep_alive_connections_do_not_keep_a_client_waiting() {
+    let env = Env::builder().no_controller().api(&[]).build().await;
+    let crowd = idle_crowd(&env, true).await;
+    new_clients_are_answered_within_a_second(&env, "idle keep-alive").await;
+    // Room was made by closing idle connections, and the metric says so.
+    let shed = metric(
+        &env,
+        "channel_operator_api_connections_shed_total{reason=\"idle\"}",
+    )
+    .await;
+    assert!(shed >= 5.0, "idle connections shed: {shed}");
+    drop(crowd);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn six_hundred_idle_connections_of_the_clients_own_address_do_not_keep_it_waiting() {
+    let env = Env::builder().no_controller().api(&[]).build().await;
+    let crowd = idle_crowd(&env, false).await;
+    new_clients_are_answered_within_a_second(&env, "idle keep-alive (one address)").await;
+    drop(crowd);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn six_hundred_dribbled_headers_do_not_keep_a_client_waiting() {
+    let env = Env::builder().no_controller().api(&[]).build().await;
+    // Each crowd client sends a header line every 300 ms and never finishes its request.
+    let mut drips = Vec::new();
+    for i in 0..CROWD {
+        let mut stream = connect_from(&env, crowd_peer(i)).await;
+        drips.push(tokio::spawn(async move {
+            let _ = stream.write_all(b"GET /healthz HTTP/1.1\r\n").await;
+            for n in 0..200 {
+                tokio::time::sleep(Duration::from_millis(300)).await;
+                if stream
+                    .write_all(format!("X-Slow-{n}: 1\r\n").as_bytes())
+                    .await
+                    .is_err()
+                {
+                    return;
+                }
+            }
+        }));
+    }
+    // The crowd has been dribbling for a while when the working clients come.
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    new_clients_are_answered_within_a_second(&env, "dribbled-header").await;
+    let shed = metric(
+        &env,
+        "channel_operator_api_connections_shed_total{reason=\"slow\"}",
+    )
+    .await;
+    assert!(shed >= 5.0, "slow connections shed: {shed}");
+    for d in drips {
+        d.abort();
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn six_hundred_dribbled_bodies_do_not_keep_a_client_waiting() {
+    let env = Env::builder().no_controller().api(&[]).build().await;
+    // Each crowd client sends its headers at once, then a body byte every 300 ms.
+    let mut drips = Vec::new();
+    for i in 0..CROWD {
+        let mut stream = connect_from(&env, crowd_peer(i)).await;
+        drips.push(tokio::spawn(async move {
+            let _ = stream
+                .write_all(b"POST /channels.list HTTP/1.1\r\nHost: api\r\nContent-Type: application/json\r\nContent-Length: 1000\r\n\r\n{")
+                .await;
+            for _ in 0..200 {
+                tokio::time::sleep(Duration::from_millis(300)).await;
+                if stream.write_all(b" ").await.is_err() {
+                    return;
+                }
+            }
+        }));
+    }
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    new_clients_are_answered_within_a_second(&env, "dribbled-body").await;
+    for d in drips {
+        d.abort();
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn one_peer_cannot_hold_more_than_its_share() {
+    // No controller: a connect waits the whole sync timeout, holding its connection busy.
+    let env = Env::builder()
+        .no_controller()
+        .api(&[
+            "--max-connections-per-peer",
+            "4",
+            "--sync-timeout-seconds",
+            "4",
+        ])
+        .build()
+        .await;
+    let mut busy = Vec::new();
+    for i in 0..4 {
+        let mut stream = connect_from(&env, 2).await;
+        send_connect(&mut stream, &format!("busy-{i}")).await;
+        busy.push(stream);
+    }
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    // A fifth connection of that peer is closed at once, unanswered ...
+    let mut fifth = connect_from(&env, 2).await;
+    let _ = fifth
+        .write_all(b"GET /healthz HTTP/1.1\r\nHost: api\r\n\r\n")
+        .await;
+    let (got, closed) = read_until_closed(&mut fifth, Instant::now(), Duration::from_secs(2)).await;
+    assert!(
+        closed.is_some() && got.is_empty(),
+        "the peer's fifth connection was served: {got:?} {closed:?}"
+    );
+    // ... while another peer is served.
+    let mut other = connect_from(&env, 3).await;
+    other
+        .write_all(b"GET /healthz HTTP/1.1\r\nHost: api\r\nConnection: close\r\n\r\n")
+        .await
+        .unwrap();
+    let (got, _) = read_until_closed(&mut other, Instant::now(), Duration::from_secs(2)).await;
+    assert!(got.starts_with("HTTP/1.1 200"), "{got:?}");
+    let refused = metric(
+        &env,
+        "channel_operator_api_connections_shed_total{reason=\"peer_limit\"}",
+    )
+    .await;
+    assert_eq!(refused, 1.0);
+    drop(busy);
 }

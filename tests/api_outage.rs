@@ -21,16 +21,9 @@ async fn get(env: &Env, path: &str) -> (u16, String) {
     (status, resp.text().await.unwrap_or_default())
 }
 
-/// The value of one sample of the API's /metrics.
-async fn metric(env: &Env, sample: &str) -> Option<f64> {
-    let (_, text) = get(env, "/metrics").await;
-    text.lines()
-        .find_map(|l| l.strip_prefix(sample)?.trim().parse().ok())
-}
-
 /// `channel_operator_api_watch_healthy` of the default namespace's watch.
 async fn watch_healthy(env: &Env) -> Option<f64> {
-    metric(
+    api_metric(
         env,
         "channel_operator_api_watch_healthy{watch_namespace=\"default\"}",
     )
@@ -38,7 +31,7 @@ async fn watch_healthy(env: &Env) -> Option<f64> {
 }
 
 async fn watch_restarts(env: &Env) -> Option<f64> {
-    metric(
+    api_metric(
         env,
         "channel_operator_api_watch_restarts_total{watch_namespace=\"default\"}",
     )
@@ -46,7 +39,7 @@ async fn watch_restarts(env: &Env) -> Option<f64> {
 }
 
 async fn stale_seconds(env: &Env) -> Option<f64> {
-    metric(env, "channel_operator_api_cache_stale_seconds").await
+    api_metric(env, "channel_operator_api_cache_stale_seconds").await
 }
 
 async fn connect(env: &Env, name: &str) -> u16 {

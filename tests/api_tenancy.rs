@@ -43,6 +43,32 @@ async fn declare(env: &Env, ns: &str, name: &str, spec: ChannelSpec) -> Channel 
     api.get(name).await.unwrap()
 }
 
+/// The controller (tenant-m may use the operator's accounts) and the API.
+async fn squatters_env() -> Env {
+    Env::builder()
+        .no_twilio()
+        .controller_args(&["--default-provider-namespaces", "tenant-m"])
+        .api(&[])
+        .build()
+        .await
+}
+
+/// A squatter's page token Secret in tenant-m, `squat-token` (without the consent label).
+async fn squat_secret(env: &Env) {
+    let secret = K8sSecret {
+        metadata: kube::core::ObjectMeta {
+            name: Some("squat-token".into()),
+            ..Default::default()
+        },
+        data: Some([("page_token".to_owned(), ByteString(b"squatter".to_vec()))].into()),
+        ..Default::default()
+    };
+    Api::<K8sSecret>::namespaced(env.sb.client(), "tenant-m")
+        .create(&PostParams::default(), &secret)
+        .await
+        .unwrap();
+}
+
 async fn secret_names(env: &Env, ns: &str) -> BTreeSet<String> {
     Api::<K8sSecret>::namespaced(env.sb.client(), ns)
         .list(&ListParams::default())
@@ -58,12 +84,7 @@ async fn secret_names(env: &Env, ns: &str) -> BTreeSet<String> {
 async fn connect_for_an_id_held_in_another_namespace_is_409_and_changes_nothing() {
     // The squatter's namespace may use the operator's accounts (else its Channel would claim
     // nothing: tests/provider_configs.rs), so its Channel holds page 8888.
-    let env = Env::builder()
-        .no_twilio()
-        .controller_args(&["--default-provider-namespaces", "tenant-m"])
-        .api(&[])
-        .build()
-        .await;
+    let env = squatters_env().await;
     env.namespace("tenant-b").await;
     env.namespace("tenant-m").await;
     // tenant-b's agent, and a squatter's Facebook Channel for page 8888 in tenant-m.
@@ -74,18 +95,7 @@ async fn connect_for_an_id_held_in_another_namespace_is_409_and_changes_nothing(
         spec(Source::Google, "gbm-b", None),
     )
     .await;
-    let squat_secret = K8sSecret {
-        metadata: kube::core::ObjectMeta {
-            name: Some("squat-token".into()),
-            ..Default::default()
-        },
-        data: Some([("page_token".to_owned(), ByteString(b"squatter".to_vec()))].into()),
-        ..Default::default()
-    };
-    Api::<K8sSecret>::namespaced(env.sb.client(), "tenant-m")
-        .create(&PostParams::default(), &squat_secret)
-        .await
-        .unwrap();
+    squat_secret(&env).await;
     let before_m = declare(
         &env,
         "tenant-m",
@@ -294,5 +304,74 @@ async fn concurrent_connects_of_one_page_leave_the_token_in_use_only() {
             .collect();
         page_tokens == BTreeSet::from([in_use.clone()])
     })
+    .await;
+}
+
+#[tokio::test]
+async fn connect_of_a_channel_whose_id_another_namespace_holds_is_409_and_leaves_it_as_it_was() {
+    let env = squatters_env().await;
+    env.namespace("tenant-m").await;
+    // tenant-m's chat plugin holds the website id ...
+    declare(
+        &env,
+        "tenant-m",
+        "squat",
+        spec(Source::ChatPlugin, "shared-site", None),
+    )
+    .await;
+    // ... and a disconnected Channel for the same id is declared in the API's namespace, and
+    // one for a Facebook page tenant-m holds too.
+    tokio::time::sleep(std::time::Duration::from_millis(1100)).await;
+    let mut plugin = spec(Source::ChatPlugin, "shared-site", None);
+    plugin.connected = false;
+    let before_plugin = declare(&env, "default", "declared-plugin", plugin).await;
+    squat_secret(&env).await;
+    declare(
+        &env,
+        "tenant-m",
+        "squat-page",
+        spec(Source::Facebook, "7777", Some("squat-token")),
+    )
+    .await;
+    tokio::time::sleep(std::time::Duration::from_millis(1100)).await;
+    Api::<K8sSecret>::namespaced(env.sb.client(), "default")
+        .create(
+            &PostParams::default(),
+            &secret("declared-token", "page_token", "EAAB-declared"),
+        )
+        .await
+        .unwrap();
+    let mut page = spec(Source::Facebook, "7777", Some("declared-token"));
+    page.connected = false;
+    let before_page = declare(&env, "default", "declared-page", page).await;
+    let secrets_before = secret_names(&env, "default").await;
+
+    let (s, v) = env
+        .post(
+            "channels.chatplugin.connect",
+            json!({"name": "shared-site", "image_url": "https://example.org/a.png"}),
+        )
+        .await;
+    assert_eq!(s, 409, "{v}");
+    let (s, v) = env
+        .post(
+            "channels.facebook.connect",
+            json!({"page_id": "7777", "page_token": "EAAB-new-token", "name": "Mine"}),
+        )
+        .await;
+    assert_eq!(s, 409, "{v}");
+    for hidden in ["tenant", "squat"] {
+        assert!(!v.to_string().contains(hidden), "{v}");
+    }
+    // Both Channels are as they were declared, and no token Secret of the refused connect stays.
+    let default: Api<Channel> = Api::namespaced(env.sb.client(), "default");
+    eventually(
+        "the refused connects left both Channels as declared",
+        || async {
+            default.get("declared-plugin").await.unwrap().spec == before_plugin.spec
+                && default.get("declared-page").await.unwrap().spec == before_page.spec
+                && secret_names(&env, "default").await == secrets_before
+        },
+    )
     .await;
 }

@@ -77,6 +77,8 @@ fn chart_defaults_are_the_binary_defaults() {
         "API_BODY_READ_TIMEOUT_SECONDS",
         "API_IDLE_TIMEOUT_SECONDS",
         "API_MAX_CONNECTIONS",
+        "API_MAX_CONNECTIONS_PER_PEER",
+        "API_SLOW_REQUEST_SECONDS",
     ] {
         std::env::remove_var(var);
     }
@@ -124,6 +126,14 @@ fn chart_defaults_are_the_binary_defaults() {
     assert_eq!(
         limits["maxConnections"].as_u64(),
         Some(d.limits.max_connections as u64)
+    );
+    assert_eq!(
+        limits["maxConnectionsPerPeer"].as_u64(),
+        Some(d.limits.max_connections_per_peer as u64)
+    );
+    assert_eq!(
+        limits["slowRequestSeconds"].as_f64(),
+        Some(d.limits.slow_request_seconds)
     );
     assert_eq!(values["logFormat"].as_str(), Some("text"));
     assert_eq!(

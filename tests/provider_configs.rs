@@ -390,7 +390,7 @@ async fn a_cluster_configuration_serves_only_the_namespaces_it_admits() {
                     r == "ProviderConfigMissing"
                         && s == "True"
                         && m.contains(
-                            "ClusterProviderConfig shared does not admit namespace team-d",
+                            "no ClusterProviderConfig named shared admits namespace team-d",
                         )
                 })
         },
@@ -508,4 +508,90 @@ async fn a_configuration_reports_its_readiness_in_its_status() {
     let row: Vec<&str> = table.lines().nth(1).unwrap().split_whitespace().collect();
     assert_eq!(&row[..3], ["default", "True", "SecretsFound"], "{table}");
     env.finish().await;
+}
+
+/// A tenant's Channel status says the same whether the ClusterProviderConfig it names is
+/// missing or exists and does not admit its namespace (and the same for the default one), so a
+/// tenant cannot learn which cluster configurations exist. On the old code the messages were
+/// "... does not admit namespace ..." and "... does not exist".
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_status_does_not_tell_a_tenant_whether_a_cluster_configuration_exists() {
+    let env = Env::builder().build().await;
+    for ns in ["team-g", "team-h"] {
+        namespace(&env, ns).await;
+    }
+    let admits_nobody = |name: &str| {
+        ClusterProviderConfig::new(
+            name,
+            ClusterProviderConfigSpec {
+                namespaces: vec!["team-x".into()],
+                ..Default::default()
+            },
+        )
+    };
+    Api::<ClusterProviderConfig>::all(env.sb.client())
+        .create(&PostParams::default(), &admits_nobody("hidden"))
+        .await
+        .unwrap();
+    for (name, config) in [("named-existing", "hidden"), ("named-missing", "absent")] {
+        let mut ch = channel(Source::TwilioSms, "+4915100000007")
+            .named(name)
+            .namespace("team-g")
+            .build();
+        ch.spec.provider_config_ref = Some(ProviderConfigRef {
+            kind: ProviderConfigKind::ClusterProviderConfig,
+            name: config.into(),
+        });
+        create_channel(&env, ch).await;
+    }
+    // Without a reference: team-g has no default configuration at all, team-h's is a
+    // ClusterProviderConfig named default that does not admit it.
+    create_channel(
+        &env,
+        channel(Source::TwilioSms, "+4915100000008")
+            .named("default-missing")
+            .namespace("team-g")
+            .build(),
+    )
+    .await;
+    let existing = stalled_message(&env, "team-g", "named-existing").await;
+    let missing = stalled_message(&env, "team-g", "named-missing").await;
+    assert_eq!(
+        existing.replace("hidden", "X"),
+        missing.replace("absent", "X"),
+        "the messages tell the two apart"
+    );
+    Api::<ClusterProviderConfig>::all(env.sb.client())
+        .create(&PostParams::default(), &admits_nobody("default"))
+        .await
+        .unwrap();
+    create_channel(
+        &env,
+        channel(Source::TwilioSms, "+4915100000009")
+            .named("default-existing")
+            .namespace("team-h")
+            .build(),
+    )
+    .await;
+    let default_missing = stalled_message(&env, "team-g", "default-missing").await;
+    let default_existing = stalled_message(&env, "team-h", "default-existing").await;
+    assert_eq!(
+        default_missing.replace("team-g", "X"),
+        default_existing.replace("team-h", "X"),
+        "the messages tell the two apart"
+    );
+}
+
+/// The message of Channel `ns/name` once it is Stalled with ProviderConfigMissing.
+async fn stalled_message(env: &Env, ns: &str, name: &str) -> String {
+    eventually_some(
+        format!("{ns}/{name} Stalled with ProviderConfigMissing"),
+        || async {
+            reason_of(env, ns, name)
+                .await
+                .filter(|(r, s, _)| r == "ProviderConfigMissing" && s == "True")
+                .map(|(_, _, m)| m)
+        },
+    )
+    .await
 }

@@ -127,7 +127,7 @@ async fn a_whatsapp_number_the_token_cannot_read_is_500_and_nothing_is_kept() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn viber_connect_is_500_without_the_apis_token_or_when_viber_refuses_it() {
+async fn viber_connect_is_503_without_the_apis_token_and_500_when_viber_refuses_it() {
     let viber = MockServer::start().await;
     let url = viber.uri();
     // Without --viber-auth-token: nothing to connect, nothing asked, nothing written.
@@ -138,8 +138,10 @@ async fn viber_connect_is_500_without_the_apis_token_or_when_viber_refuses_it() 
         .count_api_writes(writes.clone())
         .build()
         .await;
+    // The installation has no Viber bot: the documented 503 that says so, not a 500.
     let (status, v) = env.post("channels.viber.connect", json!({})).await;
-    assert_eq!(status, 500, "{v}");
+    assert_eq!(status, 503, "{v}");
+    assert!(message(&v).contains("no Viber bot"), "{v}");
     assert!(message(&v).contains("--viber-auth-token"), "{v}");
     assert_eq!(writes.load(Ordering::SeqCst), 0);
     let asked = viber.received_requests().await.unwrap();
@@ -250,4 +252,47 @@ async fn refused_credentials_stall_the_channel_with_the_reason_of_todays_sources
     }
     viber.verify().await;
     env.finish().await;
+}
+
+/// A connect for a source the installation has not configured for the API's channels namespace
+/// (no provider configuration admits it) answers 503 saying so, not 500, and keeps nothing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_connect_the_installation_is_not_configured_for_is_503() {
+    use channel_operator::provider_config::{ClusterProviderConfig, ClusterProviderConfigSpec};
+    let env = Env::builder().no_twilio().api(&[]).build().await;
+    // A ClusterProviderConfig named default replaces the flags' configuration; this one admits
+    // another namespace only, so none admits the API's.
+    let config = ClusterProviderConfig::new(
+        "default",
+        ClusterProviderConfigSpec {
+            namespaces: vec!["elsewhere".into()],
+            ..Default::default()
+        },
+    );
+    kube::Api::<ClusterProviderConfig>::all(env.sb.client())
+        .create(&Default::default(), &config)
+        .await
+        .unwrap();
+    let (status, v) = env
+        .post(
+            "channels.facebook.connect",
+            json!({"page_id": "5555", "page_token": "EAAB-unconfigured"}),
+        )
+        .await;
+    assert_eq!(status, 503, "{v}");
+    assert!(
+        message(&v).contains("no provider configuration admits namespace default"),
+        "{v}"
+    );
+    let channels: kube::Api<channel_operator::crd::Channel> =
+        kube::Api::namespaced(env.sb.client(), "default");
+    eventually("nothing of the refused connect stays", || async {
+        channels
+            .list(&Default::default())
+            .await
+            .unwrap()
+            .items
+            .is_empty()
+    })
+    .await;
 }

@@ -335,7 +335,7 @@ pub async fn whatsapp_connect(
     responses(
         (status = 200, description = "The connected channel; source_channel_id is the Viber account id; name and image default to the account's", body = ChannelResponse),
         (status = 400, description = "Bad request", body = ErrorBody),
-        (status = 500, description = "Viber refused, or the API has no Viber auth token; nothing is kept", body = ErrorBody),
+        (status = 500, description = "Viber refused; nothing is kept", body = ErrorBody),
         ConnectErrors,
     ))]
 pub async fn viber_connect(
@@ -346,7 +346,9 @@ pub async fn viber_connect(
     let image_url = validate::image_url(req.image_url.as_deref())?;
     let refused = |message: String| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, message);
     let token = state.viber_token.clone().ok_or_else(|| {
-        refused("the API has no Viber auth token (--viber-auth-token)".to_owned())
+        ApiError::unavailable(
+            "channels.viber.connect is not available: this installation has no Viber bot (the API's --viber-auth-token; the chart's viber.authTokenSecret)",
+        )
     })?;
     // The channel id follows from the account id, which only Viber knows.
     let account = state

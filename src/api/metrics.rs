@@ -1,5 +1,6 @@
 //! `/metrics`: requests by endpoint and status, a latency histogram by endpoint (every endpoint
-//! of [`super::endpoints`] from the start), and the health of the cache's watches.
+//! of [`super::endpoints`] from the start), the health of the cache's watches, and the open
+//! connections and those the connection limits closed.
 
 use std::sync::Arc;
 use std::time::Instant;
@@ -15,6 +16,8 @@ use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
 use prometheus_client::registry::Registry;
 
+use super::connections::Shed;
+
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct RequestLabels {
     endpoint: String,
@@ -24,6 +27,11 @@ struct RequestLabels {
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct EndpointLabels {
     endpoint: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ShedLabels {
+    reason: &'static str,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -47,6 +55,8 @@ struct MetricsInner {
     watch_restarts: Family<NamespaceLabels, Counter>,
     watch_healthy: Family<NamespaceLabels, Gauge>,
     cache_stale: Gauge<f64, std::sync::atomic::AtomicU64>,
+    shed: Family<ShedLabels, Counter>,
+    connections: Gauge,
 }
 
 impl Default for Metrics {
@@ -100,6 +110,23 @@ impl Metrics {
             "How long the longest-failing Channel watch has been failing (0: the cache is current)",
             cache_stale.clone(),
         );
+        let shed = Family::<ShedLabels, Counter>::default();
+        registry.register(
+            "connections_shed",
+            "Connections the server closed: idle or slow ones for a new client (idle, slow), a peer's over its share (peer_limit), and the timeouts (header_timeout, body_timeout, idle_timeout)",
+            shed.clone(),
+        );
+        for why in Shed::ALL {
+            let _ = shed.get_or_create(&ShedLabels {
+                reason: why.as_str(),
+            });
+        }
+        let connections = Gauge::default();
+        registry.register(
+            "open_connections",
+            "Connections open (at most --max-connections)",
+            connections.clone(),
+        );
         Metrics {
             inner: Arc::new(MetricsInner {
                 registry,
@@ -109,6 +136,8 @@ impl Metrics {
                 watch_restarts,
                 watch_healthy,
                 cache_stale,
+                shed,
+                connections,
             }),
         }
     }
@@ -133,6 +162,21 @@ impl Metrics {
     /// Sets how long the cache has been behind (see `AnswerCache::stale_for`).
     pub fn set_cache_stale(&self, stale: std::time::Duration) {
         self.inner.cache_stale.set(stale.as_secs_f64());
+    }
+
+    /// Counts a connection the server closed, and why.
+    pub fn shed(&self, why: Shed) {
+        self.inner
+            .shed
+            .get_or_create(&ShedLabels {
+                reason: why.as_str(),
+            })
+            .inc();
+    }
+
+    /// Sets the open connections gauge.
+    pub fn set_open_connections(&self, n: usize) {
+        self.inner.connections.set(n as i64);
     }
 
     /// Sets the cached channels gauge.

@@ -6,9 +6,11 @@
 //! - [`cache`]: the reflector-backed channel cache with precomputed responses;
 //! - [`state`]: the handlers' state, [`AppState`], and its writes: connect, disconnect and update
 //!   through the Kubernetes API ([`kube_calls`]), waiting for the controller's verdict, one at a
-//!   time per channel id ([`id_locks`]);
+//!   time per channel id ([`id_locks`]); [`undo`]: a refused connect's patch put back;
 //! - [`endpoints`]: the one table of endpoints the router, the OpenAPI document and the
 //!   metrics are built from;
+//! - [`limits`] and [`connections`]: the connection loop, its timeouts and caps, and which
+//!   connection is closed for a new client;
 //! - [`handlers`], [`auth`], [`metrics`], [`openapi`]; explore calls the Graph API through
 //!   [`crate::providers::facebook`].
 
@@ -16,6 +18,7 @@ pub mod args;
 pub mod auth;
 pub mod cache;
 pub mod confine;
+pub mod connections;
 pub mod endpoints;
 pub mod error;
 pub mod handlers;
@@ -26,6 +29,7 @@ pub mod metrics;
 pub mod model;
 pub mod openapi;
 pub mod state;
+pub mod undo;
 pub mod validate;
 
 use std::time::Duration;
@@ -186,10 +190,10 @@ pub async fn serve_until(
     let drain_limit = state.sync_timeout + Duration::from_secs(5);
     let metrics = state.metrics.clone();
     let app = router(state, &args.cors_origins)?;
-    let watch = tokio::spawn(cache.run(client, namespaces.clone(), metrics));
+    let watch = tokio::spawn(cache.run(client, namespaces.clone(), metrics.clone()));
     let _stop_watch = AbortOnDrop(watch);
     tracing::info!(addr = %listener.local_addr()?, namespaces = %namespaces.join(","), creates_in = %args.channels_namespace(), "serving the channels API for the Channels of these namespaces");
-    let server = limits::serve(listener, app, limits, shutdown.clone());
+    let server = limits::serve(listener, app, limits, shutdown.clone(), metrics.clone());
     let overdue = async {
         shutdown.requested().await;
         tokio::time::sleep(drain_limit).await;

@@ -252,9 +252,11 @@ pub fn channel_response(ch: &Channel, naming: crate::naming::ChatPluginNaming) -
         source,
         Source::Facebook | Source::Instagram | Source::Viber | Source::Whatsapp
     );
+    // A status written before names were cleaned may still hold invisible characters.
     let page_name = status
-        .and_then(|s| s.page_name.clone().or_else(|| s.verified_name.clone()))
-        .filter(|n| reported && !n.is_empty());
+        .and_then(|s| s.page_name.as_deref().or(s.verified_name.as_deref()))
+        .filter(|_| reported)
+        .and_then(crate::rules::visible_name);
     let name = ch
         .spec
         .name

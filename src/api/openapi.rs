@@ -13,8 +13,11 @@ use utoipa::openapi::{Content, Ref, RefOr};
 use utoipa::{Modify, OpenApi};
 
 use super::model::*;
-use super::validate::{MAX_TOKEN_LEN, TEXT_PATTERN, TOKEN_PATTERN};
-use crate::rules::{E164_PATTERN, HTTP_URL_PATTERN, MAX_NAME_LEN, MAX_URL_LEN, NUMERIC_ID_PATTERN};
+use super::validate::{MAX_TOKEN_LEN, TOKEN_PATTERN};
+use crate::rules::{
+    E164_PATTERN, HTTP_URL_DOC_PATTERN, MAX_NAME_LEN, MAX_URL_LEN, NUMERIC_ID_PATTERN,
+    VISIBLE_TEXT_PATTERN,
+};
 
 struct BearerAuth;
 
@@ -35,7 +38,7 @@ impl Modify for BearerAuth {
 enum Rule {
     /// A hyphenated UUID (`validate::uuid`).
     Uuid,
-    /// A name or id: not blank, no control characters (`validate::required_text`).
+    /// A name or id: not blank, no invisible or format characters (`validate::required_text`).
     Text,
     /// An absolute http(s) URL (`validate::image_url`).
     HttpUrl,
@@ -101,7 +104,11 @@ impl Modify for RequestRules {
                     field.format = Some(SchemaFormat::Custom("uuid".to_owned()));
                     (None, None, None)
                 }
-                Rule::Text => (Some(TEXT_PATTERN), Some(1), Some(MAX_NAME_LEN)),
+                Rule::Text => (
+                    Some(VISIBLE_TEXT_PATTERN.as_str()),
+                    Some(1),
+                    Some(MAX_NAME_LEN),
+                ),
                 Rule::HttpUrl => {
                     // Empty (no image, as Airy's clients send it) or the CRD's pattern.
                     (Some(IMAGE_URL_PATTERN.as_str()), None, Some(MAX_URL_LEN))
@@ -119,7 +126,7 @@ impl Modify for RequestRules {
 
 /// An `image_url` the API accepts: empty, meaning no image, or an http(s) URL as the CRD takes it.
 static IMAGE_URL_PATTERN: std::sync::LazyLock<String> =
-    std::sync::LazyLock::new(|| format!("^$|{HTTP_URL_PATTERN}"));
+    std::sync::LazyLock::new(|| format!("^$|{}", *HTTP_URL_DOC_PATTERN));
 
 /// The answers every `channels.*` endpoint can give besides its own: before the handler runs
 /// (body, content type, authentication, a cache that has not synced yet).
@@ -136,7 +143,7 @@ const COMMON_RESPONSES: &[(&str, &str)] = &[
     ("415", "The Content-Type is not application/json"),
     (
         "503",
-        "The channel cache has not synced yet, or the Kubernetes API is unavailable",
+        "The channel cache has not synced yet or the Kubernetes API is unavailable; for a connect or disconnect also: the installation is not configured for the source (no provider configuration admits the channels namespace, the operator lacks the source's app, webhook URL or access to the namespace's Secrets, or channels.viber.connect has no Viber bot)",
     ),
 ];
 
@@ -243,6 +250,22 @@ mod tests {
     use super::*;
     use regex::Regex;
 
+    /// A document pattern `^(?!.*[C])R`, evaluated as ECMA-262 and Python evaluate it (the
+    /// regex crate has no lookahead): no character of C anywhere (C holds every line
+    /// terminator, which `.` does not match), and `^R`.
+    fn doc_matcher(pattern: &str) -> impl Fn(&str) -> bool {
+        let rest = pattern
+            .strip_prefix("^(?!.*[")
+            .expect("a lookahead pattern");
+        let end = rest.find("])").expect("the lookahead's class ends");
+        let class = Regex::new(&format!("[{}]", &rest[..end])).unwrap();
+        for terminator in ["\n", "\r", "\u{85}", "\u{2028}", "\u{2029}"] {
+            assert!(class.is_match(terminator), "{terminator:?}");
+        }
+        let tail = Regex::new(&format!("^{}", &rest[end + 2..])).unwrap();
+        move |s| !class.is_match(s) && tail.is_match(s)
+    }
+
     /// Whether the request body of `path` must be given.
     fn body_required(doc: &utoipa::openapi::OpenApi, path: &str) -> bool {
         use utoipa::openapi::Required;
@@ -267,7 +290,7 @@ mod tests {
         let page = property(&doc, "FacebookConnectRequest", "page_id");
         assert_eq!(page["pattern"], NUMERIC_ID_PATTERN);
         let url = property(&doc, "UpdateRequest", "image_url");
-        assert_eq!(url["pattern"], format!("^$|{HTTP_URL_PATTERN}"));
+        assert_eq!(url["pattern"], format!("^$|{}", *HTTP_URL_DOC_PATTERN));
         assert_eq!(url["maxLength"], MAX_URL_LEN);
         let id = property(&doc, "ChannelIdRequest", "channel_id");
         assert_eq!(id["format"], "uuid");
@@ -308,14 +331,14 @@ mod tests {
     /// The text and token patterns say what the validation does, on values at the edges.
     #[test]
     fn text_and_token_patterns_agree_with_the_validation() {
-        let text = Regex::new(TEXT_PATTERN).unwrap();
+        let text = doc_matcher(&VISIBLE_TEXT_PATTERN);
         let token = Regex::new(TOKEN_PATTERN).unwrap();
         for value in [
             "a", " a ", "", "   ", "\t", "a\u{0}b", "a\u{7f}", "a\u{85}", "ä ö", "\u{a0}", "x\ny",
             "日本",
         ] {
             assert_eq!(
-                text.is_match(value),
+                text(value),
                 super::super::validate::required_text("name", value).is_ok(),
                 "name {value:?}"
             );
@@ -324,6 +347,38 @@ mod tests {
                 super::super::validate::token("auth_token", value).is_ok(),
                 "token {value:?}"
             );
+        }
+    }
+
+    /// The document's `image_url` pattern, the CRD's and the API's check agree on every code
+    /// point, in the host and in the path.
+    #[test]
+    fn the_url_patterns_agree_with_the_validation_on_every_code_point() {
+        let doc = doc_matcher(IMAGE_URL_PATTERN.strip_prefix("^$|").unwrap());
+        let crd = Regex::new(&crate::rules::HTTP_URL_PATTERN).unwrap();
+        for c in (0..=0x10FFFF).filter_map(char::from_u32) {
+            for value in [format!("https://a{c}b/"), format!("https://a/{c}")] {
+                let accepted = super::super::validate::image_url(Some(&value)).is_ok();
+                assert_eq!(doc(&value), accepted, "{value:?}");
+                assert_eq!(crd.is_match(&value), accepted, "{value:?}");
+            }
+        }
+    }
+
+    /// The document's name pattern and the API's check agree on every code point, alone and
+    /// inside a name.
+    #[test]
+    fn the_name_pattern_agrees_with_the_validation_on_every_code_point() {
+        let text = doc_matcher(&VISIBLE_TEXT_PATTERN);
+        for c in (0..=0x10FFFF).filter_map(char::from_u32) {
+            for value in [c.to_string(), format!("a{c}b")] {
+                assert_eq!(
+                    text(&value),
+                    super::super::validate::required_text("name", &value).is_ok(),
+                    "name {value:?} (U+{:04X})",
+                    u32::from(c)
+                );
+            }
         }
     }
 }

@@ -222,7 +222,7 @@ impl AppState {
                     // Held by a Channel outside the API's namespaces: say nothing about it.
                     held_elsewhere()
                 } else {
-                    ApiError::new(axum::http::StatusCode::INTERNAL_SERVER_ERROR, message)
+                    failed(reason, message)
                 })
             }
             Outcome::TimedOut => Err(self.timed_out("connected")),
@@ -292,7 +292,8 @@ impl AppState {
                 json!({"name": r.name, "key": r.key}),
             );
         }
-        let generation = if spec.is_empty() {
+        // The spec as the patch found it, to undo the patch when the id is held elsewhere.
+        let (generation, before) = if spec.is_empty() {
             // Nothing to change: answer at once when the channel is already connected.
             let generation = ch.metadata.generation.unwrap_or(0);
             if let Some(e) = self.cache.get_by_key(&ns, &name) {
@@ -300,13 +301,13 @@ impl AppState {
                     return Ok(e);
                 }
             }
-            generation
+            (generation, None)
         } else {
             if let (Some(r), Some(token), true) = (&new_ref, &d.channel_token, ref_changes) {
                 self.create_credentials_secret(&ns, Some(&ch), &r.name, token)
                     .await?;
             }
-            let patched = match self.patch_after_verdict(&ns, &name, json!(spec)).await {
+            let (before, patched) = match self.patch_after_verdict(&ns, &name, json!(spec)).await {
                 Ok(p) => p,
                 Err(e) => {
                     // The Channel never pointed at the new Secret: it has no use.
@@ -316,19 +317,30 @@ impl AppState {
                     return Err(e);
                 }
             };
-            patched.metadata.generation.unwrap_or(0)
+            (patched.metadata.generation.unwrap_or(0), Some(before))
         };
         let outcome = self.outcome(&ns, &name, generation).await;
+        if let Outcome::Failed(Reason::Duplicate, _) = outcome {
+            // Held by a Channel outside the API's namespaces: the connect changes nothing. The
+            // Channel gets its spec back, and with it its old Secret; the new one has no use.
+            let undone = match &before {
+                Some(before) => {
+                    super::undo::undo_connect(&self.channels(&ns), &ns, &name, &spec, before).await
+                }
+                None => true,
+            };
+            if let (Some(r), true, true) = (&new_ref, ref_changes, undone) {
+                self.delete_owned_secret(&ch, &r.name).await;
+            }
+            return Err(held_elsewhere());
+        }
         // The Channel points at the new Secret now, whatever the verdict: the old one has no use.
         if let (true, Some(old)) = (ref_changes, old_ref) {
             self.delete_owned_secret(&ch, &old.name).await;
         }
         match outcome {
             Outcome::Ready(e) => Ok(e),
-            Outcome::Failed(_, message) => Err(ApiError::new(
-                axum::http::StatusCode::INTERNAL_SERVER_ERROR,
-                message,
-            )),
+            Outcome::Failed(reason, message) => Err(failed(reason, message)),
             Outcome::TimedOut => Err(self.timed_out("connected")),
         }
     }
@@ -508,10 +520,7 @@ impl AppState {
             .await
         {
             Outcome::Ready(_) => Ok(true),
-            Outcome::Failed(_, message) => Err(ApiError::new(
-                axum::http::StatusCode::INTERNAL_SERVER_ERROR,
-                message,
-            )),
+            Outcome::Failed(reason, message) => Err(failed(reason, message)),
             Outcome::TimedOut => Err(self.timed_out("disconnected")),
         }
     }
@@ -556,13 +565,14 @@ impl AppState {
     /// carry the controller's verdict on its generation, and the patch is conditional on that
     /// read (its resourceVersion). Connects of one channel through several API replicas are
     /// serialized this way, as [`IdLocks`] serializes them in one: a connect whose Channel is
-    /// still being connected by another request answers 409 and changes nothing.
+    /// still being connected by another request answers 409 and changes nothing. Returns the
+    /// spec the patch was applied to, and the patched Channel.
     async fn patch_after_verdict(
         &self,
         ns: &str,
         name: &str,
         spec: serde_json::Value,
-    ) -> Result<Channel, ApiError> {
+    ) -> Result<(crate::crd::ChannelSpec, Channel), ApiError> {
         let api = self.channels(ns);
         let pparams = patch_params();
         for _ in 0..3 {
@@ -575,7 +585,7 @@ impl AppState {
                 "spec": spec,
             }));
             match retry(false, || api.patch(name, &pparams, &patch)).await {
-                Ok(p) => return Ok(p),
+                Ok(p) => return Ok((current.spec, p)),
                 // Changed since the read (a status write, or another request): read again.
                 Err(kube::Error::Api(s)) if s.is_conflict() => continue,
                 Err(e) => return Err(kube_error(e)),
@@ -599,6 +609,19 @@ fn failure_message(reason: Reason, message: &str) -> String {
             .to_owned(),
         _ if message.is_empty() => format!("the channel could not be reconciled ({reason})"),
         _ => message.to_owned(),
+    }
+}
+
+/// The answer to a connect or disconnect the controller reports failed: 503 when the
+/// installation is not configured for it (no provider configuration admits the namespace, or
+/// the operator lacks what the source needs: an app, a webhook URL, access to the namespace's
+/// Secrets), else 500.
+fn failed(reason: Reason, message: String) -> ApiError {
+    match reason {
+        Reason::ProviderConfigMissing | Reason::CredentialsMissing => {
+            ApiError::unavailable(message)
+        }
+        _ => ApiError::new(axum::http::StatusCode::INTERNAL_SERVER_ERROR, message),
     }
 }
 

@@ -63,7 +63,11 @@ struct TokenResponse {
 struct Page {
     #[serde(default)]
     id: String,
+    // Names from Graph lose their invisible and format characters here, before a status or an
+    // answer shows them.
+    #[serde(default, deserialize_with = "crate::rules::deserialize_visible_name")]
     name: Option<String>,
+    #[serde(default, deserialize_with = "crate::rules::deserialize_visible_name")]
     name_with_location_descriptor: Option<String>,
     access_token: Option<String>,
     picture: Option<Picture>,

@@ -31,8 +31,8 @@ pub struct Viber {
 pub struct Account {
     /// The account id (the channel's source channel id).
     pub id: String,
-    /// The account's name.
-    #[serde(default)]
+    /// The account's name, without invisible or format characters.
+    #[serde(default, deserialize_with = "crate::rules::deserialize_visible_name")]
     pub name: Option<String>,
     /// The account's icon.
     #[serde(default)]

@@ -28,6 +28,8 @@ pub struct Whatsapp {
 #[derive(Deserialize)]
 struct Number {
     display_phone_number: Option<String>,
+    /// Without invisible or format characters.
+    #[serde(default, deserialize_with = "crate::rules::deserialize_visible_name")]
     verified_name: Option<String>,
     quality_rating: Option<String>,
 }

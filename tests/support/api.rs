@@ -1,5 +1,5 @@
 //! What the HTTP API tests share: the channel ids of the sources' test inputs, the tokens they
-//! hand the API and the fake Graph API, and reading an error answer.
+//! hand the API and the fake Graph API, reading an error answer and the API's metrics.
 
 use serde_json::Value;
 
@@ -34,4 +34,19 @@ pub fn message(v: &Value) -> &str {
     v["message"]
         .as_str()
         .unwrap_or_else(|| panic!("no message in {v}"))
+}
+
+/// The value of one sample of the API's /metrics (`name{labels}`), if it has one.
+pub async fn api_metric(env: &super::Env, sample: &str) -> Option<f64> {
+    let text = env
+        .http
+        .get(format!("{}/metrics", env.base))
+        .send()
+        .await
+        .expect("the API answers")
+        .text()
+        .await
+        .unwrap_or_default();
+    text.lines()
+        .find_map(|l| l.strip_prefix(sample)?.trim().parse().ok())
 }

@@ -27,6 +27,10 @@ Deployment with api.separate) and what every pod of the chart shares. */}}
       value: {{ .idleTimeoutSeconds | quote }}
     - name: API_MAX_CONNECTIONS
       value: {{ .maxConnections | quote }}
+    - name: API_MAX_CONNECTIONS_PER_PEER
+      value: {{ .maxConnectionsPerPeer | quote }}
+    - name: API_SLOW_REQUEST_SECONDS
+      value: {{ .slowRequestSeconds | quote }}
     {{- end }}
     {{- with .Values.api.corsOrigins }}
     - name: CORS_ORIGINS
