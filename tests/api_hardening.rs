@@ -121,26 +121,32 @@ async fn errors_name_no_channel_outside_the_apis_namespaces() {
     let controller = tokio::spawn(answer_as_a_controller_naming_the_owner(default));
     env.channel_until("mine", "Duplicate", |v| cond(v, "reason") == "Duplicate")
         .await;
-    for (endpoint, body) in [
-        // A connect of the same id: the name changes, the verdict is relayed.
-        (
+    // A connect of the same id is refused as a conflict (409) that names no Channel at all.
+    let (s, v) = env
+        .post(
             "channels.chatplugin.connect",
             json!({"name": "hidden-15001"}),
-        ),
-        (
+        )
+        .await;
+    assert_eq!(s, 409, "connect: {v}");
+    assert!(
+        !message(&v).contains("attacker") && !message(&v).contains("hidden-owner"),
+        "the connect's answer names a Channel of another namespace: {v}"
+    );
+    // A disconnect relays the controller's verdict, with the foreign Channel's name confined.
+    let (s, v) = env
+        .post(
             "channels.chatplugin.disconnect",
             json!({"channel_id": mine.id()}),
-        ),
-    ] {
-        let (s, v) = env.post(endpoint, body).await;
-        assert_eq!(s, 500, "{endpoint}: {v}");
-        assert_eq!(
-            message(&v),
-            "chat_plugin hidden-15001 belongs to the older Channel outside the API's namespaces; \
-             this Channel is not connected",
-            "{endpoint} names a Channel of another namespace, or relays nothing"
-        );
-    }
+        )
+        .await;
+    assert_eq!(s, 500, "disconnect: {v}");
+    assert_eq!(
+        message(&v),
+        "chat_plugin hidden-15001 belongs to the older Channel outside the API's namespaces; \
+         this Channel is not connected",
+        "the disconnect names a Channel of another namespace, or relays nothing"
+    );
     controller.abort();
 }
 
