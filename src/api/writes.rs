@@ -182,6 +182,17 @@ impl AppState {
         if let Some(existing) = self.cache.get(&id) {
             return self.connect_existing(Arc::new(existing.channel()), d).await;
         }
+        // A Channel of this provider resource pinned to Airy Core's other id for it (Viber). Chat
+        // plugins are not looked up so: as at Airy Core, a connect makes a new one.
+        if d.source != Source::ChatPlugin {
+            let pinned = crate::pinned_id::derived_ids(d.source, &d.source_channel_id)
+                .into_iter()
+                .filter_map(|other| self.cache.get(&other))
+                .find(|e| e.source == d.source && e.spec.source_channel_id == d.source_channel_id);
+            if let Some(existing) = pinned {
+                return self.connect_existing(Arc::new(existing.channel()), d).await;
+            }
+        }
         let ns = self.namespace.clone();
         let api = self.channels(&ns);
         let credentials_secret_ref = d.page_token.as_ref().map(|t| SecretKeyRef {
@@ -193,6 +204,7 @@ impl AppState {
             ChannelSpec {
                 source: d.source,
                 source_channel_id: d.source_channel_id.clone(),
+                channel_id: None,
                 name: d.name.clone(),
                 image_url: d.image_url.clone(),
                 connected: true,
@@ -511,6 +523,8 @@ impl AppState {
                 "channel {id} is not a {source} channel"
             )));
         }
+        // A Channel pinning an id that is not its own (refused by the controller too).
+        crate::pinned_id::check(&e.spec).map_err(ApiError::bad_request)?;
         if !e.spec.connected {
             return Ok(false);
         }

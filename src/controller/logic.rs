@@ -12,7 +12,7 @@ fn is_released(ch: &Channel) -> bool {
     ch.metadata.deletion_timestamp.is_some() && !ch.finalizers().iter().any(|f| f == FINALIZER)
 }
 
-/// Another Channel with the source and source channel id of `me` that may hold a connection
+/// Another Channel with the source, source channel id and claim of `me` that may hold a connection
 /// (connected, or a connect attempted) and is not released: `(namespace, name)`. Under claims
 /// only the claim's owner connects; this finds the connections made before claims existed.
 pub fn connected_rival<'a>(
@@ -23,6 +23,8 @@ pub fn connected_rival<'a>(
         .find(|c| {
             c.spec.source == me.spec.source
                 && c.spec.source_channel_id == me.spec.source_channel_id
+                // Chat plugins sharing a website name with their own pinned ids are not rivals.
+                && crate::claims::name(c) == crate::claims::name(me)
                 && c.metadata.uid != me.metadata.uid
                 && !is_released(c)
                 && c.status.as_ref().is_some_and(super::plan::may_be_connected)
