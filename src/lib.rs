@@ -26,6 +26,7 @@ pub mod crd;
 #[cfg(feature = "dev")]
 pub mod dev;
 pub mod metrics;
+pub mod migrate;
 pub mod naming;
 pub mod ownership;
 pub mod pinned_id;

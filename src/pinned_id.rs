@@ -121,7 +121,10 @@ mod tests {
     fn other_sources_pin_only_an_id_airy_derives() {
         let fb = "f405cad8-dd03-5275-be27-a660d4d64949";
         let own = channel_id_string("facebook", "1234567890");
-        assert_eq!(check(&spec(Source::Facebook, "1234567890", Some(&own))), Ok(()));
+        assert_eq!(
+            check(&spec(Source::Facebook, "1234567890", Some(&own))),
+            Ok(())
+        );
         let e = check(&spec(Source::Facebook, "1234567890", Some(fb))).unwrap_err();
         assert!(e.contains("spec.channelId") && e.contains(&own), "{e}");
         let e = check(&spec(Source::Google, "gbm", Some(RANDOM))).unwrap_err();
@@ -139,7 +142,12 @@ mod tests {
 
     #[test]
     fn a_pinned_id_is_a_lower_case_uuid() {
-        for bad in ["", "x", "3F2B8C1E-9D4A-4E7B-A1C2-5D6E7F809A1B", "../../claim"] {
+        for bad in [
+            "",
+            "x",
+            "3F2B8C1E-9D4A-4E7B-A1C2-5D6E7F809A1B",
+            "../../claim",
+        ] {
             let e = check(&spec(Source::ChatPlugin, "w", Some(bad))).unwrap_err();
             assert!(e.contains("lower-case UUID"), "{bad}: {e}");
         }
