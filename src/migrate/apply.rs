@@ -227,14 +227,16 @@ impl Cluster {
                     .await
                 {
                     Ok(ch) => (ch, Verdict::Written),
-                    Err(kube::Error::Api(s)) if s.code == 409 => return Outcome {
-                        channel: Verdict::Failed(format!(
+                    Err(kube::Error::Api(s)) if s.code == 409 => {
+                        return Outcome {
+                            channel: Verdict::Failed(format!(
                             "the Channel {name} was changed in the cluster since migrate wrote it \
                                  ({}); it is not overwritten",
                             s.message
                         )),
-                        secret_written,
-                    },
+                            secret_written,
+                        }
+                    }
                     Err(e) => {
                         return Outcome {
                             channel: Verdict::Failed(format!(
@@ -251,13 +253,15 @@ impl Cluster {
             match self.own_secret(secret, &channel).await {
                 Ok(true) => secret_written = Some(true),
                 Ok(false) => {}
-                Err(e) => return Outcome {
-                    channel: Verdict::Failed(format!(
+                Err(e) => {
+                    return Outcome {
+                        channel: Verdict::Failed(format!(
                         "the Channel {name} could not be made the owner of its Secret {secret}: {}",
                         api_message(&e)
                     )),
-                    secret_written,
-                },
+                        secret_written,
+                    }
+                }
             }
         }
         if let Some(old) = existing
