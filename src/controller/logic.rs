@@ -94,6 +94,32 @@ mod tests {
     }
 
     #[test]
+    fn chat_plugins_sharing_a_website_name_with_their_own_ids_are_not_rivals() {
+        let plugin = |name: &str, pin: Option<&str>| {
+            let mut ch = Channel::new(
+                name,
+                ChannelSpec {
+                    channel_id: pin.map(str::to_owned),
+                    ..spec(Source::ChatPlugin, "shop")
+                },
+            );
+            ch.metadata.uid = Some(format!("uid-{name}"));
+            ch.status = Some(crate::crd::ChannelStatus {
+                connected: true,
+                ..Default::default()
+            });
+            ch
+        };
+        let x = plugin("x", Some("3f2b8c1e-9d4a-4e7b-a1c2-5d6e7f809a1b"));
+        let y = plugin("y", Some("0a1b2c3d-0000-4000-8000-000000000000"));
+        let unpinned = plugin("u", None);
+        assert_eq!(connected_rival(&y, [&x]), None);
+        assert_eq!(connected_rival(&unpinned, [&x]), None);
+        let same = plugin("z", Some("3f2b8c1e-9d4a-4e7b-a1c2-5d6e7f809a1b"));
+        assert!(connected_rival(&same, [&x]).is_some(), "one id, one owner");
+    }
+
+    #[test]
     fn fingerprint_changes_with_the_credentials_version_only() {
         let mut s = spec(Source::Facebook, "p1");
         s.credentials_secret_ref = Some(SecretKeyRef {
