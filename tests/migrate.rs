@@ -98,6 +98,12 @@ async fn versions(env: &Env) -> BTreeMap<String, String> {
     out
 }
 
+/// metadata.generation of every Channel of `channels`' namespace.
+async fn generations(channels: &Api<Channel>) -> Vec<Option<i64>> {
+    let list = channels.list(&ListParams::default()).await.unwrap();
+    list.iter().map(|c| c.metadata.generation).collect()
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn five_airy_channels_move_with_their_ids_and_tokens() {
     let naming = ["--chatplugin-naming", "chatplugin"];
@@ -287,13 +293,7 @@ async fn five_airy_channels_move_with_their_ids_and_tokens() {
         .is_some());
 
     // Once connected, a third run still writes nothing of migrate's.
-    let generations: Vec<Option<i64>> = channels
-        .list(&ListParams::default())
-        .await
-        .unwrap()
-        .iter()
-        .map(|c| c.metadata.generation)
-        .collect();
+    let before_generations = generations(&channels).await;
     let secrets = [&fb_secret, &ig_secret].map(|s| s.to_string());
     let mut secret_versions = Vec::new();
     for s in &secrets {
@@ -304,14 +304,7 @@ async fn five_airy_channels_move_with_their_ids_and_tokens() {
         third.ok() && third.stderr.contains("0 written, 5 unchanged"),
         "{third:#?}"
     );
-    let after: Vec<Option<i64>> = channels
-        .list(&ListParams::default())
-        .await
-        .unwrap()
-        .iter()
-        .map(|c| c.metadata.generation)
-        .collect();
-    assert_eq!(after, generations);
+    assert_eq!(generations(&channels).await, before_generations);
     for (s, v) in secrets.iter().zip(secret_versions) {
         assert_eq!(
             env.secrets().get(s).await.unwrap().resource_version(),

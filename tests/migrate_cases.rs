@@ -11,7 +11,7 @@ use k8s_openapi::api::core::v1::Secret;
 use kube::api::{Api, Patch, PatchParams, PostParams};
 use kube::ResourceExt;
 use serde_json::json;
-use support::airy::{fake_airy, listed, migrate, Release, AIRY_TOKEN};
+use support::airy::{fake_airy, listed, migrate, named, Release, AIRY_TOKEN};
 use support::*;
 
 const RANDOM_A: &str = "3f2b8c1e-9d4a-4e7b-a1c2-5d6e7f809a1b";
@@ -33,71 +33,53 @@ fn args<'a>(url: &'a str, extra: &[&'a str]) -> Vec<&'a str> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_list_shapes_of_every_release_are_read() {
     let fb = page_id("old");
-    let airy = fake_airy(vec![
+    let (flat, meta, conn) = (Release::Flat, Release::Metadata, Release::Connected);
+    let shapes = [
         // Up to 0.8: flat, the original chat plugin name and its deterministic id.
-        listed(
-            Release::Flat,
-            &channel_id_string("chat_plugin", "web"),
+        (
+            flat,
+            channel_id_string("chat_plugin", "web"),
             "chat_plugin",
             "web",
-            json!({"name": "web", "image_url": "https://img.example.org/web.png"}),
+            "web",
         ),
-        listed(
-            Release::Flat,
-            &channel_id_string("facebook", &fb),
+        (
+            flat,
+            channel_id_string("facebook", &fb),
             "facebook",
             &fb,
-            json!({"name": "Old page"}),
+            "Old page",
         ),
         // 0.9: metadata.
-        listed(
-            Release::Metadata,
-            GOOGLE_ID,
-            "google",
-            "gbm-id",
-            json!({"name": "Agent"}),
-        ),
+        (meta, GOOGLE_ID.into(), "google", "gbm-id", "Agent"),
         // 0.13 to 0.17: the later name, still a deterministic id.
-        listed(
-            Release::Connected,
-            &channel_id_string("chatplugin", "web"),
+        (
+            conn,
+            channel_id_string("chatplugin", "web"),
             "chatplugin",
             "web",
-            json!({"name": "web 2"}),
+            "web 2",
         ),
         // 0.18 and later: random ids, two on one website name.
-        listed(
-            Release::Connected,
-            RANDOM_A,
-            "chatplugin",
-            "shop",
-            json!({"name": "shop"}),
-        ),
-        listed(
-            Release::Connected,
-            RANDOM_B,
-            "chatplugin",
-            "shop",
-            json!({"name": "shop"}),
-        ),
+        (conn, RANDOM_A.into(), "chatplugin", "shop", "shop"),
+        (conn, RANDOM_B.into(), "chatplugin", "shop", "shop"),
         // 0.27 to 0.36: Instagram without its linked page.
-        listed(
-            Release::Connected,
-            &channel_id_string("instagram", "1784"),
+        (
+            conn,
+            channel_id_string("instagram", "1784"),
             "instagram",
             "1784",
-            json!({"name": "IG"}),
+            "IG",
         ),
         // A source of Airy Core's sources API.
-        listed(
-            Release::Connected,
-            RANDOM_A,
-            "my-sms-gateway",
-            "x",
-            json!({"name": "x"}),
-        ),
-    ])
-    .await;
+        (conn, RANDOM_A.into(), "my-sms-gateway", "x", "x"),
+    ];
+    let mut channels: Vec<_> = shapes
+        .iter()
+        .map(|(release, id, source, scid, name)| named(*release, id, source, scid, name))
+        .collect();
+    channels[0]["image_url"] = json!("https://img.example.org/web.png");
+    let airy = fake_airy(channels).await;
     let run = migrate(None, &args(&airy.url, &["--dry-run", "-o", "yaml"]), &[]).await;
     assert_eq!(run.code, Some(1), "two channels are not moved: {run:#?}");
     let out = &run.stdout;
@@ -162,19 +144,13 @@ async fn what_migrate_did_not_write_is_never_overwritten() {
         .await
         .unwrap();
     let airy = fake_airy(vec![
-        listed(
-            Release::Connected,
-            GOOGLE_ID,
-            "google",
-            "gbm-id",
-            json!({"name": "Agent"}),
-        ),
-        listed(
+        named(Release::Connected, GOOGLE_ID, "google", "gbm-id", "Agent"),
+        named(
             Release::Connected,
             SMS_ID,
             "twilio.sms",
             "+491234567",
-            json!({"name": "SMS"}),
+            "SMS",
         ),
         listed(
             Release::Connected,
@@ -183,13 +159,7 @@ async fn what_migrate_did_not_write_is_never_overwritten() {
             &fb,
             json!({"name": "Page", "page_token": token}),
         ),
-        listed(
-            Release::Connected,
-            RANDOM_A,
-            "chatplugin",
-            "shop",
-            json!({"name": "shop"}),
-        ),
+        named(Release::Connected, RANDOM_A, "chatplugin", "shop", "shop"),
     ])
     .await;
     let run = migrate(
@@ -255,16 +225,11 @@ async fn a_later_run_follows_airy_core_but_keeps_changes_made_since() {
             json!({"name": "Page", "page_token": token}),
         )
     };
+    let agent = named(Release::Connected, GOOGLE_ID, "google", "gbm-id", "Agent");
     let airy = fake_airy(vec![
         plugin("https://img.example.org/1.png"),
         page("EAAtok-first"),
-        listed(
-            Release::Connected,
-            GOOGLE_ID,
-            "google",
-            "gbm-id",
-            json!({"name": "Agent"}),
-        ),
+        agent.clone(),
     ])
     .await;
     let apply = args(&airy.url, &["--apply"]);
@@ -287,13 +252,7 @@ async fn a_later_run_follows_airy_core_but_keeps_changes_made_since() {
     airy.set(vec![
         plugin("https://img.example.org/2.png"),
         page("EAAtok-second"),
-        listed(
-            Release::Connected,
-            GOOGLE_ID,
-            "google",
-            "gbm-id",
-            json!({"name": "Agent"}),
-        ),
+        agent,
     ]);
     let run = migrate(Some(&env.kubeconfig), &apply, &[]).await;
     assert_eq!(run.code, Some(1), "{run:#?}");
@@ -405,12 +364,12 @@ async fn an_unusable_airy_core_or_cluster_exits_non_zero_saying_why() {
         "{run:#?}"
     );
     // A usable Airy Core, but no cluster, then a namespace that does not exist.
-    let airy = fake_airy(vec![listed(
+    let airy = fake_airy(vec![named(
         Release::Connected,
         GOOGLE_ID,
         "google",
         "gbm-id",
-        json!({"name": "Agent"}),
+        "Agent",
     )])
     .await;
     let run = migrate(None, &args(&airy.url, &["--apply"]), &[]).await;

@@ -1,7 +1,6 @@
 //! The write side: connect, disconnect and update go through the Kubernetes API, and connect and
 //! disconnect then wait (bounded) on the cache for the controller's verdict in the status.
 
-use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -10,9 +9,7 @@ use bytes::Bytes;
 use crate::reason::Reason;
 
 use k8s_openapi::api::core::v1::Secret as K8sSecret;
-use k8s_openapi::ByteString;
 use kube::api::{DeleteParams, Patch, PatchParams, PostParams};
-use kube::core::ObjectMeta;
 use kube::{Api, ResourceExt};
 use serde_json::json;
 
@@ -372,22 +369,8 @@ impl AppState {
         name: &str,
         token: &crate::secret::Secret,
     ) -> Result<(), ApiError> {
-        let secret = K8sSecret {
-            metadata: ObjectMeta {
-                name: Some(name.to_owned()),
-                namespace: Some(ns.to_owned()),
-                // The operator's, and consenting to be this Channel's credentials.
-                labels: Some(ownership::credentials_labels()),
-                owner_references: owner.and_then(ownership::owner_reference).map(|r| vec![r]),
-                ..Default::default()
-            },
-            data: Some(BTreeMap::from([(
-                PAGE_TOKEN_KEY.to_owned(),
-                ByteString(token.expose().as_bytes().to_vec()),
-            )])),
-            type_: Some("Opaque".to_owned()),
-            ..Default::default()
-        };
+        // The operator's, and consenting to be this Channel's credentials.
+        let secret = ownership::credentials_secret(ns, name, token, owner);
         let api = self.secrets(ns);
         let pp = PostParams::default();
         match retry(false, || api.create(&pp, &secret)).await {

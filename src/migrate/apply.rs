@@ -16,7 +16,6 @@
 use std::collections::{BTreeMap, HashMap};
 
 use k8s_openapi::api::core::v1::{Namespace, Secret as K8sSecret};
-use k8s_openapi::ByteString;
 use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams, PostParams, Preconditions};
 use kube::core::ObjectMeta;
 use kube::{Client, ResourceExt};
@@ -276,29 +275,18 @@ impl Cluster {
         }
     }
 
-    /// The credentials Secret `name` as migrate writes it.
+    /// The credentials Secret `name` as migrate writes it: the API's kind, marked as migrate's.
     fn secret(&self, name: &str, token: &Secret, owner: Option<&Channel>) -> K8sSecret {
-        let mut labels = ownership::credentials_labels();
-        labels.insert(MIGRATED_LABEL.to_owned(), "true".to_owned());
-        K8sSecret {
-            metadata: ObjectMeta {
-                name: Some(name.to_owned()),
-                namespace: Some(self.namespace.clone()),
-                labels: Some(labels),
-                annotations: Some(BTreeMap::from([(
-                    MIGRATED_FROM.to_owned(),
-                    self.from.clone(),
-                )])),
-                owner_references: owner.and_then(ownership::owner_reference).map(|r| vec![r]),
-                ..Default::default()
-            },
-            data: Some(BTreeMap::from([(
-                PAGE_TOKEN_KEY.to_owned(),
-                ByteString(token.expose().as_bytes().to_vec()),
-            )])),
-            type_: Some("Opaque".to_owned()),
-            ..Default::default()
-        }
+        let mut s = ownership::credentials_secret(&self.namespace, name, token, owner);
+        s.metadata
+            .labels
+            .get_or_insert_with(Default::default)
+            .insert(MIGRATED_LABEL.to_owned(), "true".to_owned());
+        s.metadata.annotations = Some(BTreeMap::from([(
+            MIGRATED_FROM.to_owned(),
+            self.from.clone(),
+        )]));
+        s
     }
 
     /// Creates the credentials Secret, or checks the one migrate wrote holds the token:

@@ -46,6 +46,11 @@ pub fn listed(release: Release, id: &str, source: &str, scid: &str, metadata: Va
     ch
 }
 
+/// A channel of Airy Core's list with a name and nothing else in its metadata.
+pub fn named(release: Release, id: &str, source: &str, scid: &str, name: &str) -> Value {
+    listed(release, id, source, scid, json!({ "name": name }))
+}
+
 /// The fake Airy Core: its URL, the list it answers (changeable), and how many requests it got.
 pub struct FakeAiry {
     pub url: String,
