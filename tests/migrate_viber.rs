@@ -95,6 +95,17 @@ async fn a_viber_channel_keeps_airy_cores_id_and_the_api_finds_it() {
         )
         .await
         .unwrap();
+    // Once it is there, a run no longer asks for it.
+    let again = migrate(Some(&env.kubeconfig), &args, &[]).await;
+    assert!(
+        again.ok() && again.stderr.contains("0 written, 1 unchanged"),
+        "{again:#?}"
+    );
+    assert!(
+        !again.stderr.contains("needs credentials"),
+        "{}",
+        again.stderr
+    );
     env.start_controller().await;
     env.wait_ready(&name).await;
     let (status, v) = env.post("channels.list", json!({"source": "viber"})).await;

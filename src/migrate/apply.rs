@@ -29,9 +29,10 @@ use crate::ownership::{self, PAGE_TOKEN_KEY};
 use crate::secret::Secret;
 
 /// What became of one channel.
-#[derive(Clone, Debug, PartialEq)]
+#[derive(Clone, Debug, PartialEq, Default)]
 pub enum Verdict {
     /// Created or changed.
+    #[default]
     Written,
     /// Already as planned: nothing written.
     Unchanged,
@@ -43,19 +44,21 @@ pub enum Verdict {
 
 /// What became of a channel and of its credentials Secret (`Some(true)`: written,
 /// `Some(false)`: unchanged, `None`: none written by migrate).
-#[derive(Clone, Debug, PartialEq)]
+#[derive(Clone, Debug, PartialEq, Default)]
 pub struct Outcome {
     /// The Channel.
     pub channel: Verdict,
     /// Its credentials Secret.
     pub secret_written: Option<bool>,
+    /// The credentials Secret its owner creates (Airy Core did not list the token) is not there.
+    pub secret_missing: bool,
 }
 
 impl From<Verdict> for Outcome {
     fn from(channel: Verdict) -> Self {
         Outcome {
             channel,
-            secret_written: None,
+            ..Default::default()
         }
     }
 }
@@ -234,6 +237,7 @@ impl Cluster {
                             s.message
                         )),
                             secret_written,
+                            secret_missing: false,
                         }
                     }
                     Err(e) => {
@@ -243,6 +247,7 @@ impl Cluster {
                                 api_message(&e)
                             )),
                             secret_written,
+                            secret_missing: false,
                         }
                     }
                 }
@@ -259,6 +264,7 @@ impl Cluster {
                         api_message(&e)
                     )),
                         secret_written,
+                        secret_missing: false,
                     }
                 }
             }
@@ -269,9 +275,16 @@ impl Cluster {
         {
             self.delete_replaced(&old.name, &channel).await;
         }
+        let secret_missing = match &p.credentials {
+            Some(Credentials::Missing { name }) => {
+                !matches!(self.secrets.get_opt(name).await, Ok(Some(_)))
+            }
+            _ => false,
+        };
         Outcome {
             channel: verdict,
             secret_written,
+            secret_missing,
         }
     }
 

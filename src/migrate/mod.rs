@@ -158,7 +158,7 @@ async fn run(args: Args) -> anyhow::Result<bool> {
     };
     if args.dry_run {
         for p in &planned {
-            report.moved(p);
+            report.moved(p, true);
         }
         print_yaml();
         eprint!("{}", report.summary(&args.namespace, &planned, true));

@@ -103,7 +103,7 @@ impl Report {
             None => {}
         }
         if moved {
-            self.moved(p);
+            self.moved(p, outcome.secret_missing);
         }
         if self.last_progress.elapsed() >= every && self.done < self.total {
             self.last_progress = Instant::now();
@@ -116,9 +116,10 @@ impl Report {
         }
     }
 
-    /// Records a channel that is (or, in a dry run, would be) in the namespace.
-    pub fn moved(&mut self, p: &Planned) {
-        if let Some(Credentials::Missing { name }) = &p.credentials {
+    /// Records a channel that is (or, in a dry run, would be) in the namespace; `secret_missing`:
+    /// the credentials Secret its owner creates is not there (yet).
+    pub fn moved(&mut self, p: &Planned, secret_missing: bool) {
+        if let (Some(Credentials::Missing { name }), true) = (&p.credentials, secret_missing) {
             self.to_create.push((p.channel.name_any(), name.clone()));
         }
         for n in &p.notes {
