@@ -247,7 +247,7 @@ pub struct ChannelSpec {
     /// from its source and source channel id (docs/channel-ids.md). The API and the status
     /// answer it as the channel's id. Set when the Channel is created, or never.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(pattern(rules::CHANNEL_ID_PATTERN))]
+    #[schemars(length(min = 36, max = 36), pattern(rules::CHANNEL_ID_PATTERN))]
     pub channel_id: Option<String>,
 
     /// Display name. When absent: the name the provider reports (Facebook or Instagram page, Viber
