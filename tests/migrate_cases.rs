@@ -63,7 +63,7 @@ async fn the_list_shapes_of_every_release_are_read() {
         // 0.18 and later: random ids, two on one website name.
         (conn, RANDOM_A.into(), "chatplugin", "shop", "shop"),
         (conn, RANDOM_B.into(), "chatplugin", "shop", "shop"),
-        // 0.27 to 0.36: Instagram without its linked page.
+        // 0.26 to 0.36: Instagram without its linked page.
         (
             conn,
             channel_id_string("instagram", "1784"),
