@@ -21,13 +21,11 @@ pub const OWNER_UID: &str = "airy.co/owner-uid";
 /// Annotation of a claim: `source/sourceChannelId`, for people reading it.
 pub const CHANNEL: &str = "airy.co/channel";
 
-/// The claim's name for a Channel's source and source channel id: `claim-<channel uuid>` (the
-/// uuid of [`crate::channel_id`], independent of the chat plugin's naming).
+/// The claim's name for a Channel: `claim-<channel uuid>`, the uuid of
+/// [`crate::pinned_id::claim_id`] (a chat plugin's pinned id, else the deterministic id of the
+/// source and source channel id, independent of the chat plugin's naming).
 pub fn name(ch: &Channel) -> String {
-    format!(
-        "claim-{}",
-        crate::channel_id::channel_id_string(ch.spec.source.as_str(), &ch.spec.source_channel_id)
-    )
+    format!("claim-{}", crate::pinned_id::claim_id(&ch.spec))
 }
 
 /// Who a claim names as its owner.

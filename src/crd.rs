@@ -224,6 +224,9 @@ pub struct WhatsappSpec {
     validation = Rule::new(rules::cel_source_channel_id(Source::Whatsapp))
         .message(rules::WHATSAPP_CLOUD_MESSAGE)
         .field_path(".sourceChannelId"),
+    validation = Rule::new(rules::CEL_CHANNEL_ID_IMMUTABLE)
+        .message(rules::CHANNEL_ID_IMMUTABLE_MESSAGE)
+        .field_path(".channelId"),
 )]
 pub struct ChannelSpec {
     /// The messaging source: chat_plugin, facebook, google, twilio.sms, twilio.whatsapp, instagram,
@@ -237,6 +240,15 @@ pub struct ChannelSpec {
     #[schemars(length(min = 1, max = rules::MAX_NAME_LEN), pattern(&*rules::NAME_PATTERN))]
     #[x_kube(validation = Rule::new("self == oldSelf").message("sourceChannelId is immutable"))]
     pub source_channel_id: String,
+
+    /// The channel's id where it is not the deterministic one: the id Airy Core gave it, kept
+    /// when the channel moved here (`channel-operator migrate`). A chat plugin may pin any UUID
+    /// (Airy Core draws chat plugin ids at random); another source only an id Airy Core derives
+    /// from its source and source channel id (docs/channel-ids.md). The API and the status
+    /// answer it as the channel's id. Set when the Channel is created, or never.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 36, max = 36), pattern(rules::CHANNEL_ID_PATTERN))]
+    pub channel_id: Option<String>,
 
     /// Display name. When absent: the name the provider reports (Facebook or Instagram page, Viber
     /// account, WhatsApp verified name), else "<source> <last five characters of the id>".
@@ -290,6 +302,7 @@ impl ChannelSpec {
         ChannelSpec {
             source,
             source_channel_id: source_channel_id.into(),
+            channel_id: None,
             name: None,
             image_url: None,
             connected: true,
@@ -314,7 +327,8 @@ fn default_deletion_policy() -> DeletionPolicy {
 #[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct ChannelStatus {
-    /// The deterministic channel id (the same id Airy Core gives this source and source channel id).
+    /// The channel id: spec.channelId when set, else the deterministic id (the same id Airy Core
+    /// gives this source and source channel id).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub id: Option<String>,
     /// Whether the channel is connected with its provider.
@@ -358,10 +372,10 @@ pub struct ChannelStatus {
 /// What the Channel's state means (reported on a generation, connected, …) is defined in
 /// [`crate::channel_state`].
 impl Channel {
-    /// The deterministic channel id of this Channel's source and source channel id, under the
-    /// installation's chat plugin naming.
+    /// The channel id: `spec.channelId` when set, else the deterministic id of the source and
+    /// source channel id under the installation's chat plugin naming (`crate::pinned_id`).
     pub fn channel_id(&self, naming: crate::naming::ChatPluginNaming) -> String {
-        naming.id_of(self.spec.source, &self.spec.source_channel_id)
+        crate::pinned_id::effective_id(self, naming)
     }
 
     /// The Ready condition, if reported.

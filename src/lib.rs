@@ -8,6 +8,9 @@
 //! - [`provider_config`]: the `ProviderConfig` and `ClusterProviderConfig` resources, and which
 //!   one a Channel uses;
 //! - [`channel_id`]: deterministic channel ids, identical to Airy Core's;
+//! - [`pinned_id`]: a Channel's pinned id (`spec.channelId`), its effective id and which ids it
+//!   may pin;
+//! - [`migrate`]: the `migrate` command moving a running Airy Core's channels onto Channels;
 //! - [`claims`]: one owner per channel id, decided by the API server (a Lease per channel id);
 //! - [`controller`]: the reconcile loop; [`providers`]: Facebook, Instagram, WhatsApp, Viber,
 //!   Twilio, Google, chat plugin;
@@ -30,8 +33,10 @@ pub mod crd;
 #[cfg(feature = "dev")]
 pub mod dev;
 pub mod metrics;
+pub mod migrate;
 pub mod naming;
 pub mod ownership;
+pub mod pinned_id;
 pub mod provider_config;
 pub mod providers;
 pub mod reason;

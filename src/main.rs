@@ -3,7 +3,7 @@
 
 #[cfg(feature = "dev")]
 use channel_operator::dev;
-use channel_operator::{api, controller, telemetry};
+use channel_operator::{api, controller, migrate, telemetry};
 use clap::{Parser, Subcommand};
 
 #[derive(Parser, Debug)]
@@ -36,6 +36,9 @@ enum Command {
     Controller(controller::Args),
     /// Run the channels HTTP API against the cluster of the current kubeconfig or service account.
     Api(api::Args),
+    /// Move a running Airy Core's channels onto Channels in a namespace, keeping their ids
+    /// (docs/migration.md).
+    Migrate(migrate::Args),
 }
 
 #[tokio::main]
@@ -55,6 +58,8 @@ async fn main() -> std::process::ExitCode {
     }
     let result = match cli.command {
         Command::Crd { .. } => unreachable!("handled above"),
+        // A command line tool: it prints its own report and errors.
+        Command::Migrate(args) => return migrate::main(args).await,
         #[cfg(feature = "dev")]
         Command::Dev(args) => dev::run(args).await,
         Command::Controller(args) => controller::run(args).await,

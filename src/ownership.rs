@@ -100,6 +100,32 @@ pub fn credentials_secret_name(channel_name: &str, token: &str) -> String {
     format!("{channel_name}-page-token-{hex}")
 }
 
+/// The credentials Secret `namespace/name` the operator writes: `token` under [`PAGE_TOKEN_KEY`],
+/// the operator's labels and consent to be a Channel's credentials ([`credentials_labels`]),
+/// controlled by `owner` when given.
+pub fn credentials_secret(
+    namespace: &str,
+    name: &str,
+    token: &crate::secret::SecretString,
+    owner: Option<&Channel>,
+) -> k8s_openapi::api::core::v1::Secret {
+    k8s_openapi::api::core::v1::Secret {
+        metadata: ObjectMeta {
+            name: Some(name.to_owned()),
+            namespace: Some(namespace.to_owned()),
+            labels: Some(credentials_labels()),
+            owner_references: owner.and_then(owner_reference).map(|r| vec![r]),
+            ..Default::default()
+        },
+        data: Some(BTreeMap::from([(
+            PAGE_TOKEN_KEY.to_owned(),
+            k8s_openapi::ByteString(token.expose().as_bytes().to_vec()),
+        )])),
+        type_: Some("Opaque".to_owned()),
+        ..Default::default()
+    }
+}
+
 /// Which of the Channel's Secrets `name` is, by its name.
 pub fn kind_of(name: &str, ch: &Channel) -> SecretKind {
     if name == token_secret_name(&ch.name_any()) {

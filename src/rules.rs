@@ -21,6 +21,17 @@ pub const FACEBOOK_PAGE_ID_PATTERN: &str = NUMERIC_ID_PATTERN;
 pub const SECRET_NAME_PATTERN: &str =
     r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$";
 
+/// A channel id: a lower-case hyphenated UUID (`spec.channelId`).
+pub const CHANNEL_ID_PATTERN: &str =
+    r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$";
+/// The CEL transition rule on the spec keeping `channelId` as it was created: neither added,
+/// removed nor changed (a rule on the optional field itself would not run when it is added or
+/// removed).
+pub const CEL_CHANNEL_ID_IMMUTABLE: &str = "has(self.channelId) == has(oldSelf.channelId) && (!has(self.channelId) || self.channelId == oldSelf.channelId)";
+/// Why a change of `channelId` was refused.
+pub const CHANNEL_ID_IMMUTABLE_MESSAGE: &str =
+    "channelId is immutable: it is set when the Channel is created, or never";
+
 /// The code points no name may contain, as the Unicode properties of a regex class: controls (Cc),
 /// format characters (Cf: bidirectional controls such as U+202E, which reorder how a name is
 /// displayed, zero-width characters, U+00AD, tag characters), line and paragraph separators (Zl,
@@ -355,6 +366,7 @@ pub fn validate_spec(spec: &ChannelSpec) -> Result<(), String> {
             );
         }
     }
+    crate::pinned_id::check(spec)?;
     if let Some(r) = &spec.credentials_secret_ref {
         if !is_secret_name(&r.name) {
             return Err("spec.credentialsSecretRef.name must be a Secret name (lower-case letters, digits, '-' and '.')".into());

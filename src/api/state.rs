@@ -4,15 +4,12 @@
 //! run one after another: in one process through [`IdLocks`], across API replicas through the
 //! Channel itself (`AppState::patch_after_verdict`).
 
-use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
 use k8s_openapi::api::core::v1::Secret;
-use k8s_openapi::ByteString;
 use kube::api::{DeleteParams, Patch, PostParams};
-use kube::core::ObjectMeta;
 use kube::{Api, ResourceExt};
 use serde_json::json;
 
@@ -158,6 +155,17 @@ impl AppState {
         if let Some(existing) = self.cache.get(&id) {
             return self.connect_existing(Arc::new(existing.channel()), d).await;
         }
+        // A Channel of this provider resource pinned to Airy Core's other id for it (Viber). Chat
+        // plugins are not looked up so: as at Airy Core, a connect makes a new one.
+        if d.source != Source::ChatPlugin {
+            let pinned = crate::pinned_id::derived_ids(d.source, &d.source_channel_id)
+                .into_iter()
+                .filter_map(|other| self.cache.get(&other))
+                .find(|e| e.source == d.source && e.spec.source_channel_id == d.source_channel_id);
+            if let Some(existing) = pinned {
+                return self.connect_existing(Arc::new(existing.channel()), d).await;
+            }
+        }
         let ns = self.namespace.clone();
         let api = self.channels(&ns);
         let credentials_secret_ref = d.channel_token.as_ref().map(|t| SecretKeyRef {
@@ -169,6 +177,7 @@ impl AppState {
             ChannelSpec {
                 source: d.source,
                 source_channel_id: d.source_channel_id.clone(),
+                channel_id: None,
                 name: d.name.clone(),
                 image_url: d.image_url.clone(),
                 connected: true,
@@ -354,22 +363,8 @@ impl AppState {
         name: &str,
         token: &crate::secret::SecretString,
     ) -> Result<(), ApiError> {
-        let secret = Secret {
-            metadata: ObjectMeta {
-                name: Some(name.to_owned()),
-                namespace: Some(ns.to_owned()),
-                // The operator's, and consenting to be this Channel's credentials.
-                labels: Some(ownership::credentials_labels()),
-                owner_references: owner.and_then(ownership::owner_reference).map(|r| vec![r]),
-                ..Default::default()
-            },
-            data: Some(BTreeMap::from([(
-                PAGE_TOKEN_KEY.to_owned(),
-                ByteString(token.expose().as_bytes().to_vec()),
-            )])),
-            type_: Some("Opaque".to_owned()),
-            ..Default::default()
-        };
+        // The operator's, and consenting to be this Channel's credentials.
+        let secret = ownership::credentials_secret(ns, name, token, owner);
         let api = self.secrets(ns);
         let pp = PostParams::default();
         match retry(false, || api.create(&pp, &secret)).await {
@@ -505,6 +500,8 @@ impl AppState {
                 "channel {id} is not a {source} channel"
             )));
         }
+        // A Channel pinning an id that is not its own (refused by the controller too).
+        crate::pinned_id::check(&e.spec).map_err(ApiError::bad_request)?;
         if !e.spec.connected {
             return Ok(false);
         }

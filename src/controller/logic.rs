@@ -13,7 +13,7 @@ fn is_released(ch: &Channel) -> bool {
     ch.metadata.deletion_timestamp.is_some() && !ch.finalizers().iter().any(|f| f == FINALIZER)
 }
 
-/// Another Channel with the source and source channel id of `me` that may hold a connection
+/// Another Channel with the source, source channel id and claim of `me` that may hold a connection
 /// (connected, or a connect attempted) and is not released: `(namespace, name)`. Under claims
 /// only the claim's owner connects; this finds the connections made before claims existed.
 pub fn connected_rival<'a>(
@@ -24,6 +24,8 @@ pub fn connected_rival<'a>(
         .find(|c| {
             c.spec.source == me.spec.source
                 && c.spec.source_channel_id == me.spec.source_channel_id
+                // Chat plugins sharing a website name with their own pinned ids are not rivals.
+                && crate::claims::name(c) == crate::claims::name(me)
                 && c.metadata.uid != me.metadata.uid
                 && !is_released(c)
                 && c.status.as_ref().is_some_and(may_be_connected)
@@ -90,6 +92,32 @@ mod tests {
         assert_eq!(connected_rival(&me, [&old]), None);
         old.metadata.finalizers = Some(vec![FINALIZER.into()]);
         assert!(connected_rival(&me, [&old]).is_some());
+    }
+
+    #[test]
+    fn chat_plugins_sharing_a_website_name_with_their_own_ids_are_not_rivals() {
+        let plugin = |name: &str, pin: Option<&str>| {
+            let mut ch = Channel::new(
+                name,
+                ChannelSpec {
+                    channel_id: pin.map(str::to_owned),
+                    ..spec(Source::ChatPlugin, "shop")
+                },
+            );
+            ch.metadata.uid = Some(format!("uid-{name}"));
+            ch.status = Some(crate::crd::ChannelStatus {
+                connected: true,
+                ..Default::default()
+            });
+            ch
+        };
+        let x = plugin("x", Some("3f2b8c1e-9d4a-4e7b-a1c2-5d6e7f809a1b"));
+        let y = plugin("y", Some("0a1b2c3d-0000-4000-8000-000000000000"));
+        let unpinned = plugin("u", None);
+        assert_eq!(connected_rival(&y, [&x]), None);
+        assert_eq!(connected_rival(&unpinned, [&x]), None);
+        let same = plugin("z", Some("3f2b8c1e-9d4a-4e7b-a1c2-5d6e7f809a1b"));
+        assert!(connected_rival(&same, [&x]).is_some(), "one id, one owner");
     }
 
     #[test]

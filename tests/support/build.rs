@@ -65,6 +65,11 @@ impl ChannelBuilder {
         });
         self
     }
+    /// `spec.channelId`: the pinned id.
+    pub fn pinned(mut self, id: &str) -> Self {
+        self.spec.channel_id = Some(id.into());
+        self
+    }
     /// `spec.whatsapp.businessAccountId`.
     pub fn business_account(mut self, waba: &str) -> Self {
         self.spec.whatsapp = Some(channel_operator::crd::WhatsappSpec {

@@ -7,6 +7,7 @@
 // Each test binary compiles this module and uses a part of it.
 #![allow(dead_code, unused_imports)]
 
+pub mod airy;
 pub mod api;
 pub mod build;
 pub mod chart;
