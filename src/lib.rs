@@ -30,6 +30,7 @@ pub mod channel_state;
 pub mod claims;
 pub mod controller;
 pub mod crd;
+pub mod credentials_health;
 #[cfg(feature = "dev")]
 pub mod dev;
 pub mod metrics;

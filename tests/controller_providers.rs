@@ -127,13 +127,16 @@ async fn facebook_oauth_error_is_invalid_credentials_with_status_and_message_but
         )
         .await
         .unwrap_err();
+    // OAuth error 190: the token no longer works, whatever the call (token health).
     assert!(
-        matches!(err, ProviderError::InvalidCredentials(_)),
+        matches!(err, ProviderError::TokenRejected { expired: false, .. }),
         "{err:?}"
     );
+    assert_eq!(err.reason(), Reason::InvalidCredentials);
     let msg = err.to_string();
     assert!(msg.contains("HTTP 400"), "{msg}");
     assert!(msg.contains("Invalid OAuth access token"), "{msg}");
+    assert!(msg.contains("(OAuth error 190)"), "{msg}");
     assert_no_token(&msg);
 }
 

@@ -95,6 +95,7 @@ struct GraphError {
     #[serde(rename = "type")]
     type_: Option<String>,
     code: Option<i64>,
+    error_subcode: Option<i64>,
 }
 
 impl Facebook {
@@ -158,7 +159,15 @@ impl Facebook {
             // Graph's throttling codes: app (4), user (17), page (32), custom (613).
             let throttled = matches!(code, Some(4 | 17 | 32 | 613));
             let status = answer.status.as_u16();
-            if status == 429 || throttled {
+            if let Some(expired) = token_rejected(graph.as_ref()) {
+                // Whatever was being done: the token no longer works (README, token health).
+                let subcode = graph.as_ref().and_then(|g| g.error_subcode);
+                let why = crate::credentials_health::describe_rejection(subcode, None);
+                ProviderError::TokenRejected {
+                    message: format!("{message} ({why})"),
+                    expired,
+                }
+            } else if status == 429 || throttled {
                 ProviderError::RateLimited {
                     message,
                     retry_after: retry_after(&answer.headers),
@@ -223,6 +232,22 @@ impl Facebook {
         &self.http
     }
 
+    /// The app's id and secret, or why there are none.
+    fn app(&self) -> Result<(&str, &SecretString), ProviderError> {
+        match (&self.app_id, &self.app_secret) {
+            (Some(id), Some(secret)) => Ok((id, secret)),
+            _ => Err(ProviderError::CredentialsMissing(
+                "facebook: the provider configuration has no app id and app secret (spec.facebook of a ProviderConfig; --facebook-app-id, --facebook-app-secret for the flags' default)".into(),
+            )),
+        }
+    }
+
+    /// The app's own access token (`app_id|app_secret`), for Graph calls about other tokens.
+    pub(crate) fn app_token(&self) -> Result<SecretString, ProviderError> {
+        let (id, secret) = self.app()?;
+        Ok(SecretString::new(format!("{id}|{}", secret.expose())))
+    }
+
     /// Exchanges a (page or user) token for a long-lived one with the app's id and secret.
     /// Changes nothing at Facebook. The long-lived token is added to `derived`.
     pub(crate) async fn long_lived_token(
@@ -231,11 +256,7 @@ impl Facebook {
         what: &str,
         derived: &mut Vec<SecretString>,
     ) -> Result<SecretString, ProviderError> {
-        let (Some(app_id), Some(app_secret)) = (&self.app_id, &self.app_secret) else {
-            return Err(ProviderError::CredentialsMissing(
-                "facebook: the provider configuration has no app id and app secret (spec.facebook of a ProviderConfig; --facebook-app-id, --facebook-app-secret for the flags' default)".into(),
-            ));
-        };
+        let (app_id, app_secret) = self.app()?;
         let exchanged: TokenResponse = self
             .call(
                 &format!("exchanging the {what} for a long-lived token"),
@@ -243,7 +264,7 @@ impl Facebook {
                     .get(self.url(&["oauth", "access_token"])?)
                     .query(&[
                         ("grant_type", "fb_exchange_token"),
-                        ("client_id", app_id.as_str()),
+                        ("client_id", app_id),
                         ("client_secret", app_secret.expose()),
                         ("fb_exchange_token", token.expose()),
                     ]),
@@ -411,6 +432,15 @@ impl Facebook {
             ..Default::default()
         })
     }
+}
+
+/// Whether Graph's error says the token no longer works (OAuth error 190, or 102 "API
+/// session"): `Some(expired)`, expired being subcode 463.
+fn token_rejected(error: Option<&GraphError>) -> Option<bool> {
+    use crate::credentials_health::{EXPIRED, OAUTH_INVALID_TOKEN};
+    let error = error?;
+    matches!(error.code, Some(OAUTH_INVALID_TOKEN | 102))
+        .then_some(error.error_subcode == Some(EXPIRED))
 }
 
 impl Provider for Facebook {

@@ -4,6 +4,7 @@
 //! classified ([`ProviderError`]) so the controller can report the right `Ready` reason and choose
 //! the right retry delay. No error message ever contains a token or a URL with its query string.
 
+pub mod debug_token;
 pub mod facebook;
 pub mod instagram;
 pub mod noop;
@@ -94,6 +95,16 @@ pub enum ProviderError {
     /// The provider rejected the credentials.
     #[error("{0}")]
     InvalidCredentials(String),
+    /// The provider said the token no longer works (Graph's OAuth error 190, from any call):
+    /// expired, or invalidated (password changed, app removed, revoked). The credentials must
+    /// change, or be repaired at the provider.
+    #[error("{message}")]
+    TokenRejected {
+        /// What failed, with the provider's words (never a token).
+        message: String,
+        /// Expired (subcode 463) rather than invalidated.
+        expired: bool,
+    },
     /// The provider asked us to slow down; retry after the given delay.
     #[error("{message}")]
     RateLimited {
@@ -112,8 +123,21 @@ impl ProviderError {
     pub fn reason(&self) -> Reason {
         match self {
             ProviderError::CredentialsMissing(_) => Reason::CredentialsMissing,
-            ProviderError::InvalidCredentials(_) => Reason::InvalidCredentials,
+            ProviderError::InvalidCredentials(_) | ProviderError::TokenRejected { .. } => {
+                Reason::InvalidCredentials
+            }
             ProviderError::RateLimited { .. } | ProviderError::Failed(_) => Reason::ProviderError,
+        }
+    }
+
+    /// The verdict on the credentials this error says no longer work (Graph's OAuth error 190);
+    /// `None` for every other error.
+    pub fn credentials_verdict(&self) -> Option<crate::credentials_health::Verdict> {
+        match self {
+            ProviderError::TokenRejected { message, expired } => Some(
+                crate::credentials_health::Verdict::rejected(*expired, message),
+            ),
+            _ => None,
         }
     }
 
@@ -123,6 +147,10 @@ impl ProviderError {
         match self {
             ProviderError::CredentialsMissing(m) => ProviderError::CredentialsMissing(scrub(m)),
             ProviderError::InvalidCredentials(m) => ProviderError::InvalidCredentials(scrub(m)),
+            ProviderError::TokenRejected { message, expired } => ProviderError::TokenRejected {
+                message: scrub(message),
+                expired,
+            },
             ProviderError::RateLimited {
                 message,
                 retry_after,
@@ -241,6 +269,11 @@ impl Providers {
     /// The Facebook provider (also used by the API's explore endpoint).
     pub fn facebook(&self) -> Arc<facebook::Facebook> {
         self.facebook.clone()
+    }
+
+    /// The Twilio provider (a configuration's account status is checked with it).
+    pub fn twilio(&self) -> Arc<twilio::Twilio> {
+        self.twilio.clone()
     }
 
     /// The Viber provider (the API reads the account of its auth token at connect).

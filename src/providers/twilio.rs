@@ -30,6 +30,11 @@ struct IncomingNumber {
 }
 
 #[derive(Deserialize)]
+struct AccountAnswer {
+    status: Option<String>,
+}
+
+#[derive(Deserialize)]
 struct TwilioErrorBody {
     message: Option<String>,
 }
@@ -88,6 +93,36 @@ impl Twilio {
             answer.by_status(twilio_message)
         })
         .await
+    }
+
+    /// The account's status as Twilio reports it (`active`, `suspended` or `closed`):
+    /// `GET /2010-04-01/Accounts/{sid}.json`, changing nothing. `None` without an account.
+    pub async fn account_status(&self) -> Option<Result<String, ProviderError>> {
+        let (sid, token, _) = self.account.as_ref()?;
+        let result = async {
+            let url = url_with_segments(
+                &self.api_url,
+                &["2010-04-01", "Accounts", &format!("{sid}.json")],
+            )?;
+            let answer: AccountAnswer = self
+                .call(
+                    "reading the account",
+                    self.http.get(url).basic_auth(sid, Some(token.expose())),
+                )
+                .await?;
+            answer.status.ok_or_else(|| {
+                ProviderError::Failed(
+                    "twilio: reading the account: the answer has no status".into(),
+                )
+            })
+        }
+        .await;
+        Some(result.map_err(|e| self.scrub(e)))
+    }
+
+    /// The account SID, when an account is configured.
+    pub fn account_sid(&self) -> Option<&str> {
+        self.account.as_ref().map(|(sid, _, _)| sid.as_str())
     }
 
     /// Looks the number up in the account; returns its `PN…` sid.
