@@ -6,7 +6,7 @@
 // kube-derive's repeated `printcolumn(type_ = ...)` arguments look like duplicated attributes to clippy.
 #![allow(clippy::duplicated_attributes)]
 
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
 use kube::{CustomResource, CustomResourceExt, KubeSchema};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
@@ -99,6 +99,24 @@ impl std::fmt::Display for Source {
     }
 }
 
+/// What the provider last said of a channel's token (Graph's debug_token). Never the token.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct CredentialsStatus {
+    /// When the token was last checked (RFC 3339).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub checked_at: Option<Time>,
+    /// When the token expires (RFC 3339); absent when it never expires.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub expires_at: Option<Time>,
+    /// When the app's access to the data of the user who granted the token expires (RFC 3339).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub data_access_expires_at: Option<Time>,
+    /// The permissions the source needs that the token lacks.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub missing_permissions: Vec<String>,
+}
+
 /// What deleting the Channel does at the provider.
 #[derive(Serialize, Deserialize, Clone, Copy, Debug, Default, PartialEq, Eq, JsonSchema)]
 pub enum DeletionPolicy {
@@ -179,6 +197,12 @@ pub struct WhatsappSpec {
         type_ = "string",
         description = "True when retrying cannot help: the Channel or its credentials need a change",
         json_path = ".status.conditions[?(@.type==\"Stalled\")].status"
+    ),
+    printcolumn(
+        name = "Credentials",
+        type_ = "string",
+        description = "The CredentialsHealthy reason: Valid, ExpiringSoon, Expired, Invalidated, MissingPermissions",
+        json_path = ".status.conditions[?(@.type==\"CredentialsHealthy\")].reason"
     ),
     printcolumn(name = "Channel ID", type_ = "string", json_path = ".status.id"),
     printcolumn(
@@ -349,6 +373,10 @@ pub struct ChannelStatus {
     /// The WhatsApp number's quality rating, e.g. GREEN (whatsapp).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub quality_rating: Option<String>,
+    /// What the provider last said of the channel's token (facebook, instagram, whatsapp: at
+    /// every re-check); the condition CredentialsHealthy says what it means. Never a token.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub credentials: Option<CredentialsStatus>,
     /// The connection inputs the channel was connected with (source, source channel id and, where
     /// used, the credentials Secret's name/key/resourceVersion and the provider configuration
     /// resource) — never a token. While they are

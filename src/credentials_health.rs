@@ -303,6 +303,54 @@ impl Verdict {
     }
 }
 
+/// A resource whose credentials need attention: one series of the credentials metrics
+/// (healthy ones have none, so the series stay as few as the resources in trouble).
+#[derive(Clone, Debug, PartialEq)]
+pub struct Attention {
+    /// `Channel`, `ProviderConfig` or `ClusterProviderConfig`.
+    pub kind: &'static str,
+    /// The resource's namespace (empty for a `ClusterProviderConfig`).
+    pub namespace: String,
+    /// The resource's name.
+    pub name: String,
+    /// The Channel's source, or the configuration's account (`facebook`, `twilio`).
+    pub source: String,
+    /// The condition's reason (never `Valid`).
+    pub health: Health,
+    /// When the credentials expire (seconds since the epoch), where known.
+    pub expires_at: Option<i64>,
+}
+
+impl Attention {
+    /// The attention a Channel's credentials need, from its `CredentialsHealthy` condition and
+    /// `status.credentials`: `None` while they are healthy or were never checked.
+    pub fn of_channel(ch: &crate::crd::Channel) -> Option<Attention> {
+        use kube::ResourceExt;
+        let status = ch.status.as_ref()?;
+        let health = status
+            .conditions
+            .iter()
+            .find(|c| c.type_ == CREDENTIALS_HEALTHY)
+            .and_then(|c| Health::parse(&c.reason))
+            .filter(|h| h.is_unhealthy())?;
+        let expires_at = status.credentials.as_ref().and_then(|c| {
+            [&c.expires_at, &c.data_access_expires_at]
+                .into_iter()
+                .flatten()
+                .map(|t| t.0.as_second())
+                .min()
+        });
+        Some(Attention {
+            kind: "Channel",
+            namespace: ch.namespace().unwrap_or_default(),
+            name: ch.name_any(),
+            source: ch.spec.source.as_str().to_owned(),
+            health,
+            expires_at,
+        })
+    }
+}
+
 /// Graph's OAuth error subcode of an expired token.
 pub const EXPIRED: i64 = 463;
 
@@ -484,7 +532,8 @@ mod tests {
             (first.status.as_str(), first.reason.as_str()),
             ("False", "ExpiringSoon")
         );
-        let second = Verdict::of(Health::Expired, "b").condition(&[first.clone()], Some(2), &t2);
+        let second =
+            Verdict::of(Health::Expired, "b").condition(std::slice::from_ref(&first), Some(2), &t2);
         assert_eq!(second.last_transition_time, t1, "False stayed False");
         let third = Verdict::of(Health::Valid, "c").condition(&[second], Some(2), &t2);
         assert_eq!(

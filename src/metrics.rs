@@ -11,6 +11,7 @@ use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
 use prometheus_client::registry::Registry;
 
+use crate::credentials_health::Attention;
 use crate::runtime::WatchHealth;
 
 /// Labels of `channel_operator_reconcile_errors_total`.
@@ -36,6 +37,38 @@ pub struct WatchLabels {
     pub resource: String,
 }
 
+/// Labels of `channel_operator_credentials_unhealthy`.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct CredentialsLabels {
+    /// Channel, ProviderConfig or ClusterProviderConfig.
+    pub kind: String,
+    /// The resource's namespace (not `namespace`, which Prometheus gives the scraped pod's).
+    pub object_namespace: String,
+    /// The resource's name.
+    pub object_name: String,
+    /// The Channel's source, or the configuration's account (facebook, twilio).
+    pub source: String,
+    /// The CredentialsHealthy reason.
+    pub reason: String,
+}
+
+/// Labels of `channel_operator_credentials_expiry_timestamp_seconds`.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ExpiryLabels {
+    /// Channel, ProviderConfig or ClusterProviderConfig.
+    pub kind: String,
+    /// The resource's namespace.
+    pub object_namespace: String,
+    /// The resource's name.
+    pub object_name: String,
+    /// The Channel's source, or the configuration's account.
+    pub source: String,
+}
+
+/// The Channels whose credentials need attention, read from the controller's cache on every
+/// scrape.
+pub type CredentialsCollector = dyn Fn() -> Vec<Attention> + Send + Sync;
+
 /// A point-in-time count of channels, recomputed from the controller's cache on every scrape.
 pub type ChannelCounter = dyn Fn() -> Vec<(ChannelLabels, i64)> + Send + Sync;
 
@@ -50,6 +83,10 @@ pub struct Metrics {
     pub duration: Histogram,
     channels: Family<ChannelLabels, Gauge>,
     channel_counter: Mutex<Option<Arc<ChannelCounter>>>,
+    credentials_unhealthy: Family<CredentialsLabels, Gauge>,
+    credentials_expiry: Family<ExpiryLabels, Gauge>,
+    channel_credentials: Mutex<Option<Arc<CredentialsCollector>>>,
+    config_credentials: Mutex<Vec<Attention>>,
     ready: AtomicBool,
     watch_restarts: Family<WatchLabels, Counter>,
     watch_healthy: Family<WatchLabels, Gauge>,
@@ -100,6 +137,18 @@ impl Metrics {
             "Channels by source and state (connected, disconnected, error)",
             channels.clone(),
         );
+        let credentials_unhealthy = Family::<CredentialsLabels, Gauge>::default();
+        let credentials_expiry = Family::<ExpiryLabels, Gauge>::default();
+        registry.register(
+            "credentials_unhealthy",
+            "1 for each Channel or provider configuration whose credentials are not healthy (CredentialsHealthy=False), by reason; healthy ones have no series",
+            credentials_unhealthy.clone(),
+        );
+        registry.register(
+            "credentials_expiry_timestamp_seconds",
+            "When the credentials of a Channel that is not healthy expire (the token or its data access, whichever first), in seconds since the epoch",
+            credentials_expiry.clone(),
+        );
         let watch_restarts = Family::<WatchLabels, Counter>::default();
         let watch_healthy = Family::<WatchLabels, Gauge>::default();
         registry.register(
@@ -119,6 +168,10 @@ impl Metrics {
             duration,
             channels,
             channel_counter: Mutex::new(None),
+            credentials_unhealthy,
+            credentials_expiry,
+            channel_credentials: Mutex::new(None),
+            config_credentials: Mutex::new(Vec::new()),
             ready: AtomicBool::new(false),
             watch_restarts,
             watch_healthy,
@@ -183,6 +236,54 @@ impl Metrics {
         *self.channel_counter.lock().expect("not poisoned") = counter;
     }
 
+    /// Sets (or clears) the function that lists the Channels needing attention at scrape time.
+    pub fn set_channel_credentials(&self, collector: Option<Arc<CredentialsCollector>>) {
+        *self.channel_credentials.lock().expect("not poisoned") = collector;
+    }
+
+    /// Replaces the provider configurations whose accounts need attention (the last checks').
+    pub fn set_config_credentials(&self, attention: Vec<Attention>) {
+        *self.config_credentials.lock().expect("not poisoned") = attention;
+    }
+
+    /// Fills the credentials families from the Channels and configurations needing attention.
+    fn encode_credentials(&self) {
+        let collector = self
+            .channel_credentials
+            .lock()
+            .expect("not poisoned")
+            .clone();
+        let mut all = collector.map(|c| c()).unwrap_or_default();
+        all.extend(
+            self.config_credentials
+                .lock()
+                .expect("not poisoned")
+                .iter()
+                .cloned(),
+        );
+        self.credentials_unhealthy.clear();
+        self.credentials_expiry.clear();
+        for a in all {
+            let expiry = ExpiryLabels {
+                kind: a.kind.to_owned(),
+                object_namespace: a.namespace,
+                object_name: a.name,
+                source: a.source,
+            };
+            if let Some(at) = a.expires_at {
+                self.credentials_expiry.get_or_create(&expiry).set(at);
+            }
+            let labels = CredentialsLabels {
+                kind: expiry.kind,
+                object_namespace: expiry.object_namespace,
+                object_name: expiry.object_name,
+                source: expiry.source,
+                reason: a.health.as_str().to_owned(),
+            };
+            self.credentials_unhealthy.get_or_create(&labels).set(1);
+        }
+    }
+
     /// Marks the process ready (watches synced, or standing by as a non-leader) or not.
     pub fn set_ready(&self, ready: bool) {
         self.ready.store(ready, Ordering::SeqCst);
@@ -202,6 +303,7 @@ impl Metrics {
                 self.channels.get_or_create(&labels).set(n);
             }
         }
+        self.encode_credentials();
         let mut out = String::new();
         prometheus_client::encoding::text::encode(&mut out, &self.registry)
             .expect("writing to a String cannot fail");
@@ -292,6 +394,51 @@ mod tests {
             text.contains("channel_operator_channels{source=\"facebook\",state=\"connected\"} 3"),
             "{text}"
         );
+    }
+
+    #[test]
+    fn only_credentials_needing_attention_have_series() {
+        use crate::credentials_health::Health;
+        let m = Metrics::new();
+        let attention = |name: &str, health, expires_at| Attention {
+            kind: "Channel",
+            namespace: "shop".into(),
+            name: name.into(),
+            source: "facebook".into(),
+            health,
+            expires_at,
+        };
+        m.set_channel_credentials(Some(Arc::new(move || {
+            vec![
+                attention("page", Health::ExpiringSoon, Some(1_800_000_000)),
+                attention("ig", Health::Invalidated, None),
+            ]
+        })));
+        m.set_config_credentials(vec![Attention {
+            kind: "ProviderConfig",
+            source: "twilio".into(),
+            ..attention("default", Health::AccountSuspended, None)
+        }]);
+        let text = m.encode();
+        for line in [
+            r#"channel_operator_credentials_unhealthy{kind="Channel",object_namespace="shop",object_name="page",source="facebook",reason="ExpiringSoon"} 1"#,
+            r#"channel_operator_credentials_unhealthy{kind="Channel",object_namespace="shop",object_name="ig",source="facebook",reason="Invalidated"} 1"#,
+            r#"channel_operator_credentials_unhealthy{kind="ProviderConfig",object_namespace="shop",object_name="default",source="twilio",reason="AccountSuspended"} 1"#,
+            r#"channel_operator_credentials_expiry_timestamp_seconds{kind="Channel",object_namespace="shop",object_name="page",source="facebook"} 1800000000"#,
+        ] {
+            assert!(text.contains(line), "no {line} in\n{text}");
+        }
+        assert_eq!(
+            text.matches("channel_operator_credentials_expiry_timestamp_seconds{")
+                .count(),
+            1
+        );
+        // Repaired: the series go.
+        m.set_channel_credentials(None);
+        m.set_config_credentials(vec![]);
+        assert!(!m
+            .encode()
+            .contains("channel_operator_credentials_unhealthy{"));
     }
 
     #[test]

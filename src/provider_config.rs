@@ -60,6 +60,8 @@ pub struct ProviderConfigStatus {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub observed_generation: Option<i64>,
     /// Ready: True when every Secret key the configuration names exists and is not empty.
+    /// CredentialsHealthy: whether its accounts work at their providers (the Facebook app's
+    /// credentials, the Twilio account's status); Unknown when they could not be checked.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     #[schemars(extend("x-kubernetes-list-type" = "map", "x-kubernetes-list-map-keys" = ["type"]))]
     pub conditions: Vec<Condition>,
@@ -85,6 +87,11 @@ pub struct ProviderConfigStatus {
         name = "Reason",
         type_ = "string",
         json_path = ".status.conditions[?(@.type==\"Ready\")].reason"
+    ),
+    printcolumn(
+        name = "Credentials",
+        type_ = "string",
+        json_path = ".status.conditions[?(@.type==\"CredentialsHealthy\")].reason"
     ),
     printcolumn(
         name = "Age",
@@ -122,6 +129,11 @@ pub struct ProviderConfigSpec {
         name = "Reason",
         type_ = "string",
         json_path = ".status.conditions[?(@.type==\"Ready\")].reason"
+    ),
+    printcolumn(
+        name = "Credentials",
+        type_ = "string",
+        json_path = ".status.conditions[?(@.type==\"CredentialsHealthy\")].reason"
     ),
     printcolumn(name = "Namespaces", type_ = "string", json_path = ".spec.namespaces"),
     printcolumn(

@@ -109,6 +109,7 @@ fn crd_has_the_documented_shape() {
             "Ready",
             "Reason",
             "Stalled",
+            "Credentials",
             "Channel ID",
             "Age",
             "Provider Name",

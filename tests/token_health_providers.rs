@@ -41,7 +41,7 @@ fn assert_rejected(err: &ProviderError, expired: bool, what: &str) {
     );
     assert_eq!(err.reason(), Reason::InvalidCredentials, "{what}");
     let verdict = err.credentials_verdict().expect("a verdict on the token");
-    assert_eq!(verdict.health.breaks_channel(), true, "{what}");
+    assert!(verdict.health.breaks_channel(), "{what}");
     for text in [err.to_string(), verdict.message] {
         assert!(!text.contains("do-not-leak"), "{what} leaks: {text}");
         assert!(text.contains("OAuth error 190"), "{what}: {text}");

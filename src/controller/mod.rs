@@ -119,7 +119,12 @@ pub struct Args {
     /// On SIGTERM/SIGINT, how long running reconciles may take to finish, in seconds.
     #[arg(long, env = "SHUTDOWN_TIMEOUT_SECONDS", default_value_t = 20)]
     pub shutdown_timeout_seconds: u64,
-    /// Seconds between sweeps of the cache for Channels without a status for their generation.
+    /// Days before a token expires (or its data access does) from which its Channel reports
+    /// CredentialsHealthy=False, reason ExpiringSoon (its Ready condition stays True).
+    #[arg(long, env = "CREDENTIALS_WARNING_DAYS", default_value_t = crate::credentials_health::DEFAULT_WARNING_DAYS)]
+    pub credentials_warning_days: u64,
+    /// Seconds between sweeps of the cache for Channels without a status for their generation,
+    /// and between checks of the provider configurations' accounts.
     #[arg(long, env = "SWEEP_SECONDS", default_value_t = 30, hide = true)]
     pub sweep_seconds: u64,
 }
@@ -312,6 +317,14 @@ pub async fn run_controller(
 
     let counter_store = store.clone();
     metrics.set_channel_counter(Some(Arc::new(move || count_channels(&counter_store))));
+    let attention_store = store.clone();
+    metrics.set_channel_credentials(Some(Arc::new(move || {
+        attention_store
+            .state()
+            .iter()
+            .filter_map(|c| crate::credentials_health::Attention::of_channel(c))
+            .collect()
+    })));
     // Readiness follows the Channel cache's initial sync. The store's ready signal wakes only the
     // last waiter, and the Controller waits on it too: waiting in the same task (select! below)
     // means whichever registers last wakes both.
@@ -361,6 +374,7 @@ pub async fn run_controller(
         provider_configs,
         secret_access.clone(),
         Duration::from_secs(args.sweep_seconds.max(1)),
+        metrics.clone(),
     );
     let timeout = Duration::from_secs(args.shutdown_timeout_seconds);
     let overdue = async {
@@ -375,6 +389,8 @@ pub async fn run_controller(
         () = overdue => warn!(timeout_seconds = timeout.as_secs(), "reconciles still running at the shutdown timeout; stopping them"),
     }
     metrics.set_channel_counter(None);
+    metrics.set_channel_credentials(None);
+    metrics.set_config_credentials(Vec::new());
     Ok(())
 }
 

@@ -223,9 +223,14 @@ impl ProviderConfigs {
                 return Ok(Ok((providers.clone(), Some(key))));
             }
         }
-        let providers = self.base.with_accounts(read.facebook, read.twilio);
+        let providers = self.with_accounts(read);
         built.insert(key.clone(), (version, providers.clone()));
         Ok(Ok((providers, Some(key))))
+    }
+
+    /// The providers with these accounts (the flags' endpoints and HTTP client).
+    pub(super) fn with_accounts(&self, read: ReadAccounts) -> Providers {
+        self.base.with_accounts(read.facebook, read.twilio)
     }
 
     /// The configuration watches (`namespace` empty: every namespace), reflected into the

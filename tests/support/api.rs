@@ -50,3 +50,15 @@ pub async fn api_metric(env: &super::Env, sample: &str) -> Option<f64> {
     text.lines()
         .find_map(|l| l.strip_prefix(sample)?.trim().parse().ok())
 }
+
+/// The controller's /metrics text.
+pub async fn controller_metrics(env: &super::Env) -> String {
+    env.http
+        .get(format!("http://{}/metrics", env.metrics_addr))
+        .send()
+        .await
+        .expect("the controller's metrics answer")
+        .text()
+        .await
+        .unwrap_or_default()
+}

@@ -18,6 +18,7 @@ pub mod logs;
 pub mod providers;
 pub mod replica;
 pub mod router;
+pub mod token_fake;
 pub mod wait;
 
 pub use api::*;
