@@ -288,10 +288,8 @@ impl Verdict {
         now: &Time,
     ) -> Condition {
         let status = self.health.status();
-        let last_transition_time = previous
-            .iter()
-            .find(|c| c.type_ == CREDENTIALS_HEALTHY && c.status == status)
-            .map_or_else(|| now.clone(), |c| c.last_transition_time.clone());
+        let last_transition_time =
+            crate::condition::transition_time(previous, CREDENTIALS_HEALTHY, status, now);
         Condition {
             type_: CREDENTIALS_HEALTHY.into(),
             status: status.into(),

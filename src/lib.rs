@@ -11,6 +11,9 @@
 //! - [`pinned_id`]: a Channel's pinned id (`spec.channelId`), its effective id and which ids it
 //!   may pin;
 //! - [`migrate`]: the `migrate` command moving a running Airy Core's channels onto Channels;
+//! - [`condition`]: when a Kubernetes condition's transition time changes;
+//! - [`credentials_health`]: what the health of credentials means (the `CredentialsHealthy`
+//!   condition, the permissions each source needs, the verdict on a token);
 //! - [`claims`]: one owner per channel id, decided by the API server (a Lease per channel id);
 //! - [`controller`]: the reconcile loop; [`providers`]: Facebook, Instagram, WhatsApp, Viber,
 //!   Twilio, Google, chat plugin;
@@ -28,6 +31,7 @@ pub mod api;
 pub mod channel_id;
 pub mod channel_state;
 pub mod claims;
+pub mod condition;
 pub mod controller;
 pub mod crd;
 pub mod credentials_health;

@@ -10,7 +10,7 @@ use channel_operator::providers::{ProviderError, Providers};
 use channel_operator::reason::Reason;
 use channel_operator::secret::SecretString;
 use support::channel;
-use support::providers::providers;
+use support::providers::{graph_providers, providers};
 use wiremock::matchers::{basic_auth, body_string, method, path, query_param};
 use wiremock::{Mock, MockServer, ResponseTemplate};
 
@@ -21,16 +21,7 @@ const APP_SECRET: &str = "app-secret-abcdef";
 const TWILIO_TOKEN: &str = "twilio-auth-token-xyz";
 
 fn fb_providers(graph: &str) -> Providers {
-    providers(&[
-        "--facebook-app-id",
-        "app-1",
-        "--facebook-app-secret",
-        APP_SECRET,
-        "--facebook-graph-url",
-        graph,
-        "--provider-timeout-seconds",
-        "1",
-    ])
+    graph_providers(graph, APP_SECRET, &["--provider-timeout-seconds", "1"])
 }
 
 fn assert_no_token(msg: &str) {

@@ -8,7 +8,7 @@ use channel_operator::providers::ProviderError;
 use channel_operator::reason::Reason;
 use channel_operator::secret::SecretString;
 use support::channel;
-use support::providers::providers;
+use support::providers::{graph_providers, providers};
 use wiremock::matchers::{basic_auth, method, path};
 use wiremock::{Mock, MockServer, ResponseTemplate};
 
@@ -23,15 +23,7 @@ fn oauth_error(subcode: i64) -> ResponseTemplate {
 }
 
 fn graph(server: &MockServer) -> channel_operator::providers::Providers {
-    let url = format!("{}/v24.0", server.uri());
-    providers(&[
-        "--facebook-app-id",
-        "app-1",
-        "--facebook-app-secret",
-        APP_SECRET,
-        "--facebook-graph-url",
-        &url,
-    ])
+    graph_providers(&format!("{}/v24.0", server.uri()), APP_SECRET, &[])
 }
 
 fn assert_rejected(err: &ProviderError, expired: bool, what: &str) {

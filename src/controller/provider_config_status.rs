@@ -256,10 +256,7 @@ fn status(
     let now = Time(k8s_openapi::jiff::Timestamp::now());
     let before = previous.map_or(&[][..], |p| &p.conditions[..]);
     let status = if found.ready { "True" } else { "False" };
-    let last_transition_time = before
-        .iter()
-        .find(|c| c.type_ == READY && c.status == status)
-        .map_or_else(|| now.clone(), |c| c.last_transition_time.clone());
+    let last_transition_time = crate::condition::transition_time(before, READY, status, &now);
     let mut conditions = vec![Condition {
         type_: READY.into(),
         status: status.into(),

@@ -139,7 +139,8 @@ mod tests {
         Facebook::new(reqwest::Client::new(), &flags.p)
     }
 
-    async fn answer(status: u16, body: serde_json::Value) -> MockServer {
+    /// What `debug_token` makes of Graph answering `status` with `body`, asked exactly once.
+    async fn ask(status: u16, body: serde_json::Value) -> Result<TokenFacts, ProviderError> {
         let server = MockServer::start().await;
         Mock::given(method("GET"))
             .and(path("/v24.0/debug_token"))
@@ -149,23 +150,22 @@ mod tests {
             .expect(1)
             .mount(&server)
             .await;
-        server
+        facebook(&server)
+            .await
+            .debug_token(&SecretString::new(TOKEN))
+            .await
     }
 
     #[tokio::test]
     async fn a_valid_token_gives_its_dates_and_scopes_and_zero_means_never() {
-        let server = answer(
+        let facts = ask(
             200,
             serde_json::json!({"data": {"app_id": "app-1", "type": "PAGE", "is_valid": true,
                 "expires_at": 0, "data_access_expires_at": 1_800_000_000,
                 "scopes": ["pages_messaging", "pages_manage_metadata"]}}),
         )
-        .await;
-        let facts = facebook(&server)
-            .await
-            .debug_token(&SecretString::new(TOKEN))
-            .await
-            .unwrap();
+        .await
+        .unwrap();
         assert!(facts.valid);
         assert_eq!(facts.expires_at, None);
         assert_eq!(
@@ -177,18 +177,14 @@ mod tests {
 
     #[tokio::test]
     async fn an_invalid_token_gives_the_subcode_and_why() {
-        let server = answer(
+        let facts = ask(
             200,
             serde_json::json!({"data": {"is_valid": false, "expires_at": 1_700_000_000,
                 "scopes": [], "error": {"code": 190, "subcode": 460,
                 "message": "The session has been invalidated because the user changed their password."}}}),
         )
-        .await;
-        let facts = facebook(&server)
-            .await
-            .debug_token(&SecretString::new(TOKEN))
-            .await
-            .unwrap();
+        .await
+        .unwrap();
         assert!(!facts.valid);
         assert_eq!(facts.subcode, Some(460));
         assert!(facts.error.unwrap().contains("changed their password"));
@@ -196,17 +192,13 @@ mod tests {
 
     #[tokio::test]
     async fn a_refused_app_token_is_the_apps_failure_not_the_tokens_and_leaks_nothing() {
-        let server = answer(
+        let err = ask(
             400,
             serde_json::json!({"error": {"type": "OAuthException", "code": 190,
                 "message": "Invalid OAuth access token signature: app-1|s3cret-do-not-leak"}}),
         )
-        .await;
-        let err = facebook(&server)
-            .await
-            .debug_token(&SecretString::new(TOKEN))
-            .await
-            .unwrap_err();
+        .await
+        .unwrap_err();
         assert!(
             matches!(err, ProviderError::InvalidCredentials(_)),
             "{err:?}"
