@@ -12,6 +12,8 @@
 //!   may pin;
 //! - [`migrate`]: the `migrate` command moving a running Airy Core's channels onto Channels;
 //! - [`claims`]: one owner per channel id, decided by the API server (a Lease per channel id);
+//! - [`effects`]: what the operator does at a provider (a page subscribed, a webhook pointed),
+//!   as its records hold it;
 //! - [`controller`]: the reconcile loop; [`providers`]: Facebook, Instagram, WhatsApp, Viber,
 //!   Twilio, Google, chat plugin;
 //! - [`api`]: the channels HTTP API sidecar;
@@ -32,6 +34,7 @@ pub mod controller;
 pub mod crd;
 #[cfg(feature = "dev")]
 pub mod dev;
+pub mod effects;
 pub mod metrics;
 pub mod migrate;
 pub mod naming;

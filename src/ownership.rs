@@ -92,12 +92,17 @@ pub fn token_secret_name(channel_name: &str) -> String {
 /// Name of the Secret the API stores a page token in: it changes with the token, so a new token
 /// changes the Channel's spec and the controller connects again.
 pub fn credentials_secret_name(channel_name: &str, token: &str) -> String {
-    let digest = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, token.as_bytes());
-    let hex: String = digest.as_ref()[..5]
+    format!("{channel_name}-page-token-{}", hex_digest(token, 5))
+}
+
+/// The first `bytes` bytes of the SHA-256 of `text`, in lower-case hex: how the operator names
+/// objects after values that may not be names themselves.
+pub fn hex_digest(text: &str, bytes: usize) -> String {
+    let digest = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, text.as_bytes());
+    digest.as_ref()[..bytes.min(32)]
         .iter()
         .map(|b| format!("{b:02x}"))
-        .collect();
-    format!("{channel_name}-page-token-{hex}")
+        .collect()
 }
 
 /// The credentials Secret `namespace/name` the operator writes: `token` under [`PAGE_TOKEN_KEY`],

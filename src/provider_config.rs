@@ -59,10 +59,19 @@ pub struct ProviderConfigStatus {
     /// The metadata.generation this status describes.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub observed_generation: Option<i64>,
-    /// Ready: True when every Secret key the configuration names exists and is not empty.
+    /// Ready: True when every Secret key the configuration names exists and is not empty;
+    /// False with reason InUse while it is being deleted and Channels still hold it.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     #[schemars(extend("x-kubernetes-list-type" = "map", "x-kubernetes-list-map-keys" = ["type"]))]
     pub conditions: Vec<Condition>,
+    /// The first Channels (namespace/name) connected through it: what it was used for at a
+    /// provider is recorded for them and undone with its accounts. While any holds it, it
+    /// carries the finalizer airy.co/in-use.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub holders: Vec<String>,
+    /// How many Channels hold it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub holder_count: Option<i64>,
 }
 
 /// The provider accounts of the Channels of this namespace that name it (or of all of them when

@@ -8,7 +8,6 @@ use std::collections::BTreeSet;
 
 use channel_operator::crd::{Channel, ChannelSpec, Source};
 use k8s_openapi::api::core::v1::Secret as K8sSecret;
-use k8s_openapi::ByteString;
 use kube::api::{ListParams, PostParams};
 use kube::Api;
 use serde_json::json;
@@ -53,18 +52,15 @@ async fn squatters_env() -> Env {
         .await
 }
 
-/// A squatter's page token Secret in tenant-m, `squat-token` (without the consent label).
-async fn squat_secret(env: &Env) {
-    let secret = K8sSecret {
-        metadata: kube::core::ObjectMeta {
-            name: Some("squat-token".into()),
-            ..Default::default()
-        },
-        data: Some([("page_token".to_owned(), ByteString(b"squatter".to_vec()))].into()),
-        ..Default::default()
-    };
+/// The Secret `squat-token` of tenant-m, holding a token of another tenant's that works for
+/// `page` at the fake Graph API (with consent): its Channel proves it and holds the page (it
+/// subscribes it once and never unsubscribes it).
+async fn squat_secret(env: &mut Env, page: &str) {
+    let token = env.fake_page(page, 1, 0).await;
+    let mut s = secret("squat-token", "page_token", &token);
+    s.metadata.namespace = Some("tenant-m".into());
     Api::<K8sSecret>::namespaced(env.sb.client(), "tenant-m")
-        .create(&PostParams::default(), &secret)
+        .create(&PostParams::default(), &s)
         .await
         .unwrap();
 }
@@ -84,7 +80,7 @@ async fn secret_names(env: &Env, ns: &str) -> BTreeSet<String> {
 async fn connect_for_an_id_held_in_another_namespace_is_409_and_changes_nothing() {
     // The squatter's namespace may use the operator's accounts (else its Channel would claim
     // nothing: tests/provider_configs.rs), so its Channel holds page 8888.
-    let env = squatters_env().await;
+    let mut env = squatters_env().await;
     env.namespace("tenant-b").await;
     env.namespace("tenant-m").await;
     // tenant-b's agent, and a squatter's Facebook Channel for page 8888 in tenant-m.
@@ -95,7 +91,7 @@ async fn connect_for_an_id_held_in_another_namespace_is_409_and_changes_nothing(
         spec(Source::Google, "gbm-b", None),
     )
     .await;
-    squat_secret(&env).await;
+    squat_secret(&mut env, "8888").await;
     let before_m = declare(
         &env,
         "tenant-m",
@@ -309,7 +305,7 @@ async fn concurrent_connects_of_one_page_leave_the_token_in_use_only() {
 
 #[tokio::test]
 async fn connect_of_a_channel_whose_id_another_namespace_holds_is_409_and_leaves_it_as_it_was() {
-    let env = squatters_env().await;
+    let mut env = squatters_env().await;
     env.namespace("tenant-m").await;
     // tenant-m's chat plugin holds the website id ...
     declare(
@@ -325,7 +321,7 @@ async fn connect_of_a_channel_whose_id_another_namespace_holds_is_409_and_leaves
     let mut plugin = spec(Source::ChatPlugin, "shared-site", None);
     plugin.connected = false;
     let before_plugin = declare(&env, "default", "declared-plugin", plugin).await;
-    squat_secret(&env).await;
+    squat_secret(&mut env, "7777").await;
     declare(
         &env,
         "tenant-m",

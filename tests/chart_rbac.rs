@@ -364,12 +364,22 @@ async fn namespaced_sidecar_install_runs_every_controller_flow_without_a_denial(
         )
         .await
     );
-    // Leases only in its own namespace: the leader Lease and the claims of channel ids (read,
-    // created, deleted; never changed).
-    assert!(can_i(&sb, d, CONTROLLER_SA, "delete", "leases", RELEASE_NS).await);
+    // Leases: in the release namespace only the leader Lease (by name; never deleted); the
+    // claims of channel ids and the effect entries in the state namespace.
+    assert!(!can_i(&sb, d, CONTROLLER_SA, "delete", "leases", RELEASE_NS).await);
     assert!(!can_i(&sb, d, CONTROLLER_SA, "get", "leases", WATCH_NS).await);
     assert!(!can_i(&sb, d, CONTROLLER_SA, "list", "leases", RELEASE_NS).await);
     assert!(!can_i(&sb, d, CONTROLLER_SA, "update", "leases", RELEASE_NS).await);
+    for verb in ["get", "create", "patch", "delete"] {
+        assert!(
+            can_i(&sb, d, CONTROLLER_SA, verb, "leases", STATE_NS).await,
+            "{verb}"
+        );
+    }
+    // The Channels' records: Secrets of the state namespace (patched, never updated), which the
+    // API may not touch.
+    assert!(can_i(&sb, d, CONTROLLER_SA, "patch", "secrets", STATE_NS).await);
+    assert!(!can_i(&sb, d, CONTROLLER_SA, "update", "secrets", STATE_NS).await);
     assert!(
         can_i(
             &sb,
@@ -419,6 +429,13 @@ async fn separate_api_install_keeps_the_api_identity_away_from_secrets() {
     assert!(!can_i(&sb, d, API_SA, "update", "channels.airy.co", WATCH_NS).await);
     assert!(!can_i(&sb, d, API_SA, "list", "channels.airy.co", "default").await);
     assert!(!can_i(&sb, d, API_SA, "get", "leases", RELEASE_NS).await);
+    // Nothing of the controller's state: no record, no token it derived.
+    for verb in ["get", "list", "create"] {
+        assert!(
+            !can_i(&sb, d, API_SA, verb, "secrets", STATE_NS).await,
+            "{verb}"
+        );
+    }
 }
 
 /// Reported from a real cluster: in the default install the internet-facing API shared an

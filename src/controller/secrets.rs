@@ -1,20 +1,17 @@
-//! The Secrets a Channel uses: its credentials Secret (read only, and only when it consents) and
-//! the token Secret the operator keeps for it.
+//! The Secrets of a Channel's namespace: its credentials Secret (read only, and only when it
+//! consents), and the token Secret an older version kept there (`<channel>-facebook-token`),
+//! read for the undo of a connection that version made and deleted when it is ours. What this
+//! version derives is kept in the Channel's record in the state namespace (`record`).
 //!
-//! Which Secrets are the Channel's and when they go is decided in [`crate::ownership`]. The
-//! operator never adopts what is not its own: a token Secret is created, or updated only when it
-//! is ours; anything else in the way is a [`Error::SecretConflict`] and is left untouched.
-
-use std::collections::BTreeMap;
+//! Which Secrets are the Channel's and when they go is decided in [`crate::ownership`]; nothing
+//! that is not the operator's is ever read as a token, modified or deleted.
 
 use k8s_openapi::api::core::v1::Secret;
-use k8s_openapi::ByteString;
-use kube::api::{DeleteParams, ListParams, PostParams, Preconditions};
+use kube::api::{DeleteParams, ListParams, Preconditions};
 use kube::{Api, ResourceExt};
 
 use super::error::Error;
 use crate::crd::Channel;
-use crate::ownership::MANAGER;
 use crate::ownership::{self, is_ours, Moment, TOKEN_KEY};
 use crate::providers::ProviderError;
 use crate::secret::SecretString;
@@ -28,35 +25,6 @@ pub struct Credentials {
     pub token: SecretString,
     /// The Secret's resourceVersion (a new one means the channel must be connected again).
     pub version: String,
-}
-
-/// What lies at the name of the Channel's token Secret.
-#[derive(Debug)]
-pub enum TokenSecret {
-    /// Nothing: the operator may create it.
-    Absent,
-    /// The operator's Secret for this Channel, with the token if it holds one.
-    Ours(Option<SecretString>),
-    /// A Secret that is not this Channel's: never read, modified or deleted.
-    Foreign,
-}
-
-impl TokenSecret {
-    /// The token kept at connect, if any.
-    pub fn token(&self) -> Option<&SecretString> {
-        match self {
-            TokenSecret::Ours(t) => t.as_ref(),
-            _ => None,
-        }
-    }
-}
-
-/// The message of a [`Error::SecretConflict`] about `name`.
-pub fn conflict_message(ch: &Channel, name: &str) -> String {
-    format!(
-        "the Secret {}/{name} exists and is not this Channel's (no controller ownerReference to it from the operator); it is left untouched: rename or remove it, or rename the Channel",
-        ch.namespace().unwrap_or_default()
-    )
 }
 
 /// The one message for credentials the controller may not use, whatever the cause: a Secret
@@ -98,58 +66,14 @@ pub async fn credentials(api: &Api<Secret>, ch: &Channel) -> Result<Option<Crede
     }))
 }
 
-/// What lies at the name of the Channel's token Secret.
-pub async fn token_secret(api: &Api<Secret>, ch: &Channel) -> Result<TokenSecret, Error> {
-    Ok(
-        match api.get_opt(&token_secret_name(&ch.name_any())).await? {
-            None => TokenSecret::Absent,
-            Some(s) if is_ours(&s.metadata, ch) => TokenSecret::Ours(secret_value(&s, TOKEN_KEY)),
-            Some(_) => TokenSecret::Foreign,
-        },
-    )
-}
-
-/// Keeps the token in the Channel's token Secret (garbage-collected with the Channel): creates
-/// it, or updates it only if it is ours. A Secret in the way that is not ours is a conflict.
-pub async fn store_token(
-    api: &Api<Secret>,
-    ch: &Channel,
-    naming: crate::naming::ChatPluginNaming,
-    token: &SecretString,
-) -> Result<(), Error> {
-    let name = token_secret_name(&ch.name_any());
-    let data = BTreeMap::from([(
-        TOKEN_KEY.to_owned(),
-        ByteString(token.expose().as_bytes().to_vec()),
-    )]);
-    let params = PostParams {
-        field_manager: Some(MANAGER.into()),
-        ..Default::default()
-    };
-    match api.get_opt(&name).await? {
-        None => {
-            let mut secret = Secret::default();
-            secret.metadata.name = Some(name);
-            secret.metadata.namespace = ch.namespace();
-            secret.metadata.labels = Some(ownership::token_labels(ch, naming));
-            secret.metadata.owner_references = ownership::owner_reference(ch).map(|r| vec![r]);
-            secret.type_ = Some("Opaque".into());
-            secret.data = Some(data);
-            // A Secret created meanwhile makes this fail with 409; the retry sees it.
-            api.create(&params, &secret).await?;
-        }
-        Some(s) if !is_ours(&s.metadata, ch) => {
-            return Err(Error::SecretConflict(conflict_message(ch, &name)));
-        }
-        Some(s) if s.data.as_ref() == Some(&data) => {}
-        Some(mut s) => {
-            // Guarded by the resourceVersion just read: a concurrent change fails with 409.
-            s.data = Some(data);
-            s.string_data = None;
-            api.replace(&name, &params, &s).await?;
-        }
-    }
-    Ok(())
+/// The token an older version kept for `ch` in the Secret `<channel>-facebook-token`, when
+/// that Secret is the operator's for this Channel (anything else there is never read).
+pub async fn legacy_token(api: &Api<Secret>, ch: &Channel) -> Result<Option<SecretString>, Error> {
+    Ok(api
+        .get_opt(&token_secret_name(&ch.name_any()))
+        .await?
+        .filter(|s| is_ours(&s.metadata, ch))
+        .and_then(|s| secret_value(&s, TOKEN_KEY)))
 }
 
 /// Deletes the Secrets of this Channel that the ownership rules give the controller to delete

@@ -82,6 +82,11 @@ impl<'a> Reporter<'a> {
         &self.current
     }
 
+    /// The Channel it reports on.
+    pub fn channel(&self) -> &'a Channel {
+        self.ch
+    }
+
     /// Writes `next` (its id, generation and conditions filled in from `reason` and `message`),
     /// unless the Channel already says exactly that.
     pub async fn write(

@@ -22,6 +22,8 @@ pub const RELEASE_NS: &str = "channel-operator";
 pub const WATCH_NS: &str = "team-a";
 /// The API's channels namespace of a cluster-wide install: never the release namespace.
 pub const CHANNELS_NS: &str = "channel-operator-channels";
+/// The controller's state namespace (the chart's default for the release).
+pub const STATE_NS: &str = "channel-operator-state";
 pub const POD: &str = "channel-operator-6d4f-abcde";
 pub const CONTROLLER_SA: &str = "system:serviceaccount:channel-operator:channel-operator";
 pub const API_SA: &str = "system:serviceaccount:channel-operator:channel-operator-api";
@@ -66,7 +68,7 @@ pub fn json_merge(into: &mut Value, from: Value) {
 
 /// Applies the chart's identities and RBAC (and its test Secret) as the cluster admin.
 pub async fn apply_identities(admin: &kube::Client, objects: &[Value]) {
-    for ns in [RELEASE_NS, WATCH_NS, CHANNELS_NS] {
+    for ns in [RELEASE_NS, WATCH_NS, CHANNELS_NS, STATE_NS] {
         let ns: Namespace = serde_json::from_value(json!({"metadata": {"name": ns}})).unwrap();
         Api::<Namespace>::all(admin.clone())
             .create(&PostParams::default(), &ns)

@@ -79,6 +79,14 @@ provider Secrets (see "channel-operator.validate"): by default <release namespac
 {{- .Values.channelsNamespace | default .Values.watchNamespace | default (printf "%s-channels" .Release.Namespace) }}
 {{- end }}
 
+{{/* The controller's private state (STATE_NAMESPACE): claims of channel ids, Channel records with
+the tokens their undo needs, entries of shared provider effects. Never the release namespace
+(provider Secrets) nor one the API works in (see "channel-operator.validate"): by default
+<release namespace>-state. */}}
+{{- define "channel-operator.stateNamespace" -}}
+{{- .Values.stateNamespace | default (printf "%s-state" .Release.Namespace) }}
+{{- end }}
+
 {{/* Namespaces whose Channels the API reads and writes (API_NAMESPACES), comma-separated: the
 channels namespace first, then api.namespaces. */}}
 {{- define "channel-operator.apiNamespaces" -}}
@@ -247,6 +255,15 @@ controller's Secret namespaces are the API's identity's too. */}}
 {{- if eq . $.Release.Namespace }}
 {{- fail (printf "secrets.namespaces includes the release namespace %q, which holds the provider Secrets, and the API as a sidecar shares the controller's identity: set api.separate: true or leave it out" .) }}
 {{- end }}
+{{- end }}
+{{- end }}
+{{- $state := include "channel-operator.stateNamespace" . }}
+{{- if eq $state .Release.Namespace }}
+{{- fail (printf "stateNamespace %q is the release namespace, which holds the provider Secrets: the controller's rights on its state (Secrets, Leases) would reach them and the leader Lease; use a namespace of its own" $state) }}
+{{- end }}
+{{- range splitList "," (include "channel-operator.apiNamespaces" .) }}
+{{- if eq . $state }}
+{{- fail (printf "stateNamespace %q is one of the API's namespaces: tenants and the API's identity could read the tokens the controller keeps there; use a namespace of its own" $state) }}
 {{- end }}
 {{- end }}
 {{- if and (gt (int .Values.replicas) 1) (not .Values.leaderElection.enabled) }}
