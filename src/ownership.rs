@@ -2,20 +2,20 @@
 //! contract between the two halves. Both import it; neither keeps its own copy of these rules.
 //!
 //! Besides a credentials Secret a user declares (never the operator's: only read), a Channel
-//! can have two Secrets of the operator's:
+//! can have these Secrets of the operator's in its namespace:
 //!
 //! | kind | name, key | written by | deleted by |
 //! |---|---|---|---|
 //! | [`SecretKind::Credentials`]: the user's page token as the API received it | `<channel>-page-token-<first 10 hex of sha256(token)>`, `page_token` | the API, at connect (created, never updated: the name follows the token) | the API when a connect replaces the token or the Channel it created is removed again; the controller when the Channel is deleted |
-//! | [`SecretKind::DerivedToken`]: the page access token the controller derived | `<channel>-facebook-token`, `page_access_token` | the controller, at connect (created, or updated when ours) | the controller, at disconnect and at deletion |
+//! | [`SecretKind::DerivedToken`]: the page access token an older version of the controller derived | `<channel>-facebook-token`, `page_access_token` | nobody any more: the controller keeps what it derives in the Channel's record in its state namespace | the controller, once it recorded (or undid) what that version made |
 //!
 //! **Credentials by consent.** A Channel's spec may name any Secret of its namespace, but the
 //! controller uses one as credentials only when the Secret itself says it may
 //! ([`usable_as_credentials`]): it carries [`CREDENTIALS_LABEL`]`: "true"`, set by whoever may
 //! write Secrets there (the API sets it on the credentials it writes), and, when a Channel
 //! controls it, that Channel is the one naming it. Rights to create Channels are no rights to
-//! another user's Secrets; the operator's own Secrets (derived tokens, provider configuration)
-//! never carry the label.
+//! another user's Secrets; the operator's own Secrets (records, provider configuration) never
+//! carry the label.
 //!
 //! A Secret is *ours* ([`is_ours`]) when it carries the [`MANAGED_BY_LABEL`] label with value
 //! [`MANAGER`] and its controller ownerReference is the Channel (by uid); nothing else is ever
@@ -24,9 +24,10 @@
 //! **A disconnect keeps the credentials.** The Channel's `spec.credentialsSecretRef` names the
 //! credentials Secret whatever `spec.connected` says, so it stays as long as the spec names it:
 //! connecting again (through the API with the same token, or `kubectl patch` setting
-//! `connected: true`) finds what the spec names. What a connect produced — the derived token,
-//! the provider's subscription — is undone by a disconnect. A user who wants the token gone
-//! deletes the Channel (or connects with another token, which replaces the Secret).
+//! `connected: true`) finds what the spec names. What a connect produced — the provider's
+//! subscription, the record of it and the token derived — is undone by a disconnect. A user who
+//! wants the token gone deletes the Channel (or connects with another token, which replaces the
+//! Secret).
 
 use std::collections::BTreeMap;
 
@@ -35,21 +36,18 @@ use kube::{Resource, ResourceExt};
 
 use crate::channel_state::{controlled_by, controlled_by_another_channel};
 use crate::crd::Channel;
-use crate::naming::ChatPluginNaming;
 
 /// The operator's name: the value of [`MANAGED_BY_LABEL`] on what it writes, its field manager
 /// and the reporting controller of its Events.
 pub const MANAGER: &str = "channel-operator";
 /// Label marking what the operator (controller or API) created.
 pub const MANAGED_BY_LABEL: &str = "app.kubernetes.io/managed-by";
-/// Label naming the channel id on the derived-token Secret.
-pub const CHANNEL_ID_LABEL: &str = "airy.co/channel-id";
 /// Label by which a Secret consents to be used as a Channel's credentials (value
 /// [`CREDENTIALS_CONSENT`]); see [`usable_as_credentials`].
 pub const CREDENTIALS_LABEL: &str = "airy.co/credentials";
 /// The value of [`CREDENTIALS_LABEL`] that gives consent.
 pub const CREDENTIALS_CONSENT: &str = "true";
-/// Key of the page access token in the derived-token Secret.
+/// Key of the page access token in the derived-token Secret of an older version.
 pub const TOKEN_KEY: &str = "page_access_token";
 /// Key of the user's page token in the credentials Secret the API writes.
 pub const PAGE_TOKEN_KEY: &str = "page_token";
@@ -59,7 +57,7 @@ pub const PAGE_TOKEN_KEY: &str = "page_token";
 pub enum SecretKind {
     /// The user's credentials as the API stored them; named by `spec.credentialsSecretRef`.
     Credentials,
-    /// The token the controller derived from the credentials at connect.
+    /// The token an older version of the controller derived from the credentials at connect.
     DerivedToken,
 }
 
@@ -84,7 +82,8 @@ impl SecretKind {
     }
 }
 
-/// Name of the Secret holding the page access token the controller derived for a Channel.
+/// Name of the Secret in which an older version kept the page access token it derived for a
+/// Channel (read for the undo of what that version made; never written any more).
 pub fn token_secret_name(channel_name: &str) -> String {
     format!("{channel_name}-facebook-token")
 }
@@ -164,13 +163,6 @@ pub fn usable_as_credentials(meta: &ObjectMeta, ch: &Channel) -> bool {
         .and_then(|l| l.get(CREDENTIALS_LABEL))
         .is_some_and(|v| v == CREDENTIALS_CONSENT);
     consents && !controlled_by_another_channel(meta, ch)
-}
-
-/// The labels of the derived-token Secret.
-pub fn token_labels(ch: &Channel, naming: ChatPluginNaming) -> BTreeMap<String, String> {
-    let mut labels = managed_labels();
-    labels.insert(CHANNEL_ID_LABEL.to_owned(), ch.channel_id(naming));
-    labels
 }
 
 /// The label selector of every Secret the operator may have written.

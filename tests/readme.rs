@@ -147,7 +147,7 @@ async fn helm_walkthrough_reaches_the_api_with_the_token_it_created() {
                 && (c.contains("create namespace") || c.contains("channel-api-auth"))
         })
         .collect();
-    assert_eq!(setup.len(), 3, "{setup:?}");
+    assert_eq!(setup.len(), 4, "{setup:?}");
     bash(&setup.join("\n"), &kubeconfig, dir.path()).await;
 
     // What the chart does with that Secret: the API reads its tokens from it.

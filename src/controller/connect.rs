@@ -199,7 +199,7 @@ pub(super) async fn connect(
             }
         }
     };
-    if observed.legacy {
+    if observed.legacy_token.is_some() {
         // What an older version kept in the tenant's namespace is the record's now.
         delete_legacy(ctx, ch).await?;
     }
@@ -354,7 +354,9 @@ pub(super) async fn adopt(
         }
         Err(e) => return reporter.fail("Record", e).await,
     };
-    delete_legacy(ctx, ch).await?;
+    if observed.legacy_token.is_some() {
+        delete_legacy(ctx, ch).await?;
+    }
     if record != Record::default() {
         info!(
             effects = record.effects.len(),

@@ -274,6 +274,18 @@ pub async fn acquire(
     )))
 }
 
+/// The entry as `given` (taken, for the first attempt), else as read now (`None`: gone).
+async fn given_or_read(
+    api: &Api<Lease>,
+    key: &EffectKey,
+    given: &mut Option<Lease>,
+) -> Result<Option<Lease>, kube::Error> {
+    match given.take() {
+        Some(l) => Ok(Some(l)),
+        None => api.get_opt(&key.entry_name()).await,
+    }
+}
+
 /// Records that the first holder `ch` made (or found) the effect; `lease` is the entry as
 /// `acquire` left it.
 pub async fn made(
@@ -286,12 +298,8 @@ pub async fn made(
     let me = ChannelRef::of(ch);
     let mut lease = Some(lease);
     for _ in 0..ATTEMPTS {
-        let current = match lease.take() {
-            Some(l) => l,
-            None => match api.get_opt(&key.entry_name()).await? {
-                Some(l) => l,
-                None => return Ok(()),
-            },
+        let Some(current) = given_or_read(api, key, &mut lease).await? else {
+            return Ok(());
         };
         let mut entry = Entry::of(&current);
         if entry.origin.is_some() || !entry.holders.contains(&me) {
@@ -348,12 +356,8 @@ pub async fn finish_undo(
     let me = ChannelRef::of(ch);
     let mut lease = Some(lease);
     for _ in 0..ATTEMPTS {
-        let current = match lease.take() {
-            Some(l) => l,
-            None => match api.get_opt(&key.entry_name()).await? {
-                Some(l) => l,
-                None => return Ok(()),
-            },
+        let Some(current) = given_or_read(api, key, &mut lease).await? else {
+            return Ok(());
         };
         if Entry::of(&current).undoing.as_ref() != Some(&me) {
             return Ok(());

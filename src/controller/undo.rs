@@ -174,19 +174,21 @@ pub(super) async fn disconnect(
         delete_owned_where_allowed(ctx, ch, Moment::Disconnect).await?;
     }
     ctx.provider_configs.poke();
-    info!(source = %ch.spec.source, "disconnected");
-    reporter
-        .event(
-            EventType::Normal,
-            Reason::Disconnected,
-            "Disconnect",
-            format!(
-                "disconnected {} {}",
-                ch.spec.source, ch.spec.source_channel_id
-            ),
-        )
-        .await;
+    disconnected(reporter, "Disconnect", "").await;
     Ok(action)
+}
+
+/// Logs and tells (a `Disconnected` Event of `action`) that the Channel was disconnected.
+async fn disconnected(reporter: &Reporter<'_>, action: &str, suffix: &str) {
+    let ch = reporter.channel();
+    info!(source = %ch.spec.source, "disconnected{suffix}");
+    let note = format!(
+        "disconnected {} {}{suffix}",
+        ch.spec.source, ch.spec.source_channel_id
+    );
+    reporter
+        .event(EventType::Normal, Reason::Disconnected, action, note)
+        .await;
 }
 
 /// The Channel is being deleted: undoes or releases its recorded effects, deletes its record,
@@ -227,18 +229,7 @@ pub(super) async fn release(
         record::delete(&ctx.records(), ch, &undone).await?;
         ctx.provider_configs.poke();
         if undo == Undo::Provider {
-            info!(source = %ch.spec.source, "disconnected before deletion");
-            reporter
-                .event(
-                    EventType::Normal,
-                    Reason::Disconnected,
-                    "Delete",
-                    format!(
-                        "disconnected {} {} before deletion",
-                        ch.spec.source, ch.spec.source_channel_id
-                    ),
-                )
-                .await;
+            disconnected(reporter, "Delete", " before deletion").await;
         } else {
             info!("deletionPolicy Orphan: deleting without calling the provider");
         }

@@ -20,27 +20,30 @@ pub async fn state_secret(env: &Env, name: &str) -> Secret {
         .unwrap_or_else(|e| panic!("{STATE_NS}/{name}: {e}"))
 }
 
-/// The Secrets of the state namespace whose name starts with `prefix`.
+/// The Secrets of the state namespace whose name starts with `prefix` (`channel-`: records).
 pub async fn state_secrets(env: &Env, prefix: &str) -> Vec<Secret> {
-    Api::<Secret>::namespaced(env.sb.client(), STATE_NS)
-        .list(&ListParams::default())
-        .await
-        .unwrap()
-        .items
-        .into_iter()
-        .filter(|s| s.name_any().starts_with(prefix))
-        .collect()
+    state_objects(env, prefix).await
 }
 
 /// The Leases of the state namespace whose name starts with `prefix` (`claim-`, `effect-`).
 pub async fn state_leases(env: &Env, prefix: &str) -> Vec<Lease> {
-    Api::<Lease>::namespaced(env.sb.client(), STATE_NS)
+    state_objects(env, prefix).await
+}
+
+async fn state_objects<K>(env: &Env, prefix: &str) -> Vec<K>
+where
+    K: kube::Resource<Scope = k8s_openapi::NamespaceResourceScope, DynamicType = ()>
+        + Clone
+        + serde::de::DeserializeOwned
+        + std::fmt::Debug,
+{
+    Api::<K>::namespaced(env.sb.client(), STATE_NS)
         .list(&ListParams::default())
         .await
         .unwrap()
         .items
         .into_iter()
-        .filter(|l| l.name_any().starts_with(prefix))
+        .filter(|o| o.name_any().starts_with(prefix))
         .collect()
 }
 
