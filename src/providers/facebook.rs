@@ -321,6 +321,7 @@ impl Facebook {
             .page_access(page_id, credentials, &mut derived)
             .await
             .map_err(|e| self.scrubbed(e, credentials, &derived))?;
+        derived.extend(credentials.cloned());
         Ok(Proof {
             outcome: ConnectOutcome {
                 page_name: page.name_with_location_descriptor,
@@ -331,6 +332,7 @@ impl Facebook {
             undo: Some(page_access),
             already: page.is_webhooks_subscribed == Some(true),
             handle: None,
+            secrets: derived,
         })
     }
 
@@ -370,7 +372,7 @@ impl Facebook {
             .await;
         result
             .map(|_| Origin::Made)
-            .map_err(|e| self.scrubbed(e, None, std::slice::from_ref(token)))
+            .map_err(|e| self.scrubbed(e, None, &proof.secrets))
     }
 
     /// Removes the app's subscription to the page with the recorded page access token.

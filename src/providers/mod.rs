@@ -102,6 +102,9 @@ pub struct Proof {
     pub already: bool,
     /// The provider's own handle of the resource (the Twilio number's `PN…` sid).
     pub handle: Option<String>,
+    /// Every secret the proof used or obtained (the user's token, the tokens derived from it): an
+    /// error of a later call with them (a provider may echo a request) is scrubbed of each.
+    pub secrets: Vec<SecretString>,
 }
 
 /// Why a provider call failed; decides the `Ready` reason and the retry delay.

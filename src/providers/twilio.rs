@@ -194,6 +194,7 @@ impl Provider for Twilio {
             Ok(Proof {
                 undo: Some(token.clone()),
                 handle: Some(pn),
+                secrets: vec![token.clone()],
                 ..Default::default()
             })
         })

@@ -168,7 +168,8 @@ impl Provider for Viber {
                     token: Some(token.clone()),
                     ..Default::default()
                 },
-                undo: Some(token),
+                undo: Some(token.clone()),
+                secrets: vec![token],
                 ..Default::default()
             })
         })

@@ -89,9 +89,12 @@ impl Whatsapp {
     ) -> Result<Proof, ProviderError> {
         let token = self.long_lived(credentials, derived).await?;
         let number = self.read_number(channel, &token).await?;
+        let mut secrets = derived.clone();
+        secrets.extend(credentials.cloned());
         Ok(Proof {
             outcome: outcome(number, Some(token.clone())),
             undo: Some(token),
+            secrets,
             ..Default::default()
         })
     }
@@ -113,7 +116,7 @@ impl Whatsapp {
             .await;
         result
             .map(|_| Origin::Made)
-            .map_err(|e| self.graph.scrubbed(e, None, std::slice::from_ref(token)))
+            .map_err(|e| self.graph.scrubbed(e, None, &proof.secrets))
     }
 }
 
