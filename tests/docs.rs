@@ -6,7 +6,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Component, Path, PathBuf};
 
-use pulldown_cmark::{Event, HeadingLevel, Parser, Tag, TagEnd};
+use pulldown_cmark::{Event, Parser, Tag, TagEnd};
 use regex::Regex;
 
 const ROOT: &str = env!("CARGO_MANIFEST_DIR");
@@ -56,9 +56,7 @@ fn anchors(markdown: &str) -> BTreeSet<String> {
             }
             Event::End(TagEnd::Heading(_)) => {
                 let text = heading.take().unwrap();
-                let slug = drop
-                    .replace_all(&text.to_lowercase(), "")
-                    .replace(' ', "-");
+                let slug = drop.replace_all(&text.to_lowercase(), "").replace(' ', "-");
                 let n = seen.entry(slug.clone()).or_default();
                 anchors.insert(if *n == 0 {
                     slug.clone()
@@ -126,16 +124,27 @@ fn every_relative_link_resolves() {
                 continue;
             };
             if !Path::new(ROOT).join(&target).exists() {
-                broken.push(format!("{}: {link}: no {}", page.display(), target.display()));
+                broken.push(format!(
+                    "{}: {link}: no {}",
+                    page.display(),
+                    target.display()
+                ));
                 continue;
             }
             if anchor.is_empty() {
                 continue;
             }
             if target.extension().is_none_or(|e| e != "md") {
-                broken.push(format!("{}: {link}: an anchor into a file that is not a page", page.display()));
+                broken.push(format!(
+                    "{}: {link}: an anchor into a file that is not a page",
+                    page.display()
+                ));
             } else if !anchors(&read(&target)).contains(anchor) {
-                broken.push(format!("{}: {link}: {} has no heading #{anchor}", page.display(), target.display()));
+                broken.push(format!(
+                    "{}: {link}: {} has no heading #{anchor}",
+                    page.display(),
+                    target.display()
+                ));
             }
         }
     }
@@ -212,7 +221,11 @@ fn the_endpoint_table_of_docs_api_is_the_openapi_document() {
     let mut documented: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
     for row in glance.lines().filter(|l| l.starts_with("| `channels.")) {
         let cells: Vec<&str> = row.trim_matches('|').split(" | ").collect();
-        assert_eq!(cells.len(), 4, "endpoint | request | success | errors: {row}");
+        assert_eq!(
+            cells.len(),
+            4,
+            "endpoint | request | success | errors: {row}"
+        );
         let mut answers = statuses(cells[2]);
         answers.extend(statuses(cells[3]));
         answers.extend(also.iter().cloned());
@@ -226,7 +239,10 @@ fn the_endpoint_table_of_docs_api_is_the_openapi_document() {
     }
     let rows: BTreeSet<&String> = documented.keys().collect();
     let paths: BTreeSet<&String> = declared.keys().collect();
-    assert_eq!(rows, paths, "the table's endpoints against the document's paths");
+    assert_eq!(
+        rows, paths,
+        "the table's endpoints against the document's paths"
+    );
     for (path, answers) in &declared {
         assert_eq!(
             &documented[path], answers,
@@ -281,7 +297,10 @@ fn the_layout_table_of_docs_development_is_src() {
             }
         }
     }
-    assert!(missing.is_empty(), "docs/development.md names what is not there: {missing:?}");
+    assert!(
+        missing.is_empty(),
+        "docs/development.md names what is not there: {missing:?}"
+    );
     // A directory is named with what is named in it.
     let named: BTreeSet<&Path> = named.iter().flat_map(|p| p.ancestors()).collect();
     let unnamed: Vec<_> = tree(Path::new("src"))
