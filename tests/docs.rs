@@ -9,6 +9,10 @@ use std::path::{Component, Path, PathBuf};
 use pulldown_cmark::{Event, Parser, Tag, TagEnd};
 use regex::Regex;
 
+#[path = "support/pages.rs"]
+mod pages;
+use pages::section;
+
 const ROOT: &str = env!("CARGO_MANIFEST_DIR");
 
 /// The pages whose links must resolve: the README, every page of docs/, and the READMEs of the
@@ -165,15 +169,6 @@ fn github_anchors_are_computed_as_github_does() {
     .map(str::to_owned)
     .into();
     assert_eq!(anchors(page), want);
-}
-
-/// The `## {title}` section of a page, up to the next `## `.
-fn section<'a>(page: &'a str, title: &str) -> &'a str {
-    let start = page
-        .find(&format!("\n## {title}\n"))
-        .unwrap_or_else(|| panic!("no section {title:?}"));
-    let rest = &page[start + 1..];
-    &rest[..rest[3..].find("\n## ").map_or(rest.len(), |n| n + 3)]
 }
 
 /// The HTTP statuses a piece of text names.

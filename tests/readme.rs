@@ -4,6 +4,8 @@
 
 mod support;
 
+use support::section;
+
 use std::collections::BTreeSet;
 use std::path::Path;
 
@@ -12,15 +14,6 @@ use regex::Regex;
 const README: &str = include_str!("../README.md");
 const CONFIGURATION: &str = include_str!("../docs/configuration.md");
 const BIN: &str = env!("CARGO_BIN_EXE_channel-operator");
-
-/// The section of `page` that starts with the heading `## {title}`, up to the next `## `.
-fn section(page: &'static str, title: &str) -> &'static str {
-    let start = page
-        .find(&format!("\n## {title}\n"))
-        .unwrap_or_else(|| panic!("no section {title:?}"));
-    let rest = &page[start + 1..];
-    &rest[..rest[3..].find("\n## ").map_or(rest.len(), |n| n + 3)]
-}
 
 /// The `sh` code blocks of a piece of a page, in order.
 fn sh_blocks(text: &str) -> Vec<&str> {

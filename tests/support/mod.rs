@@ -15,6 +15,7 @@ pub mod env;
 pub mod fakes;
 pub mod kubectl;
 pub mod logs;
+pub mod pages;
 pub mod providers;
 pub mod replica;
 pub mod router;
@@ -25,6 +26,7 @@ pub use build::*;
 pub use env::{sandbox, Env, Running, Sandboxed};
 pub use fakes::{APP_SECRET, TWILIO_TOKEN};
 pub use logs::{log_text, logs};
+pub use pages::section;
 pub use replica::assert_running;
 pub use wait::{
     consistently, create_retrying, eventually, eventually_ok, eventually_some, eventually_within,
