@@ -375,3 +375,121 @@ async fn connect_of_a_channel_whose_id_another_namespace_holds_is_409_and_leaves
     )
     .await;
 }
+
+/// A Secret someone created first under the name the API stores a page token in (the name
+/// follows the token's digest) is never used. The API may create Secrets and read none, so its
+/// create meets 409 and it cannot tell whose the Secret is: a new Channel is removed again and
+/// the connect answers 409; an existing Channel's spec names it, and the controller refuses it
+/// because it does not hold the token its name was derived from, even when it poses as the
+/// operator's (labels and an ownerReference to the Channel). The squatter's token never reaches
+/// Graph.
+#[tokio::test]
+async fn a_secret_squatting_the_name_of_a_page_token_is_never_used() {
+    use channel_operator::ownership::{credentials_secret_name, owner_reference};
+    let env = Env::with_api().await;
+    Mock::given(method("GET"))
+        .and(path("/v24.0/oauth/access_token"))
+        .respond_with(ResponseTemplate::new(200).set_body_json(json!({"access_token": "long"})))
+        .mount(&env.graph)
+        .await;
+    Mock::given(method("GET"))
+        .and(path("/v24.0/8888"))
+        .respond_with(ResponseTemplate::new(200).set_body_json(json!({
+            "id": "8888", "name_with_location_descriptor": "Page", "access_token": "page-access-8888",
+            "is_webhooks_subscribed": false
+        })))
+        .mount(&env.graph)
+        .await;
+    Mock::given(method("POST"))
+        .and(path("/v24.0/me/subscribed_apps"))
+        .respond_with(ResponseTemplate::new(200).set_body_json(json!({"success": true})))
+        .mount(&env.graph)
+        .await;
+    let id = channel_operator::naming::ChatPluginNaming::default().id_of(Source::Facebook, "8888");
+    let victim = "EAAB-victim-token";
+    let squatted = credentials_secret_name(&id, victim);
+    let secrets: Api<K8sSecret> = Api::namespaced(env.sb.client(), "default");
+    let channels: Api<Channel> = Api::namespaced(env.sb.client(), "default");
+    let squat = |owner: Option<&Channel>| {
+        let mut s = secret(&squatted, "page_token", "EAAB-squatter-token");
+        let labels = s.metadata.labels.get_or_insert_with(Default::default);
+        labels.extend(channel_operator::ownership::managed_labels());
+        s.metadata.owner_references = owner.and_then(owner_reference).map(|r| vec![r]);
+        s
+    };
+    secrets
+        .create(&PostParams::default(), &squat(None))
+        .await
+        .unwrap();
+    let connect = |token: &'static str| {
+        let env = &env;
+        async move {
+            env.post(
+                "channels.facebook.connect",
+                json!({"page_id": "8888", "page_token": token}),
+            )
+            .await
+        }
+    };
+
+    // A new Channel: 409, and nothing of it stays; the squatter's Secret is untouched.
+    let (s, v) = connect(victim).await;
+    assert_eq!(s, 409, "{v}");
+    assert!(!v.to_string().contains("page-token"), "{v}");
+    eventually("the refused Channel is gone", || async {
+        env.channels()
+            .list(&ListParams::default())
+            .await
+            .unwrap()
+            .items
+            .is_empty()
+    })
+    .await;
+    assert_eq!(
+        secret_names(&env, "default").await,
+        BTreeSet::from([squatted.clone()])
+    );
+
+    // An existing Channel, connected with another token; the squatter's Secret comes back
+    // posing as the operator's, owned by that Channel.
+    secrets
+        .delete(&squatted, &Default::default())
+        .await
+        .unwrap();
+    let (s, v) = connect("EAAB-first-token").await;
+    assert_eq!(s, 200, "{v}");
+    let ch = channels.get(&id).await.unwrap();
+    secrets
+        .create(&PostParams::default(), &squat(Some(&ch)))
+        .await
+        .unwrap();
+    let (s, v) = connect(victim).await;
+    assert_eq!(s, 503, "{v}");
+    assert!(message(&v).starts_with("Connect failed"), "{v}");
+    let ch = channels.get(&id).await.unwrap();
+    assert_eq!(
+        ch.spec.credentials_secret_ref.as_ref().unwrap().name,
+        squatted
+    );
+    let ready = ch.ready_condition().unwrap();
+    assert_eq!(
+        (ready.reason.as_str(), ready.status.as_str()),
+        ("CredentialsMissing", "False")
+    );
+    let asked: Vec<String> = env
+        .graph
+        .received_requests()
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| r.url.to_string())
+        .collect();
+    assert!(
+        asked.iter().all(|u| !u.contains("squatter")),
+        "the squatter's token reached Graph: {asked:?}"
+    );
+    assert!(
+        asked.iter().any(|u| u.contains("EAAB-first-token")),
+        "{asked:?}"
+    );
+}
