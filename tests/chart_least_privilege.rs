@@ -20,8 +20,6 @@ use futures::StreamExt;
 use serde_json::{json, Value};
 use support::chart::*;
 
-/// The state namespace of the release (`stateNamespace` by default).
-const STATE_NS: &str = "channel-operator-state";
 /// The leader-election Lease (`leaderElection.leaseName` by default: the release's full name).
 const LEADER: &str = "channel-operator";
 /// A user with every right on Channels and Secrets of the namespaces the tenants use.
@@ -286,4 +284,64 @@ async fn every_identity_holds_only_what_it_uses_in_every_install_mode() {
         wrong.len(),
         wrong.join("\n")
     );
+}
+
+/// Done when (issue 26): a long-lived token written by the controller is unreadable by any
+/// tenant and by the API's identity. The controller connects a Facebook page as the chart's
+/// identity; every Secret in the cluster that holds a token it derived (the long-lived token
+/// exchanged from the page token, the page access token) lies in the state namespace, and
+/// neither a tenant of team-a nor the API's identity may get, list or watch it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs the ledger's move of derived tokens into the state namespace (LEDGER.md); \
+            today the controller keeps the page access token in <channel>-facebook-token in the \
+            Channel's namespace"]
+async fn no_tenant_and_no_api_identity_reads_a_token_the_controller_derived() {
+    use k8s_openapi::api::core::v1::Secret;
+    use kube::api::{Api, ListParams};
+    let (graph, twilio) = fake_providers().await;
+    let (sb, objects, dir) = install(&graph, &twilio, json!({})).await;
+    let d = dir.path();
+    let _controller = start_controller(&sb, &objects).await;
+    tenant_in(&sb, d, WATCH_NS).await;
+    let file = d.join("channels.yaml");
+    std::fs::write(&file, CHANNELS).unwrap();
+    let (code, out, err) = kubectl(&sb, d, &["apply", "-f", file.to_str().unwrap()]).await;
+    assert_eq!(code, 0, "{out}{err}");
+    let channels = Api::<channel_operator::crd::Channel>::namespaced(sb.client(), WATCH_NS);
+    wait_ready(&sb, &channels, "acme-facebook", ("True", "Connected")).await;
+    assert_eq!(sb.denials(), Vec::<String>::new());
+
+    let derived = ["long-lived", "page-access"];
+    let holders: Vec<(String, String)> = Api::<Secret>::all(sb.client())
+        .list(&ListParams::default())
+        .await
+        .unwrap()
+        .items
+        .into_iter()
+        .filter(|s| {
+            s.data.iter().flatten().any(|(_, v)| {
+                let v = String::from_utf8_lossy(&v.0);
+                derived.iter().any(|t| v.contains(t))
+            })
+        })
+        .map(|s| (s.metadata.namespace.unwrap(), s.metadata.name.unwrap()))
+        .collect();
+    assert!(!holders.is_empty(), "the controller kept no derived token");
+    let (pod, _) = container(&objects, "api");
+    let api = format!(
+        "system:serviceaccount:{RELEASE_NS}:{}",
+        pod["serviceAccountName"].as_str().unwrap()
+    );
+    for (ns, name) in &holders {
+        assert_eq!(
+            ns, STATE_NS,
+            "{ns}/{name} holds a token the controller derived"
+        );
+        for who in [TENANT, api.as_str()] {
+            assert!(!can_i(&sb, d, who, "get", &format!("secrets/{name}"), STATE_NS).await);
+            for verb in ["list", "watch"] {
+                assert!(!can_i(&sb, d, who, verb, "secrets", STATE_NS).await);
+            }
+        }
+    }
 }
