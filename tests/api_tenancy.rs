@@ -80,6 +80,38 @@ async fn secret_names(env: &Env, ns: &str) -> BTreeSet<String> {
         .collect()
 }
 
+/// A Graph API knowing `page` ("Shared"), which every page token exchanges into a long-lived
+/// token of its own, and whose app subscription always succeeds.
+async fn graph_page(env: &Env, page: &str) {
+    Mock::given(method("GET"))
+        .and(path("/v24.0/oauth/access_token"))
+        .respond_with(|req: &wiremock::Request| {
+            let token = req
+                .url
+                .query_pairs()
+                .find(|(k, _)| k == "fb_exchange_token")
+                .map(|(_, v)| v.into_owned())
+                .unwrap_or_default();
+            ResponseTemplate::new(200)
+                .set_body_json(json!({"access_token": format!("long-{token}")}))
+        })
+        .mount(&env.graph)
+        .await;
+    Mock::given(method("GET"))
+        .and(path(format!("/v24.0/{page}")))
+        .respond_with(ResponseTemplate::new(200).set_body_json(json!({
+            "id": page, "name_with_location_descriptor": "Shared",
+            "access_token": format!("page-access-{page}"), "is_webhooks_subscribed": false
+        })))
+        .mount(&env.graph)
+        .await;
+    Mock::given(method("POST"))
+        .and(path("/v24.0/me/subscribed_apps"))
+        .respond_with(ResponseTemplate::new(200).set_body_json(json!({"success": true})))
+        .mount(&env.graph)
+        .await;
+}
+
 #[tokio::test]
 async fn connect_for_an_id_held_in_another_namespace_is_409_and_changes_nothing() {
     // The squatter's namespace may use the operator's accounts (else its Channel would claim
@@ -223,34 +255,7 @@ async fn a_namespace_listed_in_namespaces_shares_its_channels_with_the_api() {
 #[tokio::test]
 async fn concurrent_connects_of_one_page_leave_the_token_in_use_only() {
     let env = Env::with_api().await;
-    // Every page token exchanges into a long-lived token of its own.
-    Mock::given(method("GET"))
-        .and(path("/v24.0/oauth/access_token"))
-        .respond_with(|req: &wiremock::Request| {
-            let token = req
-                .url
-                .query_pairs()
-                .find(|(k, _)| k == "fb_exchange_token")
-                .map(|(_, v)| v.into_owned())
-                .unwrap_or_default();
-            ResponseTemplate::new(200)
-                .set_body_json(json!({"access_token": format!("long-{token}")}))
-        })
-        .mount(&env.graph)
-        .await;
-    Mock::given(method("GET"))
-        .and(path("/v24.0/4242"))
-        .respond_with(ResponseTemplate::new(200).set_body_json(json!({
-            "id": "4242", "name_with_location_descriptor": "Shared", "access_token": "page-access-4242",
-            "is_webhooks_subscribed": false
-        })))
-        .mount(&env.graph)
-        .await;
-    Mock::given(method("POST"))
-        .and(path("/v24.0/me/subscribed_apps"))
-        .respond_with(ResponseTemplate::new(200).set_body_json(json!({"success": true})))
-        .mount(&env.graph)
-        .await;
+    graph_page(&env, "4242").await;
     const CALLERS: usize = 6;
     let answers = futures::future::join_all((0..CALLERS).map(|i| {
         let env = &env;
@@ -387,24 +392,7 @@ async fn connect_of_a_channel_whose_id_another_namespace_holds_is_409_and_leaves
 async fn a_secret_squatting_the_name_of_a_page_token_is_never_used() {
     use channel_operator::ownership::{credentials_secret_name, owner_reference};
     let env = Env::with_api().await;
-    Mock::given(method("GET"))
-        .and(path("/v24.0/oauth/access_token"))
-        .respond_with(ResponseTemplate::new(200).set_body_json(json!({"access_token": "long"})))
-        .mount(&env.graph)
-        .await;
-    Mock::given(method("GET"))
-        .and(path("/v24.0/8888"))
-        .respond_with(ResponseTemplate::new(200).set_body_json(json!({
-            "id": "8888", "name_with_location_descriptor": "Page", "access_token": "page-access-8888",
-            "is_webhooks_subscribed": false
-        })))
-        .mount(&env.graph)
-        .await;
-    Mock::given(method("POST"))
-        .and(path("/v24.0/me/subscribed_apps"))
-        .respond_with(ResponseTemplate::new(200).set_body_json(json!({"success": true})))
-        .mount(&env.graph)
-        .await;
+    graph_page(&env, "8888").await;
     let id = channel_operator::naming::ChatPluginNaming::default().id_of(Source::Facebook, "8888");
     let victim = "EAAB-victim-token";
     let squatted = credentials_secret_name(&id, victim);
