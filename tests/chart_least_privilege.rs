@@ -191,13 +191,13 @@ fn questions(mode: &Mode, api: &str) -> (Vec<Ask>, Vec<String>) {
     for verb in ["get", "update", "patch", "delete"] {
         q.push(ask(c, verb, "leases/claim-0123", RELEASE_NS, false));
     }
-    // The state namespace: the controller's claims, records and effect entries.
-    for resource in ["leases", "secrets"] {
-        for verb in [
-            "get", "list", "watch", "create", "update", "patch", "delete",
-        ] {
-            q.push(ask(c, verb, resource, STATE_NS, true));
-        }
+    // The state namespace: the controller's claims and effect entries (Leases), its records
+    // (Secrets), with the verbs the record of provider effects uses.
+    for verb in EVERY_VERB {
+        let leases = ["get", "create", "update", "delete"].contains(&verb);
+        q.push(ask(c, verb, "leases", STATE_NS, leases));
+        let secrets = ["get", "list", "create", "update", "delete"].contains(&verb);
+        q.push(ask(c, verb, "secrets", STATE_NS, secrets));
     }
     q.push(ask(c, "get", "secrets", "kube-system", false));
     q.push(ask(c, "get", "leases", "kube-system", false));
