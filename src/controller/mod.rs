@@ -66,9 +66,8 @@ pub struct Args {
     /// Name of the leader-election Lease.
     #[arg(long, env = "LEASE_NAME", default_value = "channel-operator")]
     pub lease_name: String,
-    /// The operator's namespace: where the leader-election Lease and the claims of channel ids
-    /// (one Lease per channel id) are, and whose Channels may use the flags' provider accounts.
-    /// `--lease-namespace` is an alias.
+    /// The operator's namespace: where the leader-election Lease is, and whose Channels may use
+    /// the flags' provider accounts. `--lease-namespace` is an alias.
     #[arg(
         long,
         alias = "lease-namespace",
@@ -76,6 +75,11 @@ pub struct Args {
         default_value = "default"
     )]
     pub operator_namespace: String,
+    /// The namespace of the operator's private state, which neither tenants nor the API's
+    /// identity can read: the claims of channel ids (one Lease per channel id). Default: the
+    /// operator's namespace.
+    #[arg(long, env = "STATE_NAMESPACE")]
+    pub state_namespace: Option<String>,
     /// Identity of this replica in the Lease (default: the hostname).
     #[arg(long, env = "POD_NAME")]
     pub identity: Option<String>,
@@ -159,6 +163,16 @@ impl Args {
                 .filter(|s| !s.is_empty())
                 .collect(),
         }
+    }
+
+    /// The state namespace: `--state-namespace`, else the operator's namespace.
+    pub fn state_namespace(&self) -> String {
+        self.state_namespace
+            .as_deref()
+            .map(str::trim)
+            .filter(|s| !s.is_empty())
+            .unwrap_or(&self.operator_namespace)
+            .to_owned()
     }
 
     /// Where Secrets are read, watched and written.
@@ -298,7 +312,7 @@ pub async fn run_controller(
         resync: Duration::from_secs(args.resync_seconds.max(1)),
         secret_access: secret_access.clone(),
         naming: args.chatplugin_naming,
-        claim_namespace: args.operator_namespace.clone(),
+        claim_namespace: args.state_namespace(),
     };
     let ctx = Arc::new(reconcile::Context::new(
         client.clone(),
@@ -419,5 +433,19 @@ mod tests {
         let parse = |argv: &[&str]| Args::try_parse_from(argv).unwrap().operator_namespace;
         assert_eq!(parse(&["controller", "--operator-namespace", "ops"]), "ops");
         assert_eq!(parse(&["controller", "--lease-namespace", "ops"]), "ops");
+    }
+
+    #[test]
+    fn the_state_namespace_defaults_to_the_operator_namespace() {
+        let parse = |argv: &[&str]| Args::try_parse_from(argv).unwrap().state_namespace();
+        assert_eq!(parse(&["controller", "--operator-namespace", "ops"]), "ops");
+        let own = [
+            "controller",
+            "--operator-namespace",
+            "ops",
+            "--state-namespace",
+            "ops-state",
+        ];
+        assert_eq!(parse(&own), "ops-state");
     }
 }

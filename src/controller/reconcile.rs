@@ -241,11 +241,53 @@ async fn execute(
 ) -> Result<Action, Error> {
     let mut reporter = Reporter::new(ctx, ch);
     let provider = providers.for_source(ch.spec.source);
+    let new_generation = reporter.current().observed_generation != ch.metadata.generation;
+    let action = execute_step(ch, ctx, step, observed, provider, &mut reporter).await?;
+    // Only where the spec names credentials the API wrote (so the API has been writing them);
+    // not after a Duplicate verdict, the one the API undoes (its connect puts the spec back, and
+    // with it the Secret the spec named before).
+    let verdict = reporter.verdict_now();
+    let apis = ch
+        .spec
+        .credentials_secret_ref
+        .as_ref()
+        .is_some_and(|r| crate::ownership::of_the_apis_form(&r.name, ch));
+    if new_generation && apis && verdict.is_some_and(|r| r != Reason::Duplicate) {
+        delete_unnamed_credentials(ctx, ch).await;
+    }
+    Ok(action)
+}
+
+/// Deletes the credentials Secrets the API wrote for `ch` that its spec no longer names, once
+/// per generation, after the verdict on it. Best effort: what fails here is left to the next
+/// generation, or to the garbage collector with the Channel.
+async fn delete_unnamed_credentials(ctx: &Context, ch: &Channel) {
+    let Ok(api) = ctx.secrets(ch) else { return };
+    match secrets::delete_unnamed_credentials(&api, ch).await {
+        Ok(0) => {}
+        Ok(n) => info!(
+            secrets = n,
+            "deleted credentials Secrets the Channel no longer names"
+        ),
+        Err(e) => {
+            tracing::warn!(error = %e, "deleting credentials Secrets the Channel no longer names failed")
+        }
+    }
+}
+
+async fn execute_step(
+    ch: &Channel,
+    ctx: &Context,
+    step: Step,
+    observed: Observed,
+    provider: &dyn Provider,
+    reporter: &mut Reporter<'_>,
+) -> Result<Action, Error> {
     match step {
-        Step::Stall { reason, message } => stall(ctx, &mut reporter, reason, message).await,
+        Step::Stall { reason, message } => stall(ctx, reporter, reason, message).await,
         Step::Connect { fingerprint } => {
             let credentials = observed.credentials.ok().flatten();
-            connect(ch, ctx, &mut reporter, provider, fingerprint, credentials).await
+            connect(ch, ctx, reporter, provider, fingerprint, credentials).await
         }
         Step::Confirm {
             fingerprint,
@@ -277,14 +319,13 @@ async fn execute(
         }
         Step::Disconnect => {
             let token = observed.token_secret.token().cloned();
-            if let Some(failed) = disconnect(ch, ctx, &mut reporter, provider, token, false).await?
-            {
+            if let Some(failed) = disconnect(ch, ctx, reporter, provider, token, false).await? {
                 return Ok(failed);
             }
-            report_disconnected(ch, ctx, &mut reporter, true).await
+            report_disconnected(ch, ctx, reporter, true).await
         }
         Step::ReportDisconnected { cleanup } => {
-            report_disconnected(ch, ctx, &mut reporter, cleanup).await
+            report_disconnected(ch, ctx, reporter, cleanup).await
         }
         Step::Claim | Step::Reclaim(_) => unreachable!("claims are taken before execute"),
         Step::Release {
@@ -297,9 +338,7 @@ async fn execute(
                     TokenSecret::Ours(t) => t,
                     _ => None,
                 };
-                if let Some(failed) =
-                    disconnect(ch, ctx, &mut reporter, provider, token, true).await?
-                {
+                if let Some(failed) = disconnect(ch, ctx, reporter, provider, token, true).await? {
                     return Ok(failed);
                 }
             } else if may_be_connected(reporter.current()) {
