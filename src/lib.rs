@@ -22,6 +22,10 @@
 //! - [`secret`]: [`secret::SecretString`], a string that never prints itself, and redaction;
 //! - [`ownership`]: the Secrets the two share, their names and labels, and who may write or
 //!   delete each;
+//! - [`rules`]: the one rule set for Channel values (patterns, CEL rules, the name rule);
+//!   [`naming`]: the chat plugin's name in ids and answers; [`reason`]: the `Ready` reasons and
+//!   the kstatus state of each;
+//! - [`metrics`]: the controller's metrics and health endpoints; [`telemetry`]: logging;
 //! - [`dev`]: the `dev` command wiring them together with the in-memory Kubernetes API server of
 //!   the `kube-sandbox` package (feature `dev`, on by default; the production image is built
 //!   without it).

@@ -7,7 +7,7 @@
 //! (`spec.namespaceSelector`), none by default. The process flags define an implicit
 //! `ClusterProviderConfig` named `default` that admits the operator's namespace and the ones of
 //! `--default-provider-namespaces`; a real one named `default` replaces it. Which configuration a
-//! Channel uses is decided by [`choose`] (README, "Security").
+//! Channel uses is decided by [`choose`] (docs/security.md).
 
 // kube-derive's repeated `printcolumn(type_ = ...)` arguments look like duplicated attributes to clippy.
 #![allow(clippy::duplicated_attributes)]

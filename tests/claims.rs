@@ -20,8 +20,8 @@ use support::*;
 /// A namespace whose name sorts before `default`: the old namespace/name tie-break chose it.
 const TENANT: &str = "aaa-tenant";
 
-/// The page both claim tests contend for, and its claim: a Lease named `claim-<channel id>` (the
-/// README), with the channel id of docs/channel-ids.md's vector for `facebook` `100000000001`,
+/// The page both claim tests contend for, and its claim: a Lease named `claim-<channel id>`
+/// (docs/security.md), with the channel id of docs/channel-ids.md's vector for `facebook` `100000000001`,
 /// written out rather than computed by the code under test.
 const PAGE: &str = "100000000001";
 const CLAIM: &str = "claim-f405cad8-dd03-5275-be27-a660d4d64949";

@@ -178,10 +178,11 @@ impl Args {
     /// The state namespace: `--state-namespace`, else the operator's namespace.
     pub fn state_namespace(&self) -> String {
         self.state_namespace
-            .clone()
-            .map(|s| s.trim().to_owned())
+            .as_deref()
+            .map(str::trim)
             .filter(|s| !s.is_empty())
-            .unwrap_or_else(|| self.operator_namespace.clone())
+            .unwrap_or(&self.operator_namespace)
+            .to_owned()
     }
 
     /// Where Secrets are read, watched and written.
@@ -449,15 +450,13 @@ mod tests {
     fn the_state_namespace_defaults_to_the_operator_namespace() {
         let parse = |argv: &[&str]| Args::try_parse_from(argv).unwrap().state_namespace();
         assert_eq!(parse(&["controller", "--operator-namespace", "ops"]), "ops");
-        assert_eq!(
-            parse(&[
-                "controller",
-                "--operator-namespace",
-                "ops",
-                "--state-namespace",
-                "ops-state"
-            ]),
-            "ops-state"
-        );
+        let own = [
+            "controller",
+            "--operator-namespace",
+            "ops",
+            "--state-namespace",
+            "ops-state",
+        ];
+        assert_eq!(parse(&own), "ops-state");
     }
 }

@@ -326,10 +326,52 @@ async fn execute(
     providers: &Providers,
 ) -> Result<Action, Error> {
     let mut reporter = Reporter::new(ctx, ch);
+    let new_generation = reporter.current().observed_generation != ch.metadata.generation;
+    let action = execute_step(ch, ctx, step, observed, providers, &mut reporter).await?;
+    // Only where the spec names credentials the API wrote (so the API has been writing them);
+    // not after a Duplicate verdict, the one the API undoes (its connect puts the spec back, and
+    // with it the Secret the spec named before).
+    let verdict = reporter.verdict_now();
+    let apis = ch
+        .spec
+        .credentials_secret_ref
+        .as_ref()
+        .is_some_and(|r| crate::ownership::of_the_apis_form(&r.name, ch));
+    if new_generation && apis && verdict.is_some_and(|r| r != Reason::Duplicate) {
+        delete_unnamed_credentials(ctx, ch).await;
+    }
+    Ok(action)
+}
+
+/// Deletes the credentials Secrets the API wrote for `ch` that its spec no longer names, once
+/// per generation, after the verdict on it. Best effort: what fails here is left to the next
+/// generation, or to the garbage collector with the Channel.
+async fn delete_unnamed_credentials(ctx: &Context, ch: &Channel) {
+    let Ok(api) = ctx.secrets(ch) else { return };
+    match secrets::delete_unnamed_credentials(&api, ch).await {
+        Ok(0) => {}
+        Ok(n) => info!(
+            secrets = n,
+            "deleted credentials Secrets the Channel no longer names"
+        ),
+        Err(e) => {
+            tracing::warn!(error = %e, "deleting credentials Secrets the Channel no longer names failed")
+        }
+    }
+}
+
+async fn execute_step(
+    ch: &Channel,
+    ctx: &Context,
+    step: Step,
+    observed: Observed,
+    providers: &Providers,
+    reporter: &mut Reporter<'_>,
+) -> Result<Action, Error> {
     match step {
-        Step::Stall { reason, message } => stall(ctx, &mut reporter, reason, message).await,
+        Step::Stall { reason, message } => stall(ctx, reporter, reason, message).await,
         Step::Connect { fingerprint } => {
-            connect::connect(ch, ctx, &mut reporter, providers, observed, fingerprint).await
+            connect::connect(ch, ctx, reporter, providers, observed, fingerprint).await
         }
         Step::Confirm {
             fingerprint,
@@ -338,24 +380,15 @@ async fn execute(
             let provider = providers.for_source(ch.spec.source);
             let token = observed.record.as_ref().and_then(|r| r.token.as_ref());
             let next = reporter.current().clone();
-            connect::confirm(
-                ctx,
-                &mut reporter,
-                provider,
-                token,
-                next,
-                fingerprint,
-                recheck,
-            )
-            .await
+            connect::confirm(ctx, reporter, provider, token, next, fingerprint, recheck).await
         }
         Step::Adopt { fingerprint } => {
-            connect::adopt(ch, ctx, &mut reporter, providers, observed, fingerprint).await
+            connect::adopt(ch, ctx, reporter, providers, observed, fingerprint).await
         }
-        Step::Disconnect => undo::disconnect(ch, ctx, &mut reporter, providers, observed).await,
-        Step::ReportDisconnected => report_disconnected(&mut reporter).await,
+        Step::Disconnect => undo::disconnect(ch, ctx, reporter, providers, observed).await,
+        Step::ReportDisconnected => report_disconnected(reporter).await,
         Step::Release { undo, claim } => {
-            undo::release(ch, ctx, &mut reporter, providers, observed, undo, claim).await
+            undo::release(ch, ctx, reporter, providers, observed, undo, claim).await
         }
         Step::Claim | Step::Reclaim(_) | Step::Move(_) => {
             unreachable!("claims and moves are taken before execute")

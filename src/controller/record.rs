@@ -30,13 +30,11 @@ use kube::{Api, ResourceExt};
 use super::error::Error;
 use crate::crd::Channel;
 use crate::effects::{ConfigRef, Effect};
-use crate::ownership::{managed_labels, MANAGER};
+use crate::ownership::{managed_labels, CHANNEL_UID_LABEL, MANAGER};
 use crate::secret::SecretString;
 
 /// The type of a record Secret.
 pub const RECORD_TYPE: &str = "airy.co/channel-record";
-/// Label of a record: the Channel's uid.
-pub const CHANNEL_UID_LABEL: &str = "airy.co/channel-uid";
 /// Label of a record: the uid of the configuration object its effects were made through.
 pub const CONFIG_UID_LABEL: &str = "airy.co/provider-config-uid";
 /// Annotation of a record: the Channel's `namespace/name`.

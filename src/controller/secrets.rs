@@ -48,7 +48,9 @@ pub fn unusable_message(ch: &Channel) -> String {
 }
 
 /// Reads the Channel's credentials Secret. `Ok(None)` when the Channel names none. The Secret's
-/// labels are checked before its data is touched: one that does not consent is never read.
+/// labels are checked before its data is touched: one that does not consent is never read. A
+/// token that does not fit a name of the API's form ([`ownership::token_fits_name`]: a Secret
+/// someone created under the name the API meant to write) is unusable like a missing one.
 pub async fn credentials(api: &Api<Secret>, ch: &Channel) -> Result<Option<Credentials>, Error> {
     let Some(r) = &ch.spec.credentials_secret_ref else {
         return Ok(None);
@@ -59,7 +61,9 @@ pub async fn credentials(api: &Api<Secret>, ch: &Channel) -> Result<Option<Crede
         .await?
         .filter(|s| ownership::usable_as_credentials(&s.metadata, ch))
         .ok_or_else(unusable)?;
-    let token = secret_value(&secret, &r.key).ok_or_else(unusable)?;
+    let token = secret_value(&secret, &r.key)
+        .filter(|t| ownership::token_fits_name(&r.name, ch, t.expose()))
+        .ok_or_else(unusable)?;
     Ok(Some(Credentials {
         token,
         version: secret.metadata.resource_version.unwrap_or_default(),
@@ -87,7 +91,33 @@ pub async fn delete_owned(api: &Api<Secret>, ch: &Channel, moment: Moment) -> Re
         .filter(|s| ownership::controller_deletes(&s.metadata, ch, moment))
         .map(|s| (s.name_any(), s.metadata.uid))
         .collect();
-    for (name, uid) in &owned {
+    delete_guarded(api, &owned).await?;
+    Ok(owned.len())
+}
+
+/// Deletes the credentials Secrets the API wrote for this Channel that its spec stopped naming
+/// at an earlier generation ([`ownership::controller_deletes_unnamed`]), each guarded by its uid.
+/// The API may create Secrets and nothing else: replacing a token, or failing a connect after
+/// writing one, leaves the old one to the controller. Returns how many.
+pub async fn delete_unnamed_credentials(api: &Api<Secret>, ch: &Channel) -> Result<usize, Error> {
+    let unnamed: Vec<(String, Option<String>)> = api
+        .list_metadata(&ListParams::default().labels(&ownership::credentials_selector(ch)))
+        .await?
+        .items
+        .into_iter()
+        .filter(|s| ownership::controller_deletes_unnamed(&s.metadata, ch))
+        .map(|s| (s.name_any(), s.metadata.uid))
+        .collect();
+    delete_guarded(api, &unnamed).await?;
+    Ok(unnamed.len())
+}
+
+/// Deletes each `(name, uid)`, guarded by the uid; one already gone or replaced is skipped.
+async fn delete_guarded(
+    api: &Api<Secret>,
+    secrets: &[(String, Option<String>)],
+) -> Result<(), Error> {
+    for (name, uid) in secrets {
         let params = DeleteParams {
             preconditions: Some(Preconditions {
                 uid: uid.clone(),
@@ -101,7 +131,7 @@ pub async fn delete_owned(api: &Api<Secret>, ch: &Channel, moment: Moment) -> Re
             Err(e) => return Err(e.into()),
         }
     }
-    Ok(owned.len())
+    Ok(())
 }
 
 pub(super) fn secret_value(secret: &Secret, key: &str) -> Option<SecretString> {

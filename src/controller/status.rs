@@ -138,6 +138,14 @@ impl<'a> Reporter<'a> {
         }
     }
 
+    /// The reason of the Ready condition, if the status reports on the Channel's generation.
+    pub fn verdict_now(&self) -> Option<&str> {
+        let ready = self.current.conditions.iter().find(|c| c.type_ == READY);
+        let generation = self.ch.metadata.generation.unwrap_or(0);
+        crate::channel_state::verdict_at(self.current.observed_generation, ready, generation)
+            .map(|c| c.reason.as_str())
+    }
+
     /// Whether the Ready condition already says `reason` with `message`.
     pub fn says(&self, reason: Reason, message: &str) -> bool {
         self.current

@@ -9,7 +9,7 @@ use kube::{Api, ResourceExt};
 
 use super::env::Env;
 
-/// The state namespace of the tests' controller.
+/// The state namespace of the tests' controller, and the chart's for the tests' release.
 pub const STATE_NS: &str = "channel-operator-state";
 
 /// The Secret `name` of the state namespace; fails the test when it does not exist.

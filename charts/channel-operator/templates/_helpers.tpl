@@ -79,14 +79,6 @@ provider Secrets (see "channel-operator.validate"): by default <release namespac
 {{- .Values.channelsNamespace | default .Values.watchNamespace | default (printf "%s-channels" .Release.Namespace) }}
 {{- end }}
 
-{{/* The controller's private state (STATE_NAMESPACE): claims of channel ids, Channel records with
-the tokens their undo needs, entries of shared provider effects. Never the release namespace
-(provider Secrets) nor one the API works in (see "channel-operator.validate"): by default
-<release namespace>-state. */}}
-{{- define "channel-operator.stateNamespace" -}}
-{{- .Values.stateNamespace | default (printf "%s-state" .Release.Namespace) }}
-{{- end }}
-
 {{/* Namespaces whose Channels the API reads and writes (API_NAMESPACES), comma-separated: the
 channels namespace first, then api.namespaces. */}}
 {{- define "channel-operator.apiNamespaces" -}}
@@ -106,7 +98,8 @@ providerConfigs.defaultNamespaces. */}}
 
 {{/* Namespaces where the controller reads and writes Secrets (SECRET_NAMESPACES),
 comma-separated, or "*" with secrets.clusterWide. Default: watchNamespace when set, else the
-API's namespaces (where the API writes page-token Secrets). */}}
+API's namespaces (where the API writes page-token Secrets) and, with the API separate, the release
+namespace (the Secrets ClusterProviderConfigs name; read only, see rbac.yaml). */}}
 {{- define "channel-operator.secretNamespaces" -}}
 {{- if .Values.secrets.clusterWide }}
 {{- "*" }}
@@ -114,9 +107,17 @@ API's namespaces (where the API writes page-token Secrets). */}}
 {{- .Values.secrets.namespaces | uniq | join "," }}
 {{- else if .Values.watchNamespace }}
 {{- .Values.watchNamespace }}
+{{- else if .Values.api.separate }}
+{{- printf "%s,%s" (include "channel-operator.apiNamespaces" .) .Release.Namespace }}
 {{- else }}
 {{- include "channel-operator.apiNamespaces" . }}
 {{- end }}
+{{- end }}
+
+{{/* The namespace of the operator's private state (STATE_NAMESPACE): claims, records of provider
+effects, derived tokens. Only the controller has rights there. */}}
+{{- define "channel-operator.stateNamespace" -}}
+{{- .Values.stateNamespace | default (printf "%s-state" .Release.Namespace) }}
 {{- end }}
 
 {{- define "channel-operator.leaseName" -}}
@@ -257,14 +258,13 @@ controller's Secret namespaces are the API's identity's too. */}}
 {{- end }}
 {{- end }}
 {{- end }}
+{{- /* The state namespace holds what no tenant and no API identity may read: it shares no
+namespace with them, nor with the leader Lease (its Role may delete Leases by any name). */}}
 {{- $state := include "channel-operator.stateNamespace" . }}
-{{- if eq $state .Release.Namespace }}
-{{- fail (printf "stateNamespace %q is the release namespace, which holds the provider Secrets: the controller's rights on its state (Secrets, Leases) would reach them and the leader Lease; use a namespace of its own" $state) }}
-{{- end }}
-{{- range splitList "," (include "channel-operator.apiNamespaces" .) }}
-{{- if eq . $state }}
-{{- fail (printf "stateNamespace %q is one of the API's namespaces: tenants and the API's identity could read the tokens the controller keeps there; use a namespace of its own" $state) }}
-{{- end }}
+{{- $shared := list .Release.Namespace .Values.watchNamespace }}
+{{- $shared = concat $shared (splitList "," (include "channel-operator.apiNamespaces" .)) (splitList "," (include "channel-operator.secretNamespaces" .)) }}
+{{- if has $state $shared }}
+{{- fail (printf "stateNamespace %q is also the release, watch, an API or a Secret namespace: the operator's private state (claims, records, derived tokens) needs a namespace of its own, where only the controller has rights" $state) }}
 {{- end }}
 {{- if and (gt (int .Values.replicas) 1) (not .Values.leaderElection.enabled) }}
 {{- fail "replicas > 1 requires leaderElection.enabled: true (two controllers would reconcile the same Channels)" }}
