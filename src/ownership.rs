@@ -53,6 +53,11 @@ pub const CHANNEL_UID_LABEL: &str = "airy.co/channel-uid";
 /// Annotation of a credentials Secret the API writes: the Channel's `metadata.generation` when it
 /// was written (the API writes it, then changes the spec to name it).
 pub const WRITTEN_AT_GENERATION: &str = "airy.co/written-at-generation";
+/// Annotation the API sets on a Channel when it writes a credentials Secret for it (in the patch
+/// that names the Secret): the controller looks for credentials Secrets to delete only on the
+/// Channels the API has written for ([`api_has_written_credentials`]), even when an undo has put
+/// back a spec naming a Secret of the user's.
+pub const API_CREDENTIALS_ANNOTATION: &str = "airy.co/api-credentials";
 /// Label by which a Secret consents to be used as a Channel's credentials (value
 /// [`CREDENTIALS_CONSENT`]); see [`usable_as_credentials`].
 pub const CREDENTIALS_LABEL: &str = "airy.co/credentials";
@@ -167,6 +172,17 @@ pub fn api_credentials_secret(
 /// one derived from the token; any other name is the user's choice and says nothing.
 pub fn token_fits_name(name: &str, ch: &Channel, token: &str) -> bool {
     !of_the_apis_form(name, ch) || credentials_secret_name(&ch.name_any(), token) == name
+}
+
+/// Whether the API may have written credentials Secrets for `ch`: its spec names one of the API's
+/// form, or the API marked it ([`API_CREDENTIALS_ANNOTATION`]) when it wrote one.
+pub fn api_has_written_credentials(ch: &Channel) -> bool {
+    let names_one = ch
+        .spec
+        .credentials_secret_ref
+        .as_ref()
+        .is_some_and(|r| of_the_apis_form(&r.name, ch));
+    names_one || ch.annotations().contains_key(API_CREDENTIALS_ANNOTATION)
 }
 
 /// Whether `name` has the form of the credentials Secrets the API writes for `ch`:
@@ -437,6 +453,25 @@ mod tests {
         assert!(!controller_deletes_unnamed(&users, &ch));
         let token = written_at("shop-facebook-token", Some(2), true, "u1");
         assert!(!controller_deletes_unnamed(&token, &ch));
+    }
+
+    #[test]
+    fn the_controller_looks_for_the_apis_credentials_where_the_api_wrote_some() {
+        let mut ch = channel("u1");
+        ch.spec.credentials_secret_ref = Some(crate::crd::SecretKeyRef {
+            name: "declared-token".into(),
+            key: "page_token".into(),
+        });
+        // A user's Secret named, never touched by the API: nothing to look for.
+        assert!(!api_has_written_credentials(&ch));
+        // A connect the API undid put the user's Secret back; its mark stays.
+        ch.annotations_mut()
+            .insert(API_CREDENTIALS_ANNOTATION.into(), "true".into());
+        assert!(api_has_written_credentials(&ch));
+        ch.annotations_mut().clear();
+        ch.spec.credentials_secret_ref.as_mut().unwrap().name =
+            credentials_secret_name("shop", "token-1");
+        assert!(api_has_written_credentials(&ch));
     }
 
     #[test]

@@ -531,10 +531,12 @@ impl AppState {
                     Some(_) => {}
                 }
             }
-            let patch = Patch::Merge(json!({
-                "metadata": {"resourceVersion": current.resource_version()},
-                "spec": spec,
-            }));
+            let mut metadata = json!({"resourceVersion": current.resource_version()});
+            if secret.is_some() {
+                // Kept through an undo of the spec: the controller deletes the Secret once unnamed.
+                metadata["annotations"] = json!({ownership::API_CREDENTIALS_ANNOTATION: "true"});
+            }
+            let patch = Patch::Merge(json!({"metadata": metadata, "spec": spec}));
             match retry(false, || api.patch(name, &pparams, &patch)).await {
                 Ok(p) => return Ok((current.spec, p)),
                 // Changed since the read (a status write, or another request): read again.

@@ -328,15 +328,11 @@ async fn execute(
     let mut reporter = Reporter::new(ctx, ch);
     let new_generation = reporter.current().observed_generation != ch.metadata.generation;
     let action = execute_step(ch, ctx, step, observed, providers, &mut reporter).await?;
-    // Only where the spec names credentials the API wrote (so the API has been writing them);
+    // Only where the API has been writing credentials (its form named, or its mark);
     // not after a Duplicate verdict, the one the API undoes (its connect puts the spec back, and
     // with it the Secret the spec named before).
     let verdict = reporter.verdict_now();
-    let apis = ch
-        .spec
-        .credentials_secret_ref
-        .as_ref()
-        .is_some_and(|r| crate::ownership::of_the_apis_form(&r.name, ch));
+    let apis = crate::ownership::api_has_written_credentials(ch);
     if new_generation && apis && verdict.is_some_and(|r| r != Reason::Duplicate) {
         delete_unnamed_credentials(ctx, ch).await;
     }
