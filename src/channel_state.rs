@@ -7,8 +7,8 @@
 //!   controller has yet to act on the current one.
 //! - *Connected* ([`Channel::is_connected`]): what the API lists and the metric counts as
 //!   connected; the metric's states ([`MetricState`]).
-//! - *May be connected* ([`may_be_connected`]): the provider may hold a connection; *needs its
-//!   provider* ([`needs_provider`]): a reconcile may call the provider, to connect or to undo one.
+//! - *May be connected* ([`may_be_connected`]): the status says the provider may hold a
+//!   connection (what a version before the record of provider effects left to undo).
 //! - *An ownerReference to a Channel* ([`points_at_channel`], [`controlled_by`],
 //!   [`controlled_by_another_channel`]).
 //! - *The owner of a channel id* ([`owner_first`]): the claim decides it for the controller
@@ -18,7 +18,7 @@
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, ObjectMeta, OwnerReference, Time};
 use kube::{Resource, ResourceExt};
 
-use crate::crd::{Channel, ChannelStatus, DeletionPolicy};
+use crate::crd::{Channel, ChannelStatus};
 use crate::reason::Reason;
 
 /// Whether a status that observed generation `observed` reports on `generation` or a later one.
@@ -54,19 +54,6 @@ pub fn unreconciled(ch: &Channel) -> bool {
 /// started whose outcome is not known.
 pub fn may_be_connected(status: &ChannelStatus) -> bool {
     status.connected || status.connected_with.is_some() || status.connect_attempted.is_some()
-}
-
-/// Whether a reconcile of `ch` may call its provider: to connect it (`spec.connected`), or to
-/// undo a connection the provider may hold — at a disconnect, or before the Channel is deleted
-/// under `deletionPolicy: Disconnect`. A Channel that needs none claims no channel id and needs
-/// no provider configuration.
-pub fn needs_provider(ch: &Channel) -> bool {
-    let may = ch.status.as_ref().is_some_and(may_be_connected);
-    if ch.metadata.deletion_timestamp.is_some() {
-        ch.spec.deletion_policy == DeletionPolicy::Disconnect && may
-    } else {
-        ch.spec.connected || may
-    }
 }
 
 impl Channel {
@@ -243,26 +230,6 @@ mod tests {
         );
         assert_eq!(MetricState::of(&off), Some(MetricState::Disconnected));
         assert_eq!(MetricState::of(&channel(true, None)), None);
-    }
-
-    #[test]
-    fn the_provider_is_needed_to_connect_and_to_undo_a_possible_connection() {
-        let attempted = || {
-            Some(ChannelStatus {
-                connect_attempted: Some("facebook/1".into()),
-                ..Default::default()
-            })
-        };
-        assert!(needs_provider(&channel(true, None)));
-        assert!(!needs_provider(&channel(false, None)));
-        assert!(needs_provider(&channel(false, attempted())));
-        let mut deleting = channel(true, None);
-        deleting.metadata.deletion_timestamp = Some(Time(k8s_openapi::jiff::Timestamp::now()));
-        assert!(!needs_provider(&deleting), "nothing to undo");
-        deleting.status = attempted();
-        assert!(needs_provider(&deleting));
-        deleting.spec.deletion_policy = DeletionPolicy::Orphan;
-        assert!(!needs_provider(&deleting));
     }
 
     #[test]

@@ -1,11 +1,13 @@
 //! One owner per channel, decided by the Kubernetes API server: a Channel owns its (source,
 //! source channel id) once it has created the claim for it — a coordination.k8s.io Lease in the
-//! operator's namespace named by the channel id. Creation is atomic (a second create of that
-//! name is refused with AlreadyExists), so whoever creates it first owns the channel; no clock
-//! and no creation timestamp takes part. The claim records its owner's namespace, name and uid;
-//! it is deleted (guarded by its uid and resourceVersion) when its owner is deleted, after the
-//! owner undid what it did at the provider, and a claim whose owner no longer exists is taken
-//! over the same way: a guarded delete, then a create.
+//! operator's state namespace (`--state-namespace`) named by the channel id. Creation is atomic
+//! (a second create of that name is refused with AlreadyExists), so whoever creates it first owns
+//! the channel; no clock and no creation timestamp takes part. A Channel whose source has
+//! something to prove creates it only once its credentials worked at the provider (the
+//! controller's `Claim` step). The claim records its owner's namespace, name and uid; it is
+//! deleted (guarded by its uid and resourceVersion) when its owner is deleted, after the owner
+//! undid what it did at the provider, and a claim whose owner no longer exists is taken over the
+//! same way: a guarded delete, then a create.
 
 use k8s_openapi::api::coordination::v1::{Lease, LeaseSpec};
 use kube::api::{DeleteParams, PostParams, Preconditions};

@@ -383,11 +383,17 @@ pub struct ChannelStatus {
     /// unchanged the controller does not connect the channel again.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub connected_with: Option<String>,
-    /// The connection inputs of a connect that was started and whose outcome is not known (set
-    /// before the provider is called; cleared once the provider connected or refused). While set,
-    /// disconnecting or deleting the Channel calls the provider's disconnect, which is idempotent.
+    /// Written by versions before the record of provider effects: the connection inputs of a
+    /// connect whose outcome was not known. Read only, so that such a connect is undone at
+    /// disconnect or deletion; this version records its effects in the state namespace
+    /// (`effects`) instead.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub connect_attempted: Option<String>,
+    /// What the operator did at the provider for this Channel, as its record holds it: each
+    /// effect, where, with which account, through which configuration, and whether the
+    /// operator made it or found it there. Never a secret.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub effects: Vec<EffectStatus>,
     /// The metadata.generation this status describes.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub observed_generation: Option<i64>,
@@ -395,6 +401,42 @@ pub struct ChannelStatus {
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     #[schemars(extend("x-kubernetes-list-type" = "map", "x-kubernetes-list-map-keys" = ["type"]))]
     pub conditions: Vec<Condition>,
+}
+
+/// One effect of a Channel at its provider, as the operator's record holds it.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct EffectStatus {
+    /// What: PageSubscription, BusinessAccountSubscription, NumberWebhook or BotWebhook.
+    pub kind: crate::effects::EffectKind,
+    /// Where: the page id, the WhatsApp Business Account id, the number (E.164) or the Viber
+    /// account id.
+    pub resource: String,
+    /// With which account: the Facebook app id, the Twilio account SID or the Viber bot's
+    /// account id.
+    pub account: String,
+    /// Through which provider configuration: "ProviderConfig <namespace>/<name>",
+    /// "ClusterProviderConfig <name>" or "flags" (the operator's own accounts).
+    pub provider_config: String,
+    /// Made (by the operator) or Found (there already, adopted); absent while being made.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub origin: Option<crate::effects::Origin>,
+    /// The effect in words.
+    pub description: String,
+}
+
+impl EffectStatus {
+    /// The status of a recorded effect.
+    pub fn of(effect: &crate::effects::Effect, origin: Option<crate::effects::Origin>) -> Self {
+        EffectStatus {
+            kind: effect.key.kind,
+            resource: effect.key.resource.clone(),
+            account: effect.key.account.clone(),
+            provider_config: effect.config.describe(),
+            origin,
+            description: effect.key.describe(),
+        }
+    }
 }
 
 /// What the Channel's state means (reported on a generation, connected, …) is defined in

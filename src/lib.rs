@@ -15,6 +15,8 @@
 //! - [`credentials_health`]: what the health of credentials means (the `CredentialsHealthy`
 //!   condition, the permissions each source needs, the verdict on a token);
 //! - [`claims`]: one owner per channel id, decided by the API server (a Lease per channel id);
+//! - [`effects`]: what the operator does at a provider (a page subscribed, a webhook pointed),
+//!   as its records hold it;
 //! - [`controller`]: the reconcile loop; [`providers`]: Facebook, Instagram, WhatsApp, Viber,
 //!   Twilio, Google, chat plugin;
 //! - [`api`]: the channels HTTP API sidecar;
@@ -23,6 +25,10 @@
 //! - [`secret`]: [`secret::SecretString`], a string that never prints itself, and redaction;
 //! - [`ownership`]: the Secrets the two share, their names and labels, and who may write or
 //!   delete each;
+//! - [`rules`]: the one rule set for Channel values (patterns, CEL rules, the name rule);
+//!   [`naming`]: the chat plugin's name in ids and answers; [`reason`]: the `Ready` reasons and
+//!   the kstatus state of each;
+//! - [`metrics`]: the controller's metrics and health endpoints; [`telemetry`]: logging;
 //! - [`dev`]: the `dev` command wiring them together with the in-memory Kubernetes API server of
 //!   the `kube-sandbox` package (feature `dev`, on by default; the production image is built
 //!   without it).
@@ -37,6 +43,7 @@ pub mod crd;
 pub mod credentials_health;
 #[cfg(feature = "dev")]
 pub mod dev;
+pub mod effects;
 pub mod metrics;
 pub mod migrate;
 pub mod naming;

@@ -7,7 +7,7 @@
 //! (`spec.namespaceSelector`), none by default. The process flags define an implicit
 //! `ClusterProviderConfig` named `default` that admits the operator's namespace and the ones of
 //! `--default-provider-namespaces`; a real one named `default` replaces it. Which configuration a
-//! Channel uses is decided by [`choose`] (README, "Security").
+//! Channel uses is decided by [`choose`] (docs/security.md).
 
 // kube-derive's repeated `printcolumn(type_ = ...)` arguments look like duplicated attributes to clippy.
 #![allow(clippy::duplicated_attributes)]
@@ -59,12 +59,21 @@ pub struct ProviderConfigStatus {
     /// The metadata.generation this status describes.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub observed_generation: Option<i64>,
-    /// Ready: True when every Secret key the configuration names exists and is not empty.
+    /// Ready: True when every Secret key the configuration names exists and is not empty;
+    /// False with reason InUse while it is being deleted and Channels still hold it.
     /// CredentialsHealthy: whether its accounts work at their providers (the Facebook app's
     /// credentials, the Twilio account's status); Unknown when they could not be checked.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     #[schemars(extend("x-kubernetes-list-type" = "map", "x-kubernetes-list-map-keys" = ["type"]))]
     pub conditions: Vec<Condition>,
+    /// The first Channels (namespace/name) connected through it: what it was used for at a
+    /// provider is recorded for them and undone with its accounts. While any holds it, it
+    /// carries the finalizer airy.co/in-use.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub holders: Vec<String>,
+    /// How many Channels hold it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub holder_count: Option<i64>,
 }
 
 /// The provider accounts of the Channels of this namespace that name it (or of all of them when

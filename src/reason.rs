@@ -123,7 +123,7 @@ mod tests {
 
     #[test]
     fn every_reason_round_trips() {
-        // The strings users, kstatus readers and the README's table know, pinned: renaming one
+        // The strings users, kstatus readers and docs/channel.md's table know, pinned: renaming one
         // breaks every alert and script that reads it.
         let documented = [
             "Connected",

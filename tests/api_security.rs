@@ -138,7 +138,8 @@ async fn names_cannot_steer_graph_url_paths() {
     assert_eq!(s, 400, "{v}");
     assert!(message(&v).contains("page_id"), "{v}");
 
-    // A Channel that got past validation (stored before it existed) still cannot leave its path.
+    // A page id that got past validation (a Channel stored before it existed, its effect then
+    // recorded) still cannot leave its path when the recorded effect is undone.
     let args =
         <channel_operator::providers::ProviderArgs as clap::FromArgMatches>::from_arg_matches(
             &<channel_operator::providers::ProviderArgs as clap::Args>::augment_args(
@@ -152,11 +153,12 @@ async fn names_cannot_steer_graph_url_paths() {
         )
         .unwrap();
     let providers = channel_operator::providers::Providers::new(&args).unwrap();
-    let sneaky = Channel::new("x", spec("../../other/path?x=1#", "token"));
+    use channel_operator::effects::{EffectKey, EffectKind};
+    let sneaky = EffectKey::new(EffectKind::PageSubscription, "../../other/path?x=1#", "app");
     let token = channel_operator::secret::SecretString::new(PAGE_ACCESS);
     let _ = providers
-        .for_source(Source::Facebook)
-        .disconnect(&sneaky, Some(&token))
+        .for_effect(EffectKind::PageSubscription)
+        .undo(&sneaky, Some(&token))
         .await;
     let requests = env.graph.received_requests().await.unwrap();
     assert_eq!(requests.len(), 1);

@@ -8,7 +8,6 @@ use std::collections::BTreeSet;
 
 use channel_operator::crd::{Channel, ChannelSpec, Source};
 use k8s_openapi::api::core::v1::Secret as K8sSecret;
-use k8s_openapi::ByteString;
 use kube::api::{ListParams, PostParams};
 use kube::Api;
 use serde_json::json;
@@ -53,18 +52,15 @@ async fn squatters_env() -> Env {
         .await
 }
 
-/// A squatter's page token Secret in tenant-m, `squat-token` (without the consent label).
-async fn squat_secret(env: &Env) {
-    let secret = K8sSecret {
-        metadata: kube::core::ObjectMeta {
-            name: Some("squat-token".into()),
-            ..Default::default()
-        },
-        data: Some([("page_token".to_owned(), ByteString(b"squatter".to_vec()))].into()),
-        ..Default::default()
-    };
+/// The Secret `squat-token` of tenant-m, holding a token of another tenant's that works for
+/// `page` at the fake Graph API (with consent): its Channel proves it and holds the page (it
+/// subscribes it once and never unsubscribes it).
+async fn squat_secret(env: &mut Env, page: &str) {
+    let token = env.fake_page(page, 1, 0).await;
+    let mut s = secret("squat-token", "page_token", &token);
+    s.metadata.namespace = Some("tenant-m".into());
     Api::<K8sSecret>::namespaced(env.sb.client(), "tenant-m")
-        .create(&PostParams::default(), &secret)
+        .create(&PostParams::default(), &s)
         .await
         .unwrap();
 }
@@ -80,11 +76,43 @@ async fn secret_names(env: &Env, ns: &str) -> BTreeSet<String> {
         .collect()
 }
 
+/// A Graph API knowing `page` ("Shared"), which every page token exchanges into a long-lived
+/// token of its own, and whose app subscription always succeeds.
+async fn graph_page(env: &Env, page: &str) {
+    Mock::given(method("GET"))
+        .and(path("/v24.0/oauth/access_token"))
+        .respond_with(|req: &wiremock::Request| {
+            let token = req
+                .url
+                .query_pairs()
+                .find(|(k, _)| k == "fb_exchange_token")
+                .map(|(_, v)| v.into_owned())
+                .unwrap_or_default();
+            ResponseTemplate::new(200)
+                .set_body_json(json!({"access_token": format!("long-{token}")}))
+        })
+        .mount(&env.graph)
+        .await;
+    Mock::given(method("GET"))
+        .and(path(format!("/v24.0/{page}")))
+        .respond_with(ResponseTemplate::new(200).set_body_json(json!({
+            "id": page, "name_with_location_descriptor": "Shared",
+            "access_token": format!("page-access-{page}"), "is_webhooks_subscribed": false
+        })))
+        .mount(&env.graph)
+        .await;
+    Mock::given(method("POST"))
+        .and(path("/v24.0/me/subscribed_apps"))
+        .respond_with(ResponseTemplate::new(200).set_body_json(json!({"success": true})))
+        .mount(&env.graph)
+        .await;
+}
+
 #[tokio::test]
 async fn connect_for_an_id_held_in_another_namespace_is_409_and_changes_nothing() {
     // The squatter's namespace may use the operator's accounts (else its Channel would claim
     // nothing: tests/provider_configs.rs), so its Channel holds page 8888.
-    let env = squatters_env().await;
+    let mut env = squatters_env().await;
     env.namespace("tenant-b").await;
     env.namespace("tenant-m").await;
     // tenant-b's agent, and a squatter's Facebook Channel for page 8888 in tenant-m.
@@ -95,7 +123,7 @@ async fn connect_for_an_id_held_in_another_namespace_is_409_and_changes_nothing(
         spec(Source::Google, "gbm-b", None),
     )
     .await;
-    squat_secret(&env).await;
+    squat_secret(&mut env, "8888").await;
     let before_m = declare(
         &env,
         "tenant-m",
@@ -223,34 +251,7 @@ async fn a_namespace_listed_in_namespaces_shares_its_channels_with_the_api() {
 #[tokio::test]
 async fn concurrent_connects_of_one_page_leave_the_token_in_use_only() {
     let env = Env::with_api().await;
-    // Every page token exchanges into a long-lived token of its own.
-    Mock::given(method("GET"))
-        .and(path("/v24.0/oauth/access_token"))
-        .respond_with(|req: &wiremock::Request| {
-            let token = req
-                .url
-                .query_pairs()
-                .find(|(k, _)| k == "fb_exchange_token")
-                .map(|(_, v)| v.into_owned())
-                .unwrap_or_default();
-            ResponseTemplate::new(200)
-                .set_body_json(json!({"access_token": format!("long-{token}")}))
-        })
-        .mount(&env.graph)
-        .await;
-    Mock::given(method("GET"))
-        .and(path("/v24.0/4242"))
-        .respond_with(ResponseTemplate::new(200).set_body_json(json!({
-            "id": "4242", "name_with_location_descriptor": "Shared", "access_token": "page-access-4242",
-            "is_webhooks_subscribed": false
-        })))
-        .mount(&env.graph)
-        .await;
-    Mock::given(method("POST"))
-        .and(path("/v24.0/me/subscribed_apps"))
-        .respond_with(ResponseTemplate::new(200).set_body_json(json!({"success": true})))
-        .mount(&env.graph)
-        .await;
+    graph_page(&env, "4242").await;
     const CALLERS: usize = 6;
     let answers = futures::future::join_all((0..CALLERS).map(|i| {
         let env = &env;
@@ -309,7 +310,7 @@ async fn concurrent_connects_of_one_page_leave_the_token_in_use_only() {
 
 #[tokio::test]
 async fn connect_of_a_channel_whose_id_another_namespace_holds_is_409_and_leaves_it_as_it_was() {
-    let env = squatters_env().await;
+    let mut env = squatters_env().await;
     env.namespace("tenant-m").await;
     // tenant-m's chat plugin holds the website id ...
     declare(
@@ -325,7 +326,7 @@ async fn connect_of_a_channel_whose_id_another_namespace_holds_is_409_and_leaves
     let mut plugin = spec(Source::ChatPlugin, "shared-site", None);
     plugin.connected = false;
     let before_plugin = declare(&env, "default", "declared-plugin", plugin).await;
-    squat_secret(&env).await;
+    squat_secret(&mut env, "7777").await;
     declare(
         &env,
         "tenant-m",
@@ -374,4 +375,105 @@ async fn connect_of_a_channel_whose_id_another_namespace_holds_is_409_and_leaves
         },
     )
     .await;
+}
+
+/// A Secret someone created first under the name the API stores a page token in (the name
+/// follows the token's digest) is never used. The API may create Secrets and read none, so its
+/// create meets 409 and it cannot tell whose the Secret is: a new Channel is removed again and
+/// the connect answers 409; an existing Channel's spec names it, and the controller refuses it
+/// because it does not hold the token its name was derived from, even when it poses as the
+/// operator's (labels and an ownerReference to the Channel). The squatter's token never reaches
+/// Graph.
+#[tokio::test]
+async fn a_secret_squatting_the_name_of_a_page_token_is_never_used() {
+    use channel_operator::ownership::{credentials_secret_name, owner_reference};
+    let env = Env::with_api().await;
+    graph_page(&env, "8888").await;
+    let id = channel_operator::naming::ChatPluginNaming::default().id_of(Source::Facebook, "8888");
+    let victim = "EAAB-victim-token";
+    let squatted = credentials_secret_name(&id, victim);
+    let secrets: Api<K8sSecret> = Api::namespaced(env.sb.client(), "default");
+    let channels: Api<Channel> = Api::namespaced(env.sb.client(), "default");
+    let squat = |owner: Option<&Channel>| {
+        let mut s = secret(&squatted, "page_token", "EAAB-squatter-token");
+        let labels = s.metadata.labels.get_or_insert_with(Default::default);
+        labels.extend(channel_operator::ownership::managed_labels());
+        s.metadata.owner_references = owner.and_then(owner_reference).map(|r| vec![r]);
+        s
+    };
+    secrets
+        .create(&PostParams::default(), &squat(None))
+        .await
+        .unwrap();
+    let connect = |token: &'static str| {
+        let env = &env;
+        async move {
+            env.post(
+                "channels.facebook.connect",
+                json!({"page_id": "8888", "page_token": token}),
+            )
+            .await
+        }
+    };
+
+    // A new Channel: 409, and nothing of it stays; the squatter's Secret is untouched.
+    let (s, v) = connect(victim).await;
+    assert_eq!(s, 409, "{v}");
+    assert!(!v.to_string().contains("page-token"), "{v}");
+    eventually("the refused Channel is gone", || async {
+        env.channels()
+            .list(&ListParams::default())
+            .await
+            .unwrap()
+            .items
+            .is_empty()
+    })
+    .await;
+    assert_eq!(
+        secret_names(&env, "default").await,
+        BTreeSet::from([squatted.clone()])
+    );
+
+    // An existing Channel, connected with another token; the squatter's Secret comes back
+    // posing as the operator's, owned by that Channel.
+    secrets
+        .delete(&squatted, &Default::default())
+        .await
+        .unwrap();
+    let (s, v) = connect("EAAB-first-token").await;
+    assert_eq!(s, 200, "{v}");
+    let ch = channels.get(&id).await.unwrap();
+    secrets
+        .create(&PostParams::default(), &squat(Some(&ch)))
+        .await
+        .unwrap();
+    let (s, v) = connect(victim).await;
+    assert_eq!(s, 503, "{v}");
+    assert!(message(&v).starts_with("Connect failed"), "{v}");
+    let ch = channels.get(&id).await.unwrap();
+    assert_eq!(
+        ch.spec.credentials_secret_ref.as_ref().unwrap().name,
+        squatted
+    );
+    let ready = ch.ready_condition().unwrap();
+    assert_eq!(
+        (ready.reason.as_str(), ready.status.as_str()),
+        ("CredentialsMissing", "False")
+    );
+    let asked: Vec<String> = env
+        .graph
+        .received_requests()
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| r.url.to_string())
+        .collect();
+    assert!(
+        asked.iter().all(|u| !u.contains("squatter")),
+        "the squatter's token reached Graph: {asked:?}"
+    );
+    assert!(
+        asked.iter().any(|u| u.contains("EAAB-first-token")),
+        "{asked:?}"
+    );
 }

@@ -20,8 +20,8 @@ use support::*;
 /// A namespace whose name sorts before `default`: the old namespace/name tie-break chose it.
 const TENANT: &str = "aaa-tenant";
 
-/// The page both claim tests contend for, and its claim: a Lease named `claim-<channel id>` (the
-/// README), with the channel id of docs/channel-ids.md's vector for `facebook` `100000000001`,
+/// The page both claim tests contend for, and its claim: a Lease named `claim-<channel id>`
+/// (docs/security.md), with the channel id of docs/channel-ids.md's vector for `facebook` `100000000001`,
 /// written out rather than computed by the code under test.
 const PAGE: &str = "100000000001";
 const CLAIM: &str = "claim-f405cad8-dd03-5275-be27-a660d4d64949";
@@ -82,7 +82,7 @@ async fn calls_with(env: &Env, tokens: &[String; 3]) -> usize {
 
 /// The owner the claim of [`PAGE`] names.
 async fn claim_owner(env: &Env) -> Option<String> {
-    Api::<Lease>::namespaced(env.sb.client(), "default")
+    Api::<Lease>::namespaced(env.sb.client(), STATE_NS)
         .get_opt(CLAIM)
         .await
         .unwrap()
@@ -171,6 +171,55 @@ async fn deleting_the_owner_undoes_its_subscription_then_the_duplicate_takes_ove
     env.channel_gone("owner").await;
     ready_in(&env, TENANT, "second", ("True", "Connected")).await;
     assert_eq!(claim_owner(&env).await, Some(format!("{TENANT}/second")));
+    env.finish().await;
+}
+
+/// Reported from a real cluster: a Channel naming a Secret that does not exist took the claim of
+/// a page id, and the page's owner, with working credentials, became `Duplicate` and made no
+/// call. Page ids are public: any tenant could block any page. Now a Channel takes a claim only
+/// once its credentials worked at the provider (token exchanged, page read): one naming a missing
+/// Secret, and one whose token Facebook refuses, hold nothing and say why; the owner connects.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_channel_without_working_credentials_holds_no_claim_and_the_owner_connects() {
+    let mut env = Env::new(&["--default-provider-namespaces", TENANT]).await;
+    env.start_controller().await;
+    env.namespace(TENANT).await;
+    let owner = env.fake_page_token(PAGE, 1, 1, 0).await;
+    // Facebook refuses the second squatter's token.
+    const REFUSED: &str = "EAA-refused-token";
+    wiremock::Mock::given(wiremock::matchers::method("GET"))
+        .and(wiremock::matchers::path("/v24.0/oauth/access_token"))
+        .and(wiremock::matchers::query_param(
+            "fb_exchange_token",
+            REFUSED,
+        ))
+        .respond_with(
+            wiremock::ResponseTemplate::new(400).set_body_json(json!({"error": {
+            "message": "Invalid OAuth access token.", "type": "OAuthException", "code": 190}})),
+        )
+        .mount(&env.graph)
+        .await;
+    let missing = channel(Source::Facebook, &page_id(PAGE))
+        .named("squat")
+        .namespace(TENANT)
+        .credentials("no-such-secret", "page_token")
+        .build();
+    Api::<Channel>::namespaced(env.sb.client(), TENANT)
+        .create(&PostParams::default(), &missing)
+        .await
+        .unwrap();
+    ready_in(&env, TENANT, "squat", ("False", "CredentialsMissing")).await;
+    assert_eq!(claim_owner(&env).await, None, "a claim without credentials");
+    declare(&env, TENANT, "refused", PAGE, REFUSED).await;
+    ready_in(&env, TENANT, "refused", ("False", "InvalidCredentials")).await;
+    assert_eq!(
+        claim_owner(&env).await,
+        None,
+        "a claim with refused credentials"
+    );
+    declare(&env, "default", "owner", PAGE, &owner.page_token).await;
+    ready_in(&env, "default", "owner", ("True", "Connected")).await;
+    assert_eq!(claim_owner(&env).await.as_deref(), Some("default/owner"));
     env.finish().await;
 }
 

@@ -93,26 +93,18 @@ async fn every_source_connects_and_follows_its_lifecycle() {
         "https://img.example.org/fb-page-id-1.png"
     );
 
-    // The long-lived page token lives in a Secret the operator owns.
-    let secret: serde_json::Value = serde_json::from_str(
-        &env.kubectl_ok(&["get", "secret", "fb-facebook-token", "-o", "json"], None)
-            .await,
-    )
-    .unwrap();
-    assert_eq!(
-        secret["metadata"]["ownerReferences"][0]["uid"],
-        fb["metadata"]["uid"]
-    );
-    assert_eq!(secret["metadata"]["ownerReferences"][0]["controller"], true);
-    assert_eq!(
-        secret["metadata"]["labels"]["app.kubernetes.io/managed-by"],
-        "channel-operator"
-    );
-    assert_eq!(
-        secret["metadata"]["labels"]["airy.co/channel-id"],
-        "1dba90e5-6e59-5842-837e-2ea09747161b"
-    );
-    assert!(secret["data"]["page_access_token"].is_string());
+    // The page access token lives in the Channel's record in the operator's state namespace,
+    // with what was done at the provider; nothing of the operator's in the Channel's namespace.
+    let uid = fb["metadata"]["uid"].as_str().unwrap().to_owned();
+    let record = record(&env, &uid).await.expect("the record");
+    assert_eq!(record.type_.as_deref(), Some("airy.co/channel-record"));
+    let labels = record.metadata.labels.clone().unwrap();
+    assert_eq!(labels["app.kubernetes.io/managed-by"], "channel-operator");
+    assert_eq!(labels["airy.co/channel-uid"], uid);
+    assert!(record.data.as_ref().unwrap().contains_key("token"));
+    assert!(!env.exists("secret", "fb-facebook-token").await);
+    assert_eq!(fb["status"]["effects"][0]["kind"], "PageSubscription");
+    assert_eq!(fb["status"]["effects"][0]["account"], "app-1");
 
     // Rename: a new generation is reconciled, no second connect call (the mock expects exactly 1).
     let ltt = cond(&fb, "lastTransitionTime").clone();
@@ -159,7 +151,8 @@ async fn every_source_connects_and_follows_its_lifecycle() {
         .await;
     assert_eq!(v["status"]["connected"], false);
     assert_eq!(cond(&v, "status"), "True");
-    env.gone("secret", "fb-facebook-token").await;
+    no_record(&env, &uid).await;
+    assert!(v["status"]["effects"].is_null(), "{v:#}");
     assert!(
         env.exists("secret", "fb-token").await,
         "the user's Secret is not the operator's"
@@ -368,12 +361,13 @@ async fn watch_drops_conflicts_and_restarts_converge_without_a_second_connect() 
     env.kubectl_ok(&["delete", "channel", "orphan", KUBECTL_TIMEOUT], None)
         .await;
     env.gone("channel", "orphan").await;
-    env.gone("secret", "orphan-facebook-token").await;
     tokio::time::sleep(Duration::from_millis(500)).await;
     for (page, _) in &pages {
         let v = env.get(page).await;
         assert_eq!(cond(&v, "reason"), "Connected", "{page}");
     }
+    // Its record went with it (released, not undone); the connected pages keep theirs.
+    assert_eq!(state_secrets(&env, "channel-").await.len(), pages.len());
     env.finish().await;
 }
 
@@ -568,6 +562,7 @@ async fn a_provider_that_is_down_keeps_the_finalizer_with_a_condition_saying_why
         .contains("channels.airy.co/disconnect"));
     // Backoff retries until Graph recovers; then the object is gone.
     env.gone("channel", "down").await;
-    env.gone("secret", "down-facebook-token").await;
+    assert!(state_secrets(&env, "channel-").await.is_empty());
+    assert!(state_leases(&env, "effect-").await.is_empty());
     env.finish().await;
 }

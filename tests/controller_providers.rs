@@ -11,6 +11,7 @@ use channel_operator::reason::Reason;
 use channel_operator::secret::SecretString;
 use support::channel;
 use support::providers::{graph_providers, providers};
+use support::Lifecycle;
 use wiremock::matchers::{basic_auth, body_string, method, path, query_param};
 use wiremock::{Mock, MockServer, ResponseTemplate};
 
@@ -265,7 +266,7 @@ async fn facebook_disconnect_deletes_the_page_subscription_with_the_stored_token
 }
 
 #[tokio::test]
-async fn facebook_recovers_the_page_access_token_without_subscribing() {
+async fn facebook_proves_the_page_token_without_subscribing() {
     let server = MockServer::start().await;
     mount_exchange(&server).await;
     Mock::given(method("GET"))
@@ -286,22 +287,24 @@ async fn facebook_recovers_the_page_access_token_without_subscribing() {
     let p = fb_providers(&format!("{}/v24.0", server.uri()));
     let ch = channel(Source::Facebook, "fb-page-id-1").build();
     let fb = p.for_source(Source::Facebook);
-    let token = fb
-        .recover_token(&ch, Some(&SecretString::new(PAGE_TOKEN)))
+    let proof = fb
+        .prove(&ch, Some(&SecretString::new(PAGE_TOKEN)))
         .await
         .unwrap();
-    assert_eq!(token.unwrap().expose(), PAGE_ACCESS);
-    // Without credentials: nothing to derive it from, and no call.
-    let err = fb.recover_token(&ch, None).await.unwrap_err();
+    assert_eq!(proof.outcome.token.unwrap().expose(), PAGE_ACCESS);
+    assert!(proof.already, "Graph says the app is subscribed already");
+    // Without credentials: nothing to prove it with, and no call.
+    let err = fb.prove(&ch, None).await.unwrap_err();
     assert_eq!(err.reason(), Reason::CredentialsMissing);
     assert_no_token(&err.to_string());
-    // Sources whose disconnect needs no token recover none.
-    let none = p
-        .for_source(Source::Google)
-        .recover_token(&channel(Source::Google, "agent").build(), None)
+    // Sources with nothing to prove make no call and keep no token.
+    let google = p.for_source(Source::Google);
+    assert!(!google.proves());
+    let none = google
+        .prove(&channel(Source::Google, "agent").build(), None)
         .await
         .unwrap();
-    assert!(none.is_none());
+    assert!(none.outcome.token.is_none());
 }
 
 #[tokio::test]

@@ -204,10 +204,23 @@ async fn a_disconnect_never_uses_credentials_without_consent() {
         &fb_extra("own-tok"),
     ))
     .await;
-    env.channel_until("flip", "a connect attempted", |v| {
-        v["status"]["connectAttempted"].is_string()
+    // Its own token failed at the proof: it holds nothing.
+    env.channel_until("flip", "the proof failed", |v| {
+        cond(v, "reason") == "ProviderError"
     })
     .await;
+    // As an earlier version left a Channel whose connect had an unknown outcome, without a
+    // record: the status says a connect was attempted.
+    let api: kube::Api<channel_operator::crd::Channel> =
+        kube::Api::namespaced(env.sb.client(), "default");
+    let attempted = serde_json::json!({"status": {"connectAttempted": "facebook/attempted"}});
+    api.patch_status(
+        "flip",
+        &kube::api::PatchParams::default(),
+        &kube::api::Patch::Merge(&attempted),
+    )
+    .await
+    .unwrap();
     // The attacker points the Channel at the victim's Secret and disconnects: undoing the
     // attempt would need a page token, and the only one named is not the attacker's to use.
     env.kubectl_ok(

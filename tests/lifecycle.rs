@@ -6,7 +6,7 @@
 mod support;
 
 use channel_operator::crd::{Channel, Source};
-use channel_operator::ownership::{credentials_secret_name, token_secret_name};
+use channel_operator::ownership::credentials_secret_name;
 use kube::Api;
 use serde_json::{json, Value};
 use support::*;
@@ -133,21 +133,14 @@ async fn channel_is(env: &Env, name: &str, connected: bool) -> String {
     ch.metadata.uid.unwrap()
 }
 
-/// The Secrets a Facebook Channel `name` keeps after a connect with `token` (`connected`) or
-/// after a disconnect, besides `others`; none for the other sources.
-fn secrets_of(
-    case: &Case,
-    name: &str,
-    token: &str,
-    connected: bool,
-    others: &[&str],
-) -> Vec<String> {
+/// The Secrets of the Channel's namespace with a Facebook Channel `name` connected with `token`
+/// (or disconnected since), besides `others`: its credentials only, connected or not (what the
+/// operator derives is in the Channel's record in its state namespace); none for the other
+/// sources.
+fn secrets_of(case: &Case, name: &str, token: &str, others: &[&str]) -> Vec<String> {
     let mut v: Vec<String> = others.iter().map(|s| s.to_string()).collect();
     if case.source == Source::Facebook {
         v.push(credentials_secret_name(name, token));
-        if connected {
-            v.push(token_secret_name(name));
-        }
     }
     v.sort();
     v
@@ -181,7 +174,7 @@ async fn api_lifecycle(source: Source) {
     let uid = channel_is(&env, &id, true).await;
     assert_eq!(
         env.secret_names().await,
-        secrets_of(&c, &id, token_of(&c.first), true, &[])
+        secrets_of(&c, &id, token_of(&c.first), &[])
     );
 
     let gone = json!({"channel_id": id});
@@ -192,7 +185,7 @@ async fn api_lifecycle(source: Source) {
     assert_eq!(channel_is(&env, &id, false).await, uid);
     assert_eq!(
         env.secret_names().await,
-        secrets_of(&c, &id, token_of(&c.first), false, &[])
+        secrets_of(&c, &id, token_of(&c.first), &[])
     );
     let (s, v) = env.post("channels.info", gone.clone()).await;
     assert_eq!(s, 404, "{v}");
@@ -206,7 +199,7 @@ async fn api_lifecycle(source: Source) {
     assert_eq!(channel_is(&env, &id, true).await, uid);
     assert_eq!(
         env.secret_names().await,
-        secrets_of(&c, &id, token_of(&c.first), true, &[])
+        secrets_of(&c, &id, token_of(&c.first), &[])
     );
 
     let (s, other) = env.post(c.endpoint, c.other.clone()).await;
@@ -215,7 +208,7 @@ async fn api_lifecycle(source: Source) {
     assert_eq!(channel_is(&env, &id, true).await, uid);
     assert_eq!(
         env.secret_names().await,
-        secrets_of(&c, &id, token_of(&c.other), true, &[])
+        secrets_of(&c, &id, token_of(&c.other), &[])
     );
 
     let (s, back) = env.post(c.endpoint, c.first.clone()).await;
@@ -225,7 +218,7 @@ async fn api_lifecycle(source: Source) {
     assert_eq!(channel_is(&env, &id, true).await, uid);
     assert_eq!(
         env.secret_names().await,
-        secrets_of(&c, &id, token_of(&c.first), true, &[])
+        secrets_of(&c, &id, token_of(&c.first), &[])
     );
     let (_, listed) = env.post("channels.list", json!({})).await;
     assert_eq!(listed["data"].as_array().unwrap().len(), 1, "{listed}");
@@ -264,7 +257,7 @@ async fn kubectl_lifecycle(source: Source) {
     let token = token_of(&c.first);
     assert_eq!(
         env.secret_names().await,
-        secrets_of(&c, "declared", token, true, &users)
+        secrets_of(&c, "declared", token, &users)
     );
     let (s, updated) = env
         .post(
@@ -282,7 +275,7 @@ async fn kubectl_lifecycle(source: Source) {
     assert_eq!(channel_is(&env, "declared", false).await, uid);
     assert_eq!(
         env.secret_names().await,
-        secrets_of(&c, "declared", token, false, &users)
+        secrets_of(&c, "declared", token, &users)
     );
     let (s, again) = env.post(c.endpoint, c.first.clone()).await;
     assert_eq!(s, 200, "{again}");
@@ -302,10 +295,7 @@ async fn kubectl_lifecycle(source: Source) {
     assert_eq!(s, 200, "{fresh}");
     assert_eq!(fresh["id"], id.as_str());
     assert_ne!(channel_is(&env, &id, true).await, uid, "a new Channel");
-    assert_eq!(
-        env.secret_names().await,
-        secrets_of(&c, &id, token, true, &users)
-    );
+    assert_eq!(env.secret_names().await, secrets_of(&c, &id, token, &users));
     finish(env, source).await;
 }
 

@@ -281,7 +281,7 @@ async fn five_airy_channels_move_with_their_ids_and_tokens() {
         "{v}"
     );
     no_secret(&v);
-    let leases: Api<Lease> = Api::namespaced(env.sb.client(), "default");
+    let leases: Api<Lease> = Api::namespaced(env.sb.client(), STATE_NS);
     assert!(leases
         .get_opt(&format!("claim-{plugin_id}"))
         .await

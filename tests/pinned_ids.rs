@@ -75,7 +75,7 @@ async fn pinned_ids_are_the_channels_ids_everywhere() {
     env.wait_ready("shop-y").await;
     for (name, id) in [("shop-x", X), ("shop-y", Y)] {
         assert_eq!(env.get(name).await["status"]["id"], id);
-        let leases: Api<Lease> = Api::namespaced(env.sb.client(), "default");
+        let leases: Api<Lease> = Api::namespaced(env.sb.client(), STATE_NS);
         assert!(
             leases
                 .get_opt(&format!("claim-{id}"))

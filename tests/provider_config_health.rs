@@ -1,4 +1,4 @@
-//! A provider configuration's own accounts (README, "Token health"): the Facebook app's
+//! A provider configuration's own accounts (docs/providers.md, "Token health"): the Facebook app's
 //! credentials and the Twilio account's status are checked when the configuration changes and
 //! every `--sweep-seconds`, reported in its `CredentialsHealthy` condition and, while not
 //! healthy, in the credentials metrics; no secret is shown anywhere.
@@ -50,7 +50,7 @@ fn series(source: &str, reason: &str) -> String {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_configurations_app_and_twilio_account_are_checked_and_reported() {
-    let mut env = Env::new(&["--sweep-seconds", "1"]).await;
+    let mut env = Env::new(&["--sweep-seconds", "1", "--resync-seconds", "1"]).await;
     env.tokens.push(APP_SECRET_2.into());
     let app = fake_app(&env.graph, "app-2", APP_SECRET_2).await;
     let account = FakeAccount::mount(&env.twilio).await;

@@ -7,15 +7,15 @@ mod support;
 
 use std::collections::BTreeMap;
 
-use channel_operator::crd::SecretKeyRef;
-use channel_operator::crd::{Channel, Source};
+use channel_operator::crd::Source;
 use channel_operator::provider_config::{
     ClusterProviderConfig, ClusterProviderConfigSpec, FacebookApp, ProviderConfig,
     ProviderConfigKind, ProviderConfigRef, ProviderConfigSpec, TwilioAccount,
 };
-use k8s_openapi::api::core::v1::{Namespace, Secret};
+use k8s_openapi::api::core::v1::Namespace;
 use kube::api::PostParams;
 use kube::Api;
+use support::configs::*;
 use support::fakes::PageTokens;
 use support::*;
 use wiremock::matchers::{any, basic_auth, method, path, query_param};
@@ -38,48 +38,6 @@ async fn labelled_namespace(env: &Env, name: &str, labels: &[(&str, &str)]) {
         .create(&PostParams::default(), &ns)
         .await
         .unwrap();
-}
-
-async fn create_secret(env: &Env, ns: &str, name: &str, key: &str, value: &str) {
-    let mut s = secret(name, key, value);
-    s.metadata.namespace = Some(ns.into());
-    Api::<Secret>::namespaced(env.sb.client(), ns)
-        .create(&PostParams::default(), &s)
-        .await
-        .unwrap();
-}
-
-async fn create_channel(env: &Env, ch: Channel) {
-    let ns = ch.metadata.namespace.clone().unwrap();
-    Api::<Channel>::namespaced(env.sb.client(), &ns)
-        .create(&PostParams::default(), &ch)
-        .await
-        .unwrap();
-}
-
-fn key_ref(name: &str, key: &str) -> SecretKeyRef {
-    SecretKeyRef {
-        name: name.into(),
-        key: key.into(),
-    }
-}
-
-/// The Ready reason and the Stalled status of Channel `ns/name`, once it has them.
-async fn reason_of(env: &Env, ns: &str, name: &str) -> Option<(String, String, String)> {
-    let ch = Api::<Channel>::namespaced(env.sb.client(), ns)
-        .get_opt(name)
-        .await
-        .ok()
-        .flatten()?;
-    let ready = ch.ready_condition()?.clone();
-    let stalled = ch
-        .status
-        .as_ref()?
-        .conditions
-        .iter()
-        .find(|c| c.type_ == "Stalled")
-        .map_or("absent".to_string(), |c| c.status.clone());
-    Some((ready.reason, stalled, ready.message))
 }
 
 /// A Channel of `ns` that no configuration admits (not the operator's namespace, no

@@ -14,6 +14,7 @@ use channel_operator::reason::Reason;
 use channel_operator::secret::SecretString;
 use serde_json::json;
 use support::channel;
+use support::Lifecycle;
 use wiremock::matchers::{body_json, header, method, path, query_param};
 use wiremock::{Mock, MockServer, ResponseTemplate};
 
@@ -197,7 +198,12 @@ async fn whatsapp_reads_the_number_subscribes_the_business_account_and_unsubscri
     let p = providers(&server);
     let ch = whatsapp(Some(WABA));
     let provider = p.for_source(Source::Whatsapp);
-    assert_eq!(provider.shared_resource(&ch).as_deref(), Some(WABA));
+    let waba = channel_operator::effects::EffectKey::new(
+        channel_operator::effects::EffectKind::BusinessAccountSubscription,
+        WABA,
+        "app-1",
+    );
+    assert_eq!(provider.effects(&ch), [waba]);
     let out = provider
         .connect(&ch, Some(&SecretString::new(USER_TOKEN)))
         .await
@@ -223,7 +229,7 @@ async fn whatsapp_without_a_business_account_subscribes_nothing_and_has_nothing_
     let p = providers(&server);
     let ch = whatsapp(None);
     let provider = p.for_source(Source::Whatsapp);
-    assert_eq!(provider.shared_resource(&ch), None);
+    assert_eq!(provider.effects(&ch), []);
     provider
         .connect(&ch, Some(&SecretString::new(USER_TOKEN)))
         .await

@@ -1,6 +1,10 @@
-//! What README.md tells a user to type works, and what it claims about the CLI is so.
+//! What the README and the docs tell a user to type works, and what they claim about the CLI is so.
+//! Each command block is checked on the page that holds it: the Helm walk-through in README.md,
+//! the flag table in docs/configuration.md.
 
 mod support;
+
+use support::section;
 
 use std::collections::BTreeSet;
 use std::path::Path;
@@ -8,18 +12,10 @@ use std::path::Path;
 use regex::Regex;
 
 const README: &str = include_str!("../README.md");
+const CONFIGURATION: &str = include_str!("../docs/configuration.md");
 const BIN: &str = env!("CARGO_BIN_EXE_channel-operator");
 
-/// The README section that starts with the heading `## {title}`.
-fn section(title: &str) -> &'static str {
-    let start = README
-        .find(&format!("\n## {title}\n"))
-        .unwrap_or_else(|| panic!("README has no section {title:?}"));
-    let rest = &README[start + 1..];
-    &rest[..rest[3..].find("\n## ").map_or(rest.len(), |n| n + 3)]
-}
-
-/// The `sh` code blocks of a piece of README, in order.
+/// The `sh` code blocks of a piece of a page, in order.
 fn sh_blocks(text: &str) -> Vec<&str> {
     text.split("```sh\n")
         .skip(1)
@@ -63,7 +59,8 @@ fn options(command: &str) -> Vec<(String, String)> {
 
 #[test]
 fn configuration_reference_matches_each_commands_help() {
-    let table = section("Configuration reference");
+    // The page is one table under its title.
+    let table = CONFIGURATION;
     let row =
         Regex::new(r"^\| `--([a-z0-9-]+)`(?: \[([A-Z_]+)\])? \| [^|]* \| ([a-z, ]+) \|").unwrap();
     let mut checked = BTreeSet::new();
@@ -84,17 +81,17 @@ fn configuration_reference_matches_each_commands_help() {
         for command in commands {
             let help = options(command);
             let (_, text) = help.iter().find(|(f, _)| *f == flag).unwrap_or_else(|| {
-                panic!("README: `{command}` takes --{flag}; its --help does not list it")
+                panic!("docs/configuration.md: `{command}` takes --{flag}; its --help does not list it")
             });
             match &env {
                 Some(env) => assert!(
                     text.contains(&format!("[env: {env}="))
                         || text.contains(&format!("[env: {env}]")),
-                    "README: `{command} --{flag}` reads {env}; its --help says:\n{text}"
+                    "docs/configuration.md: `{command} --{flag}` reads {env}; its --help says:\n{text}"
                 ),
                 None => assert!(
                     !text.contains("[env:"),
-                    "README: `{command} --{flag}` reads no variable; its --help says:\n{text}"
+                    "docs/configuration.md: `{command} --{flag}` reads no variable; its --help says:\n{text}"
                 ),
             }
             checked.insert((command.to_owned(), flag.clone()));
@@ -138,7 +135,7 @@ async fn helm_walkthrough_reaches_the_api_with_the_token_it_created() {
     } = support::sandbox().await;
 
     // Step 1 of the walk-through: the namespaces and the API token Secret.
-    let helm = section("Install on a cluster with Helm");
+    let helm = section(README, "Install on a cluster with Helm");
     let blocks = sh_blocks(helm);
     let setup: Vec<String> = commands(blocks[0])
         .into_iter()
@@ -173,7 +170,7 @@ async fn helm_walkthrough_reaches_the_api_with_the_token_it_created() {
     support::http_ready(&format!("http://{addr}/readyz")).await;
 
     // "Reach the API": everything but the port-forward (the API listens on `addr` directly).
-    let reach = section("Install on a cluster with Helm")
+    let reach = section(README, "Install on a cluster with Helm")
         .split("Reach the API")
         .nth(1)
         .expect("a 'Reach the API' paragraph");

@@ -1,4 +1,4 @@
-//! Token health at the providers (README, "Token health"): Graph's OAuth error 190 recognised
+//! Token health at the providers (docs/providers.md, "Token health"): Graph's OAuth error 190 recognised
 //! in every Graph answer as credentials that no longer work, and the Twilio account's status.
 
 mod support;
@@ -9,6 +9,7 @@ use channel_operator::reason::Reason;
 use channel_operator::secret::SecretString;
 use support::channel;
 use support::providers::{graph_providers, providers};
+use support::Lifecycle;
 use wiremock::matchers::{basic_auth, method, path};
 use wiremock::{Mock, MockServer, ResponseTemplate};
 

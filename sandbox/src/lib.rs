@@ -5,7 +5,7 @@
 //! coordination.k8s.io/v1 leases, CustomResourceDefinitions and the custom resources of every
 //! installed CRD over the Kubernetes REST API on 127.0.0.1, with kube-apiserver's semantics for
 //! resourceVersions, patches, watches, finalizers, garbage collection and validation. The
-//! repository's README, section "The Kubernetes API sandbox", says what it does and does not emulate.
+//! package's README.md says what it does and does not emulate.
 //!
 //! ```no_run
 //! # async fn f() -> anyhow::Result<()> {

@@ -59,6 +59,14 @@ pub struct Desired {
     pub instagram: Option<crate::crd::InstagramSpec>,
 }
 
+/// What a create of a credentials Secret found.
+#[derive(Debug, PartialEq, Eq)]
+enum Written {
+    Created,
+    /// One of that name was there (the API cannot tell whose).
+    Existed,
+}
+
 /// What the controller reported.
 enum Outcome {
     Ready(Arc<CachedChannel>),
@@ -172,6 +180,9 @@ impl AppState {
             name: credentials_secret_name(&id, t.expose()),
             key: PAGE_TOKEN_KEY.to_owned(),
         });
+        // A Channel with credentials is created disconnected: its credentials Secret is written
+        // next, controlled by the Channel (so nothing stays when a later step fails), and only
+        // then is the Channel connected; the controller never sees it connected without them.
         let mut channel = Channel::new(
             &id,
             ChannelSpec {
@@ -180,7 +191,7 @@ impl AppState {
                 channel_id: None,
                 name: d.name.clone(),
                 image_url: d.image_url.clone(),
-                connected: true,
+                connected: credentials_secret_ref.is_none(),
                 credentials_secret_ref: credentials_secret_ref.clone(),
                 instagram: d.instagram.clone(),
                 whatsapp: None,
@@ -190,13 +201,6 @@ impl AppState {
         );
         channel.metadata.namespace = Some(ns.clone());
         channel.metadata.labels = Some(ownership::managed_labels());
-        // The page-token Secret comes first, so the controller never sees the Channel without
-        // its credentials; it is adopted by the Channel once that has a uid.
-        let secret_name = credentials_secret_ref.as_ref().map(|r| r.name.clone());
-        if let (Some(name), Some(token)) = (&secret_name, &d.channel_token) {
-            self.create_credentials_secret(&ns, None, name, token)
-                .await?;
-        }
         let pp = PostParams::default();
         let created = match retry(false, || api.create(&pp, &channel)).await {
             Ok(c) => c,
@@ -205,28 +209,23 @@ impl AppState {
                 let current = retry(false, || api.get(&id)).await.map_err(kube_error)?;
                 return self.connect_existing(Arc::new(current), d).await;
             }
-            Err(e) => {
-                if let Some(name) = &secret_name {
-                    self.delete_secret(&channel, name).await;
-                }
-                return Err(kube_error(e));
-            }
+            Err(e) => return Err(kube_error(e)),
         };
-        if let Some(name) = &secret_name {
-            if let Err(e) = self.adopt_secret(&created, name).await {
-                self.remove_created(&created, Some(name)).await;
-                return Err(e);
-            }
-        }
+        let created = match (&credentials_secret_ref, &d.channel_token) {
+            (Some(r), Some(token)) => match self.connect_created(&created, &r.name, token).await {
+                Ok(connected) => connected,
+                Err(e) => {
+                    self.remove_created(&created).await;
+                    return Err(e);
+                }
+            },
+            _ => created,
+        };
         let generation = created.metadata.generation.unwrap_or(1);
         match self.outcome(&ns, &id, generation).await {
             Outcome::Ready(e) => Ok(e),
             Outcome::Failed(reason, message) => {
-                self.remove_created(
-                    &created,
-                    credentials_secret_ref.as_ref().map(|r| r.name.as_str()),
-                )
-                .await;
+                self.remove_created(&created).await;
                 Err(if reason == Reason::Duplicate {
                     // Held by a Channel outside the API's namespaces: say nothing about it.
                     held_elsewhere()
@@ -236,6 +235,31 @@ impl AppState {
             }
             Outcome::TimedOut => Err(self.timed_out("connected")),
         }
+    }
+
+    /// Writes the credentials Secret `name` of the Channel this request `created` (disconnected),
+    /// then connects the Channel; returns it as patched. A Secret of that name that exists already
+    /// was not written for this new Channel: the connect is refused, and uses nothing of it.
+    async fn connect_created(
+        &self,
+        created: &Channel,
+        name: &str,
+        token: &SecretString,
+    ) -> Result<Channel, ApiError> {
+        if self.create_credentials_secret(created, name, token).await? == Written::Existed {
+            return Err(ApiError::new(
+                axum::http::StatusCode::CONFLICT,
+                "a Secret of the name the channel's page token is stored under exists, and this \
+                 connect did not write it; try again in a moment (one left by an earlier attempt \
+                 is removed with its channel), or have it removed",
+            ));
+        }
+        let api = self.channels(&created.namespace().unwrap_or_default());
+        let patch = Patch::Merge(json!({"spec": {"connected": true}}));
+        let (pparams, name) = (patch_params(), created.name_any());
+        retry(true, || api.patch(&name, &pparams, &patch))
+            .await
+            .map_err(kube_error)
     }
 
     async fn connect_existing(
@@ -250,6 +274,18 @@ impl AppState {
                 axum::http::StatusCode::CONFLICT,
                 "the channel is being deleted; try again once it is gone",
             ));
+        }
+        // Its id is held by a Channel outside the API's namespaces: a connect would be refused
+        // and undone (writing a Secret the API could not remove), so it is refused first.
+        let held = |c: &k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition| {
+            c.reason == Reason::Duplicate
+        };
+        let generation = ch.metadata.generation.unwrap_or(0);
+        let cached = self.cache.get_by_key(&ns, &name);
+        if ch.verdict_at(generation).is_some_and(held)
+            || cached.is_some_and(|e| e.verdict_at(generation).is_some_and(held))
+        {
+            return Err(held_elsewhere());
         }
         let old_ref = ch.spec.credentials_secret_ref.clone();
         let new_ref = d.channel_token.as_ref().map(|t| SecretKeyRef {
@@ -285,22 +321,20 @@ impl AppState {
         if let (Some(r), Some(token), false) = (&new_ref, &d.channel_token, ref_changes) {
             // The same token: the Secret the spec names should be there (the controller keeps it
             // at disconnect); one deleted meanwhile is written again, so the connect can work.
-            let api = self.secrets(&ns);
-            if retry(false, || api.get_opt(&r.name))
-                .await
-                .map_err(secret_error)?
-                .is_none()
-            {
-                self.create_credentials_secret(&ns, Some(&ch), &r.name, token)
-                    .await?;
+            // The API cannot read it: a create that finds it is the usual case.
+            self.create_credentials_secret(&ch, &r.name, token).await?;
+        }
+        // A new token's Secret, written after the Channel is read for the patch naming it.
+        let new_secret = match (&new_ref, &d.channel_token, ref_changes) {
+            (Some(r), Some(token), true) => {
+                spec.insert(
+                    "credentialsSecretRef".into(),
+                    json!({"name": r.name, "key": r.key}),
+                );
+                Some((r.name.as_str(), token))
             }
-        }
-        if let Some(r) = new_ref.as_ref().filter(|_| ref_changes) {
-            spec.insert(
-                "credentialsSecretRef".into(),
-                json!({"name": r.name, "key": r.key}),
-            );
-        }
+            _ => None,
+        };
         // The spec as the patch found it, to undo the patch when the id is held elsewhere.
         let (generation, before) = if spec.is_empty() {
             // Nothing to change: answer at once when the channel is already connected.
@@ -312,40 +346,23 @@ impl AppState {
             }
             (generation, None)
         } else {
-            if let (Some(r), Some(token), true) = (&new_ref, &d.channel_token, ref_changes) {
-                self.create_credentials_secret(&ns, Some(&ch), &r.name, token)
-                    .await?;
-            }
-            let (before, patched) = match self.patch_after_verdict(&ns, &name, json!(spec)).await {
-                Ok(p) => p,
-                Err(e) => {
-                    // The Channel never pointed at the new Secret: it has no use.
-                    if let (Some(r), true) = (&new_ref, ref_changes) {
-                        self.delete_owned_secret(&ch, &r.name).await;
-                    }
-                    return Err(e);
-                }
-            };
+            // Whatever fails from here leaves a new Secret to the controller, which deletes the
+            // credentials the spec does not name once the Channel moved past the generation they
+            // were written at (ownership::controller_deletes_unnamed).
+            let (before, patched) = self
+                .patch_after_verdict(&ns, &name, json!(spec), new_secret)
+                .await?;
             (patched.metadata.generation.unwrap_or(0), Some(before))
         };
         let outcome = self.outcome(&ns, &name, generation).await;
         if let Outcome::Failed(Reason::Duplicate, _) = outcome {
             // Held by a Channel outside the API's namespaces: the connect changes nothing. The
-            // Channel gets its spec back, and with it its old Secret; the new one has no use.
-            let undone = match &before {
-                Some(before) => {
-                    super::undo::undo_connect(&self.channels(&ns), &ns, &name, &spec, before).await
-                }
-                None => true,
-            };
-            if let (Some(r), true, true) = (&new_ref, ref_changes, undone) {
-                self.delete_owned_secret(&ch, &r.name).await;
+            // Channel gets its spec back, and with it its old Secret (the new one is the
+            // controller's to delete).
+            if let Some(before) = &before {
+                super::undo::undo_connect(&self.channels(&ns), &ns, &name, &spec, before).await;
             }
             return Err(held_elsewhere());
-        }
-        // The Channel points at the new Secret now, whatever the verdict: the old one has no use.
-        if let (true, Some(old)) = (ref_changes, old_ref) {
-            self.delete_owned_secret(&ch, &old.name).await;
         }
         match outcome {
             Outcome::Ready(e) => Ok(e),
@@ -354,110 +371,35 @@ impl AppState {
         }
     }
 
-    /// Creates the credentials Secret `name` holding the channel's token (under the key
-    /// `page_token` whatever the source), owned by `owner` when it exists already.
+    /// Creates the credentials Secret `name` of `owner` holding the channel's token (under the
+    /// key `page_token` whatever the source), controlled by the Channel and marked with its uid
+    /// and generation ([`ownership::api_credentials_secret`]). The API may create Secrets and
+    /// nothing else: one that exists already is never read, changed or deleted here.
     async fn create_credentials_secret(
         &self,
-        ns: &str,
-        owner: Option<&Channel>,
+        owner: &Channel,
         name: &str,
-        token: &crate::secret::SecretString,
-    ) -> Result<(), ApiError> {
+        token: &SecretString,
+    ) -> Result<Written, ApiError> {
+        let ns = owner.namespace().unwrap_or_default();
         // The operator's, and consenting to be this Channel's credentials.
-        let secret = ownership::credentials_secret(ns, name, token, owner);
-        let api = self.secrets(ns);
+        let secret = ownership::api_credentials_secret(&ns, name, token, owner);
+        let api = self.secrets(&ns);
         let pp = PostParams::default();
         match retry(false, || api.create(&pp, &secret)).await {
-            Ok(_) => Ok(()),
-            // Same name = same token: the Secret we need is there; make sure the Channel owns
-            // it (an earlier attempt may have left it without an owner).
-            Err(kube::Error::Api(s)) if s.is_already_exists() => match owner {
-                Some(o) => self.adopt_secret(o, name).await,
-                None => Ok(()),
-            },
+            Ok(_) => Ok(Written::Created),
+            // Same name = same token, if the Secret is the one its name says: the controller
+            // uses it only then (ownership::token_fits_name).
+            Err(kube::Error::Api(s)) if s.is_already_exists() => Ok(Written::Existed),
             Err(e) => Err(secret_error(e)),
         }
     }
 
-    /// Makes the Channel the owner of its credentials Secret (deleted with it), when the
-    /// ownership rules let the API adopt it; a Secret of that name that is someone else's is a
-    /// conflict, and is left untouched.
-    async fn adopt_secret(&self, owner: &Channel, name: &str) -> Result<(), ApiError> {
-        let api = self.secrets(&owner.namespace().unwrap_or_default());
-        let existing = retry(false, || api.get_opt(name))
-            .await
-            .map_err(secret_error)?;
-        match existing {
-            Some(s)
-                if ownership::is_ours(&s.metadata, owner)
-                    && ownership::usable_as_credentials(&s.metadata, owner) =>
-            {
-                return Ok(())
-            }
-            Some(s) if ownership::api_may_take(&s.metadata, owner) => {}
-            _ => {
-                return Err(ApiError::new(
-                    axum::http::StatusCode::CONFLICT,
-                    "a Secret the channel's page token would be stored in exists and is not the \
-                     operator's; remove it and connect again",
-                ))
-            }
-        }
-        let refs: Vec<_> = ownership::owner_reference(owner).into_iter().collect();
-        // With the consent label too: one written before the API set it becomes usable.
-        let patch = Patch::Merge(json!({"metadata": {
-            "ownerReferences": refs,
-            "labels": ownership::credentials_labels(),
-        }}));
-        let pparams = patch_params();
-        retry(true, || api.patch(name, &pparams, &patch))
-            .await
-            .map(|_| ())
-            .map_err(secret_error)
-    }
-
-    /// Removes the credentials Secret a failed connect for `ch` leaves, when the ownership rules
-    /// let the API take it (guarded by its uid).
-    async fn delete_secret(&self, ch: &Channel, name: &str) {
-        let api = self.secrets(&ch.namespace().unwrap_or_default());
-        let secret = match retry(false, || api.get_opt(name)).await {
-            Ok(Some(s)) if ownership::api_may_take(&s.metadata, ch) => s,
-            Ok(_) => return,
-            Err(e) => {
-                tracing::warn!(error = %e, "reading a page-token Secret to remove failed");
-                return;
-            }
-        };
-        let dp = DeleteParams {
-            preconditions: secret.metadata.uid.map(|uid| kube::api::Preconditions {
-                uid: Some(uid),
-                resource_version: None,
-            }),
-            ..Default::default()
-        };
-        match retry(false, || api.delete(name, &dp)).await {
-            Ok(_) | Err(kube::Error::Api(_)) => {}
-            Err(e) => tracing::warn!(error = %e, "removing a page-token Secret failed"),
-        }
-    }
-
-    async fn delete_owned_secret(&self, owner: &Channel, name: &str) {
-        let api = self.secrets(&owner.namespace().unwrap_or_default());
-        let Ok(Some(secret)) = api.get_opt(name).await else {
-            return;
-        };
-        if ownership::api_deletes_replaced(&secret.metadata, owner) {
-            if let Err(e) = api.delete(name, &DeleteParams::default()).await {
-                tracing::warn!(error = %e, secret = name, "deleting the old page-token Secret failed");
-            }
-        }
-    }
-
-    /// Removes a Channel this request created, and then its page-token Secret: nothing is kept.
-    /// The deletion goes through the controller's finalizer, which disconnects the channel at its
-    /// provider (a provider may have acted before it answered with an error), so the Secret is
-    /// deleted only once the Channel is gone (bounded by the sync timeout).
-    async fn remove_created(&self, created: &Channel, secret: Option<&str>) {
+    /// Removes a Channel this request created (its credentials Secret, which it controls, goes
+    /// with it: the garbage collector's). The deletion goes through the controller's finalizer,
+    /// which disconnects the channel at its provider (a provider may have acted before it
+    /// answered with an error).
+    async fn remove_created(&self, created: &Channel) {
         let ns = created.namespace().unwrap_or_default();
         let name = created.name_any();
         let dp = DeleteParams {
@@ -478,14 +420,8 @@ impl AppState {
                 c.get_by_key(&ns, &name).is_none().then_some(())
             })
             .await;
-        if let Some(s) = secret {
-            if gone.is_some() {
-                self.delete_secret(created, s).await;
-            } else {
-                // Still being disconnected: the Channel owns the Secret, so the garbage
-                // collector removes it with the Channel.
-                tracing::warn!(channel = %name, "a channel whose connect failed is still being removed");
-            }
+        if gone.is_none() {
+            tracing::warn!(channel = %name, "a channel whose connect failed is still being removed");
         }
     }
 
@@ -564,23 +500,43 @@ impl AppState {
     /// serialized this way, as [`IdLocks`] serializes them in one: a connect whose Channel is
     /// still being connected by another request answers 409 and changes nothing. Returns the
     /// spec the patch was applied to, and the patched Channel.
+    ///
+    /// `secret` (name, token): the credentials Secret the patch names, created between the read
+    /// and the patch, marked with the generation read; a patch whose Channel changed its spec
+    /// since is not made (the Secret is then the controller's to delete, as one a failed patch
+    /// leaves).
     async fn patch_after_verdict(
         &self,
         ns: &str,
         name: &str,
         spec: serde_json::Value,
+        secret: Option<(&str, &SecretString)>,
     ) -> Result<(crate::crd::ChannelSpec, Channel), ApiError> {
         let api = self.channels(ns);
         let pparams = patch_params();
+        let mut written_at = None;
         for _ in 0..3 {
             let current = retry(false, || api.get(name)).await.map_err(kube_error)?;
             if current.metadata.deletion_timestamp.is_some() || !has_verdict(&current) {
                 return Err(in_progress());
             }
-            let patch = Patch::Merge(json!({
-                "metadata": {"resourceVersion": current.resource_version()},
-                "spec": spec,
-            }));
+            if let Some((secret, token)) = secret {
+                match written_at {
+                    None => {
+                        self.create_credentials_secret(&current, secret, token)
+                            .await?;
+                        written_at = Some(current.metadata.generation);
+                    }
+                    Some(g) if g != current.metadata.generation => return Err(in_progress()),
+                    Some(_) => {}
+                }
+            }
+            let mut metadata = json!({"resourceVersion": current.resource_version()});
+            if secret.is_some() {
+                // Kept through an undo of the spec: the controller deletes the Secret once unnamed.
+                metadata["annotations"] = json!({ownership::API_CREDENTIALS_ANNOTATION: "true"});
+            }
+            let patch = Patch::Merge(json!({"metadata": metadata, "spec": spec}));
             match retry(false, || api.patch(name, &pparams, &patch)).await {
                 Ok(p) => return Ok((current.spec, p)),
                 // Changed since the read (a status write, or another request): read again.

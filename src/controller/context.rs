@@ -32,8 +32,10 @@ pub struct Config {
     pub secret_access: SecretAccess,
     /// The chat plugin's name in channel ids (`--chatplugin-naming`).
     pub naming: crate::naming::ChatPluginNaming,
-    /// The operator's namespace, where the claims of channel ids are (`crate::claims`).
-    pub claim_namespace: String,
+    /// The operator's state namespace (`--state-namespace`): the claims of channel ids
+    /// (`crate::claims`), the Channels' records (`record`) and the entries of shared provider
+    /// effects (`entries`).
+    pub state_namespace: String,
 }
 
 /// What every reconcile shares.
@@ -89,9 +91,15 @@ impl Context {
         Api::namespaced(self.client.clone(), &ch.namespace().unwrap_or_default())
     }
 
-    /// The claims of channel ids (Leases in the operator's namespace).
-    pub(super) fn claims(&self) -> Api<k8s_openapi::api::coordination::v1::Lease> {
-        Api::namespaced(self.client.clone(), &self.config.claim_namespace)
+    /// The claims of channel ids and the entries of shared provider effects (Leases in the state
+    /// namespace).
+    pub(super) fn leases(&self) -> Api<k8s_openapi::api::coordination::v1::Lease> {
+        Api::namespaced(self.client.clone(), &self.config.state_namespace)
+    }
+
+    /// The Channels' records (Secrets in the state namespace).
+    pub(super) fn records(&self) -> Api<Secret> {
+        Api::namespaced(self.client.clone(), &self.config.state_namespace)
     }
 
     /// The Secrets of the Channel's namespace; `CredentialsMissing` where `--secret-namespaces`

@@ -1,27 +1,36 @@
 //! The Channel controller: connects and disconnects channels with their providers.
 //!
 //! Built on `kube::runtime::Controller`: level-triggered reconciles of every Channel, re-triggered by
-//! the Secrets it owns (the Facebook token Secret), by the credentials Secrets it references, and by
-//! the deletion of the owner of a duplicated source channel id. See `plan` for the decisions (one
-//! step from the Channel and what was observed), [`reconcile`] for what observes and executes
-//! them, [`watch`] for what triggers them, `slots` for the per-source shares of the reconcile slots,
-//! `leader` for leader election; the graceful shutdown is [`crate::runtime::Shutdown`]'s.
+//! the Secrets it owns, by the credentials Secrets it references, and by the deletion of the owner
+//! of a duplicated source channel id. See `plan` for the decisions (one step from the Channel and
+//! what was observed), [`reconcile`] for what observes and executes them (`connect` and `undo`
+//! for the steps that connect and undo), `record` and `entries` for what the operator records of
+//! its provider effects in the state namespace, `in_use` for the protection of configurations in
+//! use, [`watch`] for what triggers reconciles, `slots` for the per-source shares of the reconcile
+//! slots, `leader` for leader election; the graceful shutdown is [`crate::runtime::Shutdown`]'s.
 
+mod connect;
 mod context;
+mod entries;
 mod error;
 mod events;
+mod guarded;
+mod in_use;
 mod index;
 pub mod leader;
 pub mod logic;
 mod plan;
+mod provider_config_health;
 mod provider_config_status;
 pub mod provider_configs;
 pub mod reconcile;
+mod record;
 #[cfg(test)]
 mod scenarios;
 mod secrets;
 mod slots;
 mod status;
+mod undo;
 pub mod watch;
 
 use std::net::SocketAddr;
@@ -66,9 +75,9 @@ pub struct Args {
     /// Name of the leader-election Lease.
     #[arg(long, env = "LEASE_NAME", default_value = "channel-operator")]
     pub lease_name: String,
-    /// The operator's namespace: where the leader-election Lease and the claims of channel ids
-    /// (one Lease per channel id) are, and whose Channels may use the flags' provider accounts.
-    /// `--lease-namespace` is an alias.
+    /// The operator's namespace: where the leader-election Lease is (and, by default, the state
+    /// namespace), whose Channels may use the flags' provider accounts, and where a
+    /// ClusterProviderConfig's Secrets are read. `--lease-namespace` is an alias.
     #[arg(
         long,
         alias = "lease-namespace",
@@ -76,6 +85,12 @@ pub struct Args {
         default_value = "default"
     )]
     pub operator_namespace: String,
+    /// The namespace of the operator's private state, which neither tenants nor the API's
+    /// identity may read: the claims of channel ids, each Channel's record of what it did at its
+    /// provider (with the tokens its undo needs), the entries of shared provider effects.
+    /// Default: the operator's namespace.
+    #[arg(long, env = "STATE_NAMESPACE")]
+    pub state_namespace: Option<String>,
     /// Identity of this replica in the Lease (default: the hostname).
     #[arg(long, env = "POD_NAME")]
     pub identity: Option<String>,
@@ -164,6 +179,16 @@ impl Args {
                 .filter(|s| !s.is_empty())
                 .collect(),
         }
+    }
+
+    /// The state namespace: `--state-namespace`, else the operator's namespace.
+    pub fn state_namespace(&self) -> String {
+        self.state_namespace
+            .as_deref()
+            .map(str::trim)
+            .filter(|s| !s.is_empty())
+            .unwrap_or(&self.operator_namespace)
+            .to_owned()
     }
 
     /// Where Secrets are read, watched and written.
@@ -303,7 +328,7 @@ pub async fn run_controller(
         resync: Duration::from_secs(args.resync_seconds.max(1)),
         secret_access: secret_access.clone(),
         naming: args.chatplugin_naming,
-        claim_namespace: args.operator_namespace.clone(),
+        state_namespace: args.state_namespace(),
     };
     let ctx = Arc::new(reconcile::Context::new(
         client.clone(),
@@ -373,7 +398,11 @@ pub async fn run_controller(
         client.clone(),
         provider_configs,
         secret_access.clone(),
-        Duration::from_secs(args.sweep_seconds.max(1)),
+        args.state_namespace(),
+        (
+            Duration::from_secs(args.sweep_seconds.max(1)),
+            Duration::from_secs(args.resync_seconds.max(1)),
+        ),
         metrics.clone(),
     );
     let timeout = Duration::from_secs(args.shutdown_timeout_seconds);
@@ -435,5 +464,19 @@ mod tests {
         let parse = |argv: &[&str]| Args::try_parse_from(argv).unwrap().operator_namespace;
         assert_eq!(parse(&["controller", "--operator-namespace", "ops"]), "ops");
         assert_eq!(parse(&["controller", "--lease-namespace", "ops"]), "ops");
+    }
+
+    #[test]
+    fn the_state_namespace_defaults_to_the_operator_namespace() {
+        let parse = |argv: &[&str]| Args::try_parse_from(argv).unwrap().state_namespace();
+        assert_eq!(parse(&["controller", "--operator-namespace", "ops"]), "ops");
+        let own = [
+            "controller",
+            "--operator-namespace",
+            "ops",
+            "--state-namespace",
+            "ops-state",
+        ];
+        assert_eq!(parse(&own), "ops-state");
     }
 }

@@ -1,14 +1,23 @@
 //! The controller's state machine: from a Channel and what was observed around it, the one step
-//! to take now. Pure; the executors in `reconcile` carry the steps out.
+//! to take now. Pure; the executors in `reconcile`, `connect` and `undo` carry the steps out.
+//!
+//! What the Channel did at its provider is its record's (`record`), never its current spec's:
+//! a disconnect and a deletion undo the recorded effects, a spec or configuration that no longer
+//! makes a recorded effect (a move to another account) undoes it first, and only then connects.
 
 use kube::ResourceExt;
 
 use super::logic;
-use super::secrets::{Credentials, TokenSecret};
-use crate::channel_state::{may_be_connected, needs_provider};
+use super::provider_configs::UsedConfig;
+use super::record::Record;
+use super::secrets::Credentials;
+use crate::channel_state::may_be_connected;
 use crate::claims::Holder;
-use crate::crd::Channel;
+use crate::crd::{Channel, DeletionPolicy};
+use crate::effects::{Effect, EffectKey};
+use crate::providers::Proof;
 use crate::reason::Reason;
+use crate::secret::SecretString;
 
 /// What a reconcile observed besides the Channel itself.
 #[derive(Debug)]
@@ -23,15 +32,25 @@ pub struct Observed {
     pub rival: Option<(String, String)>,
     /// The credentials, when the provider needs them to connect: `Err` says why they are missing.
     pub credentials: Result<Option<Credentials>, String>,
-    /// What lies at the name of the Channel's token Secret (`Absent` where none is used).
-    pub token_secret: TokenSecret,
     /// Whether a connected channel is due for a re-check at its provider.
     pub recheck_due: bool,
-    /// Whether the Channel has a usable provider configuration where a provider call needs one:
-    /// `Err` says why not (then no provider may be called); `Ok(Some(config))` names a
-    /// configuration resource (`None`: the flags' accounts, or none needed), part of the
-    /// connection inputs.
-    pub provider_config: Result<Option<String>, String>,
+    /// The Channel's provider configuration, where a step needs one (to connect, or to undo a
+    /// connection an older version made without a record): `Err` says why it has none (then no
+    /// provider may be called for it); `Ok(None)`: the flags' accounts, or none needed.
+    pub provider_config: Result<Option<UsedConfig>, String>,
+    /// The Channel's record in the state namespace (what it did at its provider).
+    pub record: Option<Record>,
+    /// The effects a connect with the chosen configuration makes (known only where the
+    /// configuration was).
+    pub wanted: Vec<EffectKey>,
+    /// The Channel may hold a connection an older version made, which no record describes
+    /// (its status says connected or a connect attempted, and its source calls out).
+    pub legacy: bool,
+    /// The token such a version kept in the Channel's namespace (`<channel>-facebook-token`).
+    pub legacy_token: Option<SecretString>,
+    /// What proving the credentials at the provider obtained in this reconcile (before the
+    /// claim), for the connect to reuse.
+    pub proof: Option<Proof>,
 }
 
 /// What the claim of a Channel's source channel id says.
@@ -50,6 +69,17 @@ pub enum Claim {
     Orphaned(Holder),
 }
 
+/// What becomes of the recorded effects when a Channel goes.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Undo {
+    /// Undone at the provider (deletionPolicy Disconnect), each by its last holder.
+    Provider,
+    /// Released without a provider call (deletionPolicy Orphan): they stay at the provider.
+    Orphan,
+    /// Nothing recorded, nothing possibly made.
+    Nothing,
+}
+
 /// The one thing to do now.
 #[derive(Debug, PartialEq)]
 pub enum Step {
@@ -60,7 +90,8 @@ pub enum Step {
         /// What the user must fix.
         message: String,
     },
-    /// Record the attempt, connect at the provider, keep its token, report `Connected`.
+    /// Prove the credentials (unless this reconcile did), record the effects, make the ones
+    /// nobody holds yet, keep the token, report `Connected`.
     Connect {
         /// The connection inputs.
         fingerprint: String,
@@ -72,24 +103,31 @@ pub enum Step {
         /// Whether to re-check at the provider.
         recheck: bool,
     },
-    /// Create the claim; plan again as its owner, or look again when another was first.
-    Claim,
-    /// Delete the claim of an owner that no longer exists (guarded by its uid and
-    /// resourceVersion), then create ours.
-    Reclaim(Holder),
-    /// Disconnect at the provider, delete the derived token Secret, report `Disconnected`.
-    Disconnect,
-    /// Nothing to undo at the provider: delete the derived token Secret unless `Disconnected`
-    /// was already reported for this generation, report `Disconnected`.
-    ReportDisconnected {
-        /// Whether to look for a derived token Secret to delete.
-        cleanup: bool,
+    /// Connected by an older version, with these inputs, and not recorded: record its effects as
+    /// found (no provider call) and its token, then as `Confirm`.
+    Adopt {
+        /// The connection inputs.
+        fingerprint: String,
     },
-    /// The Channel is being deleted: disconnect at the provider if `disconnect`, delete the owned
-    /// Secrets, delete the claim it holds, let it go.
+    /// Prove the credentials where the source has something to prove, then create the claim;
+    /// plan again as its owner, or look again when another was first.
+    Claim,
+    /// Prove the credentials, delete the claim of an owner that no longer exists (guarded by its
+    /// uid and resourceVersion), then create ours.
+    Reclaim(Holder),
+    /// Undo these recorded effects at the accounts they were made with: the spec or the
+    /// configuration no longer makes them (a move). Then plan again.
+    Move(Vec<Effect>),
+    /// Undo every recorded effect (or, without a record, the connection an older version made),
+    /// delete the record, report `Disconnected`.
+    Disconnect,
+    /// Nothing to undo at the provider: report `Disconnected`.
+    ReportDisconnected,
+    /// The Channel is being deleted: undo or release its recorded effects, delete its record,
+    /// its Secrets and the claim it holds, let it go.
     Release {
-        /// Whether the provider must be called.
-        disconnect: bool,
+        /// What becomes of the recorded effects.
+        undo: Undo,
         /// The claim to delete after that.
         claim: Option<Holder>,
     },
@@ -98,15 +136,20 @@ pub enum Step {
 /// The step for `ch`.
 pub fn plan(ch: &Channel, observed: &Observed) -> Step {
     let status = ch.status.clone().unwrap_or_default();
+    let recorded = observed.record.is_some();
     if ch.metadata.deletion_timestamp.is_some() {
-        let disconnect = needs_provider(ch);
-        if let (true, Err(message)) = (disconnect, &observed.provider_config) {
-            // Undoing the connection needs the accounts it was made with: restore the
-            // configuration, or set deletionPolicy Orphan to let the Channel go without a call.
+        let undo = match ch.spec.deletion_policy {
+            DeletionPolicy::Disconnect if recorded || observed.legacy => Undo::Provider,
+            DeletionPolicy::Orphan if recorded => Undo::Orphan,
+            _ => Undo::Nothing,
+        };
+        if let (Undo::Provider, false, Err(message)) = (undo, recorded, &observed.provider_config) {
+            // A connection an older version made names no account anywhere but in the spec's
+            // configuration: restore it, or set deletionPolicy Orphan to let the Channel go.
             return stall(Reason::ProviderConfigMissing, message.clone());
         }
         return Step::Release {
-            disconnect,
+            undo,
             claim: match &observed.claim {
                 Claim::Ours(h) => Some(h.clone()),
                 _ => None,
@@ -116,49 +159,71 @@ pub fn plan(ch: &Channel, observed: &Observed) -> Step {
     if let Some(message) = &observed.invalid {
         return stall(Reason::InvalidSpec, message.clone());
     }
-    // Claiming is needed to connect, and to undo a connection made before claims existed.
-    let wants = needs_provider(ch);
-    if let (true, Err(message)) = (wants, &observed.provider_config) {
-        // Before any claim: a namespace no configuration admits claims no channel id either.
-        return stall(Reason::ProviderConfigMissing, message.clone());
+    if !ch.spec.connected {
+        return match (recorded, observed.legacy, &observed.provider_config) {
+            (true, _, _) => Step::Disconnect,
+            (false, true, Err(message)) => stall(Reason::ProviderConfigMissing, message.clone()),
+            (false, true, Ok(_)) => Step::Disconnect,
+            (false, false, _) => Step::ReportDisconnected,
+        };
+    }
+    // Before any claim: a namespace no configuration admits claims no channel id either.
+    let used = match &observed.provider_config {
+        Err(message) => return stall(Reason::ProviderConfigMissing, message.clone()),
+        Ok(used) => used.as_ref(),
+    };
+    let moved: Vec<Effect> = observed
+        .record
+        .iter()
+        .flat_map(|r| &r.effects)
+        .filter(|e| !observed.wanted.contains(&e.key))
+        .cloned()
+        .collect();
+    if !moved.is_empty() {
+        return Step::Move(moved);
     }
     match (&observed.claim, &observed.rival) {
         (Claim::Held(ns, name), _) => return duplicate(ch, ns, name),
         (Claim::Free | Claim::Orphaned(_), Some((ns, name))) if !may_be_connected(&status) => {
             return duplicate(ch, ns, name)
         }
-        (Claim::Free, _) if wants => return Step::Claim,
-        (Claim::Orphaned(h), _) if wants => return Step::Reclaim(h.clone()),
         _ => {}
     }
-    if !ch.spec.connected {
-        if may_be_connected(&status) {
-            return Step::Disconnect;
-        }
-        let reported = ch
-            .verdict_at(ch.metadata.generation.unwrap_or(0))
-            .is_some_and(|c| c.status == "True" && c.reason == Reason::Disconnected);
-        return Step::ReportDisconnected { cleanup: !reported };
-    }
+    // Credentials that cannot be used hold nothing: no claim is taken without them.
     let version = match &observed.credentials {
         Err(message) => return stall(Reason::CredentialsMissing, message.clone()),
         Ok(c) => c.as_ref().map(|c| c.version.as_str()),
     };
-    if let TokenSecret::Foreign = observed.token_secret {
-        return stall(
-            Reason::SecretConflict,
-            super::secrets::conflict_message(
-                ch,
-                &super::secrets::token_secret_name(&ch.name_any()),
-            ),
-        );
+    if let Some(used) = used.filter(|u| u.deleting) {
+        let recorded_through = observed
+            .record
+            .as_ref()
+            .and_then(|r| r.config())
+            .is_some_and(|c| c.uid == used.reference.uid);
+        if !recorded_through {
+            return stall(
+                Reason::ProviderConfigMissing,
+                format!(
+                    "the {} is being deleted: it admits no new connect (its Channels can still be disconnected, deleted or moved)",
+                    used.reference.describe()
+                ),
+            );
+        }
+    }
+    match &observed.claim {
+        Claim::Free => return Step::Claim,
+        Claim::Orphaned(h) => return Step::Reclaim(h.clone()),
+        _ => {}
     }
     let mut fingerprint = logic::fingerprint(&ch.spec, version);
-    if let Ok(Some(config)) = &observed.provider_config {
+    if let Some(key) = used.and_then(|u| u.reference.key()) {
         // Connected with other accounts: connect again with this configuration's.
-        fingerprint.push_str(&format!(";config={config}"));
+        fingerprint.push_str(&format!(";config={key}"));
     }
     if status.connected && status.connected_with.as_deref() == Some(fingerprint.as_str()) {
+        if observed.legacy {
+            return Step::Adopt { fingerprint };
+        }
         Step::Confirm {
             fingerprint,
             recheck: observed.recheck_due,
@@ -192,7 +257,8 @@ fn stall(reason: Reason, message: String) -> Step {
 mod tests {
     use super::*;
     use crate::crd::{ChannelSpec, ChannelStatus, DeletionPolicy, SecretKeyRef, Source};
-    use crate::secret::SecretString;
+    use crate::effects::{ConfigRef, EffectKind};
+    use crate::provider_config::ProviderConfigKind;
     use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 
     fn facebook() -> Channel {
@@ -212,6 +278,10 @@ mod tests {
         ch
     }
 
+    fn page(app: &str) -> EffectKey {
+        EffectKey::new(EffectKind::PageSubscription, "page-1", app)
+    }
+
     fn observed() -> Observed {
         Observed {
             invalid: None,
@@ -221,10 +291,23 @@ mod tests {
                 token: SecretString::new("t"),
                 version: "7".into(),
             })),
-            token_secret: TokenSecret::Absent,
             recheck_due: false,
             provider_config: Ok(None),
+            record: None,
+            wanted: vec![page("app")],
+            legacy: false,
+            legacy_token: None,
+            proof: None,
         }
+    }
+
+    /// A record of the page's subscription with `app` through `config`.
+    fn record(app: &str, config: ConfigRef) -> Record {
+        let effect = Effect {
+            key: page(app),
+            config,
+        };
+        Record::next(None, vec![effect], Some(SecretString::new("pa")), None)
     }
 
     fn holder() -> Holder {
@@ -237,6 +320,18 @@ mod tests {
         }
     }
 
+    fn config(name: &str, deleting: bool) -> UsedConfig {
+        UsedConfig {
+            reference: ConfigRef {
+                kind: Some(ProviderConfigKind::ProviderConfig),
+                namespace: "ns".into(),
+                name: name.into(),
+                uid: format!("uid-{name}"),
+            },
+            deleting,
+        }
+    }
+
     const FP: &str = "facebook/page-1;secret=tok/page_token@7";
 
     fn connected(mut ch: Channel, with: &str) -> Channel {
@@ -245,6 +340,11 @@ mod tests {
             connected_with: Some(with.into()),
             ..Default::default()
         });
+        ch
+    }
+
+    fn deleted(mut ch: Channel) -> Channel {
+        ch.metadata.deletion_timestamp = Some(Time(k8s_openapi::jiff::Timestamp::now()));
         ch
     }
 
@@ -260,6 +360,7 @@ mod tests {
         let ch = connected(ch, FP);
         let mut o = observed();
         o.recheck_due = true;
+        o.record = Some(record("app", ConfigRef::flags()));
         assert_eq!(
             plan(&ch, &o),
             Step::Confirm {
@@ -270,18 +371,21 @@ mod tests {
         // New credentials (another Secret version): connect again.
         let ch = connected(facebook(), "facebook/page-1;secret=tok/page_token@6");
         assert!(matches!(plan(&ch, &observed()), Step::Connect { .. }));
+        // Connected by an older version, which kept no record: recorded as found.
+        let mut o = observed();
+        o.legacy = true;
+        assert_eq!(
+            plan(&connected(facebook(), FP), &o),
+            Step::Adopt {
+                fingerprint: FP.into()
+            }
+        );
     }
 
     #[test]
     fn failures_that_retrying_cannot_fix_stall_in_a_fixed_order() {
         let ch = facebook();
         let mut o = observed();
-        o.token_secret = TokenSecret::Foreign;
-        let Step::Stall { reason, message } = plan(&ch, &o) else {
-            panic!("no stall")
-        };
-        assert_eq!(reason, Reason::SecretConflict);
-        assert!(message.contains("ns/shop-facebook-token"), "{message}");
         o.credentials = Err("no Secret".into());
         assert_eq!(
             plan(&ch, &o),
@@ -303,10 +407,32 @@ mod tests {
     }
 
     #[test]
-    fn without_a_usable_provider_configuration_no_step_calls_a_provider() {
+    fn no_claim_is_taken_without_usable_credentials_or_configuration() {
+        let mut o = observed();
+        o.claim = Claim::Free;
+        o.credentials = Err("no Secret".into());
+        assert_eq!(
+            plan(&facebook(), &o),
+            stall(Reason::CredentialsMissing, "no Secret".into())
+        );
+        o.claim = Claim::Orphaned(holder());
+        assert!(matches!(plan(&facebook(), &o), Step::Stall { .. }));
+        o.provider_config = Err("no provider configuration admits namespace ns".into());
+        assert_eq!(
+            plan(&facebook(), &o),
+            stall(
+                Reason::ProviderConfigMissing,
+                "no provider configuration admits namespace ns".into()
+            )
+        );
+    }
+
+    #[test]
+    fn undos_work_from_the_record_without_a_configuration() {
         let none = || {
             let mut o = observed();
             o.provider_config = Err("no provider configuration admits namespace ns".into());
+            o.wanted = vec![];
             o
         };
         let stalled = stall(
@@ -314,107 +440,103 @@ mod tests {
             "no provider configuration admits namespace ns".into(),
         );
         assert_eq!(plan(&facebook(), &none()), stalled);
-        // Disconnecting a connected channel, or deleting it, needs the accounts too.
+        // A recorded connection is disconnected and deleted without one.
+        let mut o = none();
+        o.record = Some(record("app", ConfigRef::flags()));
         let mut ch = connected(facebook(), FP);
         ch.spec.connected = false;
-        assert_eq!(plan(&ch, &none()), stalled);
-        ch.metadata.deletion_timestamp = Some(Time(k8s_openapi::jiff::Timestamp::now()));
-        assert_eq!(plan(&ch, &none()), stalled);
+        assert_eq!(plan(&ch, &o), Step::Disconnect);
+        let ch = deleted(ch);
+        assert!(matches!(
+            plan(&ch, &o),
+            Step::Release {
+                undo: Undo::Provider,
+                ..
+            }
+        ));
+        // An older version's connection, recorded nowhere, needs the configuration's accounts.
+        let mut o = none();
+        o.legacy = true;
+        let mut ch = connected(facebook(), FP);
+        ch.spec.connected = false;
+        assert_eq!(plan(&ch, &o), stalled);
+        assert_eq!(plan(&deleted(ch.clone()), &o), stalled);
         ch.spec.deletion_policy = DeletionPolicy::Orphan;
         assert!(matches!(
-            plan(&ch, &none()),
+            plan(&deleted(ch), &o),
             Step::Release {
-                disconnect: false,
+                undo: Undo::Nothing,
                 ..
             }
         ));
         // Nothing to undo: reports Disconnected without a configuration.
         let mut ch = facebook();
         ch.spec.connected = false;
-        assert_eq!(
-            plan(&ch, &none()),
-            Step::ReportDisconnected { cleanup: true }
-        );
-        // No claim is taken for a Channel that may not call its provider.
-        let mut o = none();
-        o.claim = Claim::Free;
-        assert_eq!(plan(&facebook(), &o), stalled);
+        assert_eq!(plan(&ch, &none()), Step::ReportDisconnected);
     }
 
     #[test]
-    fn another_configuration_means_connecting_again() {
+    fn a_move_undoes_at_the_old_account_before_connecting_with_the_new() {
         let mut o = observed();
-        o.provider_config = Ok(Some("ProviderConfig/ns/default".into()));
-        let fp = format!("{FP};config=ProviderConfig/ns/default");
+        o.provider_config = Ok(Some(config("two", false)));
+        o.wanted = vec![page("app-b")];
+        o.record = Some(record("app-a", config("one", false).reference));
+        let ch = connected(facebook(), &format!("{FP};config=ProviderConfig/ns/one"));
+        let Step::Move(moved) = plan(&ch, &o) else {
+            panic!("no move")
+        };
+        assert_eq!(moved.len(), 1);
+        assert_eq!(moved[0].key, page("app-a"));
+        // Undone: the record holds nothing more; connect with the new configuration.
+        o.record = Some(o.record.unwrap().with_effects(vec![]));
         assert_eq!(
-            plan(&facebook(), &o),
+            plan(&ch, &o),
             Step::Connect {
-                fingerprint: fp.clone()
+                fingerprint: format!("{FP};config=ProviderConfig/ns/two")
             }
         );
-        // Connected with the flags' accounts (no config in the inputs): connect again.
-        assert!(matches!(
-            plan(&connected(facebook(), FP), &o),
-            Step::Connect { .. }
-        ));
-        assert!(matches!(
+        // The same app in another configuration: nothing to undo, the record is rewritten.
+        o.record = Some(record("app-b", config("one", false).reference));
+        assert!(matches!(plan(&ch, &o), Step::Connect { .. }));
+    }
+
+    #[test]
+    fn a_configuration_being_deleted_admits_no_new_connect_but_keeps_its_own() {
+        let mut o = observed();
+        o.provider_config = Ok(Some(config("one", true)));
+        let Step::Stall { reason, message } = plan(&facebook(), &o) else {
+            panic!("no stall")
+        };
+        assert_eq!(reason, Reason::ProviderConfigMissing);
+        assert!(
+            message.contains("ProviderConfig ns/one is being deleted"),
+            "{message}"
+        );
+        let fp = format!("{FP};config=ProviderConfig/ns/one");
+        o.record = Some(record("app", config("one", true).reference));
+        assert_eq!(
             plan(&connected(facebook(), &fp), &o),
-            Step::Confirm { .. }
-        ));
-    }
-
-    #[test]
-    fn disconnecting_calls_the_provider_when_a_connect_may_have_happened() {
-        let mut ch = facebook();
-        ch.spec.connected = false;
-        assert_eq!(
-            plan(&ch, &observed()),
-            Step::ReportDisconnected { cleanup: true }
-        );
-        ch.status = Some(ChannelStatus {
-            connect_attempted: Some(FP.into()),
-            ..Default::default()
-        });
-        assert_eq!(plan(&ch, &observed()), Step::Disconnect);
-        let mut ch = connected(ch, FP);
-        ch.spec.connected = false;
-        assert_eq!(plan(&ch, &observed()), Step::Disconnect);
-        // Disconnected already reported for this generation.
-        let mut ch = facebook();
-        ch.spec.connected = false;
-        ch.status = Some(ChannelStatus {
-            observed_generation: Some(1),
-            conditions: super::super::status::conditions(
-                &[],
-                Reason::Disconnected,
-                "",
-                Some(1),
-                &Time(k8s_openapi::jiff::Timestamp::now()),
-            ),
-            ..Default::default()
-        });
-        assert_eq!(
-            plan(&ch, &observed()),
-            Step::ReportDisconnected { cleanup: false }
+            Step::Confirm {
+                fingerprint: fp,
+                recheck: false
+            }
         );
     }
 
     #[test]
-    fn deletion_disconnects_only_with_the_disconnect_policy_and_a_possible_connection() {
-        let mut ch = facebook();
-        ch.metadata.deletion_timestamp = Some(Time(k8s_openapi::jiff::Timestamp::now()));
-        let release = |disconnect| Step::Release {
-            disconnect,
+    fn deletion_undoes_with_the_disconnect_policy_and_releases_with_orphan() {
+        let ch = deleted(facebook());
+        let release = |undo| Step::Release {
+            undo,
             claim: Some(holder()),
         };
-        assert_eq!(plan(&ch, &observed()), release(false));
-        ch.status = Some(ChannelStatus {
-            connect_attempted: Some(FP.into()),
-            ..Default::default()
-        });
-        assert_eq!(plan(&ch, &observed()), release(true));
-        ch.spec.deletion_policy = DeletionPolicy::Orphan;
-        assert_eq!(plan(&ch, &observed()), release(false));
+        assert_eq!(plan(&ch, &observed()), release(Undo::Nothing));
+        let mut o = observed();
+        o.record = Some(record("app", ConfigRef::flags()));
+        assert_eq!(plan(&ch, &o), release(Undo::Provider));
+        let mut orphan = ch;
+        orphan.spec.deletion_policy = DeletionPolicy::Orphan;
+        assert_eq!(plan(&orphan, &o), release(Undo::Orphan));
     }
 
     #[test]
@@ -451,6 +573,6 @@ mod tests {
         let mut off = facebook();
         off.spec.connected = false;
         o.rival = None;
-        assert_eq!(plan(&off, &o), Step::ReportDisconnected { cleanup: true });
+        assert_eq!(plan(&off, &o), Step::ReportDisconnected);
     }
 }

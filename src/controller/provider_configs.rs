@@ -21,10 +21,11 @@ use kube::{Api, Client, ResourceExt};
 use super::error::Error;
 use super::watch::SecretAccess;
 use crate::crd::{Channel, SecretKeyRef};
+use crate::effects::ConfigRef;
 use crate::metrics::Metrics;
 use crate::provider_config::{
     choose, needs_provider_config, Accounts, Candidates, Chosen, ClusterProviderConfig,
-    FlagsDefault, ProviderConfig,
+    FlagsDefault, ProviderConfig, ProviderConfigKind,
 };
 use crate::providers::Providers;
 use crate::runtime::tracked_watch::{tracked, WatchBackoff};
@@ -55,12 +56,47 @@ pub struct Writers {
     cluster: Writer<ClusterProviderConfig>,
 }
 
+/// The configuration object a Channel's providers are of.
+#[derive(Clone, Debug, PartialEq)]
+pub struct UsedConfig {
+    /// Which (kind, namespace, name, uid).
+    pub reference: ConfigRef,
+    /// Whether it is being deleted: it admits no new connect (the ones made stay until undone).
+    pub deleting: bool,
+}
+
+impl UsedConfig {
+    fn of(chosen: &Chosen) -> Option<UsedConfig> {
+        let (kind, meta) = match chosen {
+            Chosen::Flags => return None,
+            Chosen::Namespaced(pc) => (ProviderConfigKind::ProviderConfig, &pc.metadata),
+            Chosen::Cluster(cpc) => (ProviderConfigKind::ClusterProviderConfig, &cpc.metadata),
+        };
+        Some(UsedConfig {
+            reference: ConfigRef {
+                kind: Some(kind),
+                namespace: meta.namespace.clone().unwrap_or_default(),
+                name: meta.name.clone().unwrap_or_default(),
+                uid: meta.uid.clone().unwrap_or_default(),
+            },
+            deleting: meta.deletion_timestamp.is_some(),
+        })
+    }
+}
+
 /// The accounts of a configuration with their secrets read.
 pub(super) struct ReadAccounts {
     facebook: Option<(String, SecretString)>,
     twilio: Option<(String, SecretString, String)>,
     /// The resourceVersions of the Secrets read.
     versions: String,
+}
+
+impl ReadAccounts {
+    /// The resourceVersions of the Secrets read.
+    pub(super) fn versions(&self) -> &str {
+        &self.versions
+    }
 }
 
 impl ProviderConfigs {
@@ -136,7 +172,7 @@ impl ProviderConfigs {
         &self.cluster
     }
 
-    /// The providers for `ch` and which configuration they are of (`None`: the flags'):
+    /// The providers for `ch` and which configuration object they are of (`None`: the flags'):
     /// `Ok(Err(why))` when it has no usable configuration (it must call no provider), an error
     /// when the caches are not filled yet or a Secret cannot be read.
     pub async fn providers_for(
@@ -144,7 +180,7 @@ impl ProviderConfigs {
         client: &Client,
         secret_access: &SecretAccess,
         ch: &Channel,
-    ) -> Result<Result<(Providers, Option<String>), String>, Error> {
+    ) -> Result<Result<(Providers, Option<UsedConfig>), String>, Error> {
         if !needs_provider_config(ch.spec.source) {
             return Ok(Ok((self.base.clone(), None)));
         }
@@ -189,14 +225,60 @@ impl ProviderConfigs {
             Ok(c) => c,
             Err(why) => return Ok(Err(why)),
         };
-        let (key, accounts, rv, secret_ns) = match &chosen {
-            Chosen::Flags => return Ok(Ok((self.base.clone(), None))),
-            Chosen::Namespaced(pc) => (
-                format!("ProviderConfig/{ns}/{}", pc.name_any()),
-                pc.accounts(),
-                pc.metadata.generation,
-                ns.clone(),
-            ),
+        let used = UsedConfig::of(&chosen);
+        match self.build(client, secret_access, &chosen).await? {
+            Ok(providers) => Ok(Ok((providers, used))),
+            Err(why) => Ok(Err(why)),
+        }
+    }
+
+    /// The providers of the configuration `r` an effect was made through, while that very
+    /// object (by uid) still exists and its Secrets can be read; the flags' for the flags'.
+    /// `None` otherwise: an undo then uses the record's copies.
+    pub async fn providers_of(
+        &self,
+        client: &Client,
+        secret_access: &SecretAccess,
+        r: &ConfigRef,
+    ) -> Result<Option<Providers>, Error> {
+        let chosen = match r.kind {
+            None => Chosen::Flags,
+            Some(ProviderConfigKind::ProviderConfig) => match self
+                .namespaced
+                .get(&reflector::ObjectRef::new(&r.name).within(&r.namespace))
+            {
+                Some(pc) if pc.uid().as_deref() == Some(r.uid.as_str()) => Chosen::Namespaced(pc),
+                _ => return Ok(None),
+            },
+            Some(ProviderConfigKind::ClusterProviderConfig) => {
+                match self.cluster.get(&reflector::ObjectRef::new(&r.name)) {
+                    Some(c) if c.uid().as_deref() == Some(r.uid.as_str()) => Chosen::Cluster(c),
+                    _ => return Ok(None),
+                }
+            }
+        };
+        Ok(self.build(client, secret_access, &chosen).await?.ok())
+    }
+
+    /// The providers of `chosen`, with its Secrets read (kept while the configuration and its
+    /// Secrets keep their versions), or why they cannot be read.
+    async fn build(
+        &self,
+        client: &Client,
+        secret_access: &SecretAccess,
+        chosen: &Chosen,
+    ) -> Result<Result<Providers, String>, Error> {
+        let (key, accounts, rv, secret_ns) = match chosen {
+            Chosen::Flags => return Ok(Ok(self.base.clone())),
+            Chosen::Namespaced(pc) => {
+                let ns = pc.namespace().unwrap_or_default();
+                (
+                    format!("ProviderConfig/{ns}/{}", pc.name_any()),
+                    pc.accounts(),
+                    pc.metadata.generation,
+                    ns,
+                )
+            }
             Chosen::Cluster(cpc) => (
                 format!("ClusterProviderConfig/{}", cpc.name_any()),
                 cpc.accounts(),
@@ -220,12 +302,17 @@ impl ProviderConfigs {
         let mut built = self.built.lock().expect("not poisoned");
         if let Some((v, providers)) = built.get(&key) {
             if *v == version {
-                return Ok(Ok((providers.clone(), Some(key))));
+                return Ok(Ok(providers.clone()));
             }
         }
         let providers = self.with_accounts(read);
-        built.insert(key.clone(), (version, providers.clone()));
-        Ok(Ok((providers, Some(key))))
+        built.insert(key, (version, providers.clone()));
+        Ok(Ok(providers))
+    }
+
+    /// Has the configurations' readiness reported again soon (a record naming one went).
+    pub fn poke(&self) {
+        self.changes.notify_one();
     }
 
     /// The providers with these accounts (the flags' endpoints and HTTP client).
@@ -327,15 +414,20 @@ impl ProviderConfigs {
     }
 }
 
-/// The generation last seen of each configuration: only a new one (a spec change, or a new
-/// object) concerns Channels, not the configuration's own status writes.
+/// The generation last seen of each configuration, and whether it was being deleted: only a new
+/// one (a spec change, a new object, its deletion) concerns Channels and its status, not the
+/// configuration's own status writes.
 #[derive(Default)]
-struct Generations(HashMap<String, Option<i64>>);
+struct Generations(HashMap<String, (Option<i64>, bool)>);
 
 impl Generations {
     fn is_new<K: kube::Resource>(&mut self, object: &K) -> bool {
         let uid = object.meta().uid.clone().unwrap_or_default();
-        self.0.insert(uid, object.meta().generation) != Some(object.meta().generation)
+        let seen = (
+            object.meta().generation,
+            object.meta().deletion_timestamp.is_some(),
+        );
+        self.0.insert(uid, seen) != Some(seen)
     }
 
     fn forget<K: kube::Resource>(&mut self, object: &K) {

@@ -1,11 +1,13 @@
-//! One reconcile of one Channel: observe, [`plan`], execute the step.
+//! One reconcile of one Channel: observe, [`plan`], execute the step (`connect` for the steps
+//! that leave it connected, `undo` for the ones that undo).
 //!
-//! Level-triggered and idempotent: every decision is made from the Channel, its status and the
-//! Secrets, so a reconcile may be repeated or cut off at any point. The status records the
-//! connection inputs a channel was connected with (`connectedWith`); while they are unchanged and
-//! the status says connected, the provider is never asked to connect again (a name change, a
-//! resync, a restart only re-check). Before a connect, the status records the attempt
-//! (`connectAttempted`), so a connect whose outcome is unknown is undone at disconnect or deletion.
+//! Level-triggered and idempotent: every decision is made from the Channel, its status, its
+//! record in the state namespace and the Secrets, so a reconcile may be repeated or cut off at
+//! any point. The status records the connection inputs a channel was connected with
+//! (`connectedWith`); while they are unchanged and the status says connected, the provider is
+//! never asked to connect again (a name change, a resync, a restart only re-check). Before any
+//! provider call that makes an effect, the record says so (write-ahead), so an effect whose
+//! outcome is unknown is undone at disconnect or deletion, from the record.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -20,15 +22,13 @@ pub use super::error::Error;
 pub use super::events::{EventPublisher, EventType};
 use super::logic;
 use super::plan::{plan, Claim, Observed, Step};
-use super::secrets::{self, TokenSecret};
 use super::status::Reporter;
-use crate::channel_state::{may_be_connected, needs_provider};
+use super::{connect, record, secrets, undo};
+use crate::channel_state::may_be_connected;
 use crate::claims;
-use crate::crd::{Channel, ChannelStatus, FINALIZER};
-use crate::ownership::Moment;
+use crate::crd::{Channel, ChannelStatus, DeletionPolicy, FINALIZER};
 use crate::providers::{Provider, Providers};
-use crate::reason::{Reason, State};
-use crate::secret::SecretString;
+use crate::reason::Reason;
 
 /// The reconcile entry point given to the Controller.
 pub async fn reconcile(ch: Arc<Channel>, ctx: Arc<Context>) -> Result<Action, Error> {
@@ -91,18 +91,33 @@ async fn reconcile_inner(ch: Arc<Channel>, ctx: &Context) -> Result<Action, Erro
     finalizer(&api, FINALIZER, ch, |event| async {
         let (FinalizerEvent::Apply(ch) | FinalizerEvent::Cleanup(ch)) = event;
         let (mut observed, mut providers) = observe(&ch, ctx).await?;
-        // Claiming changes only the claim: plan again with its outcome (a lost race reads anew).
-        for _ in 0..3 {
+        // Claiming changes only the claim, a move only the record: plan again with the outcome
+        // (a lost race reads anew).
+        for _ in 0..4 {
             let step = plan(&ch, &observed);
             debug!(?step, "planned");
             let taken = match step {
-                Step::Claim => claims::create(&ctx.claims(), &ch).await?,
-                Step::Reclaim(holder) => {
-                    info!(owner = %format!("{}/{}", holder.namespace, holder.name), "the owner of the channel id no longer exists; taking over its claim");
-                    match claims::delete(&ctx.claims(), &ch, &holder).await? {
-                        true => claims::create(&ctx.claims(), &ch).await?,
-                        false => None,
+                step @ (Step::Claim | Step::Reclaim(_)) => {
+                    let provider = providers.for_source(ch.spec.source);
+                    if let Some(failed) = prove_first(&ch, ctx, provider, &mut observed).await? {
+                        return Ok(failed);
                     }
+                    match step {
+                        Step::Reclaim(holder) => {
+                            info!(owner = %format!("{}/{}", holder.namespace, holder.name), "the owner of the channel id no longer exists; taking over its claim");
+                            match claims::delete(&ctx.leases(), &ch, &holder).await? {
+                                true => claims::create(&ctx.leases(), &ch).await?,
+                                false => None,
+                            }
+                        }
+                        _ => claims::create(&ctx.leases(), &ch).await?,
+                    }
+                }
+                Step::Move(effects) => {
+                    if let Some(failed) = undo::moved(&ch, ctx, &mut observed, effects).await? {
+                        return Ok(failed);
+                    }
+                    continue;
                 }
                 step => return execute(&ch, ctx, step, observed, &providers).await,
             };
@@ -111,13 +126,43 @@ async fn reconcile_inner(ch: Arc<Channel>, ctx: &Context) -> Result<Action, Erro
                     info!("claimed the channel id");
                     observed.claim = Claim::Ours(holder);
                 }
-                None => (observed, providers) = observe(&ch, ctx).await?,
+                None => {
+                    // Another was first: look again; the plan calls no provider for a Duplicate.
+                    let proof = observed.proof.take();
+                    (observed, providers) = observe(&ch, ctx).await?;
+                    observed.proof = proof;
+                }
             }
         }
         Ok(Action::requeue(Duration::from_millis(200)))
     })
     .await
     .map_err(|e| Error::Finalizer(Box::new(e)))
+}
+
+/// Shows, before the Channel claims its channel id, that its credentials work at the provider
+/// (read-only calls), where its source has something to prove. `Some(action)` when they do not:
+/// reported, and nothing is held.
+async fn prove_first(
+    ch: &Channel,
+    ctx: &Context,
+    provider: &dyn Provider,
+    observed: &mut Observed,
+) -> Result<Option<Action>, Error> {
+    if observed.proof.is_some() || !provider.proves() {
+        return Ok(None);
+    }
+    let credentials = observed.credentials.as_ref().ok().and_then(|c| c.as_ref());
+    match provider.prove(ch, credentials.map(|c| &c.token)).await {
+        Ok(proof) => {
+            observed.proof = Some(proof);
+            Ok(None)
+        }
+        Err(e) => Reporter::new(ctx, ch)
+            .fail("Connect", e.into())
+            .await
+            .map(Some),
+    }
 }
 
 /// Reads what the plan needs, and only that; with the providers of the Channel's provider
@@ -128,9 +173,13 @@ async fn observe(ch: &Channel, ctx: &Context) -> Result<(Observed, Providers), E
         claim: Claim::NotRead,
         rival: None,
         credentials: Ok(None),
-        token_secret: TokenSecret::Absent,
         recheck_due: false,
         provider_config: Ok(None),
+        record: None,
+        wanted: Vec::new(),
+        legacy: false,
+        legacy_token: None,
+        proof: None,
     };
     let mut providers = ctx.providers.clone();
     let status = ch.status.clone().unwrap_or_default();
@@ -138,13 +187,23 @@ async fn observe(ch: &Channel, ctx: &Context) -> Result<(Observed, Providers), E
     if observed.invalid.is_some() && !deleting {
         return Ok((observed, providers));
     }
-    // The provider configuration comes first: a Channel that may not call its provider claims
-    // no channel id and reads nothing more.
-    if needs_provider(ch) {
+    let keeps_record = ctx.providers.for_source(ch.spec.source).calls_out();
+    let connecting = ch.spec.connected && !deleting;
+    if !connecting && keeps_record {
+        // An undo works from the record (or, without one, from the configuration).
+        read_record(ch, ctx, &status, &mut observed).await?;
+    }
+    // The provider configuration, to connect or to undo what an older version made without a
+    // record, comes first: a Channel that may not call its provider claims no channel id and
+    // reads nothing more.
+    let undoes_legacy =
+        observed.legacy && (!deleting || ch.spec.deletion_policy == DeletionPolicy::Disconnect);
+    if connecting || undoes_legacy {
         match provider_config(ch, ctx).await? {
-            Ok((p, config)) => {
+            Ok((p, used)) => {
                 providers = p;
-                observed.provider_config = Ok(config);
+                observed.wanted = providers.for_source(ch.spec.source).effects(ch);
+                observed.provider_config = Ok(used);
             }
             Err(why) => {
                 observed.provider_config = Err(why);
@@ -154,25 +213,38 @@ async fn observe(ch: &Channel, ctx: &Context) -> Result<(Observed, Providers), E
     }
     observed.claim = read_claim(ch, ctx, !deleting).await?;
     if deleting {
+        if undoes_legacy {
+            if let Ok(api) = ctx.secrets(ch) {
+                // The token an older version kept, for recording (and undoing) what it made.
+                observed.legacy_token = secrets::legacy_token(&api, ch).await?;
+            }
+        }
         return Ok((observed, providers));
+    }
+    if matches!(observed.claim, Claim::Held(..)) {
+        // A duplicate reads nothing more.
+        return Ok((observed, providers));
+    }
+    if connecting && keeps_record {
+        read_record(ch, ctx, &status, &mut observed).await?;
     }
     if matches!(observed.claim, Claim::Free | Claim::Orphaned(_)) {
         let same_id = ctx.store.same_id(ch);
         observed.rival = logic::connected_rival(ch, same_id.iter().map(|c| c.as_ref()));
     }
     let provider = providers.for_source(ch.spec.source);
-    if matches!(observed.claim, Claim::Held(..)) || !provider.needs_credentials() {
+    if !provider.needs_credentials() {
         return Ok((observed, providers));
     }
     let api = match ctx.secrets(ch) {
         Ok(api) => api,
-        Err(e) if ch.spec.connected => {
+        Err(e) if connecting => {
             observed.credentials = Err(e.to_string());
             return Ok((observed, providers));
         }
         Err(_) => return Ok((observed, providers)),
     };
-    if ch.spec.connected {
+    if connecting {
         observed.credentials = match secrets::credentials(&api, ch).await {
             Ok(Some(mut c)) => {
                 // A new resourceVersion with the token the channel was connected with (an
@@ -188,18 +260,32 @@ async fn observe(ch: &Channel, ctx: &Context) -> Result<(Observed, Providers), E
         };
         observed.recheck_due = ctx.recheck_due(&ch.uid().unwrap_or_default());
     }
-    if ch.spec.connected || may_be_connected(&status) {
-        // For the conflict check and the re-check (connected), or the disconnect's token.
-        observed.token_secret = secrets::token_secret(&api, ch).await?;
+    if observed.legacy {
+        // The token an older version kept, for recording (and undoing) what it made.
+        observed.legacy_token = secrets::legacy_token(&api, ch).await?;
     }
     Ok((observed, providers))
 }
 
-/// The providers of the Channel's provider configuration, or why it has no usable one.
+/// Reads the Channel's record; without one, a status saying the provider may hold a connection
+/// means an older version made it (`legacy`).
+async fn read_record(
+    ch: &Channel,
+    ctx: &Context,
+    status: &ChannelStatus,
+    observed: &mut Observed,
+) -> Result<(), Error> {
+    observed.record = record::read(&ctx.records(), &ctx.config.state_namespace, ch).await?;
+    observed.legacy = observed.record.is_none() && may_be_connected(status);
+    Ok(())
+}
+
+/// The providers of the Channel's provider configuration and which configuration object that
+/// is, or why it has no usable one.
 async fn provider_config(
     ch: &Channel,
     ctx: &Context,
-) -> Result<Result<(Providers, Option<String>), String>, Error> {
+) -> Result<Result<(Providers, Option<super::provider_configs::UsedConfig>), String>, Error> {
     ctx.provider_configs
         .providers_for(&ctx.client, &ctx.config.secret_access, ch)
         .await
@@ -209,7 +295,7 @@ async fn provider_config(
 /// is asked of the API server (a cache may not show a Channel created a moment ago), when
 /// `check_owner` (a Channel being deleted only needs to know whether the claim is its own).
 async fn read_claim(ch: &Channel, ctx: &Context, check_owner: bool) -> Result<Claim, Error> {
-    let Some(lease) = claims::read(&ctx.claims(), ch).await? else {
+    let Some(lease) = claims::read(&ctx.leases(), ch).await? else {
         return Ok(Claim::Free);
     };
     let Some(holder) = claims::Holder::of(&lease) else {
@@ -240,78 +326,68 @@ async fn execute(
     providers: &Providers,
 ) -> Result<Action, Error> {
     let mut reporter = Reporter::new(ctx, ch);
-    let provider = providers.for_source(ch.spec.source);
+    let new_generation = reporter.current().observed_generation != ch.metadata.generation;
+    let action = execute_step(ch, ctx, step, observed, providers, &mut reporter).await?;
+    // Only where the API has been writing credentials (its form named, or its mark);
+    // not after a Duplicate verdict, the one the API undoes (its connect puts the spec back, and
+    // with it the Secret the spec named before).
+    let verdict = reporter.verdict_now();
+    let apis = crate::ownership::api_has_written_credentials(ch);
+    if new_generation && apis && verdict.is_some_and(|r| r != Reason::Duplicate) {
+        delete_unnamed_credentials(ctx, ch).await;
+    }
+    Ok(action)
+}
+
+/// Deletes the credentials Secrets the API wrote for `ch` that its spec no longer names, once
+/// per generation, after the verdict on it. Best effort: what fails here is left to the next
+/// generation, or to the garbage collector with the Channel.
+async fn delete_unnamed_credentials(ctx: &Context, ch: &Channel) {
+    let Ok(api) = ctx.secrets(ch) else { return };
+    match secrets::delete_unnamed_credentials(&api, ch).await {
+        Ok(0) => {}
+        Ok(n) => info!(
+            secrets = n,
+            "deleted credentials Secrets the Channel no longer names"
+        ),
+        Err(e) => {
+            tracing::warn!(error = %e, "deleting credentials Secrets the Channel no longer names failed")
+        }
+    }
+}
+
+async fn execute_step(
+    ch: &Channel,
+    ctx: &Context,
+    step: Step,
+    observed: Observed,
+    providers: &Providers,
+    reporter: &mut Reporter<'_>,
+) -> Result<Action, Error> {
     match step {
-        Step::Stall { reason, message } => stall(ctx, &mut reporter, reason, message).await,
+        Step::Stall { reason, message } => stall(ctx, reporter, reason, message).await,
         Step::Connect { fingerprint } => {
-            let credentials = observed.credentials.ok().flatten();
-            connect(ch, ctx, &mut reporter, provider, fingerprint, credentials).await
+            connect::connect(ch, ctx, reporter, providers, observed, fingerprint).await
         }
         Step::Confirm {
             fingerprint,
             recheck,
         } => {
-            let mut next = reporter.current().clone();
-            if recheck {
-                match provider.recheck(ch, observed.token_secret.token()).await {
-                    Ok(o) => {
-                        ctx.mark_checked(&ch.uid().unwrap_or_default());
-                        next.page_name = o.page_name.or(next.page_name);
-                        next.page_image_url = o.page_image_url.or(next.page_image_url);
-                        next.display_phone_number =
-                            o.display_phone_number.or(next.display_phone_number);
-                        next.verified_name = o.verified_name.or(next.verified_name);
-                        next.quality_rating = o.quality_rating.or(next.quality_rating);
-                        debug!("re-checked at the provider");
-                    }
-                    Err(e) => return reporter.fail("Recheck", e.into()).await,
-                }
-            }
-            next.connected = true;
-            next.connected_with = Some(fingerprint);
-            next.connect_attempted = None;
-            reporter
-                .write(next, Reason::Connected, "connected at the provider")
-                .await?;
-            Ok(while_connected(ctx, provider))
+            let provider = providers.for_source(ch.spec.source);
+            let token = observed.record.as_ref().and_then(|r| r.token.as_ref());
+            let next = reporter.current().clone();
+            connect::confirm(ctx, reporter, provider, token, next, fingerprint, recheck).await
         }
-        Step::Disconnect => {
-            let token = observed.token_secret.token().cloned();
-            if let Some(failed) = disconnect(ch, ctx, &mut reporter, provider, token, false).await?
-            {
-                return Ok(failed);
-            }
-            report_disconnected(ch, ctx, &mut reporter, true).await
+        Step::Adopt { fingerprint } => {
+            connect::adopt(ch, ctx, reporter, providers, observed, fingerprint).await
         }
-        Step::ReportDisconnected { cleanup } => {
-            report_disconnected(ch, ctx, &mut reporter, cleanup).await
+        Step::Disconnect => undo::disconnect(ch, ctx, reporter, providers, observed).await,
+        Step::ReportDisconnected => report_disconnected(reporter).await,
+        Step::Release { undo, claim } => {
+            undo::release(ch, ctx, reporter, providers, observed, undo, claim).await
         }
-        Step::Claim | Step::Reclaim(_) => unreachable!("claims are taken before execute"),
-        Step::Release {
-            disconnect: call,
-            claim,
-        } => {
-            if call {
-                // The token Secret is read only now: nothing else needs it at deletion.
-                let token = match secrets::token_secret(&ctx.secrets(ch)?, ch).await? {
-                    TokenSecret::Ours(t) => t,
-                    _ => None,
-                };
-                if let Some(failed) =
-                    disconnect(ch, ctx, &mut reporter, provider, token, true).await?
-                {
-                    return Ok(failed);
-                }
-            } else if may_be_connected(reporter.current()) {
-                info!("deletionPolicy Orphan: deleting without calling the provider");
-            }
-            delete_owned_where_allowed(ctx, ch, Moment::Deletion).await?;
-            if let Some(holder) = claim {
-                // Nothing is left to undo: the channel id is free for the next claim.
-                claims::delete(&ctx.claims(), ch, &holder).await?;
-            }
-            ctx.forget(&ch.uid().unwrap_or_default());
-            Ok(Action::await_change())
+        Step::Claim | Step::Reclaim(_) | Step::Move(_) => {
+            unreachable!("claims and moves are taken before execute")
         }
     }
 }
@@ -334,11 +410,6 @@ async fn stall(
         Reason::CredentialsMissing => {
             let err = crate::providers::ProviderError::CredentialsMissing(message);
             return reporter.fail("Connect", err.into()).await;
-        }
-        Reason::SecretConflict => {
-            return reporter
-                .fail("Connect", Error::SecretConflict(message))
-                .await
         }
         Reason::Duplicate => {
             next = ChannelStatus::default();
@@ -365,79 +436,9 @@ async fn stall(
     })
 }
 
-/// Records the attempt, connects, keeps the token, reports `Connected`. A source whose connect
-/// makes no call (the chat plugin, Google) has nothing to undo and nothing to tell: no attempt
-/// record and no Event, only the status (two apiserver writes fewer per Channel).
-async fn connect(
-    ch: &Channel,
-    ctx: &Context,
-    reporter: &mut Reporter<'_>,
-    provider: &dyn Provider,
-    fingerprint: String,
-    credentials: Option<secrets::Credentials>,
-) -> Result<Action, Error> {
-    let calls_out = provider.calls_out();
-    if calls_out {
-        let mut attempt = reporter.current().clone();
-        attempt.connect_attempted = Some(fingerprint.clone());
-        reporter
-            .write(attempt, Reason::Progressing, "connecting at the provider")
-            .await?;
-    }
-    let outcome = match provider
-        .connect(ch, credentials.as_ref().map(|c| &c.token))
-        .await
-    {
-        Ok(o) => o,
-        Err(e) => {
-            let mut status = reporter.current().clone();
-            if e.reason().state() == State::Stalled {
-                // Refused before anything changed at the provider.
-                status.connect_attempted = None;
-            }
-            return reporter.fail_with("Connect", e.into(), status).await;
-        }
-    };
-    if let Some(token) = &outcome.token {
-        if let Err(e) = secrets::store_token(&ctx.secrets(ch)?, ch, ctx.config.naming, token).await
-        {
-            return reporter.fail("StoreToken", e).await;
-        }
-    }
-    ctx.mark_checked(&ch.uid().unwrap_or_default());
-    if let Some(c) = &credentials {
-        ctx.connected_with(&ch.uid().unwrap_or_default(), c);
-    }
-    info!(source = %ch.spec.source, "connected");
-    let next = ChannelStatus {
-        connected: true,
-        connected_with: Some(fingerprint),
-        page_name: outcome.page_name,
-        page_image_url: outcome.page_image_url,
-        display_phone_number: outcome.display_phone_number,
-        verified_name: outcome.verified_name,
-        quality_rating: outcome.quality_rating,
-        ..Default::default()
-    };
-    reporter
-        .write(next, Reason::Connected, "connected at the provider")
-        .await?;
-    if calls_out {
-        reporter
-            .event(
-                EventType::Normal,
-                Reason::Connected,
-                "Connect",
-                format!("connected {} {}", ch.spec.source, ch.spec.source_channel_id),
-            )
-            .await;
-    }
-    Ok(while_connected(ctx, provider))
-}
-
 /// What follows a connected reconcile: the periodic re-check at the provider, where there is one
 /// to call; else nothing until the Channel changes (no timer held per Channel).
-fn while_connected(ctx: &Context, provider: &dyn Provider) -> Action {
+pub(super) fn while_connected(ctx: &Context, provider: &dyn Provider) -> Action {
     if provider.calls_out() {
         Action::requeue(ctx.config.resync)
     } else {
@@ -445,127 +446,8 @@ fn while_connected(ctx: &Context, provider: &dyn Provider) -> Action {
     }
 }
 
-/// Disconnects at the provider with the kept token (or, where none was kept, one recovered from
-/// the credentials), then records it as `Progressing` before anything else happens (a retry
-/// must not call the provider again) and reports a `Disconnected` Event. A provider failure is
-/// reported and its requeue returned. `deleting` tells a disconnect before deletion apart.
-async fn disconnect(
-    ch: &Channel,
-    ctx: &Context,
-    reporter: &mut Reporter<'_>,
-    provider: &dyn Provider,
-    token: Option<SecretString>,
-    deleting: bool,
-) -> Result<Option<Action>, Error> {
-    let action = if deleting {
-        "DisconnectBeforeDelete"
-    } else {
-        "Disconnect"
-    };
-    let token = match token {
-        Some(t) => Some(t),
-        None if provider.needs_credentials() => {
-            let recovered = match async { secrets::credentials(&ctx.secrets(ch)?, ch).await }.await
-            {
-                Ok(c) => provider
-                    .recover_token(ch, c.as_ref().map(|c| &c.token))
-                    .await
-                    .map_err(Error::from),
-                Err(e) => Err(e),
-            };
-            match recovered {
-                Ok(t) => t,
-                Err(e) => return reporter.fail(action, e).await.map(Some),
-            }
-        }
-        None => None,
-    };
-    if let Some(other) = still_shared(ch, ctx, provider) {
-        info!(shared_with = %other, "another Channel still uses what this one shares at the provider; nothing to undo there");
-    } else if let Err(e) = provider.disconnect(ch, token.as_ref()).await {
-        return reporter.fail(action, e.into()).await.map(Some);
-    }
-    let (suffix, progress, event_action) = if deleting {
-        (
-            " before deletion",
-            "disconnected at the provider; deleting",
-            "Delete",
-        )
-    } else {
-        (
-            "",
-            "disconnected at the provider; deleting stored tokens",
-            "Disconnect",
-        )
-    };
-    info!(source = %ch.spec.source, "disconnected{suffix}");
-    reporter
-        .write(ChannelStatus::default(), Reason::Progressing, progress)
-        .await?;
-    reporter
-        .event(
-            EventType::Normal,
-            Reason::Disconnected,
-            event_action,
-            format!(
-                "disconnected {} {}{suffix}",
-                ch.spec.source, ch.spec.source_channel_id
-            ),
-        )
-        .await;
-    Ok(None)
-}
-
-/// `namespace/name` of another Channel that shares what `ch` shares at the provider (e.g. a
-/// WhatsApp business account) and stays connected, if any.
-fn still_shared(ch: &Channel, ctx: &Context, provider: &dyn Provider) -> Option<String> {
-    let shared = provider.shared_resource(ch)?;
-    ctx.store
-        .reader()
-        .state()
-        .iter()
-        .find(|other| {
-            other.uid() != ch.uid()
-                && other.spec.source == ch.spec.source
-                && other.spec.connected
-                && other.metadata.deletion_timestamp.is_none()
-                && provider.shared_resource(other).as_deref() == Some(shared.as_str())
-        })
-        .map(|other| {
-            format!(
-                "{}/{}",
-                other.namespace().unwrap_or_default(),
-                other.name_any()
-            )
-        })
-}
-
-/// Deletes the Secrets of the Channel the controller deletes at `moment`; none where the
-/// operator may not touch Secrets (it cannot have created any there).
-async fn delete_owned_where_allowed(
-    ctx: &Context,
-    ch: &Channel,
-    moment: Moment,
-) -> Result<usize, Error> {
-    match ctx.secrets(ch) {
-        Ok(api) => secrets::delete_owned(&api, ch, moment).await,
-        Err(_) => Ok(0),
-    }
-}
-
-/// Deletes the derived token Secret (when `cleanup`) and reports `Disconnected`.
-async fn report_disconnected(
-    ch: &Channel,
-    ctx: &Context,
-    reporter: &mut Reporter<'_>,
-    cleanup: bool,
-) -> Result<Action, Error> {
-    if cleanup {
-        let n = delete_owned_where_allowed(ctx, ch, Moment::Disconnect).await?;
-        if n > 0 {
-            info!(secrets = n, "deleted the channel's stored tokens");
-        }
-    }
+/// Reports `Disconnected`.
+pub(super) async fn report_disconnected(reporter: &mut Reporter<'_>) -> Result<Action, Error> {
     reporter
         .write(
             ChannelStatus::default(),

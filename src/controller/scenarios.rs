@@ -1,183 +1,32 @@
 //! The exact Kubernetes API and provider calls of each reconcile scenario, in order.
 //!
-//! The kube client's transport is a fake API server (a `tower` service recording every request
-//! and answering from a small in-memory state); the Graph API is a wiremock fake recording its
-//! calls. Each scenario reconciles a Facebook Channel and pins what it sent where.
+//! The kube client's transport is a fake API server (`fake`: a `tower` service recording every
+//! request and answering from a small in-memory state); the Graph API is a wiremock fake
+//! recording its calls. Each scenario reconciles a Facebook Channel and pins what it sent where.
 
 use std::collections::BTreeMap;
-use std::convert::Infallible;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use bytes::Bytes;
-use http::{Request, Response};
-use http_body_util::BodyExt;
 use kube::runtime::watcher;
-use kube::Client;
 use serde_json::{json, Value};
 use wiremock::matchers::{method, path, query_param};
 use wiremock::{Mock, MockServer, ResponseTemplate};
 
 use super::provider_configs::ProviderConfigs;
 use super::reconcile::{reconcile, Config, Context, EventPublisher};
-use crate::crd::{Channel, FINALIZER};
+use crate::crd::FINALIZER;
 use crate::metrics::Metrics;
 use crate::provider_config::FlagsDefault;
 use crate::providers::{ProviderArgs, Providers};
+use fake::{client, Call, Fake};
 
-const NS: &str = "/api/v1/namespaces/ns/secrets";
-const CH: &str = "/apis/airy.co/v1alpha1/namespaces/ns/channels/shop";
-const EVENTS: &str = "/apis/events.k8s.io/v1/namespaces/ns/events";
-/// The claims (Leases of the operator's namespace `ops`); page 1001's is `CLAIM`.
-const LEASES: &str = "/apis/coordination.k8s.io/v1/namespaces/ops/leases";
+/// The claim of page 1001 (a Lease of the state namespace `ops`).
 const CLAIM: &str = "claim-7b11b7fc-c21f-5c84-b68b-771819632259";
+/// The record of the Channel `ns/shop` (a Secret of the state namespace `ops`).
+const RECORD: &str = "channel-uid-shop";
 const USER_TOKEN: &str = "EAA-user-page-token";
 const PAGE_ACCESS: &str = "EAA-page-access-token";
-
-/// One request the fake API server received.
-struct Call {
-    line: String,
-    query: String,
-    body: Value,
-}
-
-/// An API server with one Channel (`ns/shop`) and some Secrets.
-#[derive(Default)]
-struct Fake {
-    calls: Mutex<Vec<Call>>,
-    channel: Mutex<Value>,
-    secrets: Mutex<BTreeMap<String, Value>>,
-    claims: Mutex<BTreeMap<String, Value>>,
-    /// Channels besides `ns/shop`, by path.
-    others: Mutex<BTreeMap<String, Value>>,
-    rv: Mutex<u64>,
-}
-
-impl Fake {
-    fn next_rv(&self) -> String {
-        let mut rv = self.rv.lock().unwrap();
-        *rv += 1;
-        rv.to_string()
-    }
-
-    fn answer(&self, method: &str, path: &str, query: &str, body: &Value) -> (u16, Value) {
-        let not_found = |name: &str| {
-            (
-                404,
-                json!({"kind": "Status", "apiVersion": "v1", "status": "Failure",
-                "reason": "NotFound", "code": 404, "message": format!("{name} not found")}),
-            )
-        };
-        let mut secrets = self.secrets.lock().unwrap();
-        let mut channel = self.channel.lock().unwrap();
-        if let Some(name) = path.strip_prefix(LEASES).map(|p| p.trim_start_matches('/')) {
-            return self.claim(method, name, body);
-        }
-        let secret_name = path.strip_prefix(NS).map(|p| p.trim_start_matches('/'));
-        match (method, secret_name) {
-            ("GET", Some("")) => {
-                let selector = query
-                    .split('&')
-                    .find_map(|kv| kv.strip_prefix("labelSelector="));
-                let items: Vec<Value> = secrets
-                    .values()
-                    .filter(|s| {
-                        let labels = &s["metadata"]["labels"];
-                        selector.is_none_or(|_| {
-                            labels["app.kubernetes.io/managed-by"] == "channel-operator"
-                        })
-                    })
-                    .map(|s| json!({"apiVersion": "meta.k8s.io/v1", "kind": "PartialObjectMetadata", "metadata": s["metadata"]}))
-                    .collect();
-                (
-                    200,
-                    json!({"apiVersion": "meta.k8s.io/v1", "kind": "PartialObjectMetadataList", "metadata": {}, "items": items}),
-                )
-            }
-            ("GET", Some(name)) => match secrets.get(name) {
-                Some(s) => (200, s.clone()),
-                None => not_found(name),
-            },
-            ("POST", Some("")) => {
-                let mut s = body.clone();
-                let name = s["metadata"]["name"].as_str().unwrap().to_owned();
-                s["metadata"]["uid"] = format!("uid-{name}").into();
-                s["metadata"]["resourceVersion"] = self.next_rv().into();
-                secrets.insert(name, s.clone());
-                (201, s)
-            }
-            ("DELETE", Some(name)) => match secrets.remove(name) {
-                Some(_) => (
-                    200,
-                    json!({"kind": "Status", "apiVersion": "v1", "status": "Success"}),
-                ),
-                None => not_found(name),
-            },
-            ("PATCH", None) if path == format!("{CH}/status") => {
-                channel["status"] = body["status"].clone();
-                channel["metadata"]["resourceVersion"] = self.next_rv().into();
-                (200, channel.clone())
-            }
-            ("PATCH", None) if path == CH => {
-                // kube-runtime's finalizer(): a JSON patch that adds or removes ours.
-                let finalizers = match body[1]["op"].as_str() {
-                    Some("add") => json!([FINALIZER]),
-                    _ => json!([]),
-                };
-                channel["metadata"]["finalizers"] = finalizers;
-                channel["metadata"]["resourceVersion"] = self.next_rv().into();
-                (200, channel.clone())
-            }
-            ("POST", None) if path == EVENTS => (201, body.clone()),
-            ("GET", None) if path == CH => (200, channel.clone()),
-            ("GET", None) if path.starts_with("/apis/airy.co/") => {
-                match self.others.lock().unwrap().get(path) {
-                    Some(c) => (200, c.clone()),
-                    None => not_found(path),
-                }
-            }
-            _ => panic!("unexpected request {method} {path}?{query}"),
-        }
-    }
-
-    /// The requests since the last call, as `METHOD path`, and forgets them.
-    fn take(&self) -> Vec<Call> {
-        std::mem::take(&mut *self.calls.lock().unwrap())
-    }
-
-    fn channel(&self) -> Channel {
-        serde_json::from_value(self.channel.lock().unwrap().clone()).unwrap()
-    }
-}
-
-fn client(fake: Arc<Fake>) -> Client {
-    let service = tower::service_fn(move |req: Request<kube::client::Body>| {
-        let fake = fake.clone();
-        async move {
-            let (parts, body) = req.into_parts();
-            let bytes = body.collect().await.unwrap().to_bytes();
-            let body: Value = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
-            let method = parts.method.to_string();
-            let path = parts.uri.path().to_owned();
-            let query = parts.uri.query().unwrap_or_default().to_owned();
-            let (status, answer) = fake.answer(&method, &path, &query, &body);
-            fake.calls.lock().unwrap().push(Call {
-                line: format!("{method} {path}"),
-                query,
-                body,
-            });
-            let answer = Bytes::from(serde_json::to_vec(&answer).unwrap());
-            Ok::<_, Infallible>(
-                Response::builder()
-                    .status(status)
-                    .header("content-type", "application/json")
-                    .body(http_body_util::Full::new(answer))
-                    .unwrap(),
-            )
-        }
-    });
-    Client::new(service, "ns")
-}
 
 /// A fake Graph API for page `1001`: subscribing answers `subscribe_status`.
 async fn graph(subscribe_status: u16) -> MockServer {
@@ -301,7 +150,7 @@ impl Scenario {
                 resync,
                 secret_access: crate::controller::watch::SecretAccess::All,
                 naming: Default::default(),
-                claim_namespace: "ops".into(),
+                state_namespace: "ops".into(),
             },
             provider_configs,
         ));
@@ -324,26 +173,11 @@ impl Scenario {
             .map_err(|e| e.to_string())
     }
 
-    /// Asserts the API server calls (`METHOD path`, paths relative to the Channel, Secrets and
-    /// Events collections) since the last check, and returns them.
+    /// Asserts the API server calls since the last check (as [`fake::line`] writes them), and
+    /// returns them.
     fn api(&self, want: &[&str]) -> Vec<Call> {
         let calls = self.fake.take();
-        let lines: Vec<String> = calls
-            .iter()
-            .map(|c| {
-                c.line
-                    .replace(CH, "channel")
-                    .replace(NS, "secrets")
-                    .replace(EVENTS, "events")
-                    .replace(LEASES, "claims")
-                    .replace("/apis/airy.co/v1alpha1/namespaces/", "channels of ")
-            })
-            // One claim per Channel: its name (the channel id) is not repeated.
-            .map(|l| match l.find("claims/claim-") {
-                Some(i) => l[..i + "claims/claim".len()].to_owned(),
-                None => l,
-            })
-            .collect();
+        let lines: Vec<String> = calls.iter().map(fake::line).collect();
         assert_eq!(lines, want);
         calls
     }
@@ -356,26 +190,26 @@ impl Scenario {
         f(&mut self.fake.channel.lock().unwrap());
     }
 
-    /// Reconciles a Channel that fails with `reason` (a message naming `naming`): the Secrets are
-    /// read, the status says Stalled, an Event tells, and no provider is called.
+    /// Reconciles a Channel that fails with `reason` (a message naming `naming`): the credentials
+    /// are read, the status says Stalled, an Event tells; no claim is taken and no provider is
+    /// called.
     async fn stalls(&mut self, reason: &str, naming: &str) {
         let err = self.reconcile().await.unwrap_err();
         assert!(err.contains(naming), "{err}");
-        // The claim is taken first: the Channel is the first to declare the channel id.
         let calls = self.api(&[
             CLAIM_GET,
-            READ[0],
-            READ[1],
-            CLAIM_POST,
+            RECORD_GET,
+            CREDENTIALS,
             "PATCH channel/status",
             "POST events",
         ]);
         self.provider(&[]).await;
         assert_eq!(
-            summary(&calls[4].body),
+            summary(&calls[3].body),
             (format!("False/{reason}"), vec!["Stalled=True".into()])
         );
-        assert_eq!(calls[5].body["reason"], reason);
+        assert_eq!(calls[4].body["reason"], reason);
+        assert!(self.fake.claims.lock().unwrap().is_empty(), "no claim");
     }
 
     /// Reconciles until the finalizer is in and the channel connected.
@@ -430,21 +264,37 @@ fn summary(body: &Value) -> (String, Vec<String>) {
     )
 }
 
-const READ: [&str; 2] = ["GET secrets/shop-tok", "GET secrets/shop-facebook-token"];
+const CREDENTIALS: &str = "GET secrets/shop-tok";
 const CLAIM_GET: &str = "GET claims/claim";
 const CLAIM_POST: &str = "POST claims";
 const CLAIM_DELETE: &str = "DELETE claims/claim";
-/// The Kubernetes calls of a first connect that keeps a token: the claim of the channel id first.
-const CONNECT_API: [&str; 9] = [
+const RECORD_GET: &str = "GET records/channel";
+const ENTRY_GET: &str = "GET entries/effect";
+const ENTRY_PATCH: &str = "PATCH entries/effect";
+/// The Kubernetes calls of a first connect that makes an effect: the claim of the channel id
+/// once the credentials worked, the record before the provider call, the effect's entry created
+/// then marked made, the status, the Event.
+const CONNECT_API: [&str; 10] = [
     CLAIM_GET,
-    READ[0],
-    READ[1],
+    RECORD_GET,
+    CREDENTIALS,
     CLAIM_POST,
-    "PATCH channel/status",
-    "GET secrets/shop-facebook-token",
-    "POST secrets",
+    "POST records",
+    ENTRY_GET,
+    "POST entries",
+    ENTRY_PATCH,
     "PATCH channel/status",
     "POST events",
+];
+
+/// The Kubernetes calls of an undo by the last holder: the entry marked as being undone (then
+/// the provider call), the entry deleted, the record deleted.
+const UNDO_API: [&str; 5] = [
+    RECORD_GET,
+    CLAIM_GET,
+    ENTRY_GET,
+    ENTRY_PATCH,
+    "DELETE entries/effect",
 ];
 
 const CONNECT: [&str; 3] = [
@@ -453,8 +303,32 @@ const CONNECT: [&str; 3] = [
     "POST /v24.0/me/subscribed_apps",
 ];
 
+/// The calls of `UNDO_API` followed by `rest`.
+fn undo_then(rest: &[&'static str]) -> Vec<&'static str> {
+    UNDO_API.iter().chain(rest).copied().collect()
+}
+
+/// The Secret at `name` of the fake's state namespace, decoded: (annotations, data).
+fn record_of(s: &Scenario) -> (Value, BTreeMap<String, String>) {
+    use base64::Engine;
+    let records = s.fake.records.lock().unwrap();
+    let r = records.get(RECORD).expect("the record");
+    let data = r["data"]
+        .as_object()
+        .unwrap()
+        .iter()
+        .map(|(k, v)| {
+            let bytes = base64::engine::general_purpose::STANDARD
+                .decode(v.as_str().unwrap())
+                .unwrap();
+            (k.clone(), String::from_utf8(bytes).unwrap())
+        })
+        .collect();
+    (r["metadata"]["annotations"].clone(), data)
+}
+
 #[tokio::test]
-async fn a_new_channel_gets_the_finalizer_then_connects_and_keeps_its_token() {
+async fn a_new_channel_gets_the_finalizer_then_records_and_makes_its_effect() {
     let mut s = Scenario::new(200).await;
     s.reconcile().await.unwrap();
     let calls = s.api(&["PATCH channel"]);
@@ -467,104 +341,132 @@ async fn a_new_channel_gets_the_finalizer_then_connects_and_keeps_its_token() {
     s.reconcile().await.unwrap();
     let calls = s.api(&CONNECT_API);
     s.provider(&CONNECT).await;
-    // The claim of page 1001, created before anything else is written, names the Channel.
+    // The claim of page 1001, created once the token worked (exchanged, the page read), names
+    // the Channel.
     let claim = &calls[3].body["metadata"];
     assert_eq!(claim["name"], CLAIM);
     assert_eq!(claim["annotations"]["airy.co/owner"], "ns/shop");
     assert_eq!(claim["annotations"]["airy.co/owner-uid"], "uid-shop");
-    // Before the provider: the attempt, in progress.
+    // Before the provider: the record, in the state namespace, saying what is about to be made
+    // with which app, and keeping the page access token for the undo.
+    let record = &calls[4].body;
+    assert_eq!(record["metadata"]["name"], RECORD);
+    assert_eq!(record["type"], "airy.co/channel-record");
     assert_eq!(
-        calls[4].body["status"]["connectAttempted"],
-        "facebook/1001;secret=shop-tok/page_token@5"
+        record["metadata"]["labels"]["airy.co/channel-uid"],
+        "uid-shop"
     );
     assert_eq!(
-        summary(&calls[4].body),
-        ("False/Progressing".into(), vec!["Reconciling=True".into()])
+        record["metadata"]["annotations"]["airy.co/channel"],
+        "ns/shop"
     );
+    let effects: Value = serde_json::from_str(
+        record["metadata"]["annotations"]["airy.co/effects"]
+            .as_str()
+            .unwrap(),
+    )
+    .unwrap();
+    assert_eq!(
+        effects,
+        json!([{"kind": "PageSubscription", "resource": "1001", "account": "app", "config": {}}])
+    );
+    let (_, data) = record_of(&s);
+    assert_eq!(data["token"], PAGE_ACCESS);
+    assert_eq!(data["undo"], PAGE_ACCESS);
+    // The entry of the page's subscription with the app: this Channel its first holder, made.
+    let entry = &calls[6].body["metadata"]["annotations"];
+    assert!(entry["airy.co/holders"]
+        .as_str()
+        .unwrap()
+        .contains("uid-shop"));
+    assert!(entry.get("airy.co/origin").is_none());
+    assert_eq!(
+        calls[7].body["metadata"]["annotations"]["airy.co/origin"],
+        "Made"
+    );
+    // After: connected (by server-side apply), the effect shown in words, no token.
     assert!(
-        calls[4].query.contains("force=true")
-            && calls[4].query.contains("fieldManager=channel-operator")
+        calls[8].query.contains("force=true")
+            && calls[8].query.contains("fieldManager=channel-operator")
     );
-    // The token Secret: created (not applied), labelled, controlled by the Channel.
-    let created = &calls[6].body;
-    assert_eq!(created["metadata"]["name"], "shop-facebook-token");
-    assert_eq!(
-        created["metadata"]["labels"]["app.kubernetes.io/managed-by"],
-        "channel-operator"
-    );
-    assert_eq!(created["metadata"]["ownerReferences"][0]["uid"], "uid-shop");
-    assert_eq!(
-        created["metadata"]["ownerReferences"][0]["controller"],
-        true
-    );
-    // After: connected, the attempt resolved.
-    let st = &calls[7].body["status"];
-    assert_eq!(summary(&calls[7].body), ("True/Connected".into(), vec![]));
+    let st = &calls[8].body["status"];
+    assert_eq!(summary(&calls[8].body), ("True/Connected".into(), vec![]));
     assert_eq!(st["connected"], true);
     assert!(st["connectAttempted"].is_null());
     assert_eq!(st["pageName"], "Shop");
-    assert_eq!(calls[8].body["reason"], "Connected");
-    assert!(
-        !serde_json::to_string(&calls.iter().map(|c| &c.body).collect::<Vec<_>>())
-            .unwrap()
-            .contains(USER_TOKEN)
+    assert_eq!(
+        st["effects"],
+        json!([{"kind": "PageSubscription", "resource": "1001", "account": "app",
+            "providerConfig": "flags", "origin": "Made",
+            "description": "the Facebook app app is subscribed to the page 1001"}])
     );
+    assert_eq!(calls[9].body["reason"], "Connected");
+    // Nothing is written to the Channel's namespace; no token outside the record.
+    let bodies = |c: &[&Call]| {
+        serde_json::to_string(&c.iter().map(|c| &c.body).collect::<Vec<_>>()).unwrap()
+    };
+    let all: Vec<&Call> = calls.iter().collect();
+    assert!(!bodies(&all).contains(USER_TOKEN));
+    let outside: Vec<&Call> = calls
+        .iter()
+        .filter(|c| fake::line(c) != "POST records")
+        .collect();
+    assert!(!bodies(&outside).contains(PAGE_ACCESS));
 }
 
 #[tokio::test]
 async fn an_unchanged_connected_channel_is_only_read() {
     let mut s = Scenario::connected(200).await;
     s.reconcile().await.unwrap();
-    s.api(&[CLAIM_GET, READ[0], READ[1]]);
+    s.api(&[CLAIM_GET, RECORD_GET, CREDENTIALS]);
     s.provider(&[]).await;
 }
 
 #[tokio::test]
-async fn connected_false_unsubscribes_then_deletes_the_owned_token() {
+async fn connected_false_undoes_the_recorded_effect_then_deletes_the_record() {
     let mut s = Scenario::connected(200).await;
     s.edit(|c| {
         c["spec"]["connected"] = false.into();
         c["metadata"]["generation"] = 2.into();
     });
     s.reconcile().await.unwrap();
-    let calls = s.api(&[
-        CLAIM_GET,
-        "GET secrets/shop-facebook-token",
+    let calls = s.api(&undo_then(&[
         "PATCH channel/status",
+        "DELETE records/channel",
         "POST events",
-        "GET secrets",
-        "DELETE secrets/shop-facebook-token",
-        "PATCH channel/status",
-    ]);
+    ]));
     s.provider(&["DELETE /v24.0/1001/subscribed_apps"]).await;
+    // The last holder marks itself as undoing in the write that empties the entry.
+    let entry = &calls[3].body["metadata"]["annotations"];
+    assert_eq!(entry["airy.co/holders"], "[]");
+    assert!(entry["airy.co/undoing"]
+        .as_str()
+        .unwrap()
+        .contains("uid-shop"));
+    // Each delete is guarded by what was read.
+    for i in [4, 6] {
+        let pre = &calls[i].body["preconditions"];
+        assert!(
+            pre["uid"].is_string() && pre["resourceVersion"].is_string(),
+            "{pre}"
+        );
+    }
+    // Disconnected in the status before the record goes.
     assert_eq!(
-        summary(&calls[2].body),
-        ("False/Progressing".into(), vec!["Reconciling=True".into()])
-    );
-    assert!(
-        calls[4]
-            .query
-            .contains("labelSelector=app.kubernetes.io%2Fmanaged-by%3Dchannel-operator"),
-        "{}",
-        calls[4].query
-    );
-    assert_eq!(
-        calls[5].body["preconditions"]["uid"],
-        "uid-shop-facebook-token"
-    );
-    assert_eq!(
-        summary(&calls[6].body),
+        summary(&calls[5].body),
         ("True/Disconnected".into(), vec![])
     );
-    assert_eq!(calls[6].body["status"]["observedGeneration"], 2);
-    // Disconnected, the Channel keeps the channel id.
-    assert!(s.fake.claims.lock().unwrap().contains_key(CLAIM));
+    assert_eq!(calls[5].body["status"]["observedGeneration"], 2);
+    // Disconnected, the Channel keeps the channel id; nothing else of it is left.
+    let claims = s.fake.claims.lock().unwrap();
+    assert_eq!(claims.keys().collect::<Vec<_>>(), [CLAIM]);
+    assert!(s.fake.records.lock().unwrap().is_empty());
     // The credentials Secret is the user's: kept.
     assert!(s.fake.secrets.lock().unwrap().contains_key("shop-tok"));
 }
 
 #[tokio::test]
-async fn deletion_unsubscribes_with_disconnect_and_only_releases_with_orphan() {
+async fn deletion_undoes_with_disconnect_and_only_releases_with_orphan() {
     for (policy, provider) in [
         ("Disconnect", vec!["DELETE /v24.0/1001/subscribed_apps"]),
         ("Orphan", vec![]),
@@ -575,27 +477,24 @@ async fn deletion_unsubscribes_with_disconnect_and_only_releases_with_orphan() {
             c["metadata"]["deletionTimestamp"] = "2026-01-02T00:00:00Z".into();
         });
         s.reconcile().await.unwrap();
-        let want: &[&str] = if policy == "Disconnect" {
+        let rest: &[&str] = if policy == "Disconnect" {
             &[
-                CLAIM_GET,
-                "GET secrets/shop-facebook-token",
                 "PATCH channel/status",
+                "DELETE records/channel",
                 "POST events",
                 "GET secrets",
-                "DELETE secrets/shop-facebook-token",
                 CLAIM_DELETE,
                 "PATCH channel",
             ]
         } else {
             &[
-                CLAIM_GET,
+                "DELETE records/channel",
                 "GET secrets",
-                "DELETE secrets/shop-facebook-token",
                 CLAIM_DELETE,
                 "PATCH channel",
             ]
         };
-        let calls = s.api(want);
+        let calls = s.api(&undo_then(rest));
         s.provider(&provider).await;
         let release = &calls.last().unwrap().body;
         assert_eq!(
@@ -607,11 +506,12 @@ async fn deletion_unsubscribes_with_disconnect_and_only_releases_with_orphan() {
         assert_eq!(pre["uid"], format!("uid-{CLAIM}"));
         assert!(pre["resourceVersion"].is_string(), "{pre}");
         assert!(s.fake.claims.lock().unwrap().is_empty());
+        assert!(s.fake.records.lock().unwrap().is_empty());
     }
 }
 
 #[tokio::test]
-async fn an_ambiguous_connect_is_recorded_and_undone_at_deletion() {
+async fn an_effect_whose_outcome_is_unknown_is_undone_from_the_record_at_deletion() {
     let mut s = Scenario::new(500).await;
     s.reconcile().await.unwrap();
     s.fake.take();
@@ -619,15 +519,17 @@ async fn an_ambiguous_connect_is_recorded_and_undone_at_deletion() {
     assert!(err.contains("HTTP 500"), "{err}");
     let calls = s.api(&[
         CLAIM_GET,
-        READ[0],
-        READ[1],
+        RECORD_GET,
+        CREDENTIALS,
         CLAIM_POST,
-        "PATCH channel/status",
+        "POST records",
+        ENTRY_GET,
+        "POST entries",
         "PATCH channel/status",
         "POST events",
     ]);
     s.provider(&CONNECT).await;
-    let failed = &calls[5].body;
+    let failed = &calls[7].body;
     assert_eq!(
         summary(failed),
         (
@@ -636,33 +538,26 @@ async fn an_ambiguous_connect_is_recorded_and_undone_at_deletion() {
         )
     );
     assert_eq!(failed["status"]["connected"], false);
-    assert!(
-        failed["status"]["connectAttempted"].is_string(),
-        "{failed:#}"
-    );
-    // Deleted (as the HTTP API does after a failed connect): the page access token is derived
-    // again from the credentials, the page unsubscribed, then the finalizer released.
+    // The effect the record holds, shown while its outcome is unknown.
+    assert_eq!(failed["status"]["effects"][0]["resource"], "1001");
+    assert!(failed["status"]["effects"][0]["origin"].is_null());
+    // Deleted (as the HTTP API does after a failed connect): the page is unsubscribed with the
+    // recorded page access token, then the finalizer released.
     s.edit(|c| c["metadata"]["deletionTimestamp"] = "2026-01-02T00:00:00Z".into());
     s.reconcile().await.unwrap();
-    s.api(&[
-        CLAIM_GET,
-        "GET secrets/shop-facebook-token",
-        "GET secrets/shop-tok",
+    s.api(&undo_then(&[
         "PATCH channel/status",
+        "DELETE records/channel",
         "POST events",
         "GET secrets",
         CLAIM_DELETE,
         "PATCH channel",
-    ]);
-    s.provider(&[
-        "GET /v24.0/oauth/access_token",
-        "GET /v24.0/1001",
-        "DELETE /v24.0/1001/subscribed_apps",
-    ])
-    .await;
+    ]));
+    s.provider(&["DELETE /v24.0/1001/subscribed_apps"]).await;
 }
 
 mod claims;
 mod credentials;
+mod fake;
 mod provider_config;
 mod sources;

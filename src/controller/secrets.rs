@@ -1,20 +1,17 @@
-//! The Secrets a Channel uses: its credentials Secret (read only, and only when it consents) and
-//! the token Secret the operator keeps for it.
+//! The Secrets of a Channel's namespace: its credentials Secret (read only, and only when it
+//! consents), and the token Secret an older version kept there (`<channel>-facebook-token`),
+//! read for the undo of a connection that version made and deleted when it is ours. What this
+//! version derives is kept in the Channel's record in the state namespace (`record`).
 //!
-//! Which Secrets are the Channel's and when they go is decided in [`crate::ownership`]. The
-//! operator never adopts what is not its own: a token Secret is created, or updated only when it
-//! is ours; anything else in the way is a [`Error::SecretConflict`] and is left untouched.
-
-use std::collections::BTreeMap;
+//! Which Secrets are the Channel's and when they go is decided in [`crate::ownership`]; nothing
+//! that is not the operator's is ever read as a token, modified or deleted.
 
 use k8s_openapi::api::core::v1::Secret;
-use k8s_openapi::ByteString;
-use kube::api::{DeleteParams, ListParams, PostParams, Preconditions};
+use kube::api::{DeleteParams, ListParams, Preconditions};
 use kube::{Api, ResourceExt};
 
 use super::error::Error;
 use crate::crd::Channel;
-use crate::ownership::MANAGER;
 use crate::ownership::{self, is_ours, Moment, TOKEN_KEY};
 use crate::providers::ProviderError;
 use crate::secret::SecretString;
@@ -28,35 +25,6 @@ pub struct Credentials {
     pub token: SecretString,
     /// The Secret's resourceVersion (a new one means the channel must be connected again).
     pub version: String,
-}
-
-/// What lies at the name of the Channel's token Secret.
-#[derive(Debug)]
-pub enum TokenSecret {
-    /// Nothing: the operator may create it.
-    Absent,
-    /// The operator's Secret for this Channel, with the token if it holds one.
-    Ours(Option<SecretString>),
-    /// A Secret that is not this Channel's: never read, modified or deleted.
-    Foreign,
-}
-
-impl TokenSecret {
-    /// The token kept at connect, if any.
-    pub fn token(&self) -> Option<&SecretString> {
-        match self {
-            TokenSecret::Ours(t) => t.as_ref(),
-            _ => None,
-        }
-    }
-}
-
-/// The message of a [`Error::SecretConflict`] about `name`.
-pub fn conflict_message(ch: &Channel, name: &str) -> String {
-    format!(
-        "the Secret {}/{name} exists and is not this Channel's (no controller ownerReference to it from the operator); it is left untouched: rename or remove it, or rename the Channel",
-        ch.namespace().unwrap_or_default()
-    )
 }
 
 /// The one message for credentials the controller may not use, whatever the cause: a Secret
@@ -80,7 +48,9 @@ pub fn unusable_message(ch: &Channel) -> String {
 }
 
 /// Reads the Channel's credentials Secret. `Ok(None)` when the Channel names none. The Secret's
-/// labels are checked before its data is touched: one that does not consent is never read.
+/// labels are checked before its data is touched: one that does not consent is never read. A
+/// token that does not fit a name of the API's form ([`ownership::token_fits_name`]: a Secret
+/// someone created under the name the API meant to write) is unusable like a missing one.
 pub async fn credentials(api: &Api<Secret>, ch: &Channel) -> Result<Option<Credentials>, Error> {
     let Some(r) = &ch.spec.credentials_secret_ref else {
         return Ok(None);
@@ -91,65 +61,23 @@ pub async fn credentials(api: &Api<Secret>, ch: &Channel) -> Result<Option<Crede
         .await?
         .filter(|s| ownership::usable_as_credentials(&s.metadata, ch))
         .ok_or_else(unusable)?;
-    let token = secret_value(&secret, &r.key).ok_or_else(unusable)?;
+    let token = secret_value(&secret, &r.key)
+        .filter(|t| ownership::token_fits_name(&r.name, ch, t.expose()))
+        .ok_or_else(unusable)?;
     Ok(Some(Credentials {
         token,
         version: secret.metadata.resource_version.unwrap_or_default(),
     }))
 }
 
-/// What lies at the name of the Channel's token Secret.
-pub async fn token_secret(api: &Api<Secret>, ch: &Channel) -> Result<TokenSecret, Error> {
-    Ok(
-        match api.get_opt(&token_secret_name(&ch.name_any())).await? {
-            None => TokenSecret::Absent,
-            Some(s) if is_ours(&s.metadata, ch) => TokenSecret::Ours(secret_value(&s, TOKEN_KEY)),
-            Some(_) => TokenSecret::Foreign,
-        },
-    )
-}
-
-/// Keeps the token in the Channel's token Secret (garbage-collected with the Channel): creates
-/// it, or updates it only if it is ours. A Secret in the way that is not ours is a conflict.
-pub async fn store_token(
-    api: &Api<Secret>,
-    ch: &Channel,
-    naming: crate::naming::ChatPluginNaming,
-    token: &SecretString,
-) -> Result<(), Error> {
-    let name = token_secret_name(&ch.name_any());
-    let data = BTreeMap::from([(
-        TOKEN_KEY.to_owned(),
-        ByteString(token.expose().as_bytes().to_vec()),
-    )]);
-    let params = PostParams {
-        field_manager: Some(MANAGER.into()),
-        ..Default::default()
-    };
-    match api.get_opt(&name).await? {
-        None => {
-            let mut secret = Secret::default();
-            secret.metadata.name = Some(name);
-            secret.metadata.namespace = ch.namespace();
-            secret.metadata.labels = Some(ownership::token_labels(ch, naming));
-            secret.metadata.owner_references = ownership::owner_reference(ch).map(|r| vec![r]);
-            secret.type_ = Some("Opaque".into());
-            secret.data = Some(data);
-            // A Secret created meanwhile makes this fail with 409; the retry sees it.
-            api.create(&params, &secret).await?;
-        }
-        Some(s) if !is_ours(&s.metadata, ch) => {
-            return Err(Error::SecretConflict(conflict_message(ch, &name)));
-        }
-        Some(s) if s.data.as_ref() == Some(&data) => {}
-        Some(mut s) => {
-            // Guarded by the resourceVersion just read: a concurrent change fails with 409.
-            s.data = Some(data);
-            s.string_data = None;
-            api.replace(&name, &params, &s).await?;
-        }
-    }
-    Ok(())
+/// The token an older version kept for `ch` in the Secret `<channel>-facebook-token`, when
+/// that Secret is the operator's for this Channel (anything else there is never read).
+pub async fn legacy_token(api: &Api<Secret>, ch: &Channel) -> Result<Option<SecretString>, Error> {
+    Ok(api
+        .get_opt(&token_secret_name(&ch.name_any()))
+        .await?
+        .filter(|s| is_ours(&s.metadata, ch))
+        .and_then(|s| secret_value(&s, TOKEN_KEY)))
 }
 
 /// Deletes the Secrets of this Channel that the ownership rules give the controller to delete
@@ -163,7 +91,33 @@ pub async fn delete_owned(api: &Api<Secret>, ch: &Channel, moment: Moment) -> Re
         .filter(|s| ownership::controller_deletes(&s.metadata, ch, moment))
         .map(|s| (s.name_any(), s.metadata.uid))
         .collect();
-    for (name, uid) in &owned {
+    delete_guarded(api, &owned).await?;
+    Ok(owned.len())
+}
+
+/// Deletes the credentials Secrets the API wrote for this Channel that its spec stopped naming
+/// at an earlier generation ([`ownership::controller_deletes_unnamed`]), each guarded by its uid.
+/// The API may create Secrets and nothing else: replacing a token, or failing a connect after
+/// writing one, leaves the old one to the controller. Returns how many.
+pub async fn delete_unnamed_credentials(api: &Api<Secret>, ch: &Channel) -> Result<usize, Error> {
+    let unnamed: Vec<(String, Option<String>)> = api
+        .list_metadata(&ListParams::default().labels(&ownership::credentials_selector(ch)))
+        .await?
+        .items
+        .into_iter()
+        .filter(|s| ownership::controller_deletes_unnamed(&s.metadata, ch))
+        .map(|s| (s.name_any(), s.metadata.uid))
+        .collect();
+    delete_guarded(api, &unnamed).await?;
+    Ok(unnamed.len())
+}
+
+/// Deletes each `(name, uid)`, guarded by the uid; one already gone or replaced is skipped.
+async fn delete_guarded(
+    api: &Api<Secret>,
+    secrets: &[(String, Option<String>)],
+) -> Result<(), Error> {
+    for (name, uid) in secrets {
         let params = DeleteParams {
             preconditions: Some(Preconditions {
                 uid: uid.clone(),
@@ -177,7 +131,7 @@ pub async fn delete_owned(api: &Api<Secret>, ch: &Channel, moment: Moment) -> Re
             Err(e) => return Err(e.into()),
         }
     }
-    Ok(owned.len())
+    Ok(())
 }
 
 pub(super) fn secret_value(secret: &Secret, key: &str) -> Option<SecretString> {

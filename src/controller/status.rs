@@ -82,6 +82,11 @@ impl<'a> Reporter<'a> {
         &self.current
     }
 
+    /// The Channel it reports on.
+    pub fn channel(&self) -> &'a Channel {
+        self.ch
+    }
+
     /// Writes `next` (its id, generation and conditions filled in from `reason` and `message`),
     /// unless the Channel already says exactly that.
     pub async fn write(
@@ -131,6 +136,14 @@ impl<'a> Reporter<'a> {
                 Err(e) => return Err(e),
             }
         }
+    }
+
+    /// The reason of the Ready condition, if the status reports on the Channel's generation.
+    pub fn verdict_now(&self) -> Option<&str> {
+        let ready = self.current.conditions.iter().find(|c| c.type_ == READY);
+        let generation = self.ch.metadata.generation.unwrap_or(0);
+        crate::channel_state::verdict_at(self.current.observed_generation, ready, generation)
+            .map(|c| c.reason.as_str())
     }
 
     /// Whether the Ready condition already says `reason` with `message`.

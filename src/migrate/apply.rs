@@ -375,7 +375,7 @@ impl Cluster {
         let Ok(Some(s)) = self.secrets.get_opt(name).await else {
             return;
         };
-        if !is_migrated(&s.metadata) || !ownership::api_deletes_replaced(&s.metadata, channel) {
+        if !is_migrated(&s.metadata) || !ownership::credentials_of(&s.metadata, channel) {
             return;
         }
         let dp = DeleteParams {

@@ -7,10 +7,11 @@ use futures::future::BoxFuture;
 use serde::Deserialize;
 
 use super::{
-    retry_after, send_json, url_with_segments, ConnectOutcome, Provider, ProviderArgs,
+    retry_after, send_json, url_with_segments, ConnectOutcome, Proof, Provider, ProviderArgs,
     ProviderError,
 };
 use crate::crd::Channel;
+use crate::effects::{EffectKey, EffectKind, Origin};
 use crate::secret::SecretString;
 
 /// The page fields read at connect and resync.
@@ -327,77 +328,83 @@ impl Facebook {
         e.redacted(&secrets)
     }
 
-    async fn connect_inner(
+    /// Shows that the page token works for `page_id` (read-only): exchanges it for a long-lived
+    /// one with the app and reads the page with it. The proof keeps the page access token (for
+    /// re-checks and, copied into the record, for the undo) and whether the app is subscribed
+    /// to the page already.
+    pub(crate) async fn prove_page(
         &self,
         page_id: &str,
         credentials: Option<&SecretString>,
-        derived: &mut Vec<SecretString>,
-    ) -> Result<ConnectOutcome, ProviderError> {
-        let (page, page_access) = self.page_access(page_id, credentials, derived).await?;
-        if page.is_webhooks_subscribed == Some(true) {
-            // Already subscribed (e.g. a connect cut off before its status was written): do not
-            // subscribe twice.
-            return Ok(ConnectOutcome {
+    ) -> Result<Proof, ProviderError> {
+        let mut derived = Vec::new();
+        let (page, page_access) = self
+            .page_access(page_id, credentials, &mut derived)
+            .await
+            .map_err(|e| self.scrubbed(e, credentials, &derived))?;
+        derived.extend(credentials.cloned());
+        Ok(Proof {
+            outcome: ConnectOutcome {
                 page_name: page.name_with_location_descriptor,
                 page_image_url: page.picture.and_then(|p| p.data).and_then(|d| d.url),
-                token: Some(page_access),
+                token: Some(page_access.clone()),
                 ..Default::default()
-            });
+            },
+            undo: Some(page_access),
+            already: page.is_webhooks_subscribed == Some(true),
+            handle: None,
+            secrets: derived,
+        })
+    }
+
+    /// The app's id, when one is configured.
+    pub(crate) fn app_id(&self) -> Option<&str> {
+        self.app_id.as_deref()
+    }
+
+    /// The app's subscription to `page_id` (the effect of a facebook or instagram Channel).
+    pub(crate) fn page_effect(&self, page_id: &str) -> Vec<EffectKey> {
+        self.app_id()
+            .map(|app| EffectKey::new(EffectKind::PageSubscription, page_id, app))
+            .into_iter()
+            .collect()
+    }
+
+    /// Subscribes the app to the page's messaging webhooks with the proof's page access token,
+    /// unless the proof found it subscribed already (e.g. a connect cut off before it was
+    /// recorded): then it is `Found`.
+    pub(crate) async fn subscribe_page(&self, proof: &Proof) -> Result<Origin, ProviderError> {
+        if proof.already {
+            return Ok(Origin::Found);
         }
-        let _: serde_json::Value = self
+        let token = proof.outcome.token.as_ref().ok_or_else(|| {
+            ProviderError::CredentialsMissing("facebook: no page access token was obtained".into())
+        })?;
+        let result: Result<serde_json::Value, _> = self
             .call(
                 "subscribing the app to the page",
                 self.http
                     .post(self.url(&["me", "subscribed_apps"])?)
                     .query(&[
-                        ("access_token", page_access.expose()),
+                        ("access_token", token.expose()),
                         ("subscribed_fields", SUBSCRIBED_FIELDS),
                     ]),
             )
-            .await?;
-        Ok(ConnectOutcome {
-            page_name: page.name_with_location_descriptor,
-            page_image_url: page.picture.and_then(|p| p.data).and_then(|d| d.url),
-            token: Some(page_access),
-            ..Default::default()
-        })
-    }
-    /// Connects a page: exchanges the page token, reads the page, subscribes the app to the
-    /// page's messaging webhooks unless it already is. The outcome keeps the page access token.
-    pub(crate) async fn connect_page(
-        &self,
-        page_id: &str,
-        credentials: Option<&SecretString>,
-    ) -> Result<ConnectOutcome, ProviderError> {
-        let mut derived = Vec::new();
-        match self.connect_inner(page_id, credentials, &mut derived).await {
-            Ok(outcome) => Ok(outcome),
-            Err(e) => Err(self.scrubbed(e, credentials, &derived)),
-        }
+            .await;
+        result
+            .map(|_| Origin::Made)
+            .map_err(|e| self.scrubbed(e, None, &proof.secrets))
     }
 
-    /// The page access token, derived again from the page token without changing anything.
-    pub(crate) async fn recover_page_token(
+    /// Removes the app's subscription to the page with the recorded page access token.
+    pub(crate) async fn unsubscribe_page(
         &self,
         page_id: &str,
-        credentials: Option<&SecretString>,
-    ) -> Result<Option<SecretString>, ProviderError> {
-        let mut derived = Vec::new();
-        match self.page_access(page_id, credentials, &mut derived).await {
-            Ok((_, token)) => Ok(Some(token)),
-            Err(e) => Err(self.scrubbed(e, credentials, &derived)),
-        }
-    }
-
-    /// Removes the app's subscription to the page with the stored page access token.
-    pub(crate) async fn disconnect_page(
-        &self,
-        page_id: &str,
-        stored_token: Option<&SecretString>,
+        token: Option<&SecretString>,
     ) -> Result<(), ProviderError> {
-        let token = stored_token.filter(|t| !t.is_empty()).ok_or_else(|| {
+        let token = token.filter(|t| !t.is_empty()).ok_or_else(|| {
             ProviderError::CredentialsMissing(
-                "facebook: the stored page access token is missing, so the page subscription cannot be removed (set deletionPolicy: Orphan to skip)".into(),
+                "facebook: the recorded page access token is missing, so the page subscription cannot be removed (set deletionPolicy: Orphan to skip)".into(),
             )
         })?;
         let result: Result<serde_json::Value, _> = self
@@ -444,28 +451,37 @@ fn token_rejected(error: Option<&GraphError>) -> Option<bool> {
 }
 
 impl Provider for Facebook {
-    fn connect<'a>(
+    fn proves(&self) -> bool {
+        true
+    }
+
+    fn prove<'a>(
         &'a self,
         channel: &'a Channel,
         credentials: Option<&'a SecretString>,
-    ) -> BoxFuture<'a, Result<ConnectOutcome, ProviderError>> {
-        Box::pin(self.connect_page(&channel.spec.source_channel_id, credentials))
+    ) -> BoxFuture<'a, Result<Proof, ProviderError>> {
+        Box::pin(self.prove_page(&channel.spec.source_channel_id, credentials))
     }
 
-    fn recover_token<'a>(
-        &'a self,
-        channel: &'a Channel,
-        credentials: Option<&'a SecretString>,
-    ) -> BoxFuture<'a, Result<Option<SecretString>, ProviderError>> {
-        Box::pin(self.recover_page_token(&channel.spec.source_channel_id, credentials))
+    fn effects(&self, channel: &Channel) -> Vec<EffectKey> {
+        self.page_effect(&channel.spec.source_channel_id)
     }
 
-    fn disconnect<'a>(
+    fn make<'a>(
         &'a self,
-        channel: &'a Channel,
-        stored_token: Option<&'a SecretString>,
+        _channel: &'a Channel,
+        _effect: &'a EffectKey,
+        proof: &'a Proof,
+    ) -> BoxFuture<'a, Result<Origin, ProviderError>> {
+        Box::pin(self.subscribe_page(proof))
+    }
+
+    fn undo<'a>(
+        &'a self,
+        effect: &'a EffectKey,
+        credential: Option<&'a SecretString>,
     ) -> BoxFuture<'a, Result<(), ProviderError>> {
-        Box::pin(self.disconnect_page(&channel.spec.source_channel_id, stored_token))
+        Box::pin(self.unsubscribe_page(&effect.resource, credential))
     }
 
     fn recheck<'a>(

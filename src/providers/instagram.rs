@@ -1,17 +1,19 @@
 //! Instagram accounts, messaged through the Facebook page linked to them (docs/providers.md).
 //!
 //! Instagram messaging webhooks come through the linked page's app subscription, so the calls
-//! are the Facebook page's ([`super::facebook`]) on `spec.instagram.pageId`: exchange the page
-//! token for a long-lived one, read the page (its page access token, kept in the Channel's
-//! token Secret), subscribe the app to the page; disconnect removes the subscription.
+//! are the Facebook page's ([`super::facebook`]) on `spec.instagram.pageId`: the proof exchanges
+//! the page token for a long-lived one and reads the page (its page access token, kept in the
+//! Channel's record), the effect is the app's subscription to the page — the same one a Facebook
+//! Channel of that page holds with the same app, so the two share it.
 
 use std::sync::Arc;
 
 use futures::future::BoxFuture;
 
 use super::facebook::Facebook;
-use super::{ConnectOutcome, Provider, ProviderError};
+use super::{ConnectOutcome, Proof, Provider, ProviderError};
 use crate::crd::Channel;
+use crate::effects::{EffectKey, Origin};
 use crate::secret::SecretString;
 
 /// The Instagram provider: the Facebook page flow on the linked page.
@@ -43,40 +45,43 @@ fn linked_page(channel: &Channel) -> Result<&str, ProviderError> {
 }
 
 impl Provider for Instagram {
-    fn connect<'a>(
+    fn proves(&self) -> bool {
+        true
+    }
+
+    fn prove<'a>(
         &'a self,
         channel: &'a Channel,
         credentials: Option<&'a SecretString>,
-    ) -> BoxFuture<'a, Result<ConnectOutcome, ProviderError>> {
+    ) -> BoxFuture<'a, Result<Proof, ProviderError>> {
         Box::pin(async move {
             self.facebook
-                .connect_page(linked_page(channel)?, credentials)
+                .prove_page(linked_page(channel)?, credentials)
                 .await
         })
     }
 
-    fn recover_token<'a>(
-        &'a self,
-        channel: &'a Channel,
-        credentials: Option<&'a SecretString>,
-    ) -> BoxFuture<'a, Result<Option<SecretString>, ProviderError>> {
-        Box::pin(async move {
-            self.facebook
-                .recover_page_token(linked_page(channel)?, credentials)
-                .await
-        })
+    fn effects(&self, channel: &Channel) -> Vec<EffectKey> {
+        linked_page(channel)
+            .map(|page| self.facebook.page_effect(page))
+            .unwrap_or_default()
     }
 
-    fn disconnect<'a>(
+    fn make<'a>(
         &'a self,
-        channel: &'a Channel,
-        stored_token: Option<&'a SecretString>,
+        _channel: &'a Channel,
+        _effect: &'a EffectKey,
+        proof: &'a Proof,
+    ) -> BoxFuture<'a, Result<Origin, ProviderError>> {
+        Box::pin(self.facebook.subscribe_page(proof))
+    }
+
+    fn undo<'a>(
+        &'a self,
+        effect: &'a EffectKey,
+        credential: Option<&'a SecretString>,
     ) -> BoxFuture<'a, Result<(), ProviderError>> {
-        Box::pin(async move {
-            self.facebook
-                .disconnect_page(linked_page(channel)?, stored_token)
-                .await
-        })
+        self.facebook.undo(effect, credential)
     }
 
     fn recheck<'a>(

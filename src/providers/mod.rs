@@ -18,6 +18,7 @@ use std::time::Duration;
 use futures::future::BoxFuture;
 
 use crate::crd::{Channel, Source};
+use crate::effects::{EffectKey, EffectKind, Origin};
 use crate::reason::Reason;
 use crate::secret::SecretString;
 
@@ -68,7 +69,7 @@ pub struct ProviderArgs {
     pub provider_timeout_seconds: u64,
 }
 
-/// What a successful connect or re-check reports (shown in the status).
+/// What a proof of the credentials or a re-check reports (shown in the status).
 #[derive(Debug, Default, Clone)]
 pub struct ConnectOutcome {
     /// The name the provider reports (the Facebook or Instagram channel's page, the Viber account).
@@ -81,9 +82,30 @@ pub struct ConnectOutcome {
     pub verified_name: Option<String>,
     /// The WhatsApp number's quality rating.
     pub quality_rating: Option<String>,
-    /// A token the operator must keep to disconnect later (Facebook's page access token, the
-    /// long-lived WhatsApp user token).
+    /// A token the operator keeps in the Channel's record for re-checks (Facebook's page access
+    /// token, the long-lived WhatsApp user token, a copy of the Viber bot token).
     pub token: Option<SecretString>,
+}
+
+/// What a proof of a Channel's credentials obtained at the provider with read-only calls (the
+/// token exchanged, the page, number or account read): shown to work before the Channel claims
+/// its channel id, and reused by the connect that follows in the same reconcile (a token is
+/// exchanged once).
+#[derive(Debug, Default, Clone)]
+pub struct Proof {
+    /// What the provider reports, and the token to keep.
+    pub outcome: ConnectOutcome,
+    /// The credential that undoes the connection's effects, of which the record keeps a copy:
+    /// the page access token, the long-lived WhatsApp token, the Viber bot token, the Twilio
+    /// account's auth token.
+    pub undo: Option<SecretString>,
+    /// Whether the effect is there already (Graph's `is_webhooks_subscribed` of the app).
+    pub already: bool,
+    /// The provider's own handle of the resource (the Twilio number's `PN…` sid).
+    pub handle: Option<String>,
+    /// Every secret the proof used or obtained (the user's token, the tokens derived from it): an
+    /// error of a later call with them (a provider may echo a request) is scrubbed of each.
+    pub secrets: Vec<SecretString>,
 }
 
 /// Why a provider call failed; decides the `Ready` reason and the retry delay.
@@ -165,21 +187,66 @@ impl ProviderError {
 
 pub use crate::secret::redact;
 
-/// One messaging platform.
+/// One messaging platform: what a connect of a Channel makes there ([`Provider::effects`]),
+/// how the Channel's credentials are shown to work ([`Provider::prove`], read-only), how one
+/// effect is made ([`Provider::make`]) and undone ([`Provider::undo`], from what the record holds,
+/// never from the Channel's spec).
 pub trait Provider: Send + Sync {
-    /// Connects the channel. `credentials` is the value of the Channel's `credentialsSecretRef`.
-    fn connect<'a>(
-        &'a self,
-        channel: &'a Channel,
-        credentials: Option<&'a SecretString>,
-    ) -> BoxFuture<'a, Result<ConnectOutcome, ProviderError>>;
+    /// Whether [`Provider::prove`] calls the provider: a Channel of such a source takes the claim
+    /// of its channel id only once its credentials worked. The others (chat plugin, Google,
+    /// Twilio without an account) have nothing to prove.
+    fn proves(&self) -> bool {
+        false
+    }
 
-    /// Disconnects the channel. `stored_token` is the token kept at connect, if any.
-    fn disconnect<'a>(
+    /// Shows that the Channel's credentials (`credentialsSecretRef`'s value) work, with read-only
+    /// calls. Changes nothing at the provider.
+    fn prove<'a>(
         &'a self,
-        channel: &'a Channel,
-        stored_token: Option<&'a SecretString>,
-    ) -> BoxFuture<'a, Result<(), ProviderError>>;
+        _channel: &'a Channel,
+        _credentials: Option<&'a SecretString>,
+    ) -> BoxFuture<'a, Result<Proof, ProviderError>> {
+        Box::pin(async { Ok(Proof::default()) })
+    }
+
+    /// The effects a connect of `channel` makes with this provider's account (none where the
+    /// source changes nothing at the provider, or the account is not configured).
+    fn effects(&self, _channel: &Channel) -> Vec<EffectKey> {
+        Vec::new()
+    }
+
+    /// Makes `effect` (one of [`Provider::effects`]) with what `proof` obtained; `Found` when it
+    /// was there already.
+    fn make<'a>(
+        &'a self,
+        _channel: &'a Channel,
+        effect: &'a EffectKey,
+        _proof: &'a Proof,
+    ) -> BoxFuture<'a, Result<Origin, ProviderError>> {
+        Box::pin(async move {
+            Err(ProviderError::Failed(format!(
+                "this provider makes no {}",
+                effect.kind.as_str()
+            )))
+        })
+    }
+
+    /// Undoes one recorded effect with the account it records and `credential` (the record's
+    /// copy, or the configuration's current one: [`Provider::current_credential`]).
+    fn undo<'a>(
+        &'a self,
+        _effect: &'a EffectKey,
+        _credential: Option<&'a SecretString>,
+    ) -> BoxFuture<'a, Result<(), ProviderError>> {
+        Box::pin(async { Ok(()) })
+    }
+
+    /// The credential of this provider's account that undoes `effect` when the account is the
+    /// one the effect records (a Twilio account's auth token, which may have been rotated since
+    /// the record's copy was taken); `None`: the record's copy is used.
+    fn current_credential(&self, _effect: &EffectKey) -> Option<SecretString> {
+        None
+    }
 
     /// Re-checks a connected channel (periodic resync) without connecting it again. Returns fresh
     /// page details where the provider has them.
@@ -189,31 +256,13 @@ pub trait Provider: Send + Sync {
         stored_token: Option<&'a SecretString>,
     ) -> BoxFuture<'a, Result<ConnectOutcome, ProviderError>>;
 
-    /// The token a disconnect needs when none was kept at connect (a connect whose outcome is
-    /// unknown failed before its token could be stored), derived again from `credentials` without
-    /// changing anything at the provider. `None` where disconnecting needs no token.
-    fn recover_token<'a>(
-        &'a self,
-        _channel: &'a Channel,
-        _credentials: Option<&'a SecretString>,
-    ) -> BoxFuture<'a, Result<Option<SecretString>, ProviderError>> {
-        Box::pin(async { Ok(None) })
-    }
-
     /// Whether connecting needs the Channel's `credentialsSecretRef`.
     fn needs_credentials(&self) -> bool {
         false
     }
 
-    /// What the channel shares at the provider with other Channels of its source (WhatsApp's
-    /// business account subscription), if anything. Such a provider's disconnect undoes only the
-    /// shared part, so the controller does not call it while another Channel still uses it.
-    fn shared_resource(&self, _channel: &Channel) -> Option<String> {
-        None
-    }
-
     /// Whether this provider calls out at all: only such sources are limited to a share of the
-    /// reconcile slots (`--provider-concurrency`).
+    /// reconcile slots (`--provider-concurrency`) and keep a record.
     fn calls_out(&self) -> bool {
         true
     }
@@ -279,6 +328,16 @@ impl Providers {
     /// The Viber provider (the API reads the account of its auth token at connect).
     pub fn viber(&self) -> Arc<viber::Viber> {
         self.viber.clone()
+    }
+
+    /// The provider that undoes an effect of `kind`.
+    pub fn for_effect(&self, kind: EffectKind) -> &dyn Provider {
+        match kind {
+            EffectKind::PageSubscription => self.facebook.as_ref(),
+            EffectKind::BusinessAccountSubscription => self.whatsapp.as_ref(),
+            EffectKind::NumberWebhook => self.twilio.as_ref(),
+            EffectKind::BotWebhook => self.viber.as_ref(),
+        }
     }
 
     /// The provider of a source.

@@ -1,14 +1,19 @@
 //! Twilio SMS and WhatsApp numbers (docs/providers.md).
 //!
 //! Without an account SID, auth token and webhook URL configured, no call is made: the user points
-//! the number's webhook at the platform. With them, connect looks the number up in the account and
-//! points its messaging webhook (`SmsUrl`) at the configured URL; disconnect clears it.
+//! the number's webhook at the platform. With them, the proof looks the number up in the account,
+//! and the effect points its messaging webhook (`SmsUrl`) at the configured URL — shared by the
+//! SMS and WhatsApp Channels of the number in that account; the undo clears it in the account
+//! the record names, with the configuration's current auth token or the record's copy.
 
 use futures::future::BoxFuture;
 use serde::Deserialize;
 
-use super::{send_json, url_with_segments, ConnectOutcome, Provider, ProviderArgs, ProviderError};
+use super::{
+    send_json, url_with_segments, ConnectOutcome, Proof, Provider, ProviderArgs, ProviderError,
+};
 use crate::crd::Channel;
+use crate::effects::{EffectKey, EffectKind, Origin};
 use crate::secret::SecretString;
 
 /// The Twilio provider.
@@ -128,6 +133,16 @@ impl Twilio {
     /// Looks the number up in the account; returns its `PN…` sid.
     async fn lookup(&self, number: &str) -> Result<String, ProviderError> {
         let (sid, token, _) = self.account.as_ref().expect("configured");
+        self.lookup_in(sid, token, number).await
+    }
+
+    /// Looks the number up in the account `sid`; returns its `PN…` sid.
+    async fn lookup_in(
+        &self,
+        sid: &str,
+        token: &SecretString,
+        number: &str,
+    ) -> Result<String, ProviderError> {
         let url = url_with_segments(
             &self.api_url,
             &["2010-04-01", "Accounts", sid, "IncomingPhoneNumbers.json"],
@@ -152,8 +167,12 @@ impl Twilio {
             })
     }
 
-    async fn set_webhook(&self, number_sid: &str, sms_url: &str) -> Result<(), ProviderError> {
-        let (sid, token, _) = self.account.as_ref().expect("configured");
+    async fn set_webhook(
+        &self,
+        (sid, token): (&str, &SecretString),
+        number_sid: &str,
+        sms_url: &str,
+    ) -> Result<(), ProviderError> {
         let url = url_with_segments(
             &self.api_url,
             &[
@@ -192,44 +211,94 @@ impl Twilio {
 }
 
 impl Provider for Twilio {
-    fn connect<'a>(
+    fn proves(&self) -> bool {
+        self.account.is_some()
+    }
+
+    fn prove<'a>(
         &'a self,
         channel: &'a Channel,
         _credentials: Option<&'a SecretString>,
-    ) -> BoxFuture<'a, Result<ConnectOutcome, ProviderError>> {
+    ) -> BoxFuture<'a, Result<Proof, ProviderError>> {
         Box::pin(async move {
-            let Some((_, _, webhook)) = &self.account else {
-                return Ok(ConnectOutcome::default());
+            let Some((_, token, _)) = &self.account else {
+                return Ok(Proof::default());
             };
             let number = phone_number(&channel.spec.source_channel_id);
-            let result = async {
-                let pn = self.lookup(number).await?;
-                self.set_webhook(&pn, webhook).await
-            }
-            .await;
-            result
-                .map(|()| ConnectOutcome::default())
-                .map_err(|e| self.scrub(e))
+            let pn = self.lookup(number).await.map_err(|e| self.scrub(e))?;
+            Ok(Proof {
+                undo: Some(token.clone()),
+                handle: Some(pn),
+                secrets: vec![token.clone()],
+                ..Default::default()
+            })
         })
     }
 
-    fn disconnect<'a>(
+    fn effects(&self, channel: &Channel) -> Vec<EffectKey> {
+        self.account
+            .iter()
+            .map(|(sid, _, _)| {
+                let number = phone_number(&channel.spec.source_channel_id);
+                EffectKey::new(EffectKind::NumberWebhook, number, sid.as_str())
+            })
+            .collect()
+    }
+
+    fn make<'a>(
         &'a self,
         channel: &'a Channel,
-        _stored_token: Option<&'a SecretString>,
-    ) -> BoxFuture<'a, Result<(), ProviderError>> {
+        _effect: &'a EffectKey,
+        proof: &'a Proof,
+    ) -> BoxFuture<'a, Result<Origin, ProviderError>> {
         Box::pin(async move {
-            if self.account.is_none() {
-                return Ok(());
-            }
-            let number = phone_number(&channel.spec.source_channel_id);
+            let Some((sid, token, webhook)) = &self.account else {
+                return Err(ProviderError::CredentialsMissing(
+                    "twilio: no account is configured".into(),
+                ));
+            };
             let result = async {
-                let pn = self.lookup(number).await?;
-                self.set_webhook(&pn, "").await
+                let pn = match &proof.handle {
+                    Some(pn) => pn.clone(),
+                    None => {
+                        self.lookup(phone_number(&channel.spec.source_channel_id))
+                            .await?
+                    }
+                };
+                self.set_webhook((sid, token), &pn, webhook).await
             }
             .await;
-            result.map_err(|e| self.scrub(e))
+            result.map(|()| Origin::Made).map_err(|e| self.scrub(e))
         })
+    }
+
+    fn undo<'a>(
+        &'a self,
+        effect: &'a EffectKey,
+        credential: Option<&'a SecretString>,
+    ) -> BoxFuture<'a, Result<(), ProviderError>> {
+        Box::pin(async move {
+            let token = credential.filter(|t| !t.is_empty()).ok_or_else(|| {
+                ProviderError::CredentialsMissing(format!(
+                    "twilio: the auth token of the account {} is missing, so the number's webhook cannot be cleared (set deletionPolicy: Orphan to skip)",
+                    effect.account
+                ))
+            })?;
+            let sid = effect.account.as_str();
+            let result = async {
+                let pn = self.lookup_in(sid, token, &effect.resource).await?;
+                self.set_webhook((sid, token), &pn, "").await
+            }
+            .await;
+            result.map_err(|e| e.redacted(&[token]))
+        })
+    }
+
+    fn current_credential(&self, effect: &EffectKey) -> Option<SecretString> {
+        match &self.account {
+            Some((sid, token, _)) if *sid == effect.account => Some(token.clone()),
+            _ => None,
+        }
     }
 
     fn recheck<'a>(

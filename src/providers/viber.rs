@@ -1,17 +1,18 @@
 //! Viber bot accounts through the Viber REST API (docs/providers.md).
 //!
-//! The bot's auth token travels only in the `X-Viber-Auth-Token` header. Connect reads the
-//! account (`POST /pa/get_account_info`; a declared source channel id must be the account's id)
-//! and points its webhook at the configured URL (`POST /pa/set_webhook`); disconnect clears the
-//! webhook (`url: ""`). Viber answers most failures with HTTP 200 and a non-zero `status`; both
+//! The bot's auth token travels only in the `X-Viber-Auth-Token` header. The proof reads the
+//! account (`POST /pa/get_account_info`; a declared source channel id must be the account's id),
+//! the effect points its webhook at the configured URL (`POST /pa/set_webhook`), and the undo
+//! clears it (`url: ""`) with the record's copy of the token. Viber answers most failures with HTTP 200 and a non-zero `status`; both
 //! kinds are classified, and no message carries the token.
 
 use futures::future::BoxFuture;
 use serde::Deserialize;
 use serde_json::json;
 
-use super::{send_json, ConnectOutcome, Provider, ProviderArgs, ProviderError};
+use super::{send_json, ConnectOutcome, Proof, Provider, ProviderArgs, ProviderError};
 use crate::crd::Channel;
+use crate::effects::{EffectKey, EffectKind, Origin};
 use crate::secret::SecretString;
 
 /// Viber's `status` for an invalid auth token.
@@ -141,51 +142,72 @@ fn checked(channel: &Channel, account: Account) -> Result<Account, ProviderError
 }
 
 impl Provider for Viber {
-    fn connect<'a>(
+    fn proves(&self) -> bool {
+        true
+    }
+
+    fn prove<'a>(
         &'a self,
         channel: &'a Channel,
         credentials: Option<&'a SecretString>,
-    ) -> BoxFuture<'a, Result<ConnectOutcome, ProviderError>> {
+    ) -> BoxFuture<'a, Result<Proof, ProviderError>> {
         Box::pin(async move {
             let token = token_of(credentials, "the bot's auth token (credentialsSecretRef)")?;
-            let Some(webhook) = &self.webhook_url else {
+            if self.webhook_url.is_none() {
                 return Err(ProviderError::CredentialsMissing(
                     "viber: the operator has no webhook URL (--viber-webhook-url)".into(),
                 ));
-            };
+            }
             let account = checked(channel, self.account(&token).await?)?;
-            self.set_webhook(&token, webhook, "setting the webhook")
-                .await?;
-            Ok(ConnectOutcome {
-                page_name: account.name,
-                page_image_url: account.icon,
-                // Kept like Facebook's page access token, so a disconnect works after the
-                // credentials Secret is gone.
-                token: Some(token),
+            Ok(Proof {
+                outcome: ConnectOutcome {
+                    page_name: account.name,
+                    page_image_url: account.icon,
+                    // A copy, like Facebook's page access token: re-checks and the undo work
+                    // after the credentials Secret is gone.
+                    token: Some(token.clone()),
+                    ..Default::default()
+                },
+                undo: Some(token.clone()),
+                secrets: vec![token],
                 ..Default::default()
             })
         })
     }
 
-    fn recover_token<'a>(
+    fn effects(&self, channel: &Channel) -> Vec<EffectKey> {
+        let id = &channel.spec.source_channel_id;
+        vec![EffectKey::new(EffectKind::BotWebhook, id, id)]
+    }
+
+    fn make<'a>(
         &'a self,
         _channel: &'a Channel,
-        credentials: Option<&'a SecretString>,
-    ) -> BoxFuture<'a, Result<Option<SecretString>, ProviderError>> {
+        _effect: &'a EffectKey,
+        proof: &'a Proof,
+    ) -> BoxFuture<'a, Result<Origin, ProviderError>> {
         Box::pin(async move {
-            token_of(credentials, "the bot's auth token (credentialsSecretRef)").map(Some)
+            let token = token_of(proof.outcome.token.as_ref(), "the bot's auth token")?;
+            let Some(webhook) = &self.webhook_url else {
+                return Err(ProviderError::CredentialsMissing(
+                    "viber: the operator has no webhook URL (--viber-webhook-url)".into(),
+                ));
+            };
+            self.set_webhook(&token, webhook, "setting the webhook")
+                .await
+                .map(|()| Origin::Made)
         })
     }
 
-    fn disconnect<'a>(
+    fn undo<'a>(
         &'a self,
-        _channel: &'a Channel,
-        stored_token: Option<&'a SecretString>,
+        _effect: &'a EffectKey,
+        credential: Option<&'a SecretString>,
     ) -> BoxFuture<'a, Result<(), ProviderError>> {
         Box::pin(async move {
             let token = token_of(
-                stored_token,
-                "the stored auth token (needed to clear the webhook; set deletionPolicy: Orphan to skip)",
+                credential,
+                "the recorded auth token (needed to clear the webhook; set deletionPolicy: Orphan to skip)",
             )?;
             self.set_webhook(&token, "", "clearing the webhook").await
         })

@@ -1,11 +1,12 @@
 //! WhatsApp Cloud API numbers through the Graph API (docs/providers.md).
 //!
-//! Connect exchanges the user token for a long-lived one (kept in the Channel's token Secret),
-//! reads the number (`GET /{phone-number-id}`) and, when the Channel names its WhatsApp Business
-//! Account, subscribes the app to it (`POST /{waba-id}/subscribed_apps`). Disconnect removes that
-//! subscription (the controller skips it while another Channel of the account remains); without a
-//! business account there is nothing to undo, as in Airy Core, which leaves webhooks to the user.
-//! Errors are classified as Facebook's ([`Facebook::call`]) and scrubbed of every token.
+//! The proof exchanges the user token for a long-lived one (kept in the Channel's record) and
+//! reads the number (`GET /{phone-number-id}`). When the Channel names its WhatsApp Business
+//! Account, the effect is the app's subscription to it (`POST /{waba-id}/subscribed_apps`), shared
+//! by every Channel of the account connected with the app and undone (`DELETE`) once the last one
+//! goes; without a business account there is nothing to undo, as in Airy Core, which leaves
+//! webhooks to the user. Errors are classified as Facebook's ([`Facebook::call`]) and scrubbed of
+//! every token.
 
 use std::sync::Arc;
 
@@ -13,8 +14,9 @@ use futures::future::BoxFuture;
 use serde::Deserialize;
 
 use super::facebook::Facebook;
-use super::{ConnectOutcome, Provider, ProviderError};
+use super::{ConnectOutcome, Proof, Provider, ProviderError};
 use crate::crd::Channel;
+use crate::effects::{EffectKey, EffectKind, Origin};
 use crate::secret::SecretString;
 
 /// The number fields read at connect and re-check.
@@ -79,27 +81,42 @@ impl Whatsapp {
             .await
     }
 
-    async fn connect_inner(
+    async fn prove_number(
         &self,
         channel: &Channel,
         credentials: Option<&SecretString>,
         derived: &mut Vec<SecretString>,
-    ) -> Result<ConnectOutcome, ProviderError> {
+    ) -> Result<Proof, ProviderError> {
         let token = self.long_lived(credentials, derived).await?;
         let number = self.read_number(channel, &token).await?;
-        if let Some(waba) = business_account(channel) {
-            let _: serde_json::Value = self
-                .graph
-                .call(
-                    "subscribing the app to the WhatsApp Business Account",
-                    self.graph
-                        .http()
-                        .post(self.graph.url(&[waba, "subscribed_apps"])?)
-                        .query(&[("access_token", token.expose())]),
-                )
-                .await?;
-        }
-        Ok(outcome(number, Some(token)))
+        let mut secrets = derived.clone();
+        secrets.extend(credentials.cloned());
+        Ok(Proof {
+            outcome: outcome(number, Some(token.clone())),
+            undo: Some(token),
+            secrets,
+            ..Default::default()
+        })
+    }
+
+    /// Subscribes the app to the business account with the proof's long-lived token.
+    async fn subscribe(&self, waba: &str, proof: &Proof) -> Result<Origin, ProviderError> {
+        let token = proof.outcome.token.as_ref().ok_or_else(|| {
+            ProviderError::CredentialsMissing("whatsapp: no long-lived token was obtained".into())
+        })?;
+        let result: Result<serde_json::Value, _> = self
+            .graph
+            .call(
+                "subscribing the app to the WhatsApp Business Account",
+                self.graph
+                    .http()
+                    .post(self.graph.url(&[waba, "subscribed_apps"])?)
+                    .query(&[("access_token", token.expose())]),
+            )
+            .await;
+        result
+            .map(|_| Origin::Made)
+            .map_err(|e| self.graph.scrubbed(e, None, &proof.secrets))
     }
 }
 
@@ -114,45 +131,52 @@ fn outcome(number: Number, token: Option<SecretString>) -> ConnectOutcome {
 }
 
 impl Provider for Whatsapp {
-    fn connect<'a>(
+    fn proves(&self) -> bool {
+        true
+    }
+
+    fn prove<'a>(
         &'a self,
         channel: &'a Channel,
         credentials: Option<&'a SecretString>,
-    ) -> BoxFuture<'a, Result<ConnectOutcome, ProviderError>> {
+    ) -> BoxFuture<'a, Result<Proof, ProviderError>> {
         Box::pin(async move {
             let mut derived = Vec::new();
-            self.connect_inner(channel, credentials, &mut derived)
+            self.prove_number(channel, credentials, &mut derived)
                 .await
                 .map_err(|e| self.graph.scrubbed(e, credentials, &derived))
         })
     }
 
-    fn recover_token<'a>(
+    fn effects(&self, channel: &Channel) -> Vec<EffectKey> {
+        match (business_account(channel), self.graph.app_id()) {
+            (Some(waba), Some(app)) => vec![EffectKey::new(
+                EffectKind::BusinessAccountSubscription,
+                waba,
+                app,
+            )],
+            _ => Vec::new(),
+        }
+    }
+
+    fn make<'a>(
         &'a self,
         _channel: &'a Channel,
-        credentials: Option<&'a SecretString>,
-    ) -> BoxFuture<'a, Result<Option<SecretString>, ProviderError>> {
-        Box::pin(async move {
-            let mut derived = Vec::new();
-            self.long_lived(credentials, &mut derived)
-                .await
-                .map(Some)
-                .map_err(|e| self.graph.scrubbed(e, credentials, &derived))
-        })
+        effect: &'a EffectKey,
+        proof: &'a Proof,
+    ) -> BoxFuture<'a, Result<Origin, ProviderError>> {
+        Box::pin(self.subscribe(&effect.resource, proof))
     }
 
-    fn disconnect<'a>(
+    fn undo<'a>(
         &'a self,
-        channel: &'a Channel,
-        stored_token: Option<&'a SecretString>,
+        effect: &'a EffectKey,
+        credential: Option<&'a SecretString>,
     ) -> BoxFuture<'a, Result<(), ProviderError>> {
         Box::pin(async move {
-            let Some(waba) = business_account(channel) else {
-                return Ok(());
-            };
-            let token = stored_token.filter(|t| !t.is_empty()).ok_or_else(|| {
+            let token = credential.filter(|t| !t.is_empty()).ok_or_else(|| {
                 ProviderError::CredentialsMissing(
-                    "whatsapp: the stored token is missing, so the business account subscription cannot be removed (set deletionPolicy: Orphan to skip)".into(),
+                    "whatsapp: the recorded token is missing, so the business account subscription cannot be removed (set deletionPolicy: Orphan to skip)".into(),
                 )
             })?;
             let result: Result<serde_json::Value, _> = self
@@ -161,7 +185,7 @@ impl Provider for Whatsapp {
                     "removing the app's WhatsApp Business Account subscription",
                     self.graph
                         .http()
-                        .delete(self.graph.url(&[waba, "subscribed_apps"])?)
+                        .delete(self.graph.url(&[&effect.resource, "subscribed_apps"])?)
                         .query(&[("access_token", token.expose())]),
                 )
                 .await;
@@ -190,9 +214,5 @@ impl Provider for Whatsapp {
 
     fn needs_credentials(&self) -> bool {
         true
-    }
-
-    fn shared_resource(&self, channel: &Channel) -> Option<String> {
-        business_account(channel).map(str::to_owned)
     }
 }

@@ -9,8 +9,11 @@ use std::process::Stdio;
 use channel_operator::crd::Channel;
 use channel_operator::{api, controller};
 use clap::{Args as _, CommandFactory};
+use k8s_openapi::api::coordination::v1::Lease;
 use k8s_openapi::api::core::v1::Namespace;
-use kube::api::{Api, ApiResource, DynamicObject, GroupVersionKind, PostParams};
+use kube::api::{
+    Api, ApiResource, DeleteParams, DynamicObject, GroupVersionKind, Patch, PatchParams, PostParams,
+};
 use kube::CustomResourceExt;
 use kube_sandbox::Sandbox;
 use serde_json::{json, Value};
@@ -22,6 +25,9 @@ pub const RELEASE_NS: &str = "channel-operator";
 pub const WATCH_NS: &str = "team-a";
 /// The API's channels namespace of a cluster-wide install: never the release namespace.
 pub const CHANNELS_NS: &str = "channel-operator-channels";
+/// The state namespace of the release (`stateNamespace` by default): only the controller's —
+/// the same name the in-process controller of the other tests is given.
+pub use super::state::STATE_NS;
 pub const POD: &str = "channel-operator-6d4f-abcde";
 pub const CONTROLLER_SA: &str = "system:serviceaccount:channel-operator:channel-operator";
 pub const API_SA: &str = "system:serviceaccount:channel-operator:channel-operator-api";
@@ -64,9 +70,10 @@ pub fn json_merge(into: &mut Value, from: Value) {
     }
 }
 
-/// Applies the chart's identities and RBAC (and its test Secret) as the cluster admin.
+/// Applies the chart's namespaces (the state namespace), identities and RBAC (and its test
+/// Secret) as the cluster admin.
 pub async fn apply_identities(admin: &kube::Client, objects: &[Value]) {
-    for ns in [RELEASE_NS, WATCH_NS, CHANNELS_NS] {
+    for ns in [RELEASE_NS, WATCH_NS, CHANNELS_NS, STATE_NS] {
         let ns: Namespace = serde_json::from_value(json!({"metadata": {"name": ns}})).unwrap();
         Api::<Namespace>::all(admin.clone())
             .create(&PostParams::default(), &ns)
@@ -74,6 +81,7 @@ pub async fn apply_identities(admin: &kube::Client, objects: &[Value]) {
             .unwrap();
     }
     let kinds = [
+        "Namespace",
         "ServiceAccount",
         "Role",
         "ClusterRole",
@@ -81,10 +89,13 @@ pub async fn apply_identities(admin: &kube::Client, objects: &[Value]) {
         "ClusterRoleBinding",
         "Secret",
     ];
-    for obj in objects
+    let mut applied: Vec<&Value> = objects
         .iter()
         .filter(|o| kinds.contains(&o["kind"].as_str().unwrap()))
-    {
+        .collect();
+    // In the order of `kinds`: namespaces before what lives in them, as Helm installs them.
+    applied.sort_by_key(|o| kinds.iter().position(|k| o["kind"] == *k));
+    for obj in applied {
         let (group, version) = match obj["apiVersion"].as_str().unwrap().split_once('/') {
             Some((g, v)) => (g, v),
             None => ("", obj["apiVersion"].as_str().unwrap()),
@@ -341,4 +352,92 @@ pub async fn start_api(sb: &Sandbox, objects: &[Value]) -> (Running, String, Str
     })
     .await;
     (running, base, sa)
+}
+
+/// Channels of every source declared in team-a, the Facebook one with its page token Secret.
+pub const CHANNELS: &str = "apiVersion: v1
+kind: Secret
+metadata:
+  name: acme-page-token
+  namespace: team-a
+  labels: {airy.co/credentials: \"true\"}
+stringData:
+  page_token: user-page-token
+---
+apiVersion: airy.co/v1alpha1
+kind: Channel
+metadata: {name: acme-facebook, namespace: team-a}
+spec:
+  source: facebook
+  sourceChannelId: \"1234567890\"
+  credentialsSecretRef: {name: acme-page-token, key: page_token}
+---
+apiVersion: airy.co/v1alpha1
+kind: Channel
+metadata: {name: website, namespace: team-a}
+spec: {source: chat_plugin, sourceChannelId: site-1, name: Website}
+---
+apiVersion: airy.co/v1alpha1
+kind: Channel
+metadata: {name: google, namespace: team-a}
+spec: {source: google, sourceChannelId: gbm-1, name: Google}
+---
+apiVersion: airy.co/v1alpha1
+kind: Channel
+metadata: {name: sms, namespace: team-a}
+spec: {source: twilio.sms, sourceChannelId: \"+491234567\", name: SMS}
+---
+apiVersion: airy.co/v1alpha1
+kind: Channel
+metadata: {name: whatsapp, namespace: team-a}
+spec: {source: twilio.whatsapp, sourceChannelId: \"whatsapp:+491234567\", name: WhatsApp}
+";
+
+/// Renders the chart with `extra` values, applies its RBAC, runs the controller as the chart's
+/// ServiceAccount through every flow, and returns the sandbox (with its record of denials).
+pub async fn controller_flows(extra: Value) -> (Sandbox, tempfile::TempDir, Vec<Value>) {
+    let (graph, twilio) = fake_providers().await;
+    let (sb, objects, dir) = install(&graph, &twilio, extra).await;
+    let admin = sb.client();
+    let _controller = start_controller(&sb, &objects).await;
+
+    let file = dir.path().join("channels.yaml");
+    std::fs::write(&file, CHANNELS).unwrap();
+    let (code, out, err) = kubectl(&sb, dir.path(), &["apply", "-f", file.to_str().unwrap()]).await;
+    assert_eq!(code, 0, "{out}{err}");
+
+    let channels: Api<Channel> = Api::namespaced(admin.clone(), WATCH_NS);
+    for name in ["acme-facebook", "website", "google", "sms", "whatsapp"] {
+        wait_ready(&sb, &channels, name, ("True", "Connected")).await;
+    }
+    // Leader election: the Lease in the release namespace names this pod.
+    let lease = Api::<Lease>::namespaced(admin.clone(), RELEASE_NS)
+        .get("channel-operator")
+        .await
+        .expect("the controller holds its Lease");
+    assert_eq!(
+        lease.spec.and_then(|s| s.holder_identity).as_deref(),
+        Some(POD)
+    );
+    // Disconnect and delete.
+    let off = Patch::Merge(json!({"spec": {"connected": false}}));
+    channels
+        .patch("sms", &PatchParams::default(), &off)
+        .await
+        .unwrap();
+    wait_ready(&sb, &channels, "sms", ("True", "Disconnected")).await;
+    channels
+        .delete("acme-facebook", &DeleteParams::default())
+        .await
+        .unwrap();
+    wait_gone(&sb, &channels, "acme-facebook").await;
+    (sb, dir, objects)
+}
+
+pub async fn wait_gone(sb: &Sandbox, channels: &Api<Channel>, name: &str) {
+    let what = format!("the Channel {name} to be released");
+    eventually_ok(TIMEOUT, &what, || async {
+        or_denials(sb, channels.get_opt(name).await.unwrap().is_none())
+    })
+    .await;
 }

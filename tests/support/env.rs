@@ -24,7 +24,10 @@ use kube_sandbox::Sandbox;
 use serde_json::Value;
 use wiremock::MockServer;
 
-use super::fakes::{self, PageTokens, APP_SECRET, TWILIO_SID, TWILIO_TOKEN, TWILIO_WEBHOOK};
+use super::fakes::{
+    self, App, PageTokens, TwilioAccount, APP_SECRET, FLAGS_APP, FLAGS_TWILIO, TWILIO_SID,
+    TWILIO_TOKEN, TWILIO_WEBHOOK,
+};
 use super::logs::{log_text, logs};
 use super::wait::{
     eventually, eventually_ok, eventually_some, http_ready, KUBECTL_TIMEOUT, TIMEOUT,
@@ -46,6 +49,21 @@ pub struct Sandboxed {
     pub sb: Sandbox,
     pub dir: tempfile::TempDir,
     pub kubeconfig: PathBuf,
+}
+
+/// Creates namespace `name`.
+pub async fn create_namespace(client: &kube::Client, name: &str) {
+    let ns = k8s_openapi::api::core::v1::Namespace {
+        metadata: kube::core::ObjectMeta {
+            name: Some(name.into()),
+            ..Default::default()
+        },
+        ..Default::default()
+    };
+    Api::<k8s_openapi::api::core::v1::Namespace>::all(client.clone())
+        .create(&kube::api::PostParams::default(), &ns)
+        .await
+        .unwrap();
 }
 
 /// Starts a [`Sandboxed`].
@@ -123,6 +141,7 @@ impl Builder {
             dir,
             kubeconfig,
         } = sandbox().await;
+        create_namespace(&sb.client(), super::state::STATE_NS).await;
         let statuses = Arc::new(Mutex::new(Vec::new()));
         let status_watch = {
             let statuses = statuses.clone();
@@ -262,6 +281,15 @@ impl Env {
                 ]
                 .map(String::from),
             );
+        }
+        if !self
+            .controller_args
+            .iter()
+            .any(|a| a == "--state-namespace")
+        {
+            // The operator's private state, apart from the Channels of `default` (the chart
+            // gives it a namespace of its own too).
+            argv.extend(["--state-namespace", super::state::STATE_NS].map(String::from));
         }
         if !self
             .controller_args
@@ -456,14 +484,39 @@ impl Env {
         subscribes: impl Into<wiremock::Times>,
         unsubscribes: u64,
     ) -> PageTokens {
-        let tokens = PageTokens::of(page, n);
+        self.fake_app_page(FLAGS_APP, page, n, subscribes, unsubscribes)
+            .await
+    }
+
+    /// Like [`Env::fake_page_token`] with the Facebook app `app` (a provider configuration's):
+    /// its tokens, and its own subscription of the page.
+    pub async fn fake_app_page(
+        &mut self,
+        app: App,
+        page: &str,
+        n: u32,
+        subscribes: impl Into<wiremock::Times>,
+        unsubscribes: u64,
+    ) -> PageTokens {
+        let tokens = PageTokens::of_app(page, n, app);
         self.tokens.extend(tokens.all());
-        let state = self.pages.entry(page.to_owned()).or_default().clone();
-        fakes::page(&self.graph, page, &tokens, state, subscribes, unsubscribes).await;
+        self.tokens.push(app.secret.to_owned());
+        let key = format!("{page}@{}", app.id);
+        let state = self.pages.entry(key).or_default().clone();
+        fakes::page(
+            &self.graph,
+            app,
+            page,
+            &tokens,
+            state,
+            subscribes,
+            unsubscribes,
+        )
+        .await;
         tokens
     }
 
-    /// Mounts a fake Twilio number (see [`fakes::twilio_number`]).
+    /// Mounts a fake Twilio number of the flags' account (see [`fakes::twilio_number`]).
     pub async fn fake_twilio_number(
         &self,
         number: &str,
@@ -471,7 +524,26 @@ impl Env {
         connects: u64,
         disconnects: u64,
     ) {
-        fakes::twilio_number(&self.twilio, number, pn, connects, disconnects).await
+        self.fake_twilio_number_in(FLAGS_TWILIO, number, pn, connects, disconnects)
+            .await
+    }
+
+    /// Mounts a fake Twilio number of `account` (see [`fakes::twilio_number`]).
+    pub async fn fake_twilio_number_in(
+        &self,
+        account: TwilioAccount,
+        number: &str,
+        pn: &str,
+        connects: u64,
+        disconnects: u64,
+    ) {
+        fakes::twilio_number(&self.twilio, account, number, pn, connects, disconnects).await
+    }
+
+    /// Every provider call no fake expects fails the test (at [`Env::finish`]).
+    pub async fn nothing_else(&self) {
+        fakes::nothing_else(&self.graph).await;
+        fakes::nothing_else(&self.twilio).await;
     }
 
     // -----------------------------------------------------------------------------------------
@@ -479,17 +551,7 @@ impl Env {
 
     /// Creates namespace `name` (a tenant's).
     pub async fn namespace(&self, name: &str) {
-        let ns = k8s_openapi::api::core::v1::Namespace {
-            metadata: kube::core::ObjectMeta {
-                name: Some(name.into()),
-                ..Default::default()
-            },
-            ..Default::default()
-        };
-        Api::<k8s_openapi::api::core::v1::Namespace>::all(self.sb.client())
-            .create(&kube::api::PostParams::default(), &ns)
-            .await
-            .unwrap();
+        create_namespace(&self.sb.client(), name).await
     }
 
     pub fn channels(&self) -> Api<Channel> {

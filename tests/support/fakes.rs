@@ -19,6 +19,34 @@ pub const TWILIO_SID: &str = "AC1";
 /// The webhook Twilio numbers are pointed at.
 pub const TWILIO_WEBHOOK: &str = "https://hooks.example.org/twilio";
 
+/// A Facebook app of the tests: the flags' ([`FLAGS_APP`]) or a provider configuration's.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct App {
+    pub id: &'static str,
+    pub secret: &'static str,
+}
+
+/// The operator's (flags') Facebook app in tests.
+pub const FLAGS_APP: App = App {
+    id: "app-1",
+    secret: APP_SECRET,
+};
+
+/// A Twilio account of the tests: the flags' ([`FLAGS_TWILIO`]) or a provider configuration's.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct TwilioAccount {
+    pub sid: &'static str,
+    pub token: &'static str,
+    pub webhook: &'static str,
+}
+
+/// The operator's (flags') Twilio account in tests.
+pub const FLAGS_TWILIO: TwilioAccount = TwilioAccount {
+    sid: TWILIO_SID,
+    token: TWILIO_TOKEN,
+    webhook: TWILIO_WEBHOOK,
+};
+
 /// The tokens of one user page token: what the user gives, what Graph derives from it.
 #[derive(Clone, Debug)]
 pub struct PageTokens {
@@ -29,17 +57,27 @@ pub struct PageTokens {
 
 impl PageTokens {
     /// The tokens of `page` for the user's token number `n` (a second token of the same page is
-    /// "other credentials").
+    /// "other credentials"), exchanged with the flags' app.
     pub fn of(page: &str, n: u32) -> PageTokens {
+        PageTokens::of_app(page, n, FLAGS_APP)
+    }
+    /// Like [`PageTokens::of`], exchanged with `app`: the user's token is the same, what Graph
+    /// derives from it is the app's own (a page access token is scoped to its app).
+    pub fn of_app(page: &str, n: u32, app: App) -> PageTokens {
         let v = if n == 1 {
             String::new()
         } else {
             format!("-{n}")
         };
+        let a = if app == FLAGS_APP {
+            String::new()
+        } else {
+            format!("-{}", app.id)
+        };
         PageTokens {
             page_token: format!("EAAtok-{page}{v}-user-page-token"),
-            long_lived: format!("EAAtok-{page}{v}-long-lived"),
-            page_access: format!("EAAtok-{page}{v}-page-access"),
+            long_lived: format!("EAAtok-{page}{v}{a}-long-lived"),
+            page_access: format!("EAAtok-{page}{v}{a}-page-access"),
         }
     }
     pub fn all(&self) -> [String; 3] {
@@ -51,12 +89,15 @@ impl PageTokens {
     }
 }
 
-/// A fake Facebook page (`page` names it; its id is [`page_id`]): the exchange of `tokens`'
-/// page token, page reads, subscribe (exactly `subscribes` times with these tokens) and
-/// unsubscribe (exactly `unsubscribes` times). `subscribed` is the page's app subscription,
-/// shared by every token of the page as at Facebook.
+/// A fake Facebook page (`page` names it; its id is [`page_id`]) of `app`: the exchange of
+/// `tokens`' page token with the app's id and secret, page reads, subscribe (exactly
+/// `subscribes` times with these tokens) and unsubscribe (exactly `unsubscribes` times).
+/// `subscribed` is the page's subscription of `app`, shared by every token of the page as at
+/// Facebook (Graph's `is_webhooks_subscribed` is the app's).
+#[allow(clippy::too_many_arguments)]
 pub async fn page(
     graph: &MockServer,
+    app: App,
     page: &str,
     tokens: &PageTokens,
     subscribed: Arc<AtomicBool>,
@@ -67,7 +108,8 @@ pub async fn page(
     Mock::given(method("GET"))
         .and(path("/v24.0/oauth/access_token"))
         .and(query_param("fb_exchange_token", tokens.page_token.as_str()))
-        .and(query_param("client_secret", APP_SECRET))
+        .and(query_param("client_id", app.id))
+        .and(query_param("client_secret", app.secret))
         .respond_with(
             ResponseTemplate::new(200)
                 .set_body_json(serde_json::json!({"access_token": tokens.long_lived})),
@@ -94,7 +136,10 @@ pub async fn page(
         .and(query_param("subscribed_fields", SUBSCRIBED_FIELDS))
         .respond_with(PageState::Set(subscribed.clone(), true))
         .expect(subscribes)
-        .named(format!("subscribe {page} with {}", tokens.page_token))
+        .named(format!(
+            "subscribe {page} with {} of {}",
+            tokens.page_token, app.id
+        ))
         .mount(graph)
         .await;
     Mock::given(method("DELETE"))
@@ -102,50 +147,113 @@ pub async fn page(
         .and(query_param("access_token", tokens.page_access.as_str()))
         .respond_with(PageState::Set(subscribed, false))
         .expect(unsubscribes)
-        .named(format!("unsubscribe {page} with {}", tokens.page_token))
+        .named(format!(
+            "unsubscribe {page} with {} of {}",
+            tokens.page_token, app.id
+        ))
         .mount(graph)
         .await;
 }
 
-/// A fake Twilio number `number` (sid `pn`): looked up, its webhook set exactly `connects` times
-/// and cleared exactly `disconnects` times.
+/// A fake Twilio number `number` (sid `pn`) of `account`: looked up, its webhook set exactly
+/// `connects` times and cleared exactly `disconnects` times, with the account's credentials.
 pub async fn twilio_number(
     twilio: &MockServer,
+    account: TwilioAccount,
     number: &str,
     pn: &str,
     connects: u64,
     disconnects: u64,
 ) {
+    let sid = account.sid;
     Mock::given(method("GET"))
         .and(path(format!(
-            "/2010-04-01/Accounts/{TWILIO_SID}/IncomingPhoneNumbers.json"
+            "/2010-04-01/Accounts/{sid}/IncomingPhoneNumbers.json"
         )))
         .and(query_param("PhoneNumber", number))
-        .and(basic_auth(TWILIO_SID, TWILIO_TOKEN))
+        .and(basic_auth(sid, account.token))
         .respond_with(ResponseTemplate::new(200).set_body_json(
             serde_json::json!({"incoming_phone_numbers": [{"sid": pn, "phone_number": number}]}),
         ))
         .mount(twilio)
         .await;
-    let number_path = format!("/2010-04-01/Accounts/{TWILIO_SID}/IncomingPhoneNumbers/{pn}.json");
+    let number_path = format!("/2010-04-01/Accounts/{sid}/IncomingPhoneNumbers/{pn}.json");
     Mock::given(method("POST"))
         .and(path(number_path.as_str()))
+        .and(basic_auth(sid, account.token))
         .and(body_string(format!(
             "SmsUrl={}",
-            urlencoding(TWILIO_WEBHOOK)
+            urlencoding(account.webhook)
         )))
         .respond_with(ResponseTemplate::new(200).set_body_json(serde_json::json!({"sid": pn})))
         .expect(connects)
-        .named(format!("twilio connect {number}"))
+        .named(format!("twilio connect {number} in {sid}"))
         .mount(twilio)
         .await;
     Mock::given(method("POST"))
         .and(path(number_path.as_str()))
+        .and(basic_auth(sid, account.token))
         .and(body_string("SmsUrl="))
         .respond_with(ResponseTemplate::new(200).set_body_json(serde_json::json!({"sid": pn})))
         .expect(disconnects)
-        .named(format!("twilio disconnect {number}"))
+        .named(format!("twilio disconnect {number} in {sid}"))
         .mount(twilio)
+        .await;
+}
+
+/// A fake WhatsApp Cloud API number `number` of business account `waba`, for `user_token`
+/// exchanged with `app`: the exchange, the number read, and the app's subscription to the
+/// business account made exactly `subscribes` and removed exactly `unsubscribes` times with the
+/// app's long-lived token. Returns that long-lived token.
+#[allow(clippy::too_many_arguments)]
+pub async fn whatsapp_number(
+    graph: &MockServer,
+    app: App,
+    user_token: &str,
+    number: &str,
+    waba: &str,
+    subscribes: u64,
+    unsubscribes: u64,
+) -> String {
+    let long_lived = format!("{user_token}-{}-long-lived", app.id);
+    let ok = |v: serde_json::Value| ResponseTemplate::new(200).set_body_json(v);
+    Mock::given(method("GET"))
+        .and(path("/v24.0/oauth/access_token"))
+        .and(query_param("fb_exchange_token", user_token))
+        .and(query_param("client_id", app.id))
+        .and(query_param("client_secret", app.secret))
+        .respond_with(ok(serde_json::json!({"access_token": long_lived})))
+        .mount(graph)
+        .await;
+    Mock::given(method("GET"))
+        .and(path(format!("/v24.0/{number}")))
+        .and(query_param("access_token", long_lived.as_str()))
+        .respond_with(ok(serde_json::json!({"id": number,
+            "display_phone_number": "+49 30 1234567", "verified_name": "Shop GmbH"})))
+        .mount(graph)
+        .await;
+    for (verb, n) in [("POST", subscribes), ("DELETE", unsubscribes)] {
+        Mock::given(method(verb))
+            .and(path(format!("/v24.0/{waba}/subscribed_apps")))
+            .and(query_param("access_token", long_lived.as_str()))
+            .respond_with(ok(serde_json::json!({"success": true})))
+            .expect(n)
+            .named(format!("{verb} subscription of {} to {waba}", app.id))
+            .mount(graph)
+            .await;
+    }
+    long_lived
+}
+
+/// Refuses, and counts as a failure, every call no other fake of `server` answers: a call at an
+/// app, account or resource a test did not expect.
+pub async fn nothing_else(server: &MockServer) {
+    Mock::given(wiremock::matchers::any())
+        .respond_with(ResponseTemplate::new(500))
+        .with_priority(u8::MAX)
+        .expect(0)
+        .named("a call no fake expects")
+        .mount(server)
         .await;
 }
 

@@ -1,8 +1,13 @@
 //! The provider tests' factory: `Providers` configured by the flags a user passes to
 //! `channel-operator controller`, parsed by the same clap arguments.
 
-use channel_operator::providers::{ProviderArgs, Providers};
+use channel_operator::crd::Channel;
+use channel_operator::providers::{
+    ConnectOutcome, Provider, ProviderArgs, ProviderError, Providers,
+};
+use channel_operator::secret::SecretString;
 use clap::Parser;
+use futures::future::BoxFuture;
 
 #[derive(Parser)]
 struct Flags {
@@ -29,4 +34,51 @@ pub fn graph_providers(graph_url: &str, app_secret: &str, more: &[&str]) -> Prov
     ];
     flags.extend(more);
     providers(&flags)
+}
+
+/// A provider's calls for a whole connect and a whole disconnect, in the order the controller
+/// makes them: the proof, then each of the Channel's effects made; each effect undone with the
+/// configuration's current credential or, as the controller's record keeps it, the kept token.
+pub trait Lifecycle {
+    fn connect<'a>(
+        &'a self,
+        channel: &'a Channel,
+        credentials: Option<&'a SecretString>,
+    ) -> BoxFuture<'a, Result<ConnectOutcome, ProviderError>>;
+
+    fn disconnect<'a>(
+        &'a self,
+        channel: &'a Channel,
+        kept: Option<&'a SecretString>,
+    ) -> BoxFuture<'a, Result<(), ProviderError>>;
+}
+
+impl Lifecycle for dyn Provider + '_ {
+    fn connect<'a>(
+        &'a self,
+        channel: &'a Channel,
+        credentials: Option<&'a SecretString>,
+    ) -> BoxFuture<'a, Result<ConnectOutcome, ProviderError>> {
+        Box::pin(async move {
+            let proof = self.prove(channel, credentials).await?;
+            for effect in self.effects(channel) {
+                self.make(channel, &effect, &proof).await?;
+            }
+            Ok(proof.outcome)
+        })
+    }
+
+    fn disconnect<'a>(
+        &'a self,
+        channel: &'a Channel,
+        kept: Option<&'a SecretString>,
+    ) -> BoxFuture<'a, Result<(), ProviderError>> {
+        Box::pin(async move {
+            for effect in self.effects(channel) {
+                let current = self.current_credential(&effect);
+                self.undo(&effect, current.as_ref().or(kept)).await?;
+            }
+            Ok(())
+        })
+    }
 }

@@ -98,7 +98,8 @@ providerConfigs.defaultNamespaces. */}}
 
 {{/* Namespaces where the controller reads and writes Secrets (SECRET_NAMESPACES),
 comma-separated, or "*" with secrets.clusterWide. Default: watchNamespace when set, else the
-API's namespaces (where the API writes page-token Secrets). */}}
+API's namespaces (where the API writes page-token Secrets) and, with the API separate, the release
+namespace (the Secrets ClusterProviderConfigs name; read only, see rbac.yaml). */}}
 {{- define "channel-operator.secretNamespaces" -}}
 {{- if .Values.secrets.clusterWide }}
 {{- "*" }}
@@ -106,9 +107,17 @@ API's namespaces (where the API writes page-token Secrets). */}}
 {{- .Values.secrets.namespaces | uniq | join "," }}
 {{- else if .Values.watchNamespace }}
 {{- .Values.watchNamespace }}
+{{- else if .Values.api.separate }}
+{{- printf "%s,%s" (include "channel-operator.apiNamespaces" .) .Release.Namespace }}
 {{- else }}
 {{- include "channel-operator.apiNamespaces" . }}
 {{- end }}
+{{- end }}
+
+{{/* The namespace of the operator's private state (STATE_NAMESPACE): claims, records of provider
+effects, derived tokens. Only the controller has rights there. */}}
+{{- define "channel-operator.stateNamespace" -}}
+{{- .Values.stateNamespace | default (printf "%s-state" .Release.Namespace) }}
 {{- end }}
 
 {{- define "channel-operator.leaseName" -}}
@@ -248,6 +257,14 @@ controller's Secret namespaces are the API's identity's too. */}}
 {{- fail (printf "secrets.namespaces includes the release namespace %q, which holds the provider Secrets, and the API as a sidecar shares the controller's identity: set api.separate: true or leave it out" .) }}
 {{- end }}
 {{- end }}
+{{- end }}
+{{- /* The state namespace holds what no tenant and no API identity may read: it shares no
+namespace with them, nor with the leader Lease (its Role may delete Leases by any name). */}}
+{{- $state := include "channel-operator.stateNamespace" . }}
+{{- $shared := list .Release.Namespace .Values.watchNamespace }}
+{{- $shared = concat $shared (splitList "," (include "channel-operator.apiNamespaces" .)) (splitList "," (include "channel-operator.secretNamespaces" .)) }}
+{{- if has $state $shared }}
+{{- fail (printf "stateNamespace %q is also the release, watch, an API or a Secret namespace: the operator's private state (claims, records, derived tokens) needs a namespace of its own, where only the controller has rights" $state) }}
 {{- end }}
 {{- if and (gt (int .Values.replicas) 1) (not .Values.leaderElection.enabled) }}
 {{- fail "replicas > 1 requires leaderElection.enabled: true (two controllers would reconcile the same Channels)" }}

@@ -1,10 +1,11 @@
 //! The pinned scenarios of credentials that cannot be used: a missing Secret, a Secret without
-//! consent (the same calls, no provider call), and a foreign Secret in the way of the token.
+//! consent (the same calls, no claim, no provider call), and a Secret of the operator's old
+//! token name that is not the Channel's (never read, written or deleted).
 
 use super::*;
 
 #[tokio::test]
-async fn missing_credentials_stall_without_a_provider_call() {
+async fn missing_credentials_stall_without_a_claim_or_a_provider_call() {
     let mut s = Scenario::new(200).await;
     s.reconcile().await.unwrap();
     s.fake.secrets.lock().unwrap().clear();
@@ -26,12 +27,12 @@ async fn credentials_without_consent_stall_like_missing_ones_without_a_provider_
 }
 
 #[tokio::test]
-async fn a_foreign_secret_in_the_way_is_a_conflict_and_is_never_written_or_deleted() {
+async fn a_secret_with_the_old_token_name_that_is_not_ours_is_never_touched() {
     let mut s = Scenario::new(200).await;
     s.reconcile().await.unwrap();
     let foreign = secret(
         "shop-facebook-token",
-        "invoice_key",
+        "page_access_token",
         "unrelated",
         json!({"labels": {"app.kubernetes.io/managed-by": "channel-operator"}}),
     );
@@ -41,15 +42,26 @@ async fn a_foreign_secret_in_the_way_is_a_conflict_and_is_never_written_or_delet
         .unwrap()
         .insert("shop-facebook-token".into(), foreign.clone());
     s.fake.take();
-    s.stalls("SecretConflict", "ns/shop-facebook-token").await;
-    // Disconnecting and deleting leave it alone too (labelled, but not controlled by the Channel).
+    // Connected as if it were not there: the token is the record's.
+    s.reconcile().await.unwrap();
+    s.api(&CONNECT_API);
+    s.provider(&CONNECT).await;
     s.edit(|c| c["spec"]["connected"] = false.into());
     s.reconcile().await.unwrap();
-    s.api(&[CLAIM_GET, "GET secrets", "PATCH channel/status"]);
+    s.api(&undo_then(&[
+        "PATCH channel/status",
+        "DELETE records/channel",
+        "POST events",
+    ]));
     s.edit(|c| c["metadata"]["deletionTimestamp"] = "2026-01-02T00:00:00Z".into());
     s.reconcile().await.unwrap();
-    s.api(&[CLAIM_GET, "GET secrets", CLAIM_DELETE, "PATCH channel"]);
-    s.provider(&[]).await;
+    s.api(&[
+        RECORD_GET,
+        CLAIM_GET,
+        "GET secrets",
+        CLAIM_DELETE,
+        "PATCH channel",
+    ]);
     assert_eq!(
         s.fake.secrets.lock().unwrap()["shop-facebook-token"],
         foreign

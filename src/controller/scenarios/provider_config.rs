@@ -1,6 +1,8 @@
 //! The pinned scenarios of provider configurations: a Channel no configuration admits reads
 //! nothing (no Secret, no claim), claims nothing and calls no provider; a namespace's
-//! ProviderConfig adds one read of its Secret per reconcile and its app goes to the provider.
+//! ProviderConfig adds one read of its Secret per reconcile, its app goes to the provider, and
+//! the first effect made through it gives it the finalizer `airy.co/in-use`; a configuration
+//! being deleted admits no new connect.
 
 use std::sync::Arc;
 
@@ -45,9 +47,9 @@ async fn a_channel_no_configuration_admits_reads_and_claims_nothing_and_calls_no
     assert_eq!(calls[1].body["reason"], "ProviderConfigMissing");
 }
 
-#[tokio::test]
-async fn a_namespace_configuration_reads_its_secret_and_connects_with_its_app() {
-    let mut s = Scenario::new(200).await;
+/// The ProviderConfig `ns/default` with the app `ns-app`, its secret in the Secret `fb-app`,
+/// also served at its path by the fake API server (`deleting`: being deleted).
+fn namespace_app(s: &mut Scenario, deleting: bool) -> ProviderConfig {
     s.fake.secrets.lock().unwrap().insert(
         "fb-app".into(),
         secret("fb-app", "app-secret", "ns-app-secret", json!({})),
@@ -67,22 +69,64 @@ async fn a_namespace_configuration_reads_its_secret_and_connects_with_its_app() 
     );
     pc.metadata.namespace = Some("ns".into());
     pc.metadata.generation = Some(1);
+    pc.metadata.uid = Some("uid-config".into());
+    pc.metadata.resource_version = Some("2".into());
+    if deleting {
+        pc.metadata.deletion_timestamp =
+            Some(k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(
+                k8s_openapi::jiff::Timestamp::from_second(1).unwrap(),
+            ));
+        pc.metadata.finalizers = Some(vec!["airy.co/in-use".into()]);
+    }
+    s.fake.others.lock().unwrap().insert(
+        format!("{}/default", super::fake::CONFIGS),
+        serde_json::to_value(&pc).unwrap(),
+    );
+    pc
+}
+
+#[tokio::test]
+async fn a_namespace_configuration_reads_its_secret_and_connects_with_its_app() {
+    let mut s = Scenario::new(200).await;
+    let pc = namespace_app(&mut s, false);
     configured(&mut s, vec![pc]);
     s.reconcile().await.unwrap();
     s.api(&["PATCH channel"]);
     s.reconcile().await.unwrap();
-    s.api(&[
+    let calls = s.api(&[
         "GET secrets/fb-app",
-        "GET claims/claim",
-        READ[0],
-        READ[1],
-        "POST claims",
-        "PATCH channel/status",
-        "GET secrets/shop-facebook-token",
-        "POST secrets",
+        CLAIM_GET,
+        RECORD_GET,
+        CREDENTIALS,
+        CLAIM_POST,
+        "POST records",
+        "GET configs/default",
+        "PATCH configs/default",
+        ENTRY_GET,
+        "POST entries",
+        ENTRY_PATCH,
         "PATCH channel/status",
         "POST events",
     ]);
+    // Recorded with the configuration (and its uid), before the configuration is protected and
+    // anything is made through it; the finalizer added with the resourceVersion read.
+    let record = &calls[5].body["metadata"];
+    assert_eq!(
+        record["labels"]["airy.co/provider-config-uid"],
+        "uid-config"
+    );
+    assert!(record["annotations"]["airy.co/effects"]
+        .as_str()
+        .unwrap()
+        .contains(r#""config":{"kind":"ProviderConfig","namespace":"ns","name":"default","uid":"uid-config"}"#));
+    assert_eq!(
+        calls[7].body,
+        json!({"metadata": {"resourceVersion": "2", "finalizers": ["airy.co/in-use"]}})
+    );
+    assert_eq!(
+        calls[11].body["status"]["effects"][0]["providerConfig"],
+        "ProviderConfig ns/default"
+    );
     let exchange = s
         .graph
         .received_requests()
@@ -99,6 +143,40 @@ async fn a_namespace_configuration_reads_its_secret_and_connects_with_its_app() 
     s.provider(&CONNECT).await;
     // Connected and unchanged: the configuration's Secret is read again, nothing is called.
     s.reconcile().await.unwrap();
-    s.api(&["GET secrets/fb-app", "GET claims/claim", READ[0], READ[1]]);
+    s.api(&["GET secrets/fb-app", CLAIM_GET, RECORD_GET, CREDENTIALS]);
     s.provider(&[]).await;
+}
+
+/// A configuration being deleted admits no new connect: no claim is taken, nothing recorded,
+/// no provider called.
+#[tokio::test]
+async fn a_configuration_being_deleted_admits_no_new_connect() {
+    let mut s = Scenario::new(200).await;
+    let pc = namespace_app(&mut s, true);
+    configured(&mut s, vec![pc]);
+    s.reconcile().await.unwrap();
+    s.fake.take();
+    let err = s.reconcile().await.unwrap_err();
+    assert!(
+        err.contains("ProviderConfig ns/default is being deleted"),
+        "{err}"
+    );
+    let calls = s.api(&[
+        "GET secrets/fb-app",
+        CLAIM_GET,
+        RECORD_GET,
+        CREDENTIALS,
+        "PATCH channel/status",
+        "POST events",
+    ]);
+    assert_eq!(
+        summary(&calls[4].body),
+        (
+            "False/ProviderConfigMissing".into(),
+            vec!["Stalled=True".into()]
+        )
+    );
+    s.provider(&[]).await;
+    assert!(s.fake.records.lock().unwrap().is_empty());
+    assert!(s.fake.claims.lock().unwrap().is_empty());
 }

@@ -12,38 +12,34 @@ use super::*;
 const WA_USER_TOKEN: &str = "EAA-whatsapp-user-token";
 const VIBER_TOKEN: &str = "viber-bot-auth-token-0123";
 
-/// The Kubernetes calls of a connect again (the claim is still the Channel's).
-const RECONNECT_API: [&str; 8] = [
+/// The Kubernetes calls of a connect again (the claim is still the Channel's; its record was
+/// deleted at the disconnect).
+const RECONNECT_API: [&str; 9] = [
     CLAIM_GET,
-    READ[0],
-    READ[1],
-    "PATCH channel/status",
-    "GET secrets/shop-facebook-token",
-    "POST secrets",
+    RECORD_GET,
+    CREDENTIALS,
+    "POST records",
+    ENTRY_GET,
+    "POST entries",
+    ENTRY_PATCH,
     "PATCH channel/status",
     "POST events",
 ];
 
-/// The Kubernetes calls of a disconnect (`connected: false`) of a channel that kept a token.
-const DISCONNECT_API: [&str; 7] = [
-    CLAIM_GET,
-    "GET secrets/shop-facebook-token",
+/// The Kubernetes calls after `UNDO_API` of a disconnect (`connected: false`).
+const DISCONNECT_REST: [&str; 3] = [
     "PATCH channel/status",
+    "DELETE records/channel",
     "POST events",
-    "GET secrets",
-    "DELETE secrets/shop-facebook-token",
-    "PATCH channel/status",
 ];
 
-/// The Kubernetes calls of deleting a connected channel (deletionPolicy Disconnect): the claim
-/// is released after the provider call.
-const DELETE_API: [&str; 8] = [
-    CLAIM_GET,
-    "GET secrets/shop-facebook-token",
+/// The Kubernetes calls after `UNDO_API` of deleting a connected channel (deletionPolicy
+/// Disconnect): the claim is released after the provider call.
+const DELETE_REST: [&str; 6] = [
     "PATCH channel/status",
+    "DELETE records/channel",
     "POST events",
     "GET secrets",
-    "DELETE secrets/shop-facebook-token",
     CLAIM_DELETE,
     "PATCH channel",
 ];
@@ -81,8 +77,9 @@ fn graph_flags(server: &MockServer) -> Vec<String> {
 }
 
 /// Walks the channel through its life and pins each step's calls: the finalizer, the connect
-/// (`connect`, its token kept), a re-check (`recheck`; every reconcile is due for one), the disconnect (`undo`), a connect again,
-/// and the deletion (`undo` once more). Returns the status the connect wrote.
+/// (`connect`, its effect recorded and made, its token kept in the record), a re-check
+/// (`recheck`; every reconcile is due for one), the disconnect (`undo`), a connect again, and
+/// the deletion (`undo` once more). Returns the status the connect wrote.
 async fn life(s: &mut Scenario, connect: &[&str], recheck: &[&str], undo: &[&str]) -> Value {
     s.reconcile().await.unwrap();
     s.api(&["PATCH channel"]);
@@ -90,12 +87,12 @@ async fn life(s: &mut Scenario, connect: &[&str], recheck: &[&str], undo: &[&str
     s.reconcile().await.unwrap();
     let calls = s.api(&CONNECT_API);
     s.provider(connect).await;
-    assert_eq!(summary(&calls[7].body), ("True/Connected".into(), vec![]));
-    let status = calls[7].body["status"].clone();
-    // Due for a re-check: re-checked, not connected again.
+    assert_eq!(summary(&calls[8].body), ("True/Connected".into(), vec![]));
+    let status = calls[8].body["status"].clone();
+    // Due for a re-check: re-checked with the record's token, not connected again.
     s.reconcile().await.unwrap();
     // The same names and numbers: no status write.
-    s.api(&[CLAIM_GET, READ[0], READ[1]]);
+    s.api(&[CLAIM_GET, RECORD_GET, CREDENTIALS]);
     s.provider(recheck).await;
 
     s.edit(|c| {
@@ -103,7 +100,7 @@ async fn life(s: &mut Scenario, connect: &[&str], recheck: &[&str], undo: &[&str
         c["metadata"]["generation"] = 2.into();
     });
     s.reconcile().await.unwrap();
-    s.api(&DISCONNECT_API);
+    s.api(&undo_then(&DISCONNECT_REST));
     s.provider(undo).await;
     // At rest: nothing more at the provider.
     s.reconcile().await.unwrap();
@@ -120,7 +117,7 @@ async fn life(s: &mut Scenario, connect: &[&str], recheck: &[&str], undo: &[&str
 
     s.edit(|c| c["metadata"]["deletionTimestamp"] = "2026-01-02T00:00:00Z".into());
     s.reconcile().await.unwrap();
-    s.api(&DELETE_API);
+    s.api(&undo_then(&DELETE_REST));
     s.provider(undo).await;
     status
 }
@@ -210,8 +207,22 @@ async fn whatsapp_reads_its_number_and_subscribes_its_business_account() {
     assert!(!all.contains(WA_USER_TOKEN) && !all.contains("EAA-long-lived"));
 }
 
+/// Edits the one effect entry of the fake API server.
+fn edit_entry(s: &Scenario, f: impl FnOnce(&mut Vec<Value>)) {
+    let mut leases = s.fake.claims.lock().unwrap();
+    let entry = leases
+        .iter_mut()
+        .find(|(name, _)| name.starts_with("effect-"))
+        .map(|(_, l)| l)
+        .expect("the entry");
+    let holders = &mut entry["metadata"]["annotations"]["airy.co/holders"];
+    let mut list: Vec<Value> = serde_json::from_str(holders.as_str().unwrap()).unwrap();
+    f(&mut list);
+    *holders = serde_json::to_string(&list).unwrap().into();
+}
+
 #[tokio::test]
-async fn whatsapp_keeps_the_business_account_subscribed_while_another_channel_uses_it() {
+async fn whatsapp_keeps_the_business_account_subscribed_while_another_channel_holds_it() {
     let graph = whatsapp_graph().await;
     let flags = graph_flags(&graph);
     let flags: Vec<&str> = flags.iter().map(String::as_str).collect();
@@ -225,43 +236,53 @@ async fn whatsapp_keeps_the_business_account_subscribed_while_another_channel_us
         "POST /v24.0/102290129340398/subscribed_apps",
     ])
     .await;
-    // Another connected number of the same business account, in the controller's cache.
-    let mut other: Channel = serde_json::from_value(json!({
-        "apiVersion": "airy.co/v1alpha1", "kind": "Channel",
-        "metadata": {"name": "other", "namespace": "ns", "uid": "uid-other"},
-        "spec": {"source": "whatsapp", "sourceChannelId": "106540352242923",
-            "whatsapp": {"businessAccountId": "102290129340398"},
-            "credentialsSecretRef": {"name": "other-tok", "key": "token"}}
-    }))
-    .unwrap();
-    s.writer.apply(&watcher::Event::Apply(other.clone()));
+    // Another number of the same business account connected with the same app holds it too.
+    let other = json!({"uid": "uid-other", "namespace": "team-b", "name": "other"});
+    edit_entry(&s, |holders| holders.push(other.clone()));
     s.edit(|c| {
         c["spec"]["connected"] = false.into();
         c["metadata"]["generation"] = 2.into();
     });
     s.reconcile().await.unwrap();
-    s.api(&DISCONNECT_API);
+    // Released: the other still holds it, so nothing at the provider.
+    s.api(&[
+        RECORD_GET,
+        CLAIM_GET,
+        ENTRY_GET,
+        ENTRY_PATCH,
+        "PATCH channel/status",
+        "DELETE records/channel",
+        "POST events",
+    ]);
     s.provider(&[]).await;
-    // Once the other one is gone too, the last disconnect of the account unsubscribes.
-    other.spec.connected = false;
-    s.writer.apply(&watcher::Event::Apply(other));
+    // Connected again: it joins the entry, made by the other, without a provider call but the
+    // proof (the token exchanged, the number read).
     s.edit(|c| {
         c["spec"]["connected"] = true.into();
         c["metadata"]["generation"] = 3.into();
     });
-    // Connected again: its calls are pinned like the first connect's (the number read, the
-    // business account subscribed).
     s.reconcile().await.unwrap();
-    s.api(&RECONNECT_API);
+    let calls = s.api(&[
+        CLAIM_GET,
+        RECORD_GET,
+        CREDENTIALS,
+        "POST records",
+        ENTRY_GET,
+        ENTRY_PATCH,
+        "PATCH channel/status",
+        "POST events",
+    ]);
+    assert_eq!(calls[6].body["status"]["effects"][0]["origin"], "Made");
     s.provider(&[
         "GET /v24.0/oauth/access_token",
         "GET /v24.0/106540352242922",
-        "POST /v24.0/102290129340398/subscribed_apps",
     ])
     .await;
+    // Once the other has left, the deletion of the last holder unsubscribes.
+    edit_entry(&s, |holders| holders.retain(|h| *h != other));
     s.edit(|c| c["metadata"]["deletionTimestamp"] = "2026-01-02T00:00:00Z".into());
     s.reconcile().await.unwrap();
-    s.api(&DELETE_API);
+    s.api(&undo_then(&DELETE_REST));
     s.provider(&["DELETE /v24.0/102290129340398/subscribed_apps"])
         .await;
 }
