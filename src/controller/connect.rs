@@ -19,7 +19,7 @@ use super::plan::Observed;
 use super::reconcile::{while_connected, Context, Error, EventType};
 use super::record::{self, Record};
 use super::status::Reporter;
-use super::{in_use, secrets};
+use super::{credentials, in_use, secrets};
 use crate::crd::{Channel, ChannelStatus, EffectStatus};
 use crate::effects::{ConfigRef, Effect, Origin};
 use crate::ownership::Moment;
@@ -170,9 +170,17 @@ pub(super) async fn connect(
         Some(p) => p,
         None => match provider.prove(ch, credentials.map(|c| &c.token)).await {
             Ok(p) => p,
-            Err(e) => return reporter.fail("Connect", e.into()).await,
+            Err(e) => return credentials::fail(ctx, reporter, "Connect", e).await,
         },
     };
+    // The token the channel will use, asked about once before anything is made with it.
+    let verdict = credentials::at_connect(ctx, providers, ch, proof.outcome.token.as_ref()).await;
+    if let Some(v) = verdict.as_ref().filter(|v| v.health.breaks_channel()) {
+        let mut status = reporter.current().clone();
+        credentials::settle(ctx, reporter, &mut status, v.clone()).await;
+        ctx.mark_checked(&ch.uid().unwrap_or_default());
+        return credentials::stop(ctx, reporter, status, v).await;
+    }
     let effects = wanted(&observed);
     let previous = observed.record.as_ref();
     let record = keep(ch, ctx, previous, effects, &proof).await?;
@@ -210,7 +218,7 @@ pub(super) async fn connect(
     }
     info!(source = %ch.spec.source, "connected");
     let outcome = proof.outcome;
-    let next = ChannelStatus {
+    let mut next = ChannelStatus {
         connected: true,
         connected_with: Some(fingerprint),
         page_name: outcome.page_name,
@@ -224,6 +232,9 @@ pub(super) async fn connect(
             .unwrap_or_default(),
         ..Default::default()
     };
+    if let Some(v) = verdict {
+        credentials::settle(ctx, reporter, &mut next, v).await;
+    }
     reporter
         .write(next, Reason::Connected, "connected at the provider")
         .await?;
@@ -259,20 +270,38 @@ async fn delete_legacy(ctx: &Context, ch: &Channel) -> Result<(), Error> {
     Ok(())
 }
 
-/// Re-checks at the provider when due (with the record's `token`), reports `Connected` over
-/// `next` (the status as it stands).
+/// Re-checks at the provider when due (with the record's `token`): first its credentials, then
+/// the channel; reports `Connected` over `next` (the status as it stands). Credentials found not
+/// to work stay so, without a provider call, until the next re-check.
 pub(super) async fn confirm(
     ctx: &Context,
     reporter: &mut Reporter<'_>,
-    provider: &dyn Provider,
+    providers: &Providers,
     token: Option<&SecretString>,
     mut next: ChannelStatus,
     fingerprint: String,
     recheck: bool,
 ) -> Result<Action, Error> {
+    let ch = reporter.channel();
+    let provider = providers.for_source(ch.spec.source);
+    if !recheck && credentials::broken(reporter.current()) {
+        return Ok(Action::requeue(ctx.config.resync));
+    }
     if recheck {
-        let ch = reporter.channel();
-        match provider.recheck(ch, token).await {
+        if let Some(v) = credentials::ask(ctx, providers, ch, token).await {
+            if let Some(bad) = credentials::settle(ctx, reporter, &mut next, v).await {
+                ctx.mark_checked(&ch.uid().unwrap_or_default());
+                return credentials::stop(ctx, reporter, next, &bad).await;
+            }
+        }
+        let answer = provider.recheck(ch, token).await;
+        if let Some(v) = credentials::from_recheck(ch.spec.source, &answer) {
+            if let Some(bad) = credentials::settle(ctx, reporter, &mut next, v).await {
+                ctx.mark_checked(&ch.uid().unwrap_or_default());
+                return credentials::stop(ctx, reporter, next, &bad).await;
+            }
+        }
+        match answer {
             Ok(o) => {
                 ctx.mark_checked(&ch.uid().unwrap_or_default());
                 next.page_name = o.page_name.or(next.page_name);
@@ -282,7 +311,7 @@ pub(super) async fn confirm(
                 next.quality_rating = o.quality_rating.or(next.quality_rating);
                 tracing::debug!("re-checked at the provider");
             }
-            Err(e) => return reporter.fail("Recheck", e.into()).await,
+            Err(e) => return reporter.fail_with("Recheck", e.into(), next).await,
         }
     }
     next.connected = true;
@@ -365,11 +394,10 @@ pub(super) async fn adopt(
     }
     let mut next = reporter.current().clone();
     next.effects = effect_statuses(&record.effects, &origins);
-    let provider = providers.for_source(ch.spec.source);
     confirm(
         ctx,
         reporter,
-        provider,
+        providers,
         record.token.as_ref(),
         next,
         fingerprint,

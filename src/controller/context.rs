@@ -36,6 +36,9 @@ pub struct Config {
     /// (`crate::claims`), the Channels' records (`record`) and the entries of shared provider
     /// effects (`entries`).
     pub state_namespace: String,
+    /// How long before its token expires a Channel reports `CredentialsHealthy=False,
+    /// ExpiringSoon` (`--credentials-warning-days`).
+    pub credentials_warning: Duration,
 }
 
 /// What every reconcile shares.

@@ -44,12 +44,25 @@ impl EventPublisher {
         action: &str,
         note: String,
     ) {
+        self.publish_as(ch, type_, why.as_str(), action, note).await
+    }
+
+    /// Like [`EventPublisher::publish`], with a reason that is not a `Ready` reason (the
+    /// `CredentialsHealthy` ones).
+    pub async fn publish_as(
+        &self,
+        ch: &Channel,
+        type_: EventType,
+        why: &str,
+        action: &str,
+        note: String,
+    ) {
         let ns = ch.namespace().unwrap_or_default();
         let mut ev = Event {
             action: Some(action.into()),
             event_time: Some(MicroTime(k8s_openapi::jiff::Timestamp::now())),
             note: Some(note.chars().take(1024).collect()),
-            reason: Some(why.as_str().into()),
+            reason: Some(why.into()),
             regarding: Some(ch.object_ref(&())),
             reporting_controller: Some(MANAGER.into()),
             reporting_instance: Some(self.instance.clone()),

@@ -11,6 +11,7 @@
 
 mod connect;
 mod context;
+mod credentials;
 mod entries;
 mod error;
 mod events;
@@ -329,6 +330,7 @@ pub async fn run_controller(
         secret_access: secret_access.clone(),
         naming: args.chatplugin_naming,
         state_namespace: args.state_namespace(),
+        credentials_warning: Duration::from_secs(args.credentials_warning_days * 86_400),
     };
     let ctx = Arc::new(reconcile::Context::new(
         client.clone(),

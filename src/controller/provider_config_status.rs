@@ -14,20 +14,20 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use futures::future::BoxFuture;
+use futures::StreamExt;
 use k8s_openapi::api::core::v1::Secret;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
 use kube::api::{Patch, PatchParams};
 use kube::{Api, Client, Resource, ResourceExt};
-use futures::future::BoxFuture;
-use futures::StreamExt;
 use tracing::{debug, warn};
 
 use super::in_use;
 use super::provider_config_health::{self as health, AccountChecks, AccountVerdicts};
 use super::provider_configs::{read_accounts, ProviderConfigs};
 use super::watch::SecretAccess;
-use crate::credentials_health::Attention;
 use crate::crd::READY;
+use crate::credentials_health::Attention;
 use crate::metrics::Metrics;
 use crate::ownership::MANAGER;
 use crate::provider_config::{
@@ -194,7 +194,9 @@ async fn check<K: Resource>(
             Found {
                 ready: true,
                 message: format!("the Secrets are present in namespace {namespace}"),
-                accounts: asked.verdicts(configs, &uid, generation, accounts, read).await,
+                accounts: asked
+                    .verdicts(configs, &uid, generation, accounts, read)
+                    .await,
             }
         }
         Ok(Err(why)) => Found {
@@ -338,6 +340,10 @@ mod tests {
         assert_eq!(ready.conditions[0].reason, SECRETS_FOUND);
         assert_eq!(ready.observed_generation, Some(2));
         assert_eq!((ready.holder_count, ready.holders.len()), (Some(12), 1));
-        assert_eq!(ready.conditions.len(), 1, "no accounts: no CredentialsHealthy");
+        assert_eq!(
+            ready.conditions.len(),
+            1,
+            "no accounts: no CredentialsHealthy"
+        );
     }
 }

@@ -373,10 +373,9 @@ async fn execute_step(
             fingerprint,
             recheck,
         } => {
-            let provider = providers.for_source(ch.spec.source);
             let token = observed.record.as_ref().and_then(|r| r.token.as_ref());
             let next = reporter.current().clone();
-            connect::confirm(ctx, reporter, provider, token, next, fingerprint, recheck).await
+            connect::confirm(ctx, reporter, providers, token, next, fingerprint, recheck).await
         }
         Step::Adopt { fingerprint } => {
             connect::adopt(ch, ctx, reporter, providers, observed, fingerprint).await

@@ -60,7 +60,29 @@ async fn graph(subscribe_status: u16) -> MockServer {
         .respond_with(ok(json!({"success": true})))
         .mount(&server)
         .await;
+    debug_token_valid(&server).await;
     server
+}
+
+/// Graph's `debug_token` about any token: valid, never expiring, with every permission the Graph
+/// sources need.
+async fn debug_token_valid(server: &MockServer) {
+    use crate::crd::Source;
+    use crate::credentials_health::required_scopes;
+    let scopes: Vec<&str> = [Source::Instagram, Source::Whatsapp]
+        .into_iter()
+        .flat_map(required_scopes)
+        .copied()
+        .collect();
+    Mock::given(method("GET"))
+        .and(path("/v24.0/debug_token"))
+        .respond_with(
+            ResponseTemplate::new(200).set_body_json(
+                json!({"data": {"is_valid": true, "expires_at": 0, "scopes": scopes}}),
+            ),
+        )
+        .mount(server)
+        .await;
 }
 
 /// The Graph calls after the first `seen`, as `METHOD path`; `seen` moves past them.
@@ -86,6 +108,11 @@ struct Scenario {
 impl Scenario {
     /// A Facebook Channel `ns/shop` (page `1001`, credentials in Secret `shop-tok`).
     async fn new(subscribe_status: u16) -> Scenario {
+        Scenario::rechecked_after(subscribe_status, Duration::from_secs(600)).await
+    }
+
+    /// Like [`Scenario::new`], re-checking the connected channel after `resync`.
+    async fn rechecked_after(subscribe_status: u16, resync: Duration) -> Scenario {
         let fake = Arc::new(Fake::default());
         *fake.channel.lock().unwrap() = json!({
             "apiVersion": "airy.co/v1alpha1", "kind": "Channel",
@@ -104,7 +131,7 @@ impl Scenario {
         Scenario::build(
             fake,
             graph,
-            Duration::from_secs(600),
+            resync,
             &[
                 "--facebook-app-id",
                 "app",
@@ -145,6 +172,7 @@ impl Scenario {
             Arc::new(Metrics::new()),
             store,
             Config {
+                credentials_warning: Duration::from_secs(7 * 86_400),
                 min_backoff: Duration::from_millis(10),
                 max_backoff: Duration::from_secs(1),
                 resync,
@@ -297,11 +325,17 @@ const UNDO_API: [&str; 5] = [
     "DELETE entries/effect",
 ];
 
-const CONNECT: [&str; 3] = [
+/// A Facebook connect: the proof (exchange, page read), one `debug_token` about the page access
+/// token, the subscription.
+const CONNECT: [&str; 4] = [
     "GET /v24.0/oauth/access_token",
     "GET /v24.0/1001",
+    DEBUG_TOKEN,
     "POST /v24.0/me/subscribed_apps",
 ];
+
+/// Graph's `debug_token`: asked once at connect and at every re-check of a Graph Channel.
+const DEBUG_TOKEN: &str = "GET /v24.0/debug_token";
 
 /// The calls of `UNDO_API` followed by `rest`.
 fn undo_then(rest: &[&'static str]) -> Vec<&'static str> {
@@ -561,3 +595,4 @@ mod credentials;
 mod fake;
 mod provider_config;
 mod sources;
+mod token_health;

@@ -99,7 +99,9 @@ impl<'a> Reporter<'a> {
         let now = Time(k8s_openapi::jiff::Timestamp::now());
         next.id = Some(self.ch.channel_id(self.ctx.config.naming));
         next.observed_generation = generation;
+        let health = super::credentials::kept(&next, &self.current);
         next.conditions = conditions(&self.current.conditions, reason, message, generation, &now);
+        next.conditions.extend(health);
         if next == self.current {
             return Ok(());
         }

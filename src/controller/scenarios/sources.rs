@@ -139,7 +139,7 @@ async fn instagram_connects_through_its_linked_page() {
     let status = life(
         &mut s,
         &CONNECT,
-        &["GET /v24.0/1001"],
+        &[DEBUG_TOKEN, "GET /v24.0/1001"],
         &["DELETE /v24.0/1001/subscribed_apps"],
     )
     .await;
@@ -174,6 +174,7 @@ async fn whatsapp_graph() -> MockServer {
             .mount(&server)
             .await;
     }
+    debug_token_valid(&server).await;
     server
 }
 
@@ -194,9 +195,10 @@ async fn whatsapp_reads_its_number_and_subscribes_its_business_account() {
         &[
             "GET /v24.0/oauth/access_token",
             "GET /v24.0/106540352242922",
+            DEBUG_TOKEN,
             "POST /v24.0/102290129340398/subscribed_apps",
         ],
-        &["GET /v24.0/106540352242922"],
+        &[DEBUG_TOKEN, "GET /v24.0/106540352242922"],
         &["DELETE /v24.0/102290129340398/subscribed_apps"],
     )
     .await;
@@ -233,6 +235,7 @@ async fn whatsapp_keeps_the_business_account_subscribed_while_another_channel_ho
     s.provider(&[
         "GET /v24.0/oauth/access_token",
         "GET /v24.0/106540352242922",
+        DEBUG_TOKEN,
         "POST /v24.0/102290129340398/subscribed_apps",
     ])
     .await;
@@ -276,6 +279,7 @@ async fn whatsapp_keeps_the_business_account_subscribed_while_another_channel_ho
     s.provider(&[
         "GET /v24.0/oauth/access_token",
         "GET /v24.0/106540352242922",
+        DEBUG_TOKEN,
     ])
     .await;
     // Once the other has left, the deletion of the last holder unsubscribes.
