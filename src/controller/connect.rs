@@ -202,6 +202,7 @@ pub(super) async fn connect(
                 Err(e) => {
                     let mut status = reporter.current().clone();
                     status.effects = effect_statuses(&record.effects, &[]);
+                    credentials::note_failure(ctx, reporter, &mut status, &e).await;
                     return reporter.fail_with("Connect", e, status).await;
                 }
             }

@@ -222,23 +222,32 @@ pub(super) async fn stop(
     Ok(Action::requeue(ctx.config.resync))
 }
 
-/// Reports the failure `e` of `action`, with the credentials' verdict where it carries one
-/// (Graph's OAuth error 190).
+/// Shows in `status` the credentials' verdict the failure `e` carries, if any (Graph's OAuth
+/// error 190, a Viber bot token refused).
+pub(super) async fn note_failure(
+    ctx: &Context,
+    reporter: &Reporter<'_>,
+    status: &mut ChannelStatus,
+    e: &Error,
+) {
+    let Error::Provider(e) = e else { return };
+    let source = reporter.channel().spec.source;
+    if let Some(verdict) = from_recheck(source, &Err(e.clone())) {
+        settle(ctx, reporter, status, verdict).await;
+    }
+}
+
+/// Reports the failure `e` of `action`, with the credentials' verdict where it carries one.
 pub(super) async fn fail(
     ctx: &Context,
     reporter: &mut Reporter<'_>,
     action: &str,
     e: ProviderError,
 ) -> Result<Action, Error> {
-    let source = reporter.channel().spec.source;
-    match from_recheck(source, &Err(e.clone())) {
-        Some(verdict) => {
-            let mut status = reporter.current().clone();
-            settle(ctx, reporter, &mut status, verdict).await;
-            reporter.fail_with(action, e.into(), status).await
-        }
-        None => reporter.fail(action, e.into()).await,
-    }
+    let e = Error::from(e);
+    let mut status = reporter.current().clone();
+    note_failure(ctx, reporter, &mut status, &e).await;
+    reporter.fail_with(action, e, status).await
 }
 
 #[cfg(test)]

@@ -246,8 +246,38 @@ pub async fn whatsapp_number(
 }
 
 /// Refuses, and counts as a failure, every call no other fake of `server` answers: a call at an
-/// app, account or resource a test did not expect.
+/// app, account or resource a test did not expect. Graph's `debug_token` (asked at every connect
+/// and re-check, and of a configuration's app) says every token is valid unless a test's own
+/// fake (`token_fake`) says otherwise; every Twilio account read is active.
 pub async fn nothing_else(server: &MockServer) {
+    use channel_operator::crd::Source;
+    use channel_operator::credentials_health::required_scopes;
+    let all: Vec<&str> = [Source::Instagram, Source::Whatsapp]
+        .into_iter()
+        .flat_map(required_scopes)
+        .copied()
+        .collect();
+    Mock::given(method("GET"))
+        .and(path("/v24.0/debug_token"))
+        .respond_with(ResponseTemplate::new(200).set_body_json(
+            serde_json::json!({"data": {"is_valid": true, "expires_at": 0, "scopes": all}}),
+        ))
+        .with_priority(u8::MAX - 1)
+        .named("debug_token: every token valid")
+        .mount(server)
+        .await;
+    // A provider configuration's Twilio account, read at its checks: active.
+    Mock::given(method("GET"))
+        .and(wiremock::matchers::path_regex(
+            r"^/2010-04-01/Accounts/[^/]+\.json$",
+        ))
+        .respond_with(
+            ResponseTemplate::new(200).set_body_json(serde_json::json!({"status": "active"})),
+        )
+        .with_priority(u8::MAX - 1)
+        .named("every Twilio account active")
+        .mount(server)
+        .await;
     Mock::given(wiremock::matchers::any())
         .respond_with(ResponseTemplate::new(500))
         .with_priority(u8::MAX)
