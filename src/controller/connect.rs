@@ -14,12 +14,13 @@ use kube::runtime::controller::Action;
 use kube::ResourceExt;
 use tracing::info;
 
+use super::credentials::{self, Refused};
 use super::entries::{self, Acquired, Released};
 use super::plan::Observed;
 use super::reconcile::{while_connected, Context, Error, EventType};
 use super::record::{self, Record};
 use super::status::Reporter;
-use super::{credentials, in_use, secrets};
+use super::{in_use, secrets};
 use crate::crd::{Channel, ChannelStatus, EffectStatus};
 use crate::effects::{ConfigRef, Effect, Origin};
 use crate::ownership::Moment;
@@ -166,6 +167,15 @@ pub(super) async fn connect(
 ) -> Result<Action, Error> {
     let provider = providers.for_source(ch.spec.source);
     let credentials = observed.credentials.as_ref().ok().and_then(|c| c.as_ref());
+    let uid = ch.uid().unwrap_or_default();
+    let mut checked = None;
+    if observed.proof.is_none() {
+        match credentials::refused(ctx, reporter, providers, credentials).await {
+            Refused::Still(outcome) => return outcome,
+            Refused::Works(verdict) => checked = verdict,
+            Refused::No => {}
+        }
+    }
     let proof = match observed.proof.take() {
         Some(p) => p,
         None => match provider.prove(ch, credentials.map(|c| &c.token)).await {
@@ -174,11 +184,17 @@ pub(super) async fn connect(
         },
     };
     // The token the channel will use, asked about once before anything is made with it.
-    let verdict = credentials::at_connect(ctx, providers, ch, proof.outcome.token.as_ref()).await;
+    let verdict = match checked {
+        Some(v) => Some(v),
+        None => credentials::at_connect(ctx, providers, ch, proof.outcome.token.as_ref()).await,
+    };
     if let Some(v) = verdict.as_ref().filter(|v| v.health.breaks_channel()) {
         let mut status = reporter.current().clone();
         credentials::settle(ctx, reporter, &mut status, v.clone()).await;
-        ctx.mark_checked(&ch.uid().unwrap_or_default());
+        ctx.mark_checked(&uid);
+        if let (Some(c), Some(token)) = (credentials, &proof.outcome.token) {
+            ctx.refuse(&uid, Some((c.version.clone(), token.clone())));
+        }
         return credentials::stop(ctx, reporter, status, v).await;
     }
     let effects = wanted(&observed);
@@ -212,7 +228,6 @@ pub(super) async fn connect(
         // What an older version kept in the tenant's namespace is the record's now.
         delete_legacy(ctx, ch).await?;
     }
-    let uid = ch.uid().unwrap_or_default();
     ctx.mark_checked(&uid);
     if let Some(c) = credentials {
         ctx.connected_with(&uid, c);

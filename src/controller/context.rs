@@ -18,6 +18,7 @@ use super::watch::SecretAccess;
 use crate::crd::Channel;
 use crate::metrics::Metrics;
 use crate::providers::{ProviderError, Providers};
+use crate::secret::SecretString;
 
 /// The controller's settings, independent of how they were given (flags, a test, a benchmark).
 #[derive(Clone, Debug)]
@@ -60,6 +61,10 @@ pub struct Context {
     /// The last status this process wrote, per Channel uid: a cached object that does not show
     /// it yet is stale, and deciding from its status could connect a channel twice.
     last_write: Mutex<LastWrites>,
+    /// Per Channel uid, the credentials version whose token a connect found not to work, and
+    /// that token (in memory only, never written): no connect with those credentials until a
+    /// re-check finds the token working again (`credentials`).
+    refused: Mutex<HashMap<String, (String, SecretString)>>,
 }
 
 impl Context {
@@ -87,6 +92,7 @@ impl Context {
             credentials: Mutex::new(HashMap::new()),
             digests: Default::default(),
             last_write: Mutex::new(LastWrites::default()),
+            refused: Mutex::new(HashMap::new()),
         }
     }
 
@@ -190,6 +196,26 @@ impl Context {
         self.last_checked.lock().expect("not poisoned").remove(uid);
         self.credentials.lock().expect("not poisoned").remove(uid);
         self.failures.lock().expect("not poisoned").remove(uid);
+        self.refused.lock().expect("not poisoned").remove(uid);
+    }
+
+    /// Remembers that the token a connect of Channel `uid` obtained with credentials `version`
+    /// does not work; `None` forgets it.
+    pub(super) fn refuse(&self, uid: &str, refused: Option<(String, SecretString)>) {
+        let mut map = self.refused.lock().expect("not poisoned");
+        match refused {
+            Some(r) => map.insert(uid.to_owned(), r),
+            None => map.remove(uid),
+        };
+    }
+
+    /// The token a connect of Channel `uid` found not to work, while its credentials are still
+    /// at `version`.
+    pub(super) fn refused(&self, uid: &str, version: &str) -> Option<SecretString> {
+        let map = self.refused.lock().expect("not poisoned");
+        map.get(uid)
+            .filter(|(v, _)| v == version)
+            .map(|(_, t)| t.clone())
     }
 }
 

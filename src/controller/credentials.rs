@@ -11,11 +11,13 @@
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
 use k8s_openapi::jiff::Timestamp;
 use kube::runtime::controller::Action;
+use kube::ResourceExt;
 use tracing::warn;
 
 use super::context::Context;
 use super::error::Error;
 use super::events::EventType;
+use super::secrets::Credentials;
 use super::status::Reporter;
 use crate::crd::{Channel, ChannelStatus, CredentialsStatus, Source};
 use crate::credentials_health::{
@@ -192,6 +194,47 @@ pub(super) fn kept(next: &ChannelStatus, current: &ChannelStatus) -> Option<Cond
             .cloned()
     };
     find(next).or_else(|| find(current))
+}
+
+/// What became of credentials a connect found not to work.
+pub(super) enum Refused {
+    /// Nothing was refused with these credentials.
+    No,
+    /// Still not working (or not due for a re-check): the reconcile's outcome.
+    Still(Result<Action, Error>),
+    /// Working again: the verdict of the `debug_token` just asked (the connect asks no other).
+    Works(Option<Verdict>),
+}
+
+/// Before a connect with `credentials` whose token a connect found not to work (and that have
+/// not changed since): nothing until the re-check is due, then one `debug_token` about that
+/// token.
+pub(super) async fn refused(
+    ctx: &Context,
+    reporter: &mut Reporter<'_>,
+    providers: &Providers,
+    credentials: Option<&Credentials>,
+) -> Refused {
+    let ch = reporter.channel();
+    let uid = ch.uid().unwrap_or_default();
+    let Some(token) = credentials.and_then(|c| ctx.refused(&uid, &c.version)) else {
+        return Refused::No;
+    };
+    if !ctx.recheck_due(&uid) {
+        return Refused::Still(Ok(Action::requeue(ctx.config.resync)));
+    }
+    ctx.mark_checked(&uid);
+    match ask(ctx, providers, ch, Some(&token)).await {
+        Some(v) if v.health.breaks_channel() => {
+            let mut status = reporter.current().clone();
+            settle(ctx, reporter, &mut status, v.clone()).await;
+            Refused::Still(stop(ctx, reporter, status, &v).await)
+        }
+        v => {
+            ctx.refuse(&uid, None);
+            Refused::Works(v)
+        }
+    }
 }
 
 /// Reports credentials that no longer work (`verdict`): `Ready=False, InvalidCredentials` over

@@ -155,9 +155,10 @@ async fn a_recheck_asks_debug_token_once_and_nothing_else_while_the_token_does_n
 }
 
 #[tokio::test]
-async fn a_token_already_invalid_at_connect_subscribes_nothing() {
+async fn a_token_already_invalid_at_connect_is_not_proven_again_until_it_works() {
     let mut s = Scenario::rechecked_after(200, Duration::ZERO).await;
-    Token::mount(&s).await.invalidate(467);
+    let token = Token::mount(&s).await;
+    token.invalidate(467);
     s.reconcile().await.unwrap();
     s.reconcile().await.unwrap();
     s.fake.take();
@@ -178,4 +179,19 @@ async fn a_token_already_invalid_at_connect_subscribes_nothing() {
         s.fake.records.lock().unwrap().get(RECORD).is_none(),
         "nothing recorded, nothing made"
     );
+
+    // The same Secret: no proof again, only the re-check's debug_token about the token refused.
+    s.reconcile().await.unwrap();
+    s.api(&[CLAIM_GET, RECORD_GET, CREDENTIALS]);
+    s.provider(&[DEBUG_TOKEN]).await;
+
+    // Repaired at Facebook: connected with the same Secret (the debug_token just asked is the
+    // connect's).
+    token.repair();
+    s.reconcile().await.unwrap();
+    s.provider(&[DEBUG_TOKEN, CONNECT[0], CONNECT[1], CONNECT[3]])
+        .await;
+    let ch = s.fake.channel.lock().unwrap().clone();
+    assert_eq!(condition(&ch, "Ready"), pair("True", "Connected"));
+    assert_eq!(condition(&ch, "CredentialsHealthy"), pair("True", "Valid"));
 }
