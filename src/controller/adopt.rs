@@ -5,8 +5,8 @@
 //! its record as for any Channel.
 //!
 //! Only on an admin's word: the adoption record migrate wrote in the state namespace
-//! ([`crate::adoption`]), which tenants cannot write. The Channel's `airy.co/migrated` label only
-//! says where to look (so other Channels cost no extra read); without a record that matches —
+//! ([`crate::adoption`]), which tenants cannot write. The Channel's `airy.co/migrated-from`
+//! annotation only says where to look (so other Channels cost no extra read); without a record that matches —
 //! bound to the Channel's uid, namespace and name, its source, source channel id and channel id,
 //! effects that are the ones the Channel's configuration makes now (the same Facebook app), and
 //! credentials still holding the token Airy Core listed — the Channel connects as any other, its
@@ -25,7 +25,7 @@ use super::status::Reporter;
 use crate::adoption;
 use crate::crd::{Channel, ChannelStatus};
 use crate::effects::Origin;
-use crate::migrate::MIGRATED_LABEL;
+use crate::migrate::MIGRATED_FROM;
 use crate::providers::{Proof, Providers};
 use crate::reason::Reason;
 
@@ -38,9 +38,10 @@ pub struct Vouched {
     stored: (Option<String>, Option<String>),
 }
 
-/// Whether `ch` carries migrate's label: only then is an adoption record looked for.
+/// Whether `ch` carries migrate's annotation (the controller's cache keeps no labels): only then
+/// is an adoption record looked for.
 fn marked(ch: &Channel) -> bool {
-    ch.labels().get(MIGRATED_LABEL).is_some_and(|v| v == "true")
+    ch.annotations().contains_key(MIGRATED_FROM)
 }
 
 /// Why `record` does not vouch for `ch` as observed, if it does not.

@@ -13,11 +13,14 @@ use crate::secret::SecretString;
 const ADOPTION: &str = "adopt-uid-shop";
 const ADOPTION_GET: &str = "GET records/adopt-uid-shop";
 
-/// Marks the Channel as migrate's; with `app`, puts the adoption record saying Airy Core's app
+/// Marks the Channel as migrate's (label and annotation); with `app`, puts the adoption record saying Airy Core's app
 /// `app` subscribed page 1001 (with the token the Channel's credentials hold) in the state
 /// namespace.
 fn migrated(s: &Scenario, app: Option<&str>) {
-    s.edit(|c| c["metadata"]["labels"] = json!({"airy.co/migrated": "true"}));
+    s.edit(|c| {
+        c["metadata"]["labels"] = json!({"airy.co/migrated": "true"});
+        c["metadata"]["annotations"] = json!({"airy.co/migrated-from": "https://airy.example.org"});
+    });
     let Some(app) = app else { return };
     let record = Record {
         uid: "uid-shop".into(),
@@ -127,8 +130,8 @@ async fn adopt_is_no_provider_call_and_a_disconnect_undoes_what_airy_core_made()
 }
 
 #[tokio::test]
-async fn migrates_label_without_a_record_that_matches_adopts_nothing() {
-    // The label alone (a tenant can write it), and a record of another Facebook app than the
+async fn migrates_marks_without_a_record_that_matches_adopt_nothing() {
+    // The label and annotation alone (a tenant can write them), and a record of another Facebook app than the
     // one the Channel's configuration uses: proven, claimed, connected as any Channel.
     for app in [None, Some("airy-core-app")] {
         let mut s = Scenario::new(200).await;
