@@ -18,7 +18,7 @@ use kube::runtime::controller::Action;
 use kube::ResourceExt;
 use tracing::info;
 
-use super::connect::{self, effect_statuses};
+use super::connect;
 use super::plan::{Claim, Observed};
 use super::reconcile::{while_connected, Context, Error, EventType};
 use super::status::Reporter;
@@ -215,20 +215,17 @@ pub(super) async fn adopt(
             };
     }
     delete(ctx, ch, vouched.stored).await?;
-    let uid = ch.uid().unwrap_or_default();
-    ctx.mark_checked(&uid);
-    if let Ok(Some(c)) = &observed.credentials {
-        ctx.connected_with(&uid, c);
-    }
+    connect::remember(
+        ctx,
+        ch,
+        observed.credentials.as_ref().ok().and_then(|c| c.as_ref()),
+    );
     let from = &vouched.record.adoption.from;
     info!(%from, "adopted from Airy Core without a provider call");
     let next = ChannelStatus {
         connected: true,
         connected_with: Some(fingerprint),
-        effects: record
-            .as_ref()
-            .map(|r| effect_statuses(&r.effects, &origins))
-            .unwrap_or_default(),
+        effects: connect::record_statuses(record.as_ref(), &origins),
         ..Default::default()
     };
     reporter

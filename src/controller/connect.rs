@@ -19,6 +19,7 @@ use super::entries::{self, Acquired, Released};
 use super::plan::Observed;
 use super::reconcile::{while_connected, Context, Error, EventType};
 use super::record::{self, Record};
+use super::secrets::Credentials;
 use super::status::Reporter;
 use super::{in_use, secrets};
 use crate::crd::{Channel, ChannelStatus, EffectStatus};
@@ -59,6 +60,26 @@ pub(super) fn effect_statuses(effects: &[Effect], origins: &[Option<Origin>]) ->
         .enumerate()
         .map(|(i, e)| EffectStatus::of(e, origins.get(i).copied().flatten()))
         .collect()
+}
+
+/// The status of the effects of `record` (none without one), each with its origin where known.
+pub(super) fn record_statuses(
+    record: Option<&Record>,
+    origins: &[Option<Origin>],
+) -> Vec<EffectStatus> {
+    record
+        .map(|r| effect_statuses(&r.effects, origins))
+        .unwrap_or_default()
+}
+
+/// Remembers that `ch` was connected now, with `credentials`: no re-check is due, and a new
+/// resourceVersion of a Secret holding the same token is not new credentials.
+pub(super) fn remember(ctx: &Context, ch: &Channel, credentials: Option<&Credentials>) {
+    let uid = ch.uid().unwrap_or_default();
+    ctx.mark_checked(&uid);
+    if let Some(c) = credentials {
+        ctx.connected_with(&uid, c);
+    }
 }
 
 /// Writes the record holding `effects` and the proof's tokens over `previous`, unless it says
@@ -204,11 +225,7 @@ pub(super) async fn connect(
         // What an older version kept in the tenant's namespace is the record's now.
         delete_legacy(ctx, ch).await?;
     }
-    let uid = ch.uid().unwrap_or_default();
-    ctx.mark_checked(&uid);
-    if let Some(c) = credentials {
-        ctx.connected_with(&uid, c);
-    }
+    remember(ctx, ch, credentials);
     info!(source = %ch.spec.source, "connected");
     let outcome = proof.outcome;
     let next = ChannelStatus {
@@ -219,10 +236,7 @@ pub(super) async fn connect(
         display_phone_number: outcome.display_phone_number,
         verified_name: outcome.verified_name,
         quality_rating: outcome.quality_rating,
-        effects: record
-            .as_ref()
-            .map(|r| effect_statuses(&r.effects, &origins))
-            .unwrap_or_default(),
+        effects: record_statuses(record.as_ref(), &origins),
         ..Default::default()
     };
     reporter
