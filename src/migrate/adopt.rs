@@ -147,3 +147,59 @@ impl Vouching {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::channel_id::channel_id_string;
+    use crate::migrate::airy::AiryChannel;
+    use crate::migrate::plan::{plan_one, Context};
+    use crate::secret::SecretString;
+
+    fn planned(source: &str, token: bool, connected: bool) -> Planned {
+        let ch = AiryChannel {
+            id: channel_id_string(source, "1784"),
+            source: source.into(),
+            source_channel_id: "1784".into(),
+            name: None,
+            image_url: None,
+            connected,
+            page_token: token.then(|| SecretString::new("EAA-airy")),
+            page_id: Some("1001".into()),
+        };
+        let ctx = Context {
+            namespace: "airy".into(),
+            naming: Default::default(),
+            from: "https://airy.example.org".into(),
+        };
+        plan_one(&ch, &ctx).unwrap()
+    }
+
+    #[test]
+    fn airy_core_vouches_for_the_page_subscriptions_its_app_made() {
+        let page = |p: &str| vec![EffectKey::new(EffectKind::PageSubscription, p, "app")];
+        // Facebook: its page; Instagram: its linked page.
+        assert_eq!(
+            effects(&planned("facebook", true, true), Some("app")),
+            Ok(page("1784"))
+        );
+        assert_eq!(
+            effects(&planned("instagram", true, true), Some("app")),
+            Ok(page("1001"))
+        );
+        // Nothing made: not connected, or a source Airy Core's connect calls no provider for.
+        assert_eq!(
+            effects(&planned("facebook", true, false), Some("app")),
+            Ok(vec![])
+        );
+        assert_eq!(
+            effects(&planned("google", false, true), Some("app")),
+            Ok(vec![])
+        );
+        // Made, but not vouched for: no token to undo it with, or no app named.
+        let no_token = effects(&planned("facebook", false, true), Some("app")).unwrap_err();
+        assert!(no_token.contains("page token"), "{no_token}");
+        let no_app = effects(&planned("instagram", true, true), None).unwrap_err();
+        assert!(no_app.contains("--facebook-app-id"), "{no_app}");
+    }
+}

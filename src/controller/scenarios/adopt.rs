@@ -144,10 +144,29 @@ async fn migrates_marks_without_a_record_that_matches_adopt_nothing() {
         let calls = s.api(&want);
         s.provider(&CONNECT).await;
         assert_eq!(calls[9].body["status"]["effects"][0]["origin"], "Made");
-        // A record that does not match is left, unused.
+        // A record that does not match is left, unused, until its Channel goes.
         assert_eq!(
             s.fake.records.lock().unwrap().contains_key(ADOPTION),
             app.is_some()
         );
+        s.edit(|c| {
+            c["spec"]["deletionPolicy"] = "Orphan".into();
+            c["metadata"]["deletionTimestamp"] = "2026-01-02T00:00:00Z".into();
+        });
+        s.reconcile().await.unwrap();
+        s.api(&[
+            RECORD_GET,
+            CLAIM_GET,
+            "DELETE records/adopt-uid-shop",
+            ENTRY_GET,
+            ENTRY_PATCH,
+            "DELETE entries/effect",
+            "DELETE records/channel",
+            "GET secrets",
+            CLAIM_DELETE,
+            "PATCH channel",
+        ]);
+        s.provider(&[]).await;
+        assert!(s.fake.records.lock().unwrap().is_empty());
     }
 }
