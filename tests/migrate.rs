@@ -196,6 +196,12 @@ async fn five_airy_channels_move_with_their_ids_and_tokens() {
             dry.stdout
         );
     }
+    assert!(
+        dry.stderr
+            .contains("adoption records: --apply would write 2"),
+        "{}",
+        dry.stderr
+    );
     assert_eq!(airy.requests.load(std::sync::atomic::Ordering::SeqCst), 1);
 
     // --apply, the token from the environment: five Channels, two Secrets, no provider call.

@@ -48,6 +48,15 @@ pub fn effects(p: &Planned, app: Option<&str>) -> Result<Vec<EffectKey>, String>
     )])
 }
 
+/// What `--apply` would write for `p` (in a dry run: the cluster is not read).
+pub fn would_vouch(p: &Planned, app: Option<&str>) -> Vouched {
+    match effects(p, app) {
+        Ok(e) if e.is_empty() => Vouched::NotNeeded,
+        Ok(_) => Vouched::Written,
+        Err(why) => Vouched::Not(why),
+    }
+}
+
 /// What became of an adoption record.
 #[derive(Clone, Debug, PartialEq)]
 pub enum Vouched {
@@ -81,10 +90,12 @@ pub struct Vouching {
 impl Vouching {
     /// Writes the adoption record of the planned Channel `p` (as the cluster has it now).
     pub async fn write(&self, p: &Planned) -> Vouched {
-        let effects = match effects(p, self.app.as_deref()) {
-            Ok(e) if e.is_empty() => return Vouched::NotNeeded,
-            Ok(e) => e,
-            Err(why) => return Vouched::Not(why),
+        let effects = match (
+            would_vouch(p, self.app.as_deref()),
+            effects(p, self.app.as_deref()),
+        ) {
+            (Vouched::Written, Ok(e)) => e,
+            (other, _) => return other,
         };
         let Some(Credentials::Write { token, .. }) = &p.credentials else {
             return Vouched::NotNeeded;

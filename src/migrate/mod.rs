@@ -182,6 +182,12 @@ async fn run(args: Args) -> anyhow::Result<bool> {
     if args.dry_run {
         for p in &planned {
             report.moved(p, true);
+            if args.state_namespace.is_some() {
+                report.vouched(p, adopt::would_vouch(p, args.facebook_app_id.as_deref()));
+            }
+        }
+        if args.state_namespace.is_none() {
+            report.unvouched();
         }
         print_yaml();
         eprint!("{}", report.summary(&args.namespace, &planned, true));

@@ -195,20 +195,27 @@ impl Report {
             if !self.written.is_empty() {
                 let _ = writeln!(out, "written: {}", self.written.join(", "));
             }
-            if self.unvouched {
-                let _ = writeln!(
-                    out,
-                    "note: no adoption records (no --state-namespace): the controller proves the \
-                     credentials of the connected Facebook and Instagram Channels and connects them \
-                     (provider calls) instead of adopting what Airy Core made"
-                );
-            } else {
-                let _ = writeln!(
-                    out,
-                    "adoption records: {} written, {} unchanged",
-                    self.adoptions_written, self.adoptions_unchanged
-                );
-            }
+        }
+        if self.unvouched {
+            let _ = writeln!(
+                out,
+                "note: no adoption records (no --state-namespace): the controller proves the \
+                 credentials of the connected Facebook and Instagram Channels and connects them \
+                 (provider calls) instead of adopting what Airy Core made"
+            );
+        } else if dry_run {
+            let _ = writeln!(
+                out,
+                "adoption records: --apply would write {} (for the Channels the controller has not \
+                 connected yet)",
+                self.adoptions_written
+            );
+        } else {
+            let _ = writeln!(
+                out,
+                "adoption records: {} written, {} unchanged",
+                self.adoptions_written, self.adoptions_unchanged
+            );
         }
         for (channel, why) in &self.not_adopted {
             let _ = writeln!(
