@@ -11,6 +11,8 @@
 //! - [`pinned_id`]: a Channel's pinned id (`spec.channelId`), its effective id and which ids it
 //!   may pin;
 //! - [`migrate`]: the `migrate` command moving a running Airy Core's channels onto Channels;
+//!   [`adoption`]: the record an admin's `migrate` writes so the controller adopts what Airy Core
+//!   made at the providers;
 //! - [`condition`]: when a Kubernetes condition's transition time changes;
 //! - [`credentials_health`]: what the health of credentials means (the `CredentialsHealthy`
 //!   condition, the permissions each source needs, the verdict on a token);
@@ -33,6 +35,7 @@
 //!   the `kube-sandbox` package (feature `dev`, on by default; the production image is built
 //!   without it).
 
+pub mod adoption;
 pub mod api;
 pub mod channel_id;
 pub mod channel_state;

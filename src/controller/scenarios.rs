@@ -590,6 +590,7 @@ async fn an_effect_whose_outcome_is_unknown_is_undone_from_the_record_at_deletio
     s.provider(&["DELETE /v24.0/1001/subscribed_apps"]).await;
 }
 
+mod adopt;
 mod claims;
 mod credentials;
 mod fake;
