@@ -38,6 +38,95 @@ async fn cut_at(at: &'static str, fault: Fault) -> Scenario {
     s.restarted()
 }
 
+/// The calls of the reconcile (of a new process) that completes an adoption cut off after the
+/// write `at`: what is left of it, each write once; connected in the status, only reads.
+fn completing(at: &str) -> Vec<&'static str> {
+    let rest: &[&str] = match at {
+        CLAIM_POST => &[
+            "POST records",
+            ENTRY_GET,
+            "POST entries",
+            ADOPTION_DELETE,
+            "PATCH channel/status",
+            "POST events",
+        ],
+        "POST records" => &[
+            ENTRY_GET,
+            "POST entries",
+            ADOPTION_DELETE,
+            "PATCH channel/status",
+            "POST events",
+        ],
+        "POST entries" => &[
+            ENTRY_GET,
+            ADOPTION_DELETE,
+            "PATCH channel/status",
+            "POST events",
+        ],
+        // The adoption record used up: the entry held as adopted vouches for the rest.
+        ADOPTION_DELETE => &[ENTRY_GET, ENTRY_GET, "PATCH channel/status", "POST events"],
+        _ => return READS[..3].to_vec(),
+    };
+    READS.iter().chain(rest).copied().collect()
+}
+
+/// Asserts what an adoption leaves: the Channel Ready and connected, its one effect recorded as
+/// adopted in its status, its record (with the token Airy Core listed) and its entry (held by
+/// it once), the adoption record gone, the claim kept.
+fn adopted(s: &Scenario) {
+    let status = s.fake.channel.lock().unwrap()["status"].clone();
+    assert_eq!(
+        summary(&json!({"status": status})),
+        ("True/Connected".into(), vec![])
+    );
+    assert_eq!(status["connected"], true);
+    let effects = status["effects"].as_array().unwrap();
+    assert_eq!(effects.len(), 1, "{effects:?}");
+    assert_eq!(
+        (
+            &effects[0]["resource"],
+            &effects[0]["account"],
+            &effects[0]["origin"]
+        ),
+        (&json!("1001"), &json!("app"), &json!("Adopted"))
+    );
+    recorded_as_airy_cores(s);
+    let records = s.fake.records.lock().unwrap();
+    assert_eq!(records.keys().collect::<Vec<_>>(), [RECORD]);
+    let leases = s.fake.claims.lock().unwrap();
+    let entries: Vec<&Value> = leases
+        .iter()
+        .filter(|(k, _)| k.starts_with("effect-"))
+        .map(|(_, v)| v)
+        .collect();
+    assert_eq!(entries.len(), 1);
+    assert!(leases.contains_key(CLAIM));
+    let entry = &entries[0]["metadata"]["annotations"];
+    assert_eq!(entry["airy.co/origin"], "Adopted");
+    let holders: Value = serde_json::from_str(entry["airy.co/holders"].as_str().unwrap()).unwrap();
+    assert_eq!(
+        holders,
+        json!([{"uid": "uid-shop", "namespace": "ns", "name": "shop"}])
+    );
+    assert!(entry.get("airy.co/undoing").is_none());
+}
+
+#[tokio::test]
+async fn an_adoption_cut_off_after_any_write_is_completed_by_a_new_process_without_a_provider_call()
+{
+    for fault in [Fault::Stop, Fault::Lost] {
+        for at in WRITES {
+            let mut s = cut_at(at, fault).await;
+            s.reconcile().await.unwrap();
+            let calls: Vec<String> = s.fake.take().iter().map(fake::line).collect();
+            s.provider(&[]).await;
+            adopted(&s);
+            assert_eq!(calls, completing(at), "after {at} ({fault:?})");
+            then_like_any(&mut s).await;
+        }
+    }
+}
+
 #[tokio::test]
 async fn a_channel_deleted_while_its_adoption_is_half_done_undoes_what_it_holds_and_nothing_else() {
     for (at, fault) in WRITES
