@@ -12,16 +12,21 @@
 //! credentials still holding the token Airy Core listed — the Channel connects as any other, its
 //! credentials proven first. The record stands in for that proof: the claim of the channel id is
 //! still taken with the apiserver's create-if-absent, and a Channel that loses it is a Duplicate.
+//!
+//! Each write of an adoption is one a repeat finds done (the claim, the record, the entry). The
+//! adoption record is deleted before the status says connected, so it is never left to vouch
+//! again; an adoption cut off between the two is completed on the word of what it wrote on the
+//! record's (`resumed`), still without a provider call.
 
 use kube::api::{DeleteParams, Preconditions};
 use kube::runtime::controller::Action;
 use kube::ResourceExt;
 use tracing::info;
 
-use super::connect;
 use super::plan::{Claim, Observed};
 use super::reconcile::{while_connected, Context, Error, EventType};
 use super::status::Reporter;
+use super::{connect, entries};
 use crate::adoption;
 use crate::crd::{Channel, ChannelStatus};
 use crate::effects::Origin;
@@ -34,8 +39,9 @@ use crate::reason::Reason;
 pub struct Vouched {
     /// What it vouches for, and the token.
     pub record: adoption::Record,
-    /// Its uid and resourceVersion, read: it is deleted with them as preconditions.
-    stored: (Option<String>, Option<String>),
+    /// Its uid and resourceVersion, read: it is deleted with them as preconditions (`None`:
+    /// deleted already, by an adoption cut off before its status).
+    stored: Option<(Option<String>, Option<String>)>,
 }
 
 /// Whether `ch` carries migrate's annotation (the controller's cache keeps no labels): only then
@@ -124,7 +130,7 @@ pub(super) async fn vouched(
     }
     let uid = ch.uid().unwrap_or_default();
     let Some(secret) = ctx.records().get_opt(&adoption::name(&uid)).await? else {
-        return Ok(None);
+        return resumed(ch, ctx, providers, observed).await;
     };
     let record = match adoption::Record::from_secret(&secret) {
         Ok(r) => r,
@@ -139,7 +145,56 @@ pub(super) async fn vouched(
     }
     Ok(Some(Vouched {
         record,
-        stored: (secret.metadata.uid, secret.metadata.resource_version),
+        stored: Some((secret.metadata.uid, secret.metadata.resource_version)),
+    }))
+}
+
+/// An adoption cut off after it deleted the adoption record, before its status said connected:
+/// what it wrote on the record's word vouches for the rest — the Channel's record holding the
+/// token Airy Core listed (still the credentials') and the effects its configuration makes, each
+/// held by the Channel in its entry as adopted, its claim taken. `None` otherwise (a connect
+/// proven at the provider, or no adoption).
+async fn resumed(
+    ch: &Channel,
+    ctx: &Context,
+    providers: &Providers,
+    observed: &Observed,
+) -> Result<Option<Vouched>, Error> {
+    let (Claim::Ours(_), Some(kept)) = (&observed.claim, &observed.record) else {
+        return Ok(None);
+    };
+    let (Some(token), false) = (kept.token.clone(), kept.effects.is_empty()) else {
+        return Ok(None);
+    };
+    let record = adoption::Record {
+        uid: ch.uid().unwrap_or_default(),
+        adoption: adoption::Adoption {
+            namespace: ch.namespace().unwrap_or_default(),
+            name: ch.name_any(),
+            source: ch.spec.source,
+            source_channel_id: ch.spec.source_channel_id.clone(),
+            channel_id: ch.channel_id(ctx.config.naming),
+            from: ch
+                .annotations()
+                .get(MIGRATED_FROM)
+                .cloned()
+                .unwrap_or_default(),
+            effects: kept.effects.iter().map(|e| e.key.clone()).collect(),
+        },
+        token,
+    };
+    if mismatch(ch, ctx, providers, &record, observed).is_some() {
+        return Ok(None);
+    }
+    for key in &record.adoption.effects {
+        if entries::held(&ctx.leases(), ch, key).await? != Some(Origin::Adopted) {
+            return Ok(None);
+        }
+    }
+    info!("resuming an adoption whose adoption record is used up: its record and entries vouch");
+    Ok(Some(Vouched {
+        record,
+        stored: None,
     }))
 }
 
@@ -214,7 +269,9 @@ pub(super) async fn adopt(
                 Err(e) => return reporter.fail("Adopt", e).await,
             };
     }
-    delete(ctx, ch, vouched.stored).await?;
+    if let Some(stored) = vouched.stored {
+        delete(ctx, ch, stored).await?;
+    }
     connect::remember(
         ctx,
         ch,

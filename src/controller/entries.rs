@@ -276,6 +276,21 @@ pub async fn acquire(
     )))
 }
 
+/// How `ch` holds `key` as its entry says now (read only): the origin, when it is a holder and
+/// the effect was made, found or adopted; `None` otherwise.
+pub async fn held(
+    api: &Api<Lease>,
+    ch: &Channel,
+    key: &EffectKey,
+) -> Result<Option<Origin>, kube::Error> {
+    let Some(lease) = api.get_opt(&key.entry_name()).await? else {
+        return Ok(None);
+    };
+    let entry = Entry::of(&lease);
+    let holds = entry.holders.contains(&ChannelRef::of(ch)) && entry.undoing.is_none();
+    Ok(entry.origin.filter(|_| holds))
+}
+
 /// The entry as `given` (taken, for the first attempt), else as read now (`None`: gone).
 async fn given_or_read(
     api: &Api<Lease>,

@@ -103,6 +103,9 @@ struct Scenario {
     graph_seen: Mutex<usize>,
     ctx: Arc<Context>,
     writer: crate::controller::index::StoreWriter,
+    /// What the Context was built with, to build a new process's ([`Scenario::restarted`]).
+    flags: Vec<String>,
+    resync: Duration,
 }
 
 impl Scenario {
@@ -188,7 +191,21 @@ impl Scenario {
             graph_seen: Mutex::new(0),
             ctx,
             writer,
+            flags: flags.iter().map(|f| f.to_string()).collect(),
+            resync,
         }
+    }
+
+    /// The scenario as a new process sees it after a crash or a restart: the API server's and
+    /// the provider's state as they are, a fresh Context (nothing remembered), the fault gone.
+    fn restarted(self) -> Scenario {
+        *self.fake.fault.lock().unwrap() = None;
+        *self.fake.cut.lock().unwrap() = false;
+        let seen = *self.graph_seen.lock().unwrap();
+        let flags: Vec<&str> = self.flags.iter().map(String::as_str).collect();
+        let s = Scenario::build(self.fake.clone(), self.graph, self.resync, &flags);
+        *s.graph_seen.lock().unwrap() = seen;
+        s
     }
 
     /// Reconciles the Channel as the fake API server has it now.

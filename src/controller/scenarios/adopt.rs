@@ -12,6 +12,9 @@ use crate::secret::SecretString;
 /// The adoption record of `ns/shop` in the state namespace.
 const ADOPTION: &str = "adopt-uid-shop";
 const ADOPTION_GET: &str = "GET records/adopt-uid-shop";
+/// The reads of a reconcile of a migrated Channel not connected yet: its claim, its record, its
+/// credentials, its adoption record.
+const READS: [&str; 4] = [CLAIM_GET, RECORD_GET, CREDENTIALS, ADOPTION_GET];
 
 /// Marks the Channel as migrate's (label and annotation); with `app`, puts the adoption record saying Airy Core's app
 /// `app` subscribed page 1001 (with the token the Channel's credentials hold) in the state
@@ -63,11 +66,7 @@ async fn adopt_is_no_provider_call_and_a_disconnect_undoes_what_airy_core_made()
     s.api(&["PATCH channel"]);
 
     s.reconcile().await.unwrap();
-    let calls = s.api(&[
-        CLAIM_GET,
-        RECORD_GET,
-        CREDENTIALS,
-        ADOPTION_GET,
+    let adopting = [
         CLAIM_POST,
         "POST records",
         ENTRY_GET,
@@ -75,23 +74,12 @@ async fn adopt_is_no_provider_call_and_a_disconnect_undoes_what_airy_core_made()
         "DELETE records/adopt-uid-shop",
         "PATCH channel/status",
         "POST events",
-    ]);
+    ];
+    let calls = s.api(&[&READS[..], &adopting].concat());
     s.provider(&[]).await;
     // The claim is still the apiserver's create-if-absent.
     assert_eq!(calls[4].body["metadata"]["name"], CLAIM);
-    // The Channel's record: the page subscription with Airy Core's app, and the token Airy Core
-    // listed, for re-checks and the undo.
-    let (annotations, data) = record_of(&s);
-    let effects: Value =
-        serde_json::from_str(annotations["airy.co/effects"].as_str().unwrap()).unwrap();
-    assert_eq!(
-        effects,
-        json!([{"kind": "PageSubscription", "resource": "1001", "account": "app", "config": {}}])
-    );
-    assert_eq!(
-        (data["token"].as_str(), data["undo"].as_str()),
-        (USER_TOKEN, USER_TOKEN)
-    );
+    recorded_as_airy_cores(&s);
     // The entry: held by this Channel, adopted; the adoption record used up, guarded.
     let entry = &calls[7].body["metadata"]["annotations"];
     assert_eq!(entry["airy.co/origin"], "Adopted");
@@ -108,14 +96,34 @@ async fn adopt_is_no_provider_call_and_a_disconnect_undoes_what_airy_core_made()
             .map(|n| n.contains("adopted")),
         Some(true)
     );
+    then_like_any(&mut s).await;
+}
 
-    // Connected: only read, no adoption record looked for.
+/// Asserts the Channel's record: the page subscription with Airy Core's app, and the token
+/// Airy Core listed, for re-checks and the undo.
+fn recorded_as_airy_cores(s: &Scenario) {
+    let (annotations, data) = record_of(s);
+    let effects: Value =
+        serde_json::from_str(annotations["airy.co/effects"].as_str().unwrap()).unwrap();
+    assert_eq!(
+        effects,
+        json!([{"kind": "PageSubscription", "resource": "1001", "account": "app", "config": {}}])
+    );
+    assert_eq!(
+        (data["token"].as_str(), data["undo"].as_str()),
+        (USER_TOKEN, USER_TOKEN)
+    );
+}
+
+/// After an adoption: connected, the Channel is only read (no adoption record looked for, no
+/// provider call); disconnected, the subscription Airy Core made is removed once, with the
+/// recorded token, and nothing of the Channel is left in the state namespace's records.
+async fn then_like_any(s: &mut Scenario) {
     s.reconcile().await.unwrap();
     s.api(&[CLAIM_GET, RECORD_GET, CREDENTIALS]);
     s.provider(&[]).await;
 
-    // Disconnected: the subscription Airy Core made is removed once, with the recorded token.
-    unsubscribe_with_airys_token(&s).await;
+    unsubscribe_with_airys_token(s).await;
     s.edit(|c| {
         c["spec"]["connected"] = false.into();
         c["metadata"]["generation"] = 2.into();
@@ -127,6 +135,7 @@ async fn adopt_is_no_provider_call_and_a_disconnect_undoes_what_airy_core_made()
         "POST events",
     ]));
     s.provider(&["DELETE /v24.0/1001/subscribed_apps"]).await;
+    assert!(s.fake.records.lock().unwrap().is_empty());
 }
 
 #[tokio::test]
@@ -170,3 +179,5 @@ async fn migrates_marks_without_a_record_that_matches_adopt_nothing() {
         assert!(s.fake.records.lock().unwrap().is_empty());
     }
 }
+
+mod restart;
