@@ -231,7 +231,7 @@ struct Scenario {
     graph: MockServer,
     graph_seen: Mutex<usize>,
     ctx: Arc<Context>,
-    writer: crate::controller::index::StoreWriter,
+    writer: crate::controller::feed::StoreWriter,
 }
 
 impl Scenario {
@@ -278,8 +278,12 @@ impl Scenario {
         let args =
             <P as clap::Parser>::parse_from(std::iter::once("p").chain(flags.iter().copied()));
         let client = client(fake.clone());
-        let (store, writer) = crate::controller::index::channel_store();
         let providers = Providers::new(&args.p).unwrap();
+        let shared = providers.clone();
+        let (store, writer) = crate::controller::feed::channel_store(
+            64,
+            Arc::new(move |ch: &Channel| shared.for_source(ch.spec.source).shared_resource(ch)),
+        );
         // The flags' accounts admit the Channel's namespace (the operator's): no configuration
         // objects, so no calls besides the ones pinned here.
         let provider_configs = Arc::new(ProviderConfigs::flags_only(
@@ -664,5 +668,6 @@ async fn an_ambiguous_connect_is_recorded_and_undone_at_deletion() {
 
 mod claims;
 mod credentials;
+mod on_demand;
 mod provider_config;
 mod sources;
