@@ -8,102 +8,212 @@
 //! namespace has listed and no watch has been failing for the stale limit (then the API answers
 //! 503 rather than from a cache that old).
 
+use std::borrow::Borrow;
 use std::collections::{BTreeMap, HashMap, HashSet};
+use std::hash::{Hash, Hasher};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use futures::StreamExt;
+use k8s_openapi::jiff::Timestamp;
 use kube::runtime::watcher::Event;
 use kube::{Api, ResourceExt};
 use tokio::sync::watch;
 
 use super::metrics::Metrics;
 use super::model::channel_response;
-use crate::channel_state::owner_first;
-use crate::crd::{Channel, ChannelSpec, Source};
+use crate::channel_state::{marked_duplicate, owner_first, verdict_counts};
+use crate::crd::{Channel, ChannelSpec, InstagramSpec, SecretKeyRef, Source};
 use crate::naming::ChatPluginNaming;
+use crate::reason::Reason;
 use crate::runtime::tracked_watch::tracked_watch;
 use crate::runtime::WatchHealth;
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
 
-/// One cached channel: its prepared answer and, of the resource, only what the API reads: the
-/// identity, the spec, and of the status the observed generation and the Ready condition.
+/// One cached channel: its prepared answer and, of the resource, only what the API decides with:
+/// its key, source and channel id, what a connect or disconnect compares (digests), and the
+/// controller's verdict. Each string once: the answer holds the spec's values; a write that needs
+/// more (an owner for a Secret) reads the Channel from the API server.
 #[derive(Debug)]
 pub struct CachedChannel {
-    /// The deterministic channel id (from the spec, so present before the controller ran).
-    pub id: String,
+    /// `namespace/name` of the resource (the cache's key).
+    key: Box<str>,
+    /// The channel id, a UUID (see [`id_number`]).
+    id: u128,
+    /// The API's Channel object (docs/api.md), serialized.
+    pub json: Bytes,
     /// The channel's source.
     pub source: Source,
     /// Whether it counts as connected (listed, answered by info).
     pub connected: bool,
-    /// The API's Channel object (docs/api.md), serialized.
-    pub json: Bytes,
-    /// Namespace and name of the resource.
-    pub namespace: String,
-    /// Name of the resource.
-    pub name: String,
-    /// The spec.
-    pub spec: ChannelSpec,
-    uid: Option<String>,
-    generation: Option<i64>,
-    created: Option<Time>,
-    deleted: Option<Time>,
+    /// Whether the controller marked it a duplicate of its channel id's owner.
+    duplicate: bool,
+    /// `spec.connected`.
+    pub spec_connected: bool,
+    /// Being deleted.
+    pub deleting: bool,
+    /// What a connect compares with the request.
+    pub inputs: ConnectInputs,
+    /// Why its pinned id is not its own ([`crate::pinned_id::check`]), if it is not.
+    pub bad_pin: Option<Box<str>>,
+    /// The resource's generation.
+    pub generation: i64,
+    created: Option<Timestamp>,
     /// The status's observed generation.
     observed_generation: Option<i64>,
     /// The Ready condition.
-    ready: Option<Condition>,
+    ready: Option<Verdict>,
 }
 
-impl CachedChannel {
-    fn new(mut channel: Channel, naming: ChatPluginNaming) -> CachedChannel {
-        channel.strip_for_cache();
-        let (id, json) = answer(&channel, naming);
-        let (namespace, name) = namespaced_name(&channel);
-        CachedChannel {
-            id,
-            source: channel.spec.source,
-            connected: channel.is_connected(),
-            spec: channel.spec.clone(),
-            json,
-            namespace,
-            name,
-            uid: channel.metadata.uid.take(),
-            generation: channel.metadata.generation,
-            created: channel.metadata.creation_timestamp.take(),
-            deleted: channel.metadata.deletion_timestamp.take(),
-            observed_generation: channel.status.as_ref().and_then(|s| s.observed_generation),
-            ready: channel.ready_condition().cloned(),
+/// The Ready condition as far as the API reads it.
+#[derive(Debug)]
+pub struct Verdict {
+    /// `Some(true)` for `True`, `Some(false)` for `False`, `None` for anything else.
+    pub status: Option<bool>,
+    /// The reason, when this version knows it.
+    pub reason: Option<Reason>,
+    /// The message, kept only when not `True` (the API reports failures only).
+    message: Option<Box<str>>,
+    observed_generation: Option<i64>,
+}
+
+/// What a connect compares with the request, as digests of the spec's values: its source channel
+/// id, name, image, Instagram page and credentials reference. (Equal digests of different values, a chance of
+/// 2^-64, would leave that value as it is.)
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct ConnectInputs {
+    source_channel_id: u64,
+    name: u64,
+    image_url: u64,
+    instagram: u64,
+    credentials: u64,
+}
+
+fn digest(value: impl Hash) -> u64 {
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    value.hash(&mut h);
+    h.finish()
+}
+
+fn credentials_digest(r: Option<&SecretKeyRef>) -> u64 {
+    digest(r.map(|r| (&r.name, &r.key)))
+}
+
+impl ConnectInputs {
+    fn of(spec: &ChannelSpec) -> ConnectInputs {
+        ConnectInputs {
+            source_channel_id: digest(&spec.source_channel_id),
+            name: digest(spec.name.as_deref()),
+            image_url: digest(spec.image_url.as_deref()),
+            instagram: digest(spec.instagram.as_ref().map(|i| &i.page_id)),
+            credentials: credentials_digest(spec.credentials_secret_ref.as_ref()),
         }
     }
 
-    /// Namespace and name of the resource.
-    pub fn key(&self) -> (String, String) {
-        (self.namespace.clone(), self.name.clone())
+    /// Whether the spec's source channel id is `id`.
+    pub fn has_source_channel_id(&self, id: &str) -> bool {
+        self.source_channel_id == digest(id)
     }
 
-    /// The resource as far as the entry knows it: identity, generation, deletion and spec (no
-    /// status, labels or annotations).
-    pub fn channel(&self) -> Channel {
-        let mut ch = Channel::new(&self.name, self.spec.clone());
-        ch.metadata.namespace = Some(self.namespace.clone());
-        ch.metadata.uid = self.uid.clone();
-        ch.metadata.generation = self.generation;
-        ch.metadata.creation_timestamp = self.created.clone();
-        ch.metadata.deletion_timestamp = self.deleted.clone();
-        ch
+    /// Whether the spec's name is `name`.
+    pub fn has_name(&self, name: &str) -> bool {
+        self.name == digest(Some(name))
+    }
+
+    /// Whether the spec's image is `url`.
+    pub fn has_image_url(&self, url: &str) -> bool {
+        self.image_url == digest(Some(url))
+    }
+
+    /// Whether the spec's Instagram page is `instagram`'s.
+    pub fn has_instagram(&self, instagram: &InstagramSpec) -> bool {
+        self.instagram == digest(Some(&instagram.page_id))
+    }
+
+    /// Whether the spec's credentials reference is `r`.
+    pub fn has_credentials(&self, r: Option<&SecretKeyRef>) -> bool {
+        self.credentials == credentials_digest(r)
+    }
+}
+
+impl Verdict {
+    /// The condition's message (empty when `True`).
+    pub fn message(&self) -> &str {
+        self.message.as_deref().unwrap_or_default()
+    }
+}
+
+/// The number of a channel id: the UUID's 128 bits, for an id in the canonical form (lowercase,
+/// hyphenated) every channel id has; ordered as the ids are.
+fn id_number(id: &str) -> Option<u128> {
+    let uuid = uuid::Uuid::try_parse(id).ok()?;
+    let mut buf = uuid::Uuid::encode_buffer();
+    (uuid.hyphenated().encode_lower(&mut buf) == id).then_some(uuid.as_u128())
+}
+
+impl CachedChannel {
+    /// The entry of `channel`; `None` for one whose channel id is not a UUID (it is not served).
+    pub fn new(channel: &Channel, naming: ChatPluginNaming) -> Option<CachedChannel> {
+        let (id, json) = answer(channel, naming);
+        let Some(id) = id_number(&id) else {
+            tracing::warn!(channel = %channel.name_any(), id, "a channel id that is not a UUID; not served");
+            return None;
+        };
+        let ready = channel.ready_condition();
+        Some(CachedChannel {
+            key: format!(
+                "{}/{}",
+                channel.namespace().unwrap_or_default(),
+                channel.name_any()
+            )
+            .into(),
+            id,
+            source: channel.spec.source,
+            connected: channel.is_connected(),
+            json,
+            duplicate: marked_duplicate(ready),
+            spec_connected: channel.spec.connected,
+            deleting: channel.metadata.deletion_timestamp.is_some(),
+            inputs: ConnectInputs::of(&channel.spec),
+            bad_pin: crate::pinned_id::check(&channel.spec)
+                .err()
+                .map(String::into_boxed_str),
+            generation: channel.metadata.generation.unwrap_or(0),
+            created: channel.metadata.creation_timestamp.as_ref().map(|t| t.0),
+            observed_generation: channel.status.as_ref().and_then(|s| s.observed_generation),
+            ready: ready.map(|c| {
+                let status = match c.status.as_str() {
+                    "True" => Some(true),
+                    "False" => Some(false),
+                    _ => None,
+                };
+                Verdict {
+                    status,
+                    reason: Reason::parse(&c.reason),
+                    message: (status != Some(true)).then(|| c.message.as_str().into()),
+                    observed_generation: c.observed_generation,
+                }
+            }),
+        })
+    }
+
+    /// Namespace and name of the resource.
+    pub fn key(&self) -> (&str, &str) {
+        self.key.split_once('/').unwrap_or(("", &self.key))
     }
 
     /// The controller's verdict on `generation` or a later one (see [`Channel::verdict_at`]).
-    pub fn verdict_at(&self, generation: i64) -> Option<&Condition> {
-        crate::channel_state::verdict_at(self.observed_generation, self.ready.as_ref(), generation)
+    pub fn verdict_at(&self, generation: i64) -> Option<&Verdict> {
+        self.ready
+            .as_ref()
+            .filter(|v| verdict_counts(self.observed_generation, v.observed_generation, generation))
     }
 
     /// Whether the controller reports the channel Ready at `generation` or later.
     pub fn ready_at(&self, generation: i64) -> bool {
         self.verdict_at(generation)
-            .is_some_and(|c| c.status == "True")
+            .is_some_and(|v| v.status == Some(true))
     }
 }
 
@@ -111,54 +221,112 @@ impl CachedChannel {
 pub(super) fn answer(ch: &Channel, naming: ChatPluginNaming) -> (String, Bytes) {
     let response = channel_response(ch, naming);
     let json = serde_json::to_vec(&response).expect("a Channel response serializes");
-    (response.id, Bytes::from(json))
+    (response.id, Bytes::from(json.into_boxed_slice()))
 }
 
-fn namespaced_name(ch: &Channel) -> (String, String) {
-    (ch.namespace().unwrap_or_default(), ch.name_any())
+fn key_of(ch: &Channel) -> String {
+    format!("{}/{}", ch.namespace().unwrap_or_default(), ch.name_any())
+}
+
+/// An entry in the set of entries by key.
+#[derive(Debug)]
+struct ByKey(Arc<CachedChannel>);
+
+impl Borrow<str> for ByKey {
+    fn borrow(&self) -> &str {
+        &self.0.key
+    }
+}
+
+impl Hash for ByKey {
+    fn hash<H: Hasher>(&self, state: &mut H) {
+        self.0.key.hash(state)
+    }
+}
+
+impl PartialEq for ByKey {
+    fn eq(&self, other: &Self) -> bool {
+        self.0.key == other.0.key
+    }
+}
+
+impl Eq for ByKey {}
+
+/// The Channels of one channel id, the one the API answers with first: nearly always one.
+#[derive(Debug)]
+enum Declaring {
+    One(Arc<CachedChannel>),
+    Many(Vec<Arc<CachedChannel>>),
+}
+
+impl Declaring {
+    fn first(&self) -> &Arc<CachedChannel> {
+        match self {
+            Declaring::One(e) => e,
+            Declaring::Many(v) => &v[0],
+        }
+    }
+
+    fn add(self, entry: Arc<CachedChannel>) -> Declaring {
+        let mut all = match self {
+            Declaring::One(e) => vec![e],
+            Declaring::Many(v) => v,
+        };
+        all.push(entry);
+        // Several Channels may declare one channel: answer with its owner.
+        all.sort_by(|a, b| order(a).cmp(&order(b)));
+        Declaring::Many(all)
+    }
+
+    /// Removes the entry of `key`; `None` when none is left.
+    fn remove(self, key: &str) -> Option<Declaring> {
+        match self {
+            Declaring::One(e) if &*e.key == key => None,
+            one @ Declaring::One(_) => Some(one),
+            Declaring::Many(mut v) => {
+                v.retain(|e| &*e.key != key);
+                match v.len() {
+                    0 => None,
+                    1 => v.pop().map(Declaring::One),
+                    _ => Some(Declaring::Many(v)),
+                }
+            }
+        }
+    }
+}
+
+fn order(e: &CachedChannel) -> (bool, Option<Timestamp>, &str, &str) {
+    let (namespace, name) = e.key();
+    owner_first(e.duplicate, e.created, namespace, name)
 }
 
 #[derive(Default)]
 struct Index {
-    /// namespace/name → entry.
-    by_key: HashMap<(String, String), Arc<CachedChannel>>,
-    /// channel id → every Channel with that id, the one the API answers with first.
-    by_id: HashMap<String, Vec<Arc<CachedChannel>>>,
-    /// The answering entry of every connected channel, ordered by id.
-    connected: BTreeMap<String, Arc<CachedChannel>>,
+    /// Every entry, by `namespace/name`.
+    by_key: HashSet<ByKey>,
+    /// Every channel id in order, with the Channels declaring it.
+    by_id: BTreeMap<u128, Declaring>,
 }
 
 impl Index {
-    fn remove_key(&mut self, key: &(String, String)) -> Option<String> {
-        let id = self.by_key.remove(key)?.id.clone();
-        if let Some(list) = self.by_id.get_mut(&id) {
-            list.retain(|e| &e.key() != key);
-            if list.is_empty() {
-                self.by_id.remove(&id);
+    fn remove_key(&mut self, key: &str) {
+        let Some(ByKey(old)) = self.by_key.take(key) else {
+            return;
+        };
+        if let Some(declaring) = self.by_id.remove(&old.id) {
+            if let Some(rest) = declaring.remove(key) {
+                self.by_id.insert(old.id, rest);
             }
         }
-        Some(id)
     }
 
     fn insert(&mut self, entry: Arc<CachedChannel>) {
-        self.by_key.insert(entry.key(), entry.clone());
-        let list = self.by_id.entry(entry.id.clone()).or_default();
-        list.push(entry);
-        // Several Channels may declare one channel: answer with its owner.
-        list.sort_by_key(|e| {
-            owner_first(e.ready.as_ref(), e.created.as_ref(), &e.namespace, &e.name)
-        });
-    }
-
-    fn refresh_connected(&mut self, id: &str) {
-        match self.by_id.get(id).and_then(|l| l.first()) {
-            Some(e) if e.connected => {
-                self.connected.insert(id.to_owned(), e.clone());
-            }
-            _ => {
-                self.connected.remove(id);
-            }
-        }
+        self.by_key.insert(ByKey(entry.clone()));
+        let declaring = match self.by_id.remove(&entry.id) {
+            None => Declaring::One(entry.clone()),
+            Some(d) => d.add(entry.clone()),
+        };
+        self.by_id.insert(entry.id, declaring);
     }
 }
 
@@ -187,7 +355,7 @@ struct Inner {
 }
 
 /// The API's cache of the Channels it serves and their prepared answers, cheap to clone. (The
-/// controller keeps its own store, `controller::index::ChannelStore`.)
+/// controller keeps its own index, `controller::index`.)
 #[derive(Clone)]
 pub struct AnswerCache {
     inner: Arc<Inner>,
@@ -301,22 +469,17 @@ impl AnswerCache {
         // old index can never be stored after the drop.
         match event {
             Event::Apply(ch) => {
-                let entry = Arc::new(CachedChannel::new(ch, self.inner.naming));
+                let entry = CachedChannel::new(&ch, self.inner.naming).map(Arc::new);
                 let mut idx = self.inner.index.write().expect("index lock");
-                let old = idx.remove_key(&entry.key());
-                let id = entry.id.clone();
-                idx.insert(entry);
-                if let Some(old) = old.filter(|o| o != &id) {
-                    idx.refresh_connected(&old);
+                idx.remove_key(&key_of(&ch));
+                if let Some(entry) = entry {
+                    idx.insert(entry);
                 }
-                idx.refresh_connected(&id);
                 self.drop_list_bodies();
             }
             Event::Delete(ch) => {
                 let mut idx = self.inner.index.write().expect("index lock");
-                if let Some(id) = idx.remove_key(&namespaced_name(&ch)) {
-                    idx.refresh_connected(&id);
-                }
+                idx.remove_key(&key_of(&ch));
                 self.drop_list_bodies();
             }
             Event::Init => {
@@ -325,9 +488,13 @@ impl AnswerCache {
                 return;
             }
             Event::InitApply(ch) => {
-                let entry = Arc::new(CachedChannel::new(ch, self.inner.naming));
-                let mut listing = self.inner.listing.lock().expect("listing lock");
-                listing.entry(namespace.to_owned()).or_default().push(entry);
+                if let Some(entry) = CachedChannel::new(&ch, self.inner.naming) {
+                    let mut listing = self.inner.listing.lock().expect("listing lock");
+                    listing
+                        .entry(namespace.to_owned())
+                        .or_default()
+                        .push(Arc::new(entry));
+                }
                 return;
             }
             Event::InitDone => {
@@ -352,24 +519,18 @@ impl AnswerCache {
     /// Replaces every entry of `namespace` ([`ALL`]: every entry) by `listed`.
     fn replace_listed(&self, namespace: &str, listed: Vec<Arc<CachedChannel>>) {
         let mut idx = self.inner.index.write().expect("index lock");
-        let stale: Vec<(String, String)> = idx
+        let stale: Vec<Arc<CachedChannel>> = idx
             .by_key
-            .keys()
-            .filter(|(ns, _)| namespace == ALL || ns == namespace)
-            .cloned()
+            .iter()
+            .filter(|e| namespace == ALL || e.0.key().0 == namespace)
+            .map(|e| e.0.clone())
             .collect();
-        let mut touched = HashSet::new();
-        for key in stale {
-            touched.extend(idx.remove_key(&key));
+        for e in stale {
+            idx.remove_key(&e.key);
         }
         for entry in listed {
-            let key = entry.key();
-            touched.extend(idx.remove_key(&key));
-            touched.insert(entry.id.clone());
+            idx.remove_key(&entry.key);
             idx.insert(entry);
-        }
-        for id in touched {
-            idx.refresh_connected(&id);
         }
         self.drop_list_bodies();
     }
@@ -408,30 +569,26 @@ impl AnswerCache {
 
     /// The answering entry for a channel id (connected or not).
     pub fn get(&self, id: &str) -> Option<Arc<CachedChannel>> {
+        let id = id_number(id)?;
         self.inner
             .index
             .read()
             .expect("index lock")
             .by_id
-            .get(id)
-            .and_then(|l| l.first().cloned())
+            .get(&id)
+            .map(|d| d.first().clone())
     }
 
     /// The entry of one resource by namespace and name.
     pub fn get_by_key(&self, namespace: &str, name: &str) -> Option<Arc<CachedChannel>> {
+        let key = format!("{namespace}/{name}");
         let idx = self.inner.index.read().expect("index lock");
-        idx.by_key
-            .get(&(namespace.to_owned(), name.to_owned()))
-            .cloned()
+        idx.by_key.get(key.as_str()).map(|e| e.0.clone())
     }
+
     /// Whether the channel with this id is connected.
     pub fn is_connected(&self, id: &str) -> bool {
-        self.inner
-            .index
-            .read()
-            .expect("index lock")
-            .connected
-            .contains_key(id)
+        self.get(id).is_some_and(|e| e.connected)
     }
 
     /// The `channels.list` response body: `{"data":[...]}` of connected channels, ordered by id.
@@ -442,10 +599,11 @@ impl AnswerCache {
         // Built and stored under the index read lock: see `apply`.
         let idx = self.inner.index.read().expect("index lock");
         let entries = idx
-            .connected
+            .by_id
             .values()
-            .filter(|e| source.is_none_or(|s| e.source == s));
-        let mut buf = Vec::with_capacity(16 + idx.connected.len() * 256);
+            .map(Declaring::first)
+            .filter(|e| e.connected && source.is_none_or(|s| e.source == s));
+        let mut buf = Vec::new();
         buf.extend_from_slice(b"{\"data\":[");
         for (i, e) in entries.enumerate() {
             if i > 0 {
@@ -527,7 +685,7 @@ impl WatchHealth for NamespaceWatch {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::crd::ChannelSpec;
+    use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
 
     fn channel(ns: &str, name: &str, source: Source, scid: &str, connected: bool) -> Channel {
         let mut ch = Channel::new(
@@ -597,6 +755,68 @@ mod tests {
             cache.list_body(Some(Source::Google)).as_ref(),
             b"{\"data\":[]}"
         );
+    }
+
+    #[test]
+    fn the_channels_of_one_id_answer_with_the_owner_and_each_entry_goes_with_its_resource() {
+        let cache = AnswerCache::new();
+        cache.apply(&Event::Init);
+        cache.apply(&Event::InitDone);
+        let id = "bda330b6-7049-5190-93af-d5b16b03dd19";
+        let mut duplicate = channel("a", "dup", Source::Google, "gbm-id", true);
+        duplicate.status.as_mut().unwrap().conditions = vec![Condition {
+            type_: crate::crd::READY.into(),
+            status: "False".into(),
+            reason: Reason::Duplicate.as_str().into(),
+            message: "held by another".into(),
+            observed_generation: None,
+            last_transition_time: k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(
+                Timestamp::now(),
+            ),
+        }];
+        duplicate.status.as_mut().unwrap().observed_generation = Some(1);
+        cache.apply(&Event::Apply(duplicate.clone()));
+        assert_eq!(cache.get(id).unwrap().key(), ("a", "dup"));
+        let owner = channel("b", "owner", Source::Google, "gbm-id", true);
+        cache.apply(&Event::Apply(owner.clone()));
+        assert_eq!(
+            cache.get(id).unwrap().key(),
+            ("b", "owner"),
+            "not marked: first"
+        );
+        assert_eq!(cache.len(), 2);
+        let ready = cache.get_by_key("a", "dup").unwrap();
+        assert!(ready.verdict_at(2).is_none(), "not on a later generation");
+        let verdict = ready.verdict_at(1).unwrap();
+        assert_eq!(
+            (verdict.status, verdict.reason, verdict.message()),
+            (Some(false), Some(Reason::Duplicate), "held by another")
+        );
+        cache.apply(&Event::Delete(owner));
+        assert_eq!(cache.get(id).unwrap().key(), ("a", "dup"));
+        cache.apply(&Event::Delete(duplicate));
+        assert!(cache.get(id).is_none() && cache.is_empty());
+        // Ids are looked up in their one form.
+        assert!(cache.get(&id.to_uppercase()).is_none());
+    }
+
+    #[test]
+    fn a_connect_compares_the_spec_by_its_digests() {
+        let mut ch = channel("a", "x", Source::Facebook, "1001", true);
+        ch.spec.name = Some("Shop".into());
+        ch.spec.credentials_secret_ref = Some(SecretKeyRef {
+            name: "tok".into(),
+            key: "page_token".into(),
+        });
+        let e = CachedChannel::new(&ch, Default::default()).unwrap();
+        assert!(e.inputs.has_name("Shop") && !e.inputs.has_name("Shop "));
+        assert!(!e.inputs.has_image_url(""), "no image is not an empty one");
+        assert!(e.inputs.has_source_channel_id("1001"));
+        let mut r = ch.spec.credentials_secret_ref.clone().unwrap();
+        assert!(e.inputs.has_credentials(Some(&r)));
+        r.key = "token".into();
+        assert!(!e.inputs.has_credentials(Some(&r)) && !e.inputs.has_credentials(None));
+        assert!(e.spec_connected && !e.deleting && e.bad_pin.is_none());
     }
 
     #[test]
