@@ -8,327 +8,29 @@
 //! namespace has listed and no watch has been failing for the stale limit (then the API answers
 //! 503 rather than from a cache that old).
 
-use std::borrow::Borrow;
-use std::collections::{BTreeMap, HashMap, HashSet};
-use std::hash::{Hash, Hasher};
+mod entry;
+mod index;
+
+use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use futures::StreamExt;
-use k8s_openapi::jiff::Timestamp;
 use kube::runtime::watcher::Event;
-use kube::{Api, ResourceExt};
+use kube::Api;
 use tokio::sync::watch;
 
 use super::metrics::Metrics;
-use super::model::channel_response;
-use crate::channel_state::{marked_duplicate, owner_first, verdict_counts};
-use crate::crd::{Channel, ChannelSpec, InstagramSpec, SecretKeyRef, Source};
+use crate::crd::{Channel, Source};
 use crate::naming::ChatPluginNaming;
-use crate::reason::Reason;
 use crate::runtime::tracked_watch::tracked_watch;
 use crate::runtime::WatchHealth;
-
-/// One cached channel: its prepared answer and, of the resource, only what the API decides with:
-/// its key, source and channel id, what a connect or disconnect compares (digests), and the
-/// controller's verdict. Each string once: the answer holds the spec's values; a write that needs
-/// more (an owner for a Secret) reads the Channel from the API server.
-#[derive(Debug)]
-pub struct CachedChannel {
-    /// `namespace/name` of the resource (the cache's key).
-    key: Box<str>,
-    /// The channel id, a UUID (see [`id_number`]).
-    id: u128,
-    /// The API's Channel object (docs/api.md), serialized.
-    pub json: Bytes,
-    /// The channel's source.
-    pub source: Source,
-    /// Whether it counts as connected (listed, answered by info).
-    pub connected: bool,
-    /// Whether the controller marked it a duplicate of its channel id's owner.
-    duplicate: bool,
-    /// `spec.connected`.
-    pub spec_connected: bool,
-    /// Being deleted.
-    pub deleting: bool,
-    /// What a connect compares with the request.
-    pub inputs: ConnectInputs,
-    /// Why its pinned id is not its own ([`crate::pinned_id::check`]), if it is not.
-    pub bad_pin: Option<Box<str>>,
-    /// The resource's generation.
-    pub generation: i64,
-    created: Option<Timestamp>,
-    /// The status's observed generation.
-    observed_generation: Option<i64>,
-    /// The Ready condition.
-    ready: Option<Verdict>,
-}
-
-/// The Ready condition as far as the API reads it.
-#[derive(Debug)]
-pub struct Verdict {
-    /// `Some(true)` for `True`, `Some(false)` for `False`, `None` for anything else.
-    pub status: Option<bool>,
-    /// The reason, when this version knows it.
-    pub reason: Option<Reason>,
-    /// The message, kept only when not `True` (the API reports failures only).
-    message: Option<Box<str>>,
-    observed_generation: Option<i64>,
-}
-
-/// What a connect compares with the request, as digests of the spec's values: its source channel
-/// id, name, image, Instagram page and credentials reference. (Equal digests of different values, a chance of
-/// 2^-64, would leave that value as it is.)
-#[derive(Debug, Clone, Copy, PartialEq)]
-pub struct ConnectInputs {
-    source_channel_id: u64,
-    name: u64,
-    image_url: u64,
-    instagram: u64,
-    credentials: u64,
-}
-
-fn digest(value: impl Hash) -> u64 {
-    let mut h = std::collections::hash_map::DefaultHasher::new();
-    value.hash(&mut h);
-    h.finish()
-}
-
-fn credentials_digest(r: Option<&SecretKeyRef>) -> u64 {
-    digest(r.map(|r| (&r.name, &r.key)))
-}
-
-impl ConnectInputs {
-    fn of(spec: &ChannelSpec) -> ConnectInputs {
-        ConnectInputs {
-            source_channel_id: digest(&spec.source_channel_id),
-            name: digest(spec.name.as_deref()),
-            image_url: digest(spec.image_url.as_deref()),
-            instagram: digest(spec.instagram.as_ref().map(|i| &i.page_id)),
-            credentials: credentials_digest(spec.credentials_secret_ref.as_ref()),
-        }
-    }
-
-    /// Whether the spec's source channel id is `id`.
-    pub fn has_source_channel_id(&self, id: &str) -> bool {
-        self.source_channel_id == digest(id)
-    }
-
-    /// Whether the spec's name is `name`.
-    pub fn has_name(&self, name: &str) -> bool {
-        self.name == digest(Some(name))
-    }
-
-    /// Whether the spec's image is `url`.
-    pub fn has_image_url(&self, url: &str) -> bool {
-        self.image_url == digest(Some(url))
-    }
-
-    /// Whether the spec's Instagram page is `instagram`'s.
-    pub fn has_instagram(&self, instagram: &InstagramSpec) -> bool {
-        self.instagram == digest(Some(&instagram.page_id))
-    }
-
-    /// Whether the spec's credentials reference is `r`.
-    pub fn has_credentials(&self, r: Option<&SecretKeyRef>) -> bool {
-        self.credentials == credentials_digest(r)
-    }
-}
-
-impl Verdict {
-    /// The condition's message (empty when `True`).
-    pub fn message(&self) -> &str {
-        self.message.as_deref().unwrap_or_default()
-    }
-}
-
-/// The number of a channel id: the UUID's 128 bits, for an id in the canonical form (lowercase,
-/// hyphenated) every channel id has; ordered as the ids are.
-fn id_number(id: &str) -> Option<u128> {
-    let uuid = uuid::Uuid::try_parse(id).ok()?;
-    let mut buf = uuid::Uuid::encode_buffer();
-    (uuid.hyphenated().encode_lower(&mut buf) == id).then_some(uuid.as_u128())
-}
-
-impl CachedChannel {
-    /// The entry of `channel`; `None` for one whose channel id is not a UUID (it is not served).
-    pub fn new(channel: &Channel, naming: ChatPluginNaming) -> Option<CachedChannel> {
-        let (id, json) = answer(channel, naming);
-        let Some(id) = id_number(&id) else {
-            tracing::warn!(channel = %channel.name_any(), id, "a channel id that is not a UUID; not served");
-            return None;
-        };
-        let ready = channel.ready_condition();
-        Some(CachedChannel {
-            key: format!(
-                "{}/{}",
-                channel.namespace().unwrap_or_default(),
-                channel.name_any()
-            )
-            .into(),
-            id,
-            source: channel.spec.source,
-            connected: channel.is_connected(),
-            json,
-            duplicate: marked_duplicate(ready),
-            spec_connected: channel.spec.connected,
-            deleting: channel.metadata.deletion_timestamp.is_some(),
-            inputs: ConnectInputs::of(&channel.spec),
-            bad_pin: crate::pinned_id::check(&channel.spec)
-                .err()
-                .map(String::into_boxed_str),
-            generation: channel.metadata.generation.unwrap_or(0),
-            created: channel.metadata.creation_timestamp.as_ref().map(|t| t.0),
-            observed_generation: channel.status.as_ref().and_then(|s| s.observed_generation),
-            ready: ready.map(|c| {
-                let status = match c.status.as_str() {
-                    "True" => Some(true),
-                    "False" => Some(false),
-                    _ => None,
-                };
-                Verdict {
-                    status,
-                    reason: Reason::parse(&c.reason),
-                    message: (status != Some(true)).then(|| c.message.as_str().into()),
-                    observed_generation: c.observed_generation,
-                }
-            }),
-        })
-    }
-
-    /// Namespace and name of the resource.
-    pub fn key(&self) -> (&str, &str) {
-        self.key.split_once('/').unwrap_or(("", &self.key))
-    }
-
-    /// The controller's verdict on `generation` or a later one (see [`Channel::verdict_at`]).
-    pub fn verdict_at(&self, generation: i64) -> Option<&Verdict> {
-        self.ready
-            .as_ref()
-            .filter(|v| verdict_counts(self.observed_generation, v.observed_generation, generation))
-    }
-
-    /// Whether the controller reports the channel Ready at `generation` or later.
-    pub fn ready_at(&self, generation: i64) -> bool {
-        self.verdict_at(generation)
-            .is_some_and(|v| v.status == Some(true))
-    }
-}
-
-/// The channel id and the API's answer for `ch` (docs/api.md), serialized.
-pub(super) fn answer(ch: &Channel, naming: ChatPluginNaming) -> (String, Bytes) {
-    let response = channel_response(ch, naming);
-    let json = serde_json::to_vec(&response).expect("a Channel response serializes");
-    (response.id, Bytes::from(json.into_boxed_slice()))
-}
-
-fn key_of(ch: &Channel) -> String {
-    format!("{}/{}", ch.namespace().unwrap_or_default(), ch.name_any())
-}
-
-/// An entry in the set of entries by key.
-#[derive(Debug)]
-struct ByKey(Arc<CachedChannel>);
-
-impl Borrow<str> for ByKey {
-    fn borrow(&self) -> &str {
-        &self.0.key
-    }
-}
-
-impl Hash for ByKey {
-    fn hash<H: Hasher>(&self, state: &mut H) {
-        self.0.key.hash(state)
-    }
-}
-
-impl PartialEq for ByKey {
-    fn eq(&self, other: &Self) -> bool {
-        self.0.key == other.0.key
-    }
-}
-
-impl Eq for ByKey {}
-
-/// The Channels of one channel id, the one the API answers with first: nearly always one.
-#[derive(Debug)]
-enum Declaring {
-    One(Arc<CachedChannel>),
-    Many(Vec<Arc<CachedChannel>>),
-}
-
-impl Declaring {
-    fn first(&self) -> &Arc<CachedChannel> {
-        match self {
-            Declaring::One(e) => e,
-            Declaring::Many(v) => &v[0],
-        }
-    }
-
-    fn add(self, entry: Arc<CachedChannel>) -> Declaring {
-        let mut all = match self {
-            Declaring::One(e) => vec![e],
-            Declaring::Many(v) => v,
-        };
-        all.push(entry);
-        // Several Channels may declare one channel: answer with its owner.
-        all.sort_by(|a, b| order(a).cmp(&order(b)));
-        Declaring::Many(all)
-    }
-
-    /// Removes the entry of `key`; `None` when none is left.
-    fn remove(self, key: &str) -> Option<Declaring> {
-        match self {
-            Declaring::One(e) if &*e.key == key => None,
-            one @ Declaring::One(_) => Some(one),
-            Declaring::Many(mut v) => {
-                v.retain(|e| &*e.key != key);
-                match v.len() {
-                    0 => None,
-                    1 => v.pop().map(Declaring::One),
-                    _ => Some(Declaring::Many(v)),
-                }
-            }
-        }
-    }
-}
-
-fn order(e: &CachedChannel) -> (bool, Option<Timestamp>, &str, &str) {
-    let (namespace, name) = e.key();
-    owner_first(e.duplicate, e.created, namespace, name)
-}
-
-#[derive(Default)]
-struct Index {
-    /// Every entry, by `namespace/name`.
-    by_key: HashSet<ByKey>,
-    /// Every channel id in order, with the Channels declaring it.
-    by_id: BTreeMap<u128, Declaring>,
-}
-
-impl Index {
-    fn remove_key(&mut self, key: &str) {
-        let Some(ByKey(old)) = self.by_key.take(key) else {
-            return;
-        };
-        if let Some(declaring) = self.by_id.remove(&old.id) {
-            if let Some(rest) = declaring.remove(key) {
-                self.by_id.insert(old.id, rest);
-            }
-        }
-    }
-
-    fn insert(&mut self, entry: Arc<CachedChannel>) {
-        self.by_key.insert(ByKey(entry.clone()));
-        let declaring = match self.by_id.remove(&entry.id) {
-            None => Declaring::One(entry.clone()),
-            Some(d) => d.add(entry.clone()),
-        };
-        self.by_id.insert(entry.id, declaring);
-    }
-}
+pub(crate) use entry::answer;
+use entry::{id_number, key_of};
+pub use entry::{CachedChannel, ConnectInputs, Verdict};
+use index::{Declaring, Index};
 
 /// The namespace [`AnswerCache::apply`] passes on: its events are those of a watch over every
 /// namespace at once.
@@ -685,7 +387,10 @@ impl WatchHealth for NamespaceWatch {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::crd::ChannelSpec;
+    use crate::reason::Reason;
     use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
+    use k8s_openapi::jiff::Timestamp;
 
     fn channel(ns: &str, name: &str, source: Source, scid: &str, connected: bool) -> Channel {
         let mut ch = Channel::new(
@@ -798,25 +503,6 @@ mod tests {
         assert!(cache.get(id).is_none() && cache.is_empty());
         // Ids are looked up in their one form.
         assert!(cache.get(&id.to_uppercase()).is_none());
-    }
-
-    #[test]
-    fn a_connect_compares_the_spec_by_its_digests() {
-        let mut ch = channel("a", "x", Source::Facebook, "1001", true);
-        ch.spec.name = Some("Shop".into());
-        ch.spec.credentials_secret_ref = Some(SecretKeyRef {
-            name: "tok".into(),
-            key: "page_token".into(),
-        });
-        let e = CachedChannel::new(&ch, Default::default()).unwrap();
-        assert!(e.inputs.has_name("Shop") && !e.inputs.has_name("Shop "));
-        assert!(!e.inputs.has_image_url(""), "no image is not an empty one");
-        assert!(e.inputs.has_source_channel_id("1001"));
-        let mut r = ch.spec.credentials_secret_ref.clone().unwrap();
-        assert!(e.inputs.has_credentials(Some(&r)));
-        r.key = "token".into();
-        assert!(!e.inputs.has_credentials(Some(&r)) && !e.inputs.has_credentials(None));
-        assert!(e.spec_connected && !e.deleting && e.bad_pin.is_none());
     }
 
     #[test]
