@@ -80,7 +80,7 @@ struct Scenario {
     graph: MockServer,
     graph_seen: Mutex<usize>,
     ctx: Arc<Context>,
-    writer: crate::controller::index::StoreWriter,
+    writer: crate::controller::feed::StoreWriter,
 }
 
 impl Scenario {
@@ -127,8 +127,8 @@ impl Scenario {
         let args =
             <P as clap::Parser>::parse_from(std::iter::once("p").chain(flags.iter().copied()));
         let client = client(fake.clone());
-        let (store, writer) = crate::controller::index::channel_store();
         let providers = Providers::new(&args.p).unwrap();
+        let (store, writer) = crate::controller::feed::channel_store(64);
         // The flags' accounts admit the Channel's namespace (the operator's): no configuration
         // objects, so no calls besides the ones pinned here.
         let provider_configs = Arc::new(ProviderConfigs::flags_only(
@@ -559,5 +559,6 @@ async fn an_effect_whose_outcome_is_unknown_is_undone_from_the_record_at_deletio
 mod claims;
 mod credentials;
 mod fake;
+mod on_demand;
 mod provider_config;
 mod sources;
