@@ -51,8 +51,6 @@ pub(crate) struct Entry {
     secret: Option<u64>,
     /// The source.
     pub(crate) source: Source,
-    /// `spec.connected`.
-    pub(crate) connected: bool,
     /// Being deleted.
     pub(crate) deleting: bool,
     /// Whether the controller has yet to act on its generation
@@ -104,7 +102,6 @@ impl Entry {
                 .as_ref()
                 .map(|r| secret_digest(&ns, &r.name)),
             source: ch.spec.source,
-            connected: ch.spec.connected,
             deleting: ch.metadata.deletion_timestamp.is_some(),
             unreconciled: unreconciled(ch),
             metric: MetricState::of(ch),
