@@ -390,7 +390,8 @@ pub struct EffectStatus {
     /// Through which provider configuration: "ProviderConfig <namespace>/<name>",
     /// "ClusterProviderConfig <name>" or "flags" (the operator's own accounts).
     pub provider_config: String,
-    /// Made (by the operator) or Found (there already, adopted); absent while being made.
+    /// Made (by the operator), Found (there already) or Adopted (made by Airy Core, vouched for
+    /// when migrated); absent while being made.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub origin: Option<crate::effects::Origin>,
     /// The effect in words.

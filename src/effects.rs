@@ -160,6 +160,10 @@ pub enum Origin {
     /// a connection made by an earlier version of the operator): adopted, and undone like one
     /// it made.
     Found,
+    /// Airy Core made it, and an admin vouched for it when moving the channel with `migrate`
+    /// (an adoption record, [`crate::adoption`]): held without a provider call, undone like one
+    /// the operator made.
+    Adopted,
 }
 
 /// An effect as a Channel's record holds it: the effect and the configuration it was made

@@ -11,6 +11,8 @@
 //! - [`pinned_id`]: a Channel's pinned id (`spec.channelId`), its effective id and which ids it
 //!   may pin;
 //! - [`migrate`]: the `migrate` command moving a running Airy Core's channels onto Channels;
+//!   [`adoption`]: the record an admin's `migrate` writes so the controller adopts what Airy Core
+//!   made at the providers;
 //! - [`claims`]: one owner per channel id, decided by the API server (a Lease per channel id);
 //! - [`effects`]: what the operator does at a provider (a page subscribed, a webhook pointed),
 //!   as its records hold it;
@@ -30,6 +32,7 @@
 //!   the `kube-sandbox` package (feature `dev`, on by default; the production image is built
 //!   without it).
 
+pub mod adoption;
 pub mod api;
 pub mod channel_id;
 pub mod channel_state;

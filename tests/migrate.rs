@@ -1,7 +1,9 @@
 //! `channel-operator migrate` against a fake Airy Core with five channels (issue #30's done-when):
-//! the dry run prints five Channels and no token; `--apply` exits 0, makes no provider call and,
-//! once the controller connected them, our `channels.list` equals Airy Core's; a second run
-//! changes nothing; a wrong token exits non-zero saying so.
+//! the dry run prints five Channels and no token; `--apply` exits 0 and makes no provider call,
+//! nor does the controller adopting them (Airy Core made their page subscriptions: the adoption
+//! records migrate wrote in the state namespace say so), and our `channels.list` equals Airy
+//! Core's; a second run changes nothing; a later disconnect undoes exactly what Airy Core made;
+//! a wrong token exits non-zero saying so.
 
 mod support;
 
@@ -9,6 +11,7 @@ use std::collections::BTreeMap;
 
 use channel_operator::channel_id::channel_id_string;
 use channel_operator::crd::Channel;
+use channel_operator::effects::Origin;
 use channel_operator::ownership::{credentials_secret_name, PAGE_TOKEN_KEY};
 use k8s_openapi::api::coordination::v1::Lease;
 use kube::api::{Api, ListParams};
@@ -18,6 +21,8 @@ use serde_json::{json, Value};
 use support::airy::{comparable, fake_airy, listed, migrate, Release, AIRY_TOKEN};
 use support::fakes::PageTokens;
 use support::*;
+use wiremock::matchers::{method, path, query_param};
+use wiremock::{Mock, ResponseTemplate};
 
 const IG_ACCOUNT: &str = "17841400000000001";
 const SMS: &str = "+491234567";
@@ -98,6 +103,15 @@ async fn versions(env: &Env) -> BTreeMap<String, String> {
     out
 }
 
+/// resourceVersion of every adoption record of the state namespace.
+async fn adoption_versions(env: &Env) -> BTreeMap<String, String> {
+    state_secrets(env, "adopt-")
+        .await
+        .iter()
+        .map(|s| (s.name_any(), s.resource_version().unwrap()))
+        .collect()
+}
+
 /// metadata.generation of every Channel of `channels`' namespace.
 async fn generations(channels: &Api<Channel>) -> Vec<Option<i64>> {
     let list = channels.list(&ListParams::default()).await.unwrap();
@@ -124,6 +138,8 @@ async fn five_airy_channels_move_with_their_ids_and_tokens() {
         ig.page_token.clone(),
     ]
     .into();
+    env.tokens
+        .extend([fb.page_token.clone(), ig.page_token.clone()]);
     let base = [
         "--from",
         &airy.url,
@@ -131,6 +147,10 @@ async fn five_airy_channels_move_with_their_ids_and_tokens() {
         "default",
         "--chatplugin-naming",
         "chatplugin",
+        "--state-namespace",
+        STATE_NS,
+        "--facebook-app-id",
+        FLAGS_APP.id,
     ];
 
     // The dry run: five Channels for Git, no token, no cluster (the kubeconfig does not exist).
@@ -176,6 +196,12 @@ async fn five_airy_channels_move_with_their_ids_and_tokens() {
             dry.stdout
         );
     }
+    assert!(
+        dry.stderr
+            .contains("adoption records: --apply would write 2"),
+        "{}",
+        dry.stderr
+    );
     assert_eq!(airy.requests.load(std::sync::atomic::Ordering::SeqCst), 1);
 
     // --apply, the token from the environment: five Channels, two Secrets, no provider call.
@@ -195,6 +221,16 @@ async fn five_airy_channels_move_with_their_ids_and_tokens() {
         "{}",
         applied.stderr
     );
+    // The admin's word for what Airy Core made: the Facebook and Instagram page subscriptions.
+    assert!(
+        applied
+            .stderr
+            .contains("adoption records: 2 written, 0 unchanged"),
+        "{}",
+        applied.stderr
+    );
+    let adoptions = adoption_versions(&env).await;
+    assert_eq!(adoptions.len(), 2, "{adoptions:?}");
     assert!(
         env.graph.received_requests().await.unwrap().is_empty(),
         "migrate called the Graph API"
@@ -251,11 +287,19 @@ async fn five_airy_channels_move_with_their_ids_and_tokens() {
         "{}",
         again.stderr
     );
+    assert!(
+        again
+            .stderr
+            .contains("adoption records: 0 written, 2 unchanged"),
+        "{}",
+        again.stderr
+    );
     assert_eq!(versions(&env).await, before, "a second run wrote something");
+    assert_eq!(adoption_versions(&env).await, adoptions);
 
-    // The controller connects them; then our channels.list is Airy Core's.
-    env.fake_page("fb", 1, 0).await;
-    env.fake_page("ig", 1, 0).await;
+    // The controller adopts them, without any provider call; then our channels.list is Airy
+    // Core's.
+    env.nothing_else().await;
     env.start_controller().await;
     let want = comparable(&airy.list.lock().unwrap().clone());
     eventually_ok(
@@ -281,6 +325,27 @@ async fn five_airy_channels_move_with_their_ids_and_tokens() {
         "{v}"
     );
     no_secret(&v);
+    for name in [&fb_name, &ig_name] {
+        env.wait_ready(name).await;
+    }
+    assert!(
+        env.graph.received_requests().await.unwrap().is_empty()
+            && env.twilio.received_requests().await.unwrap().is_empty(),
+        "the controller called a provider to adopt what Airy Core made"
+    );
+    for (name, page) in [(&fb_name, page_id("fb")), (&ig_name, page_id("ig"))] {
+        let ch = channels.get(name).await.unwrap();
+        let effects = &ch.status.as_ref().unwrap().effects;
+        assert_eq!(effects.len(), 1, "{effects:?}");
+        let e = &effects[0];
+        assert_eq!(
+            (e.resource.as_str(), e.account.as_str(), e.origin),
+            (page.as_str(), FLAGS_APP.id, Some(Origin::Adopted))
+        );
+        assert!(record(&env, &ch.uid().unwrap()).await.is_some());
+    }
+    // Used up: the adoption records are gone, the Channels' records hold what they said.
+    assert!(adoption_versions(&env).await.is_empty());
     let leases: Api<Lease> = Api::namespaced(env.sb.client(), STATE_NS);
     assert!(leases
         .get_opt(&format!("claim-{plugin_id}"))
@@ -308,6 +373,54 @@ async fn five_airy_channels_move_with_their_ids_and_tokens() {
             "{s}"
         );
     }
+    // Adopted: no adoption record is written again.
+    assert!(
+        third
+            .stderr
+            .contains("adoption records: 0 written, 0 unchanged"),
+        "{}",
+        third.stderr
+    );
+    assert!(adoption_versions(&env).await.is_empty());
+
+    // Disconnected: the subscriptions Airy Core's app made are removed, once each, with the
+    // tokens Airy Core listed; nothing else is called.
+    for (page, tokens) in [("fb", &fb), ("ig", &ig)] {
+        Mock::given(method("DELETE"))
+            .and(path(format!("/v24.0/{}/subscribed_apps", page_id(page))))
+            .and(query_param("access_token", tokens.page_token.as_str()))
+            .respond_with(ResponseTemplate::new(200).set_body_json(json!({"success": true})))
+            .expect(1)
+            .named(format!(
+                "unsubscribe {page} with the token Airy Core listed"
+            ))
+            .mount(&env.graph)
+            .await;
+    }
+    let fb_id = channel_id_string("facebook", &page_id("fb"));
+    let ig_id = channel_id_string("instagram", IG_ACCOUNT);
+    for (source, id) in [("facebook", &fb_id), ("instagram", &ig_id)] {
+        let (status, v) = env
+            .post(
+                &format!("channels.{source}.disconnect"),
+                json!({ "channel_id": id }),
+            )
+            .await;
+        assert_eq!(status, 200, "{v}");
+    }
+    for name in [&fb_name, &ig_name] {
+        let uid = channels.get(name).await.unwrap().uid().unwrap();
+        no_record(&env, &uid).await;
+    }
+    let calls: Vec<String> = env
+        .graph
+        .received_requests()
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| format!("{} {}", r.method, r.url.path()))
+        .collect();
+    assert_eq!(calls.len(), 2, "{calls:?}");
 
     // A wrong token: non-zero, saying so, and nothing printed of either token.
     let mut args = base.to_vec();

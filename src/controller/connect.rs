@@ -1,5 +1,6 @@
 //! The steps that leave a Channel connected: `Connect` (prove, record, make what nobody holds
-//! yet), `Confirm` (re-check when due) and `Adopt` (record what an older version made).
+//! yet), `Confirm` (re-check when due) and `Adopt` (record what an older version made); the
+//! adoption of what Airy Core made (`adopt`) records and holds through the same functions.
 //!
 //! A connect writes the Channel's record before any provider call that makes an effect
 //! (write-ahead), protects the configuration the effects are made through, then holds each
@@ -18,6 +19,7 @@ use super::entries::{self, Acquired, Released};
 use super::plan::Observed;
 use super::reconcile::{while_connected, Context, Error, EventType};
 use super::record::{self, Record};
+use super::secrets::Credentials;
 use super::status::Reporter;
 use super::{in_use, secrets};
 use crate::crd::{Channel, ChannelStatus, EffectStatus};
@@ -39,7 +41,7 @@ fn config_of(observed: &Observed) -> ConfigRef {
 }
 
 /// The effects the Channel's spec and configuration make.
-fn wanted(observed: &Observed) -> Vec<Effect> {
+pub(super) fn wanted(observed: &Observed) -> Vec<Effect> {
     let config = config_of(observed);
     observed
         .wanted
@@ -60,9 +62,29 @@ pub(super) fn effect_statuses(effects: &[Effect], origins: &[Option<Origin>]) ->
         .collect()
 }
 
+/// The status of the effects of `record` (none without one), each with its origin where known.
+pub(super) fn record_statuses(
+    record: Option<&Record>,
+    origins: &[Option<Origin>],
+) -> Vec<EffectStatus> {
+    record
+        .map(|r| effect_statuses(&r.effects, origins))
+        .unwrap_or_default()
+}
+
+/// Remembers that `ch` was connected now, with `credentials`: no re-check is due, and a new
+/// resourceVersion of a Secret holding the same token is not new credentials.
+pub(super) fn remember(ctx: &Context, ch: &Channel, credentials: Option<&Credentials>) {
+    let uid = ch.uid().unwrap_or_default();
+    ctx.mark_checked(&uid);
+    if let Some(c) = credentials {
+        ctx.connected_with(&uid, c);
+    }
+}
+
 /// Writes the record holding `effects` and the proof's tokens over `previous`, unless it says
 /// that already; none is kept (and an old one goes) when there is nothing to keep.
-async fn keep(
+pub(super) async fn keep(
     ch: &Channel,
     ctx: &Context,
     previous: Option<&Record>,
@@ -84,20 +106,20 @@ async fn keep(
     Ok(Some(record::write(&ctx.records(), ns, ch, &next).await?))
 }
 
-/// Holds each effect of `record` in its entry; with `found`, records one nobody holds as found
-/// (no provider call), else makes it when this Channel is its first holder. The origins, or why
-/// to wait.
-async fn hold(
+/// Holds each effect of `record` in its entry; with `first`, records one nobody holds so (no
+/// provider call), else makes it when this Channel is its first holder. The origins, or why to
+/// wait.
+pub(super) async fn hold(
     ch: &Channel,
     ctx: &Context,
     provider: &dyn Provider,
     record: &Record,
     proof: &Proof,
-    found: bool,
+    first: Option<Origin>,
 ) -> Result<Result<Vec<Option<Origin>>, String>, Error> {
     let mut origins = Vec::new();
     for e in &record.effects {
-        let origin = match entries::acquire(&ctx.leases(), &ctx.client, ch, e, found).await? {
+        let origin = match entries::acquire(&ctx.leases(), &ctx.client, ch, e, first).await? {
             Acquired::Held(origin) => origin,
             Acquired::Wait(why) => return Ok(Err(why)),
             Acquired::Make(lease) => match provider.make(ch, &e.key, proof).await {
@@ -125,7 +147,7 @@ async fn hold(
 
 /// Protects the configuration `record`'s effects are made through, before any is made: `false`
 /// when it is being deleted (then the record goes back to `previous`, nothing made through it).
-async fn protected(
+pub(super) async fn protected(
     ch: &Channel,
     ctx: &Context,
     record: &Record,
@@ -188,7 +210,7 @@ pub(super) async fn connect(
                     .fail("Connect", Error::ProviderConfigMissing(message))
                     .await;
             }
-            match hold(ch, ctx, provider, record, &proof, false).await {
+            match hold(ch, ctx, provider, record, &proof, None).await {
                 Ok(Ok(origins)) => origins,
                 Ok(Err(why)) => return wait(reporter, record, why).await,
                 Err(e) => {
@@ -203,11 +225,7 @@ pub(super) async fn connect(
         // What an older version kept in the tenant's namespace is the record's now.
         delete_legacy(ctx, ch).await?;
     }
-    let uid = ch.uid().unwrap_or_default();
-    ctx.mark_checked(&uid);
-    if let Some(c) = credentials {
-        ctx.connected_with(&uid, c);
-    }
+    remember(ctx, ch, credentials);
     info!(source = %ch.spec.source, "connected");
     let outcome = proof.outcome;
     let next = ChannelStatus {
@@ -218,10 +236,7 @@ pub(super) async fn connect(
         display_phone_number: outcome.display_phone_number,
         verified_name: outcome.verified_name,
         quality_rating: outcome.quality_rating,
-        effects: record
-            .as_ref()
-            .map(|r| effect_statuses(&r.effects, &origins))
-            .unwrap_or_default(),
+        effects: record_statuses(record.as_ref(), &origins),
         ..Default::default()
     };
     reporter
@@ -241,7 +256,11 @@ pub(super) async fn connect(
 }
 
 /// Reports that the connect waits for another Channel (an undo or a making under way).
-async fn wait(reporter: &mut Reporter<'_>, record: &Record, why: String) -> Result<Action, Error> {
+pub(super) async fn wait(
+    reporter: &mut Reporter<'_>,
+    record: &Record,
+    why: String,
+) -> Result<Action, Error> {
     let mut status = reporter.current().clone();
     status.effects = effect_statuses(&record.effects, &[]);
     reporter.write(status, Reason::Progressing, &why).await?;
@@ -331,9 +350,11 @@ pub(super) async fn record_found(
         // Made already: the configuration is protected if it still can be.
         in_use::protect(&ctx.client, config).await?;
     }
-    Ok(hold(ch, ctx, provider, &record, &proof, true)
-        .await?
-        .map(|origins| (record, origins)))
+    Ok(
+        hold(ch, ctx, provider, &record, &proof, Some(Origin::Found))
+            .await?
+            .map(|origins| (record, origins)),
+    )
 }
 
 /// A Channel an older version connected: its effects recorded as found, its token moved into

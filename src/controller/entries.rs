@@ -28,7 +28,8 @@ use crate::ownership::managed_labels;
 pub const EFFECT: &str = "airy.co/effect";
 /// Annotation of an entry: the Channels holding it, as JSON.
 pub const HOLDERS: &str = "airy.co/holders";
-/// Annotation of an entry: `Made` or `Found`, once the first holder made or found it.
+/// Annotation of an entry: `Made`, `Found` or `Adopted`, once the first holder made, found or
+/// adopted it.
 pub const ORIGIN: &str = "airy.co/origin";
 /// Annotation of an entry: the Channel undoing it, as JSON.
 pub const UNDOING: &str = "airy.co/undoing";
@@ -181,14 +182,15 @@ async fn replace(
     }
 }
 
-/// Makes `ch` a holder of `effect`. With `found`, an effect nobody made yet is recorded as
-/// found at the provider, without a call (a connection an earlier version made; a migration).
+/// Makes `ch` a holder of `effect`. With `first` (`Found`: a connection an earlier version
+/// made; `Adopted`: one Airy Core made, vouched for by migrate), an effect nobody made yet is
+/// recorded so, without a provider call; without, its first holder makes it.
 pub async fn acquire(
     api: &Api<Lease>,
     client: &Client,
     ch: &Channel,
     effect: &Effect,
-    found: bool,
+    first: Option<Origin>,
 ) -> Result<Acquired, kube::Error> {
     let me = ChannelRef::of(ch);
     let key = &effect.key;
@@ -198,7 +200,7 @@ pub async fn acquire(
         undoing: None,
         config: Some(effect.config.clone()),
     };
-    let first_origin = found.then_some(Origin::Found);
+    let first_origin = first;
     let first = |lease: Lease| match first_origin {
         Some(o) => Acquired::Held(o),
         None => Acquired::Make(Box::new(lease)),
@@ -272,6 +274,21 @@ pub async fn acquire(
         "{} is being changed by other Channels",
         key.describe()
     )))
+}
+
+/// How `ch` holds `key` as its entry says now (read only): the origin, when it is a holder and
+/// the effect was made, found or adopted; `None` otherwise.
+pub async fn held(
+    api: &Api<Lease>,
+    ch: &Channel,
+    key: &EffectKey,
+) -> Result<Option<Origin>, kube::Error> {
+    let Some(lease) = api.get_opt(&key.entry_name()).await? else {
+        return Ok(None);
+    };
+    let entry = Entry::of(&lease);
+    let holds = entry.holders.contains(&ChannelRef::of(ch)) && entry.undoing.is_none();
+    Ok(entry.origin.filter(|_| holds))
 }
 
 /// The entry as `given` (taken, for the first attempt), else as read now (`None`: gone).

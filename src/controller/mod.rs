@@ -4,14 +4,15 @@
 //! the Secrets it owns, by the credentials Secrets it references, and by the deletion of the owner
 //! of a duplicated source channel id. See `plan` for the decisions (one step from the Channel and
 //! what was observed), [`reconcile`] for what observes and executes them (`connect` and `undo`
-//! for the steps that connect and undo), `record` and `entries` for what the operator records of
-//! its provider effects in the state namespace, `in_use` for the protection of configurations in
-//! use, [`watch`] for what triggers reconciles, `index` for what the controller keeps of each
-//! Channel (digests and a few facts, not the object), `feed` for how due Channels reach the
-//! Controller (which reads each one from the API server when its reconcile starts), `slots` for
-//! the per-source shares of the reconcile slots, `leader` for leader election; the graceful
-//! shutdown is [`crate::runtime::Shutdown`]'s.
+//! for the steps that connect and undo, `adopt` for the adoption of what Airy Core made),
+//! `record` and `entries` for what the operator records of its provider effects in the state
+//! namespace, `in_use` for the protection of configurations in use, [`watch`] for what triggers
+//! reconciles, `index` for what the controller keeps of each Channel (digests and a few facts,
+//! not the object), `feed` for how due Channels reach the Controller (which reads each one from
+//! the API server when its reconcile starts), `slots` for the per-source shares of the reconcile
+//! slots, `leader` for leader election; the graceful shutdown is [`crate::runtime::Shutdown`]'s.
 
+mod adopt;
 mod connect;
 mod context;
 mod entries;
@@ -35,6 +36,8 @@ mod slots;
 mod status;
 mod undo;
 pub mod watch;
+
+pub use record::name as record_name;
 
 use std::net::SocketAddr;
 use std::sync::Arc;

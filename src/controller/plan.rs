@@ -51,6 +51,9 @@ pub struct Observed {
     /// What proving the credentials at the provider obtained in this reconcile (before the
     /// claim), for the connect to reuse.
     pub proof: Option<Proof>,
+    /// The adoption record vouching for a Channel migrate moved from Airy Core, when it
+    /// matches (`adopt`): it stands in for the proof, and the Channel is adopted, not connected.
+    pub adoption: Option<super::adopt::Vouched>,
 }
 
 /// What the claim of a Channel's source channel id says.
@@ -106,6 +109,12 @@ pub enum Step {
     /// Connected by an older version, with these inputs, and not recorded: record its effects as
     /// found (no provider call) and its token, then as `Confirm`.
     Adopt {
+        /// The connection inputs.
+        fingerprint: String,
+    },
+    /// Moved from Airy Core with an adoption record that matches: record what Airy Core made as
+    /// adopted (no provider call), report `Connected`.
+    AdoptMigrated {
         /// The connection inputs.
         fingerprint: String,
     },
@@ -228,6 +237,8 @@ pub fn plan(ch: &Channel, observed: &Observed) -> Step {
             fingerprint,
             recheck: observed.recheck_due,
         }
+    } else if observed.adoption.is_some() {
+        Step::AdoptMigrated { fingerprint }
     } else {
         Step::Connect { fingerprint }
     }
@@ -298,6 +309,7 @@ mod tests {
             legacy: false,
             legacy_token: None,
             proof: None,
+            adoption: None,
         }
     }
 

@@ -24,7 +24,7 @@ pub use super::feed::ChannelRef;
 use super::logic;
 use super::plan::{plan, Claim, Observed, Step};
 use super::status::Reporter;
-use super::{connect, record, secrets, undo};
+use super::{adopt, connect, record, secrets, undo};
 use crate::channel_state::may_be_connected;
 use crate::claims;
 use crate::crd::{Channel, ChannelStatus, DeletionPolicy, FINALIZER};
@@ -157,7 +157,8 @@ async fn prove_first(
     provider: &dyn Provider,
     observed: &mut Observed,
 ) -> Result<Option<Action>, Error> {
-    if observed.proof.is_some() || !provider.proves() {
+    // An adoption record that matches stands in for the proof (an admin's word: `adopt`).
+    if observed.proof.is_some() || observed.adoption.is_some() || !provider.proves() {
         return Ok(None);
     }
     let credentials = observed.credentials.as_ref().ok().and_then(|c| c.as_ref());
@@ -176,6 +177,13 @@ async fn prove_first(
 /// Reads what the plan needs, and only that; with the providers of the Channel's provider
 /// configuration (where it has a usable one, else the flags' which it must not call).
 async fn observe(ch: &Channel, ctx: &Context) -> Result<(Observed, Providers), Error> {
+    let (mut observed, providers) = observe_channel(ch, ctx).await?;
+    observed.adoption = adopt::vouched(ch, ctx, &providers, &observed).await?;
+    Ok((observed, providers))
+}
+
+/// What [`observe`] reads besides an adoption record.
+async fn observe_channel(ch: &Channel, ctx: &Context) -> Result<(Observed, Providers), Error> {
     let mut observed = Observed {
         invalid: crate::rules::validate_spec(&ch.spec).err(),
         claim: Claim::NotRead,
@@ -188,6 +196,7 @@ async fn observe(ch: &Channel, ctx: &Context) -> Result<(Observed, Providers), E
         legacy: false,
         legacy_token: None,
         proof: None,
+        adoption: None,
     };
     let mut providers = ctx.providers.clone();
     let status = ch.status.clone().unwrap_or_default();
@@ -389,9 +398,13 @@ async fn execute_step(
         Step::Adopt { fingerprint } => {
             connect::adopt(ch, ctx, reporter, providers, observed, fingerprint).await
         }
+        Step::AdoptMigrated { fingerprint } => {
+            adopt::adopt(ch, ctx, reporter, providers, observed, fingerprint).await
+        }
         Step::Disconnect => undo::disconnect(ch, ctx, reporter, providers, observed).await,
         Step::ReportDisconnected => report_disconnected(reporter).await,
         Step::Release { undo, claim } => {
+            adopt::discard(ctx, ch).await?;
             undo::release(ch, ctx, reporter, providers, observed, undo, claim).await
         }
         Step::Claim | Step::Reclaim(_) | Step::Move(_) => {

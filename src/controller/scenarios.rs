@@ -81,6 +81,9 @@ struct Scenario {
     graph_seen: Mutex<usize>,
     ctx: Arc<Context>,
     writer: crate::controller::feed::StoreWriter,
+    /// What the Context was built with, to build a new process's ([`Scenario::restarted`]).
+    flags: Vec<String>,
+    resync: Duration,
 }
 
 impl Scenario {
@@ -160,7 +163,21 @@ impl Scenario {
             graph_seen: Mutex::new(0),
             ctx,
             writer,
+            flags: flags.iter().map(|f| f.to_string()).collect(),
+            resync,
         }
+    }
+
+    /// The scenario as a new process sees it after a crash or a restart: the API server's and
+    /// the provider's state as they are, a fresh Context (nothing remembered), the fault gone.
+    fn restarted(self) -> Scenario {
+        *self.fake.fault.lock().unwrap() = None;
+        *self.fake.cut.lock().unwrap() = false;
+        let seen = *self.graph_seen.lock().unwrap();
+        let flags: Vec<&str> = self.flags.iter().map(String::as_str).collect();
+        let s = Scenario::build(self.fake.clone(), self.graph, self.resync, &flags);
+        *s.graph_seen.lock().unwrap() = seen;
+        s
     }
 
     /// Reconciles the Channel as the fake API server has it now.
@@ -556,6 +573,7 @@ async fn an_effect_whose_outcome_is_unknown_is_undone_from_the_record_at_deletio
     s.provider(&["DELETE /v24.0/1001/subscribed_apps"]).await;
 }
 
+mod adopt;
 mod claims;
 mod credentials;
 mod fake;

@@ -8,11 +8,17 @@
 //! cluster of the current kubeconfig (`--apply`, [`apply`]), then reports ([`report`]). It makes
 //! no provider call.
 //!
+//! With `--state-namespace`, it also writes an adoption record per connected Facebook and
+//! Instagram channel in the operator's state namespace ([`adopt`]): the admin's word that Airy
+//! Core subscribed its app (`--facebook-app-id`) to the page, on which the controller adopts the
+//! Channel without a provider call.
+//!
 //! What it writes carries the label [`MIGRATED_LABEL`] (`"true"`) and the annotation
 //! [`MIGRATED_FROM`] (the Airy Core API it was read from): the mark that lets a later run touch
 //! it, and what marks a Channel whose provider resources Airy Core set up (`spec.connected` is
 //! Airy Core's connected state).
 
+pub mod adopt;
 pub mod airy;
 pub mod apply;
 pub mod names;
@@ -72,6 +78,16 @@ pub struct Args {
     /// ones are pinned.
     #[arg(long, env = "CHATPLUGIN_NAMING", value_enum, default_value_t)]
     pub chatplugin_naming: ChatPluginNaming,
+    /// The operator's state namespace (the controller's --state-namespace): with it, `--apply`
+    /// writes there the adoption records of the connected Facebook and Instagram channels, so
+    /// the controller adopts what Airy Core made instead of connecting them again (needs get,
+    /// create and update of Secrets there).
+    #[arg(long, env = "STATE_NAMESPACE")]
+    pub state_namespace: Option<String>,
+    /// The Facebook app Airy Core is configured with (its app id), which subscribed its pages:
+    /// what the adoption records say made the subscriptions.
+    #[arg(long, value_name = "APP_ID")]
+    pub facebook_app_id: Option<String>,
     /// How long Airy Core may take to answer channels.list, in seconds.
     #[arg(long, default_value_t = 30.0)]
     pub airy_timeout_seconds: f64,
@@ -124,6 +140,13 @@ async fn run(args: Args) -> anyhow::Result<bool> {
     if !crate::rules::is_namespace(&args.namespace) {
         bail!("--namespace {:?} is not a namespace name", args.namespace);
     }
+    if let Some(state) = args
+        .state_namespace
+        .as_deref()
+        .filter(|s| !crate::rules::is_namespace(s))
+    {
+        bail!("--state-namespace {state:?} is not a namespace name");
+    }
     let token = token(&args)?;
     let from = public_url(&args.from);
     let from_text = from.as_str().trim_end_matches('/').to_owned();
@@ -159,6 +182,12 @@ async fn run(args: Args) -> anyhow::Result<bool> {
     if args.dry_run {
         for p in &planned {
             report.moved(p, true);
+            if args.state_namespace.is_some() {
+                report.vouched(p, adopt::would_vouch(p, args.facebook_app_id.as_deref()));
+            }
+        }
+        if args.state_namespace.is_none() {
+            report.unvouched();
         }
         print_yaml();
         eprint!("{}", report.summary(&args.namespace, &planned, true));
@@ -167,7 +196,12 @@ async fn run(args: Args) -> anyhow::Result<bool> {
     let client = kube::Client::try_default()
         .await
         .context("cannot use the cluster of the current kubeconfig")?;
-    let cluster = apply::Cluster::new(client, &args.namespace, args.chatplugin_naming, &from_text);
+    let cluster = apply::Cluster::new(
+        client.clone(),
+        &args.namespace,
+        args.chatplugin_naming,
+        &from_text,
+    );
     let unreachable = || "cannot read the cluster of the current kubeconfig";
     if !cluster.namespace_exists().await.context(unreachable())? {
         bail!("the namespace {} does not exist", args.namespace);
@@ -179,10 +213,28 @@ async fn run(args: Args) -> anyhow::Result<bool> {
              id held there is not seen here (its Channel here would report Duplicate)"
         );
     }
+    let vouching = args.state_namespace.as_ref().map(|state| adopt::Vouching {
+        client: client.clone(),
+        state: state.clone(),
+        namespace: args.namespace.clone(),
+        naming: args.chatplugin_naming,
+        from: from_text.clone(),
+        app: args.facebook_app_id.clone(),
+    });
     let every = Duration::from_secs_f64(args.progress_seconds.max(0.0));
     for p in &planned {
         let outcome = cluster.write(p, &holders).await;
+        let moved = matches!(
+            outcome.channel,
+            apply::Verdict::Written | apply::Verdict::Unchanged
+        );
         report.record(p, outcome, every);
+        if let (Some(v), true) = (&vouching, moved) {
+            report.vouched(p, v.write(p).await);
+        }
+    }
+    if vouching.is_none() {
+        report.unvouched();
     }
     print_yaml();
     eprint!("{}", report.summary(&args.namespace, &planned, false));

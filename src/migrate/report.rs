@@ -6,6 +6,7 @@ use std::time::{Duration, Instant};
 
 use kube::ResourceExt;
 
+use super::adopt::Vouched;
 use super::apply::{Outcome, Verdict};
 use super::plan::{Credentials, Planned, Skipped};
 
@@ -58,6 +59,10 @@ pub struct Report {
     to_create: Vec<(String, String)>,
     notes: Vec<(String, String)>,
     pinned: usize,
+    adoptions_written: usize,
+    adoptions_unchanged: usize,
+    not_adopted: Vec<(String, String)>,
+    unvouched: bool,
 }
 
 impl Report {
@@ -78,6 +83,10 @@ impl Report {
             to_create: Vec::new(),
             notes: Vec::new(),
             pinned: 0,
+            adoptions_written: 0,
+            adoptions_unchanged: 0,
+            not_adopted: Vec::new(),
+            unvouched: false,
         }
     }
 
@@ -130,6 +139,21 @@ impl Report {
         }
     }
 
+    /// Records what became of the adoption record of `p`.
+    pub fn vouched(&mut self, p: &Planned, v: Vouched) {
+        match v {
+            Vouched::Written => self.adoptions_written += 1,
+            Vouched::Unchanged => self.adoptions_unchanged += 1,
+            Vouched::NotNeeded => {}
+            Vouched::Not(why) => self.not_adopted.push((p.channel.name_any(), why)),
+        }
+    }
+
+    /// Records that no adoption record is written (no state namespace given).
+    pub fn unvouched(&mut self) {
+        self.unvouched = true;
+    }
+
     /// Whether every channel of Airy Core's list is (or would be) in the namespace.
     pub fn complete(&self) -> bool {
         self.skipped.is_empty() && self.failed.is_empty()
@@ -171,6 +195,33 @@ impl Report {
             if !self.written.is_empty() {
                 let _ = writeln!(out, "written: {}", self.written.join(", "));
             }
+        }
+        if self.unvouched {
+            let _ = writeln!(
+                out,
+                "note: no adoption records (no --state-namespace): the controller proves the \
+                 credentials of the connected Facebook and Instagram Channels and connects them \
+                 (provider calls) instead of adopting what Airy Core made"
+            );
+        } else if dry_run {
+            let _ = writeln!(
+                out,
+                "adoption records: --apply would write {} (for the Channels the controller has not \
+                 connected yet)",
+                self.adoptions_written
+            );
+        } else {
+            let _ = writeln!(
+                out,
+                "adoption records: {} written, {} unchanged",
+                self.adoptions_written, self.adoptions_unchanged
+            );
+        }
+        for (channel, why) in &self.not_adopted {
+            let _ = writeln!(
+                out,
+                "not adopted: {channel}: {why}; the controller proves its credentials and connects it"
+            );
         }
         for (channel, secret) in &self.to_create {
             let _ = writeln!(

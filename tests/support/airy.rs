@@ -132,6 +132,7 @@ pub async fn migrate(kubeconfig: Option<&Path>, args: &[&str], vars: &[(&str, &s
         .env_remove("AIRY_TOKEN")
         .env_remove("CHATPLUGIN_NAMING")
         .env_remove("KUBECONFIG")
+        .env_remove("STATE_NAMESPACE")
         .env("LOG_LEVEL", "warn")
         .envs(vars.iter().copied())
         .kill_on_drop(true);

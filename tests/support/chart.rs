@@ -73,7 +73,16 @@ pub fn json_merge(into: &mut Value, from: Value) {
 /// Applies the chart's namespaces (the state namespace), identities and RBAC (and its test
 /// Secret) as the cluster admin.
 pub async fn apply_identities(admin: &kube::Client, objects: &[Value]) {
+    // The state namespace is the chart's own to create unless it is told not to.
+    let charts = |name: &str| {
+        objects
+            .iter()
+            .any(|o| o["kind"] == "Namespace" && o["metadata"]["name"] == name)
+    };
     for ns in [RELEASE_NS, WATCH_NS, CHANNELS_NS, STATE_NS] {
+        if charts(ns) {
+            continue;
+        }
         let ns: Namespace = serde_json::from_value(json!({"metadata": {"name": ns}})).unwrap();
         Api::<Namespace>::all(admin.clone())
             .create(&PostParams::default(), &ns)

@@ -49,6 +49,22 @@ pub(super) struct Fake {
     /// Another writer, a moment before the next request of this method to a Lease: the Lease it
     /// writes (its name taken from it), to fake a race lost at that request.
     pub race: Mutex<Option<(&'static str, Value)>>,
+    /// A fault at the first request whose line (as [`line`] writes it) is the one named.
+    pub fault: Mutex<Option<(&'static str, Fault)>>,
+    /// Cut off by a [`Fault::Stop`]: every request fails (500) without being applied.
+    pub cut: Mutex<bool>,
+}
+
+/// How the fake API server fails at a request ([`Fake::fault`]).
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub(super) enum Fault {
+    /// The controller is cut off right after it: the request is applied and answered, every
+    /// later one fails without being applied (a crash, as the API server sees it; the next
+    /// reconcile is a new process's).
+    Stop,
+    /// Its answer is lost: the request is applied, then answered 500 (as a timeout after the
+    /// write committed); later requests are answered as usual.
+    Lost,
 }
 
 pub(super) fn status(code: u16, reason: &str) -> (u16, Value) {
@@ -300,12 +316,25 @@ pub(super) fn client(fake: Arc<Fake>) -> Client {
             let method = parts.method.to_string();
             let path = parts.uri.path().to_owned();
             let query = parts.uri.query().unwrap_or_default().to_owned();
-            let (status, answer) = fake.answer(&method, &path, &query, &body);
-            fake.calls.lock().unwrap().push(Call {
+            let cut = *fake.cut.lock().unwrap();
+            let (mut status, mut answer) = match cut {
+                true => self::status(500, "InternalError"),
+                false => fake.answer(&method, &path, &query, &body),
+            };
+            let call = Call {
                 line: format!("{method} {path}"),
                 query,
                 body,
-            });
+            };
+            let mut fault = fake.fault.lock().unwrap();
+            if fault.is_some_and(|(at, _)| !cut && at == line(&call)) {
+                match fault.take().map(|(_, f)| f) {
+                    Some(Fault::Stop) => *fake.cut.lock().unwrap() = true,
+                    _ => (status, answer) = self::status(500, "InternalError"),
+                }
+            }
+            drop(fault);
+            fake.calls.lock().unwrap().push(call);
             let answer = Bytes::from(serde_json::to_vec(&answer).unwrap());
             Ok::<_, Infallible>(
                 Response::builder()
