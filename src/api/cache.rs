@@ -392,7 +392,14 @@ mod tests {
     use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
     use k8s_openapi::jiff::Timestamp;
 
-    fn channel(ns: &str, name: &str, source: Source, scid: &str, connected: bool) -> Channel {
+    /// A Channel the controller reported on as `connected` (also used by `entry`'s tests).
+    pub(super) fn channel(
+        ns: &str,
+        name: &str,
+        source: Source,
+        scid: &str,
+        connected: bool,
+    ) -> Channel {
         let mut ch = Channel::new(
             name,
             ChannelSpec {

@@ -214,17 +214,7 @@ pub(super) fn key_of(ch: &Channel) -> String {
 mod tests {
     use super::*;
 
-    fn channel(ns: &str, name: &str, source: Source, scid: &str, connected: bool) -> Channel {
-        let mut ch = Channel::new(
-            name,
-            ChannelSpec {
-                connected,
-                ..ChannelSpec::new(source, scid)
-            },
-        );
-        ch.metadata.namespace = Some(ns.into());
-        ch
-    }
+    use crate::api::cache::tests::channel;
 
     #[test]
     fn a_connect_compares_the_spec_by_its_digests() {
