@@ -15,7 +15,7 @@
 //!   (`crate::claims`), which marks every other Channel of the id `Duplicate`; the API reads that
 //!   verdict.
 
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, ObjectMeta, OwnerReference, Time};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, ObjectMeta, OwnerReference};
 use kube::{Resource, ResourceExt};
 
 use crate::crd::{Channel, ChannelStatus};
@@ -34,9 +34,17 @@ pub fn verdict_at(
     ready: Option<&Condition>,
     generation: i64,
 ) -> Option<&Condition> {
-    ready.filter(|c| {
-        reports_on(observed, generation) && c.observed_generation.is_none_or(|g| g >= generation)
-    })
+    ready.filter(|c| verdict_counts(observed, c.observed_generation, generation))
+}
+
+/// Whether a Ready condition that observed generation `condition_observed`, in a status that
+/// observed `observed`, is the verdict on `generation` (see [`verdict_at`]).
+pub fn verdict_counts(
+    observed: Option<i64>,
+    condition_observed: Option<i64>,
+    generation: i64,
+) -> bool {
+    reports_on(observed, generation) && condition_observed.is_none_or(|g| g >= generation)
 }
 
 /// Whether the controller has yet to act on this Channel's current generation: it has no
@@ -147,27 +155,23 @@ pub fn marked_duplicate(ready: Option<&Condition>) -> bool {
 /// answers with the first). The owner is the Channel holding the claim (`crate::claims`); the
 /// API may not read claims (Leases in the operator's namespace, which its identity has no need
 /// to read), and needs not: the controller marks every other Channel of the id `Duplicate`
-/// ([`marked_duplicate`]). So a Channel not marked comes first; then the oldest, the likeliest
-/// owner while the controller has not reported on them all yet; then namespace and name, so the
-/// answer is stable.
-pub fn owner_first(
-    ready: Option<&Condition>,
-    created: Option<&Time>,
-    namespace: &str,
-    name: &str,
-) -> (bool, Option<k8s_openapi::jiff::Timestamp>, String, String) {
-    (
-        marked_duplicate(ready),
-        created.map(|t| t.0),
-        namespace.to_owned(),
-        name.to_owned(),
-    )
+/// ([`marked_duplicate`], here `duplicate`). So a Channel not marked comes first; then the
+/// oldest (`created`), the likeliest owner while the controller has not reported on them all
+/// yet; then namespace and name, so the answer is stable.
+pub fn owner_first<'a>(
+    duplicate: bool,
+    created: Option<k8s_openapi::jiff::Timestamp>,
+    namespace: &'a str,
+    name: &'a str,
+) -> (bool, Option<k8s_openapi::jiff::Timestamp>, &'a str, &'a str) {
+    (duplicate, created, namespace, name)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::crd::{ChannelSpec, Source};
+    use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 
     fn channel(connected: bool, status: Option<ChannelStatus>) -> Channel {
         let mut ch = Channel::new(

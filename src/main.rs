@@ -41,8 +41,16 @@ enum Command {
     Migrate(migrate::Args),
 }
 
-#[tokio::main]
-async fn main() -> std::process::ExitCode {
+fn main() -> std::process::ExitCode {
+    channel_operator::runtime::malloc::one_arena();
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .expect("the tokio runtime starts")
+        .block_on(run())
+}
+
+async fn run() -> std::process::ExitCode {
     let cli = Cli::parse();
     if let Command::Crd { provider_configs } = cli.command {
         if provider_configs {

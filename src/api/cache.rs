@@ -8,7 +8,10 @@
 //! namespace has listed and no watch has been failing for the stale limit (then the API answers
 //! 503 rather than from a cache that old).
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+mod entry;
+mod index;
+
+use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant};
@@ -16,151 +19,18 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use futures::StreamExt;
 use kube::runtime::watcher::Event;
-use kube::{Api, ResourceExt};
+use kube::Api;
 use tokio::sync::watch;
 
 use super::metrics::Metrics;
-use super::model::channel_response;
-use crate::channel_state::owner_first;
-use crate::crd::{Channel, ChannelSpec, Source};
+use crate::crd::{Channel, Source};
 use crate::naming::ChatPluginNaming;
 use crate::runtime::tracked_watch::tracked_watch;
 use crate::runtime::WatchHealth;
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
-
-/// One cached channel: its prepared answer and, of the resource, only what the API reads: the
-/// identity, the spec, and of the status the observed generation and the Ready condition.
-#[derive(Debug)]
-pub struct CachedChannel {
-    /// The deterministic channel id (from the spec, so present before the controller ran).
-    pub id: String,
-    /// The channel's source.
-    pub source: Source,
-    /// Whether it counts as connected (listed, answered by info).
-    pub connected: bool,
-    /// The API's Channel object (docs/api.md), serialized.
-    pub json: Bytes,
-    /// Namespace and name of the resource.
-    pub namespace: String,
-    /// Name of the resource.
-    pub name: String,
-    /// The spec.
-    pub spec: ChannelSpec,
-    uid: Option<String>,
-    generation: Option<i64>,
-    created: Option<Time>,
-    deleted: Option<Time>,
-    /// The status's observed generation.
-    observed_generation: Option<i64>,
-    /// The Ready condition.
-    ready: Option<Condition>,
-}
-
-impl CachedChannel {
-    fn new(mut channel: Channel, naming: ChatPluginNaming) -> CachedChannel {
-        channel.strip_for_cache();
-        let (id, json) = answer(&channel, naming);
-        let (namespace, name) = namespaced_name(&channel);
-        CachedChannel {
-            id,
-            source: channel.spec.source,
-            connected: channel.is_connected(),
-            spec: channel.spec.clone(),
-            json,
-            namespace,
-            name,
-            uid: channel.metadata.uid.take(),
-            generation: channel.metadata.generation,
-            created: channel.metadata.creation_timestamp.take(),
-            deleted: channel.metadata.deletion_timestamp.take(),
-            observed_generation: channel.status.as_ref().and_then(|s| s.observed_generation),
-            ready: channel.ready_condition().cloned(),
-        }
-    }
-
-    /// Namespace and name of the resource.
-    pub fn key(&self) -> (String, String) {
-        (self.namespace.clone(), self.name.clone())
-    }
-
-    /// The resource as far as the entry knows it: identity, generation, deletion and spec (no
-    /// status, labels or annotations).
-    pub fn channel(&self) -> Channel {
-        let mut ch = Channel::new(&self.name, self.spec.clone());
-        ch.metadata.namespace = Some(self.namespace.clone());
-        ch.metadata.uid = self.uid.clone();
-        ch.metadata.generation = self.generation;
-        ch.metadata.creation_timestamp = self.created.clone();
-        ch.metadata.deletion_timestamp = self.deleted.clone();
-        ch
-    }
-
-    /// The controller's verdict on `generation` or a later one (see [`Channel::verdict_at`]).
-    pub fn verdict_at(&self, generation: i64) -> Option<&Condition> {
-        crate::channel_state::verdict_at(self.observed_generation, self.ready.as_ref(), generation)
-    }
-
-    /// Whether the controller reports the channel Ready at `generation` or later.
-    pub fn ready_at(&self, generation: i64) -> bool {
-        self.verdict_at(generation)
-            .is_some_and(|c| c.status == "True")
-    }
-}
-
-/// The channel id and the API's answer for `ch` (docs/api.md), serialized.
-pub(super) fn answer(ch: &Channel, naming: ChatPluginNaming) -> (String, Bytes) {
-    let response = channel_response(ch, naming);
-    let json = serde_json::to_vec(&response).expect("a Channel response serializes");
-    (response.id, Bytes::from(json))
-}
-
-fn namespaced_name(ch: &Channel) -> (String, String) {
-    (ch.namespace().unwrap_or_default(), ch.name_any())
-}
-
-#[derive(Default)]
-struct Index {
-    /// namespace/name → entry.
-    by_key: HashMap<(String, String), Arc<CachedChannel>>,
-    /// channel id → every Channel with that id, the one the API answers with first.
-    by_id: HashMap<String, Vec<Arc<CachedChannel>>>,
-    /// The answering entry of every connected channel, ordered by id.
-    connected: BTreeMap<String, Arc<CachedChannel>>,
-}
-
-impl Index {
-    fn remove_key(&mut self, key: &(String, String)) -> Option<String> {
-        let id = self.by_key.remove(key)?.id.clone();
-        if let Some(list) = self.by_id.get_mut(&id) {
-            list.retain(|e| &e.key() != key);
-            if list.is_empty() {
-                self.by_id.remove(&id);
-            }
-        }
-        Some(id)
-    }
-
-    fn insert(&mut self, entry: Arc<CachedChannel>) {
-        self.by_key.insert(entry.key(), entry.clone());
-        let list = self.by_id.entry(entry.id.clone()).or_default();
-        list.push(entry);
-        // Several Channels may declare one channel: answer with its owner.
-        list.sort_by_key(|e| {
-            owner_first(e.ready.as_ref(), e.created.as_ref(), &e.namespace, &e.name)
-        });
-    }
-
-    fn refresh_connected(&mut self, id: &str) {
-        match self.by_id.get(id).and_then(|l| l.first()) {
-            Some(e) if e.connected => {
-                self.connected.insert(id.to_owned(), e.clone());
-            }
-            _ => {
-                self.connected.remove(id);
-            }
-        }
-    }
-}
+pub(crate) use entry::answer;
+use entry::{id_number, key_of};
+pub use entry::{CachedChannel, ConnectInputs, Verdict};
+use index::{Declaring, Index};
 
 /// The namespace [`AnswerCache::apply`] passes on: its events are those of a watch over every
 /// namespace at once.
@@ -187,7 +57,7 @@ struct Inner {
 }
 
 /// The API's cache of the Channels it serves and their prepared answers, cheap to clone. (The
-/// controller keeps its own store, `controller::index::ChannelStore`.)
+/// controller keeps its own index, `controller::index`.)
 #[derive(Clone)]
 pub struct AnswerCache {
     inner: Arc<Inner>,
@@ -301,22 +171,17 @@ impl AnswerCache {
         // old index can never be stored after the drop.
         match event {
             Event::Apply(ch) => {
-                let entry = Arc::new(CachedChannel::new(ch, self.inner.naming));
+                let entry = CachedChannel::new(&ch, self.inner.naming).map(Arc::new);
                 let mut idx = self.inner.index.write().expect("index lock");
-                let old = idx.remove_key(&entry.key());
-                let id = entry.id.clone();
-                idx.insert(entry);
-                if let Some(old) = old.filter(|o| o != &id) {
-                    idx.refresh_connected(&old);
+                idx.remove_key(&key_of(&ch));
+                if let Some(entry) = entry {
+                    idx.insert(entry);
                 }
-                idx.refresh_connected(&id);
                 self.drop_list_bodies();
             }
             Event::Delete(ch) => {
                 let mut idx = self.inner.index.write().expect("index lock");
-                if let Some(id) = idx.remove_key(&namespaced_name(&ch)) {
-                    idx.refresh_connected(&id);
-                }
+                idx.remove_key(&key_of(&ch));
                 self.drop_list_bodies();
             }
             Event::Init => {
@@ -325,9 +190,13 @@ impl AnswerCache {
                 return;
             }
             Event::InitApply(ch) => {
-                let entry = Arc::new(CachedChannel::new(ch, self.inner.naming));
-                let mut listing = self.inner.listing.lock().expect("listing lock");
-                listing.entry(namespace.to_owned()).or_default().push(entry);
+                if let Some(entry) = CachedChannel::new(&ch, self.inner.naming) {
+                    let mut listing = self.inner.listing.lock().expect("listing lock");
+                    listing
+                        .entry(namespace.to_owned())
+                        .or_default()
+                        .push(Arc::new(entry));
+                }
                 return;
             }
             Event::InitDone => {
@@ -352,24 +221,18 @@ impl AnswerCache {
     /// Replaces every entry of `namespace` ([`ALL`]: every entry) by `listed`.
     fn replace_listed(&self, namespace: &str, listed: Vec<Arc<CachedChannel>>) {
         let mut idx = self.inner.index.write().expect("index lock");
-        let stale: Vec<(String, String)> = idx
+        let stale: Vec<Arc<CachedChannel>> = idx
             .by_key
-            .keys()
-            .filter(|(ns, _)| namespace == ALL || ns == namespace)
-            .cloned()
+            .iter()
+            .filter(|e| namespace == ALL || e.0.key().0 == namespace)
+            .map(|e| e.0.clone())
             .collect();
-        let mut touched = HashSet::new();
-        for key in stale {
-            touched.extend(idx.remove_key(&key));
+        for e in stale {
+            idx.remove_key(&e.key);
         }
         for entry in listed {
-            let key = entry.key();
-            touched.extend(idx.remove_key(&key));
-            touched.insert(entry.id.clone());
+            idx.remove_key(&entry.key);
             idx.insert(entry);
-        }
-        for id in touched {
-            idx.refresh_connected(&id);
         }
         self.drop_list_bodies();
     }
@@ -408,30 +271,26 @@ impl AnswerCache {
 
     /// The answering entry for a channel id (connected or not).
     pub fn get(&self, id: &str) -> Option<Arc<CachedChannel>> {
+        let id = id_number(id)?;
         self.inner
             .index
             .read()
             .expect("index lock")
             .by_id
-            .get(id)
-            .and_then(|l| l.first().cloned())
+            .get(&id)
+            .map(|d| d.first().clone())
     }
 
     /// The entry of one resource by namespace and name.
     pub fn get_by_key(&self, namespace: &str, name: &str) -> Option<Arc<CachedChannel>> {
+        let key = format!("{namespace}/{name}");
         let idx = self.inner.index.read().expect("index lock");
-        idx.by_key
-            .get(&(namespace.to_owned(), name.to_owned()))
-            .cloned()
+        idx.by_key.get(key.as_str()).map(|e| e.0.clone())
     }
+
     /// Whether the channel with this id is connected.
     pub fn is_connected(&self, id: &str) -> bool {
-        self.inner
-            .index
-            .read()
-            .expect("index lock")
-            .connected
-            .contains_key(id)
+        self.get(id).is_some_and(|e| e.connected)
     }
 
     /// The `channels.list` response body: `{"data":[...]}` of connected channels, ordered by id.
@@ -442,10 +301,11 @@ impl AnswerCache {
         // Built and stored under the index read lock: see `apply`.
         let idx = self.inner.index.read().expect("index lock");
         let entries = idx
-            .connected
+            .by_id
             .values()
-            .filter(|e| source.is_none_or(|s| e.source == s));
-        let mut buf = Vec::with_capacity(16 + idx.connected.len() * 256);
+            .map(Declaring::first)
+            .filter(|e| e.connected && source.is_none_or(|s| e.source == s));
+        let mut buf = Vec::new();
         buf.extend_from_slice(b"{\"data\":[");
         for (i, e) in entries.enumerate() {
             if i > 0 {
@@ -528,8 +388,18 @@ impl WatchHealth for NamespaceWatch {
 mod tests {
     use super::*;
     use crate::crd::ChannelSpec;
+    use crate::reason::Reason;
+    use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
+    use k8s_openapi::jiff::Timestamp;
 
-    fn channel(ns: &str, name: &str, source: Source, scid: &str, connected: bool) -> Channel {
+    /// A Channel the controller reported on as `connected` (also used by `entry`'s tests).
+    pub(super) fn channel(
+        ns: &str,
+        name: &str,
+        source: Source,
+        scid: &str,
+        connected: bool,
+    ) -> Channel {
         let mut ch = Channel::new(
             name,
             ChannelSpec {
@@ -597,6 +467,49 @@ mod tests {
             cache.list_body(Some(Source::Google)).as_ref(),
             b"{\"data\":[]}"
         );
+    }
+
+    #[test]
+    fn the_channels_of_one_id_answer_with_the_owner_and_each_entry_goes_with_its_resource() {
+        let cache = AnswerCache::new();
+        cache.apply(&Event::Init);
+        cache.apply(&Event::InitDone);
+        let id = "bda330b6-7049-5190-93af-d5b16b03dd19";
+        let mut duplicate = channel("a", "dup", Source::Google, "gbm-id", true);
+        duplicate.status.as_mut().unwrap().conditions = vec![Condition {
+            type_: crate::crd::READY.into(),
+            status: "False".into(),
+            reason: Reason::Duplicate.as_str().into(),
+            message: "held by another".into(),
+            observed_generation: None,
+            last_transition_time: k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(
+                Timestamp::now(),
+            ),
+        }];
+        duplicate.status.as_mut().unwrap().observed_generation = Some(1);
+        cache.apply(&Event::Apply(duplicate.clone()));
+        assert_eq!(cache.get(id).unwrap().key(), ("a", "dup"));
+        let owner = channel("b", "owner", Source::Google, "gbm-id", true);
+        cache.apply(&Event::Apply(owner.clone()));
+        assert_eq!(
+            cache.get(id).unwrap().key(),
+            ("b", "owner"),
+            "not marked: first"
+        );
+        assert_eq!(cache.len(), 2);
+        let ready = cache.get_by_key("a", "dup").unwrap();
+        assert!(ready.verdict_at(2).is_none(), "not on a later generation");
+        let verdict = ready.verdict_at(1).unwrap();
+        assert_eq!(
+            (verdict.status, verdict.reason, verdict.message()),
+            (Some(false), Some(Reason::Duplicate), "held by another")
+        );
+        cache.apply(&Event::Delete(owner));
+        assert_eq!(cache.get(id).unwrap().key(), ("a", "dup"));
+        cache.apply(&Event::Delete(duplicate));
+        assert!(cache.get(id).is_none() && cache.is_empty());
+        // Ids are looked up in their one form.
+        assert!(cache.get(&id.to_uppercase()).is_none());
     }
 
     #[test]

@@ -126,20 +126,19 @@ impl AppState {
         self.cache
             .wait_for(self.sync_timeout, |c| {
                 let e = c.get_by_key(namespace, name)?;
-                let cond = e.verdict_at(generation)?;
-                match (cond.status.as_str(), cond.reason.as_str()) {
-                    ("True", _) => Some(Outcome::Ready(e)),
-                    ("False", r) if r == Reason::Progressing => None,
-                    ("False", reason) => {
-                        let reason = Reason::parse(reason).unwrap_or(Reason::ProviderError);
+                let verdict = e.verdict_at(generation)?;
+                match (verdict.status?, verdict.reason) {
+                    (true, _) => Some(Outcome::Ready(e)),
+                    (false, Some(Reason::Progressing)) => None,
+                    (false, reason) => {
+                        let reason = reason.unwrap_or(Reason::ProviderError);
                         // The cache holds exactly the Channels the API serves.
                         let message = super::confine::channel_refs(
-                            &failure_message(reason, &cond.message),
+                            &failure_message(reason, verdict.message()),
                             |ns, name| c.get_by_key(ns, name).is_some(),
                         );
                         Some(Outcome::Failed(reason, message))
                     }
-                    _ => None,
                 }
             })
             .await
@@ -161,7 +160,7 @@ impl AppState {
         let id = self.naming.id_of(d.source, &d.source_channel_id);
         let _locked = self.id_locks.lock(&id).await;
         if let Some(existing) = self.cache.get(&id) {
-            return self.connect_existing(Arc::new(existing.channel()), d).await;
+            return self.connect_existing(existing, None, d).await;
         }
         // A Channel of this provider resource pinned to Airy Core's other id for it (Viber). Chat
         // plugins are not looked up so: as at Airy Core, a connect makes a new one.
@@ -169,9 +168,11 @@ impl AppState {
             let pinned = crate::pinned_id::derived_ids(d.source, &d.source_channel_id)
                 .into_iter()
                 .filter_map(|other| self.cache.get(&other))
-                .find(|e| e.source == d.source && e.spec.source_channel_id == d.source_channel_id);
+                .find(|e| {
+                    e.source == d.source && e.inputs.has_source_channel_id(&d.source_channel_id)
+                });
             if let Some(existing) = pinned {
-                return self.connect_existing(Arc::new(existing.channel()), d).await;
+                return self.connect_existing(existing, None, d).await;
             }
         }
         let ns = self.namespace.clone();
@@ -207,7 +208,15 @@ impl AppState {
             Err(kube::Error::Api(s)) if s.is_already_exists() => {
                 // Created meanwhile (or by an earlier attempt whose answer was lost).
                 let current = retry(false, || api.get(&id)).await.map_err(kube_error)?;
-                return self.connect_existing(Arc::new(current), d).await;
+                let entry = CachedChannel::new(&current, self.naming).ok_or_else(|| {
+                    ApiError::new(
+                        axum::http::StatusCode::CONFLICT,
+                        "a resource of the channel's name exists that declares another channel",
+                    )
+                })?;
+                return self
+                    .connect_existing(Arc::new(entry), Some(current), d)
+                    .await;
             }
             Err(e) => return Err(kube_error(e)),
         };
@@ -262,67 +271,55 @@ impl AppState {
             .map_err(kube_error)
     }
 
+    /// Connects the channel of the cached entry `e`: patches what the request changes, or
+    /// answers at once when it changes nothing and the channel is Ready. Decided from the entry
+    /// (`e.inputs`); the Channel itself (`owner`, read when not given) only where a Secret needs
+    /// its owner.
     async fn connect_existing(
         &self,
-        ch: Arc<Channel>,
+        e: Arc<CachedChannel>,
+        mut owner: Option<Channel>,
         d: Desired,
     ) -> Result<Arc<CachedChannel>, ApiError> {
-        let ns = ch.namespace().unwrap_or_default();
-        let name = ch.name_any();
-        if ch.metadata.deletion_timestamp.is_some() {
-            return Err(ApiError::new(
-                axum::http::StatusCode::CONFLICT,
-                "the channel is being deleted; try again once it is gone",
-            ));
+        let (ns, name) = (e.key().0.to_owned(), e.key().1.to_owned());
+        if e.deleting {
+            return Err(being_deleted());
         }
         // Its id is held by a Channel outside the API's namespaces: a connect would be refused
         // and undone (writing a Secret the API could not remove), so it is refused first.
-        let held = |c: &k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition| {
-            c.reason == Reason::Duplicate
+        let held = |c: &CachedChannel| {
+            c.verdict_at(e.generation)
+                .is_some_and(|v| v.reason == Some(Reason::Duplicate))
         };
-        let generation = ch.metadata.generation.unwrap_or(0);
-        let cached = self.cache.get_by_key(&ns, &name);
-        if ch.verdict_at(generation).is_some_and(held)
-            || cached.is_some_and(|e| e.verdict_at(generation).is_some_and(held))
-        {
+        if held(&e) || self.cache.get_by_key(&ns, &name).is_some_and(|c| held(&c)) {
             return Err(held_elsewhere());
         }
-        let old_ref = ch.spec.credentials_secret_ref.clone();
         let new_ref = d.channel_token.as_ref().map(|t| SecretKeyRef {
             name: credentials_secret_name(&name, t.expose()),
             key: PAGE_TOKEN_KEY.to_owned(),
         });
         let mut spec = serde_json::Map::new();
-        if !ch.spec.connected {
+        if !e.spec_connected {
             spec.insert("connected".into(), json!(true));
         }
-        if let Some(n) = d
-            .name
-            .as_ref()
-            .filter(|n| ch.spec.name.as_ref() != Some(*n))
-        {
+        if let Some(n) = d.name.as_ref().filter(|n| !e.inputs.has_name(n)) {
             spec.insert("name".into(), json!(n));
         }
-        if let Some(u) = d
-            .image_url
-            .as_ref()
-            .filter(|u| ch.spec.image_url.as_ref() != Some(*u))
-        {
+        if let Some(u) = d.image_url.as_ref().filter(|u| !e.inputs.has_image_url(u)) {
             spec.insert("imageUrl".into(), json!(u));
         }
-        if let Some(i) = d
-            .instagram
-            .as_ref()
-            .filter(|i| ch.spec.instagram.as_ref() != Some(*i))
-        {
+        if let Some(i) = d.instagram.as_ref().filter(|i| !e.inputs.has_instagram(i)) {
             spec.insert("instagram".into(), json!({"pageId": i.page_id}));
         }
-        let ref_changes = new_ref.is_some() && new_ref != old_ref;
+        let ref_changes = new_ref.is_some() && !e.inputs.has_credentials(new_ref.as_ref());
         if let (Some(r), Some(token), false) = (&new_ref, &d.channel_token, ref_changes) {
             // The same token: the Secret the spec names should be there (the controller keeps it
             // at disconnect); one deleted meanwhile is written again, so the connect can work.
-            // The API cannot read it: a create that finds it is the usual case.
-            self.create_credentials_secret(&ch, &r.name, token).await?;
+            // The API cannot read it: a create that finds it is the usual case. The Secret
+            // needs its owner (uid, generation), which the cache entry does not keep.
+            let owner = self.read_owner(&mut owner, &ns, &name).await?;
+            self.create_credentials_secret(owner, &r.name, token)
+                .await?;
         }
         // A new token's Secret, written after the Channel is read for the patch naming it.
         let new_secret = match (&new_ref, &d.channel_token, ref_changes) {
@@ -338,13 +335,12 @@ impl AppState {
         // The spec as the patch found it, to undo the patch when the id is held elsewhere.
         let (generation, before) = if spec.is_empty() {
             // Nothing to change: answer at once when the channel is already connected.
-            let generation = ch.metadata.generation.unwrap_or(0);
-            if let Some(e) = self.cache.get_by_key(&ns, &name) {
-                if e.ready_at(generation) {
-                    return Ok(e);
+            if let Some(current) = self.cache.get_by_key(&ns, &name) {
+                if current.ready_at(e.generation) {
+                    return Ok(current);
                 }
             }
-            (generation, None)
+            (e.generation, None)
         } else {
             // Whatever fails from here leaves a new Secret to the controller, which deletes the
             // credentials the spec does not name once the Channel moved past the generation they
@@ -369,6 +365,23 @@ impl AppState {
             Outcome::Failed(reason, message) => Err(failed(reason, message)),
             Outcome::TimedOut => Err(self.timed_out("connected")),
         }
+    }
+
+    /// The Channel `namespace/name` as the API server has it now, read once into `slot`.
+    async fn read_owner<'a>(
+        &self,
+        slot: &'a mut Option<Channel>,
+        namespace: &str,
+        name: &str,
+    ) -> Result<&'a Channel, ApiError> {
+        if slot.is_none() {
+            let api = self.channels(namespace);
+            let read = retry(false, || api.get_opt(name))
+                .await
+                .map_err(kube_error)?;
+            *slot = Some(read.ok_or_else(being_deleted)?);
+        }
+        Ok(slot.as_ref().expect("read above"))
     }
 
     /// Creates the credentials Secret `name` of `owner` holding the channel's token (under the
@@ -428,28 +441,29 @@ impl AppState {
     /// Disconnects; `Ok(true)` when it was connected, `Ok(false)` when it already was not.
     pub async fn disconnect(&self, source: Source, id: &str) -> Result<bool, ApiError> {
         let _locked = self.id_locks.lock(id).await;
-        let Some(e) = self.cache.get(id) else {
-            return Err(ApiError::bad_request(format!("channel {id} is not known")));
-        };
+        let unknown = || ApiError::bad_request(format!("channel {id} is not known"));
+        let e = self.cache.get(id).ok_or_else(unknown)?;
         if e.source != source {
             return Err(ApiError::bad_request(format!(
                 "channel {id} is not a {source} channel"
             )));
         }
         // A Channel pinning an id that is not its own (refused by the controller too).
-        crate::pinned_id::check(&e.spec).map_err(ApiError::bad_request)?;
-        if !e.spec.connected {
+        if let Some(why) = &e.bad_pin {
+            return Err(ApiError::bad_request(why.to_string()));
+        }
+        if !e.spec_connected {
             return Ok(false);
         }
         let (ns, name) = e.key();
-        let api = self.channels(&ns);
+        let api = self.channels(ns);
         let patch = Patch::Merge(json!({"spec": {"connected": false}}));
         let pparams = patch_params();
-        let patched = retry(true, || api.patch(&name, &pparams, &patch))
+        let patched = retry(true, || api.patch(name, &pparams, &patch))
             .await
             .map_err(kube_error)?;
         match self
-            .outcome(&ns, &name, patched.metadata.generation.unwrap_or(0))
+            .outcome(ns, name, patched.metadata.generation.unwrap_or(0))
             .await
         {
             Outcome::Ready(_) => Ok(true),
@@ -482,10 +496,10 @@ impl AppState {
             return Ok(e.json.clone());
         }
         let (ns, name) = e.key();
-        let api = self.channels(&ns);
+        let api = self.channels(ns);
         let patch = Patch::Merge(json!({ "spec": spec }));
         let pparams = patch_params();
-        let patched = retry(true, || api.patch(&name, &pparams, &patch))
+        let patched = retry(true, || api.patch(name, &pparams, &patch))
             .await
             .map_err(|e| match kube_error(e) {
                 nf if nf.status == 404 => ApiError::not_found(format!("channel {id} not found")),
@@ -592,6 +606,14 @@ fn held_elsewhere() -> ApiError {
 fn has_verdict(ch: &Channel) -> bool {
     ch.verdict_at(ch.metadata.generation.unwrap_or(0))
         .is_some_and(|c| c.reason.as_str() != Reason::Progressing)
+}
+
+/// The answer to a connect of a channel being deleted.
+fn being_deleted() -> ApiError {
+    ApiError::new(
+        axum::http::StatusCode::CONFLICT,
+        "the channel is being deleted; try again once it is gone",
+    )
 }
 
 /// The answer to a connect of a channel another request is connecting.

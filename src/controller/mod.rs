@@ -4,9 +4,12 @@
 //! the Secrets it owns, by the credentials Secrets it references, and by the deletion of the owner
 //! of a duplicated source channel id. See `plan` for the decisions (one step from the Channel and
 //! what was observed), [`reconcile`] for what observes and executes them (`connect` and `undo`
-//! for the steps that connect and undo, `adopt` for the adoption of what Airy Core made), `record` and `entries` for what the operator records of
-//! its provider effects in the state namespace, `in_use` for the protection of configurations in
-//! use, [`watch`] for what triggers reconciles, `slots` for the per-source shares of the reconcile
+//! for the steps that connect and undo, `adopt` for the adoption of what Airy Core made),
+//! `record` and `entries` for what the operator records of its provider effects in the state
+//! namespace, `in_use` for the protection of configurations in use, [`watch`] for what triggers
+//! reconciles, `index` for what the controller keeps of each Channel (digests and a few facts,
+//! not the object), `feed` for how due Channels reach the Controller (which reads each one from
+//! the API server when its reconcile starts), `slots` for the per-source shares of the reconcile
 //! slots, `leader` for leader election; the graceful shutdown is [`crate::runtime::Shutdown`]'s.
 
 mod adopt;
@@ -16,6 +19,7 @@ mod credentials;
 mod entries;
 mod error;
 mod events;
+mod feed;
 mod guarded;
 mod in_use;
 mod index;
@@ -43,11 +47,9 @@ use std::time::Duration;
 
 use futures::StreamExt;
 use kube::runtime::controller::{Config as ControllerConfig, Controller};
-use kube::runtime::reflector::{ObjectRef, Store};
 use kube::{Api, Client};
 use tracing::{debug, info, warn};
 
-use crate::channel_state::MetricState;
 use crate::crd::Channel;
 use crate::metrics::{ChannelLabels, Metrics};
 use crate::providers::{ProviderArgs, Providers};
@@ -142,7 +144,7 @@ pub struct Args {
     /// CredentialsHealthy=False, reason ExpiringSoon (its Ready condition stays True).
     #[arg(long, env = "CREDENTIALS_WARNING_DAYS", default_value_t = crate::credentials_health::DEFAULT_WARNING_DAYS)]
     pub credentials_warning_days: u64,
-    /// Seconds between sweeps of the cache for Channels without a status for their generation,
+    /// Seconds between sweeps of the index for Channels without a status for their generation,
     /// and between checks of the provider configurations' accounts.
     #[arg(long, env = "SWEEP_SECONDS", default_value_t = 30, hide = true)]
     pub sweep_seconds: u64,
@@ -287,11 +289,9 @@ pub async fn run_controller(
     } else {
         Api::namespaced(client.clone(), &args.namespace)
     };
-    // Our own reflector so the cache can drop what it never reads (`Channel::strip_for_cache`), and
-    // only changes the reconcile acts on trigger it: not our own status writes.
-    let (channels_store, writer) = index::channel_store();
-    let store = channels_store.reader().clone();
-    let (missing_tx, missing_rx) = futures::channel::mpsc::unbounded();
+    // The index of the Channels (compact; the reconcile reads each Channel when it runs) and the
+    // Controller's store, which holds only the Channels handed to it (`feed`).
+    let (store, writer) = feed::channel_store(2 * usize::from(args.concurrency.max(1)));
     let (slots, turns) = slots::SourceSlots::new(args.provider_concurrency);
     let (provider_configs, config_writers) =
         provider_configs::ProviderConfigs::new(providers.clone(), args.flags_default());
@@ -303,25 +303,22 @@ pub async fn run_controller(
         metrics.clone(),
     );
     let provider_configs = Arc::new(provider_configs);
-    let triggers = futures::stream::select_all([
-        watch::channel_triggers(channels, writer, store.clone(), metrics.clone()).boxed(),
+    let secret_access = args.secret_access();
+    let triggers = futures::future::join4(
+        watch::channel_triggers(channels, writer, store.clone(), metrics.clone()),
         watch::sweep(
             store.clone(),
             Duration::from_secs(args.sweep_seconds.max(1)),
-        )
-        .boxed(),
-        watch::requeue_missing(missing_rx, missing_tx.clone(), store.clone()).boxed(),
-        slots.turns(turns, store.clone()).boxed(),
-        config_triggers.boxed(),
-    ]);
-    let secret_mapper_store = channels_store.clone();
-    let secret_access = args.secret_access();
-    let shutdown_requested = shutdown.clone();
-    let controller = Controller::for_stream(triggers.map(Ok), store.clone())
-        .watches_stream(
+        ),
+        watch::secret_triggers(
             watch::secret_changes(client.clone(), &secret_access, metrics.clone()),
-            move |s| watch::channels_of_secret(&secret_mapper_store, &s),
-        )
+            store.clone(),
+        ),
+        config_triggers,
+    );
+    let shutdown_requested = shutdown.clone();
+    let handed = futures::stream::select(store.handed(), slots.turns(turns, store.clone()));
+    let controller = Controller::for_stream(handed.map(Ok), store.reader().clone())
         .with_config(ControllerConfig::default().concurrency(args.concurrency))
         .graceful_shutdown_on(async move { shutdown_requested.requested().await });
 
@@ -340,7 +337,7 @@ pub async fn run_controller(
         providers,
         reconcile::EventPublisher::new(client.clone(), args.identity()),
         metrics.clone(),
-        channels_store,
+        store.clone(),
         config,
         provider_configs.clone(),
     ));
@@ -349,16 +346,12 @@ pub async fn run_controller(
     metrics.set_channel_counter(Some(Arc::new(move || count_channels(&counter_store))));
     let attention_store = store.clone();
     metrics.set_channel_credentials(Some(Arc::new(move || {
-        attention_store
-            .state()
-            .iter()
-            .filter_map(|c| crate::credentials_health::Attention::of_channel(c))
-            .collect()
+        channel_credentials(&attention_store)
     })));
-    // Readiness follows the Channel cache's initial sync. The store's ready signal wakes only the
-    // last waiter, and the Controller waits on it too: waiting in the same task (select! below)
-    // means whichever registers last wakes both.
-    let ready_store = store.clone();
+    // Readiness follows the index's initial list (which readies the Controller's store). The
+    // store's ready signal wakes only the last waiter, and the Controller waits on it too:
+    // waiting in the same task (select! below) means whichever registers last wakes both.
+    let ready_store = store.reader().clone();
     let ready_metrics = metrics.clone();
     let ready_shutdown = shutdown.clone();
     let ready = async move {
@@ -371,15 +364,28 @@ pub async fn run_controller(
         futures::future::pending::<()>().await
     };
     info!(namespace = %if args.namespace.is_empty() { "<all>" } else { &args.namespace }, secrets = ?secret_access, "starting the Channel controller");
+    let reconciles = store.clone();
+    let missing = store.clone();
     let run = controller
         .run(
-            move |ch, ctx| {
-                let slots = slots.clone();
+            move |r, ctx| {
+                let (slots, store) = (slots.clone(), reconciles.clone());
                 async move {
-                    let calls_out = ctx.providers.for_source(ch.spec.source).calls_out();
-                    slots
-                        .run(&ch.clone(), calls_out, || reconcile::reconcile(ch, ctx))
-                        .await
+                    let key = feed::key_of_ref(&r);
+                    let result = match store.start(&key) {
+                        Some((key, source)) => {
+                            let calls_out = ctx.providers.for_source(source).calls_out();
+                            slots
+                                .run(&key, source, calls_out, || {
+                                    reconcile::reconcile_on_demand(r, ctx)
+                                })
+                                .await
+                        }
+                        // Gone from the index: deleted.
+                        None => Ok(kube::runtime::controller::Action::await_change()),
+                    };
+                    store.finish(&key);
+                    result
                 }
             },
             reconcile::error_policy,
@@ -388,11 +394,11 @@ pub async fn run_controller(
         .for_each(move |res| {
             match res {
                 Err(kube::runtime::controller::Error::ObjectNotFound(obj)) => {
-                    // Triggered before the cache holds it: try again, never drop it.
-                    let r = ObjectRef::<Channel>::new(&obj.name)
-                        .within(obj.namespace.as_deref().unwrap_or_default());
-                    debug!(object = %r, "not in the cache yet; retrying shortly");
-                    let _ = missing_tx.unbounded_send((r, 0));
+                    // A requeue (a retry, a re-check) of a Channel the Controller's store let go
+                    // since: due again.
+                    let key = index::key(obj.namespace.as_deref().unwrap_or_default(), &obj.name);
+                    debug!(object = %key, "requeued; due again");
+                    missing.mark_due([key.as_str()]);
                 }
                 Err(e) => debug!("reconcile failed: {e}"),
                 Ok(_) => {}
@@ -418,6 +424,7 @@ pub async fn run_controller(
     };
     tokio::select! {
         () = run => {}
+        _ = triggers => {}
         () = ready => {}
         () = readiness => {}
         () = overdue => warn!(timeout_seconds = timeout.as_secs(), "reconciles still running at the shutdown timeout; stopping them"),
@@ -428,22 +435,40 @@ pub async fn run_controller(
     Ok(())
 }
 
-fn count_channels(store: &Store<Channel>) -> Vec<(ChannelLabels, i64)> {
-    let mut counts = std::collections::BTreeMap::<(String, &'static str), i64>::new();
-    for c in store.state() {
-        let Some(state) = MetricState::of(&c) else {
-            continue;
-        };
-        *counts
-            .entry((c.spec.source.as_str().to_owned(), state.as_str()))
-            .or_default() += 1;
-    }
+/// The Channels whose credentials need attention, as the index keeps them.
+fn channel_credentials(store: &feed::ChannelStore) -> Vec<crate::credentials_health::Attention> {
+    let mut out = Vec::new();
+    store.for_each(|key, e| {
+        if let Some(c) = &e.credentials {
+            let (namespace, name) = index::split(key);
+            out.push(crate::credentials_health::Attention {
+                kind: "Channel",
+                namespace: namespace.to_owned(),
+                name: name.to_owned(),
+                source: e.source.as_str().to_owned(),
+                health: c.0,
+                expires_at: c.1,
+            });
+        }
+    });
+    out
+}
+
+fn count_channels(store: &feed::ChannelStore) -> Vec<(ChannelLabels, i64)> {
+    let mut counts = std::collections::BTreeMap::<(&'static str, &'static str), i64>::new();
+    store.for_each(|_, e| {
+        if let Some(state) = e.metric {
+            *counts
+                .entry((e.source.as_str(), state.as_str()))
+                .or_default() += 1;
+        }
+    });
     counts
         .into_iter()
         .map(|((source, state), n)| {
             (
                 ChannelLabels {
-                    source,
+                    source: source.to_owned(),
                     state: state.into(),
                 },
                 n,

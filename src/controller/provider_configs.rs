@@ -11,7 +11,7 @@ use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 
-use futures::StreamExt;
+use futures::{FutureExt, StreamExt};
 use k8s_openapi::api::core::v1::{Namespace, Secret};
 use kube::runtime::reflector::{self, store::Writer, Store};
 use kube::runtime::watcher::{self, watcher, Event};
@@ -19,6 +19,7 @@ use kube::runtime::WatchStreamExt;
 use kube::{Api, Client, ResourceExt};
 
 use super::error::Error;
+use super::feed::ChannelStore;
 use super::watch::SecretAccess;
 use crate::crd::{Channel, SecretKeyRef};
 use crate::effects::ConfigRef;
@@ -320,18 +321,18 @@ impl ProviderConfigs {
         self.base.with_accounts(read.facebook, read.twilio)
     }
 
-    /// The configuration watches (`namespace` empty: every namespace), reflected into the
-    /// caches, as the Channels a change may concern: those of the namespace of a changed
-    /// `ProviderConfig`, every one for a changed `ClusterProviderConfig` (only Channels whose
-    /// source needs a configuration).
-    pub fn triggers(
+    /// Runs the configuration watches (`namespace` empty: every namespace), reflected into the
+    /// caches, marking due the Channels a change may concern: those of the namespace of a
+    /// changed `ProviderConfig`, every one for a changed `ClusterProviderConfig` (only Channels
+    /// whose source needs a configuration).
+    pub(crate) fn triggers(
         &self,
         client: Client,
         namespace: &str,
         writers: Writers,
-        channels: Store<Channel>,
+        channels: ChannelStore,
         metrics: Arc<Metrics>,
-    ) -> futures::stream::BoxStream<'static, Channel> {
+    ) -> futures::future::BoxFuture<'static, ()> {
         let api: Api<ProviderConfig> = if namespace.is_empty() {
             Api::all(client.clone())
         } else {
@@ -348,7 +349,7 @@ impl ProviderConfigs {
             PROVIDER_CONFIGS,
             metrics.clone(),
         )
-        .flat_map(move |event| {
+        .for_each(move |event| {
             let ns = match &event {
                 Event::InitDone => {
                     synced[0].store(true, Ordering::SeqCst);
@@ -365,7 +366,10 @@ impl ProviderConfigs {
                 }
                 _ => None,
             };
-            futures::stream::iter(concerned(&store, ns.as_deref()))
+            if let Some(ns) = ns {
+                concerned(&store, Some(&ns));
+            }
+            std::future::ready(())
         });
         if !namespace.is_empty() {
             // A namespaced install watches no cluster-scoped object: only the ProviderConfigs
@@ -373,6 +377,7 @@ impl ProviderConfigs {
             self.synced[1].store(true, Ordering::SeqCst);
             return namespaced.boxed();
         }
+        let channels_store = channels;
         let synced = self.synced.clone();
         let changes = self.changes.clone();
         let mut seen = Generations::default();
@@ -386,7 +391,7 @@ impl ProviderConfigs {
             CLUSTER_PROVIDER_CONFIGS,
             metrics,
         )
-        .flat_map(move |event| {
+        .for_each(move |event| {
             let all = match &event {
                 Event::InitDone => {
                     synced[1].store(true, Ordering::SeqCst);
@@ -403,14 +408,15 @@ impl ProviderConfigs {
                 }
                 _ => false,
             };
-            let due = if all {
-                concerned(&channels, None)
-            } else {
-                vec![]
-            };
-            futures::stream::iter(due)
+            if all {
+                concerned(&channels_store, None);
+            }
+            std::future::ready(())
         });
-        futures::stream::select(namespaced.boxed(), cluster.boxed()).boxed()
+        async move {
+            futures::join!(namespaced, cluster);
+        }
+        .boxed()
     }
 }
 
@@ -436,15 +442,13 @@ impl Generations {
     }
 }
 
-/// The Channels of `namespace` (`None`: of every namespace) whose source needs a configuration.
-fn concerned(store: &Store<Channel>, namespace: Option<&str>) -> Vec<Channel> {
-    store
-        .state()
-        .iter()
-        .filter(|c| needs_provider_config(c.spec.source))
-        .filter(|c| namespace.is_none_or(|ns| c.namespace().as_deref() == Some(ns)))
-        .map(|c| c.as_ref().clone())
-        .collect()
+/// Marks due the Channels of `namespace` (`None`: of every namespace) whose source needs a
+/// configuration.
+fn concerned(store: &ChannelStore, namespace: Option<&str>) {
+    store.mark_due_where(|key, e| {
+        needs_provider_config(e.source)
+            && namespace.is_none_or(|ns| super::index::split(key).0 == ns)
+    });
 }
 
 /// Reads the Secrets of `accounts` in `namespace` (`secrets`): `Ok(Err(why))` when one or a key

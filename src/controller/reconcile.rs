@@ -20,6 +20,7 @@ use tracing::{debug, info, Instrument};
 pub use super::context::{Config, Context};
 pub use super::error::Error;
 pub use super::events::{EventPublisher, EventType};
+pub use super::feed::ChannelRef;
 use super::logic;
 use super::plan::{plan, Claim, Observed, Step};
 use super::status::Reporter;
@@ -30,7 +31,19 @@ use crate::crd::{Channel, ChannelStatus, DeletionPolicy, FINALIZER};
 use crate::providers::{Provider, Providers};
 use crate::reason::Reason;
 
-/// The reconcile entry point given to the Controller.
+/// The reconcile entry point given to the Controller: reads the Channel from the API server (a
+/// consistent read, never older than a status this process wrote) and reconciles it; nothing
+/// when it is gone.
+pub async fn reconcile_on_demand(r: Arc<ChannelRef>, ctx: Arc<Context>) -> Result<Action, Error> {
+    let channels: kube::Api<Channel> =
+        kube::Api::namespaced(ctx.client.clone(), &r.namespace().unwrap_or_default());
+    match channels.get_opt(&r.name_any()).await? {
+        Some(ch) => reconcile(Arc::new(ch), ctx).await,
+        None => Ok(Action::await_change()),
+    }
+}
+
+/// One reconcile of the Channel `ch` as read.
 pub async fn reconcile(ch: Arc<Channel>, ctx: Arc<Context>) -> Result<Action, Error> {
     let span = tracing::info_span!(
         "reconcile",
@@ -46,7 +59,7 @@ pub async fn reconcile(ch: Arc<Channel>, ctx: Arc<Context>) -> Result<Action, Er
             .duration
             .observe(started.elapsed().as_secs_f64());
         if result.is_ok() {
-            ctx.succeeded(&ch.uid().unwrap_or_default());
+            ctx.succeeded(&super::index::key_of(&ch));
         }
         result
     }
@@ -56,9 +69,9 @@ pub async fn reconcile(ch: Arc<Channel>, ctx: Arc<Context>) -> Result<Action, Er
 
 /// The retry policy given to the Controller: exponential backoff with jitter per Channel, capped;
 /// a provider's Retry-After wins.
-pub fn error_policy(ch: Arc<Channel>, err: &Error, ctx: Arc<Context>) -> Action {
+pub fn error_policy(r: Arc<ChannelRef>, err: &Error, ctx: Arc<Context>) -> Action {
     ctx.metrics.error(err.reason().as_str());
-    let attempt = ctx.failed(&ch.uid().unwrap_or_default());
+    let attempt = ctx.failed(&super::feed::key_of_ref(&r));
     if let Some(after) = err.retry_after() {
         return Action::requeue(after);
     }
@@ -81,11 +94,6 @@ async fn reconcile_inner(ch: Arc<Channel>, ctx: &Context) -> Result<Action, Erro
         // Hands off, including deletion: the finalizer stays until the annotation is removed.
         debug!("paused by the airy.co/paused annotation");
         return Ok(Action::await_change());
-    }
-    if ctx.is_stale(&ch) {
-        // Our last status write has not reached the cache yet; decide on fresh data.
-        debug!("cached Channel predates our last status write; retrying shortly");
-        return Ok(Action::requeue(Duration::from_millis(200)));
     }
     let api = ctx.channels(&ch);
     finalizer(&api, FINALIZER, ch, |event| async {
@@ -238,8 +246,8 @@ async fn observe_channel(ch: &Channel, ctx: &Context) -> Result<(Observed, Provi
         read_record(ch, ctx, &status, &mut observed).await?;
     }
     if matches!(observed.claim, Claim::Free | Claim::Orphaned(_)) {
-        let same_id = ctx.store.same_id(ch);
-        observed.rival = logic::connected_rival(ch, same_id.iter().map(|c| c.as_ref()));
+        let same_id = ctx.same_id(ch).await?;
+        observed.rival = logic::connected_rival(ch, same_id.iter());
     }
     let provider = providers.for_source(ch.spec.source);
     if !provider.needs_credentials() {

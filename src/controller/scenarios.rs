@@ -102,7 +102,7 @@ struct Scenario {
     graph: MockServer,
     graph_seen: Mutex<usize>,
     ctx: Arc<Context>,
-    writer: crate::controller::index::StoreWriter,
+    writer: crate::controller::feed::StoreWriter,
     /// What the Context was built with, to build a new process's ([`Scenario::restarted`]).
     flags: Vec<String>,
     resync: Duration,
@@ -157,8 +157,8 @@ impl Scenario {
         let args =
             <P as clap::Parser>::parse_from(std::iter::once("p").chain(flags.iter().copied()));
         let client = client(fake.clone());
-        let (store, writer) = crate::controller::index::channel_store();
         let providers = Providers::new(&args.p).unwrap();
+        let (store, writer) = crate::controller::feed::channel_store(64);
         // The flags' accounts admit the Channel's namespace (the operator's): no configuration
         // objects, so no calls besides the ones pinned here.
         let provider_configs = Arc::new(ProviderConfigs::flags_only(
@@ -611,6 +611,7 @@ mod adopt;
 mod claims;
 mod credentials;
 mod fake;
+mod on_demand;
 mod provider_config;
 mod sources;
 mod token_health;

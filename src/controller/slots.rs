@@ -15,36 +15,37 @@ use std::time::{Duration, Instant};
 use futures::channel::mpsc::{UnboundedReceiver, UnboundedSender};
 use futures::{Stream, StreamExt as _};
 use kube::runtime::controller::Action;
-use kube::runtime::reflector::{ObjectRef, Store};
 use tracing::debug;
 
-use crate::crd::{Channel, Source};
+use super::feed::{ChannelRef, ChannelStore, HandNow};
+use super::index::Key;
+use crate::crd::Source;
 
 /// How long a share reserved for a queued Channel waits for its reconcile before it passes to
 /// the next in the queue (the Channel was deleted, or its trigger was lost).
 const RESERVATION: Duration = Duration::from_secs(30);
 
-type Turn = (Source, ObjectRef<Channel>);
+type Turn = (Source, Key);
 
 /// One source's share: how many of its reconciles run, which Channels wait for a turn (in order,
 /// and as a set), and the turns handed out whose reconcile has not started yet.
 #[derive(Default)]
 struct Share {
     running: usize,
-    waiting: VecDeque<ObjectRef<Channel>>,
-    queued: HashSet<ObjectRef<Channel>>,
-    reserved: HashMap<ObjectRef<Channel>, Instant>,
+    waiting: VecDeque<Key>,
+    queued: HashSet<Key>,
+    reserved: HashMap<Key, Instant>,
 }
 
 impl Share {
     /// Queues `r` unless it already waits or has a turn reserved.
-    fn queue(&mut self, r: ObjectRef<Channel>) {
+    fn queue(&mut self, r: Key) {
         if !self.reserved.contains_key(&r) && self.queued.insert(r.clone()) {
             self.waiting.push_back(r);
         }
     }
 
-    fn dequeue(&mut self) -> Option<ObjectRef<Channel>> {
+    fn dequeue(&mut self) -> Option<Key> {
         let next = self.waiting.pop_front()?;
         self.queued.remove(&next);
         Some(next)
@@ -87,44 +88,49 @@ impl SourceSlots {
         (slots, rx)
     }
 
-    /// The Channels whose turn has come, to trigger their reconcile. A Channel gone from the
-    /// cache passes its turn on.
+    /// The Channels whose turn has come, handed to the Controller ahead of the others due. A
+    /// Channel gone from the index passes its turn on.
     pub(crate) fn turns(
         &self,
         rx: UnboundedReceiver<Turn>,
-        store: Store<Channel>,
-    ) -> impl Stream<Item = Channel> + Send + 'static {
+        store: ChannelStore,
+    ) -> impl Stream<Item = ChannelRef> + Send + 'static {
         let slots = self.clone();
         rx.filter_map(move |(source, r)| {
-            let found = store.get(&r).map(|ch| ch.as_ref().clone());
-            if found.is_none() {
-                slots.pass_on(source, &r);
-            }
+            let found = match store.hand_now(&r) {
+                HandNow::Handed(ch) => Some(*ch),
+                HandNow::Waiting => None,
+                HandNow::Gone => {
+                    slots.pass_on(source, &r);
+                    None
+                }
+            };
             std::future::ready(found)
         })
     }
 
-    /// Runs `reconcile` within the Channel's source share (with no share where the provider
-    /// makes no call), or queues the Channel for its turn when the share is taken.
+    /// Runs `reconcile` of the Channel `r` of `source` within the source's share (with no share
+    /// where the provider makes no call), or queues the Channel for its turn when the share is
+    /// taken.
     pub(crate) async fn run<E, F: Future<Output = Result<Action, E>>>(
         &self,
-        ch: &Channel,
+        r: &Key,
+        source: Source,
         calls_provider: bool,
         reconcile: impl FnOnce() -> F,
     ) -> Result<Action, E> {
         if !calls_provider {
             return reconcile().await;
         }
-        let Some(_permit) = self.acquire_or_queue(ch) else {
-            debug!(source = %ch.spec.source.as_str(), "every share of this source is busy; queued for a turn");
+        let Some(_permit) = self.acquire_or_queue(r, source) else {
+            debug!(source = %source.as_str(), "every share of this source is busy; queued for a turn");
             return Ok(Action::await_change());
         };
         reconcile().await
     }
 
-    fn acquire_or_queue(&self, ch: &Channel) -> Option<Permit> {
-        let source = ch.spec.source;
-        let r = ObjectRef::from_obj(ch);
+    fn acquire_or_queue(&self, r: &Key, source: Source) -> Option<Permit> {
+        let r = r.clone();
         let mut shares = self.shares.lock().expect("not poisoned");
         let share = shares.entry(source).or_default();
         self.expire_reservations(source, share);
@@ -153,11 +159,11 @@ impl SourceSlots {
     }
 
     /// A reserved turn its Channel will not take: to the next in the queue.
-    fn pass_on(&self, source: Source, r: &ObjectRef<Channel>) {
+    fn pass_on(&self, source: Source, r: &Key) {
         let mut shares = self.shares.lock().expect("not poisoned");
         let share = shares.entry(source).or_default();
         if share.reserved.remove(r).is_some() {
-            debug!(object = %r, "gone from the cache; its turn passes on");
+            debug!(object = %r, "gone from the index; its turn passes on");
             self.next_turn(source, share);
         }
     }
@@ -176,8 +182,7 @@ impl SourceSlots {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::crd::ChannelSpec;
-    use kube::runtime::reflector::store::Writer;
+    use crate::crd::{Channel, ChannelSpec};
     use kube::runtime::watcher::Event;
     use std::sync::atomic::{AtomicBool, Ordering};
     use tokio::sync::oneshot;
@@ -199,10 +204,11 @@ mod tests {
         async fn start(slots: &SourceSlots, ch: &Channel, calls_provider: bool) -> Held {
             let (release, held) = oneshot::channel::<()>();
             let ran = Arc::new(AtomicBool::new(false));
-            let (slots, ch, flag) = (slots.clone(), ch.clone(), ran.clone());
+            let (slots, flag) = (slots.clone(), ran.clone());
+            let (key, source) = (Key::from(super::super::index::key_of(ch)), ch.spec.source);
             let task = tokio::spawn(async move {
                 slots
-                    .run(&ch, calls_provider, || async {
+                    .run(&key, source, calls_provider, || async {
                         flag.store(true, Ordering::SeqCst);
                         let _ = held.await;
                         Ok(Action::await_change())
@@ -235,16 +241,18 @@ mod tests {
         }
     }
 
-    fn store_of(channels: &[&Channel]) -> (Store<Channel>, Writer<Channel>) {
-        let mut writer = Writer::<Channel>::default();
+    fn store_of(channels: &[&Channel]) -> ChannelStore {
+        let (store, mut writer) = super::super::feed::channel_store(64);
+        writer.apply(&Event::Init);
         for ch in channels {
-            writer.apply_watcher_event(&Event::Apply((*ch).clone()));
+            writer.apply(&Event::InitApply((*ch).clone()));
         }
-        (writer.as_reader(), writer)
+        writer.apply(&Event::InitDone);
+        store
     }
 
     /// The name of the next Channel whose turn came, within 5 seconds.
-    async fn next_turn(turns: &mut (impl Stream<Item = Channel> + Unpin)) -> String {
+    async fn next_turn(turns: &mut (impl Stream<Item = ChannelRef> + Unpin)) -> String {
         let turn = tokio::time::timeout(Duration::from_secs(5), turns.next())
             .await
             .expect("a turn comes")
@@ -256,7 +264,7 @@ mod tests {
     async fn a_busy_source_queues_its_channels_and_triggers_them_in_turn_while_other_sources_run() {
         let (slots, rx) = SourceSlots::new(1);
         let [a, b, c] = ["a", "b", "c"].map(|n| channel(n, Source::Facebook));
-        let (store, _writer) = store_of(&[&a, &b, &c]);
+        let store = store_of(&[&a, &b, &c]);
         let mut turns = Box::pin(slots.turns(rx, store));
 
         let held_a = Held::start(&slots, &a, true).await;
@@ -290,10 +298,10 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn the_turn_of_a_channel_gone_from_the_cache_passes_to_the_next() {
+    async fn the_turn_of_a_channel_gone_from_the_index_passes_to_the_next() {
         let (slots, rx) = SourceSlots::new(1);
         let [a, gone, c] = ["a", "gone", "c"].map(|n| channel(n, Source::Facebook));
-        let (store, _writer) = store_of(&[&a, &c]);
+        let store = store_of(&[&a, &c]);
         let mut turns = Box::pin(slots.turns(rx, store));
         let held_a = Held::start(&slots, &a, true).await;
         Held::start(&slots, &gone, true).await.assert_queued().await;

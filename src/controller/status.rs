@@ -126,10 +126,7 @@ impl<'a> Reporter<'a> {
                 .patch_status(&self.ch.name_any(), &params, &Patch::Apply(&patch))
                 .await
             {
-                Ok(written) => {
-                    self.ctx.wrote(&written);
-                    return Ok(());
-                }
+                Ok(_) => return Ok(()),
                 Err(e) if attempt < 4 && is_retriable(&e) => {
                     attempt += 1;
                     debug!("status write failed ({e}); retrying");

@@ -239,7 +239,7 @@ pub(super) async fn release(
         // Nothing is left to undo: the channel id is free for the next claim.
         claims::delete(&ctx.leases(), ch, &holder).await?;
     }
-    ctx.forget(&kube::ResourceExt::uid(ch).unwrap_or_default());
+    ctx.forget(ch);
     Ok(Action::await_change())
 }
 

@@ -1,20 +1,17 @@
-//! The watches feeding the Controller, and what they trigger.
+//! The watches and timers that mark Channels due for a reconcile (`feed`).
 //!
-//! - One Channel watch: its reflector is the Controller's store. A re-list (after `410 Gone`, a
-//!   restart of the apiserver, a watch that fell behind) reconciles every Channel that changed
-//!   while the watch was down or that has no status for its generation — once the store holds the
-//!   re-listed objects, never before (a reconcile of an object missing from the store would be
-//!   dropped).
-//! - Secrets, metadata only, in `--secret-namespaces`: a change re-triggers the Channels owning
+//! - One Channel watch, applied to the index (`index`). A re-list (after `410 Gone`, a restart
+//!   of the apiserver, a watch that fell behind) makes due every Channel that changed while the
+//!   watch was down or that has no status for its generation — once the list is complete, never
+//!   before.
+//! - Secrets, metadata only, in `--secret-namespaces`: a change makes due the Channels owning
 //!   the Secret (the Facebook token) or naming it in `credentialsSecretRef`. The reconcile GETs
 //!   the data it needs.
-//! - A periodic sweep of the store re-triggers Channels that never got a status for their
+//! - A periodic sweep of the index makes due the Channels that never got a status for their
 //!   generation, whatever happened to their trigger.
 //!
-//! Every watch is tracked (`crate::runtime::tracked_watch`): it has its own short backoff and
-//! no watch error reaches the Controller, whose single trigger backoff would otherwise pause
-//! every watch when one fails. Errors and re-lists are logged at warn and counted
-//! (`channel_operator_watch_restarts_total`).
+//! Every watch is tracked (`crate::runtime::tracked_watch`): it has its own short backoff, and
+//! errors and re-lists are logged at warn and counted (`channel_operator_watch_restarts_total`).
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -22,66 +19,53 @@ use std::time::Duration;
 use futures::{Stream, StreamExt};
 use k8s_openapi::api::core::v1::Secret;
 use kube::core::PartialObjectMeta;
-use kube::runtime::reflector::{ObjectRef, Store};
 use kube::runtime::watcher::{self, watcher, Event};
 use kube::runtime::{predicates, PredicateConfig, WatchStreamExt};
 use kube::{Api, ResourceExt};
-use tracing::{debug, warn};
+use tracing::warn;
 
-use super::index::{ChannelStore, StoreWriter};
-use crate::channel_state::{points_at_channel, unreconciled};
+use super::feed::{ChannelStore, StoreWriter};
+use super::index;
+use crate::channel_state::points_at_channel;
 use crate::crd::Channel;
 use crate::metrics::{Metrics, CHANNELS};
 use crate::runtime::tracked_watch::{tracked, tracked_watch, WatchBackoff};
 
-/// The Channel watch, written into the store (`writer`), as the Channels to reconcile (see
-/// [`super::index::ChannelIndex::apply`]).
-pub(crate) fn channel_triggers(
+/// Runs the Channel watch: applies its events to the index (`writer`) and marks due the
+/// Channels they concern (see [`super::index::ChannelIndex::apply`]).
+pub(crate) async fn channel_triggers(
     api: Api<Channel>,
     mut writer: StoreWriter,
-    store: Store<Channel>,
+    store: ChannelStore,
     metrics: Arc<Metrics>,
-) -> impl Stream<Item = Channel> + Send + 'static {
+) {
     let events = watcher(api, watcher::Config::default().any_semantic())
         .backoff(WatchBackoff::default())
         .modify(Channel::strip_for_cache);
-    tracked(events, CHANNELS, metrics).flat_map(move |event| {
-        let due = writer.apply(&event);
-        let store = store.clone();
-        // Cloned one at a time as the Controller takes them (a first list triggers them all).
-        futures::stream::iter(
-            due.into_iter()
-                .filter_map(move |r| store.get(&r).map(|c| c.as_ref().clone())),
-        )
-    })
+    tracked(events, CHANNELS, metrics)
+        .for_each(|event| {
+            let due = writer.apply(&event);
+            store.mark_due(due.iter().map(|k| &**k));
+            std::future::ready(())
+        })
+        .await
 }
 
-/// Every `period`, the Channels in the store that never got a status for their generation.
-pub(crate) fn sweep(
-    store: Store<Channel>,
-    period: Duration,
-) -> impl Stream<Item = Channel> + Send + 'static {
+/// Every `period`, marks due the Channels of the index that never got a status for their
+/// generation (and are not due already).
+pub(crate) async fn sweep(store: ChannelStore, period: Duration) {
     let mut ticks = tokio::time::interval_at(tokio::time::Instant::now() + period, period);
     ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    futures::stream::unfold(ticks, |mut ticks| async move {
+    loop {
         ticks.tick().await;
-        Some(((), ticks))
-    })
-    .flat_map(move |()| {
-        let due: Vec<Channel> = store
-            .state()
-            .iter()
-            .filter(|c| unreconciled(c))
-            .map(|c| c.as_ref().clone())
-            .collect();
-        if !due.is_empty() {
+        let due = store.mark_due_where(|_, e| e.unreconciled);
+        if due > 0 {
             warn!(
-                channels = due.len(),
+                channels = due,
                 "sweep: Channels without a status for their generation; reconciling them"
             );
         }
-        futures::stream::iter(due)
-    })
+    }
 }
 
 /// Where the controller watches Secrets: every namespace, or these.
@@ -151,53 +135,33 @@ pub(crate) fn secret_changes(
         .predicate_filter(predicates::resource_version, PredicateConfig::default())
 }
 
-/// The Channels a Secret change concerns: its owner (the token Secret) and the Channels naming it
-/// in `credentialsSecretRef`.
-pub(crate) fn channels_of_secret(
-    store: &ChannelStore,
-    secret: &PartialObjectMeta<Secret>,
-) -> Vec<ObjectRef<Channel>> {
-    let ns = secret.namespace().unwrap_or_default();
-    let mut refs: Vec<ObjectRef<Channel>> = secret
-        .owner_references()
-        .iter()
-        .filter(|o| points_at_channel(o))
-        .map(|o| ObjectRef::new(&o.name).within(&ns))
-        .collect();
-    refs.extend(store.naming_secret(&ns, &secret.name_any()));
-    refs
-}
-
-/// How long a reconcile for an object not yet in the cache waits before it is tried again, and
-/// how often (then the object is gone: deleted before it was cached).
-const NOT_FOUND_RETRY: Duration = Duration::from_millis(200);
-const NOT_FOUND_ATTEMPTS: u32 = 50;
-
-/// Reconcile requests for objects not in the cache yet, re-issued once the cache holds them.
-pub(crate) fn requeue_missing(
-    rx: futures::channel::mpsc::UnboundedReceiver<(ObjectRef<Channel>, u32)>,
-    tx: futures::channel::mpsc::UnboundedSender<(ObjectRef<Channel>, u32)>,
-    store: Store<Channel>,
-) -> impl Stream<Item = Channel> + Send + 'static {
-    rx.map(move |(r, attempt)| {
-        let (store, tx) = (store.clone(), tx.clone());
-        async move {
-            tokio::time::sleep(NOT_FOUND_RETRY).await;
-            match store.get(&r) {
-                Some(ch) => Some(ch.as_ref().clone()),
-                None if attempt < NOT_FOUND_ATTEMPTS => {
-                    let _ = tx.unbounded_send((r, attempt + 1));
-                    None
-                }
-                None => {
-                    debug!(object = %r, "never appeared in the cache (deleted); not retrying");
-                    None
-                }
+/// Runs the Secret watches ([`secret_changes`]) and marks due the Channels each change concerns:
+/// the Secret's owner (the token Secret) and the Channels naming it in `credentialsSecretRef`.
+pub(crate) async fn secret_triggers(
+    secrets: impl Stream<Item = watcher::Result<PartialObjectMeta<Secret>>>,
+    store: ChannelStore,
+) {
+    secrets
+        .for_each(|secret| {
+            if let Ok(secret) = secret {
+                let ns = secret.namespace().unwrap_or_default();
+                let owners = secret
+                    .owner_references()
+                    .iter()
+                    .filter(|o| points_at_channel(o))
+                    .map(|o| index::key(&ns, &o.name))
+                    .collect::<Vec<_>>();
+                let naming = store.naming_secret(&ns, &secret.name_any());
+                store.mark_due(
+                    owners
+                        .iter()
+                        .map(String::as_str)
+                        .chain(naming.iter().map(|k| &**k)),
+                );
             }
-        }
-    })
-    .buffer_unordered(1024)
-    .filter_map(std::future::ready)
+            std::future::ready(())
+        })
+        .await
 }
 
 #[cfg(test)]

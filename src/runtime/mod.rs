@@ -1,7 +1,9 @@
 //! The plumbing the controller and the HTTP API both run on: one shutdown signal for the process
 //! ([`Shutdown`]), watches with their own backoff whose errors are logged and counted
-//! (`tracked_watch`), and tasks that end with their owner ([`AbortOnDrop`]).
+//! (`tracked_watch`), tasks that end with their owner ([`AbortOnDrop`]), and the allocator's
+//! configuration ([`malloc`]).
 
+pub mod malloc;
 mod shutdown;
 pub(crate) mod tracked_watch;
 
