@@ -86,6 +86,7 @@ fn channel_table_like_kubectl_get() {
             "Ready",
             "Reason",
             "Stalled",
+            "Credentials",
             "Channel ID",
             "Age",
             "Provider Name",
@@ -111,7 +112,9 @@ fn channel_table_like_kubectl_get() {
     let cells = &t["rows"][0]["cells"];
     assert_eq!(
         cells,
-        &json!(["c1", "google", "agent", null, true, "True", null, null, null, "5m", null, null])
+        &json!([
+            "c1", "google", "agent", null, true, "True", null, null, null, null, "5m", null, null
+        ])
     );
     assert_eq!(t["rows"][0]["object"]["kind"], "PartialObjectMetadata");
     assert_eq!(t["rows"][0]["object"]["metadata"]["name"], "c1");
