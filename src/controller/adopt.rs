@@ -18,7 +18,6 @@
 //! again; an adoption cut off between the two is completed on the word of what it wrote on the
 //! record's (`resumed`), still without a provider call.
 
-use kube::api::{DeleteParams, Preconditions};
 use kube::runtime::controller::Action;
 use kube::ResourceExt;
 use tracing::info;
@@ -205,19 +204,9 @@ async fn delete(
     ch: &Channel,
     stored: (Option<String>, Option<String>),
 ) -> Result<(), Error> {
-    let params = DeleteParams {
-        preconditions: Some(Preconditions {
-            uid: stored.0,
-            resource_version: stored.1,
-        }),
-        ..Default::default()
-    };
     let name = adoption::name(&ch.uid().unwrap_or_default());
-    match ctx.records().delete(&name, &params).await {
-        Ok(_) => Ok(()),
-        Err(kube::Error::Api(s)) if s.code == 404 => Ok(()),
-        Err(e) => Err(e.into()),
-    }
+    super::guarded::delete(&ctx.records(), &name, stored.0, stored.1).await?;
+    Ok(())
 }
 
 /// At the deletion of a Channel migrate marked: its adoption record, if one was never used.

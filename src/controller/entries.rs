@@ -15,7 +15,7 @@
 //! over when the undoing Channel no longer exists.
 
 use k8s_openapi::api::coordination::v1::{Lease, LeaseSpec};
-use kube::api::{DeleteParams, PostParams, Preconditions};
+use kube::api::PostParams;
 use kube::core::ObjectMeta;
 use kube::{Api, Client, ResourceExt};
 use serde::{Deserialize, Serialize};
@@ -379,16 +379,9 @@ pub async fn finish_undo(
         if Entry::of(&current).undoing.as_ref() != Some(&me) {
             return Ok(());
         }
-        let params = DeleteParams {
-            preconditions: Some(Preconditions {
-                uid: current.metadata.uid.clone(),
-                resource_version: current.metadata.resource_version.clone(),
-            }),
-            ..Default::default()
-        };
-        match api.delete(&key.entry_name(), &params).await {
-            Ok(_) => return Ok(()),
-            Err(kube::Error::Api(s)) if s.code == 404 => return Ok(()),
+        let (uid, version) = (current.metadata.uid, current.metadata.resource_version);
+        match super::guarded::delete(api, &key.entry_name(), uid, version).await {
+            Ok(()) => return Ok(()),
             Err(e) if conflict(&e) => continue,
             Err(e) => return Err(e),
         }

@@ -5,7 +5,7 @@
 //! and answers 409 Conflict when the object changed since. A patch, not an update: the
 //! operator's identities patch Secrets and Leases, they never update them.
 
-use kube::api::{Patch, PatchParams};
+use kube::api::{DeleteParams, Patch, PatchParams, Preconditions};
 use kube::{Api, Resource};
 use serde::de::DeserializeOwned;
 use serde::Serialize;
@@ -93,6 +93,31 @@ where
     };
     api.patch(name, &params, &Patch::Merge(&patch_of(&old, &new)))
         .await
+}
+
+/// Deletes `name` unless it changed since it was read with `uid` and `resource_version` (the API
+/// server's preconditions; `Err(409 Conflict)` then). One already gone is fine.
+pub async fn delete<K>(
+    api: &Api<K>,
+    name: &str,
+    uid: Option<String>,
+    resource_version: Option<String>,
+) -> Result<(), kube::Error>
+where
+    K: Resource + Clone + DeserializeOwned + std::fmt::Debug,
+{
+    let params = DeleteParams {
+        preconditions: Some(Preconditions {
+            uid,
+            resource_version,
+        }),
+        ..Default::default()
+    };
+    match api.delete(name, &params).await {
+        Ok(_) => Ok(()),
+        Err(kube::Error::Api(s)) if s.code == 404 => Ok(()),
+        Err(e) => Err(e),
+    }
 }
 
 #[cfg(test)]

@@ -24,7 +24,7 @@ use std::collections::BTreeMap;
 
 use k8s_openapi::api::core::v1::Secret;
 use k8s_openapi::ByteString;
-use kube::api::{DeleteParams, PostParams, Preconditions};
+use kube::api::PostParams;
 use kube::{Api, ResourceExt};
 
 use super::error::Error;
@@ -193,18 +193,9 @@ pub async fn delete(api: &Api<Secret>, ch: &Channel, record: &Record) -> Result<
     let Some(stored) = &record.stored else {
         return Ok(());
     };
-    let params = DeleteParams {
-        preconditions: Some(Preconditions {
-            uid: stored.metadata.uid.clone(),
-            resource_version: stored.metadata.resource_version.clone(),
-        }),
-        ..Default::default()
-    };
-    match api.delete(&name(ch), &params).await {
-        Ok(_) => Ok(()),
-        Err(kube::Error::Api(s)) if s.code == 404 => Ok(()),
-        Err(e) => Err(e.into()),
-    }
+    let (uid, version) = (&stored.metadata.uid, &stored.metadata.resource_version);
+    super::guarded::delete(api, &name(ch), uid.clone(), version.clone()).await?;
+    Ok(())
 }
 
 #[cfg(test)]
